@@ -1,0 +1,164 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Protocols a proxy connection can be sold as.
+const (
+	ProtocolOpenVPN = "openvpn"
+	ProtocolHTTP    = "http"
+	ProtocolSOCKS5  = "socks5"
+)
+
+// Connection is a proxy connection sold to a customer. Its password never leaves the store:
+// the struct carries neither the hash nor any legacy plaintext.
+type Connection struct {
+	ID                uuid.UUID  `json:"id"`
+	OperatorID        uuid.UUID  `json:"-"`
+	DeviceID          uuid.UUID  `json:"device_id"`
+	Name              string     `json:"name"`
+	Protocol          string     `json:"protocol"`
+	Username          string     `json:"username"`
+	BandwidthLimit    int64      `json:"bandwidth_limit"`
+	BandwidthUsed     int64      `json:"bandwidth_used"`
+	UsageEpoch        int64      `json:"usage_epoch"`
+	CutOff            bool       `json:"cut_off"`
+	CutOffAt          *time.Time `json:"cut_off_at"`
+	PasswordChangedAt time.Time  `json:"password_changed_at"`
+	CreatedAt         time.Time  `json:"created_at"`
+	UpdatedAt         time.Time  `json:"updated_at"`
+}
+
+// NewConnection is what CreateConnection needs.
+type NewConnection struct {
+	DeviceID       uuid.UUID
+	Name           string
+	Protocol       string
+	Username       string
+	PasswordHash   string
+	BandwidthLimit int64
+}
+
+// ConnectionPatch holds the fields an operator may change; nil leaves a field as it is.
+type ConnectionPatch struct {
+	Name           *string
+	BandwidthLimit *int64
+}
+
+const connectionColumns = `id, operator_id, device_id, name, protocol, username, bandwidth_limit, bandwidth_used,
+	usage_epoch, cut_off, cut_off_at, password_changed_at, created_at, updated_at`
+
+func scanConnection(row pgx.Row) (Connection, error) {
+	var c Connection
+	err := row.Scan(&c.ID, &c.OperatorID, &c.DeviceID, &c.Name, &c.Protocol, &c.Username, &c.BandwidthLimit,
+		&c.BandwidthUsed, &c.UsageEpoch, &c.CutOff, &c.CutOffAt, &c.PasswordChangedAt, &c.CreatedAt, &c.UpdatedAt)
+	return c, err
+}
+
+// CreateConnection inserts a connection on one of the operator's devices. A device that is
+// missing or another operator's is ErrNotFound; a username that is taken is ErrConflict.
+func (s *Store) CreateConnection(ctx context.Context, operatorID uuid.UUID, n NewConnection) (Connection, error) {
+	c, err := scanConnection(s.pool.QueryRow(ctx,
+		`INSERT INTO proxy_connections (id, operator_id, device_id, name, protocol, username, password_hash, bandwidth_limit)
+		 SELECT $1, d.operator_id, d.id, $4, $5, $6, $7, $8 FROM devices d WHERE d.id = $2 AND d.operator_id = $3
+		 RETURNING `+connectionColumns,
+		uuid.Must(uuid.NewV7()), n.DeviceID, operatorID, n.Name, n.Protocol, n.Username, n.PasswordHash, n.BandwidthLimit))
+	if isUniqueViolation(err) {
+		return Connection{}, fmt.Errorf("username %s: %w", n.Username, ErrConflict)
+	}
+	if err != nil {
+		return Connection{}, notFound(err)
+	}
+	return c, nil
+}
+
+// Connections lists an operator's connections in creation order, those of one device when
+// deviceID is not uuid.Nil.
+func (s *Store) Connections(ctx context.Context, operatorID, deviceID uuid.UUID, page Page) ([]Connection, error) {
+	rows, _ := s.pool.Query(ctx,
+		`SELECT `+connectionColumns+` FROM proxy_connections
+		 WHERE operator_id = $1 AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid OR device_id = $2) AND id > $3
+		 ORDER BY id LIMIT $4`,
+		operatorID, deviceID, page.After, page.Limit)
+	conns, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Connection, error) { return scanConnection(row) })
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	return conns, nil
+}
+
+// Connection returns one of the operator's connections.
+func (s *Store) Connection(ctx context.Context, operatorID, id uuid.UUID) (Connection, error) {
+	c, err := scanConnection(s.pool.QueryRow(ctx,
+		`SELECT `+connectionColumns+` FROM proxy_connections WHERE id = $1 AND operator_id = $2`, id, operatorID))
+	if err != nil {
+		return Connection{}, notFound(err)
+	}
+	return c, nil
+}
+
+// UpdateConnection applies a patch to one of the operator's connections.
+func (s *Store) UpdateConnection(ctx context.Context, operatorID, id uuid.UUID, p ConnectionPatch) (Connection, error) {
+	c, err := scanConnection(s.pool.QueryRow(ctx,
+		`UPDATE proxy_connections SET name = coalesce($3, name), bandwidth_limit = coalesce($4, bandwidth_limit), updated_at = now()
+		 WHERE id = $1 AND operator_id = $2 RETURNING `+connectionColumns,
+		id, operatorID, p.Name, p.BandwidthLimit))
+	if err != nil {
+		return Connection{}, notFound(err)
+	}
+	return c, nil
+}
+
+// DeleteConnection deletes one of the operator's connections.
+func (s *Store) DeleteConnection(ctx context.Context, operatorID, id uuid.UUID) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM proxy_connections WHERE id = $1 AND operator_id = $2`, id, operatorID)
+	if err != nil {
+		return fmt.Errorf("delete connection: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// SetConnectionPassword replaces a connection's password with a new bcrypt hash. Any legacy
+// plaintext is dropped with it, and the password version goes up so caches of the old
+// password can tell they are stale.
+func (s *Store) SetConnectionPassword(ctx context.Context, operatorID, id uuid.UUID, hash string) (Connection, error) {
+	c, err := scanConnection(s.pool.QueryRow(ctx,
+		`UPDATE proxy_connections SET password_hash = $3, password_plain = NULL, password_version = password_version + 1,
+		     password_changed_at = now(), updated_at = now()
+		 WHERE id = $1 AND operator_id = $2 RETURNING `+connectionColumns,
+		id, operatorID, hash))
+	if err != nil {
+		return Connection{}, notFound(err)
+	}
+	return c, nil
+}
+
+// ConnectionCredential is what the proxy auth path checks a login against.
+type ConnectionCredential struct {
+	ConnectionID    uuid.UUID
+	PasswordHash    string // empty for a legacy row not yet migrated
+	PasswordPlain   string // legacy plaintext, empty once migrated
+	PasswordVersion int
+}
+
+// ConnectionCredentialByUsername returns the stored credential of a username.
+func (s *Store) ConnectionCredentialByUsername(ctx context.Context, username string) (ConnectionCredential, error) {
+	var c ConnectionCredential
+	err := s.pool.QueryRow(ctx,
+		`SELECT id, coalesce(password_hash, ''), coalesce(password_plain, ''), password_version
+		 FROM proxy_connections WHERE username = $1`, username).
+		Scan(&c.ConnectionID, &c.PasswordHash, &c.PasswordPlain, &c.PasswordVersion)
+	if err != nil {
+		return ConnectionCredential{}, notFound(err)
+	}
+	return c, nil
+}

@@ -1,0 +1,68 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Principal is who an authenticated request acts for.
+type Principal struct {
+	OperatorID uuid.UUID
+	Email      string
+	// SessionID is set when the request authenticated with a dashboard session cookie.
+	SessionID uuid.UUID
+	// TokenID is set when it authenticated with a personal API token.
+	TokenID uuid.UUID
+}
+
+// CreateSession stores a session by the SHA-256 of its token.
+func (s *Store) CreateSession(ctx context.Context, operatorID uuid.UUID, tokenHash []byte, expiresAt time.Time, clientIP, userAgent string) (uuid.UUID, error) {
+	id := uuid.Must(uuid.NewV7())
+	_, err := s.pool.Exec(ctx,
+		`INSERT INTO sessions (id, operator_id, token_hash, expires_at, client_ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6)`,
+		id, operatorID, tokenHash, expiresAt, clientIP, truncate(userAgent, 512))
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("insert session: %w", err)
+	}
+	return id, nil
+}
+
+// SessionPrincipal returns who the unexpired session with this token hash belongs to.
+func (s *Store) SessionPrincipal(ctx context.Context, tokenHash []byte) (Principal, error) {
+	var p Principal
+	err := s.pool.QueryRow(ctx,
+		`SELECT s.id, o.id, o.email FROM sessions s JOIN operators o ON o.id = s.operator_id
+		 WHERE s.token_hash = $1 AND s.expires_at > now()`,
+		tokenHash).Scan(&p.SessionID, &p.OperatorID, &p.Email)
+	if err != nil {
+		return Principal{}, notFound(err)
+	}
+	return p, nil
+}
+
+// DeleteSession revokes a session.
+func (s *Store) DeleteSession(ctx context.Context, id uuid.UUID) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpiredSessions removes sessions past their expiry and returns how many.
+func (s *Store) DeleteExpiredSessions(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= now()`)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired sessions: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
