@@ -7,6 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -91,4 +95,28 @@ func NewToken(prefix string) (token string, hash []byte) {
 func HashToken(token string) []byte {
 	h := sha256.Sum256([]byte(token))
 	return h[:]
+}
+
+// Bounds of a password a person chooses. bcrypt reads at most 72 bytes, so longer ones are
+// refused rather than silently cut.
+const (
+	MinPasswordLength = 8
+	MaxPasswordBytes  = 72
+)
+
+// ErrWeakPassword is wrapped by Validate's errors.
+var ErrWeakPassword = errors.New("unacceptable password")
+
+// Validate checks a password a person chose: MinPasswordLength characters or more, at most
+// MaxPasswordBytes bytes, valid UTF-8, no control characters.
+func Validate(p string) error {
+	switch {
+	case utf8.RuneCountInString(p) < MinPasswordLength:
+		return fmt.Errorf("%w: must be at least %d characters", ErrWeakPassword, MinPasswordLength)
+	case len(p) > MaxPasswordBytes:
+		return fmt.Errorf("%w: must be at most %d bytes", ErrWeakPassword, MaxPasswordBytes)
+	case !utf8.ValidString(p) || strings.IndexFunc(p, unicode.IsControl) >= 0:
+		return fmt.Errorf("%w: must be valid UTF-8 without control characters", ErrWeakPassword)
+	}
+	return nil
 }

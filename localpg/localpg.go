@@ -47,6 +47,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return err
 	}
 	c.binDir = bin
+	if c.Dir, err = filepath.Abs(c.Dir); err != nil {
+		return err
+	}
 	if c.cred, err = serverCredential(); err != nil {
 		return err
 	}

@@ -1,0 +1,114 @@
+package api
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+)
+
+// SessionCookie is the name of the dashboard's session cookie.
+const SessionCookie = "cellgate_session"
+
+// CSRFHeader carries the CSRF token on every cookie-authenticated write.
+const CSRFHeader = "X-CSRF-Token"
+
+const (
+	principalKey = "cellgate.principal"
+	deviceKey    = "cellgate.device"
+	sessionKey   = "cellgate.session_token"
+)
+
+var (
+	errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "authentication required"}
+	errCSRF         = &Error{Status: http.StatusForbidden, Code: "csrf", Message: "missing or wrong " + CSRFHeader + " header"}
+)
+
+// csrfToken derives a session's CSRF token from the session token, so nothing more is stored
+// and the token can only be known to someone who can read the session's API responses.
+func csrfToken(sessionToken string) string {
+	m := hmac.New(sha256.New, []byte(sessionToken))
+	m.Write([]byte("cellgate csrf v1"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
+// authOperator authenticates an operator by API token (Authorization: Bearer) or by session
+// cookie; a cookie-authenticated write must also carry the session's CSRF token.
+func (s *Server) authOperator(c *gin.Context) {
+	ctx := c.Request.Context()
+	if token, ok := bearer(c.Request); ok {
+		if !strings.HasPrefix(token, credential.APITokenPrefix) {
+			s.writeError(c, errUnauthorized)
+			return
+		}
+		p, err := s.store.APITokenPrincipal(ctx, credential.HashToken(token))
+		if err != nil {
+			s.writeError(c, authError(err))
+			return
+		}
+		c.Set(principalKey, p)
+		c.Next()
+		return
+	}
+	cookie, err := c.Request.Cookie(SessionCookie)
+	if err != nil || !strings.HasPrefix(cookie.Value, credential.SessionPrefix) {
+		s.writeError(c, errUnauthorized)
+		return
+	}
+	p, err := s.store.SessionPrincipal(ctx, credential.HashToken(cookie.Value))
+	if err != nil {
+		s.writeError(c, authError(err))
+		return
+	}
+	if !safeMethod(c.Request.Method) {
+		got := c.GetHeader(CSRFHeader)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(csrfToken(cookie.Value))) != 1 {
+			s.writeError(c, errCSRF)
+			return
+		}
+	}
+	c.Set(principalKey, p)
+	c.Set(sessionKey, cookie.Value)
+	c.Next()
+}
+
+// authDevice authenticates a device by its device token.
+func (s *Server) authDevice(c *gin.Context) {
+	token, ok := bearer(c.Request)
+	if !ok || !strings.HasPrefix(token, credential.DevicePrefix) {
+		s.writeError(c, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "device token required"})
+		return
+	}
+	c.Set(deviceKey, credential.HashToken(token))
+	c.Next()
+}
+
+// authError turns a failed token look-up into 401, keeping real failures as they are.
+func authError(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errUnauthorized
+	}
+	return err
+}
+
+func principal(c *gin.Context) store.Principal {
+	return c.MustGet(principalKey).(store.Principal)
+}

@@ -1,0 +1,201 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+)
+
+// POST /api/v1/connections: a proxy connection on one of the operator's devices. The password
+// (given, or generated) is in this response only; the store keeps its bcrypt hash.
+func (s *Server) createConnection(c *gin.Context) error {
+	var req struct {
+		DeviceID       *string `json:"device_id"`
+		Name           *string `json:"name"`
+		Protocol       *string `json:"protocol"`
+		Username       *string `json:"username"`
+		Password       *string `json:"password"`
+		BandwidthLimit *int64  `json:"bandwidth_limit"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.DeviceID == nil {
+		return badRequest("device_id", "required", "device_id is required")
+	}
+	deviceID, err := uuid.Parse(*req.DeviceID)
+	if err != nil {
+		return badRequest("device_id", "invalid", "device_id must be a device id")
+	}
+	name, err := checkName("name", req.Name)
+	if err != nil {
+		return err
+	}
+	n := store.NewConnection{DeviceID: deviceID, Name: name}
+	if req.Protocol == nil {
+		return badRequest("protocol", "required", "protocol is required: openvpn, http or socks5")
+	}
+	switch *req.Protocol {
+	case store.ProtocolOpenVPN, store.ProtocolHTTP, store.ProtocolSOCKS5:
+		n.Protocol = *req.Protocol
+	default:
+		return badRequest("protocol", "invalid", "protocol must be openvpn, http or socks5")
+	}
+	if req.Username != nil {
+		if err := checkUsername(*req.Username); err != nil {
+			return err
+		}
+		n.Username = *req.Username
+	} else {
+		n.Username = "cg-" + credential.NewPassword()[:10]
+	}
+	password := credential.NewPassword()
+	if req.Password != nil {
+		if err := checkPassword("password", *req.Password); err != nil {
+			return err
+		}
+		password = *req.Password
+	}
+	if req.BandwidthLimit != nil {
+		if *req.BandwidthLimit < 0 {
+			return badRequest("bandwidth_limit", "out_of_range", "bandwidth_limit must be 0 (unlimited) or a number of bytes")
+		}
+		n.BandwidthLimit = *req.BandwidthLimit
+	}
+	if n.PasswordHash, err = credential.HashPassword(password); err != nil {
+		return err
+	}
+	conn, err := s.store.CreateConnection(c.Request.Context(), principal(c).OperatorID, n)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
+	case errors.Is(err, store.ErrConflict):
+		return &Error{Status: http.StatusConflict, Code: "username_taken", Message: "username is already taken", Field: "username"}
+	case err != nil:
+		return err
+	}
+	c.JSON(http.StatusCreated, gin.H{"connection": conn, "password": password})
+	return nil
+}
+
+// GET /api/v1/connections?device_id=&limit=&after=
+func (s *Server) listConnections(c *gin.Context) error {
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	var deviceID uuid.UUID
+	if v, ok := c.GetQuery("device_id"); ok {
+		if deviceID, err = uuid.Parse(v); err != nil {
+			return badRequest("device_id", "invalid", "device_id must be a device id")
+		}
+	}
+	conns, err := s.store.Connections(c.Request.Context(), principal(c).OperatorID, deviceID, p)
+	if err != nil {
+		return err
+	}
+	var next *uuid.UUID
+	if len(conns) > 0 {
+		next = nextAfter(p, len(conns), conns[len(conns)-1].ID)
+	} else {
+		conns = []store.Connection{}
+	}
+	c.JSON(http.StatusOK, gin.H{"connections": conns, "next_after": next})
+	return nil
+}
+
+// GET /api/v1/connections/{id}
+func (s *Server) getConnection(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	conn, err := s.store.Connection(c.Request.Context(), principal(c).OperatorID, id)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"connection": conn})
+	return nil
+}
+
+// PATCH /api/v1/connections/{id} {"name"?, "bandwidth_limit"?}
+func (s *Server) updateConnection(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name           *string `json:"name"`
+		BandwidthLimit *int64  `json:"bandwidth_limit"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	var patch store.ConnectionPatch
+	if req.Name == nil && req.BandwidthLimit == nil {
+		return badRequest("", "empty_patch", "send name and/or bandwidth_limit")
+	}
+	if req.Name != nil {
+		name, err := checkName("name", req.Name)
+		if err != nil {
+			return err
+		}
+		patch.Name = &name
+	}
+	if req.BandwidthLimit != nil {
+		if *req.BandwidthLimit < 0 {
+			return badRequest("bandwidth_limit", "out_of_range", "bandwidth_limit must be 0 (unlimited) or a number of bytes")
+		}
+		patch.BandwidthLimit = req.BandwidthLimit
+	}
+	conn, err := s.store.UpdateConnection(c.Request.Context(), principal(c).OperatorID, id, patch)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"connection": conn})
+	return nil
+}
+
+// DELETE /api/v1/connections/{id}
+func (s *Server) deleteConnection(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteConnection(c.Request.Context(), principal(c).OperatorID, id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// POST /api/v1/connections/{id}/regenerate-password: a new generated password, shown once;
+// the old one stops working at once.
+func (s *Server) regeneratePassword(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request.Context()
+	op := principal(c).OperatorID
+	// Check ownership before spending a bcrypt hash on the request.
+	if _, err := s.store.Connection(ctx, op, id); err != nil {
+		return err
+	}
+	password := credential.NewPassword()
+	hash, err := credential.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	conn, err := s.store.SetConnectionPassword(ctx, op, id, hash)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"password": password, "connection": conn})
+	return nil
+}

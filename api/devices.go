@@ -1,0 +1,211 @@
+package api
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+)
+
+// Page sizes of list endpoints.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 500
+)
+
+// page parses ?limit= and ?after= (the last id of the previous page).
+func page(c *gin.Context) (store.Page, error) {
+	p := store.Page{Limit: DefaultPageSize}
+	if v, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			return p, badRequest("limit", "invalid", "limit must be an integer from 1 to %d", MaxPageSize)
+		}
+		p.Limit = n
+	}
+	if v, ok := c.GetQuery("after"); ok {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			return p, badRequest("after", "invalid", "after must be an id from the previous page")
+		}
+		p.After = id
+	}
+	return p, nil
+}
+
+// nextAfter returns the cursor of the page after one of n rows whose last id is last, or nil.
+func nextAfter(p store.Page, n int, last uuid.UUID) *uuid.UUID {
+	if n < p.Limit {
+		return nil
+	}
+	return &last
+}
+
+// POST /api/v1/devices {"name"}: a device and its single-use enrollment token (shown once).
+func (s *Server) createDevice(c *gin.Context) error {
+	var req struct {
+		Name *string `json:"name"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	name, err := checkName("name", req.Name)
+	if err != nil {
+		return err
+	}
+	token, hash := credential.NewToken(credential.EnrollmentPrefix)
+	d, err := s.store.CreateDevice(c.Request.Context(), principal(c).OperatorID, name, hash)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusCreated, gin.H{"device": d, "enrollment_token": token})
+	return nil
+}
+
+// GET /api/v1/devices?limit=&after=
+func (s *Server) listDevices(c *gin.Context) error {
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	devices, err := s.store.Devices(c.Request.Context(), principal(c).OperatorID, p)
+	if err != nil {
+		return err
+	}
+	var next *uuid.UUID
+	if len(devices) > 0 {
+		next = nextAfter(p, len(devices), devices[len(devices)-1].ID)
+	} else {
+		devices = []store.Device{}
+	}
+	c.JSON(http.StatusOK, gin.H{"devices": devices, "next_after": next})
+	return nil
+}
+
+// GET /api/v1/devices/{id}
+func (s *Server) getDevice(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.store.Device(c.Request.Context(), principal(c).OperatorID, id)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"device": d})
+	return nil
+}
+
+// PATCH /api/v1/devices/{id} {"name"}
+func (s *Server) updateDevice(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name *string `json:"name"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	name, err := checkName("name", req.Name)
+	if err != nil {
+		return err
+	}
+	d, err := s.store.RenameDevice(c.Request.Context(), principal(c).OperatorID, id, name)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"device": d})
+	return nil
+}
+
+// DELETE /api/v1/devices/{id}: 409 while connections still use the device.
+func (s *Server) deleteDevice(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteDevice(c.Request.Context(), principal(c).OperatorID, id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// POST /api/v1/device/enroll {"enrollment_token"}: spend the enrollment token, get the device token.
+func (s *Server) enrollDevice(c *gin.Context) error {
+	var req struct {
+		EnrollmentToken *string `json:"enrollment_token"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.EnrollmentToken == nil || *req.EnrollmentToken == "" {
+		return badRequest("enrollment_token", "required", "enrollment_token is required")
+	}
+	token, hash := credential.NewToken(credential.DevicePrefix)
+	id, err := s.store.EnrollDevice(c.Request.Context(), credential.HashToken(*req.EnrollmentToken), hash)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return &Error{Status: http.StatusUnauthorized, Code: "invalid_enrollment_token",
+				Message: "enrollment token is unknown or already used", Field: "enrollment_token"}
+		}
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"device_id": id, "device_token": token})
+	return nil
+}
+
+// Telemetry bounds.
+const maxTelemetryString = 64
+
+// POST /api/v1/device/heartbeat (device token) with telemetry.
+func (s *Server) heartbeat(c *gin.Context) error {
+	var t store.Telemetry
+	if err := decode(c, &t); err != nil {
+		return err
+	}
+	if err := checkTelemetry(&t); err != nil {
+		return err
+	}
+	_, err := s.store.RecordHeartbeat(c.Request.Context(), c.MustGet(deviceKey).([]byte), t)
+	if err != nil {
+		return authError(err)
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+func checkTelemetry(t *store.Telemetry) error {
+	if t.Battery != nil && (*t.Battery < 0 || *t.Battery > 100) {
+		return badRequest("battery", "out_of_range", "battery must be a percentage from 0 to 100")
+	}
+	if t.SignalDBM != nil && (*t.SignalDBM < -200 || *t.SignalDBM > 0) {
+		return badRequest("signal_dbm", "out_of_range", "signal_dbm must be from -200 to 0")
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"carrier", t.Carrier}, {"network_type", t.NetworkType}, {"cellular_ip", t.CellularIP}, {"app_version", t.AppVersion}} {
+		if f.v == nil {
+			continue
+		}
+		if len(*f.v) > maxTelemetryString {
+			return badRequest(f.name, "too_long", "%s must be at most %d bytes", f.name, maxTelemetryString)
+		}
+		if hasControl(*f.v) {
+			return badRequest(f.name, "invalid", "%s must not contain control characters", f.name)
+		}
+	}
+	if t.CellularIP != nil && *t.CellularIP != "" && net.ParseIP(*t.CellularIP) == nil {
+		return badRequest("cellular_ip", "invalid", "cellular_ip must be an IP address")
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package api
+
+import "net/http"
+
+func (s *Server) routes() {
+	e := s.engine
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	v1 := e.Group("/api/v1")
+	v1.POST("/session", s.handle(s.login))
+
+	// The device API: enrollment with a single-use token, then the device token.
+	v1.POST("/device/enroll", s.handle(s.enrollDevice))
+	v1.POST("/device/heartbeat", s.authDevice, s.handle(s.heartbeat))
+
+	op := v1.Group("", s.authOperator)
+	op.DELETE("/session", s.handle(s.logout))
+	op.GET("/me", s.handle(s.me))
+
+	op.POST("/tokens", s.handle(s.createToken))
+	op.GET("/tokens", s.handle(s.listTokens))
+	op.DELETE("/tokens/:id", s.handle(s.deleteToken))
+
+	op.POST("/devices", s.handle(s.createDevice))
+	op.GET("/devices", s.handle(s.listDevices))
+	op.GET("/devices/:id", s.handle(s.getDevice))
+	op.PATCH("/devices/:id", s.handle(s.updateDevice))
+	op.DELETE("/devices/:id", s.handle(s.deleteDevice))
+
+	op.POST("/connections", s.handle(s.createConnection))
+	op.GET("/connections", s.handle(s.listConnections))
+	op.GET("/connections/:id", s.handle(s.getConnection))
+	op.PATCH("/connections/:id", s.handle(s.updateConnection))
+	op.DELETE("/connections/:id", s.handle(s.deleteConnection))
+	op.POST("/connections/:id/regenerate-password", s.handle(s.regeneratePassword))
+}
+
+// safeMethod reports whether a request method only reads (and so needs no CSRF token).
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}

@@ -1,0 +1,149 @@
+// Package api is cellgate's HTTP API: the operators' REST API under /api/v1, the device API
+// (enroll, heartbeat), and health endpoints. Handlers are thin: they validate input, call the
+// store (and, for later features, Temporal), and write JSON.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+
+	"github.com/cellgate/cellgate/store"
+)
+
+// Config is the API's configuration.
+type Config struct {
+	// Listen is the TCP address to serve on.
+	Listen string
+	// SessionTTL is how long a dashboard session lasts.
+	SessionTTL time.Duration
+	// SecureCookies marks the session cookie Secure (HTTPS only).
+	SecureCookies bool
+	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
+	// client IP (login rate limits). Empty: the TCP peer is the client.
+	TrustedProxies []string
+}
+
+// DefaultConfig returns the defaults the api subcommand starts from.
+func DefaultConfig() Config {
+	return Config{Listen: ":8080", SessionTTL: 7 * 24 * time.Hour}
+}
+
+// Server is the API. Create it with New.
+type Server struct {
+	cfg      Config
+	store    *store.Store
+	temporal client.Client
+	log      *slog.Logger
+	engine   *gin.Engine
+
+	loginByEmail *limiter
+	loginByIP    *limiter
+}
+
+// New builds the API on its dependencies.
+func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Server, error) {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{
+		cfg:      cfg,
+		store:    st,
+		temporal: tc,
+		log:      log,
+		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
+		loginByEmail: newLimiter(20*time.Second, 5),
+		loginByIP:    newLimiter(3*time.Second, 20),
+	}
+	e := gin.New()
+	e.ContextWithFallback = true
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	e.Use(s.recover, s.logRequests)
+	e.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": &Error{Code: "not_found", Message: "no such route"}})
+	})
+	e.HandleMethodNotAllowed = true
+	e.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": &Error{Code: "method_not_allowed", Message: "method not allowed"}})
+	})
+	s.engine = e
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler, for tests and for embedding.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Run serves on cfg.Listen until ctx ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+	}
+	s.log.Info("api listening", "addr", l.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }() // exits when Shutdown closes the listener
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("api shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.writeError(c, fmt.Errorf("panic: %v", r))
+		}
+	}()
+	c.Next()
+}
+
+// logRequests logs failed requests; successful ones only at debug level, since devices
+// heartbeat thousands of times a second.
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	status := c.Writer.Status()
+	level := slog.LevelDebug
+	switch {
+	case status >= 500:
+		level = slog.LevelError
+	case status >= 400:
+		level = slog.LevelInfo
+	}
+	s.log.Log(c.Request.Context(), level, "request", "method", c.Request.Method, "path", c.Request.URL.Path,
+		"status", status, "duration", time.Since(start), "client_ip", c.ClientIP())
+}

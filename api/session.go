@@ -1,0 +1,170 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+)
+
+// MaxEmailLength is the longest email address accepted (RFC 5321's path limit).
+const MaxEmailLength = 254
+
+type operatorJSON struct {
+	ID        uuid.UUID `json:"id"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// POST /api/v1/session {"email","password"}: log in, set the session cookie.
+func (s *Server) login(c *gin.Context) error {
+	var req struct {
+		Email    *string `json:"email"`
+		Password *string `json:"password"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Email == nil || strings.TrimSpace(*req.Email) == "":
+		return badRequest("email", "required", "email is required")
+	case len(*req.Email) > MaxEmailLength:
+		return badRequest("email", "too_long", "email must be at most %d characters", MaxEmailLength)
+	case hasControl(*req.Email):
+		return badRequest("email", "invalid", "email must not contain control characters")
+	case req.Password == nil || *req.Password == "":
+		return badRequest("password", "required", "password is required")
+	case len(*req.Password) > 1024:
+		return badRequest("password", "too_long", "password is too long")
+	}
+	email := strings.ToLower(strings.TrimSpace(*req.Email))
+	now := time.Now()
+	for _, l := range []struct {
+		lim *limiter
+		key string
+	}{{s.loginByIP, c.ClientIP()}, {s.loginByEmail, email}} {
+		if ok, wait := l.lim.allow(l.key, now); !ok {
+			c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; try again later"}
+		}
+	}
+	ctx := c.Request.Context()
+	op, err := s.store.OperatorByEmail(ctx, email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	// An unknown email costs the same bcrypt check as a wrong password.
+	if !credential.CheckPassword(op.PasswordHash, *req.Password) {
+		return &Error{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "wrong email or password"}
+	}
+	token, hash := credential.NewToken(credential.SessionPrefix)
+	expires := now.Add(s.cfg.SessionTTL)
+	if _, err := s.store.CreateSession(ctx, op.ID, hash, expires, c.ClientIP(), c.Request.UserAgent()); err != nil {
+		return err
+	}
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: SessionCookie, Value: token, Path: "/", Expires: expires,
+		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
+	})
+	c.JSON(http.StatusOK, gin.H{
+		"operator":   operatorJSON{ID: op.ID, Email: op.Email, CreatedAt: op.CreatedAt},
+		"csrf_token": csrfToken(token),
+		"expires_at": expires.UTC(),
+	})
+	return nil
+}
+
+// DELETE /api/v1/session: revoke the session server-side and clear the cookie.
+func (s *Server) logout(c *gin.Context) error {
+	p := principal(c)
+	if p.SessionID == uuid.Nil {
+		return badRequest("", "no_session", "this request is not authenticated by a session cookie; revoke API tokens with DELETE /api/v1/tokens/{id}")
+	}
+	if err := s.store.DeleteSession(c.Request.Context(), p.SessionID); err != nil {
+		return err
+	}
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
+	})
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// GET /api/v1/me: who is logged in, and the session's CSRF token.
+func (s *Server) me(c *gin.Context) error {
+	p := principal(c)
+	op, err := s.store.Operator(c.Request.Context(), p.OperatorID)
+	if err != nil {
+		return err
+	}
+	body := gin.H{"operator": operatorJSON{ID: op.ID, Email: op.Email, CreatedAt: op.CreatedAt}}
+	if token := c.GetString(sessionKey); token != "" {
+		body["csrf_token"] = csrfToken(token)
+	}
+	c.JSON(http.StatusOK, body)
+	return nil
+}
+
+// POST /api/v1/tokens {"name"}: a personal API token, shown once.
+func (s *Server) createToken(c *gin.Context) error {
+	var req struct {
+		Name *string `json:"name"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	name, err := checkName("name", req.Name)
+	if err != nil {
+		return err
+	}
+	token, hash := credential.NewToken(credential.APITokenPrefix)
+	t, err := s.store.CreateAPIToken(c.Request.Context(), principal(c).OperatorID, name, hash)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusCreated, gin.H{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "token": token})
+	return nil
+}
+
+// GET /api/v1/tokens: the operator's tokens, without the tokens themselves.
+func (s *Server) listTokens(c *gin.Context) error {
+	tokens, err := s.store.APITokens(c.Request.Context(), principal(c).OperatorID)
+	if err != nil {
+		return err
+	}
+	if tokens == nil {
+		tokens = []store.APIToken{}
+	}
+	c.JSON(http.StatusOK, gin.H{"tokens": tokens})
+	return nil
+}
+
+// DELETE /api/v1/tokens/{id}: revoke a token.
+func (s *Server) deleteToken(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteAPIToken(c.Request.Context(), principal(c).OperatorID, id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// pathID parses the :id path parameter; an id that is not a UUID cannot exist: 404.
+func pathID(c *gin.Context) (uuid.UUID, error) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return uuid.Nil, errNotFound
+	}
+	return id, nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/store"
+)
+
+type apiConfig struct {
+	common
+	api            api.Config
+	trustedProxies string
+}
+
+func (c *apiConfig) register(f *flags) {
+	c.common.register(f, true)
+	def := api.DefaultConfig()
+	f.string(&c.api.Listen, "listen", "CELLGATE_API_LISTEN", def.Listen, "address the API serves on")
+	f.duration(&c.api.SessionTTL, "session-ttl", "CELLGATE_SESSION_TTL", def.SessionTTL, "how long a dashboard login lasts")
+	f.bool(&c.api.SecureCookies, "secure-cookies", "CELLGATE_SECURE_COOKIES", false, "mark the session cookie Secure (set it when the API is served over HTTPS)")
+	f.string(&c.trustedProxies, "trusted-proxies", "CELLGATE_TRUSTED_PROXIES", "", "comma-separated proxy IPs/CIDRs whose X-Forwarded-For names the client (empty: none)")
+}
+
+func (c *apiConfig) check() error {
+	if err := c.common.check(); err != nil {
+		return err
+	}
+	for _, p := range strings.Split(c.trustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.api.TrustedProxies = append(c.api.TrustedProxies, p)
+		}
+	}
+	if c.api.SessionTTL <= 0 {
+		return fmt.Errorf("session TTL must be positive, got %v", c.api.SessionTTL)
+	}
+	return nil
+}
+
+func runAPI(ctx context.Context, args []string) error {
+	var cfg apiConfig
+	f := newFlags("api", "Serves the operators' REST API (/api/v1), the device API and /healthz, /readyz.")
+	cfg.register(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	log, err := cfg.logger()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// Lazy: the API starts (and /readyz tells) while Temporal is still coming up.
+	tc, err := client.NewLazyClient(cfg.temporalOptions(log))
+	if err != nil {
+		return fmt.Errorf("temporal client: %w", err)
+	}
+	defer tc.Close()
+	srv, err := api.New(cfg.api, st, tc, log)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// openStore connects to Postgres and refuses a schema that is behind this binary.
+func openStore(ctx context.Context, url string) (*store.Store, error) {
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.CheckSchema(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+)
+
+// flags is a subcommand's flag set whose defaults come from environment variables, so every
+// setting can be given either way; -h lists each flag with its variable.
+type flags struct {
+	*flag.FlagSet
+	envErrs []error // environment values that did not parse
+}
+
+func newFlags(name, summary string) *flags {
+	fs := flag.NewFlagSet("cellgate "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: cellgate %s [flags]\n\n%s\n\nFlags (each also read from the environment variable named):\n", name, summary)
+		fs.PrintDefaults()
+	}
+	return &flags{FlagSet: fs}
+}
+
+func (f *flags) string(p *string, name, env, def, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		def = v
+	}
+	f.StringVar(p, name, def, usage+" [$"+env+"]")
+}
+
+func (f *flags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("$%s=%q is not a Go duration such as 90s or 2m", env, v))
+		} else {
+			def = d
+		}
+	}
+	f.DurationVar(p, name, def, usage+" [$"+env+"]")
+}
+
+func (f *flags) bool(p *bool, name, env string, def bool, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("$%s=%q is not true or false", env, v))
+		} else {
+			def = b
+		}
+	}
+	f.BoolVar(p, name, def, usage+" [$"+env+"]")
+}
+
+// parse parses args and reports environment values that did not parse. -h is errHelp.
+func (f *flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see cellgate %s -h", f.Arg(0), strings.TrimPrefix(f.Name(), "cellgate "))
+	}
+	return errors.Join(f.envErrs...)
+}
+
+// common is the configuration every server subcommand shares.
+type common struct {
+	databaseURL       string
+	temporalAddress   string
+	temporalNamespace string
+	logLevel          string
+	logFormat         string
+}
+
+func (c *common) register(f *flags, temporal bool) {
+	f.string(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres URL, e.g. postgres://cellgate:secret@db:5432/cellgate (required)")
+	if temporal {
+		f.string(&c.temporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
+		f.string(&c.temporalNamespace, "temporal-namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace")
+	}
+	f.string(&c.logLevel, "log-level", "CELLGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	f.string(&c.logFormat, "log-format", "CELLGATE_LOG_FORMAT", "text", "log format: text or json")
+}
+
+func (c *common) check() error {
+	if c.databaseURL == "" {
+		return errors.New("DATABASE_URL (or -database-url) is required")
+	}
+	return nil
+}
+
+// logger builds the process logger on stderr.
+func (c *common) logger() (*slog.Logger, error) {
+	return newLogger(os.Stderr, c.logLevel, c.logFormat)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+}
+
+// temporalOptions are the client options for the configured Temporal namespace. Temporal's
+// own client chatter goes to the log at warn level and above.
+func (c *common) temporalOptions(log *slog.Logger) client.Options {
+	return client.Options{
+		HostPort:  c.temporalAddress,
+		Namespace: c.temporalNamespace,
+		Logger:    tlog.NewStructuredLogger(slog.New(warnOnly{log.Handler()})),
+	}
+}
+
+// warnOnly passes on records at warn level and above.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+// requiredEnv lists, per subcommand, the environment variables a container deployment must
+// set: those without a default that works outside one machine. The compose file test checks
+// temporal-compose.yml against it.
+func requiredEnv(subcommand string) []string {
+	switch subcommand {
+	case "api", "worker":
+		return []string{"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"}
+	case "migrate":
+		return []string{"DATABASE_URL"}
+	}
+	return nil
+}
+
+func (h warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnOnly{h.Handler.WithAttrs(attrs)}
+}
+
+func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }

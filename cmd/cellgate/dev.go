@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/localpg"
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/worker"
+	"github.com/cellgate/cellgate/workflows"
+)
+
+type devConfig struct {
+	apiConfig
+	dataDir        string
+	temporalBin    string
+	pgPort         int
+	temporalPort   int
+	temporalUIPort int
+	operatorEmail  string
+}
+
+// DevOperatorEmail is the first operator `cellgate dev` creates.
+const DevOperatorEmail = "admin@cellgate.local"
+
+func runDev(ctx context.Context, args []string) error {
+	var cfg devConfig
+	f := newFlags("dev", `Starts everything for a laptop and prints its URLs and login:
+  - a private Postgres cluster in <data-dir>/pg on 127.0.0.1 (unless DATABASE_URL is set),
+  - the Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS is set),
+  - the migrations, then the api and the worker in this process,
+  - a first operator on the first run.
+Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a second run reuses the data.`)
+	cfg.apiConfig.register(f)
+	f.Lookup("listen").DefValue = "127.0.0.1:8080"
+	if os.Getenv("CELLGATE_API_LISTEN") == "" {
+		f.Set("listen", "127.0.0.1:8080")
+	}
+	f.string(&cfg.dataDir, "data-dir", "CELLGATE_DATA_DIR", ".data", "directory for Postgres, Temporal's database, logs and dev.env")
+	f.string(&cfg.temporalBin, "temporal-bin", "CELLGATE_TEMPORAL_BIN", "bin/temporal", "the Temporal CLI that runs the dev server")
+	f.IntVar(&cfg.pgPort, "pg-port", 55432, "port of the private Postgres cluster")
+	f.IntVar(&cfg.temporalPort, "temporal-port", 7233, "port of the Temporal dev server's frontend")
+	f.IntVar(&cfg.temporalUIPort, "temporal-ui-port", 8233, "port of the Temporal Web UI")
+	f.StringVar(&cfg.operatorEmail, "operator-email", DevOperatorEmail, "email of the operator created on the first run")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := cfg.logger()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+		return err
+	}
+	env := readEnvFile(filepath.Join(cfg.dataDir, "dev.env"))
+
+	// Postgres.
+	if cfg.databaseURL == "" {
+		pg := &localpg.Cluster{Dir: filepath.Join(cfg.dataDir, "pg"), Port: cfg.pgPort, Durable: true}
+		log.Info("starting postgres", "dir", pg.Dir, "port", pg.Port)
+		if err := pg.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if err := pg.Stop(); err != nil {
+				log.Error("stop postgres", "err", err)
+			}
+		}()
+		if cfg.databaseURL, err = pg.EnsureDatabase(ctx, "cellgate"); err != nil {
+			return err
+		}
+	}
+
+	// Temporal.
+	uiURL := os.Getenv("TEMPORAL_UI_URL")
+	if os.Getenv("TEMPORAL_ADDRESS") == "" {
+		cfg.temporalAddress = fmt.Sprintf("127.0.0.1:%d", cfg.temporalPort)
+		uiURL = fmt.Sprintf("http://127.0.0.1:%d", cfg.temporalUIPort)
+		stopTemporal, err := startTemporalDevServer(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer stopTemporal()
+	}
+	tc, err := dialTemporal(ctx, cfg.temporalOptions(log), time.Minute)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	// Schema and the first operator.
+	st, err := store.Open(ctx, cfg.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	email, password, err := devOperator(ctx, st, cfg.operatorEmail, env)
+	if err != nil {
+		return err
+	}
+
+	// api + worker.
+	if err := cfg.apiConfig.check(); err != nil {
+		return err
+	}
+	srv, err := api.New(cfg.api, st, tc, log)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.api.Listen)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	apiURL := "http://" + displayAddr(l.Addr().String())
+	vars := map[string]string{
+		"CELLGATE_API_URL":           apiURL,
+		"TEMPORAL_UI_URL":            uiURL,
+		"CELLGATE_OPERATOR_EMAIL":    email,
+		"CELLGATE_OPERATOR_PASSWORD": password,
+		"DATABASE_URL":               cfg.databaseURL,
+		"TEMPORAL_ADDRESS":           cfg.temporalAddress,
+	}
+	if err := writeEnvFile(filepath.Join(cfg.dataDir, "dev.env"), vars); err != nil {
+		return err
+	}
+	fmt.Printf(`
+cellgate dev is running. Ctrl-C stops it.
+
+  API              %s
+  Temporal Web UI  %s
+  Temporal         %s
+  Postgres         %s
+  Operator login   %s / %s
+
+Written to %s (source it: set -a; . %s; set +a)
+
+`, apiURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password),
+		filepath.Join(cfg.dataDir, "dev.env"), filepath.Join(cfg.dataDir, "dev.env"))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, l) })
+	g.Go(func() error { return worker.Run(gctx, worker.Config{}, tc, st, log) })
+	err = g.Wait()
+	log.Info("stopping")
+	return err
+}
+
+// devOperator returns the dev login: the operator of dev.env when it still exists, else a new
+// one when the database has none yet. Its password is known only from dev.env; when the
+// database already has operators created elsewhere the password is empty.
+func devOperator(ctx context.Context, st *store.Store, email string, env map[string]string) (string, string, error) {
+	if e, p := env["CELLGATE_OPERATOR_EMAIL"], env["CELLGATE_OPERATOR_PASSWORD"]; e != "" && p != "" {
+		_, err := st.OperatorByEmail(ctx, e)
+		if err == nil {
+			return e, p, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", "", err
+		}
+		// dev.env outlived its database: create the operator again with the same login.
+		if _, _, err := createOperator(ctx, st, e, p); err != nil {
+			return "", "", err
+		}
+		return e, p, nil
+	}
+	n, err := st.CountOperators(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if n > 0 {
+		return email, "", nil
+	}
+	_, password, err := createOperator(ctx, st, email, "")
+	return email, password, err
+}
+
+// startTemporalDevServer runs `temporal server start-dev` with its SQLite database in the data
+// dir, and returns the function that stops it.
+func startTemporalDevServer(ctx context.Context, cfg devConfig, log *slog.Logger) (stop func(), err error) {
+	if _, err := os.Stat(cfg.temporalBin); err != nil {
+		return nil, fmt.Errorf("%s not found: build it with `make bin/temporal` (go install github.com/temporalio/cli/cmd/temporal@v1.5.1) or set TEMPORAL_ADDRESS", cfg.temporalBin)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.temporalPort), time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("port %d is taken (another Temporal server?): stop it, or set TEMPORAL_ADDRESS to use it", cfg.temporalPort)
+	}
+	logFile, err := os.OpenFile(filepath.Join(cfg.dataDir, "temporal.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"server", "start-dev",
+		"--ip", "127.0.0.1", "--port", strconv.Itoa(cfg.temporalPort), "--ui-port", strconv.Itoa(cfg.temporalUIPort),
+		"--namespace", cfg.temporalNamespace,
+		"--db-filename", filepath.Join(cfg.dataDir, "temporal.db"),
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+		"--log-level", "warn"}
+	args = append(args, workflows.DevServerArgs()...)
+	cmd := exec.Command(cfg.temporalBin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: Ctrl-C reaches cellgate, which stops the server in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log.Info("starting temporal dev server", "port", cfg.temporalPort, "ui_port", cfg.temporalUIPort, "log", logFile.Name())
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", cfg.temporalBin, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logFile.Close(); close(done) }() // exits with the server
+	return func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}, nil
+}
+
+// dialTemporal connects, retrying while the server starts, for at most wait.
+func dialTemporal(ctx context.Context, opts client.Options, wait time.Duration) (client.Client, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// readEnvFile reads KEY=VALUE lines; a missing file is an empty map.
+func readEnvFile(path string) map[string]string {
+	env := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return env
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok && !strings.HasPrefix(k, "#") {
+			env[k] = unquote(v)
+		}
+	}
+	return env
+}
+
+// writeEnvFile writes vars as shell-sourceable KEY='VALUE' lines, readable by the owner only
+// (it holds the operator's password).
+func writeEnvFile(path string, vars map[string]string) error {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# Written by `cellgate dev`. Source it: set -a; . " + path + "; set +a\n")
+	for _, k := range keys {
+		b.WriteString(k + "=" + shellQuote(vars[k]) + "\n")
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func unquote(s string) string {
+	if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		return strings.ReplaceAll(s[1:len(s)-1], `'\''`, "'")
+	}
+	return s
+}
+
+// displayAddr turns a listen address into one a browser can open.
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(unknown: not created by cellgate dev)"
+	}
+	return s
+}

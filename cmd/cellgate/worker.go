@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/cellgate/cellgate/worker"
+)
+
+type workerConfig struct {
+	common
+	worker worker.Config
+}
+
+func (c *workerConfig) register(f *flags) {
+	c.common.register(f, true)
+	f.string(&c.worker.HealthListen, "health-listen", "CELLGATE_WORKER_LISTEN", ":8081", "address of the worker's /healthz (empty: none)")
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	var cfg workerConfig
+	f := newFlags("worker", "Runs the Temporal worker on task queue \"cellgate\" and serves /healthz.")
+	cfg.register(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	log, err := cfg.logger()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tc, err := client.DialContext(ctx, cfg.temporalOptions(log))
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", cfg.temporalAddress, cfg.temporalNamespace, err)
+	}
+	defer tc.Close()
+	return worker.Run(ctx, cfg.worker, tc, st, log)
+}

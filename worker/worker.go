@@ -1,0 +1,69 @@
+// Package worker runs cellgate's Temporal worker: it registers the workflows and activities on
+// task queue "cellgate" and serves a health endpoint.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/workflows"
+)
+
+// Config is the worker's configuration.
+type Config struct {
+	// HealthListen is the address of the /healthz endpoint; empty serves none (as inside
+	// `cellgate dev`, where the API's /healthz covers the process).
+	HealthListen string
+}
+
+// Run polls task queue "cellgate" until ctx ends, then stops gracefully: running activities
+// get the worker's stop timeout to finish.
+func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log *slog.Logger) error {
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{WorkerStopTimeout: 10 * time.Second})
+	// Workflows and their activities (which hold st) are registered here as they are built;
+	// until then the worker polls an empty task queue.
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start temporal worker: %w", err)
+	}
+	defer w.Stop()
+	log.Info("worker polling", "task_queue", workflows.TaskQueue)
+
+	if cfg.HealthListen == "" {
+		<-ctx.Done()
+		return nil
+	}
+	l, err := net.Listen("tcp", cfg.HealthListen)
+	if err != nil {
+		return fmt.Errorf("worker health listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}`))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }() // exits when Shutdown closes the listener
+	log.Info("worker health listening", "addr", l.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("worker health serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
