@@ -67,10 +67,17 @@ func (s *Server) createConnection(c *gin.Context) error {
 		}
 		n.BandwidthLimit = *req.BandwidthLimit
 	}
+	ctx, op := c.Request.Context(), principal(c).OperatorID
+	// Check the device before spending a bcrypt hash on the request.
+	if _, err := s.store.Device(ctx, op, deviceID); errors.Is(err, store.ErrNotFound) {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
+	} else if err != nil {
+		return err
+	}
 	if n.PasswordHash, err = credential.HashPassword(password); err != nil {
 		return err
 	}
-	conn, err := s.store.CreateConnection(c.Request.Context(), principal(c).OperatorID, n)
+	conn, err := s.store.CreateConnection(ctx, op, n)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}

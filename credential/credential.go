@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -51,20 +52,21 @@ func HashPassword(password string) (string, error) {
 }
 
 // dummyHash is checked against when there is no real hash, so a missing user costs the same
-// bcrypt time as a wrong password.
-var dummyHash = func() []byte {
+// bcrypt time as a wrong password. It is made on first use: every cellgate command would
+// otherwise pay for a bcrypt hash at start-up.
+var dummyHash = sync.OnceValue(func() []byte {
 	h, err := bcrypt.GenerateFromPassword([]byte("cellgate-dummy-password"), BcryptCost)
 	if err != nil {
 		panic(err)
 	}
 	return h
-}()
+})
 
 // CheckPassword reports whether password matches the bcrypt hash. An empty hash is checked
 // against a dummy so the caller's timing does not reveal that the account is missing.
 func CheckPassword(hash, password string) bool {
 	if hash == "" {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return false
 	}
 	err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))

@@ -53,7 +53,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if c.cred, err = serverCredential(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+	// Parents the server's user can enter; the data directory itself private, as initdb wants.
+	if err := os.MkdirAll(filepath.Dir(c.Dir), 0o755); err != nil {
+		return fmt.Errorf("create postgres data dir: %w", err)
+	}
+	if err := os.Mkdir(c.Dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create postgres data dir: %w", err)
 	}
 	if err := c.chown(c.Dir); err != nil {

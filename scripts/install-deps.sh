@@ -15,6 +15,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bi
 fi
 need psql postgresql-client
 need ip iproute2
+need jq jq         # the README walkthrough
+need curl curl
 
 if ((${#missing[@]} == 0)); then
 	exit 0

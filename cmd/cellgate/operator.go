@@ -14,6 +14,10 @@ import (
 )
 
 func runOperator(ctx context.Context, args []string) error {
+	// create is the only operator command: `cellgate operator -h` shows its help.
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		args = append([]string{"create"}, args...)
+	}
 	if len(args) == 0 || args[0] != "create" {
 		return errors.New("usage: cellgate operator create --email E [--password-stdin]")
 	}

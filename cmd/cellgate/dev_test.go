@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cellgate/cellgate/testenv"
+)
+
+// devRun is one `cellgate dev` and what it printed.
+type devRun struct {
+	p               *process
+	pgAddr          string
+	temporalAddr    string
+	apiURL, uiURL   string
+	email, password string
+}
+
+var (
+	devAPILine   = regexp.MustCompile(`(?m)^  API\s+(\S+)$`)
+	devUILine    = regexp.MustCompile(`(?m)^  Temporal Web UI\s+(\S+)$`)
+	devLoginLine = regexp.MustCompile(`(?m)^  Operator login\s+(\S+) / (\S+)$`)
+)
+
+// startDev runs `cellgate dev` on dataDir with free ports and waits until it prints its URLs.
+func startDev(t *testing.T, dataDir string) *devRun {
+	t.Helper()
+	temporalBin, err := testenv.TemporalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgPort, temporalPort, uiPort, apiPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	d := &devRun{
+		pgAddr:       fmt.Sprintf("127.0.0.1:%d", pgPort),
+		temporalAddr: fmt.Sprintf("127.0.0.1:%d", temporalPort),
+	}
+	d.p = startCellgate(t, []string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort)}, "", "dev",
+		"-data-dir", dataDir, "-temporal-bin", temporalBin, "-pg-port", strconv.Itoa(pgPort),
+		"-temporal-port", strconv.Itoa(temporalPort), "-temporal-ui-port", strconv.Itoa(uiPort))
+
+	deadline := time.Now().Add(startTimeout)
+	for !strings.Contains(d.p.stdout.String(), "Written to") {
+		if d.p.exited() {
+			t.Fatalf("%s exited with %d before printing its URLs\n%s", d.p.name, d.p.code, d.p.output())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s printed no URLs within %v\n%s", d.p.name, startTimeout, d.p.output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := d.p.stdout.String()
+	api, ui, login := devAPILine.FindStringSubmatch(out), devUILine.FindStringSubmatch(out), devLoginLine.FindStringSubmatch(out)
+	if api == nil || ui == nil || login == nil {
+		t.Fatalf("%s: stdout lacks the API, Temporal Web UI or Operator login line\n%s", d.p.name, d.p.output())
+	}
+	d.apiURL, d.uiURL, d.email, d.password = api[1], ui[1], login[1], login[2]
+	if want := fmt.Sprintf("http://127.0.0.1:%d", apiPort); d.apiURL != want {
+		t.Errorf("%s printed API %s, want %s", d.p.name, d.apiURL, want)
+	}
+	if want := fmt.Sprintf("http://127.0.0.1:%d", uiPort); d.uiURL != want {
+		t.Errorf("%s printed Temporal Web UI %s, want %s", d.p.name, d.uiURL, want)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "pg", "postmaster.pid")); err != nil {
+		t.Errorf("%s runs, but its postgres does not: %v", d.p.name, err)
+	}
+	return d
+}
+
+// stop sends SIGINT (Ctrl-C) and checks that cellgate exits 0 and leaves nothing running.
+func (d *devRun) stop(t *testing.T, dataDir string) {
+	t.Helper()
+	if code := d.p.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("%s after SIGINT = exit %d, want 0\n%s", d.p.name, code, d.p.output())
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "pg", "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after %s stopped, pg/postmaster.pid: %v, want it gone", d.p.name, err)
+	}
+	for _, addr := range []string{d.pgAddr, d.temporalAddr, strings.TrimPrefix(d.uiURL, "http://"), strings.TrimPrefix(d.apiURL, "http://")} {
+		if listening(addr) {
+			t.Errorf("after %s stopped, %s still accepts connections", d.p.name, addr)
+		}
+	}
+	// A process that is exiting may show for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pids := processesMentioning(dataDir)
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after %s stopped, processes %v still run on its data dir", d.p.name, pids)
+			break
+		}
+	}
+}
+
+// devDataDir returns a new data dir under os.TempDir that the postgres user can enter. When the
+// test ends it stops whatever still runs there and removes it.
+func devDataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cellgate-dev-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		postmaster := -1
+		if pid, err := os.ReadFile(filepath.Join(dir, "pg", "postmaster.pid")); err == nil {
+			postmaster, _ = strconv.Atoi(strings.SplitN(string(pid), "\n", 2)[0])
+		}
+		for _, pid := range processesMentioning(dir) {
+			sig := syscall.SIGTERM
+			if pid == postmaster {
+				sig = syscall.SIGQUIT // what pg_ctl stop -m immediate sends
+			}
+			syscall.Kill(pid, sig)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			pids := processesMentioning(dir)
+			if len(pids) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				for _, pid := range pids {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+				break
+			}
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// processesMentioning returns the ids of the live processes whose command line mentions dir: the
+// postmaster (-D) and the Temporal dev server (--db-filename) of a dev data dir. (A zombie's
+// command line is empty.)
+func processesMentioning(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(dir)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// sourceEnvFile sources path in bash with set -a, as dev.env's header says, and returns the
+// values of vars.
+func sourceEnvFile(t *testing.T, path string, vars []string) map[string]string {
+	t.Helper()
+	script := `set -euo pipefail; set -a; . "$1"; set +a; shift; for v in "$@"; do printf '%s=%s\n' "$v" "${!v-}"; done`
+	cmd := exec.Command("bash", append([]string{"-c", script, "bash", path}, vars...)...)
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash -c '. %s': %v\n%s", path, err, out)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		got[k] = v
+	}
+	return got
+}
+
+// countOperators returns how many operators the database at url holds.
+func countOperators(t *testing.T, url string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM operators").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestDev(t *testing.T) {
+	t.Parallel()
+	dataDir := devDataDir(t)
+
+	first := startDev(t, dataDir)
+	envFile := filepath.Join(dataDir, "dev.env")
+	env := sourceEnvFile(t, envFile, []string{"CELLGATE_API_URL", "TEMPORAL_UI_URL", "CELLGATE_OPERATOR_EMAIL",
+		"CELLGATE_OPERATOR_PASSWORD", "DATABASE_URL", "TEMPORAL_ADDRESS"})
+	for k, want := range map[string]string{
+		"CELLGATE_API_URL":           first.apiURL,
+		"TEMPORAL_UI_URL":            first.uiURL,
+		"CELLGATE_OPERATOR_EMAIL":    first.email,
+		"CELLGATE_OPERATOR_PASSWORD": first.password,
+		"TEMPORAL_ADDRESS":           first.temporalAddr,
+	} {
+		if env[k] != want {
+			t.Errorf("%s sourced: %s=%q, want %q (printed)", envFile, k, env[k], want)
+		}
+	}
+	if !strings.Contains(env["DATABASE_URL"], first.pgAddr) {
+		t.Errorf("%s sourced: DATABASE_URL=%q, want the private cluster on %s", envFile, env["DATABASE_URL"], first.pgAddr)
+	}
+	if fi, err := os.Stat(envFile); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600 (it holds a password)", envFile, fi.Mode().Perm())
+	}
+	if n := countOperators(t, env["DATABASE_URL"]); n != 1 {
+		t.Errorf("operators in the dev database: %d, want 1", n)
+	}
+
+	waitHTTP(t, first.p, first.apiURL+"/healthz")
+	status, operatorID := login(t, first.apiURL, first.email, first.password)
+	if status != http.StatusOK {
+		t.Fatalf("login with the printed operator login %s = %d, want 200", first.email, status)
+	}
+	var ready struct{ Ready bool }
+	getJSON(t, first.p, first.apiURL+"/readyz", &ready)
+	if !ready.Ready {
+		t.Errorf("GET %s/readyz: not ready", first.apiURL)
+	}
+	waitHTTP(t, first.p, first.uiURL)
+	first.stop(t, dataDir)
+
+	// A second run reuses the data: the same operator, no new one.
+	second := startDev(t, dataDir)
+	if second.email != first.email || second.password != first.password {
+		t.Errorf("second run printed login %s / %s, want the first run's %s / %s", second.email, second.password, first.email, first.password)
+	}
+	status, again := login(t, second.apiURL, first.email, first.password)
+	if status != http.StatusOK || again != operatorID {
+		t.Errorf("second run: login = %d, operator %s; want 200, operator %s of the first run", status, again, operatorID)
+	}
+	if n := countOperators(t, sourceEnvFile(t, envFile, []string{"DATABASE_URL"})["DATABASE_URL"]); n != 1 {
+		t.Errorf("operators after the second run: %d, want 1", n)
+	}
+	second.stop(t, dataDir)
+}
