@@ -1,0 +1,366 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/webhook"
+	"github.com/cellgate/cellgate/workflows"
+)
+
+// monitorHarness runs DeviceMonitor in the test environment with skipped time: heartbeats are
+// signals at chosen offsets from the start, and the activities are mocks that record when they
+// ran (in workflow time) and with what.
+type monitorHarness struct {
+	t        *testing.T
+	env      *testsuite.TestWorkflowEnvironment
+	start    time.Time
+	input    workflows.DeviceMonitorInput
+	statuses []statusCall
+	alerts   []alertCall
+	// deliver answers DeliverWebhook; nil delivers at once.
+	deliver func(in activities.DeliverInput) (activities.DeliverResult, error)
+}
+
+type statusCall struct {
+	calledAt time.Time
+	in       activities.RecordStatusInput
+}
+
+type alertCall struct {
+	calledAt time.Time
+	in       activities.DeliverInput
+	ok       bool
+}
+
+var startTime = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarness {
+	var s testsuite.WorkflowTestSuite
+	h := &monitorHarness{t: t, env: s.NewTestWorkflowEnvironment(), start: startTime}
+	h.env.SetStartTime(startTime)
+	h.env.SetTestTimeout(30 * time.Second)
+	h.input = workflows.DeviceMonitorInput{
+		DeviceID: uuid.MustParse("01a21fba-0000-7000-8000-000000000001"), OperatorID: uuid.MustParse("01a21fba-0000-7000-8000-0000000000aa"),
+		DeviceName: "Pixel 7 #1", Config: cfg,
+	}
+	a := &activities.Activities{}
+	h.env.RegisterActivity(a)
+	h.env.OnActivity(a.RecordStatus, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RecordStatusInput) error {
+			h.statuses = append(h.statuses, statusCall{h.env.Now(), in})
+			return nil
+		})
+	h.env.OnActivity(a.DeliverWebhook, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverInput) (activities.DeliverResult, error) {
+			res, err := activities.DeliverResult{Status: store.DeliveryDelivered, StatusCode: 204}, error(nil)
+			if h.deliver != nil {
+				res, err = h.deliver(in)
+			}
+			h.alerts = append(h.alerts, alertCall{h.env.Now(), in, err == nil})
+			return res, err
+		})
+	return h
+}
+
+// heartbeatAt sends a heartbeat at start + offset.
+func (h *monitorHarness) heartbeatAt(offsets ...time.Duration) {
+	for _, off := range offsets {
+		h.env.RegisterDelayedCallback(func() {
+			h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: h.env.Now()})
+		}, off)
+	}
+}
+
+// heartbeatsEvery sends heartbeats every interval in [from, to). Each heartbeat schedules the
+// next, since the test environment holds only so many callbacks registered up front.
+func (h *monitorHarness) heartbeatsEvery(interval, from, to time.Duration) {
+	var beat func()
+	next := from
+	beat = func() {
+		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: h.env.Now()})
+		if next += interval; next < to {
+			h.env.RegisterDelayedCallback(beat, interval)
+		}
+	}
+	if from < to {
+		h.env.RegisterDelayedCallback(beat, from)
+	}
+}
+
+// run runs the monitor until the device is deleted at start + end.
+func (h *monitorHarness) run(end time.Duration) {
+	h.t.Helper()
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(workflows.DeviceDeletedSignal, nil) }, end)
+	h.env.ExecuteWorkflow(workflows.DeviceMonitor, h.input)
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("DeviceMonitor did not complete")
+	}
+	if err := h.env.GetWorkflowError(); err != nil {
+		h.t.Fatalf("DeviceMonitor error: %v", err)
+	}
+}
+
+// delivered lists the alerts that were delivered, in delivery order.
+func (h *monitorHarness) delivered() []alertCall {
+	var out []alertCall
+	for _, a := range h.alerts {
+		if a.ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (h *monitorHarness) at(off time.Duration) time.Time { return h.start.Add(off) }
+
+func (h *monitorHarness) wantAlerts(want ...expectedAlert) {
+	h.t.Helper()
+	got := h.delivered()
+	if len(got) != len(want) {
+		h.t.Fatalf("delivered alerts = %s, want %d: %v", describe(got, h.start), len(want), want)
+	}
+	for i, w := range want {
+		if got[i].in.Event.Type != w.typ || !got[i].calledAt.Equal(h.at(w.at)) {
+			h.t.Errorf("alert %d = %s at +%v, want %s at +%v", i, got[i].in.Event.Type, got[i].calledAt.Sub(h.start), w.typ, w.at)
+		}
+	}
+}
+
+type expectedAlert struct {
+	typ string
+	at  time.Duration
+}
+
+func describe(alerts []alertCall, start time.Time) string {
+	s := "["
+	for _, a := range alerts {
+		s += a.in.Event.Type + "@+" + a.calledAt.Sub(start).String() + " "
+	}
+	return s + "]"
+}
+
+const (
+	offline = webhook.EventDeviceOffline
+	online  = webhook.EventDeviceOnline
+)
+
+var defaults = workflows.MonitorConfig{OfflineAfter: 2 * time.Minute, Cooldown: 5 * time.Minute}
+
+func TestOfflineExactlyAfterLastHeartbeat(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatAt(0, 30*time.Second, 60*time.Second)
+	h.run(10 * time.Minute)
+
+	want := []activities.RecordStatusInput{
+		{DeviceID: h.input.DeviceID, Status: store.StatusOnline, At: h.at(0)},
+		{DeviceID: h.input.DeviceID, Status: store.StatusOffline, At: h.at(180 * time.Second)},
+	}
+	if len(h.statuses) != len(want) {
+		t.Fatalf("status writes = %+v, want %+v", h.statuses, want)
+	}
+	for i, w := range want {
+		if got := h.statuses[i].in; got.Status != w.Status || !got.At.Equal(w.At) {
+			t.Errorf("status write %d = %s at %v, want %s at %v", i, got.Status, got.At, w.Status, w.At)
+		}
+	}
+	if got := h.statuses[1].calledAt; !got.Equal(h.at(180 * time.Second)) {
+		t.Errorf("offline written at +%v, want exactly +3m0s (last heartbeat + 2m)", got.Sub(h.start))
+	}
+	h.wantAlerts(expectedAlert{offline, 180 * time.Second})
+	data := h.delivered()[0].in.Event.Data
+	if !data.OfflineSince.Equal(h.at(180*time.Second)) || !data.LastHeartbeatAt.Equal(h.at(60*time.Second)) {
+		t.Errorf("offline alert data = offline_since %v, last_heartbeat_at %v; want +3m, +1m", data.OfflineSince, data.LastHeartbeatAt)
+	}
+	if data.DeviceName != "Pixel 7 #1" || data.DeviceID != h.input.DeviceID.String() || data.OperatorID != h.input.OperatorID.String() {
+		t.Errorf("offline alert names device %q %q of operator %q", data.DeviceName, data.DeviceID, data.OperatorID)
+	}
+}
+
+func TestNoAlertWhileHeartbeatsKeepComing(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatsEvery(30*time.Second, 0, 30*time.Minute)
+	// The last heartbeat is at +29m30s; stop before it would count as offline (+31m30s).
+	h.run(31*time.Minute + 29*time.Second)
+	h.wantAlerts()
+	if len(h.statuses) != 1 || h.statuses[0].in.Status != store.StatusOnline {
+		t.Errorf("status writes = %+v, want one: online", h.statuses)
+	}
+}
+
+func TestOfflineAlertDeferredToCooldownEnd(t *testing.T) {
+	// Offline at t = +2m (alerted), back at t+1m, offline again at t+3m and staying down:
+	// the second offline alert goes out at t+5m, when the cooldown ends.
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatAt(0, 3*time.Minute)
+	h.run(30 * time.Minute)
+	h.wantAlerts(
+		expectedAlert{offline, 2 * time.Minute},
+		expectedAlert{online, 3 * time.Minute},
+		expectedAlert{offline, 7 * time.Minute},
+	)
+	if got := h.delivered()[2].in.Event.Data.OfflineSince; !got.Equal(h.at(5 * time.Minute)) {
+		t.Errorf("deferred alert offline_since = +%v, want +5m (when it went offline)", got.Sub(h.start))
+	}
+	if got := h.statuses[len(h.statuses)-1]; got.in.Status != store.StatusOffline || !got.calledAt.Equal(h.at(5*time.Minute)) {
+		t.Errorf("last status write = %s at +%v, want offline written at +5m (detection is not deferred)", got.in.Status, got.calledAt.Sub(h.start))
+	}
+}
+
+func TestDeferredAlertDroppedWhenDeviceReturns(t *testing.T) {
+	// The second outage (from +5m) is deferred to +7m, but the device is back at +6m: no
+	// offline alert for it, and no recovery for an outage that was never announced.
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatAt(0, 3*time.Minute, 6*time.Minute)
+	h.heartbeatsEvery(time.Minute, 7*time.Minute, 20*time.Minute)
+	h.run(20 * time.Minute)
+	h.wantAlerts(
+		expectedAlert{offline, 2 * time.Minute},
+		expectedAlert{online, 3 * time.Minute},
+	)
+	var offlines int
+	for _, s := range h.statuses {
+		if s.in.Status == store.StatusOffline {
+			offlines++
+		}
+	}
+	if offlines != 2 {
+		t.Errorf("offline status writes = %d, want 2 (both outages are recorded, only one announced)", offlines)
+	}
+}
+
+func TestRecoveryCarriesOutage(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatAt(0, 10*time.Minute)
+	h.run(11 * time.Minute)
+	h.wantAlerts(expectedAlert{offline, 2 * time.Minute}, expectedAlert{online, 10 * time.Minute})
+	d := h.delivered()[1].in.Event.Data
+	if d.OutageSeconds == nil || *d.OutageSeconds != 8*60 || !d.BackOnlineAt.Equal(h.at(10*time.Minute)) {
+		t.Errorf("recovery data = outage %v s, back_online_at %v; want 480 s, +10m", d.OutageSeconds, d.BackOnlineAt)
+	}
+}
+
+func TestFlappingDeviceAlertsAtMostOncePerCooldown(t *testing.T) {
+	cfg := workflows.MonitorConfig{OfflineAfter: 5 * time.Second, Cooldown: 5 * time.Minute}
+	h := newMonitorHarness(t, cfg)
+	// 20 flaps in 5 minutes: a heartbeat every 15 s, each followed by 10 s offline.
+	h.heartbeatsEvery(15*time.Second, 0, 5*time.Minute)
+	// Then steady for 10 minutes, then down for good.
+	h.heartbeatsEvery(3*time.Second, 5*time.Minute, 15*time.Minute)
+	h.run(30 * time.Minute)
+
+	got := h.delivered()
+	var lastOffline time.Time
+	for i, a := range got {
+		wantType := offline
+		if i%2 == 1 {
+			wantType = online
+		}
+		if a.in.Event.Type != wantType {
+			t.Fatalf("alerts do not alternate offline/online: %s", describe(got, h.start))
+		}
+		if a.in.Event.Type == offline {
+			if !lastOffline.IsZero() && a.calledAt.Sub(lastOffline) < cfg.Cooldown {
+				t.Errorf("offline alerts at +%v and +%v are closer than the cooldown", lastOffline.Sub(h.start), a.calledAt.Sub(h.start))
+			}
+			lastOffline = a.calledAt
+		}
+	}
+	// The first flap is announced and recovered; the other 19 fall in its cooldown; the final
+	// outage (from 15m - 3s + 5s) is announced.
+	h.wantAlerts(
+		expectedAlert{offline, 5 * time.Second},
+		expectedAlert{online, 15 * time.Second},
+		expectedAlert{offline, 15*time.Minute - 3*time.Second + 5*time.Second},
+	)
+}
+
+func TestContinueAsNewCarriesState(t *testing.T) {
+	cfg := workflows.MonitorConfig{OfflineAfter: 5 * time.Second, Cooldown: 30 * time.Minute}
+	h := newMonitorHarness(t, cfg)
+	// An announced outage at +5s, then a steady device: MaxHeartbeatsPerRun heartbeats later the
+	// run continues as new.
+	h.heartbeatAt(0)
+	h.heartbeatsEvery(time.Second, 10*time.Second, 10*time.Second+time.Duration(workflows.MaxHeartbeatsPerRun)*time.Second)
+	h.env.ExecuteWorkflow(workflows.DeviceMonitor, h.input)
+	var can *workflow.ContinueAsNewError
+	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("DeviceMonitor error = %v, want ContinueAsNew after %d heartbeats", err, workflows.MaxHeartbeatsPerRun)
+	}
+	var next workflows.DeviceMonitorInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	st := next.State
+	if st == nil || st.Status != store.StatusOnline || !st.LastOfflineAlert.Equal(h.at(5*time.Second)) || st.Announced ||
+		next.DeviceID != h.input.DeviceID || next.Config != cfg {
+		t.Fatalf("continued input = %+v state %+v, want online, last offline alert at +5s, same device and config", next, st)
+	}
+	lastBeat := st.LastHeartbeat
+
+	// The next run remembers the cooldown: an outage right away is deferred to its end.
+	h2 := newMonitorHarness(t, cfg)
+	h2.start = lastBeat
+	h2.env.SetStartTime(lastBeat)
+	h2.input = next
+	h2.run(40 * time.Minute)
+	cooldownEnd := h.at(5*time.Second + cfg.Cooldown)
+	got := h2.delivered()
+	if len(got) != 1 || got[0].in.Event.Type != offline || !got[0].calledAt.Equal(cooldownEnd) {
+		t.Fatalf("next run's alerts = %s, want one offline alert at the first run's cooldown end +%v", describe(got, h2.start), cooldownEnd.Sub(h2.start))
+	}
+}
+
+func TestDeadEndpointDoesNotDelayDetectionAndOrderHolds(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	// The first alert fails for 20 minutes (each failure asks for a 5-minute wait).
+	var firstFailures int
+	h.deliver = func(in activities.DeliverInput) (activities.DeliverResult, error) {
+		if in.Event.Type == offline && firstFailures < 4 && h.env.Now().Before(h.at(22*time.Minute)) {
+			firstFailures++
+			return activities.DeliverResult{}, temporal.NewApplicationErrorWithOptions("503", activities.ErrWebhookAttempt,
+				temporal.ApplicationErrorOptions{NextRetryDelay: 5 * time.Minute})
+		}
+		return activities.DeliverResult{Status: store.DeliveryDelivered}, nil
+	}
+	h.heartbeatAt(0, 3*time.Minute)
+	h.run(40 * time.Minute)
+
+	// Detection went on while the first alert was stuck: online at +3m, offline at +5m.
+	var offlineAt []time.Duration
+	for _, s := range h.statuses {
+		if s.in.Status == store.StatusOffline {
+			offlineAt = append(offlineAt, s.calledAt.Sub(h.start))
+		}
+	}
+	if len(offlineAt) != 2 || offlineAt[0] != 2*time.Minute || offlineAt[1] != 5*time.Minute {
+		t.Errorf("offline written at %v, want [2m 5m] regardless of the stuck webhook", offlineAt)
+	}
+	// Deliveries stay in event order: the recovery and the deferred alert wait for the first.
+	got := h.delivered()
+	if len(got) != 3 || got[0].in.Event.Type != offline || got[1].in.Event.Type != online || got[2].in.Event.Type != offline {
+		t.Fatalf("delivered = %s, want offline, online, offline in order", describe(got, h.start))
+	}
+	if !got[0].calledAt.Equal(h.at(22 * time.Minute)) {
+		t.Errorf("first alert delivered at +%v, want +22m (after 4 failures 5 minutes apart)", got[0].calledAt.Sub(h.start))
+	}
+	if !got[2].in.Event.Timestamp.Equal(h.at(7 * time.Minute)) {
+		t.Errorf("deferred alert issued at %v, want +7m", got[2].in.Event.Timestamp)
+	}
+	for _, a := range h.alerts {
+		if a.in.Event.Type == offline && a.in.Event.Timestamp.Equal(h.at(2*time.Minute)) && a.in.EventID != got[0].in.EventID {
+			t.Errorf("retries of the first alert used event ids %v and %v, want one id", a.in.EventID, got[0].in.EventID)
+		}
+	}
+}
