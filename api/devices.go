@@ -1,16 +1,22 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/workflows"
 )
 
 // Page sizes of list endpoints.
@@ -132,8 +138,19 @@ func (s *Server) deleteDevice(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteDevice(c.Request.Context(), principal(c).OperatorID, id); err != nil {
+	ctx := c.Request.Context()
+	if err := s.store.DeleteDevice(ctx, principal(c).OperatorID, id); err != nil {
 		return err
+	}
+	// End the device's monitor. When this fails (no monitor yet, Temporal away) the monitor
+	// still ends on its own: its next status write finds the device gone.
+	sctx, cancel := context.WithTimeout(ctx, signalTimeout)
+	defer cancel()
+	if err := s.temporal.SignalWorkflow(sctx, workflows.DeviceMonitorID(id), "", workflows.DeviceDeletedSignal, nil); err != nil {
+		var notFound *serviceerror.NotFound
+		if !errors.As(err, &notFound) {
+			s.log.WarnContext(ctx, "device monitor not told of deletion", "device_id", id, "err", err)
+		}
 	}
 	c.Status(http.StatusNoContent)
 	return nil
@@ -175,11 +192,76 @@ func (s *Server) heartbeat(c *gin.Context) error {
 	if err := checkTelemetry(&t); err != nil {
 		return err
 	}
-	_, err := s.store.RecordHeartbeat(c.Request.Context(), c.MustGet(deviceKey).([]byte), t)
+	ctx := c.Request.Context()
+	dev, err := s.store.RecordHeartbeat(ctx, c.MustGet(deviceKey).([]byte), t)
 	if err != nil {
 		return authError(err)
 	}
+	// The device hears 204 only once its monitor has the heartbeat; else it retries.
+	if err := s.signalHeartbeat(ctx, dev); err != nil {
+		s.log.WarnContext(ctx, "heartbeat not signalled", "device_id", dev.ID, "err", err)
+		c.Header("Retry-After", "5")
+		return errUnavailable
+	}
 	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// errUnavailable: Temporal did not take the request; the caller should retry.
+var errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+	Message: "the workflow service is unavailable; retry shortly"}
+
+// signalTimeout bounds how long a request waits for Temporal to accept a signal or start.
+const signalTimeout = 5 * time.Second
+
+// signalHeartbeat hands a heartbeat to the device's DeviceMonitor, starting it if needed.
+func (s *Server) signalHeartbeat(ctx context.Context, dev store.DeviceRef) error {
+	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
+	defer cancel()
+	_, err := s.temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal,
+		workflows.Heartbeat{At: time.Now().UTC(), Config: s.cfg.Monitor},
+		client.StartWorkflowOptions{
+			ID:        workflows.DeviceMonitorID(dev.ID),
+			TaskQueue: workflows.TaskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				workflows.OperatorIDKey.ValueSet(dev.OperatorID.String()),
+				workflows.DeviceIDKey.ValueSet(dev.ID.String())),
+			StaticSummary: "Device monitor of " + dev.Name,
+		},
+		workflows.DeviceMonitor, workflows.DeviceMonitorInput{
+			DeviceID: dev.ID, OperatorID: dev.OperatorID, DeviceName: dev.Name, Config: s.cfg.Monitor,
+		})
+	return err
+}
+
+// GET /api/v1/devices/{id}/events?limit=&before=: status transitions, newest first.
+func (s *Server) deviceEvents(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	var before int64
+	if v, ok := c.GetQuery("before"); ok {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+			return badRequest("before", "invalid", "before must be an event id from the previous page")
+		}
+	}
+	events, err := s.store.DeviceStatusEvents(c.Request.Context(), principal(c).OperatorID, id, before, p.Limit)
+	if err != nil {
+		return err
+	}
+	var next *int64
+	if len(events) == p.Limit {
+		next = &events[len(events)-1].ID
+	}
+	if events == nil {
+		events = []store.StatusEvent{}
+	}
+	c.JSON(http.StatusOK, gin.H{"events": events, "next_before": next})
 	return nil
 }
 

@@ -27,6 +27,7 @@ func (s *Server) routes() {
 	op.GET("/devices/:id", s.handle(s.getDevice))
 	op.PATCH("/devices/:id", s.handle(s.updateDevice))
 	op.DELETE("/devices/:id", s.handle(s.deleteDevice))
+	op.GET("/devices/:id/events", s.handle(s.deviceEvents))
 
 	op.POST("/connections", s.handle(s.createConnection))
 	op.GET("/connections", s.handle(s.listConnections))
@@ -34,6 +35,13 @@ func (s *Server) routes() {
 	op.PATCH("/connections/:id", s.handle(s.updateConnection))
 	op.DELETE("/connections/:id", s.handle(s.deleteConnection))
 	op.POST("/connections/:id/regenerate-password", s.handle(s.regeneratePassword))
+
+	op.GET("/settings/webhook", s.handle(s.getWebhook))
+	op.PUT("/settings/webhook", s.handle(s.putWebhook))
+	op.POST("/settings/webhook/rotate-secret", s.handle(s.rotateWebhookSecret))
+	op.POST("/settings/webhook/test", s.handle(s.testWebhook))
+	op.GET("/webhook-deliveries", s.handle(s.listDeliveries))
+	op.POST("/webhook-deliveries/:id/redeliver", s.handle(s.redeliver))
 }
 
 // safeMethod reports whether a request method only reads (and so needs no CSRF token).

@@ -16,6 +16,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/webhook"
+	"github.com/cellgate/cellgate/workflows"
 )
 
 // Config is the API's configuration.
@@ -29,11 +31,19 @@ type Config struct {
 	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
 	// client IP (login rate limits). Empty: the TCP peer is the client.
 	TrustedProxies []string
+	// Monitor is sent to every device's DeviceMonitor with its heartbeats.
+	Monitor workflows.MonitorConfig
+	// WebhookGuard checks webhook URLs when operators save them.
+	WebhookGuard webhook.Guard
 }
 
 // DefaultConfig returns the defaults the api subcommand starts from.
 func DefaultConfig() Config {
-	return Config{Listen: ":8080", SessionTTL: 7 * 24 * time.Hour}
+	return Config{
+		Listen:     ":8080",
+		SessionTTL: 7 * 24 * time.Hour,
+		Monitor:    workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
+	}
 }
 
 // Server is the API. Create it with New.

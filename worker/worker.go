@@ -14,7 +14,9 @@ import (
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
+	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -23,14 +25,23 @@ type Config struct {
 	// HealthListen is the address of the /healthz endpoint; empty serves none (as inside
 	// `cellgate dev`, where the API's /healthz covers the process).
 	HealthListen string
+	// WebhookGuard decides which addresses webhook deliveries may reach.
+	WebhookGuard webhook.Guard
+}
+
+// Register adds every cellgate workflow and activity to w.
+func Register(w sdkworker.Registry, acts *activities.Activities) {
+	w.RegisterWorkflow(workflows.DeviceMonitor)
+	w.RegisterWorkflow(workflows.WebhookTest)
+	w.RegisterWorkflow(workflows.WebhookRedelivery)
+	w.RegisterActivity(acts)
 }
 
 // Run polls task queue "cellgate" until ctx ends, then stops gracefully: running activities
 // get the worker's stop timeout to finish.
 func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log *slog.Logger) error {
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{WorkerStopTimeout: 10 * time.Second})
-	// Workflows and their activities (which hold st) are registered here as they are built;
-	// until then the worker polls an empty task queue.
+	Register(w, &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start temporal worker: %w", err)
 	}

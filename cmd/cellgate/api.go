@@ -9,6 +9,8 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/webhook"
+	"github.com/cellgate/cellgate/workflows"
 )
 
 type apiConfig struct {
@@ -24,6 +26,19 @@ func (c *apiConfig) register(f *flags) {
 	f.duration(&c.api.SessionTTL, "session-ttl", "CELLGATE_SESSION_TTL", def.SessionTTL, "how long a dashboard login lasts")
 	f.bool(&c.api.SecureCookies, "secure-cookies", "CELLGATE_SECURE_COOKIES", false, "mark the session cookie Secure (set it when the API is served over HTTPS)")
 	f.string(&c.trustedProxies, "trusted-proxies", "CELLGATE_TRUSTED_PROXIES", "", "comma-separated proxy IPs/CIDRs whose X-Forwarded-For names the client (empty: none)")
+	registerMonitor(f, &c.api.Monitor)
+	registerWebhookGuard(f, &c.api.WebhookGuard)
+}
+
+// registerMonitor adds the DeviceMonitor clocks: the API sends them with every heartbeat.
+func registerMonitor(f *flags, m *workflows.MonitorConfig) {
+	f.duration(&m.OfflineAfter, "offline-after", "CELLGATE_OFFLINE_AFTER", workflows.DefaultOfflineAfter, "a device is offline this long after its last heartbeat")
+	f.duration(&m.Cooldown, "alert-cooldown", "CELLGATE_ALERT_COOLDOWN", workflows.DefaultCooldown, "least time between two offline alerts of a device (later ones are deferred, not dropped)")
+}
+
+// registerWebhookGuard adds the switch that lets webhooks reach private addresses.
+func registerWebhookGuard(f *flags, g *webhook.Guard) {
+	f.bool(&g.AllowPrivate, "webhook-allow-private", "CELLGATE_WEBHOOK_ALLOW_PRIVATE", false, "let webhook URLs reach loopback, private and link-local addresses (development and tests only)")
 }
 
 func (c *apiConfig) check() error {
@@ -37,6 +52,9 @@ func (c *apiConfig) check() error {
 	}
 	if c.api.SessionTTL <= 0 {
 		return fmt.Errorf("session TTL must be positive, got %v", c.api.SessionTTL)
+	}
+	if c.api.Monitor.OfflineAfter <= 0 || c.api.Monitor.Cooldown < 0 {
+		return fmt.Errorf("offline-after must be positive and alert-cooldown not negative, got %v and %v", c.api.Monitor.OfflineAfter, c.api.Monitor.Cooldown)
 	}
 	return nil
 }

@@ -48,10 +48,9 @@ func runDev(ctx context.Context, args []string) error {
   - a first operator on the first run.
 Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a second run reuses the data.`)
 	cfg.apiConfig.register(f)
-	f.Lookup("listen").DefValue = "127.0.0.1:8080"
-	if os.Getenv("CELLGATE_API_LISTEN") == "" {
-		f.Set("listen", "127.0.0.1:8080")
-	}
+	// Dev defaults: the API on loopback, webhooks to local receivers allowed.
+	devDefault(f, "listen", "CELLGATE_API_LISTEN", "127.0.0.1:8080")
+	devDefault(f, "webhook-allow-private", "CELLGATE_WEBHOOK_ALLOW_PRIVATE", "true")
 	f.string(&cfg.dataDir, "data-dir", "CELLGATE_DATA_DIR", ".data", "directory for Postgres, Temporal's database, logs and dev.env")
 	f.string(&cfg.temporalBin, "temporal-bin", "CELLGATE_TEMPORAL_BIN", "bin/temporal", "the Temporal CLI that runs the dev server")
 	f.IntVar(&cfg.pgPort, "pg-port", 55432, "port of the private Postgres cluster")
@@ -158,10 +157,18 @@ Written to %s (source it: set -a; . %s; set +a)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, l) })
-	g.Go(func() error { return worker.Run(gctx, worker.Config{}, tc, st, log) })
+	g.Go(func() error { return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard}, tc, st, log) })
 	err = g.Wait()
 	log.Info("stopping")
 	return err
+}
+
+// devDefault changes a flag's default for `cellgate dev`, unless its variable is set.
+func devDefault(f *flags, name, env, value string) {
+	f.Lookup(name).DefValue = value
+	if _, ok := os.LookupEnv(env); !ok {
+		f.Set(name, value)
+	}
 }
 
 // devOperator returns the dev login: the operator of dev.env when it still exists, else a new

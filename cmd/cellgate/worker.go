@@ -17,6 +17,7 @@ type workerConfig struct {
 func (c *workerConfig) register(f *flags) {
 	c.common.register(f, true)
 	f.string(&c.worker.HealthListen, "health-listen", "CELLGATE_WORKER_LISTEN", ":8081", "address of the worker's /healthz (empty: none)")
+	registerWebhookGuard(f, &c.worker.WebhookGuard)
 }
 
 func runWorker(ctx context.Context, args []string) error {
