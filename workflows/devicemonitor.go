@@ -102,7 +102,6 @@ type monitor struct {
 	st         MonitorState
 	writing    bool // the status writer is inside an activity
 	delivering bool // the alert sender is inside an activity
-	deviceGone bool
 }
 
 // DeviceMonitor watches one device: offline exactly OfflineAfter after its last heartbeat,
@@ -119,20 +118,28 @@ func DeviceMonitor(ctx workflow.Context, in DeviceMonitorInput) error {
 	if err := workflow.SetQueryHandler(ctx, MonitorStateQuery, func() (MonitorState, error) { return m.st, nil }); err != nil {
 		return err
 	}
-	workflow.Go(ctx, m.writeStatus)
+	// gone is told by the status writer that the device was deleted.
+	gone := workflow.NewBufferedChannel(ctx, 1)
+	workflow.Go(ctx, func(ctx workflow.Context) { m.writeStatus(ctx, gone) })
 	workflow.Go(ctx, m.deliverAlerts)
 
 	heartbeats := workflow.GetSignalChannel(ctx, HeartbeatSignal)
 	deleted := workflow.GetSignalChannel(ctx, DeviceDeletedSignal)
+	receiveHeartbeats := func() {
+		var hb Heartbeat
+		for heartbeats.ReceiveAsync(&hb) {
+			m.heartbeat(ctx, hb)
+		}
+	}
 	for {
 		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(heartbeats, func(c workflow.ReceiveChannel, _ bool) {
-			var hb Heartbeat
-			c.Receive(ctx, &hb)
-			m.heartbeat(ctx, hb)
-		})
+		sel.AddReceive(heartbeats, func(workflow.ReceiveChannel, bool) { receiveHeartbeats() })
 		var stop bool
 		sel.AddReceive(deleted, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			stop = true
+		})
+		sel.AddReceive(gone, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			stop = true
 		})
@@ -141,7 +148,12 @@ func DeviceMonitor(ctx workflow.Context, in DeviceMonitorInput) error {
 		if m.st.Status == store.StatusOnline {
 			deadline := m.st.LastHeartbeat.Add(m.cfg.OfflineAfter)
 			sel.AddFuture(workflow.NewTimer(timerCtx, deadline.Sub(now)), func(f workflow.Future) {
-				if f.Get(ctx, nil) == nil {
+				if f.Get(ctx, nil) != nil {
+					return
+				}
+				// A heartbeat that arrived with the timer counts first.
+				receiveHeartbeats()
+				if !workflow.Now(ctx).Before(m.st.LastHeartbeat.Add(m.cfg.OfflineAfter)) {
 					m.offline(ctx)
 				}
 			})
@@ -157,19 +169,13 @@ func DeviceMonitor(ctx workflow.Context, in DeviceMonitorInput) error {
 		}
 		sel.Select(ctx)
 		cancelTimers()
-		if stop || m.deviceGone {
+		if stop || deleted.ReceiveAsync(nil) {
 			workflow.GetLogger(ctx).Info("device deleted; monitor ends")
 			return nil
 		}
 		if m.continueAsNewDue(ctx) {
-			// Drain what arrived meanwhile, so no heartbeat is lost between runs.
-			for {
-				var hb Heartbeat
-				if !heartbeats.ReceiveAsync(&hb) {
-					break
-				}
-				m.heartbeat(ctx, hb)
-			}
+			// Take in what arrived meanwhile, so no heartbeat is lost between runs.
+			receiveHeartbeats()
 			next := m.in
 			next.Config = m.cfg
 			st := m.st
@@ -245,8 +251,9 @@ func (m *monitor) alert(ctx workflow.Context, typ string, data webhook.EventData
 	})
 }
 
-// writeStatus writes transitions in order; it runs for the life of the run.
-func (m *monitor) writeStatus(ctx workflow.Context) {
+// writeStatus writes transitions in order; it runs for the life of the run, or until it finds
+// the device deleted, which it reports on gone.
+func (m *monitor) writeStatus(ctx workflow.Context, gone workflow.Channel) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -264,7 +271,7 @@ func (m *monitor) writeStatus(ctx workflow.Context) {
 		m.writing = false
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.Type() == activities.ErrDeviceGone {
-			m.deviceGone = true
+			gone.Send(ctx, true)
 			return
 		}
 		m.st.PendingStatus = m.st.PendingStatus[1:]

@@ -364,3 +364,32 @@ func TestDeadEndpointDoesNotDelayDetectionAndOrderHolds(t *testing.T) {
 		}
 	}
 }
+
+func TestMonitorEndsWhenDeviceIsGone(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartTime(startTime)
+	a := &activities.Activities{}
+	env.RegisterActivity(a)
+	env.OnActivity(a.RecordStatus, mock.Anything, mock.Anything).Return(
+		temporal.NewNonRetryableApplicationError("device was deleted", activities.ErrDeviceGone, nil))
+	var alerts int
+	env.OnActivity(a.DeliverWebhook, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.DeliverInput) (activities.DeliverResult, error) {
+			alerts++
+			return activities.DeliverResult{}, nil
+		})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: env.Now()})
+	}, 0)
+	env.ExecuteWorkflow(workflows.DeviceMonitor, workflows.DeviceMonitorInput{DeviceID: uuid.New(), OperatorID: uuid.New(), Config: defaults})
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("DeviceMonitor of a deleted device: completed %v, error %v; want completed without error", env.IsWorkflowCompleted(), env.GetWorkflowError())
+	}
+	if got := env.Now().Sub(startTime); got >= defaults.OfflineAfter {
+		t.Errorf("monitor of a deleted device ended after %v, want at once (before it could go offline)", got)
+	}
+	if alerts != 0 {
+		t.Errorf("alerts for a deleted device = %d, want 0", alerts)
+	}
+}
