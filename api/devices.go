@@ -55,13 +55,7 @@ func nextAfter(p store.Page, n int, last uuid.UUID) *uuid.UUID {
 
 // POST /api/v1/devices {"name"}: a device and its single-use enrollment token (shown once).
 func (s *Server) createDevice(c *gin.Context) error {
-	var req struct {
-		Name *string `json:"name"`
-	}
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	name, err := checkName("name", req.Name)
+	name, err := decodeName(c)
 	if err != nil {
 		return err
 	}
@@ -114,13 +108,7 @@ func (s *Server) updateDevice(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Name *string `json:"name"`
-	}
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	name, err := checkName("name", req.Name)
+	name, err := decodeName(c)
 	if err != nil {
 		return err
 	}

@@ -153,6 +153,17 @@ func checkName(field string, name *string) (string, error) {
 	return n, nil
 }
 
+// decodeName reads a body of just {"name"} and checks the name.
+func decodeName(c *gin.Context) (string, error) {
+	var req struct {
+		Name *string `json:"name"`
+	}
+	if err := decode(c, &req); err != nil {
+		return "", err
+	}
+	return checkName("name", req.Name)
+}
+
 var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9_.@-]{3,64}$`)
 
 // checkUsername validates a proxy username given by the operator.

@@ -115,13 +115,7 @@ func (s *Server) me(c *gin.Context) error {
 
 // POST /api/v1/tokens {"name"}: a personal API token, shown once.
 func (s *Server) createToken(c *gin.Context) error {
-	var req struct {
-		Name *string `json:"name"`
-	}
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	name, err := checkName("name", req.Name)
+	name, err := decodeName(c)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"go.temporal.io/sdk/client"
@@ -63,17 +64,7 @@ func runAPI(ctx context.Context, args []string) error {
 	var cfg apiConfig
 	f := newFlags("api", "Serves the operators' REST API (/api/v1), the device API and /healthz, /readyz.")
 	cfg.register(f)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := cfg.check(); err != nil {
-		return err
-	}
-	log, err := cfg.logger()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg.databaseURL)
+	log, st, err := setup(ctx, f, args, cfg.check, &cfg.common)
 	if err != nil {
 		return err
 	}
@@ -89,6 +80,26 @@ func runAPI(ctx context.Context, args []string) error {
 		return err
 	}
 	return srv.Run(ctx)
+}
+
+// setup parses a server subcommand's flags, checks its configuration, and opens its logger and
+// its store.
+func setup(ctx context.Context, f *flags, args []string, check func() error, c *common) (*slog.Logger, *store.Store, error) {
+	if err := f.parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := check(); err != nil {
+		return nil, nil, err
+	}
+	log, err := c.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, c.databaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, st, nil
 }
 
 // openStore connects to Postgres and refuses a schema that is behind this binary.

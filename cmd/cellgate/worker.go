@@ -24,17 +24,7 @@ func runWorker(ctx context.Context, args []string) error {
 	var cfg workerConfig
 	f := newFlags("worker", "Runs the Temporal worker on task queue \"cellgate\" and serves /healthz.")
 	cfg.register(f)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := cfg.check(); err != nil {
-		return err
-	}
-	log, err := cfg.logger()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg.databaseURL)
+	log, st, err := setup(ctx, f, args, cfg.check, &cfg.common)
 	if err != nil {
 		return err
 	}
