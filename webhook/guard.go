@@ -29,17 +29,29 @@ var blockedPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("168.63.129.16/32"), // Azure's host endpoint
 }
 
-// nat64 embeds an IPv4 address in its last 32 bits (RFC 6052).
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// IPv6 forms that carry an IPv4 address: NAT64 in its last 32 bits (RFC 6052), 6to4 in bits
+// 16-47 (RFC 3056); the deprecated IPv4-compatible form (::a.b.c.d) is refused outright.
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	compatIPv4 = netip.MustParsePrefix("::/96")
+)
 
 // CheckIP returns an error wrapping ErrForbiddenAddress when ip is loopback, private,
 // carrier-grade NAT, link-local, unique-local, multicast, unspecified, reserved or a cloud
 // metadata address, including such IPv4 addresses written as IPv4-mapped or NAT64 IPv6.
 func CheckIP(ip netip.Addr) error {
 	ip = ip.Unmap()
-	if ip.Is6() && nat64.Contains(ip) {
+	if ip.Is6() {
 		b := ip.As16()
-		ip = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+		switch {
+		case nat64.Contains(ip):
+			ip = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+		case sixToFour.Contains(ip):
+			ip = netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})
+		case compatIPv4.Contains(ip) && !ip.IsLoopback() && !ip.IsUnspecified():
+			return fmt.Errorf("%w: %s is a deprecated IPv4-compatible address", ErrForbiddenAddress, ip)
+		}
 	}
 	bad := !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsMulticast() ||
 		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast()

@@ -71,6 +71,11 @@ func TestCheckIP(t *testing.T) {
 		{"NAT64 loopback", "64:ff9b::7f00:1", false},
 		{"NAT64 metadata", "64:ff9b::a9fe:a9fe", false},
 		{"NAT64 public", "64:ff9b::808:808", true},
+		{"6to4 loopback", "2002:7f00:1::", false},
+		{"6to4 private", "2002:a00:1::1", false},
+		{"6to4 public", "2002:808:808::1", true},
+		{"IPv4-compatible loopback", "::127.0.0.1", false},
+		{"IPv4-compatible public", "::8.8.8.8", false},
 
 		{"Azure host endpoint", "168.63.129.16", false},
 		{"documentation IPv6", "2001:db8::1", false},
