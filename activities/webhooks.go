@@ -15,9 +15,10 @@ import (
 	"github.com/cellgate/cellgate/webhook"
 )
 
-// RetrySchedule is the wait after each failed delivery attempt: about a day in all.
+// RetrySchedule is the wait after each failed delivery attempt: the last attempt is made about
+// 27 hours after the first.
 var RetrySchedule = []time.Duration{
-	5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 8 * time.Hour, 8 * time.Hour,
+	5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
 }
 
 // MaxDeliveryAttempts is how often a delivery is tried before it is marked failed.
