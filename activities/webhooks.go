@@ -46,51 +46,71 @@ type DeliverResult struct {
 
 // DeliverWebhook makes one attempt to deliver an event and logs it. The event is logged as
 // pending before the first attempt; with no endpoint saved, or the endpoint disabled, it is
-// logged as skipped. A failed attempt returns an error carrying the next retry delay (from
-// RetrySchedule, or the endpoint's Retry-After when that is longer); a 4xx other than 408/429,
-// or the last attempt, is final. Register it with a retry policy of MaxDeliveryAttempts.
+// logged as skipped (a redelivery then fails instead, leaving the log as it was). Every failed
+// attempt — the endpoint's answer, the network, or Postgres being away — returns an error
+// carrying the next retry delay from RetrySchedule (or the endpoint's Retry-After when that is
+// longer), so a database outage uses up the schedule no faster than a dead endpoint. A 4xx
+// other than 408/429, an address the guard refuses, and the last attempt are final. Run it with
+// DeliveryActivityOptions (workflows): at most MaxDeliveryAttempts.
 func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverInput) (DeliverResult, error) {
 	attempt := int(activity.GetInfo(ctx).Attempt)
-	body, err := a.deliveryBody(ctx, in)
-	if err != nil {
-		return DeliverResult{}, err
+	res, retryAfter, final, err := a.deliver(ctx, in)
+	if err == nil {
+		return res, nil
 	}
-	ep, err := a.Store.WebhookEndpoint(ctx, in.OperatorID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !ep.Enabled) {
-		if err := a.Store.SetDeliveryStatus(ctx, in.EventID, store.DeliverySkipped); err != nil {
-			return DeliverResult{}, err
-		}
-		return DeliverResult{Status: store.DeliverySkipped}, nil
-	}
-	if err != nil {
-		return DeliverResult{}, err
-	}
-	res, sendErr := a.Sender.Send(ctx, webhook.Message{URL: ep.URL, Secret: ep.Secret, ID: in.EventID.String(), Timestamp: time.Now(), Body: body})
-	if sendErr == nil && res.Delivered() {
-		err := a.Store.RecordAttempt(ctx, in.EventID, store.Attempt{Status: store.DeliveryDelivered, StatusCode: res.StatusCode, Latency: res.Latency})
-		return DeliverResult{Status: store.DeliveryDelivered, StatusCode: res.StatusCode}, err
-	}
-	problem := attemptError(res, sendErr)
-	final := sendErr == nil && res.Final()
-	last := attempt >= MaxDeliveryAttempts
-	status := store.DeliveryPending
-	if final || last {
-		status = store.DeliveryFailed
-	}
-	if err := a.Store.RecordAttempt(ctx, in.EventID, store.Attempt{Status: status, StatusCode: res.StatusCode, Error: problem, Latency: res.Latency}); err != nil {
-		return DeliverResult{}, err
-	}
-	if final || last {
+	if final || attempt >= MaxDeliveryAttempts {
 		return DeliverResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("webhook %s failed after %d attempts: %s", in.EventID, attempt, problem), ErrWebhookFinal, nil)
+			fmt.Sprintf("webhook %s failed after %d attempts: %v", in.EventID, attempt, err), ErrWebhookFinal, nil)
 	}
 	delay := RetrySchedule[min(attempt, len(RetrySchedule))-1]
-	if ra := min(res.RetryAfter, maxRetryAfter); ra > delay {
+	if ra := min(retryAfter, maxRetryAfter); ra > delay {
 		delay = ra
 	}
 	return DeliverResult{}, temporal.NewApplicationErrorWithOptions(
-		fmt.Sprintf("webhook attempt %d: %s", attempt, problem), ErrWebhookAttempt,
+		fmt.Sprintf("webhook attempt %d: %v", attempt, err), ErrWebhookAttempt,
 		temporal.ApplicationErrorOptions{NextRetryDelay: delay})
+}
+
+// deliver is one attempt of DeliverWebhook. A non-nil error is the attempt's failure; final
+// says retrying cannot help; retryAfter is the endpoint's wish.
+func (a *Activities) deliver(ctx context.Context, in DeliverInput) (_ DeliverResult, retryAfter time.Duration, final bool, _ error) {
+	attempt := int(activity.GetInfo(ctx).Attempt)
+	body, err := a.deliveryBody(ctx, in)
+	if err != nil {
+		return DeliverResult{}, 0, errors.Is(err, store.ErrNotFound), err
+	}
+	ep, err := a.Store.WebhookEndpoint(ctx, in.OperatorID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !ep.Enabled) {
+		if in.Redeliver {
+			return DeliverResult{}, 0, true, errors.New("no enabled webhook endpoint to redeliver to")
+		}
+		if err := a.Store.SetDeliveryStatus(ctx, in.EventID, store.DeliverySkipped); err != nil {
+			return DeliverResult{}, 0, false, err
+		}
+		return DeliverResult{Status: store.DeliverySkipped}, 0, false, nil
+	}
+	if err != nil {
+		return DeliverResult{}, 0, false, err
+	}
+	res, sendErr := a.Sender.Send(ctx, webhook.Message{URL: ep.URL, Secret: ep.Secret, ID: in.EventID.String(), Timestamp: time.Now(), Body: body})
+	if sendErr == nil && res.Delivered() {
+		out := DeliverResult{Status: store.DeliveryDelivered, StatusCode: res.StatusCode}
+		if err := a.Store.RecordAttempt(ctx, in.EventID, store.Attempt{Status: store.DeliveryDelivered, StatusCode: res.StatusCode, Latency: res.Latency}); err != nil {
+			// Delivered: sending it again for a log line would be worse than a stale log.
+			activity.GetLogger(ctx).Warn("webhook delivered but not logged", "event_id", in.EventID, "error", err)
+		}
+		return out, 0, false, nil
+	}
+	problem := errors.New(attemptError(res, sendErr))
+	final = (sendErr == nil && res.Final()) || errors.Is(sendErr, webhook.ErrForbiddenAddress)
+	status := store.DeliveryPending
+	if final || attempt >= MaxDeliveryAttempts {
+		status = store.DeliveryFailed
+	}
+	if err := a.Store.RecordAttempt(ctx, in.EventID, store.Attempt{Status: status, StatusCode: res.StatusCode, Error: problem.Error(), Latency: res.Latency}); err != nil {
+		activity.GetLogger(ctx).Warn("webhook attempt not logged", "event_id", in.EventID, "error", err)
+	}
+	return DeliverResult{}, res.RetryAfter, final, problem
 }
 
 // deliveryBody logs a new event (once) and returns its body, or the logged body of a redelivery.

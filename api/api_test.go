@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	temporalclient "go.temporal.io/sdk/client"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellgate/cellgate/api"
@@ -48,9 +49,15 @@ func newEnv(t *testing.T) *env { return newEnvConfig(t, api.DefaultConfig()) }
 
 func newEnvConfig(t *testing.T, cfg api.Config) *env {
 	t.Helper()
+	return newEnvTemporal(t, cfg, testenv.TemporalClient(t))
+}
+
+// newEnvTemporal is newEnvConfig with the given Temporal client.
+func newEnvTemporal(t *testing.T, cfg api.Config, tc temporalclient.Client) *env {
+	t.Helper()
 	st := testenv.Store(t)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := api.New(cfg, st, testenv.TemporalClient(t), log)
+	srv, err := api.New(cfg, st, tc, log)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
@@ -268,9 +275,12 @@ func wantError(t testing.TB, r *response, status int, wantField string) string {
 	return code
 }
 
-// snapshotTables are the tables a request could change. A rejected request must leave them as
-// they were.
-var snapshotTables = []string{"operators", "sessions", "api_tokens", "devices", "proxy_connections"}
+// snapshotTables are the tables a request could change, each with the column its rows are
+// ordered by. A rejected request must leave them as they were.
+var snapshotTables = []struct{ name, order string }{
+	{"operators", "id"}, {"sessions", "id"}, {"api_tokens", "id"}, {"devices", "id"}, {"proxy_connections", "id"},
+	{"webhook_endpoints", "operator_id"}, {"webhook_deliveries", "id"}, {"device_status_events", "id"},
+}
 
 // snapshot returns every row of snapshotTables as JSON. api_tokens.last_used_at is left out:
 // authenticating with a token may record its use even when the request is then refused.
@@ -280,11 +290,11 @@ func (e *env) snapshot(t testing.TB) string {
 	for _, table := range snapshotTables {
 		var rows string
 		err := e.store.Pool().QueryRow(context.Background(),
-			`SELECT coalesce(json_agg(to_jsonb(t) - 'last_used_at' ORDER BY t.id)::text, '[]') FROM `+table+` t`).Scan(&rows)
+			`SELECT coalesce(json_agg(to_jsonb(t) - 'last_used_at' ORDER BY t.`+table.order+`)::text, '[]') FROM `+table.name+` t`).Scan(&rows)
 		if err != nil {
-			t.Fatalf("snapshot %s: %v", table, err)
+			t.Fatalf("snapshot %s: %v", table.name, err)
 		}
-		fmt.Fprintf(&b, "%s: %s\n", table, rows)
+		fmt.Fprintf(&b, "%s: %s\n", table.name, rows)
 	}
 	return b.String()
 }

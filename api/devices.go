@@ -25,15 +25,32 @@ const (
 	MaxPageSize     = 500
 )
 
+// pageLimit parses ?limit= of a newest-first listing, which pages with ?before=.
+func pageLimit(c *gin.Context) (int, error) {
+	if _, ok := c.GetQuery("after"); ok {
+		return 0, badRequest("after", "invalid", "this list is newest first: page it with before")
+	}
+	return limit(c)
+}
+
+func limit(c *gin.Context) (int, error) {
+	v, ok := c.GetQuery("limit")
+	if !ok {
+		return DefaultPageSize, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxPageSize {
+		return 0, badRequest("limit", "invalid", "limit must be an integer from 1 to %d", MaxPageSize)
+	}
+	return n, nil
+}
+
 // page parses ?limit= and ?after= (the last id of the previous page).
 func page(c *gin.Context) (store.Page, error) {
-	p := store.Page{Limit: DefaultPageSize}
-	if v, ok := c.GetQuery("limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxPageSize {
-			return p, badRequest("limit", "invalid", "limit must be an integer from 1 to %d", MaxPageSize)
-		}
-		p.Limit = n
+	var p store.Page
+	var err error
+	if p.Limit, err = limit(c); err != nil {
+		return p, err
 	}
 	if v, ok := c.GetQuery("after"); ok {
 		id, err := uuid.Parse(v)
@@ -228,7 +245,7 @@ func (s *Server) deviceEvents(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := page(c)
+	limit, err := pageLimit(c)
 	if err != nil {
 		return err
 	}
@@ -238,12 +255,12 @@ func (s *Server) deviceEvents(c *gin.Context) error {
 			return badRequest("before", "invalid", "before must be an event id from the previous page")
 		}
 	}
-	events, err := s.store.DeviceStatusEvents(c.Request.Context(), principal(c).OperatorID, id, before, p.Limit)
+	events, err := s.store.DeviceStatusEvents(c.Request.Context(), principal(c).OperatorID, id, before, limit)
 	if err != nil {
 		return err
 	}
 	var next *int64
-	if len(events) == p.Limit {
+	if len(events) == limit {
 		next = &events[len(events)-1].ID
 	}
 	if events == nil {

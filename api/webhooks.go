@@ -124,11 +124,11 @@ func (s *Server) testWebhook(c *gin.Context) error {
 
 // GET /api/v1/webhook-deliveries?device_id=&type=&status=&limit=&before=: newest first.
 func (s *Server) listDeliveries(c *gin.Context) error {
-	p, err := page(c)
+	limit, err := pageLimit(c)
 	if err != nil {
 		return err
 	}
-	f := store.DeliveryFilter{Limit: p.Limit, Type: c.Query("type"), Status: c.Query("status")}
+	f := store.DeliveryFilter{Limit: limit, Type: c.Query("type"), Status: c.Query("status")}
 	if v, ok := c.GetQuery("device_id"); ok {
 		if f.DeviceID, err = uuid.Parse(v); err != nil {
 			return badRequest("device_id", "invalid", "device_id must be a device id")
@@ -152,7 +152,7 @@ func (s *Server) listDeliveries(c *gin.Context) error {
 		return err
 	}
 	var next *uuid.UUID
-	if len(list) == p.Limit {
+	if len(list) == limit {
 		next = &list[len(list)-1].ID
 	}
 	if list == nil {
@@ -172,6 +172,11 @@ func (s *Server) redeliver(c *gin.Context) error {
 	ctx := c.Request.Context()
 	op := principal(c).OperatorID
 	if _, err := s.store.Delivery(ctx, op, id); err != nil {
+		return err
+	}
+	if ep, err := s.store.WebhookEndpoint(ctx, op); errors.Is(err, store.ErrNotFound) || (err == nil && !ep.Enabled) {
+		return &Error{Status: http.StatusConflict, Code: "webhook_disabled", Message: "enable the webhook endpoint before redelivering"}
+	} else if err != nil {
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, signalTimeout)

@@ -128,7 +128,7 @@ CREATE TABLE webhook_deliveries (
     device_id     uuid,
     connection_id uuid,
     event_type    text NOT NULL,
-    payload       jsonb NOT NULL,
+    payload       json NOT NULL, -- json, not jsonb: a redelivery sends the very bytes that were signed
     attempts      integer NOT NULL DEFAULT 0,
     last_status   integer,
     last_error    text,
