@@ -1,0 +1,186 @@
+package tunnel
+
+import "encoding/binary"
+
+// Wire format of the device tunnel. Every datagram starts with a 1-byte type
+// and a 4-byte index; all integers are little-endian.
+//
+// Handshake initiation (device → tunnel), exactly InitiationSize bytes:
+//
+//	0      type = PacketInitiation
+//	1..5   sender index (the initiator's index for this session)
+//	5..109 Noise IK message 1: ephemeral key (32), encrypted static key
+//	       (32+16), encrypted payload (16): an 8-byte big-endian Unix
+//	       nanosecond timestamp and its tag
+//
+// Handshake response (tunnel → device), exactly ResponseSize bytes:
+//
+//	0      type = PacketResponse
+//	1..5   receiver index (the initiator's sender index)
+//	5..9   sender index (the responder's index for this session)
+//	9..57  Noise IK message 2: ephemeral key (32), empty encrypted payload
+//	       (its 16-byte tag)
+//
+// Transport (both directions), at least TransportHeaderSize+TagSize bytes:
+//
+//	0      type = PacketTransport
+//	1..5   receiver index (the index the receiving side chose)
+//	5..13  counter, unique per session and direction
+//	13..   ChaCha20-Poly1305 ciphertext and 16-byte tag, under the key of
+//	       the handshake for this direction; the nonce is bytes 1..13
+//	       (receiver index and counter), the additional data bytes 0..13
+//
+// A keepalive is a transport packet with an empty plaintext.
+
+// PacketType is the first byte of every tunnel datagram.
+type PacketType uint8
+
+// Packet types.
+const (
+	PacketInitiation PacketType = 1
+	PacketResponse   PacketType = 2
+	PacketTransport  PacketType = 3
+)
+
+// Packet sizes.
+const (
+	// TagSize is the length of the ChaCha20-Poly1305 authentication tag.
+	TagSize = 16
+	// TransportHeaderSize is the length of a transport packet's header:
+	// type, receiver index and counter.
+	TransportHeaderSize = 13
+	// KeepaliveSize is the length of a transport packet with no payload.
+	KeepaliveSize = TransportHeaderSize + TagSize
+	// InitiationSize is the length of a handshake initiation.
+	InitiationSize = 5 + 32 + 32 + TagSize + timestampSize + TagSize
+	// ResponseSize is the length of a handshake response.
+	ResponseSize = 9 + 32 + TagSize
+	// MaxPacketSize is the largest datagram accepted: the largest UDP
+	// payload.
+	MaxPacketSize = 1<<16 - 1
+	// MaxPlaintextSize is the largest payload one transport packet carries.
+	MaxPlaintextSize = MaxPacketSize - TransportHeaderSize - TagSize
+
+	timestampSize = 8
+)
+
+// Drop is the reason a packet was refused. Its zero value, DropNone, means
+// the packet was accepted. Drops are counted in metrics, never logged per
+// packet.
+type Drop uint8
+
+// Drop reasons.
+const (
+	DropNone         Drop = iota // accepted
+	DropShort                    // shorter than its type requires
+	DropOversize                 // longer than its type or MaxPacketSize allows
+	DropUnknownType              // first byte is not a known PacketType
+	DropUnknownIndex             // receiver index matches no session or handshake
+	DropUnknownKey               // handshake from a static key no device has
+	DropBadAuth                  // AEAD or handshake authentication failed
+	DropReplay                   // counter already seen or older than the window
+	DropExpired                  // session is past its time or counter limit
+
+	// NumDrops is the number of Drop values, for sizing counter arrays.
+	NumDrops = iota
+)
+
+var dropNames = [NumDrops]string{
+	DropNone:         "none",
+	DropShort:        "short",
+	DropOversize:     "oversize",
+	DropUnknownType:  "unknown_type",
+	DropUnknownIndex: "unknown_index",
+	DropUnknownKey:   "unknown_key",
+	DropBadAuth:      "bad_auth",
+	DropReplay:       "replay",
+	DropExpired:      "expired",
+}
+
+// String returns the reason as a metric label, e.g. "bad_auth".
+func (d Drop) String() string {
+	if int(d) < len(dropNames) {
+		return dropNames[d]
+	}
+	return "invalid"
+}
+
+// Packet is a parsed datagram. It aliases the buffer given to ParsePacket.
+type Packet struct {
+	Type PacketType
+	// Receiver is the receiving side's index (response, transport).
+	Receiver uint32
+	// Sender is the sending side's index (initiation, response).
+	Sender uint32
+	// Counter is the transport counter.
+	Counter uint64
+	// Body is the Noise handshake message or the transport ciphertext with
+	// its tag.
+	Body []byte
+
+	// header is the transport header, the additional data of the AEAD.
+	header []byte
+}
+
+// ParsePacket checks the framing of a datagram and returns a view into it.
+// It does not allocate and authenticates nothing: a transport packet still
+// has to pass Session.Decrypt, a handshake the Noise handshake.
+func ParsePacket(b []byte) (Packet, Drop) {
+	if len(b) == 0 {
+		return Packet{}, DropShort
+	}
+	if len(b) > MaxPacketSize {
+		return Packet{}, DropOversize
+	}
+	switch t := PacketType(b[0]); t {
+	case PacketInitiation:
+		if d := exactSize(b, InitiationSize); d != DropNone {
+			return Packet{}, d
+		}
+		return Packet{
+			Type:   t,
+			Sender: binary.LittleEndian.Uint32(b[1:5]),
+			Body:   b[5:],
+		}, DropNone
+	case PacketResponse:
+		if d := exactSize(b, ResponseSize); d != DropNone {
+			return Packet{}, d
+		}
+		return Packet{
+			Type:     t,
+			Receiver: binary.LittleEndian.Uint32(b[1:5]),
+			Sender:   binary.LittleEndian.Uint32(b[5:9]),
+			Body:     b[9:],
+		}, DropNone
+	case PacketTransport:
+		if len(b) < KeepaliveSize {
+			return Packet{}, DropShort
+		}
+		return Packet{
+			Type:     t,
+			Receiver: binary.LittleEndian.Uint32(b[1:5]),
+			Counter:  binary.LittleEndian.Uint64(b[5:13]),
+			Body:     b[TransportHeaderSize:],
+			header:   b[:TransportHeaderSize:TransportHeaderSize],
+		}, DropNone
+	default:
+		return Packet{}, DropUnknownType
+	}
+}
+
+func exactSize(b []byte, n int) Drop {
+	switch {
+	case len(b) < n:
+		return DropShort
+	case len(b) > n:
+		return DropOversize
+	}
+	return DropNone
+}
+
+// appendTransportHeader appends a transport header to dst.
+func appendTransportHeader(dst []byte, receiver uint32, counter uint64) []byte {
+	dst = append(dst, byte(PacketTransport))
+	dst = binary.LittleEndian.AppendUint32(dst, receiver)
+	return binary.LittleEndian.AppendUint64(dst, counter)
+}

@@ -1,0 +1,251 @@
+package tunnel
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func TestRouteAddLookupRemove(t *testing.T) {
+	var rt RouteTable
+	ip := netip.MustParseAddr("10.9.0.2")
+	if _, ok := rt.Lookup(ip); ok {
+		t.Fatal("Lookup(10.9.0.2) in an empty table = ok, want not found")
+	}
+	reg := Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(),
+		Limit: 5000, Used: 1000, Epoch: 3}
+	added, err := rt.Add(reg)
+	if err != nil {
+		t.Fatalf("Add(%v) = %v", ip, err)
+	}
+	r, ok := rt.Lookup(ip)
+	if !ok || r != added {
+		t.Fatalf("Lookup(%v) = %v, %v, want the added route", ip, r, ok)
+	}
+	if r.DeviceID != reg.DeviceID || r.SessionID != reg.SessionID || r.ClientIP != ip || r.Conn.ID() != reg.ConnectionID {
+		t.Errorf("Lookup(%v) = %+v, want device %v session %v connection %v", ip, r, reg.DeviceID, reg.SessionID, reg.ConnectionID)
+	}
+	want := Snapshot{ConnectionID: reg.ConnectionID, Epoch: 3, BaseBytes: 1000, UsedBytes: 1000, LimitBytes: 5000}
+	if s := r.Conn.Snapshot(); s != want {
+		t.Errorf("Snapshot() of a new route's connection = %+v, want %+v", s, want)
+	}
+	if r2, ok := rt.Lookup4([4]byte{10, 9, 0, 2}); !ok || r2 != r {
+		t.Errorf("Lookup4(10.9.0.2) = %v, %v, want the added route", r2, ok)
+	}
+	if r2, ok := rt.Lookup(netip.MustParseAddr("::ffff:10.9.0.2")); !ok || r2 != r {
+		t.Errorf("Lookup(::ffff:10.9.0.2) = %v, %v, want the added route", r2, ok)
+	}
+	if _, ok := rt.Lookup(netip.MustParseAddr("10.9.0.3")); ok {
+		t.Error("Lookup(10.9.0.3), not routed = ok, want not found")
+	}
+	if c, ok := rt.Connection(reg.ConnectionID); !ok || c != r.Conn {
+		t.Errorf("Connection(%v) = %v, %v, want the route's connection", reg.ConnectionID, c, ok)
+	}
+	if rt.Len() != 1 {
+		t.Errorf("Len() = %d, want 1", rt.Len())
+	}
+
+	removed, ok := rt.Remove(ip)
+	if !ok || removed != r {
+		t.Fatalf("Remove(%v) = %v, %v, want the route", ip, removed, ok)
+	}
+	if _, ok := rt.Lookup(ip); ok {
+		t.Errorf("Lookup(%v) after Remove = ok, want not found", ip)
+	}
+	if _, ok := rt.Remove(ip); ok {
+		t.Errorf("Remove(%v) twice = ok, want not found", ip)
+	}
+	if _, ok := rt.Connection(reg.ConnectionID); ok {
+		t.Errorf("Connection(%v) after its last route was removed = ok, want not found", reg.ConnectionID)
+	}
+	if rt.Len() != 0 {
+		t.Errorf("Len() = %d, want 0", rt.Len())
+	}
+}
+
+func TestRouteAddRejectsNonIPv4(t *testing.T) {
+	var rt RouteTable
+	for _, ip := range []netip.Addr{{}, netip.MustParseAddr("fd00::1")} {
+		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New()}); !errors.Is(err, ErrRouteNotIPv4) {
+			t.Errorf("Add(%v) = %v, want ErrRouteNotIPv4", ip, err)
+		}
+		if _, ok := rt.Lookup(ip); ok {
+			t.Errorf("Lookup(%v) = ok, want not found", ip)
+		}
+	}
+}
+
+func TestRoutesShareConnection(t *testing.T) {
+	var rt RouteTable
+	conn := uuid.New()
+	dev := uuid.New()
+	a, b := netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.1.7")
+	ra, err := rt.Add(Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 3000, Epoch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second route comes with the API's (older) usage figure for the same epoch: the
+	// tunnel's counters, which are newer, are kept; the limit is taken.
+	ra.Conn.Admit(1000, ToClient)
+	rb, err := rt.Add(Registration{ClientIP: b, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 2500, Used: 0, Epoch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.Conn != rb.Conn {
+		t.Fatalf("routes of one connection got different Connections %p and %p", ra.Conn, rb.Conn)
+	}
+	if !rb.Conn.Admit(1500, FromClient) {
+		t.Fatal("Admit(1500) via the second IP with 1500 left = false, want true")
+	}
+	if ra.Conn.Admit(1, ToClient) {
+		t.Error("Admit(1) via the first IP after the shared limit is reached = true, want false")
+	}
+	if s := ra.Conn.Snapshot(); s.UsedBytes != 2500 || s.RxBytes != 1000 || s.TxBytes != 1500 || s.LimitBytes != 2500 {
+		t.Errorf("Snapshot() = %+v, want used 2500, rx 1000, tx 1500, limit 2500", s)
+	}
+	if got := len(rt.Connections()); got != 1 {
+		t.Errorf("len(Connections()) = %d, want 1", got)
+	}
+
+	// Removing one IP keeps the connection for the other.
+	rt.Remove(a)
+	if c, ok := rt.Connection(conn); !ok || c != rb.Conn {
+		t.Errorf("Connection(%v) after removing one of two routes = %v, %v, want the shared connection", conn, c, ok)
+	}
+
+	// A stale registration is refused; a newer epoch restarts the counters from its used.
+	if _, err := rt.Add(Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, Epoch: 0}); !errors.Is(err, ErrStaleEpoch) {
+		t.Errorf("Add with epoch 0 < 1 = %v, want ErrStaleEpoch", err)
+	}
+	if _, ok := rt.Lookup(a); ok {
+		t.Errorf("Lookup(%v) after a refused Add = ok, want not found", a)
+	}
+	rc, err := rt.Add(Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, Limit: 4000, Used: 700, Epoch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Snapshot{ConnectionID: conn, Epoch: 2, BaseBytes: 700, UsedBytes: 700, LimitBytes: 4000}
+	if s := rc.Conn.Snapshot(); rc.Conn != rb.Conn || s != want {
+		t.Errorf("Snapshot() after a newer-epoch registration = %+v (shared %v), want %+v (shared)", s, rc.Conn == rb.Conn, want)
+	}
+}
+
+func TestRouteReplaceMovesClient(t *testing.T) {
+	var rt RouteTable
+	ip := netip.MustParseAddr("10.9.0.9")
+	first, second := uuid.New(), uuid.New()
+	if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: first, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := rt.Add(Registration{ClientIP: ip, ConnectionID: second, Epoch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rt.Lookup(ip); got != r || got.Conn.ID() != second {
+		t.Errorf("Lookup(%v) after re-registration = %+v, want the route to connection %v", ip, got, second)
+	}
+	if _, ok := rt.Connection(first); ok {
+		t.Errorf("Connection(%v) whose only route was replaced = ok, want not found", first)
+	}
+	if rt.Len() != 1 {
+		t.Errorf("Len() = %d, want 1", rt.Len())
+	}
+	// Re-registering the same IP to the same connection keeps the connection.
+	if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: second, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rt.Connection(second); !ok {
+		t.Errorf("Connection(%v) after re-registering its only route = not found, want it kept", second)
+	}
+}
+
+func TestRouteLookupDuringWrites(t *testing.T) {
+	// Readers never see a torn table: a routed IP stays routed while others come and go.
+	var rt RouteTable
+	stable := netip.MustParseAddr("10.9.0.1")
+	if _, err := rt.Add(Registration{ClientIP: stable, ConnectionID: uuid.New(), Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	missing := make(chan struct{}, 1)
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, ok := rt.Lookup(stable); !ok {
+					select {
+					case missing <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+	}
+	conn := uuid.New()
+	for i := range 500 {
+		ip := netip.AddrFrom4([4]byte{10, 9, 1, byte(i)})
+		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: conn, Epoch: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			rt.Remove(ip)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case <-missing:
+		t.Errorf("Lookup(%v) failed while other routes changed, want it always found", stable)
+	default:
+	}
+}
+
+func TestLookupAllocs(t *testing.T) {
+	var rt RouteTable
+	ip := netip.MustParseAddr("10.9.0.2")
+	if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New(), Limit: 1 << 62, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The whole per-packet accounting step: route lookup, then Admit.
+	if n := testing.AllocsPerRun(1000, func() {
+		r, ok := rt.Lookup(ip)
+		if !ok || !r.Conn.Admit(1400, FromClient) {
+			panic("route lost")
+		}
+		if _, ok := rt.Lookup4([4]byte{10, 9, 0, 2}); !ok {
+			panic("route lost")
+		}
+	}); n != 0 {
+		t.Errorf("Lookup+Admit allocs per run = %v, want 0", n)
+	}
+}
+
+// BenchmarkRouteLookup measures a lock-free route lookup alone, from every goroutine.
+func BenchmarkRouteLookup(b *testing.B) {
+	var rt RouteTable
+	ips := benchIPs()
+	for _, ip := range ips {
+		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New(), Epoch: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, ok := rt.Lookup(ips[i%len(ips)]); !ok {
+				b.Error("route lost")
+				return
+			}
+			i++
+		}
+	})
+}
