@@ -27,7 +27,16 @@ type Config struct {
 	HealthListen string
 	// WebhookGuard decides which addresses webhook deliveries may reach.
 	WebhookGuard webhook.Guard
+	// WorkflowCacheSize is how many workflows the worker keeps in memory (the SDK's sticky
+	// cache); 0 means DefaultWorkflowCacheSize. Every device has a DeviceMonitor, and one
+	// evicted from the cache is replayed from its history on its next heartbeat, so it should
+	// exceed the fleet size.
+	WorkflowCacheSize int
 }
+
+// DefaultWorkflowCacheSize keeps a fleet of 25,000 devices' monitors in memory (the SDK's
+// default is 10,000).
+const DefaultWorkflowCacheSize = 25000
 
 // Register adds every cellgate workflow and activity to w.
 func Register(w sdkworker.Registry, acts *activities.Activities) {
@@ -40,6 +49,11 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 // Run polls task queue "cellgate" until ctx ends, then stops gracefully: running activities
 // get the worker's stop timeout to finish.
 func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log *slog.Logger) error {
+	cache := cfg.WorkflowCacheSize
+	if cache <= 0 {
+		cache = DefaultWorkflowCacheSize
+	}
+	sdkworker.SetStickyWorkflowCacheSize(cache)
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{WorkerStopTimeout: 10 * time.Second})
 	Register(w, &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)})
 	if err := w.Start(); err != nil {

@@ -52,6 +52,18 @@ func (f *flags) duration(p *time.Duration, name, env string, def time.Duration, 
 	f.DurationVar(p, name, def, usage+" [$"+env+"]")
 }
 
+func (f *flags) int(p *int, name, env string, def int, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("$%s=%q is not an integer", env, v))
+		} else {
+			def = n
+		}
+	}
+	f.IntVar(p, name, def, usage+" [$"+env+"]")
+}
+
 func (f *flags) bool(p *bool, name, env string, def bool, usage string) {
 	if v, ok := os.LookupEnv(env); ok {
 		b, err := strconv.ParseBool(v)

@@ -18,6 +18,7 @@ func (c *workerConfig) register(f *flags) {
 	c.common.register(f, true)
 	f.string(&c.worker.HealthListen, "health-listen", "CELLGATE_WORKER_LISTEN", ":8081", "address of the worker's /healthz (empty: none)")
 	registerWebhookGuard(f, &c.worker.WebhookGuard)
+	f.int(&c.worker.WorkflowCacheSize, "workflow-cache", "CELLGATE_WORKFLOW_CACHE", worker.DefaultWorkflowCacheSize, "workflows kept in memory; make it larger than the number of devices")
 }
 
 func runWorker(ctx context.Context, args []string) error {
