@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 30m
 
 # The whole system on this machine: Postgres in .data/, Temporal dev server, api + worker.
 dev: deps bin/temporal build
-	bin/cellgate dev
+	bin/cellgate dev $(if $(DEMO),--demo $(DEMO))
 
 # Everything CI runs: install what is missing, vet, and every test with the race detector.
 test: deps bin/temporal

@@ -19,7 +19,10 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/localpg"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/worker"
@@ -34,6 +37,8 @@ type devConfig struct {
 	temporalPort   int
 	temporalUIPort int
 	operatorEmail  string
+	demo           int // simulated devices of the demo; 0: no demo
+	demoPort       int // the demo receiver's port; 0: any
 }
 
 // DevOperatorEmail is the first operator `cellgate dev` creates.
@@ -45,7 +50,11 @@ func runDev(ctx context.Context, args []string) error {
   - a private Postgres cluster in <data-dir>/pg on 127.0.0.1 (unless DATABASE_URL is set),
   - the Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS is set),
   - the migrations, then the api and the worker in this process,
-  - a first operator on the first run.
+  - a first operator on the first run,
+  - with --demo N: N simulated devices, one of them flapping, and a webhook receiver on
+    127.0.0.1 that prints each verified offline/online alert (the operator's webhook points
+    at it while the demo runs). Shorter CELLGATE_OFFLINE_AFTER and CELLGATE_ALERT_COOLDOWN,
+    e.g. 20s and 1m, make it quicker to watch.
 Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a second run reuses the data.`)
 	cfg.apiConfig.register(f)
 	// Dev defaults: the API on loopback, webhooks to local receivers allowed.
@@ -57,8 +66,13 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	f.IntVar(&cfg.temporalPort, "temporal-port", 7233, "port of the Temporal dev server's frontend")
 	f.IntVar(&cfg.temporalUIPort, "temporal-ui-port", 8233, "port of the Temporal Web UI")
 	f.StringVar(&cfg.operatorEmail, "operator-email", DevOperatorEmail, "email of the operator created on the first run")
+	f.int(&cfg.demo, "demo", "CELLGATE_DEMO_DEVICES", 0, "run a demo fleet of this many simulated devices (device 1 flaps) and a local webhook receiver that prints verified alerts; 0: no demo")
+	f.int(&cfg.demoPort, "demo-receiver-port", "CELLGATE_DEMO_RECEIVER_PORT", 0, "port of the demo's webhook receiver on 127.0.0.1 (0: any free port)")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if cfg.demo < 0 || cfg.demoPort < 0 || cfg.demoPort > 65535 {
+		return fmt.Errorf("--demo %d, --demo-receiver-port %d: want a number of devices (0: no demo) and a port (0: any)", cfg.demo, cfg.demoPort)
 	}
 	log, err := cfg.logger()
 	if err != nil {
@@ -156,11 +170,68 @@ Written to %s (source it: set -a; . %s; set +a)
 		filepath.Join(cfg.dataDir, "dev.env"), filepath.Join(cfg.dataDir, "dev.env"))
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx, l) })
+	// The API stops after the demo, which gives the operator's webhook back through it.
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopAPI()
+	demoDone := make(chan struct{})
+	g.Go(func() error { return srv.Serve(apiCtx, l) })
 	g.Go(func() error { return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard}, tc, st, log) })
+	g.Go(func() error {
+		defer close(demoDone)
+		if cfg.demo == 0 {
+			return nil
+		}
+		return runDemo(gctx, cfg, st, email, apiURL, log)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		<-demoDone
+		stopAPI()
+		return nil
+	})
 	err = g.Wait()
 	log.Info("stopping")
 	return err
+}
+
+// demoTokenName names the API token `cellgate dev --demo` makes for itself on each run.
+const demoTokenName = "cellgate dev demo"
+
+// runDemo runs the demo (package demo) as the dev operator, with an API token of its own
+// (the one of the previous run, whose value is not kept, is revoked), until ctx ends.
+func runDemo(ctx context.Context, cfg devConfig, st *store.Store, email, apiURL string, log *slog.Logger) error {
+	op, err := st.OperatorByEmail(ctx, email)
+	if err != nil {
+		return fmt.Errorf("demo: the dev operator %s: %w", email, err)
+	}
+	tokens, err := st.APITokens(ctx, op.ID)
+	if err != nil {
+		return err
+	}
+	for _, t := range tokens {
+		if t.Name == demoTokenName {
+			if err := st.DeleteAPIToken(ctx, op.ID, t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	token, hash := credential.NewToken(credential.APITokenPrefix)
+	if _, err := st.CreateAPIToken(ctx, op.ID, demoTokenName, hash); err != nil {
+		return err
+	}
+	interval, flapPeriod := demo.Timing(cfg.api.Monitor.OfflineAfter)
+	return demo.Run(ctx, demo.Config{
+		APIURL:     apiURL,
+		Operator:   agent.NewOperator(apiURL, agent.NewHTTPClient(4), token),
+		Devices:    cfg.demo,
+		Interval:   interval,
+		FlapPeriod: flapPeriod,
+		Prefix:     "demo-",
+		StateFile:  filepath.Join(cfg.dataDir, "demo-devices.json"),
+		Listen:     net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.demoPort)),
+		Out:        os.Stdout,
+		Log:        log,
+	})
 }
 
 // devDefault changes a flag's default for `cellgate dev`, unless its variable is set.

@@ -39,6 +39,12 @@ var (
 // startDev runs `cellgate dev` on dataDir with free ports and waits until it prints its URLs.
 func startDev(t *testing.T, dataDir string) *devRun {
 	t.Helper()
+	return startDevWith(t, dataDir, nil)
+}
+
+// startDevWith is startDev with more environment variables (KEY=VALUE) and arguments.
+func startDevWith(t *testing.T, dataDir string, env []string, args ...string) *devRun {
+	t.Helper()
 	temporalBin, err := testenv.TemporalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -48,9 +54,9 @@ func startDev(t *testing.T, dataDir string) *devRun {
 		pgAddr:       fmt.Sprintf("127.0.0.1:%d", pgPort),
 		temporalAddr: fmt.Sprintf("127.0.0.1:%d", temporalPort),
 	}
-	d.p = startCellgate(t, []string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort)}, "", "dev",
-		"-data-dir", dataDir, "-temporal-bin", temporalBin, "-pg-port", strconv.Itoa(pgPort),
-		"-temporal-port", strconv.Itoa(temporalPort), "-temporal-ui-port", strconv.Itoa(uiPort))
+	d.p = startCellgate(t, append([]string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort)}, env...), "",
+		append([]string{"dev", "-data-dir", dataDir, "-temporal-bin", temporalBin, "-pg-port", strconv.Itoa(pgPort),
+			"-temporal-port", strconv.Itoa(temporalPort), "-temporal-ui-port", strconv.Itoa(uiPort)}, args...)...)
 
 	deadline := time.Now().Add(startTimeout)
 	for !strings.Contains(d.p.stdout.String(), "Written to") {

@@ -24,6 +24,7 @@ var subcommands = []subcommand{
 	{"migrate", "apply the embedded database migrations (idempotent)", runMigrate},
 	{"dev", "start everything for a laptop: Postgres, Temporal dev server, api and worker", runDev},
 	{"operator", "manage operators: operator create --email E [--password-stdin]", runOperator},
+	{"agent", "simulate devices: agent --simulate N enrolls N devices and heartbeats as them", runAgent},
 }
 
 func usage() {

@@ -287,7 +287,10 @@ func TestSubcommandHelp(t *testing.T) {
 			"CELLGATE_WORKER_LISTEN"}, logVars...)},
 		"migrate": {[]string{"migrate", "-h"}, append([]string{"DATABASE_URL"}, logVars...)},
 		"dev": {[]string{"dev", "-h"}, []string{"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE",
-			"CELLGATE_API_LISTEN", "CELLGATE_DATA_DIR", "CELLGATE_TEMPORAL_BIN"}},
+			"CELLGATE_API_LISTEN", "CELLGATE_DATA_DIR", "CELLGATE_TEMPORAL_BIN", "CELLGATE_DEMO_DEVICES", "CELLGATE_DEMO_RECEIVER_PORT"}},
+		"agent": {[]string{"agent", "-h"}, append([]string{"CELLGATE_API_URL", "CELLGATE_API_TOKEN", "CELLGATE_OPERATOR_EMAIL",
+			"CELLGATE_OPERATOR_PASSWORD", "CELLGATE_SIMULATE_DEVICES", "CELLGATE_SIM_STATE", "CELLGATE_HEARTBEAT_INTERVAL",
+			"CELLGATE_HEARTBEAT_JITTER", "CELLGATE_SIM_FLAP", "CELLGATE_SIM_FLAP_PERIOD"}, logVars...)},
 		"operator": {[]string{"operator", "create", "-h"}, []string{"DATABASE_URL"}},
 	}
 	for _, c := range subcommands {

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cellgate/cellgate/agent"
+)
+
+type agentConfig struct {
+	apiURL      string
+	token       string
+	email       string
+	password    string
+	simulate    int
+	stateFile   string
+	prefix      string
+	interval    time.Duration
+	jitter      string
+	flap        int
+	flapPeriod  time.Duration
+	outages     []agent.Outage
+	concurrency int
+	reportEvery time.Duration
+	logLevel    string
+	logFormat   string
+}
+
+func (c *agentConfig) register(f *flags) {
+	f.string(&c.apiURL, "api", "CELLGATE_API_URL", "", "the API's URL, e.g. http://127.0.0.1:8080 (required)")
+	f.string(&c.token, "token", "CELLGATE_API_TOKEN", "", "an operator's personal API token (cgp_…) to create the devices with")
+	f.string(&c.email, "email", "CELLGATE_OPERATOR_EMAIL", "", "or: the operator's email, to log in with")
+	f.string(&c.password, "password", "CELLGATE_OPERATOR_PASSWORD", "", "and the operator's password")
+	f.int(&c.simulate, "simulate", "CELLGATE_SIMULATE_DEVICES", 0, "simulate this many devices in this process (required for now)")
+	f.string(&c.stateFile, "state", "CELLGATE_SIM_STATE", ".data/sim-devices.json", "file that keeps the simulated devices' ids and tokens (mode 0600), so the next run reuses them")
+	f.string(&c.prefix, "prefix", "CELLGATE_SIM_PREFIX", agent.DefaultPrefix, "name prefix of the simulated devices: sim-0001, sim-0002, …")
+	f.duration(&c.interval, "interval", "CELLGATE_HEARTBEAT_INTERVAL", agent.DefaultInterval, "time between two heartbeats of a device")
+	f.string(&c.jitter, "jitter", "CELLGATE_HEARTBEAT_JITTER", "10%", "each heartbeat moves by a random amount within ± this: a percentage of the interval or a duration")
+	f.int(&c.flap, "flap", "CELLGATE_SIM_FLAP", 0, "devices 1…K flap: silent for the second half of every flap period")
+	f.duration(&c.flapPeriod, "flap-period", "CELLGATE_SIM_FLAP_PERIOD", 10*time.Minute, "period of the flapping devices; half of it must exceed the server's offline-after plus one interval")
+	f.Func("outage", "a scripted outage `device:start:duration`, e.g. 3:1m:5m: device 3 (sim-0003) is silent from 1 minute after the start for 5 minutes (repeatable)", func(s string) error {
+		o, err := agent.ParseOutage(s)
+		if err == nil {
+			c.outages = append(c.outages, o)
+		}
+		return err
+	})
+	f.int(&c.concurrency, "concurrency", "CELLGATE_SIM_CONCURRENCY", agent.DefaultConcurrency, "most heartbeats in flight at once, and so HTTP connections to the API")
+	f.duration(&c.reportEvery, "report-every", "CELLGATE_SIM_REPORT_EVERY", 10*time.Second, "period of the summary log line (heartbeats, errors, p99 latency); 0: only at the end")
+	f.string(&c.logLevel, "log-level", "CELLGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	f.string(&c.logFormat, "log-format", "CELLGATE_LOG_FORMAT", "text", "log format: text or json")
+}
+
+// parseJitter reads "10%" (of interval) or a Go duration.
+func parseJitter(s string, interval time.Duration) (time.Duration, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		pct, err := strconv.ParseFloat(p, 64)
+		if err != nil || pct < 0 || pct >= 100 {
+			return 0, fmt.Errorf("jitter %q: want a percentage from 0 to under 100, or a duration", s)
+		}
+		return time.Duration(float64(interval) * pct / 100), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("jitter %q: want a percentage of the interval such as 10%% or a duration such as 3s", s)
+	}
+	return d, nil
+}
+
+func (c *agentConfig) check() error {
+	if c.simulate < 1 {
+		return errors.New("give --simulate N: cellgate agent only simulates devices so far (the device agent proper comes with the tunnel)")
+	}
+	u, err := url.Parse(c.apiURL)
+	if c.apiURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--api %q: want the API's http(s) URL, e.g. http://127.0.0.1:8080 (after `make dev`: set -a; . .data/dev.env; set +a)", c.apiURL)
+	}
+	if c.token == "" && (c.email == "" || c.password == "") {
+		return errors.New("the simulator creates its devices as an operator: give --token (an API token) or --email and --password")
+	}
+	return nil
+}
+
+func runAgent(ctx context.Context, args []string) error {
+	var cfg agentConfig
+	f := newFlags("agent", `Runs simulated devices: cellgate agent --simulate N creates N devices named sim-0001… (as the
+operator of --token, or of --email/--password), enrolls them, keeps their tokens in --state so
+the next run reuses them, and heartbeats as each of them every --interval (± --jitter) with
+plausible telemetry; the first heartbeats are spread over one interval. A 503 or a network
+error is retried with backoff (at least the answer's Retry-After). --flap and --outage script
+silences, to see offline and online alerts. A summary line (heartbeats, errors, latency p50/p99)
+is logged every --report-every. Ctrl-C or SIGTERM stops it.`)
+	cfg.register(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	jitter, err := parseJitter(cfg.jitter, cfg.interval)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(os.Stderr, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+	httpc := agent.NewHTTPClient(cfg.concurrency)
+	op := agent.NewOperator(cfg.apiURL, httpc, cfg.token)
+	if cfg.token == "" {
+		if op, err = agent.Login(ctx, cfg.apiURL, httpc, cfg.email, cfg.password); err != nil {
+			return err
+		}
+	}
+	fleet, err := agent.NewFleet(agent.FleetConfig{
+		Devices: cfg.simulate, Prefix: cfg.prefix, StateFile: cfg.stateFile,
+		Interval: cfg.interval, Jitter: jitter, Flap: cfg.flap, FlapPeriod: cfg.flapPeriod, Outages: cfg.outages,
+		Concurrency: cfg.concurrency, ReportEvery: cfg.reportEvery,
+	}, &agent.Client{BaseURL: cfg.apiURL, HTTP: httpc}, op, log)
+	if err != nil {
+		return err
+	}
+	if err := fleet.Provision(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted: what was created is in the state file
+		}
+		return err
+	}
+	return fleet.Run(ctx)
+}

@@ -1,0 +1,425 @@
+// Command monitor measures device monitoring end to end on a running stack: a simulated fleet
+// (package agent) heartbeats at a steady interval while a local receiver (package demo)
+// verifies the operator's webhooks. After a steady phase it silences a sample of devices at
+// known times and measures when each offline alert arrives:
+//
+//	detection error = alert arrival − last accepted heartbeat − offline-after
+//
+// and counts false offline alerts: alerts for devices that were never silenced (or before
+// their silence). It prints heartbeat latency percentiles of the steady phase, the detection
+// error percentiles, the recovery alerts' latency, and the false alerts.
+//
+//	set -a; . .data/dev.env; set +a
+//	go run ./loadtest/monitor -devices 10000 -steady 5m -silence 50
+//
+// The devices are kept in -state and reused by the next run. The operator's webhook points at
+// the receiver while the tool runs and is given back at the end. Only a loopback API may be
+// tested.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/demo"
+	"github.com/cellgate/cellgate/webhook"
+)
+
+type config struct {
+	apiURL, token, email, password string
+	devices, concurrency, silence  int
+	interval, jitter               time.Duration
+	offlineAfter                   time.Duration
+	warmup, steady, settle         time.Duration
+	state, prefix                  string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.apiURL, "api", os.Getenv("CELLGATE_API_URL"), "API base URL [$CELLGATE_API_URL]")
+	flag.StringVar(&c.token, "token", os.Getenv("CELLGATE_API_TOKEN"), "operator API token [$CELLGATE_API_TOKEN]; or:")
+	flag.StringVar(&c.email, "email", os.Getenv("CELLGATE_OPERATOR_EMAIL"), "operator email [$CELLGATE_OPERATOR_EMAIL]")
+	flag.StringVar(&c.password, "password", os.Getenv("CELLGATE_OPERATOR_PASSWORD"), "operator password [$CELLGATE_OPERATOR_PASSWORD]")
+	flag.IntVar(&c.devices, "devices", 1000, "simulated devices")
+	flag.IntVar(&c.concurrency, "concurrency", agent.DefaultConcurrency, "most heartbeats in flight")
+	flag.DurationVar(&c.interval, "interval", 30*time.Second, "heartbeat interval of every device")
+	flag.DurationVar(&c.jitter, "jitter", -1, "± jitter of each heartbeat (default: 10% of the interval)")
+	flag.DurationVar(&c.offlineAfter, "offline-after", 2*time.Minute, "the server's CELLGATE_OFFLINE_AFTER (checked against the alerts)")
+	flag.DurationVar(&c.warmup, "warmup", 0, "time before the steady phase, while the first heartbeats start the monitors (default: two intervals)")
+	flag.DurationVar(&c.steady, "steady", 5*time.Minute, "steady phase: every device heartbeats, no alert is expected")
+	flag.IntVar(&c.silence, "silence", 50, "devices silenced after the steady phase, one after another over one interval")
+	flag.DurationVar(&c.settle, "settle", time.Minute, "how long to wait for late alerts after the last one is due")
+	flag.StringVar(&c.state, "state", ".data/monitor-devices.json", "state file of the simulated devices (reused by the next run)")
+	flag.StringVar(&c.prefix, "prefix", "mon-", "name prefix of the simulated devices")
+	flag.Parse()
+	if c.jitter < 0 {
+		c.jitter = c.interval / 10
+	}
+	if c.warmup == 0 {
+		c.warmup = 2 * c.interval
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "monitor:", err)
+		os.Exit(1)
+	}
+}
+
+// probe is what the tool knows about one device.
+type probe struct {
+	silenceFrom, silenceUntil time.Time // zero: never silenced
+	lastBefore                time.Time // start of the last accepted heartbeat before silenceFrom
+	lastBeforeDone            time.Time // and when its answer arrived
+	firstAfter                time.Time // start of the first accepted heartbeat after silenceUntil
+	offline                   *alert    // the first offline alert after silenceFrom
+	online                    *alert    // the first online alert after silenceUntil
+}
+
+type alert struct {
+	arrived time.Time
+	event   webhook.Event
+}
+
+// recorder collects heartbeats and alerts; the fleet's workers and the receiver call it.
+type recorder struct {
+	mu         sync.Mutex // guards everything below
+	probes     []probe    // by device number − 1
+	phaseOf    func(time.Time) int
+	latency    [3][]time.Duration // accepted heartbeats' latency, by phase
+	errs       [3]int             // failed heartbeat attempts, by phase
+	seen       map[string]bool    // webhook-ids already counted
+	falseAlert []string
+	stale      int // offline alerts of outages that began before this run
+	unexpected int // online alerts of devices never silenced
+	badPayload []string
+}
+
+const (
+	phaseWarmup = iota
+	phaseSteady
+	phaseSilence
+)
+
+var phaseNames = [3]string{"warm-up", "steady", "silencing"}
+
+func (r *recorder) beat(b agent.Beat) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ph := r.phaseOf(b.Start)
+	if b.Err != nil {
+		r.errs[ph]++
+		return
+	}
+	r.latency[ph] = append(r.latency[ph], b.Latency)
+	p := &r.probes[b.Device-1]
+	if p.silenceFrom.IsZero() {
+		return
+	}
+	if b.Start.Before(p.silenceFrom) && b.Start.After(p.lastBefore) {
+		p.lastBefore, p.lastBeforeDone = b.Start, b.Start.Add(b.Latency)
+	}
+	if !b.Start.Before(p.silenceUntil) && p.firstAfter.IsZero() {
+		p.firstAfter = b.Start
+	}
+}
+
+func (r *recorder) delivery(prefix string, runStart time.Time, d demo.Delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[d.ID] {
+		return
+	}
+	r.seen[d.ID] = true
+	n, err := strconv.Atoi(strings.TrimPrefix(d.Event.Data.DeviceName, prefix))
+	if err != nil || n < 1 || n > len(r.probes) || !strings.HasPrefix(d.Event.Data.DeviceName, prefix) {
+		return // another device of the operator's
+	}
+	p := &r.probes[n-1]
+	a := &alert{arrived: d.Received, event: d.Event}
+	switch d.Event.Type {
+	case webhook.EventDeviceOffline:
+		since := d.Event.Data.OfflineSince
+		switch {
+		case since == nil:
+			r.badPayload = append(r.badPayload, d.ID+": offline alert without offline_since")
+		case since.Before(runStart):
+			r.stale++
+		case !p.silenceFrom.IsZero() && !d.Received.Before(p.silenceFrom) && p.offline == nil:
+			p.offline = a
+		default:
+			r.falseAlert = append(r.falseAlert, fmt.Sprintf("%s offline since %s, alert at %s",
+				d.Event.Data.DeviceName, since.Format(time.TimeOnly), d.Received.Format(time.TimeOnly)))
+		}
+	case webhook.EventDeviceOnline:
+		if !p.silenceUntil.IsZero() && !d.Received.Before(p.silenceUntil) && p.online == nil {
+			p.online = a
+		} else {
+			r.unexpected++
+		}
+	}
+}
+
+func run(ctx context.Context, c config) error {
+	u, err := url.Parse(c.apiURL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("-api %q is not a URL", c.apiURL)
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-api %s: only a loopback API may be load-tested", c.apiURL)
+	}
+	if c.devices < 1 || c.silence < 0 || c.silence > c.devices || c.steady <= 0 {
+		return errors.New("need 1+ devices, 0 to -devices silenced devices and a positive -steady")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	httpc := agent.NewHTTPClient(c.concurrency)
+	var op *agent.Operator
+	if c.token != "" {
+		op = agent.NewOperator(c.apiURL, httpc, c.token)
+	} else if op, err = agent.Login(ctx, c.apiURL, httpc, c.email, c.password); err != nil {
+		return err
+	}
+
+	rec := &recorder{probes: make([]probe, c.devices), seen: map[string]bool{}}
+	var runStart time.Time // set before the fleet runs; read by the receiver after that
+	var started sync.WaitGroup
+	started.Add(1)
+
+	// The receiver, and the operator's webhook pointing at it.
+	prev, err := op.Webhook(ctx)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hookURL := "http://" + l.Addr().String() + demo.ReceiverPath
+	set, err := op.SetWebhook(ctx, hookURL, true)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("save webhook (is CELLGATE_WEBHOOK_ALLOW_PRIVATE=true?): %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		u, enabled := hookURL, false
+		if prev.Configured && !strings.HasSuffix(prev.URL, demo.ReceiverPath) {
+			u, enabled = prev.URL, prev.Enabled
+		}
+		if _, err := op.SetWebhook(rctx, u, enabled); err != nil {
+			log.Warn("webhook not given back", "err", err)
+		}
+	}()
+	rcv := demo.NewReceiver(set.Secret, func(d demo.Delivery) {
+		started.Wait()
+		rec.delivery(c.prefix, runStart, d)
+	}, log)
+	mux := http.NewServeMux()
+	mux.Handle(demo.ReceiverPath, rcv)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l) // exits when Shutdown closes the listener
+	defer srv.Shutdown(context.Background())
+
+	fleet, err := agent.NewFleet(agent.FleetConfig{
+		Devices: c.devices, Prefix: c.prefix, StateFile: c.state, Interval: c.interval, Jitter: c.jitter,
+		Concurrency: c.concurrency, ReportEvery: 30 * time.Second, OnBeat: rec.beat,
+	}, &agent.Client{BaseURL: c.apiURL, HTTP: httpc}, op, log)
+	if err != nil {
+		return err
+	}
+	provisionStart := time.Now()
+	if err := fleet.Provision(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("%d devices ready in %v\n", c.devices, time.Since(provisionStart).Round(time.Second))
+
+	// The plan: warm-up, steady phase, then the silences, staggered over one interval.
+	runStart = time.Now()
+	steadyFrom := runStart.Add(c.warmup)
+	steadyUntil := steadyFrom.Add(c.steady)
+	silenceFor := c.offlineAfter + 2*c.interval
+	var lastDue time.Time
+	for k := range c.silence {
+		n := 1 + (k*c.devices)/c.silence + (c.devices/c.silence)/2
+		from := steadyUntil.Add(c.interval * time.Duration(k) / time.Duration(c.silence))
+		until := from.Add(silenceFor)
+		rec.probes[n-1].silenceFrom, rec.probes[n-1].silenceUntil = from, until
+		fleet.Silence(n, from, until)
+		lastDue = until.Add(c.interval)
+	}
+	if c.silence == 0 {
+		lastDue = steadyUntil
+	}
+	rec.phaseOf = func(t time.Time) int {
+		switch {
+		case t.Before(steadyFrom):
+			return phaseWarmup
+		case t.Before(steadyUntil):
+			return phaseSteady
+		}
+		return phaseSilence
+	}
+	started.Done()
+	fmt.Printf("warm-up %v, steady %v, then %d devices silenced for %v each, staggered over %v; done by about %s\n",
+		c.warmup, c.steady, c.silence, silenceFor, c.interval, lastDue.Add(c.settle).Format(time.TimeOnly))
+
+	fctx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	fleetErr := make(chan error, 1)
+	go func() { fleetErr <- fleet.Run(fctx) }() // exits when fctx ends
+
+	// Wait for every alert, at most until lastDue + settle.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		done := false
+		select {
+		case <-ctx.Done():
+			done = true
+		case err := <-fleetErr:
+			return fmt.Errorf("fleet stopped: %w", err)
+		case now := <-tick.C:
+			done = now.After(lastDue.Add(c.settle)) || (now.After(lastDue) && rec.complete())
+		}
+		if done {
+			break
+		}
+	}
+	stopFleet()
+	<-fleetErr
+	if ctx.Err() != nil {
+		fmt.Println("\nINTERRUPTED: the numbers below cover only part of the plan")
+	}
+	rec.report(os.Stdout, c, fleet)
+	return ctx.Err()
+}
+
+// complete reports whether every silenced device's offline and online alerts arrived.
+func (r *recorder) complete() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.probes {
+		if !p.silenceFrom.IsZero() && (p.offline == nil || p.online == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *recorder) report(w io.Writer, c config, fleet *agent.Fleet) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(w, "\n%d devices, interval %v ± %v, offline-after %v\n", c.devices, c.interval, c.jitter, c.offlineAfter)
+	for ph, name := range phaseNames {
+		lat := r.latency[ph]
+		d := c.steady
+		switch ph {
+		case phaseWarmup:
+			d = c.warmup
+		case phaseSilence:
+			d = 0
+		}
+		rate := ""
+		if d > 0 {
+			rate = fmt.Sprintf(" = %.1f/s", float64(len(lat))/d.Seconds())
+		}
+		fmt.Fprintf(w, "heartbeats %-9s %7d accepted%s, %d failed (retried); latency %s\n", name, len(lat), rate, r.errs[ph], pcts(lat))
+	}
+
+	var detect, detectDevice, recovery []time.Duration
+	var missingOffline, missingOnline, mismatch []string
+	payloadOfflineAfter := map[time.Duration]int{}
+	for i, p := range r.probes {
+		if p.silenceFrom.IsZero() {
+			continue
+		}
+		name := fleet.Name(i + 1)
+		if p.offline == nil {
+			missingOffline = append(missingOffline, name)
+		} else {
+			detectDevice = append(detectDevice, p.offline.arrived.Sub(p.lastBefore)-c.offlineAfter)
+			data := p.offline.event.Data
+			if last := data.LastHeartbeatAt; last != nil {
+				detect = append(detect, p.offline.arrived.Sub(*last)-c.offlineAfter)
+				if data.OfflineSince != nil {
+					payloadOfflineAfter[data.OfflineSince.Sub(*last)]++
+				}
+				// The API stamps a heartbeat while the device waits for its answer.
+				if last.Before(p.lastBefore) || last.After(p.lastBeforeDone) {
+					mismatch = append(mismatch, fmt.Sprintf("%s: last_heartbeat_at %s, device's last accepted heartbeat %s–%s",
+						name, last.Format("15:04:05.000"), p.lastBefore.Format("15:04:05.000"), p.lastBeforeDone.Format("15:04:05.000")))
+				}
+			}
+		}
+		if p.online == nil {
+			missingOnline = append(missingOnline, name)
+		} else if !p.firstAfter.IsZero() {
+			recovery = append(recovery, p.online.arrived.Sub(p.firstAfter))
+		}
+	}
+	fmt.Fprintf(w, "silenced devices: %d; offline alerts for %d, online alerts for %d\n", c.silence, c.silence-len(missingOffline), c.silence-len(missingOnline))
+	fmt.Fprintf(w, "detection error (alert arrival − last heartbeat as the API stamped it − offline-after): %s\n", pcts(detect))
+	fmt.Fprintf(w, "  upper bound (alert arrival − when the device sent its last accepted heartbeat − offline-after): %s\n", pcts(detectDevice))
+	fmt.Fprintf(w, "  alerts whose last_heartbeat_at is not the device's last accepted heartbeat: %d\n", len(mismatch))
+	for _, s := range mismatch[:min(len(mismatch), 10)] {
+		fmt.Fprintf(w, "    %s\n", s)
+	}
+	fmt.Fprintf(w, "recovery (online alert arrival − first heartbeat after the silence sent): %s\n", pcts(recovery))
+	for d, n := range payloadOfflineAfter {
+		if d != c.offlineAfter {
+			fmt.Fprintf(w, "WARNING: %d alerts say offline_since − last_heartbeat_at = %v, not -offline-after %v\n", n, d, c.offlineAfter)
+		}
+	}
+	fmt.Fprintf(w, "false offline alerts: %d\n", len(r.falseAlert))
+	for _, s := range r.falseAlert[:min(len(r.falseAlert), 20)] {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	if r.stale > 0 || r.unexpected > 0 {
+		fmt.Fprintf(w, "(ignored: %d offline alerts of outages from before this run, %d online alerts of devices not silenced by this run)\n", r.stale, r.unexpected)
+	}
+	if len(missingOffline) > 0 {
+		fmt.Fprintf(w, "MISSING offline alerts: %s\n", strings.Join(missingOffline, " "))
+	}
+	if len(missingOnline) > 0 {
+		fmt.Fprintf(w, "MISSING online alerts: %s\n", strings.Join(missingOnline, " "))
+	}
+	for _, s := range r.badPayload {
+		fmt.Fprintf(w, "bad payload: %s\n", s)
+	}
+	st := fleet.Stats()
+	fmt.Fprintf(w, "fleet total: %d sent, %d accepted, %d failed (retried), %d refused\n", st.Sent, st.OK, st.Failed, st.Rejected)
+}
+
+// pcts formats p50, p90, p99 and max of ds.
+func pcts(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "(none)"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[int(q*float64(len(s)-1))] }
+	r := func(d time.Duration) string {
+		if d > -time.Second && d < time.Second {
+			return d.Round(10 * time.Microsecond).String()
+		}
+		return d.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s  (n=%d)", r(at(0.5)), r(at(0.9)), r(at(0.99)), r(s[len(s)-1]), len(s))
+}
