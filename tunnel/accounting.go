@@ -106,8 +106,15 @@ func (c *Connection) ID() uuid.UUID { return c.id }
 // forwards one byte over its limit. Concurrent callers are safe; the last bytes under the limit
 // go to exactly one of them. Admit does not allocate.
 func (c *Connection) Admit(n int, dir Direction) bool {
+	_, ok := c.admit(n, dir)
+	return ok
+}
+
+// admit is Admit that also returns the epoch counters the packet was counted in (nil when
+// refused), so a Route can count the packet in the same epoch.
+func (c *Connection) admit(n int, dir Direction) (*epochCounters, bool) {
 	if n < 0 || c.blocked.Load() {
-		return false
+		return nil, false
 	}
 	e := c.cur.Load()
 	size := int64(n)
@@ -117,7 +124,7 @@ func (c *Connection) Admit(n int, dir Direction) bool {
 			if used+size > limit {
 				e.refusedPackets.Add(1)
 				e.refusedBytes.Add(size)
-				return false
+				return nil, false
 			}
 			if e.used.CompareAndSwap(used, used+size) {
 				break
@@ -131,7 +138,7 @@ func (c *Connection) Admit(n int, dir Direction) bool {
 	} else {
 		e.tx.Add(size)
 	}
-	return true
+	return e, true
 }
 
 // SetLimit changes the connection's byte limit for the current and later epochs; 0 or less

@@ -31,6 +31,17 @@ import "encoding/binary"
 //	       (receiver index and counter), the additional data bytes 0..13
 //
 // A keepalive is a transport packet with an empty plaintext.
+//
+// Unknown session (tunnel → device), exactly UnknownSessionSize bytes:
+//
+//	0      type = PacketUnknownSession
+//	1..5   the receiver index of a transport packet the tunnel has no
+//	       session for (e.g. after a restart)
+//
+// It is unauthenticated, so it is only a hint: a device that receives it
+// for the index it sends to starts a new handshake at once (at most one per
+// HandshakeRetry), and keeps using its session until the new one exists.
+// It is shorter than any packet that provokes it, so it cannot amplify.
 
 // PacketType is the first byte of every tunnel datagram.
 type PacketType uint8
@@ -40,6 +51,8 @@ const (
 	PacketInitiation PacketType = 1
 	PacketResponse   PacketType = 2
 	PacketTransport  PacketType = 3
+	// PacketUnknownSession tells a device its receiver index is unknown.
+	PacketUnknownSession PacketType = 4
 )
 
 // Packet sizes.
@@ -55,6 +68,8 @@ const (
 	InitiationSize = 5 + 32 + 32 + TagSize + timestampSize + TagSize
 	// ResponseSize is the length of a handshake response.
 	ResponseSize = 9 + 32 + TagSize
+	// UnknownSessionSize is the length of an unknown-session hint.
+	UnknownSessionSize = 5
 	// MaxPacketSize is the largest datagram accepted: the largest UDP
 	// payload.
 	MaxPacketSize = 1<<16 - 1
@@ -71,30 +86,50 @@ type Drop uint8
 
 // Drop reasons.
 const (
-	DropNone         Drop = iota // accepted
-	DropShort                    // shorter than its type requires
-	DropOversize                 // longer than its type or MaxPacketSize allows
-	DropUnknownType              // first byte is not a known PacketType
-	DropUnknownIndex             // receiver index matches no session or handshake
-	DropUnknownKey               // handshake from a static key no device has
-	DropBadAuth                  // AEAD or handshake authentication failed
-	DropReplay                   // counter already seen or older than the window
-	DropExpired                  // session is past its time or counter limit
+	DropNone           Drop = iota // accepted
+	DropShort                      // shorter than its type requires
+	DropOversize                   // longer than its type or MaxPacketSize allows
+	DropUnknownType                // first byte is not a known PacketType
+	DropUnknownIndex               // receiver index matches no session or handshake
+	DropUnknownKey                 // handshake from a static key no device has
+	DropBadAuth                    // AEAD or handshake authentication failed
+	DropReplay                     // counter already seen or older than the window
+	DropExpired                    // session is past its time or counter limit
+	DropStaleHandshake             // initiation not newer than the device's last one (replayed)
+	DropHandshakeBusy              // more initiations than the handshake queue takes (rate limit)
+	DropUnexpected                 // a valid packet of a type this side never receives
+	DropNotIPv4                    // inner packet is not a well-formed IPv4 packet
+	DropNoRoute                    // client address has no route (unrouted client)
+	DropWrongDevice                // device sent to a client routed to another device
+	DropDeviceOffline              // client's device has no live session
+	DropBlocked                    // connection is blocked
+	DropOverLimit                  // packet would take the connection past its limit
+	DropWriteFailed                // the TUN or the UDP socket refused the packet
 
 	// NumDrops is the number of Drop values, for sizing counter arrays.
 	NumDrops = iota
 )
 
 var dropNames = [NumDrops]string{
-	DropNone:         "none",
-	DropShort:        "short",
-	DropOversize:     "oversize",
-	DropUnknownType:  "unknown_type",
-	DropUnknownIndex: "unknown_index",
-	DropUnknownKey:   "unknown_key",
-	DropBadAuth:      "bad_auth",
-	DropReplay:       "replay",
-	DropExpired:      "expired",
+	DropNone:           "none",
+	DropShort:          "short",
+	DropOversize:       "oversize",
+	DropUnknownType:    "unknown_type",
+	DropUnknownIndex:   "unknown_index",
+	DropUnknownKey:     "unknown_key",
+	DropBadAuth:        "bad_auth",
+	DropReplay:         "replay",
+	DropExpired:        "expired",
+	DropStaleHandshake: "stale_handshake",
+	DropHandshakeBusy:  "handshake_busy",
+	DropUnexpected:     "unexpected",
+	DropNotIPv4:        "not_ipv4",
+	DropNoRoute:        "no_route",
+	DropWrongDevice:    "wrong_device",
+	DropDeviceOffline:  "device_offline",
+	DropBlocked:        "blocked",
+	DropOverLimit:      "over_limit",
+	DropWriteFailed:    "write_failed",
 }
 
 // String returns the reason as a metric label, e.g. "bad_auth".
@@ -163,6 +198,11 @@ func ParsePacket(b []byte) (Packet, Drop) {
 			Body:     b[TransportHeaderSize:],
 			header:   b[:TransportHeaderSize:TransportHeaderSize],
 		}, DropNone
+	case PacketUnknownSession:
+		if d := exactSize(b, UnknownSessionSize); d != DropNone {
+			return Packet{}, d
+		}
+		return Packet{Type: t, Receiver: binary.LittleEndian.Uint32(b[1:5])}, DropNone
 	default:
 		return Packet{}, DropUnknownType
 	}
@@ -183,4 +223,10 @@ func appendTransportHeader(dst []byte, receiver uint32, counter uint64) []byte {
 	dst = append(dst, byte(PacketTransport))
 	dst = binary.LittleEndian.AppendUint32(dst, receiver)
 	return binary.LittleEndian.AppendUint64(dst, counter)
+}
+
+// AppendUnknownSession appends an unknown-session hint for receiver to dst.
+func AppendUnknownSession(dst []byte, receiver uint32) []byte {
+	dst = append(dst, byte(PacketUnknownSession))
+	return binary.LittleEndian.AppendUint32(dst, receiver)
 }

@@ -24,8 +24,10 @@ var ErrRouteNotIPv4 = errors.New("client ip is not an ipv4 address")
 // epoch the connection's counters are already in.
 var ErrStaleEpoch = errors.New("registration epoch is older than the connection's")
 
-// Route is where the packets of one client IP go and what they are counted against. A Route is
-// immutable once in the table; several routes may share one Connection.
+// Route is where the packets of one client IP go and what they are counted against. Its
+// exported fields are immutable once the route is in the table; several routes may share one
+// Connection. The packet path calls Admit, which counts the packet against the Connection (the
+// limit) and against the route (the route session's usage report).
 type Route struct {
 	// ClientIP is the routed client's address in the client pool.
 	ClientIP netip.Addr
@@ -36,6 +38,74 @@ type Route struct {
 	// SessionID identifies this routing of the client (the route session the usage reporter
 	// reports counters for).
 	SessionID uuid.UUID
+
+	// counters are the route session's bytes in the epoch they name. The packet path replaces
+	// them (CompareAndSwap) by fresh ones the first time it counts a packet of a newer epoch;
+	// Usage reads them. Never nil once the route is in the table.
+	counters atomic.Pointer[routeCounters]
+}
+
+// routeCounters are one route session's bytes in one epoch, padded to a cache line so that
+// two routes forwarded by two goroutines never share one.
+type routeCounters struct {
+	epoch uint64 // set before publication, never written again
+	rx    atomic.Int64
+	tx    atomic.Int64
+	_     [cacheLine - 3*8]byte
+}
+
+// Admit decides whether a packet of n bytes of this route's client may be forwarded in
+// direction dir (see Connection.Admit) and, if so, counts it against the connection and the
+// route session. It takes no lock and allocates only for the first packet after the
+// connection's epoch changed.
+func (r *Route) Admit(n int, dir Direction) bool {
+	e, ok := r.Conn.admit(n, dir)
+	if !ok {
+		return false
+	}
+	rc := r.counters.Load()
+	for rc.epoch != e.epoch {
+		if rc.epoch > e.epoch {
+			// A Reset raced with this packet: it was counted in the epoch that just
+			// ended, whose counters the route has already left behind; the connection's
+			// final snapshot of that epoch still has it.
+			return true
+		}
+		next := &routeCounters{epoch: e.epoch}
+		if r.counters.CompareAndSwap(rc, next) {
+			rc = next
+			break
+		}
+		rc = r.counters.Load()
+	}
+	if dir == ToClient {
+		rc.rx.Add(int64(n))
+	} else {
+		rc.tx.Add(int64(n))
+	}
+	return true
+}
+
+// RouteUsage is what one route session forwarded in one epoch: the usage reporter's unit.
+type RouteUsage struct {
+	ConnectionID uuid.UUID
+	SessionID    uuid.UUID
+	Epoch        uint64
+	// RxBytes is the bytes forwarded to the client, TxBytes from it, since the route was
+	// added or the epoch began, whichever is later. Cumulative, so a repeated report is
+	// harmless.
+	RxBytes int64
+	TxBytes int64
+}
+
+// Usage returns the route session's counters in the connection's current epoch: zeros when
+// the connection moved to a new epoch and the route forwarded nothing in it yet.
+func (r *Route) Usage() RouteUsage {
+	u := RouteUsage{ConnectionID: r.Conn.ID(), SessionID: r.SessionID, Epoch: r.Conn.Epoch()}
+	if rc := r.counters.Load(); rc.epoch == u.Epoch {
+		u.RxBytes, u.TxBytes = rc.rx.Load(), rc.tx.Load()
+	}
+	return u
 }
 
 // Registration is a client route as the control API receives it (POST /clients).
@@ -113,6 +183,7 @@ func (t *RouteTable) Add(reg Registration) (*Route, error) {
 	}
 
 	r := &Route{ClientIP: ip, Conn: conn, DeviceID: reg.DeviceID, SessionID: reg.SessionID}
+	r.counters.Store(&routeCounters{epoch: conn.Epoch()})
 	key := ip.As4()
 	next := t.copyRoutes(1)
 	if old := next[key]; old != nil {
@@ -221,6 +292,20 @@ func (t *RouteTable) Connections() []*Connection {
 	out := make([]*Connection, 0, len(t.conns))
 	for _, c := range t.conns {
 		out = append(out, c)
+	}
+	return out
+}
+
+// Routes returns every route in the table, in no particular order, for the usage reporter and
+// the stats endpoint.
+func (t *RouteTable) Routes() []*Route {
+	m := t.routes.Load()
+	if m == nil {
+		return nil
+	}
+	out := make([]*Route, 0, len(*m))
+	for _, r := range *m {
+		out = append(out, r)
 	}
 	return out
 }

@@ -249,3 +249,58 @@ func BenchmarkRouteLookup(b *testing.B) {
 		}
 	})
 }
+
+func TestRouteUsageFollowsEpochs(t *testing.T) {
+	var tab RouteTable
+	conn := uuid.New()
+	a, err := tab.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: conn,
+		DeviceID: uuid.New(), SessionID: uuid.New(), Limit: 1000, Used: 100, Epoch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tab.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.3"), ConnectionID: conn,
+		DeviceID: a.DeviceID, SessionID: uuid.New(), Limit: 1000, Used: 100, Epoch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Admit(300, ToClient) || !a.Admit(200, FromClient) || !b.Admit(400, ToClient) {
+		t.Fatal("Admit under the limit = false, want true")
+	}
+	if b.Admit(1, FromClient) {
+		t.Fatal("Admit past the shared limit = true, want false")
+	}
+	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 3, RxBytes: 300, TxBytes: 200}); got != want {
+		t.Errorf("a.Usage() = %+v, want %+v", got, want)
+	}
+	if got, want := b.Usage(), (RouteUsage{ConnectionID: conn, SessionID: b.SessionID, Epoch: 3, RxBytes: 400}); got != want {
+		t.Errorf("b.Usage() = %+v, want %+v", got, want)
+	}
+
+	if _, ok := a.Conn.Reset(4); !ok {
+		t.Fatal("Reset(4) = false, want true")
+	}
+	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4}); got != want {
+		t.Errorf("a.Usage() after Reset(4) = %+v, want %+v", got, want)
+	}
+	if !a.Admit(50, FromClient) {
+		t.Fatal("Admit after reset = false, want true")
+	}
+	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4, TxBytes: 50}); got != want {
+		t.Errorf("a.Usage() after a packet in epoch 4 = %+v, want %+v", got, want)
+	}
+	if got := len(tab.Routes()); got != 2 {
+		t.Errorf("len(Routes()) = %d, want 2", got)
+	}
+}
+
+func TestRouteAdmitDoesNotAllocate(t *testing.T) {
+	var tab RouteTable
+	r, err := tab.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: uuid.New(),
+		DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { r.Admit(1400, ToClient) }); allocs != 0 {
+		t.Errorf("Route.Admit allocs = %v, want 0", allocs)
+	}
+}

@@ -1,0 +1,81 @@
+package tunnel
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Metrics are the data path's counters. Every field is an atomic the packet path adds to; the
+// struct is never copied. The zero value is ready to use.
+type Metrics struct {
+	// drops counts refused packets by reason (DropNone unused).
+	drops [NumDrops]atomic.Uint64
+
+	// The packets and bytes forwarded in each direction: FromClient read from the TUN and
+	// sent to a device, ToClient received from a device and written to the TUN. Bytes are
+	// IP packet bytes, the same bytes the accounting counts.
+	fromClientPackets, fromClientBytes atomic.Uint64
+	toClientPackets, toClientBytes     atomic.Uint64
+
+	// handshakes counts completed handshakes; keepalives the keepalives received.
+	handshakes, keepalives atomic.Uint64
+}
+
+// Drop counts one packet refused for reason d.
+func (m *Metrics) Drop(d Drop) {
+	if int(d) < len(m.drops) {
+		m.drops[d].Add(1)
+	}
+}
+
+// Forwarded counts one packet of n bytes forwarded in direction dir.
+func (m *Metrics) Forwarded(dir Direction, n int) {
+	if dir == ToClient {
+		m.toClientPackets.Add(1)
+		m.toClientBytes.Add(uint64(n))
+	} else {
+		m.fromClientPackets.Add(1)
+		m.fromClientBytes.Add(uint64(n))
+	}
+}
+
+// Counters is a copy of Metrics at one moment, as GET /stats shows it.
+type Counters struct {
+	FromClientPackets uint64            `json:"from_client_packets"`
+	FromClientBytes   uint64            `json:"from_client_bytes"`
+	ToClientPackets   uint64            `json:"to_client_packets"`
+	ToClientBytes     uint64            `json:"to_client_bytes"`
+	Handshakes        uint64            `json:"handshakes"`
+	Keepalives        uint64            `json:"keepalives"`
+	Drops             map[string]uint64 `json:"drops"`
+}
+
+// Counters returns the current counters, with every drop reason present (zero or not).
+func (m *Metrics) Counters() Counters {
+	c := Counters{
+		FromClientPackets: m.fromClientPackets.Load(),
+		FromClientBytes:   m.fromClientBytes.Load(),
+		ToClientPackets:   m.toClientPackets.Load(),
+		ToClientBytes:     m.toClientBytes.Load(),
+		Handshakes:        m.handshakes.Load(),
+		Keepalives:        m.keepalives.Load(),
+		Drops:             make(map[string]uint64, NumDrops-1),
+	}
+	for d := Drop(1); d < NumDrops; d++ {
+		c.Drops[d.String()] = m.drops[d].Load()
+	}
+	return c
+}
+
+// SessionInfo describes one device session for GET /stats.
+type SessionInfo struct {
+	DeviceID     uuid.UUID      `json:"device_id"`
+	TunnelIP     netip.Addr     `json:"tunnel_ip"`
+	Endpoint     netip.AddrPort `json:"endpoint"`
+	Established  time.Time      `json:"established_at"`
+	LastReceived time.Time      `json:"last_received_at"`
+	Live         bool           `json:"live"`
+}
