@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cellgate/cellgate/tunnel"
 )
 
 // maxResponseBody caps how much of an API answer is read.
@@ -72,21 +74,48 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// Enrollment is what a device gets for its enrollment token.
+// Enrollment is what a device gets for its enrollment token (or for registering its key).
 type Enrollment struct {
 	DeviceID    string `json:"device_id"`
 	DeviceToken string `json:"device_token"`
+	// TunnelIP is the device's address in the tunnel network, e.g. "100.72.0.2".
+	TunnelIP string `json:"tunnel_ip"`
+	// TunnelPublicKey is the relay's Noise static public key in standard base64, "" when the
+	// API has none configured.
+	TunnelPublicKey string `json:"tunnel_public_key"`
+	// TunnelEndpoint is the relay's "host:port", "" when the API has none configured.
+	TunnelEndpoint string `json:"tunnel_endpoint"`
 }
 
-// Enroll spends a single-use enrollment token and returns the device's token.
-func (c *Client) Enroll(ctx context.Context, enrollmentToken string) (Enrollment, error) {
+// Enroll spends a single-use enrollment token and returns the device's token and tunnel
+// settings. key is the device's Noise static public key, or nil to register one later with
+// RegisterKey.
+func (c *Client) Enroll(ctx context.Context, enrollmentToken string, key *tunnel.PublicKey) (Enrollment, error) {
+	req := struct {
+		EnrollmentToken string            `json:"enrollment_token"`
+		NoisePublicKey  *tunnel.PublicKey `json:"noise_public_key,omitempty"`
+	}{enrollmentToken, key}
 	var e Enrollment
-	err := call(ctx, c.HTTP, c.BaseURL, http.MethodPost, "/api/v1/device/enroll", nil,
-		map[string]string{"enrollment_token": enrollmentToken}, &e)
+	err := call(ctx, c.HTTP, c.BaseURL, http.MethodPost, "/api/v1/device/enroll", nil, req, &e)
 	if err == nil && e.DeviceToken == "" {
 		err = errors.New("enroll: the API answered without a device token")
 	}
 	return e, err
+}
+
+// RegisterKey registers (or rotates) the Noise static public key of the device with this
+// token and returns its tunnel settings; the Enrollment's DeviceToken is deviceToken. A
+// key another device has is an *APIError with status 409 and code "key_in_use".
+func (c *Client) RegisterKey(ctx context.Context, deviceToken string, key tunnel.PublicKey) (Enrollment, error) {
+	h := http.Header{"Authorization": {"Bearer " + deviceToken}}
+	var e Enrollment
+	err := call(ctx, c.HTTP, c.BaseURL, http.MethodPut, "/api/v1/device/key", h,
+		map[string]tunnel.PublicKey{"noise_public_key": key}, &e)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	e.DeviceToken = deviceToken
+	return e, nil
 }
 
 // Heartbeat reports the device alive with its telemetry. A refused heartbeat is an *APIError;

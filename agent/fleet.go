@@ -280,7 +280,7 @@ func (f *Fleet) create(ctx context.Context, indexes []int) error {
 			if err != nil {
 				return err
 			}
-			e, err := f.api.Enroll(ctx, nd.EnrollmentToken)
+			e, err := f.api.Enroll(ctx, nd.EnrollmentToken, nil)
 			if err != nil {
 				return fmt.Errorf("enroll %s: %w", d.name, err)
 			}

@@ -280,6 +280,7 @@ func wantError(t testing.TB, r *response, status int, wantField string) string {
 var snapshotTables = []struct{ name, order string }{
 	{"operators", "id"}, {"sessions", "id"}, {"api_tokens", "id"}, {"devices", "id"}, {"proxy_connections", "id"},
 	{"webhook_endpoints", "operator_id"}, {"webhook_deliveries", "id"}, {"device_status_events", "id"},
+	{"route_sessions", "session_id"},
 }
 
 // snapshot returns every row of snapshotTables as JSON. api_tokens.last_used_at is left out:

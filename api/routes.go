@@ -13,6 +13,7 @@ func (s *Server) routes() {
 	// The device API: enrollment with a single-use token, then the device token.
 	v1.POST("/device/enroll", s.handle(s.enrollDevice))
 	v1.POST("/device/heartbeat", s.authDevice, s.handle(s.heartbeat))
+	v1.PUT("/device/key", s.authDevice, s.handle(s.putDeviceKey))
 
 	op := v1.Group("", s.authOperator)
 	op.DELETE("/session", s.handle(s.logout))
@@ -42,6 +43,15 @@ func (s *Server) routes() {
 	op.POST("/settings/webhook/test", s.handle(s.testWebhook))
 	op.GET("/webhook-deliveries", s.handle(s.listDeliveries))
 	op.POST("/webhook-deliveries/:id/redeliver", s.handle(s.redeliver))
+
+	// The internal API of the relay (and later the OpenVPN hooks): only when a token is
+	// configured, else these routes do not exist.
+	if s.cfg.InternalToken != "" {
+		in := e.Group("/internal/v1", s.authInternal)
+		in.GET("/tunnel/devices/:key", s.handle(s.tunnelDevice))
+		in.POST("/tunnel/devices/gone", s.handle(s.goneDevices))
+		in.POST("/usage", s.handle(s.recordUsage))
+	}
 }
 
 // safeMethod reports whether a request method only reads (and so needs no CSRF token).

@@ -1,6 +1,7 @@
 // Package api is cellgate's HTTP API: the operators' REST API under /api/v1, the device API
-// (enroll, heartbeat), and health endpoints. Handlers are thin: they validate input, call the
-// store (and, for later features, Temporal), and write JSON.
+// (enroll, key, heartbeat), the internal API under /internal/v1 that the relay's tunnel calls
+// (device keys, usage reports), and health endpoints. Handlers are thin: they validate input,
+// call the store and Temporal, and write JSON.
 package api
 
 import (
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -35,6 +37,15 @@ type Config struct {
 	Monitor workflows.MonitorConfig
 	// WebhookGuard checks webhook URLs when operators save them.
 	WebhookGuard webhook.Guard
+	// TunnelPublicKey is the relay's Noise static public key, handed to devices at enrollment.
+	// The zero key means not configured (devices then get "").
+	TunnelPublicKey tunnel.PublicKey
+	// TunnelEndpoint is the host:port devices send their tunnel packets to ("" when not
+	// configured), handed to devices at enrollment.
+	TunnelEndpoint string
+	// InternalToken is the shared token of the internal API (/internal/v1), which the relay
+	// and the OpenVPN hooks call. Empty disables the internal API: every request there is 404.
+	InternalToken string
 }
 
 // DefaultConfig returns the defaults the api subcommand starts from.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,9 +19,14 @@ type Device struct {
 	StatusChangedAt *time.Time `json:"status_changed_at"`
 	LastHeartbeatAt *time.Time `json:"last_heartbeat_at"`
 	EnrolledAt      *time.Time `json:"enrolled_at"`
-	Telemetry       Telemetry  `json:"telemetry"`
-	CreatedAt       time.Time  `json:"created_at"`
-	UpdatedAt       time.Time  `json:"updated_at"`
+	// TunnelIP is the device's address in the tunnel network, nil until it enrolls.
+	TunnelIP *netip.Addr `json:"tunnel_ip"`
+	// HasTunnelKey tells whether the device registered a Noise static key (the key itself
+	// stays out of the operator's view: the relay is the only one that needs it).
+	HasTunnelKey bool      `json:"has_tunnel_key"`
+	Telemetry    Telemetry `json:"telemetry"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // Telemetry is what a device reports with each heartbeat; every field is optional.
@@ -42,13 +48,13 @@ type DeviceRef struct {
 }
 
 const deviceColumns = `id, operator_id, name, status, status_changed_at, last_heartbeat_at, enrolled_at,
-	battery, charging, signal_dbm, carrier, network_type, cellular_ip, app_version, created_at, updated_at`
+	tunnel_ip, noise_public_key IS NOT NULL, battery, charging, signal_dbm, carrier, network_type, cellular_ip, app_version, created_at, updated_at`
 
 func scanDevice(row pgx.Row) (Device, error) {
 	var d Device
 	t := &d.Telemetry
 	err := row.Scan(&d.ID, &d.OperatorID, &d.Name, &d.Status, &d.StatusChangedAt, &d.LastHeartbeatAt, &d.EnrolledAt,
-		&t.Battery, &t.Charging, &t.SignalDBM, &t.Carrier, &t.NetworkType, &t.CellularIP, &t.AppVersion, &d.CreatedAt, &d.UpdatedAt)
+		&d.TunnelIP, &d.HasTunnelKey, &t.Battery, &t.Charging, &t.SignalDBM, &t.Carrier, &t.NetworkType, &t.CellularIP, &t.AppVersion, &d.CreatedAt, &d.UpdatedAt)
 	return d, err
 }
 
@@ -114,18 +120,21 @@ func (s *Store) DeleteDevice(ctx context.Context, operatorID, id uuid.UUID) erro
 	return nil
 }
 
-// EnrollDevice spends an enrollment token: the device's token becomes the one of deviceHash.
-// An unknown or already used enrollment token is ErrNotFound.
-func (s *Store) EnrollDevice(ctx context.Context, enrollmentHash, deviceHash []byte) (uuid.UUID, error) {
-	var id uuid.UUID
-	err := s.pool.QueryRow(ctx,
-		`UPDATE devices SET enrollment_token_hash = NULL, token_hash = $2, enrolled_at = now(), updated_at = now()
-		 WHERE enrollment_token_hash = $1 RETURNING id`,
-		enrollmentHash, deviceHash).Scan(&id)
+// EnrollDevice spends an enrollment token: the device's token becomes the one of deviceHash,
+// its Noise static key noiseKey (nil for none yet; else 32 bytes), and it gets its tunnel
+// address (see TunnelDevice). An unknown or already used enrollment token is ErrNotFound, a
+// key another device has is ErrKeyInUse, and a full address pool ErrPoolFull; in each case
+// nothing changes.
+func (s *Store) EnrollDevice(ctx context.Context, enrollmentHash, deviceHash, noiseKey []byte) (TunnelDevice, error) {
+	d, err := s.assignTunnelIP(ctx,
+		`UPDATE devices SET enrollment_token_hash = NULL, token_hash = $2, noise_public_key = $3,
+		     tunnel_ip = coalesce(tunnel_ip, (`+freeTunnelIP+`)), enrolled_at = now(), updated_at = now()
+		 WHERE enrollment_token_hash = $1 RETURNING id, tunnel_ip, noise_public_key`,
+		enrollmentHash, deviceHash, noiseKey)
 	if err != nil {
-		return uuid.Nil, notFound(err)
+		return TunnelDevice{}, fmt.Errorf("enroll device: %w", err)
 	}
-	return id, nil
+	return d, nil
 }
 
 // RecordHeartbeat stores a heartbeat of the device whose token has this hash: its time and the

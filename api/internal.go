@@ -1,0 +1,271 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"reflect"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
+)
+
+// The internal API (/internal/v1) serves the relay: device key look-ups, the devices it must
+// drop, and usage reports. It trusts its callers (they act for every operator), so it answers
+// only requests that come from a private address and carry the shared internal token.
+
+// MaxInternalBodyBytes is the largest body the internal API reads; larger ones are 413. It
+// fits a usage report of MaxReportEntries entries.
+const MaxInternalBodyBytes = 2 << 20
+
+// MaxReportEntries is the most entries a usage report or a gone list may hold.
+const MaxReportEntries = 10000
+
+var errForbidden = &Error{Status: http.StatusForbidden, Code: "forbidden",
+	Message: "the internal API answers private addresses only"}
+
+var errInternalTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+	Message: fmt.Sprintf("request body is larger than %d bytes", MaxInternalBodyBytes)}
+
+// cgnat is the shared address space of RFC 6598, where relays and VPN servers often live.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// privatePeer reports whether the TCP peer remoteAddr ("ip:port") is a loopback, RFC 1918,
+// CGNAT or IPv6 unique-local address. It reads the connection's own peer, never a forwarded
+// header, which any caller could forge.
+func privatePeer(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	return a.IsLoopback() || a.IsPrivate() || cgnat.Contains(a)
+}
+
+// authInternal lets through requests from a private peer that carry the internal token as
+// "Authorization: Bearer"; the token is compared in constant time, as SHA-256 digests so
+// that not even its length leaks.
+func (s *Server) authInternal(c *gin.Context) {
+	if !privatePeer(c.Request.RemoteAddr) {
+		s.writeError(c, errForbidden)
+		return
+	}
+	token, ok := bearer(c.Request)
+	want := sha256.Sum256([]byte(s.cfg.InternalToken))
+	got := sha256.Sum256([]byte(token))
+	if !ok || s.cfg.InternalToken == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		s.writeError(c, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"})
+		return
+	}
+	c.Next()
+}
+
+// GET /internal/v1/tunnel/devices/{key}: the device whose Noise static public key is key
+// (unpadded base64url of its 32 bytes).
+func (s *Server) tunnelDevice(c *gin.Context) error {
+	raw := c.Param("key")
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) != tunnel.KeySize || base64.RawURLEncoding.EncodeToString(b) != raw {
+		return badRequest("key", "invalid", "key must be the %d-byte public key in unpadded base64url", tunnel.KeySize)
+	}
+	d, err := s.store.TunnelDeviceByKey(c.Request.Context(), b)
+	if err != nil {
+		return err // ErrNotFound is 404
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"device_id":        d.ID,
+		"tunnel_ip":        d.TunnelIP.String(),
+		"noise_public_key": base64.StdEncoding.EncodeToString(d.NoisePublicKey),
+	})
+	return nil
+}
+
+// POST /internal/v1/tunnel/devices/gone {"devices":[{"device_id","noise_public_key"}]}:
+// {"gone":[ids]}, the listed devices that no longer exist or no longer have the listed key.
+func (s *Server) goneDevices(c *gin.Context) error {
+	var req struct {
+		Devices *[]json.RawMessage `json:"devices"`
+	}
+	if err := decodeInternal(c, &req, "object"); err != nil {
+		return err
+	}
+	if req.Devices == nil {
+		return badRequest("devices", "required", "devices is required")
+	}
+	if n := len(*req.Devices); n < 1 || n > MaxReportEntries {
+		return badRequest("devices", "invalid", "devices must list 1 to %d devices, not %d", MaxReportEntries, n)
+	}
+	devices := make([]store.DeviceKey, len(*req.Devices))
+	for i, raw := range *req.Devices {
+		path := fmt.Sprintf("devices[%d]", i)
+		var d struct {
+			DeviceID       *string `json:"device_id"`
+			NoisePublicKey *string `json:"noise_public_key"`
+		}
+		if err := decodeElement(raw, &d, path); err != nil {
+			return err
+		}
+		id, err := requiredUUID(d.DeviceID, path+".device_id")
+		if err != nil {
+			return err
+		}
+		field := path + ".noise_public_key"
+		if d.NoisePublicKey == nil {
+			return badRequest(field, "required", "%s is required", field)
+		}
+		k, err := tunnel.ParsePublicKey(*d.NoisePublicKey)
+		if err != nil || k.String() != *d.NoisePublicKey {
+			return badRequest(field, "invalid", "%s must be %d bytes in standard base64", field, tunnel.KeySize)
+		}
+		devices[i] = store.DeviceKey{DeviceID: id, NoisePublicKey: k[:]}
+	}
+	gone, err := s.store.GoneDevices(c.Request.Context(), devices)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"gone": gone})
+	return nil
+}
+
+// POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes"}]:
+// cumulative counters of route sessions → {"accepted","ignored"} (see store.RecordUsage).
+func (s *Server) recordUsage(c *gin.Context) error {
+	var entries []json.RawMessage
+	if err := decodeInternal(c, &entries, "array"); err != nil {
+		return err
+	}
+	if n := len(entries); n < 1 || n > MaxReportEntries {
+		return badRequest("", "invalid", "a usage report holds 1 to %d entries, not %d", MaxReportEntries, n)
+	}
+	usage := make([]store.RouteUsage, len(entries))
+	for i, raw := range entries {
+		u, err := usageEntry(raw, fmt.Sprintf("[%d]", i))
+		if err != nil {
+			return err
+		}
+		usage[i] = u
+	}
+	res, err := s.store.RecordUsage(c.Request.Context(), usage)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, res)
+	return nil
+}
+
+// usageEntry decodes and checks the usage report entry at path.
+func usageEntry(raw json.RawMessage, path string) (store.RouteUsage, error) {
+	var e struct {
+		ConnectionID *string `json:"connection_id"`
+		SessionID    *string `json:"session_id"`
+		Epoch        *int64  `json:"epoch"`
+		RxBytes      *int64  `json:"rx_bytes"`
+		TxBytes      *int64  `json:"tx_bytes"`
+	}
+	var u store.RouteUsage
+	if err := decodeElement(raw, &e, path); err != nil {
+		return u, err
+	}
+	var err error
+	if u.ConnectionID, err = requiredUUID(e.ConnectionID, path+".connection_id"); err != nil {
+		return u, err
+	}
+	if u.SessionID, err = requiredUUID(e.SessionID, path+".session_id"); err != nil {
+		return u, err
+	}
+	for _, f := range []struct {
+		name string
+		v    *int64
+		min  int64
+		dst  *int64
+	}{{"epoch", e.Epoch, 1, &u.Epoch}, {"rx_bytes", e.RxBytes, 0, &u.RxBytes}, {"tx_bytes", e.TxBytes, 0, &u.TxBytes}} {
+		field := path + "." + f.name
+		if f.v == nil {
+			return u, badRequest(field, "required", "%s is required", field)
+		}
+		if *f.v < f.min {
+			return u, badRequest(field, "out_of_range", "%s must be at least %d", field, f.min)
+		}
+		*f.dst = *f.v
+	}
+	return u, nil
+}
+
+// requiredUUID parses a required id in its canonical form (36 characters).
+func requiredUUID(s *string, field string) (uuid.UUID, error) {
+	if s == nil {
+		return uuid.Nil, badRequest(field, "required", "%s is required", field)
+	}
+	id, err := uuid.Parse(*s)
+	if err != nil || len(*s) != 36 {
+		return uuid.Nil, badRequest(field, "invalid", "%s must be a UUID", field)
+	}
+	return id, nil
+}
+
+// decodeInternal is decode for the internal API: a body of up to MaxInternalBodyBytes that
+// holds exactly one JSON value of the kind want ("object" or "array").
+func decodeInternal(c *gin.Context, v any, want string) error {
+	if c.Request.ContentLength > MaxInternalBodyBytes {
+		return errInternalTooLarge
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxInternalBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var (
+			maxErr  *http.MaxBytesError
+			typeErr *json.UnmarshalTypeError
+		)
+		switch {
+		case errors.As(err, &maxErr):
+			return errInternalTooLarge
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return badRequest("", "invalid_json", "request body must be a JSON %s", want)
+		case errors.As(err, &typeErr) && typeErr.Type.Kind() == reflect.Slice:
+			return badRequest(typeErr.Field, "invalid_type", "%s must be an array", typeErr.Field)
+		}
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return errInternalTooLarge
+		}
+		return badRequest("", "invalid_json", "request body must hold a single JSON %s", want)
+	}
+	return nil
+}
+
+// decodeElement decodes one element of a list in a request body strictly into the struct v;
+// errors name the field under path, e.g. "[3].epoch".
+func decodeElement(raw json.RawMessage, v any, path string) error {
+	if string(raw) == "null" {
+		return badRequest(path, "invalid_type", "%s must be an object", path)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field == "" {
+		return badRequest(path, "invalid_type", "%s must be an object", path)
+	}
+	var apiErr *Error
+	if !errors.As(decodeError(err), &apiErr) || apiErr.Field == "" {
+		return badRequest(path, "invalid", "%s is not valid: %v", path, err)
+	}
+	field := path + "." + apiErr.Field
+	return badRequest(field, apiErr.Code, "%s: %s", path, apiErr.Message)
+}

@@ -1,0 +1,887 @@
+package api_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
+)
+
+// internalToken is the internal API's token in tests.
+const internalToken = "internal-test-token-0123456789"
+
+// maxInternalBody is the largest body the internal API must read: 2 MiB.
+const maxInternalBody = 2 << 20
+
+// relayKey is the relay's public key the tests configure.
+var relayKey = newKey()
+
+// tunnelConfig is the API configuration with the tunnel settings and the internal API on.
+func tunnelConfig() api.Config {
+	cfg := api.DefaultConfig()
+	cfg.TunnelPublicKey = relayKey
+	cfg.TunnelEndpoint = "relay.example.net:7400"
+	cfg.InternalToken = internalToken
+	return cfg
+}
+
+func newKey() tunnel.PublicKey {
+	kp, err := tunnel.GenerateKeyPair(nil)
+	if err != nil {
+		panic(err)
+	}
+	return kp.Public
+}
+
+// urlKey is a key as the look-up path carries it.
+func urlKey(k tunnel.PublicKey) string { return base64.RawURLEncoding.EncodeToString(k[:]) }
+
+// internal is a client of the internal API: from loopback, with token ("" for none).
+func (e *env) internal(token string) *client {
+	return &client{h: e.h, bearer: token, remote: "127.0.0.1:45678"}
+}
+
+// snapshotAll is snapshot with the route sessions too.
+func (e *env) snapshotAll(t testing.TB) string {
+	t.Helper()
+	var rows string
+	err := e.store.Pool().QueryRow(context.Background(),
+		`SELECT coalesce(json_agg(to_jsonb(r) ORDER BY r.session_id)::text, '[]') FROM route_sessions r`).Scan(&rows)
+	if err != nil {
+		t.Fatalf("snapshot route_sessions: %v", err)
+	}
+	return e.snapshot(t) + "route_sessions: " + rows + "\n"
+}
+
+// unchangedAll is unchanged with the route sessions too.
+func (e *env) unchangedAll(t testing.TB, before string, r *response) {
+	t.Helper()
+	if after := e.snapshotAll(t); after != before {
+		t.Errorf("%s (answered %d) changed the database:\nbefore:\n%s\nafter:\n%s", r, r.status, before, after)
+	}
+}
+
+// tunnelAnswer is the device API's answer to an enrollment or a key registration.
+type tunnelAnswer struct {
+	DeviceID        string `json:"device_id"`
+	DeviceToken     string `json:"device_token"`
+	TunnelIP        string `json:"tunnel_ip"`
+	TunnelPublicKey string `json:"tunnel_public_key"`
+	TunnelEndpoint  string `json:"tunnel_endpoint"`
+}
+
+// enrollKey enrolls with a Noise key (nil for none) and returns the answer and the device.
+func (e *env) enrollKey(t testing.TB, enrollmentToken string, key *tunnel.PublicKey) (tunnelAnswer, *client) {
+	t.Helper()
+	body := map[string]any{"enrollment_token": enrollmentToken}
+	if key != nil {
+		body["noise_public_key"] = key.String()
+	}
+	r := e.anon().must(t, http.StatusOK, http.MethodPost, "/api/v1/device/enroll", body)
+	var got tunnelAnswer
+	r.decode(t, &got)
+	wantKeys(t, r.String(), r.raw, "device_id", "device_token", "tunnel_ip", "tunnel_public_key", "tunnel_endpoint")
+	return got, &client{h: e.h, bearer: got.DeviceToken}
+}
+
+func TestEnrollTunnel(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	a, _ := e.session(t)
+
+	plain, enrollment := a.createDevice(t, "no key yet")
+	got, _ := e.enrollKey(t, enrollment, nil)
+	want := enrollmentAnswer(plain.ID.String(), "100.72.0.2")
+	got.DeviceToken = ""
+	if got != want {
+		t.Errorf("POST /api/v1/device/enroll without a key = %+v, want %+v", got, want)
+	}
+	dev, raw := a.getDevice(t, plain.ID.String())
+	if dev.TunnelIP == nil || dev.TunnelIP.String() != "100.72.0.2" || dev.HasTunnelKey {
+		t.Errorf("GET /api/v1/devices/%s = %s, want tunnel_ip 100.72.0.2 and has_tunnel_key false", plain.ID, raw)
+	}
+
+	keyed, enrollment := a.createDevice(t, "with key")
+	if _, raw := a.getDevice(t, keyed.ID.String()); !strings.Contains(raw, `"tunnel_ip":null`) || !strings.Contains(raw, `"has_tunnel_key":false`) {
+		t.Errorf("GET /api/v1/devices/%s before enrollment = %s, want tunnel_ip null and has_tunnel_key false", keyed.ID, raw)
+	}
+	key := newKey()
+	got, _ = e.enrollKey(t, enrollment, &key)
+	if got.TunnelIP != "100.72.0.3" || got.DeviceID != keyed.ID.String() {
+		t.Errorf("POST /api/v1/device/enroll with a key = %+v, want device %s at 100.72.0.3", got, keyed.ID)
+	}
+	dev, raw = a.getDevice(t, keyed.ID.String())
+	if !dev.HasTunnelKey || dev.TunnelIP == nil || dev.TunnelIP.String() != "100.72.0.3" {
+		t.Errorf("GET /api/v1/devices/%s = %s, want tunnel_ip 100.72.0.3 and has_tunnel_key true", keyed.ID, raw)
+	}
+	list := string(a.must(t, http.StatusOK, http.MethodGet, "/api/v1/devices", nil).raw)
+	for _, s := range []string{key.String(), urlKey(key), base64.RawStdEncoding.EncodeToString(key[:])} {
+		if strings.Contains(raw, s) || strings.Contains(list, s) {
+			t.Errorf("operator's device views hold the device's Noise key %s", s)
+		}
+	}
+	if !strings.Contains(list, `"tunnel_ip":"100.72.0.3"`) || !strings.Contains(list, `"has_tunnel_key":true`) {
+		t.Errorf("GET /api/v1/devices = %s, want tunnel_ip and has_tunnel_key", list)
+	}
+
+	// Another operator sees neither the devices nor their addresses.
+	b, _ := e.session(t)
+	b.createDevice(t, "b's phone")
+	bList := string(b.must(t, http.StatusOK, http.MethodGet, "/api/v1/devices", nil).raw)
+	for _, s := range []string{"100.72.0.2", "100.72.0.3", plain.ID.String(), keyed.ID.String()} {
+		if strings.Contains(bList, s) {
+			t.Errorf("GET /api/v1/devices as B = %s, want nothing of A's (%s)", bList, s)
+		}
+	}
+	wantError(t, b.do(t, http.MethodGet, "/api/v1/devices/"+keyed.ID.String(), nil), http.StatusNotFound, "")
+}
+
+// enrollmentAnswer is the tunnel part of the answer under tunnelConfig.
+func enrollmentAnswer(deviceID, ip string) tunnelAnswer {
+	return tunnelAnswer{DeviceID: deviceID, TunnelIP: ip, TunnelPublicKey: relayKey.String(), TunnelEndpoint: "relay.example.net:7400"}
+}
+
+func TestEnrollTunnelNotConfigured(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, _ := e.session(t)
+	d, enrollment := a.createDevice(t, "phone")
+	key := newKey()
+	got, _ := e.enrollKey(t, enrollment, &key)
+	if got.TunnelPublicKey != "" || got.TunnelEndpoint != "" || got.TunnelIP != "100.72.0.2" || got.DeviceID != d.ID.String() {
+		t.Errorf("POST /api/v1/device/enroll without tunnel settings = %+v, want the address and empty relay key and endpoint", got)
+	}
+}
+
+// badKeys are noise_public_key values no endpoint accepts.
+func badKeys() []badBody {
+	k := newKey()
+	std := k.String()
+	zero := tunnel.PublicKey{}
+	// The last base64 digit carries 4 bits of the key and 2 unused ones, zero in the
+	// canonical form: set one.
+	const digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	lastBits := std[:42] + string(digits[strings.IndexByte(digits, std[42])|1]) + "="
+	valid := `{"noise_public_key":` + quote(std) + `}`
+	var cases []badBody
+	for name, raw := range map[string]string{
+		"empty":               `""`,
+		"not base64":          `"not a key at all!!"`,
+		"31 bytes":            quote(base64.StdEncoding.EncodeToString(k[:31])),
+		"33 bytes":            quote(base64.StdEncoding.EncodeToString(append(k[:], 1))),
+		"all zero":            quote(zero.String()),
+		"unpadded":            quote(strings.TrimRight(std, "=")),
+		"base64url":           quote(urlKey(k)),
+		"with a newline":      quote(std[:20] + "\n" + std[20:]),
+		"with spaces":         quote(" " + std + " "),
+		"non-canonical bits":  quote(lastBits),
+		"number":              `5`,
+		"array of bytes":      `[1,2,3]`,
+		"object":              `{}`,
+		"with a NUL":          quote(std + "\x00"),
+		"64 bytes (key pair)": quote(base64.StdEncoding.EncodeToString(append(k[:], k[:]...))),
+	} {
+		cases = append(cases, badBody{"noise_public_key " + name, set(valid, "noise_public_key", raw), http.StatusBadRequest, "noise_public_key"})
+	}
+	return cases
+}
+
+func TestEnrollBadKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	a, _ := e.session(t)
+	taken := newKey()
+	e.enrollKey(t, tokenOf(a.createDevice(t, "first")), &taken)
+	d, enrollment := a.createDevice(t, "second")
+
+	cases := badKeys()
+	for i := range cases {
+		cases[i].body = set(cases[i].body.(string), "enrollment_token", quote(enrollment))
+	}
+	cases = append(cases,
+		badBody{"key of another device", `{"enrollment_token":` + quote(enrollment) + `,"noise_public_key":` + quote(taken.String()) + `}`,
+			http.StatusConflict, "noise_public_key"},
+		badBody{"key of another device, wrong enrollment token", `{"enrollment_token":"cge_nope","noise_public_key":` + quote(taken.String()) + `}`,
+			http.StatusUnauthorized, "enrollment_token"},
+		badBody{"good key, no enrollment token", `{"noise_public_key":` + quote(newKey().String()) + `}`,
+			http.StatusBadRequest, "enrollment_token"},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.snapshot(t)
+			r := e.anon().do(t, http.MethodPost, "/api/v1/device/enroll", tc.body)
+			code := wantError(t, r, tc.status, tc.field)
+			if tc.status == http.StatusConflict && code != "key_in_use" {
+				t.Errorf("%s code = %q, want key_in_use", r, code)
+			}
+			e.unchanged(t, before, r)
+		})
+	}
+	// The enrollment token survived all of that.
+	key := newKey()
+	if got, _ := e.enrollKey(t, enrollment, &key); got.DeviceID != d.ID.String() || got.TunnelIP != "100.72.0.3" {
+		t.Errorf("POST /api/v1/device/enroll after the refusals = %+v, want device %s at 100.72.0.3", got, d.ID)
+	}
+}
+
+// tokenOf returns the enrollment token of createDevice's answer.
+func tokenOf(_ store.Device, enrollmentToken string) string { return enrollmentToken }
+
+func TestPutDeviceKey(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	a, _ := e.session(t)
+	d, enrollment := a.createDevice(t, "phone")
+	enrolled, device := e.enrollKey(t, enrollment, nil)
+	other := newKey()
+	e.enrollKey(t, tokenOf(a.createDevice(t, "other")), &other)
+
+	key := newKey()
+	r := device.must(t, http.StatusOK, http.MethodPut, "/api/v1/device/key", map[string]any{"noise_public_key": key.String()})
+	wantKeys(t, r.String(), r.raw, "device_id", "tunnel_ip", "tunnel_public_key", "tunnel_endpoint")
+	var got tunnelAnswer
+	r.decode(t, &got)
+	if want := enrollmentAnswer(d.ID.String(), enrolled.TunnelIP); got != want {
+		t.Errorf("%s = %+v, want %+v", r, got, want)
+	}
+	if dev, raw := a.getDevice(t, d.ID.String()); !dev.HasTunnelKey {
+		t.Errorf("GET /api/v1/devices/%s after PUT key = %s, want has_tunnel_key true", d.ID, raw)
+	}
+	in := e.internal(internalToken)
+	in.must(t, http.StatusOK, http.MethodGet, "/internal/v1/tunnel/devices/"+urlKey(key), nil)
+
+	// Rotation: the old key stops finding the device, the new one finds it.
+	rotated := newKey()
+	device.must(t, http.StatusOK, http.MethodPut, "/api/v1/device/key", map[string]any{"noise_public_key": rotated.String()})
+	wantError(t, in.do(t, http.MethodGet, "/internal/v1/tunnel/devices/"+urlKey(key), nil), http.StatusNotFound, "")
+	in.must(t, http.StatusOK, http.MethodGet, "/internal/v1/tunnel/devices/"+urlKey(rotated), nil)
+	// The same key again is fine.
+	device.must(t, http.StatusOK, http.MethodPut, "/api/v1/device/key", map[string]any{"noise_public_key": rotated.String()})
+
+	valid := `{"noise_public_key":` + quote(newKey().String()) + `}`
+	cases := slices.Concat(
+		malformed(valid),
+		required(valid, "noise_public_key"),
+		badKeys(),
+		[]badBody{{"key of another device", set(valid, "noise_public_key", quote(other.String())), http.StatusConflict, "noise_public_key"}},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.snapshot(t)
+			r := device.do(t, http.MethodPut, "/api/v1/device/key", tc.body)
+			wantError(t, r, tc.status, tc.field)
+			e.unchanged(t, before, r)
+		})
+	}
+
+	_, apiToken := a.createToken(t, "script")
+	for name, c := range map[string]*client{
+		"no token":           e.anon(),
+		"unknown device":     {h: e.h, bearer: credential.DevicePrefix + "bm90IGEgZGV2aWNlIHRva2VuIGF0IGFsbCwgc29ycnk"},
+		"enrollment token":   {h: e.h, bearer: enrollment},
+		"operator API token": apiToken,
+		"operator session":   a,
+		"internal token":     {h: e.h, bearer: internalToken},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := e.snapshot(t)
+			r := c.do(t, http.MethodPut, "/api/v1/device/key", valid)
+			wantError(t, r, http.StatusUnauthorized, "")
+			e.unchanged(t, before, r)
+		})
+	}
+}
+
+// TestPutDeviceKeyLegacy: a device that enrolled before the tunnel existed has no address; it
+// gets the lowest free one with its key.
+func TestPutDeviceKeyLegacy(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	a, _ := e.session(t)
+	d, enrollment := a.createDevice(t, "old phone")
+	_, device := e.enrollKey(t, enrollment, nil)
+	e.enrollKey(t, tokenOf(a.createDevice(t, "newer phone")), nil) // 100.72.0.3
+	if _, err := e.store.Pool().Exec(t.Context(), `UPDATE devices SET tunnel_ip = NULL WHERE id = $1`, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := device.must(t, http.StatusOK, http.MethodPut, "/api/v1/device/key", map[string]any{"noise_public_key": newKey().String()})
+	var got tunnelAnswer
+	r.decode(t, &got)
+	if got.TunnelIP != "100.72.0.2" {
+		t.Errorf("%s tunnel_ip = %q, want 100.72.0.2 (the lowest free)", r, got.TunnelIP)
+	}
+}
+
+func TestTunnelPoolFull(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	a, op := e.session(t)
+	if _, err := e.store.Pool().Exec(t.Context(),
+		`INSERT INTO devices (id, operator_id, name, tunnel_ip)
+		 SELECT gen_random_uuid(), $1, 'filler', inet '100.72.0.0' + g FROM generate_series(2, 65534) AS g`, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, enrollment := a.createDevice(t, "one too many")
+	before := e.snapshot(t)
+	r := e.anon().do(t, http.MethodPost, "/api/v1/device/enroll", map[string]any{"enrollment_token": enrollment})
+	if code := wantError(t, r, http.StatusServiceUnavailable, ""); code != "tunnel_pool_full" {
+		t.Errorf("%s code = %q, want tunnel_pool_full", r, code)
+	}
+	e.unchanged(t, before, r)
+}
+
+// TestInternalDisabled: without an internal token, the internal API does not exist.
+func TestInternalDisabled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	key := urlKey(newKey())
+	noRoute := string(e.anon().do(t, http.MethodGet, "/no/such/route", nil).raw)
+	for _, c := range []*client{e.internal(""), e.internal(internalToken), e.internal("x")} {
+		for _, rt := range []struct{ method, path string }{
+			{http.MethodGet, "/internal/v1/tunnel/devices/" + key},
+			{http.MethodPost, "/internal/v1/tunnel/devices/gone"},
+			{http.MethodPost, "/internal/v1/usage"},
+			{http.MethodGet, "/internal/v1/usage"},
+			{http.MethodDelete, "/internal/v1/tunnel/devices/" + key},
+			{http.MethodGet, "/internal/v1/"},
+		} {
+			r := c.do(t, rt.method, rt.path, `[]`)
+			wantError(t, r, http.StatusNotFound, "")
+			if string(r.raw) != noRoute {
+				t.Errorf("%s = %s, want the answer of a route that does not exist: %s", r, r.raw, noRoute)
+			}
+		}
+	}
+}
+
+func TestInternalAuth(t *testing.T) {
+	t.Parallel()
+	cfg := tunnelConfig()
+	cfg.TrustedProxies = []string{"192.0.2.0/24", "2001:db8::/32"} // whose X-Forwarded-For must still not count
+	e := newEnvConfig(t, cfg)
+	gone := `{"devices":[{"device_id":"` + uuid.NewString() + `","noise_public_key":` + quote(newKey().String()) + `}]}`
+
+	for _, remote := range []string{
+		"192.0.2.1:1234", "8.8.8.8:53", "[2001:db8::1]:443", "169.254.169.254:80", "[fe80::1]:1",
+		"100.128.0.1:1", "100.63.255.255:1", "172.32.0.1:1", "11.0.0.1:1", "0.0.0.0:1", "[::]:1",
+		"[::ffff:8.8.8.8]:1", "224.0.0.1:1", "", "garbage", "10.0.0.1", "@",
+	} {
+		for _, c := range []*client{
+			e.internal(internalToken).from(remote),
+			e.internal(internalToken).from(remote).withHeader("X-Forwarded-For", "127.0.0.1").withHeader("X-Real-IP", "127.0.0.1"),
+			e.internal("").from(remote),
+		} {
+			before := e.snapshotAll(t)
+			r := c.do(t, http.MethodPost, "/internal/v1/tunnel/devices/gone", gone)
+			if code := wantError(t, r, http.StatusForbidden, ""); code != "forbidden" {
+				t.Errorf("%s from %q = code %q, want forbidden", r, remote, code)
+			}
+			e.unchangedAll(t, before, r)
+		}
+	}
+
+	for _, remote := range []string{
+		"127.0.0.1:1", "127.3.2.1:1", "[::1]:1", "10.1.2.3:1", "172.16.0.1:1", "172.31.255.254:1", "192.168.1.1:1",
+		"100.64.0.1:1", "100.127.255.254:1", "[fd00::1]:1", "[fc00::5]:1", "[::ffff:10.0.0.1]:1",
+	} {
+		c := e.internal(internalToken).from(remote)
+		c.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", gone)
+		wantError(t, e.internal("").from(remote).do(t, http.MethodPost, "/internal/v1/tunnel/devices/gone", gone), http.StatusUnauthorized, "")
+	}
+
+	a, _ := e.session(t)
+	_, apiToken := a.createToken(t, "script")
+	_, device := e.enrollKey(t, tokenOf(a.createDevice(t, "phone")), nil)
+	for name, c := range map[string]*client{
+		"no token":          e.internal(""),
+		"wrong token":       e.internal("internal-test-token-0123456788"),
+		"token prefix":      e.internal(internalToken[:len(internalToken)-1]),
+		"token and more":    e.internal(internalToken + "x"),
+		"token twice":       e.internal(internalToken + internalToken),
+		"basic scheme":      e.internal("").withHeader("Authorization", "Basic "+internalToken),
+		"no scheme":         e.internal("").withHeader("Authorization", internalToken),
+		"in another header": e.internal("").withHeader("X-Internal-Token", internalToken),
+		"operator API":      e.internal(apiToken.bearer),
+		"device token":      e.internal(device.bearer),
+		"operator session":  {h: e.h, cookie: a.cookie, csrf: a.csrf, remote: "127.0.0.1:1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, rt := range []struct{ method, path, body string }{
+				{http.MethodGet, "/internal/v1/tunnel/devices/" + urlKey(newKey()), ""},
+				{http.MethodPost, "/internal/v1/tunnel/devices/gone", gone},
+				{http.MethodPost, "/internal/v1/usage", `[{"connection_id":"` + uuid.NewString() + `","session_id":"` + uuid.NewString() + `","epoch":1,"rx_bytes":1,"tx_bytes":1}]`},
+			} {
+				var body any
+				if rt.body != "" {
+					body = rt.body
+				}
+				before := e.snapshotAll(t)
+				r := c.do(t, rt.method, rt.path, body)
+				if code := wantError(t, r, http.StatusUnauthorized, ""); code != "unauthorized" {
+					t.Errorf("%s = code %q, want unauthorized", r, code)
+				}
+				e.unchangedAll(t, before, r)
+			}
+		})
+	}
+	// The scheme is case-insensitive, as everywhere in the API.
+	e.internal("").withHeader("Authorization", "bearer "+internalToken).must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", gone)
+}
+
+// lookup is the look-up's answer.
+type lookup struct {
+	DeviceID       string `json:"device_id"`
+	TunnelIP       string `json:"tunnel_ip"`
+	NoisePublicKey string `json:"noise_public_key"`
+}
+
+func TestInternalTunnelDevices(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	in := e.internal(internalToken)
+	a, _ := e.session(t)
+	b, _ := e.session(t)
+	aKey, bKey := newKey(), newKey()
+	aDev, _ := e.enrollKey(t, tokenOf(a.createDevice(t, "a's phone")), &aKey)
+	bDev, bDevice := e.enrollKey(t, tokenOf(b.createDevice(t, "b's phone")), &bKey)
+	keyless, _ := e.enrollKey(t, tokenOf(a.createDevice(t, "no key")), nil)
+
+	// Look-ups find any operator's device by its key: the relay serves them all.
+	for _, tc := range []struct {
+		key  tunnel.PublicKey
+		want lookup
+	}{
+		{aKey, lookup{aDev.DeviceID, aDev.TunnelIP, aKey.String()}},
+		{bKey, lookup{bDev.DeviceID, bDev.TunnelIP, bKey.String()}},
+	} {
+		r := in.must(t, http.StatusOK, http.MethodGet, "/internal/v1/tunnel/devices/"+urlKey(tc.key), nil)
+		wantKeys(t, r.String(), r.raw, "device_id", "tunnel_ip", "noise_public_key")
+		var got lookup
+		r.decode(t, &got)
+		if got != tc.want {
+			t.Errorf("%s = %+v, want %+v", r, got, tc.want)
+		}
+	}
+	for _, k := range []tunnel.PublicKey{newKey(), {}} {
+		r := in.do(t, http.MethodGet, "/internal/v1/tunnel/devices/"+urlKey(k), nil)
+		if code := wantError(t, r, http.StatusNotFound, ""); code != "not_found" {
+			t.Errorf("%s code = %q, want not_found", r, code)
+		}
+	}
+	plus := tunnel.PublicKey{0xf8} // "+AAA…A=" in standard base64, "-AAA…A" in base64url
+	for name, bad := range map[string]string{
+		"standard base64":           strings.ReplaceAll(plus.String(), "+", "%2B"),
+		"standard base64, unpadded": strings.ReplaceAll(strings.TrimRight(plus.String(), "="), "+", "%2B"),
+		"padded base64url":          urlKey(aKey) + "=",
+		"31 bytes":                  base64.RawURLEncoding.EncodeToString(aKey[:31]),
+		"33 bytes":                  base64.RawURLEncoding.EncodeToString(append(aKey[:], 0)),
+		"garbage":                   "not-a-key!",
+		"a device id":               aDev.DeviceID,
+		"with a NUL":                urlKey(aKey) + "%00",
+	} {
+		t.Run("key "+name, func(t *testing.T) {
+			wantError(t, in.do(t, http.MethodGet, "/internal/v1/tunnel/devices/"+bad, nil), http.StatusBadRequest, "key")
+		})
+	}
+
+	// Gone: B deletes its device, A's keyless device is listed with a key, a device never
+	// existed; A's device is current.
+	bDevID := uuid.MustParse(bDev.DeviceID)
+	b.must(t, http.StatusNoContent, http.MethodDelete, "/api/v1/devices/"+bDev.DeviceID, nil)
+	wantError(t, bDevice.do(t, http.MethodPut, "/api/v1/device/key", map[string]any{"noise_public_key": newKey().String()}), http.StatusUnauthorized, "")
+	never := uuid.New()
+	entry := func(id string, k tunnel.PublicKey) map[string]any {
+		return map[string]any{"device_id": id, "noise_public_key": k.String()}
+	}
+	r := in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", map[string]any{"devices": []any{
+		entry(aDev.DeviceID, aKey), entry(bDev.DeviceID, bKey), entry(keyless.DeviceID, newKey()), entry(never.String(), newKey()),
+		entry(bDev.DeviceID, bKey),
+	}})
+	wantKeys(t, r.String(), r.raw, "gone")
+	var got struct {
+		Gone []uuid.UUID `json:"gone"`
+	}
+	r.decode(t, &got)
+	want := []uuid.UUID{bDevID, uuid.MustParse(keyless.DeviceID), never}
+	slices.SortFunc(want, func(x, y uuid.UUID) int { return strings.Compare(x.String(), y.String()) })
+	if !slices.Equal(got.Gone, want) {
+		t.Errorf("%s gone = %v, want %v", r, got.Gone, want)
+	}
+	r = in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", map[string]any{"devices": []any{entry(aDev.DeviceID, aKey)}})
+	if string(r.raw) != `{"gone":[]}` {
+		t.Errorf("%s = %s, want {\"gone\":[]}", r, r.raw)
+	}
+
+	// 10,000 devices in one request.
+	many := make([]any, api.MaxReportEntries)
+	for i := range many {
+		many[i] = entry(uuid.NewString(), newKey())
+	}
+	many[0] = entry(aDev.DeviceID, aKey)
+	r = in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", map[string]any{"devices": many})
+	r.decode(t, &got)
+	if len(got.Gone) != api.MaxReportEntries-1 || slices.Contains(got.Gone, uuid.MustParse(aDev.DeviceID)) {
+		t.Errorf("%s with %d devices = %d gone, want all but A's device", r, len(many), len(got.Gone))
+	}
+}
+
+// internalMalformed returns bodies no internal endpoint accepts, whatever its fields; valid is
+// a body it would accept, a JSON object or array as want says.
+func internalMalformed(valid, want string) []badBody {
+	big := strings.Repeat(" ", maxInternalBody)
+	cases := []badBody{
+		{"not JSON", "garbage", http.StatusBadRequest, ""},
+		{"empty body", "", http.StatusBadRequest, ""},
+		{"truncated", valid[:len(valid)-1], http.StatusBadRequest, ""},
+		{"JSON string", quote(valid), http.StatusBadRequest, ""},
+		{"JSON number", "42", http.StatusBadRequest, ""},
+		{"trailing value", valid + valid, http.StatusBadRequest, ""},
+		{"trailing garbage", valid + " x", http.StatusBadRequest, ""},
+		{"over 2 MiB", valid + big, http.StatusRequestEntityTooLarge, ""},
+		{"over 2 MiB without Content-Length", unsized(valid + big), http.StatusRequestEntityTooLarge, ""},
+		{"over 2 MiB in one string", quote(strings.Repeat("a", maxInternalBody)), http.StatusRequestEntityTooLarge, ""},
+	}
+	if want == "object" {
+		cases = append(cases, badBody{"JSON array", "[" + valid + "]", http.StatusBadRequest, ""})
+	} else {
+		cases = append(cases, badBody{"JSON object", `{"entries":` + valid + `}`, http.StatusBadRequest, ""})
+	}
+	return cases
+}
+
+// listBody is a JSON list of n copies of entry, under key (or bare when key is "").
+type listBody struct {
+	key     string
+	entries []map[string]json.RawMessage
+}
+
+func newListBody(key string, n int, entry func(i int) map[string]any) listBody {
+	b := listBody{key: key}
+	for i := range n {
+		m := map[string]json.RawMessage{}
+		for k, v := range entry(i) {
+			raw, err := json.Marshal(v)
+			if err != nil {
+				panic(err)
+			}
+			m[k] = raw
+		}
+		b.entries = append(b.entries, m)
+	}
+	return b
+}
+
+// String returns the body's JSON.
+func (b listBody) String() string {
+	var v any = b.entries
+	if b.key != "" {
+		v = map[string]any{b.key: b.entries}
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(j)
+}
+
+// with returns the body with field of entry i set to the JSON raw ("" deletes the field).
+func (b listBody) with(i int, field, raw string) string {
+	c := listBody{key: b.key}
+	for j, m := range b.entries {
+		m = maps.Clone(m)
+		if j == i {
+			if raw == "" {
+				delete(m, field)
+			} else {
+				m[field] = json.RawMessage(raw)
+			}
+		}
+		c.entries = append(c.entries, m)
+	}
+	return c.String()
+}
+
+// entryRaw returns the body with entry i replaced by the JSON raw.
+func (b listBody) entryRaw(i int, raw string) string {
+	s := b.String()
+	var list []json.RawMessage
+	if b.key != "" {
+		var m map[string][]json.RawMessage
+		json.Unmarshal([]byte(s), &m)
+		list = m[b.key]
+	} else {
+		json.Unmarshal([]byte(s), &list)
+	}
+	list[i] = json.RawMessage(raw)
+	var v any = list
+	if b.key != "" {
+		v = map[string]any{b.key: list}
+	}
+	j, _ := json.Marshal(v)
+	return string(j)
+}
+
+// fieldCases returns cases that set field of entry i to each raw value, named path.
+func fieldCases(b listBody, i int, field, path string, raws ...string) []badBody {
+	var cases []badBody
+	for _, raw := range raws {
+		name := path + " " + raw
+		if raw == "" {
+			name = path + " missing"
+		}
+		cases = append(cases, badBody{name, b.with(i, field, raw), http.StatusBadRequest, path})
+	}
+	return cases
+}
+
+// badUUIDs are id values no internal endpoint accepts.
+var badUUIDs = []string{"", "null", `""`, `"abc"`, `5`, `"` + strings.ReplaceAll(uuid.NewString(), "-", "") + `"`,
+	`"urn:uuid:` + uuid.NewString() + `"`, `"{` + uuid.NewString() + `}"`, `"` + uuid.NewString() + `x"`, `"` + uuid.NewString() + `\u0000"`}
+
+func TestInternalGoneBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	in := e.internal(internalToken)
+	valid := newListBody("devices", 3, func(int) map[string]any {
+		return map[string]any{"device_id": uuid.NewString(), "noise_public_key": newKey().String()}
+	})
+	k := newKey()
+	tooMany := newListBody("devices", api.MaxReportEntries+1, func(int) map[string]any {
+		return map[string]any{"device_id": uuid.Nil.String(), "noise_public_key": k.String()}
+	})
+	v := valid.String()
+	cases := slices.Concat(
+		internalMalformed(v, "object"),
+		required(v, "devices"),
+		wrongTypes(v, "devices", `[]`, `5`, `{}`, `"x"`, `true`),
+		[]badBody{
+			{"unknown field", set(v, "tunnel_ip", `"100.72.0.2"`), http.StatusBadRequest, "tunnel_ip"},
+			{"null body", `null`, http.StatusBadRequest, "devices"},
+			{"10,001 devices", tooMany.String(), http.StatusBadRequest, "devices"},
+			{"entry null", valid.entryRaw(1, `null`), http.StatusBadRequest, "devices[1]"},
+			{"entry number", valid.entryRaw(1, `5`), http.StatusBadRequest, "devices[1]"},
+			{"entry array", valid.entryRaw(1, `[]`), http.StatusBadRequest, "devices[1]"},
+			{"entry string", valid.entryRaw(1, `"x"`), http.StatusBadRequest, "devices[1]"},
+			{"entry unknown field", valid.with(2, "tunnel_ip", `"100.72.0.2"`), http.StatusBadRequest, "devices[2].tunnel_ip"},
+		},
+		fieldCases(valid, 1, "device_id", "devices[1].device_id", badUUIDs...),
+		fieldCases(valid, 2, "noise_public_key", "devices[2].noise_public_key", "", "null", `""`, `5`, `"abc"`,
+			quote(urlKey(k)), quote(strings.TrimRight(k.String(), "=")), quote(base64.StdEncoding.EncodeToString(k[:31]))),
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := in.do(t, http.MethodPost, "/internal/v1/tunnel/devices/gone", tc.body)
+			wantError(t, r, tc.status, tc.field)
+		})
+	}
+	// A body of exactly 2 MiB is read.
+	exact := v + strings.Repeat(" ", maxInternalBody-len(v))
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", exact)
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", unsized(exact))
+}
+
+// usageEntry is one entry of a usage report.
+func usageEntry(conn uuid.UUID, session uuid.UUID, epoch, rx, tx int64) map[string]any {
+	return map[string]any{"connection_id": conn, "session_id": session, "epoch": epoch, "rx_bytes": rx, "tx_bytes": tx}
+}
+
+func TestInternalUsageBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	in := e.internal(internalToken)
+	a, op := e.session(t)
+	dev, _ := a.createDevice(t, "phone")
+	conn := e.connection(t, op.ID, dev.ID)
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", []any{usageEntry(conn.ID, uuid.New(), 1, 10, 10)})
+
+	valid := newListBody("", 5, func(int) map[string]any { return usageEntry(conn.ID, uuid.New(), 1, 100, 200) })
+	tooMany := newListBody("", api.MaxReportEntries+1, func(int) map[string]any { return usageEntry(conn.ID, uuid.New(), 1, 1, 1) })
+	v := valid.String()
+	cases := slices.Concat(
+		internalMalformed(v, "array"),
+		[]badBody{
+			{"empty report", `[]`, http.StatusBadRequest, ""},
+			{"null body", `null`, http.StatusBadRequest, ""},
+			{"10,001 entries", tooMany.String(), http.StatusBadRequest, ""},
+			{"entry null", valid.entryRaw(3, `null`), http.StatusBadRequest, "[3]"},
+			{"entry number", valid.entryRaw(3, `7`), http.StatusBadRequest, "[3]"},
+			{"entry array", valid.entryRaw(3, `[1,2]`), http.StatusBadRequest, "[3]"},
+			{"entry unknown field", valid.with(3, "operator_id", quote(uuid.NewString())), http.StatusBadRequest, "[3].operator_id"},
+		},
+		fieldCases(valid, 3, "connection_id", "[3].connection_id", badUUIDs...),
+		fieldCases(valid, 4, "session_id", "[4].session_id", badUUIDs...),
+		fieldCases(valid, 3, "epoch", "[3].epoch", "", "null", `0`, `-1`, `1.5`, `"1"`, `1e3`, `9223372036854775808`, `true`),
+		fieldCases(valid, 0, "rx_bytes", "[0].rx_bytes", "", "null", `-1`, `-9223372036854775808`, `0.5`, `"5"`, `18446744073709551615`),
+		fieldCases(valid, 2, "tx_bytes", "[2].tx_bytes", "", "null", `-1`, `{}`, `[]`),
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.snapshotAll(t)
+			r := in.do(t, http.MethodPost, "/internal/v1/usage", tc.body)
+			wantError(t, r, tc.status, tc.field)
+			e.unchangedAll(t, before, r)
+		})
+	}
+	if got := e.usedBytes(t, conn.ID); got != 20 {
+		t.Errorf("bandwidth_used = %d after the refused reports, want 20", got)
+	}
+	// Limits that are fine: epoch and counters at their largest.
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", valid.with(0, "tx_bytes", `9223372036854775807`))
+	if got := e.usedBytes(t, conn.ID); got != 9223372036854775807 {
+		t.Errorf("bandwidth_used = %d after a report at the int64 limit, want it saturated at %d", got, int64(9223372036854775807))
+	}
+	r := in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", valid.with(0, "epoch", `9223372036854775807`))
+	if string(r.raw) != `{"accepted":4,"ignored":1}` {
+		t.Errorf("%s = %s, want 4 accepted and the entry of another epoch ignored", r, r.raw)
+	}
+}
+
+// connection inserts a connection (without the API's bcrypt cost) on a device of operator.
+func (e *env) connection(t testing.TB, operator, device uuid.UUID) store.Connection {
+	t.Helper()
+	c, err := e.store.CreateConnection(context.Background(), operator, store.NewConnection{
+		DeviceID: device, Name: "customer", Protocol: store.ProtocolOpenVPN,
+		Username: "u-" + uuid.NewString()[:8], PasswordHash: "$2a$04$not.a.real.hash",
+	})
+	if err != nil {
+		t.Fatalf("CreateConnection: %v", err)
+	}
+	return c
+}
+
+// usedBytes returns a connection's bandwidth_used.
+func (e *env) usedBytes(t testing.TB, id uuid.UUID) int64 {
+	t.Helper()
+	var n int64
+	if err := e.store.Pool().QueryRow(context.Background(), `SELECT bandwidth_used FROM proxy_connections WHERE id = $1`, id).Scan(&n); err != nil {
+		t.Fatalf("bandwidth_used of %s: %v", id, err)
+	}
+	return n
+}
+
+// usageReport posts a report and returns the answer.
+func (c *client) usageReport(t testing.TB, entries ...map[string]any) store.UsageResult {
+	t.Helper()
+	r := c.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", entries)
+	wantKeys(t, r.String(), r.raw, "accepted", "ignored")
+	var got store.UsageResult
+	r.decode(t, &got)
+	return got
+}
+
+func TestInternalUsage(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	in := e.internal(internalToken)
+	a, aOp := e.session(t)
+	b, bOp := e.session(t)
+	aDev, _ := a.createDevice(t, "a's phone")
+	bDev, _ := b.createDevice(t, "b's phone")
+	ca, cb := e.connection(t, aOp.ID, aDev.ID), e.connection(t, bOp.ID, bDev.ID)
+	s1, s2, s3 := uuid.New(), uuid.New(), uuid.New()
+
+	// What the operators see of their connections.
+	seen := func(c *client, id uuid.UUID) int64 {
+		t.Helper()
+		var body struct {
+			Connection store.Connection `json:"connection"`
+		}
+		c.must(t, http.StatusOK, http.MethodGet, "/api/v1/connections/"+id.String(), nil).decode(t, &body)
+		return body.Connection.BandwidthUsed
+	}
+	steps := []struct {
+		name         string
+		report       []map[string]any
+		want         store.UsageResult
+		usedA, usedB int64
+	}{
+		{"both operators' connections", []map[string]any{usageEntry(ca.ID, s1, 1, 100, 50), usageEntry(cb.ID, s2, 1, 10, 0)},
+			store.UsageResult{Accepted: 2}, 150, 10},
+		{"the same report again", []map[string]any{usageEntry(ca.ID, s1, 1, 100, 50), usageEntry(cb.ID, s2, 1, 10, 0)},
+			store.UsageResult{Accepted: 2}, 150, 10},
+		{"an older report late", []map[string]any{usageEntry(ca.ID, s1, 1, 60, 20)}, store.UsageResult{Accepted: 1}, 150, 10},
+		{"growth", []map[string]any{usageEntry(ca.ID, s1, 1, 130, 50), usageEntry(ca.ID, s3, 1, 5, 5)}, store.UsageResult{Accepted: 2}, 190, 10},
+		{"unknown connection, other epoch, session of another connection", []map[string]any{
+			usageEntry(uuid.New(), uuid.New(), 1, 1, 1), usageEntry(cb.ID, uuid.New(), 2, 1, 1), usageEntry(cb.ID, s1, 1, 999, 999)},
+			store.UsageResult{Ignored: 3}, 190, 10},
+	}
+	for _, step := range steps {
+		before := e.snapshotAll(t)
+		got := in.usageReport(t, step.report...)
+		if got != step.want {
+			t.Errorf("%s: POST /internal/v1/usage = %+v, want %+v", step.name, got, step.want)
+		}
+		if ua, ub := seen(a, ca.ID), seen(b, cb.ID); ua != step.usedA || ub != step.usedB {
+			t.Errorf("%s: bandwidth_used = %d (A) and %d (B), want %d and %d", step.name, ua, ub, step.usedA, step.usedB)
+		}
+		if step.want.Accepted == 0 {
+			e.unchangedAll(t, before, &response{method: http.MethodPost, path: "/internal/v1/usage (" + step.name + ")"})
+		}
+	}
+	// The operators' views stay their own.
+	wantError(t, a.do(t, http.MethodGet, "/api/v1/connections/"+cb.ID.String(), nil), http.StatusNotFound, "")
+	wantError(t, b.do(t, http.MethodGet, "/api/v1/connections/"+ca.ID.String(), nil), http.StatusNotFound, "")
+
+	// A usage reset (as the ResetUsage workflow does it): a report in flight from before it
+	// changes nothing, the next epoch's counters count from zero.
+	if _, err := e.store.Pool().Exec(t.Context(), `UPDATE proxy_connections SET usage_epoch = 2, bandwidth_used = 0 WHERE id = $1`, ca.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.usageReport(t, usageEntry(ca.ID, s1, 1, 5000, 5000)); got != (store.UsageResult{Ignored: 1}) || seen(a, ca.ID) != 0 {
+		t.Errorf("report of epoch 1 after the reset = %+v, bandwidth_used %d; want ignored and 0", got, seen(a, ca.ID))
+	}
+	if got := in.usageReport(t, usageEntry(ca.ID, s1, 2, 7, 3)); got != (store.UsageResult{Accepted: 1}) || seen(a, ca.ID) != 10 {
+		t.Errorf("report of epoch 2 = %+v, bandwidth_used %d; want accepted and 10", got, seen(a, ca.ID))
+	}
+
+	// A deleted connection's reports are ignored.
+	a.must(t, http.StatusNoContent, http.MethodDelete, "/api/v1/connections/"+ca.ID.String(), nil)
+	if got := in.usageReport(t, usageEntry(ca.ID, s1, 2, 70, 30)); got != (store.UsageResult{Ignored: 1}) {
+		t.Errorf("report of a deleted connection = %+v, want ignored", got)
+	}
+}
+
+// TestInternalUsageLarge sends the largest report a relay sends: 10,000 entries with
+// 15-digit counters, under the 2 MiB limit.
+func TestInternalUsageLarge(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, tunnelConfig())
+	in := e.internal(internalToken)
+	a, op := e.session(t)
+	dev, _ := a.createDevice(t, "phone")
+	conns := []store.Connection{e.connection(t, op.ID, dev.ID), e.connection(t, op.ID, dev.ID)}
+	const counter = 999_999_999_999
+	report := newListBody("", api.MaxReportEntries, func(i int) map[string]any {
+		return usageEntry(conns[i%2].ID, uuid.New(), 1, counter, counter)
+	})
+	body := report.String()
+	if len(body) > maxInternalBody {
+		t.Fatalf("a report of %d entries is %d bytes, over the %d-byte limit", api.MaxReportEntries, len(body), maxInternalBody)
+	}
+	r := in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", body)
+	if want := fmt.Sprintf(`{"accepted":%d,"ignored":0}`, api.MaxReportEntries); string(r.raw) != want {
+		t.Errorf("%s (%d bytes) = %s, want %s", r, len(body), r.raw, want)
+	}
+	for _, c := range conns {
+		if got, want := e.usedBytes(t, c.ID), int64(api.MaxReportEntries/2*2*counter); got != want {
+			t.Errorf("bandwidth_used of %s = %d, want %d", c.ID, got, want)
+		}
+	}
+	// Retried: nothing more.
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", body)
+	if got, want := e.usedBytes(t, conns[0].ID), int64(api.MaxReportEntries/2*2*counter); got != want {
+		t.Errorf("bandwidth_used after the retry = %d, want %d", got, want)
+	}
+}
