@@ -1,0 +1,209 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Limits of the API client.
+const (
+	// MaxGoneBatch is the most devices one Gone request asks about.
+	MaxGoneBatch = 10_000
+	// maxAPIResponse is the most bytes of a response body the client reads.
+	maxAPIResponse = 1 << 20
+	// defaultAPITimeout is the timeout of the HTTP client used when APIClient.HTTP is nil.
+	defaultAPITimeout = 10 * time.Second
+)
+
+// defaultAPIHTTP is the HTTP client of an APIClient without one.
+var defaultAPIHTTP = &http.Client{Timeout: defaultAPITimeout}
+
+// APIClient is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
+// relay's Directory and UsageSink. Its methods are safe for concurrent use.
+type APIClient struct {
+	// BaseURL is the API's address, e.g. http://10.0.0.5:8080.
+	BaseURL string
+	// Token is the internal shared token, sent as "Authorization: Bearer <token>".
+	Token string
+	// HTTP is the client requests go through; nil means one with a 10 s timeout.
+	HTTP *http.Client
+}
+
+// APIError is a non-2xx answer of the API, with the code, message and field of its
+// {"error":{...}} body when it had one.
+type APIError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code, Message and Field are the API's error code, explanation and the offending
+	// request field, each empty when the body did not say.
+	Code    string
+	Message string
+	Field   string
+}
+
+// Error describes the answer: status, code, message and field.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "api: %d %s", e.Status, http.StatusText(e.Status))
+	if e.Code != "" {
+		fmt.Fprintf(&b, ": %s", e.Code)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, " (field %s)", e.Field)
+	}
+	return b.String()
+}
+
+// deviceJSON is a device as the internal endpoints describe it.
+type deviceJSON struct {
+	DeviceID       uuid.UUID  `json:"device_id"`
+	TunnelIP       netip.Addr `json:"tunnel_ip,omitzero"`
+	NoisePublicKey PublicKey  `json:"noise_public_key"`
+}
+
+// LookupKey returns the device whose static public key is pub (GET
+// /internal/v1/tunnel/devices/{key}), or an error wrapping ErrUnknownKey when the API answers
+// 404.
+func (c *APIClient) LookupKey(ctx context.Context, pub PublicKey) (Device, error) {
+	path := "/internal/v1/tunnel/devices/" + base64.RawURLEncoding.EncodeToString(pub[:])
+	var resp deviceJSON
+	if err := c.do(ctx, http.MethodGet, path, nil, &resp); err != nil {
+		if apiErr := (*APIError)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			return Device{}, fmt.Errorf("look up device key %v: %w", pub, ErrUnknownKey)
+		}
+		return Device{}, fmt.Errorf("look up device key %v: %w", pub, err)
+	}
+	switch {
+	case resp.NoisePublicKey != pub:
+		return Device{}, fmt.Errorf("look up device key %v: api answered with key %v", pub, resp.NoisePublicKey)
+	case resp.DeviceID == uuid.Nil:
+		return Device{}, fmt.Errorf("look up device key %v: api answered without a device id", pub)
+	case !resp.TunnelIP.Is4():
+		return Device{}, fmt.Errorf("look up device key %v: api answered tunnel ip %q, want an ipv4 address", pub, resp.TunnelIP)
+	}
+	return Device{ID: resp.DeviceID, Key: resp.NoisePublicKey, TunnelIP: resp.TunnelIP}, nil
+}
+
+// Gone returns the IDs of those devices that no longer exist or no longer have the given key
+// (POST /internal/v1/tunnel/devices/gone), asking about at most MaxGoneBatch devices per
+// request.
+func (c *APIClient) Gone(ctx context.Context, devices []Device) ([]uuid.UUID, error) {
+	var gone []uuid.UUID
+	for start := 0; start < len(devices); start += MaxGoneBatch {
+		part := devices[start:min(start+MaxGoneBatch, len(devices))]
+		req := struct {
+			Devices []deviceJSON `json:"devices"`
+		}{Devices: make([]deviceJSON, len(part))}
+		for i, d := range part {
+			req.Devices[i] = deviceJSON{DeviceID: d.ID, NoisePublicKey: d.Key}
+		}
+		var resp struct {
+			Gone []uuid.UUID `json:"gone"`
+		}
+		if err := c.do(ctx, http.MethodPost, "/internal/v1/tunnel/devices/gone", req, &resp); err != nil {
+			return nil, fmt.Errorf("check %d devices: %w", len(devices), err)
+		}
+		gone = append(gone, resp.Gone...)
+	}
+	return gone, nil
+}
+
+// usageJSON is one entry of POST /internal/v1/usage.
+type usageJSON struct {
+	ConnectionID uuid.UUID `json:"connection_id"`
+	SessionID    uuid.UUID `json:"session_id"`
+	Epoch        uint64    `json:"epoch"`
+	RxBytes      int64     `json:"rx_bytes"`
+	TxBytes      int64     `json:"tx_bytes"`
+}
+
+// ReportUsage delivers cumulative route session counters in one POST /internal/v1/usage; the
+// caller keeps batches within what the API accepts (the Reporter sends at most MaxReportBatch).
+func (c *APIClient) ReportUsage(ctx context.Context, usage []RouteUsage) error {
+	if len(usage) == 0 {
+		return nil
+	}
+	body := make([]usageJSON, len(usage))
+	for i, u := range usage {
+		body[i] = usageJSON{ConnectionID: u.ConnectionID, SessionID: u.SessionID, Epoch: u.Epoch,
+			RxBytes: u.RxBytes, TxBytes: u.TxBytes}
+	}
+	var resp struct {
+		Accepted int `json:"accepted"`
+		Ignored  int `json:"ignored"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/internal/v1/usage", body, &resp); err != nil {
+		return fmt.Errorf("report usage of %d route sessions: %w", len(usage), err)
+	}
+	return nil
+}
+
+// do sends a request with a JSON body (if in is not nil) and decodes a 2xx answer into out; a
+// non-2xx answer is an *APIError.
+func (c *APIClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = defaultAPIHTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIResponse+1))
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+	}
+	if len(data) > maxAPIResponse {
+		return fmt.Errorf("%s %s: response body larger than %d bytes", method, path, maxAPIResponse)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Field   string `json:"field"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil {
+			apiErr.Code, apiErr.Message, apiErr.Field = e.Error.Code, e.Error.Message, e.Error.Field
+		}
+		return fmt.Errorf("%s %s: %w", method, path, apiErr)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}

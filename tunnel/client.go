@@ -1,0 +1,725 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// clientResolveTimeout bounds one look-up of the tunnel's host name, so that a dead resolver delays
+// keepalives and handshake retries by at most this long.
+const clientResolveTimeout = 3 * time.Second
+
+// ClientConfig configures the device side of the tunnel session.
+type ClientConfig struct {
+	// Key is the device's static key pair, whose public half the API registered at enrollment.
+	Key KeyPair
+	// ServerKey is the tunnel's static public key, given to the device at enrollment.
+	ServerKey PublicKey
+	// Endpoint is the tunnel's UDP address, "host:port" with a numeric port. A host name is
+	// resolved again before every handshake initiation, so a DNS change is followed.
+	Endpoint string
+	// TUN is the device's packet device: packets read from it go to the tunnel, packets from
+	// the tunnel are written to it. The caller owns it: Run never closes it (see Run).
+	TUN TUN
+	// MTU is the TUN's MTU, the largest packet read from or written to it; 0 means
+	// DefaultMTU.
+	MTU int
+	// KeepaliveInterval is how long the client may send nothing before it sends a keepalive;
+	// 0 means KeepaliveInterval. It must be shorter than DeadAfter.
+	KeepaliveInterval time.Duration
+	// Log receives session events (never per-packet ones); nil discards them.
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now. Tests move it to reach session deadlines.
+	Now func() time.Time
+}
+
+// ClientStatus is a snapshot of a Client, e.g. for the agent's heartbeat.
+type ClientStatus struct {
+	// Connected is true while the client has a session that is not expired and it heard from
+	// the tunnel within DeadAfter.
+	Connected bool `json:"connected"`
+	// Endpoint is the tunnel address the client sends to; zero before the first resolution.
+	Endpoint netip.AddrPort `json:"endpoint"`
+	// Established is when the current session's handshake completed; zero without one.
+	Established time.Time `json:"established_at"`
+	// LastReceived is when an authenticated packet last arrived; zero if none has.
+	LastReceived time.Time `json:"last_received_at"`
+	// Counters are the client's counters since NewClient.
+	Counters ClientCounters `json:"counters"`
+}
+
+// ClientCounters are a Client's cumulative counters. Bytes are IP packet bytes, the same
+// bytes the relay accounts.
+type ClientCounters struct {
+	// SentPackets and SentBytes count packets read from the TUN and sent to the tunnel.
+	SentPackets uint64 `json:"sent_packets"`
+	SentBytes   uint64 `json:"sent_bytes"`
+	// ReceivedPackets and ReceivedBytes count packets from the tunnel written to the TUN.
+	ReceivedPackets uint64 `json:"received_packets"`
+	ReceivedBytes   uint64 `json:"received_bytes"`
+	// KeepalivesSent and KeepalivesReceived count keepalives each way.
+	KeepalivesSent     uint64 `json:"keepalives_sent"`
+	KeepalivesReceived uint64 `json:"keepalives_received"`
+	// Initiations counts handshake initiations sent, Handshakes the ones that completed.
+	Initiations uint64 `json:"initiations"`
+	Handshakes  uint64 `json:"handshakes"`
+	// Drops counts refused packets by reason (Drop.String), every reason present.
+	Drops map[string]uint64 `json:"drops"`
+}
+
+// Client is the device side of the tunnel session, run by the agent. It keeps a Noise session
+// with the tunnel (handshake, keepalives, rekeying, recovery from a dead or restarted tunnel)
+// and moves packets between the TUN and the tunnel's UDP endpoint.
+//
+// Run starts three goroutines, each owned by Run:
+//   - the socket reader decrypts packets from the tunnel and writes them to the TUN; it ends
+//     when Run closes the socket;
+//   - the TUN reader encrypts packets read from the TUN and sends them; it ends at the first
+//     TUN read that returns after ctx ended, or when the TUN fails;
+//   - the timer loop owns the handshake and timer state: it initiates and completes
+//     handshakes, sends keepalives and forgets expired sessions; it ends with ctx.
+//
+// The per-packet paths load the sessions and the endpoint from atomic pointers that only the
+// timer loop stores, and do not allocate.
+type Client struct {
+	key       KeyPair
+	serverKey PublicKey
+	tun       TUN
+	mtu       int
+	keepalive time.Duration
+	log       *slog.Logger
+	now       func() time.Time
+	// host and port are Endpoint's parts; addr is set instead when the host is an IP literal.
+	host string
+	port uint16
+	addr netip.AddrPort
+	// lookup resolves host; net.DefaultResolver.LookupNetIP unless a test replaces it
+	// before Run.
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	// base is the clock reading the stamps in tx.last and rx.last count from.
+	base time.Time
+
+	// conn is the UDP socket; Run sets it before it starts its goroutines and closes it
+	// when ctx ends.
+	conn *net.UDPConn
+	// ran makes Run usable once.
+	ran atomic.Bool
+
+	// current is the newest session, the one packets are sent on; previous is the session
+	// it replaced, kept for receiving until it expires. Only the timer loop stores them.
+	current, previous atomic.Pointer[Session]
+	// endpoint is the tunnel's resolved address (unmapped), nil before the first
+	// resolution. Only the timer loop stores it.
+	endpoint atomic.Pointer[netip.AddrPort]
+
+	// responses carries handshake responses from the socket reader to the timer loop;
+	// hints carries the receiver index of unknown-session hints the same way. Both are
+	// buffered; the socket reader never blocks on them.
+	responses chan [ResponseSize]byte
+	hints     chan uint32
+
+	// tx is written by the TUN reader (and by the timer loop's keepalives), rx by the socket
+	// reader (and by the timer loop when a handshake completes). The pad keeps tx's counters
+	// off the line of the session pointers above, which both packet paths read.
+	_      [cacheLine]byte
+	tx, rx clientPath
+	// drops counts refused packets by reason; handshakes and initiations are written by the
+	// timer loop.
+	drops                   [NumDrops]atomic.Uint64
+	handshakes, initiations atomic.Uint64
+}
+
+// clientPath is one direction's counters, followed by a whole cache line of padding, so that
+// whatever the struct's alignment the counters the TUN reader writes and those the socket
+// reader writes never share a line.
+type clientPath struct {
+	// last is the stamp (see Client.stamp) of the last packet sent (tx) or authenticated
+	// packet received (rx), keepalives included; 0 means never.
+	last atomic.Int64
+	// packets and bytes count data packets (not keepalives) and their IP bytes; bytes is
+	// added to first, so a reader that sees a packet counted sees its bytes too.
+	packets, bytes atomic.Uint64
+	// keepalives counts keepalives.
+	keepalives atomic.Uint64
+
+	_ [cacheLine]byte
+}
+
+// NewClient checks cfg and returns a Client ready to Run.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.TUN == nil {
+		return nil, errors.New("new client: a TUN is required")
+	}
+	if cfg.ServerKey == (PublicKey{}) {
+		return nil, errors.New("new client: the tunnel's public key is required")
+	}
+	kp, err := NewKeyPair(cfg.Key.Private)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	if kp.Public != cfg.Key.Public {
+		return nil, errors.New("new client: the public key does not belong to the private key")
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.MTU < 576 || cfg.MTU > MaxPlaintextSize {
+		return nil, fmt.Errorf("new client: mtu %d outside 576..%d", cfg.MTU, MaxPlaintextSize)
+	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = KeepaliveInterval
+	}
+	if cfg.KeepaliveInterval < 0 || cfg.KeepaliveInterval >= DeadAfter {
+		// An idle client hears from the tunnel only in answer to its keepalives.
+		return nil, fmt.Errorf("new client: keepalive interval %v outside 0..%v", cfg.KeepaliveInterval, DeadAfter)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	host, portText, err := net.SplitHostPort(cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("new client: endpoint: %w", err)
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || port == 0 || host == "" {
+		return nil, fmt.Errorf("new client: endpoint %q: want host:port with a port in 1..65535", cfg.Endpoint)
+	}
+	c := &Client{
+		key:       cfg.Key,
+		serverKey: cfg.ServerKey,
+		tun:       cfg.TUN,
+		mtu:       cfg.MTU,
+		keepalive: cfg.KeepaliveInterval,
+		log:       cfg.Log,
+		now:       cfg.Now,
+		host:      host,
+		port:      uint16(port),
+		lookup:    net.DefaultResolver.LookupNetIP,
+		base:      cfg.Now(),
+		responses: make(chan [ResponseSize]byte, 4),
+		hints:     make(chan uint32, 1),
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		c.addr = netip.AddrPortFrom(ip.Unmap(), c.port)
+	}
+	return c, nil
+}
+
+// Run keeps the session and forwards packets until ctx ends, then returns nil. It returns an
+// error when the UDP socket cannot be opened, when the TUN fails while ctx is live, or when it
+// was called before.
+//
+// The TUN belongs to the caller, and a TUN read blocks until a packet arrives or the TUN is
+// closed; so after ctx ends Run waits for its TUN reader to return from that read, and the
+// caller ends the wait by closing the TUN (e.g. with context.AfterFunc(ctx, ...)) or by
+// letting one more packet arrive. The socket reader and the timer loop end with ctx.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.ran.CompareAndSwap(false, true) {
+		return errors.New("run client: already run")
+	}
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", ":0")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("run client: listen udp: %w", err)
+	}
+	c.conn = pc.(*net.UDPConn)
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.readSocket(runCtx) })
+	wg.Go(func() { c.runTimers(runCtx) })
+	wg.Go(func() {
+		if err := c.readTUN(runCtx); err != nil {
+			cancel(err)
+		}
+	})
+	<-runCtx.Done()
+	c.conn.Close()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("run client: %w", context.Cause(runCtx))
+}
+
+// Status returns a snapshot of the client's session and counters.
+func (c *Client) Status() ClientStatus {
+	now := c.now()
+	var st ClientStatus
+	if ep := c.endpoint.Load(); ep != nil {
+		st.Endpoint = *ep
+	}
+	if s := c.rx.last.Load(); s != 0 {
+		st.LastReceived = c.when(s)
+	}
+	if cur := c.current.Load(); cur != nil {
+		st.Established = cur.Created()
+		st.Connected = !cur.Expired(now) && now.Sub(st.LastReceived) < DeadAfter
+	}
+	st.Counters = ClientCounters{
+		SentPackets:        c.tx.packets.Load(),
+		SentBytes:          c.tx.bytes.Load(),
+		ReceivedPackets:    c.rx.packets.Load(),
+		ReceivedBytes:      c.rx.bytes.Load(),
+		KeepalivesSent:     c.tx.keepalives.Load(),
+		KeepalivesReceived: c.rx.keepalives.Load(),
+		Initiations:        c.initiations.Load(),
+		Handshakes:         c.handshakes.Load(),
+		Drops:              make(map[string]uint64, NumDrops-1),
+	}
+	for d := Drop(1); d < NumDrops; d++ {
+		st.Counters.Drops[d.String()] = c.drops[d].Load()
+	}
+	return st
+}
+
+// stamp turns a clock reading into the form tx.last and rx.last hold: nanoseconds since
+// base, plus one so that 0 means never.
+func (c *Client) stamp(t time.Time) int64 { return max(int64(t.Sub(c.base)), 0) + 1 }
+
+// when turns a stamp back into a clock reading.
+func (c *Client) when(stamp int64) time.Time { return c.base.Add(time.Duration(stamp - 1)) }
+
+func (c *Client) drop(d Drop) { c.drops[d].Add(1) }
+
+// write sends one datagram to the tunnel's endpoint and reports whether the socket took it.
+func (c *Client) write(b []byte) bool {
+	ep := c.endpoint.Load()
+	if ep == nil {
+		return false
+	}
+	_, err := c.conn.WriteToUDPAddrPort(b, *ep)
+	return err == nil
+}
+
+// readTUN is the TUN reader: it sends every packet read from the TUN to the tunnel, encrypted
+// in place behind headroom for the transport header. It returns nil at the first read that
+// returns after ctx ended, and the read's error if the TUN fails before.
+func (c *Client) readTUN(ctx context.Context) error {
+	buf := make([]byte, TransportHeaderSize+c.mtu+TagSize)
+	for {
+		n, err := c.tun.Read(buf[TransportHeaderSize : TransportHeaderSize+c.mtu])
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tun: %w", err)
+		}
+		c.sendPacket(buf, n)
+	}
+}
+
+// sendPacket encrypts the packet at buf[TransportHeaderSize:TransportHeaderSize+n] in place
+// on the current session and sends it; buf has TagSize bytes of room after the packet. It
+// does not allocate.
+func (c *Client) sendPacket(buf []byte, n int) {
+	plain := buf[TransportHeaderSize : TransportHeaderSize+n]
+	if n == 0 || plain[0]>>4 != 4 {
+		c.drop(DropNotIPv4) // the relay forwards IPv4 only: do not spend the uplink on it
+		return
+	}
+	s := c.current.Load()
+	if s == nil {
+		c.drop(DropDeviceOffline) // no session yet
+		return
+	}
+	now := c.now()
+	if s.Expired(now) {
+		c.drop(DropExpired) // and no new session yet: the timer loop is handshaking
+		return
+	}
+	pkt, err := s.Encrypt(buf[:0], plain)
+	if err != nil {
+		c.drop(DropExpired) // counter exhausted; n ≤ mtu rules out ErrPayloadTooLong
+		return
+	}
+	if !c.write(pkt) {
+		c.drop(DropWriteFailed)
+		return
+	}
+	c.tx.last.Store(c.stamp(now))
+	c.tx.bytes.Add(uint64(n))
+	c.tx.packets.Add(1)
+}
+
+// readSocket is the socket reader: it handles every datagram until Run closes the socket.
+func (c *Client) readSocket(ctx context.Context) {
+	buf := make([]byte, MaxPacketSize)
+	for {
+		n, from, err := c.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// An unconnected socket reports no ICMP errors, so this is rare; pause so
+			// that a persistent error cannot spin.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c.receive(buf[:n], from)
+	}
+}
+
+// receive handles one datagram from the network. It does not allocate.
+func (c *Client) receive(b []byte, from netip.AddrPort) {
+	p, d := ParsePacket(b)
+	if d != DropNone {
+		c.drop(d)
+		return
+	}
+	switch p.Type {
+	case PacketTransport:
+		c.receiveTransport(p)
+	case PacketResponse:
+		var r [ResponseSize]byte
+		copy(r[:], b)
+		select {
+		case c.responses <- r:
+		default:
+			c.drop(DropHandshakeBusy)
+		}
+	case PacketUnknownSession:
+		// Unauthenticated: believe it only from the endpoint and for the index this side
+		// sends to, and then only as a reason to handshake.
+		cur := c.current.Load()
+		ep := c.endpoint.Load()
+		if cur == nil || p.Receiver != cur.RemoteIndex() || ep == nil ||
+			netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != *ep {
+			c.drop(DropUnknownIndex)
+			return
+		}
+		select {
+		case c.hints <- p.Receiver:
+		default: // a hint is already pending
+		}
+	default:
+		c.drop(DropUnexpected)
+	}
+}
+
+// receiveTransport decrypts a transport packet in place with the session it names and writes
+// its plaintext to the TUN.
+func (c *Client) receiveTransport(p Packet) {
+	s := c.current.Load()
+	if s == nil || s.LocalIndex() != p.Receiver {
+		s = c.previous.Load()
+		if s == nil || s.LocalIndex() != p.Receiver {
+			c.drop(DropUnknownIndex)
+			return
+		}
+	}
+	now := c.now()
+	if s.Expired(now) {
+		c.drop(DropExpired)
+		return
+	}
+	plain, d := s.Decrypt(p.Body[:0], p)
+	if d != DropNone {
+		c.drop(d)
+		return
+	}
+	c.rx.last.Store(c.stamp(now))
+	if len(plain) == 0 {
+		c.rx.keepalives.Add(1)
+		return
+	}
+	if len(plain) > c.mtu {
+		c.drop(DropOversize)
+		return
+	}
+	if _, err := c.tun.Write(plain); err != nil {
+		c.drop(DropWriteFailed)
+		return
+	}
+	c.rx.bytes.Add(uint64(len(plain)))
+	c.rx.packets.Add(1)
+}
+
+// clientTimers is the timer loop's state; only the timer loop touches it.
+type clientTimers struct {
+	// pending is set while the client wants a new session; reason says why, for the log.
+	pending bool
+	reason  string
+	// init is the handshake in flight (its initiation sent, no response yet), or nil.
+	init *HandshakeInitiator
+	// last is when the last initiation went out (zero before the first); next is when the
+	// next one may; gap is the wait after the next one, doubling to MaxHandshakeBackoff.
+	last, next time.Time
+	gap        time.Duration
+	// lastKeepalive is when the loop last sent a keepalive.
+	lastKeepalive time.Time
+	// resolveFailed and sendFailed make the log name a failing resolution or socket once per
+	// streak, not once per retry.
+	resolveFailed, sendFailed bool
+	// buf holds initiations and keepalives.
+	buf []byte
+}
+
+// runTimers is the timer loop: it sleeps until the next deadline (keepalive, rekey, dead
+// peer, handshake retry, expiry) or until the socket reader hands it a handshake response or
+// an unknown-session hint, acts, and ends when ctx ends.
+func (c *Client) runTimers(ctx context.Context) {
+	t := clientTimers{gap: HandshakeRetry, buf: make([]byte, 0, InitiationSize)}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		timer.Reset(c.tick(ctx, &t))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case r := <-c.responses:
+			c.completeHandshake(&t, r)
+		case index := <-c.hints:
+			c.hinted(&t, index)
+		}
+	}
+}
+
+// tick does what is due at the clock's current reading and returns how long the loop may
+// sleep before something else is.
+func (c *Client) tick(ctx context.Context, t *clientTimers) time.Duration {
+	now := c.now()
+	if prev := c.previous.Load(); prev != nil && prev.Expired(now) {
+		c.previous.Store(nil)
+	}
+	cur := c.current.Load()
+	lastRecv := c.when(c.rx.last.Load())
+	switch {
+	case t.pending:
+	case cur == nil:
+		t.pending, t.reason = true, "connect"
+	case cur.RekeyDue(now):
+		t.pending, t.reason = true, "rekey"
+	case now.Sub(lastRecv) >= DeadAfter:
+		t.pending, t.reason = true, "tunnel silent"
+		c.log.Info("tunnel: nothing heard from the tunnel, handshaking",
+			"endpoint", c.endpointAttr(), "silent_for", now.Sub(lastRecv).Round(time.Millisecond))
+	}
+	if t.pending && !now.Before(t.next) {
+		c.initiate(ctx, t, now)
+	}
+
+	// Keep the tunnel hearing from this side, and make it answer when this side has heard
+	// nothing for a while (the tunnel echoes every keepalive).
+	lastSent := c.when(c.tx.last.Load())
+	usable := cur != nil && !cur.Expired(now)
+	if usable && (now.Sub(lastSent) >= c.keepalive ||
+		now.Sub(lastRecv) >= c.keepalive && now.Sub(t.lastKeepalive) >= c.keepalive) {
+		c.sendKeepalive(t, cur, now)
+		lastSent = now
+	}
+
+	next := now.Add(c.keepalive)
+	soonest := func(deadline time.Time) {
+		if deadline.After(now) && deadline.Before(next) {
+			next = deadline
+		}
+	}
+	if t.pending {
+		soonest(t.next)
+	}
+	if usable {
+		soonest(lastSent.Add(c.keepalive))
+		probe := lastRecv // the keepalive sent when nothing was heard
+		if t.lastKeepalive.After(probe) {
+			probe = t.lastKeepalive
+		}
+		soonest(probe.Add(c.keepalive))
+		soonest(lastRecv.Add(DeadAfter))
+		soonest(cur.Created().Add(RekeyAfterTime))
+		soonest(cur.Created().Add(RejectAfterTime))
+	}
+	if prev := c.previous.Load(); prev != nil {
+		soonest(prev.Created().Add(RejectAfterTime))
+	}
+	return next.Sub(now)
+}
+
+// initiate sends a new handshake initiation, with a new ephemeral key and index, to the
+// freshly resolved endpoint, and schedules the retry.
+func (c *Client) initiate(ctx context.Context, t *clientTimers, now time.Time) {
+	// Jitter of ±10 % keeps a fleet that lost its tunnel at once from retrying in step; no
+	// retry comes sooner than HandshakeRetry.
+	jitter := time.Duration(rand.Int64N(int64(t.gap)/5+1)) - t.gap/10
+	t.last = now
+	t.next = now.Add(max(t.gap+jitter, HandshakeRetry))
+	t.gap = min(2*t.gap, MaxHandshakeBackoff)
+
+	if !c.resolve(ctx, t) {
+		return
+	}
+	// The tunnel refuses an initiation not newer than the last one it accepted from this
+	// device. Stamp it with the wall clock at base plus the time elapsed since, so that a
+	// wall clock stepped back (an NTP correction on the phone) cannot lock the device out.
+	stamp := c.base.Round(0).Add(now.Sub(c.base))
+	h, pkt, err := InitiateHandshake(t.buf[:0], c.key, c.serverKey, c.newIndex(), stamp)
+	if err != nil {
+		c.log.Error("tunnel: handshake initiation", "err", err)
+		return
+	}
+	t.init = h
+	c.initiations.Add(1)
+	if !c.write(pkt) {
+		c.drop(DropWriteFailed)
+		if !t.sendFailed {
+			t.sendFailed = true
+			c.log.Warn("tunnel: cannot send to the tunnel, retrying", "endpoint", c.endpointAttr())
+		}
+		return
+	}
+	t.sendFailed = false
+	c.log.Debug("tunnel: handshake initiation sent", "endpoint", c.endpointAttr(), "reason", t.reason)
+}
+
+// resolve looks the tunnel's host name up and switches to a new address when the old one is
+// no longer among the answers. It reports whether there is an endpoint to send to; when the
+// look-up fails the previous endpoint, if any, stays.
+func (c *Client) resolve(ctx context.Context, t *clientTimers) bool {
+	ep := c.addr
+	if !ep.IsValid() {
+		lctx, cancel := context.WithTimeout(ctx, clientResolveTimeout)
+		addrs, err := c.lookup(lctx, "ip", c.host)
+		cancel()
+		if err == nil && len(addrs) == 0 {
+			err = errors.New("no addresses")
+		}
+		if err != nil {
+			if !t.resolveFailed {
+				t.resolveFailed = true
+				c.log.Warn("tunnel: cannot resolve the tunnel's address, retrying", "host", c.host, "err", err)
+			}
+			return c.endpoint.Load() != nil
+		}
+		if t.resolveFailed {
+			t.resolveFailed = false
+			c.log.Info("tunnel: tunnel's address resolved again", "host", c.host)
+		}
+		ep = netip.AddrPortFrom(addrs[0].Unmap(), c.port)
+		if old := c.endpoint.Load(); old != nil {
+			for _, a := range addrs {
+				if a.Unmap() == old.Addr() {
+					return true // still valid: stay, round-robin DNS need not move us
+				}
+			}
+		}
+	}
+	if old := c.endpoint.Load(); old == nil || *old != ep {
+		if old != nil {
+			c.log.Info("tunnel: tunnel's address changed", "old", old.String(), "new", ep.String())
+		}
+		c.endpoint.Store(&ep)
+	}
+	return true
+}
+
+// newIndex returns a random non-zero index that no kept session uses.
+func (c *Client) newIndex() uint32 {
+	for {
+		i := rand.Uint32()
+		if i != 0 && !c.usesIndex(c.current.Load(), i) && !c.usesIndex(c.previous.Load(), i) {
+			return i
+		}
+	}
+}
+
+func (c *Client) usesIndex(s *Session, i uint32) bool { return s != nil && s.LocalIndex() == i }
+
+// completeHandshake reads a handshake response. One that completes the handshake in flight
+// makes its session current (the old one stays for receiving) and is confirmed to the tunnel
+// at once with a keepalive; any other is dropped, and the handshake keeps waiting.
+func (c *Client) completeHandshake(t *clientTimers, r [ResponseSize]byte) {
+	if t.init == nil {
+		c.drop(DropUnknownIndex)
+		return
+	}
+	p, d := ParsePacket(r[:])
+	if d != DropNone {
+		c.drop(d)
+		return
+	}
+	now := c.now()
+	s, d := t.init.Complete(p, now)
+	if d != DropNone {
+		c.drop(d)
+		return
+	}
+	reason := t.reason
+	t.init, t.pending, t.reason = nil, false, ""
+	t.gap = HandshakeRetry
+	t.next = t.last.Add(HandshakeRetry)
+
+	if old := c.current.Load(); old != nil {
+		c.previous.Store(old)
+	}
+	c.current.Store(s)
+	c.rx.last.Store(c.stamp(now))
+	c.handshakes.Add(1)
+	c.sendKeepalive(t, s, now)
+
+	level := slog.LevelInfo
+	if reason == "rekey" {
+		level = slog.LevelDebug
+	}
+	c.log.Log(context.Background(), level, "tunnel: session established",
+		"endpoint", c.endpointAttr(), "reason", reason, "took", now.Sub(t.last).Round(time.Millisecond))
+}
+
+// hinted handles an unknown-session hint for index: if it still names the index this side
+// sends to, the tunnel lost the session (e.g. it restarted), so a handshake starts as soon
+// as HandshakeRetry allows. The current session stays in use until a new one exists: the
+// hint is unauthenticated.
+func (c *Client) hinted(t *clientTimers, index uint32) {
+	cur := c.current.Load()
+	if cur == nil || cur.RemoteIndex() != index {
+		return // a new session replaced it meanwhile
+	}
+	if !t.pending {
+		t.pending, t.reason = true, "unknown session"
+		c.log.Info("tunnel: the tunnel does not know this session, handshaking", "endpoint", c.endpointAttr())
+	}
+	t.gap = HandshakeRetry
+	if soon := t.last.Add(HandshakeRetry); soon.Before(t.next) {
+		t.next = soon
+	}
+}
+
+// sendKeepalive sends an empty transport packet on s.
+func (c *Client) sendKeepalive(t *clientTimers, s *Session, now time.Time) {
+	t.lastKeepalive = now
+	pkt, err := s.Encrypt(t.buf[:0], nil)
+	if err != nil {
+		c.drop(DropExpired)
+		return
+	}
+	if !c.write(pkt) {
+		c.drop(DropWriteFailed)
+		return
+	}
+	c.tx.last.Store(c.stamp(now))
+	c.tx.keepalives.Add(1)
+}
+
+// endpointAttr is the endpoint for a log line.
+func (c *Client) endpointAttr() string {
+	if ep := c.endpoint.Load(); ep != nil {
+		return ep.String()
+	}
+	return c.host
+}

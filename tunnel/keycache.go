@@ -1,0 +1,81 @@
+package tunnel
+
+import (
+	"sync"
+	"time"
+)
+
+// keyCache remembers Directory answers for a while.
+//
+// Locking: mu protects entries (the handshake goroutine fills the cache, revalidation
+// forgets entries).
+type keyCache struct {
+	ttl time.Duration
+
+	mu      sync.Mutex
+	entries map[PublicKey]keyEntry
+}
+
+type keyEntry struct {
+	dev     Device
+	known   bool
+	expires time.Time
+}
+
+// maxKeyCache bounds the cache; beyond it, expired entries are swept and then the cache is
+// cleared, so a flood of unknown keys cannot grow it without bound.
+const maxKeyCache = 100_000
+
+func (c *keyCache) init(ttl time.Duration) {
+	c.ttl = ttl
+	c.entries = make(map[PublicKey]keyEntry)
+}
+
+func (c *keyCache) get(k PublicKey) (dev Device, known, cached bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok || time.Now().After(e.expires) {
+		return Device{}, false, false
+	}
+	return e.dev, e.known, true
+}
+
+// device returns the cached device of key k, if known.
+func (c *keyCache) device(k PublicKey) (Device, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	return e.dev, ok && e.known
+}
+
+func (c *keyCache) put(dev Device) {
+	c.set(dev.Key, keyEntry{dev: dev, known: true, expires: time.Now().Add(c.ttl)})
+}
+
+func (c *keyCache) putUnknown(k PublicKey) {
+	c.set(k, keyEntry{expires: time.Now().Add(c.ttl / 5)})
+}
+
+func (c *keyCache) set(k PublicKey, e keyEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxKeyCache {
+		now := time.Now()
+		for key, old := range c.entries {
+			if now.After(old.expires) {
+				delete(c.entries, key)
+			}
+		}
+		if len(c.entries) >= maxKeyCache {
+			clear(c.entries)
+		}
+	}
+	c.entries[k] = e
+}
+
+func (c *keyCache) forget(k PublicKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, k)
+}

@@ -1,0 +1,716 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	// Key is the tunnel's static key pair; devices know its public half from enrollment.
+	Key KeyPair
+	// TUN is cg0. Run reads client packets from it and writes device packets to it, and
+	// closes it when it returns.
+	TUN TUN
+	// Conn is the UDP socket devices send to. Run closes it when it returns.
+	Conn *net.UDPConn
+	// MTU is the largest packet read from or written to the TUN.
+	MTU int
+	// Routes are the client routes the control API maintains.
+	Routes *RouteTable
+	// Directory knows the devices' keys.
+	Directory Directory
+	// Log receives the relay's events (never one line per packet).
+	Log *slog.Logger
+
+	// SessionTimeout is how long a device may stay silent before its clients' packets are
+	// dropped as DropDeviceOffline. Default SessionTimeout.
+	SessionTimeout time.Duration
+	// KeyCacheTTL is how long a key the Directory knew is trusted without asking again
+	// (default 30 s); an unknown key is remembered for a fifth of it. Deleted devices lose
+	// their session within RevalidateEvery whatever the cache says.
+	KeyCacheTTL time.Duration
+	// RevalidateEvery is the period at which the devices with a session are checked with
+	// Directory.Gone (default 5 s).
+	RevalidateEvery time.Duration
+	// LookupRate bounds the Directory look-ups of keys not in the cache, per second
+	// (default 50), so that a flood of initiations under random keys cannot flood the API.
+	LookupRate float64
+	// NoAccounting forwards routed packets without counting them or checking limits. It
+	// exists only to measure what accounting costs (BENCHMARKS.md); never set it in production.
+	NoAccounting bool
+}
+
+// Relay is the tunnel's data plane: it answers device handshakes, keeps one session set per
+// device, and forwards packets between cg0 and the devices, counting each against its proxy
+// connection.
+//
+// Goroutines (all started by Run, all ended before it returns): one reads the UDP socket
+// (transport packets are handled inline; initiations are queued to the handshake goroutine,
+// which may wait for the Directory), one reads the TUN, and one keeps house (clock, session
+// expiry, revalidation of devices). Run's end closes the socket and the TUN, which ends the
+// two readers.
+//
+// Locking: the packet path takes no lock. It reads the index and device maps through atomic
+// pointers to immutable maps (copy on write, like RouteTable), and a peer's sessions and
+// address through atomic pointers. mu serializes the writers (handshakes, confirmations,
+// expiry, revalidation), which are rare.
+type Relay struct {
+	cfg     RelayConfig
+	log     *slog.Logger
+	metrics Metrics
+
+	// indexes maps a local session index to its session and peer; devices maps a device ID
+	// to its peer. Both immutable once published; replaced with mu held.
+	indexes atomic.Pointer[map[uint32]indexEntry]
+	devices atomic.Pointer[map[uuid.UUID]*peer]
+	// mu serializes writers of indexes, devices and every peer's lastInitiation.
+	mu sync.Mutex
+
+	// clock is the coarse current time (Unix nanoseconds) the packet path reads, advanced by
+	// the housekeeping goroutine every clockTick.
+	clock atomic.Int64
+	// hints is the budget of unknown-session hints left in the current clockTick.
+	hints atomic.Int64
+
+	// keys caches Directory answers; used by the handshake goroutine and revalidation.
+	keys keyCache
+	// lookups bounds Directory look-ups of uncached keys.
+	lookups *rate.Limiter
+	// handshakes carries initiations from the UDP reader to the handshake goroutine.
+	handshakes chan initiation
+	// now is the clock source (time.Now unless a test replaces it).
+	now func() time.Time
+}
+
+const (
+	clockTick       = 100 * time.Millisecond
+	hintsPerTick    = 100 // 1,000 unknown-session hints per second at most
+	handshakeQueue  = 256
+	directoryWait   = 3 * time.Second
+	defaultCacheTTL = 30 * time.Second
+)
+
+// indexEntry is what a local session index leads to.
+type indexEntry struct {
+	sess *Session
+	peer *peer
+}
+
+// peer is one device's sessions and address.
+type peer struct {
+	device Device
+
+	// current is the confirmed session the relay sends on; next a newer session waiting for
+	// the device's first transport packet (its confirmation); previous the session current
+	// replaced, kept for receiving packets sent before the switch. Written with Relay.mu held
+	// (promotion also from the packet path, under mu), read lock-free.
+	current, next, previous atomic.Pointer[Session]
+	// endpoint is the address the device's last authenticated transport packet came from:
+	// where its packets go. Replaced (allocation) only when the device's address changes.
+	endpoint atomic.Pointer[netip.AddrPort]
+	// lastReceived is when the last authenticated packet arrived (Relay clock, Unix ns).
+	lastReceived atomic.Int64
+	// lastInitiation is the initiator timestamp of the last accepted handshake; guarded by
+	// Relay.mu.
+	lastInitiation time.Time
+}
+
+// initiation is a queued handshake initiation: a copy of its bytes and where it came from.
+type initiation struct {
+	buf  [InitiationSize]byte
+	from netip.AddrPort
+}
+
+// NewRelay checks cfg and returns a relay; Run starts it.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	if cfg.TUN == nil || cfg.Conn == nil || cfg.Routes == nil || cfg.Directory == nil {
+		return nil, errors.New("new relay: TUN, Conn, Routes and Directory are required")
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.MTU < 576 || cfg.MTU > MaxPlaintextSize {
+		return nil, fmt.Errorf("new relay: mtu %d outside 576..%d", cfg.MTU, MaxPlaintextSize)
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = SessionTimeout
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = defaultCacheTTL
+	}
+	if cfg.RevalidateEvery <= 0 {
+		cfg.RevalidateEvery = 5 * time.Second
+	}
+	if cfg.LookupRate <= 0 {
+		cfg.LookupRate = 50
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Relay{
+		cfg:        cfg,
+		log:        cfg.Log,
+		lookups:    rate.NewLimiter(rate.Limit(cfg.LookupRate), int(cfg.LookupRate)),
+		handshakes: make(chan initiation, handshakeQueue),
+		now:        time.Now,
+	}
+	r.keys.init(cfg.KeyCacheTTL)
+	r.tick()
+	return r, nil
+}
+
+// Run forwards packets until ctx ends, then closes the socket and the TUN and returns nil; it
+// returns an error if a reader fails for another reason.
+func (r *Relay) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		<-ctx.Done()
+		r.cfg.Conn.Close()
+		r.cfg.TUN.Close()
+		return nil
+	})
+	g.Go(func() error { return r.readUDP(ctx) })
+	g.Go(func() error { return r.readTUN(ctx) })
+	g.Go(func() error { r.handshakeLoop(ctx); return nil })
+	g.Go(func() error { r.housekeeping(ctx); return nil })
+	return g.Wait()
+}
+
+// tick advances the coarse clock and refills the hint budget.
+func (r *Relay) tick() {
+	r.clock.Store(r.now().UnixNano())
+	r.hints.Store(hintsPerTick)
+}
+
+// Counters returns the data path's counters.
+func (r *Relay) Counters() Counters { return r.metrics.Counters() }
+
+// Metrics returns the relay's live metrics.
+func (r *Relay) Metrics() *Metrics { return &r.metrics }
+
+// Sessions describes the device sessions, for GET /stats.
+func (r *Relay) Sessions() []SessionInfo {
+	devs := r.devices.Load()
+	if devs == nil {
+		return []SessionInfo{}
+	}
+	now := r.clock.Load()
+	out := make([]SessionInfo, 0, len(*devs))
+	for _, p := range *devs {
+		info := SessionInfo{DeviceID: p.device.ID, TunnelIP: p.device.TunnelIP}
+		if ep := p.endpoint.Load(); ep != nil {
+			info.Endpoint = *ep
+		}
+		if s := p.current.Load(); s != nil {
+			info.Established = s.Created()
+		}
+		if last := p.lastReceived.Load(); last != 0 {
+			info.LastReceived = time.Unix(0, last)
+			info.Live = r.live(p, now)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// live reports whether p has a usable session and was heard from within SessionTimeout.
+func (r *Relay) live(p *peer, now int64) bool {
+	s := p.current.Load()
+	return s != nil && p.endpoint.Load() != nil &&
+		now-p.lastReceived.Load() < int64(r.cfg.SessionTimeout) &&
+		!s.Expired(time.Unix(0, now))
+}
+
+// readUDP is the device side of the packet path. It exits when the socket is closed.
+func (r *Relay) readUDP(ctx context.Context) error {
+	buf := make([]byte, MaxPacketSize)
+	out := make([]byte, 0, KeepaliveSize)
+	for {
+		n, from, err := r.cfg.Conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			r.metrics.Drop(DropWriteFailed)
+			continue
+		}
+		r.handleDatagram(buf[:n], from, out[:0])
+	}
+}
+
+// handleDatagram handles one datagram from a device. out is scratch space for a keepalive or
+// hint reply. It does not allocate.
+func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) {
+	p, drop := ParsePacket(b)
+	if drop != DropNone {
+		r.metrics.Drop(drop)
+		return
+	}
+	switch p.Type {
+	case PacketInitiation:
+		var in initiation
+		copy(in.buf[:], b)
+		in.from = from
+		select {
+		case r.handshakes <- in:
+		default:
+			r.metrics.Drop(DropHandshakeBusy)
+		}
+	case PacketTransport:
+		r.handleTransport(p, from, out)
+	default:
+		r.metrics.Drop(DropUnexpected)
+	}
+}
+
+func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) {
+	var e indexEntry
+	if m := r.indexes.Load(); m != nil {
+		e = (*m)[p.Receiver]
+	}
+	if e.sess == nil {
+		r.metrics.Drop(DropUnknownIndex)
+		if r.hints.Add(-1) >= 0 {
+			r.send(AppendUnknownSession(out, p.Receiver), from)
+		}
+		return
+	}
+	now := r.clock.Load()
+	if e.sess.Expired(time.Unix(0, now)) {
+		r.metrics.Drop(DropExpired)
+		return
+	}
+	plain, drop := e.sess.Decrypt(p.Body[:0], p)
+	if drop != DropNone {
+		r.metrics.Drop(drop)
+		return
+	}
+	pe := e.peer
+	pe.lastReceived.Store(now)
+	if e.sess == pe.next.Load() {
+		r.confirm(pe, e.sess)
+	}
+	if cur := pe.endpoint.Load(); cur == nil || *cur != from {
+		// The device moved (NAT rebinding) or just confirmed its session. ep is declared
+		// here so that only this rare branch allocates.
+		ep := from
+		pe.endpoint.Store(&ep)
+	}
+	if len(plain) == 0 {
+		r.metrics.keepalives.Add(1)
+		if s := pe.current.Load(); s != nil {
+			if ka, err := s.Encrypt(out, nil); err == nil {
+				r.send(ka, from)
+			}
+		}
+		return
+	}
+	dst, ok := ipv4Addr(plain, 16)
+	if !ok {
+		r.metrics.Drop(DropNotIPv4)
+		return
+	}
+	route, ok := r.cfg.Routes.Lookup4(dst)
+	if !ok {
+		r.metrics.Drop(DropNoRoute)
+		return
+	}
+	if route.DeviceID != pe.device.ID {
+		r.metrics.Drop(DropWrongDevice)
+		return
+	}
+	if !r.cfg.NoAccounting && !route.Admit(len(plain), ToClient) {
+		r.metrics.Drop(refusal(route))
+		return
+	}
+	if _, err := r.cfg.TUN.Write(plain); err != nil {
+		r.metrics.Drop(DropWriteFailed)
+		return
+	}
+	r.metrics.Forwarded(ToClient, len(plain))
+}
+
+// refusal names why route's connection refused a packet.
+func refusal(route *Route) Drop {
+	if route.Conn.Blocked() {
+		return DropBlocked
+	}
+	return DropOverLimit
+}
+
+// send writes one datagram to a device; a failure is counted, not returned.
+func (r *Relay) send(b []byte, to netip.AddrPort) {
+	if _, err := r.cfg.Conn.WriteToUDPAddrPort(b, to); err != nil {
+		r.metrics.Drop(DropWriteFailed)
+	}
+}
+
+// readTUN is the client side of the packet path: packets routed into cg0 by the kernel go to
+// their client's device. It exits when the TUN is closed.
+func (r *Relay) readTUN(ctx context.Context) error {
+	// The packet is read TransportHeaderSize bytes into buf so it is encrypted in place;
+	// the tag needs TagSize bytes after it.
+	buf := make([]byte, TransportHeaderSize+r.cfg.MTU+TagSize)
+	for {
+		n, err := r.cfg.TUN.Read(buf[TransportHeaderSize : TransportHeaderSize+r.cfg.MTU])
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read tun: %w", err)
+		}
+		r.handleClientPacket(buf, n)
+	}
+}
+
+// handleClientPacket forwards the n-byte packet at buf[TransportHeaderSize:] to its client's
+// device. It does not allocate.
+func (r *Relay) handleClientPacket(buf []byte, n int) {
+	pkt := buf[TransportHeaderSize : TransportHeaderSize+n]
+	src, ok := ipv4Addr(pkt, 12)
+	if !ok {
+		r.metrics.Drop(DropNotIPv4)
+		return
+	}
+	route, ok := r.cfg.Routes.Lookup4(src)
+	if !ok {
+		r.metrics.Drop(DropNoRoute)
+		return
+	}
+	var pe *peer
+	if m := r.devices.Load(); m != nil {
+		pe = (*m)[route.DeviceID]
+	}
+	if pe == nil || !r.live(pe, r.clock.Load()) {
+		r.metrics.Drop(DropDeviceOffline)
+		return
+	}
+	sess, ep := pe.current.Load(), pe.endpoint.Load()
+	if !r.cfg.NoAccounting && !route.Admit(n, FromClient) {
+		r.metrics.Drop(refusal(route))
+		return
+	}
+	out, err := sess.Encrypt(buf[:0], pkt)
+	if err != nil {
+		r.metrics.Drop(DropExpired)
+		return
+	}
+	if _, err := r.cfg.Conn.WriteToUDPAddrPort(out, *ep); err != nil {
+		r.metrics.Drop(DropWriteFailed)
+		return
+	}
+	r.metrics.Forwarded(FromClient, n)
+}
+
+// ipv4Addr checks that pkt is an IPv4 packet whose header and total length fit, and returns
+// the address at offset off (12 source, 16 destination).
+func ipv4Addr(pkt []byte, off int) ([4]byte, bool) {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return [4]byte{}, false
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if ihl < 20 || total < ihl || total > len(pkt) {
+		return [4]byte{}, false
+	}
+	return [4]byte(pkt[off : off+4]), true
+}
+
+// handshakeLoop answers queued initiations one at a time until ctx ends.
+func (r *Relay) handshakeLoop(ctx context.Context) {
+	resp := make([]byte, 0, ResponseSize)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case in := <-r.handshakes:
+			r.handshake(ctx, &in, resp[:0])
+		}
+	}
+}
+
+// handshake answers one initiation: a new session for a known device, installed as its next
+// session until the device confirms it.
+func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
+	p, drop := ParsePacket(in.buf[:])
+	if drop != DropNone {
+		r.metrics.Drop(drop)
+		return
+	}
+	index, err := r.newIndex()
+	if err != nil {
+		r.log.Error("tunnel: no session index", "err", err)
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, directoryWait)
+	responder := NewHandshakeResponder(r.cfg.Key, func(pub []byte) (string, bool) {
+		return r.lookupKey(lctx, pub)
+	})
+	sess, resp, drop := responder.Respond(resp, p, index, r.now())
+	cancel()
+	if drop != DropNone {
+		r.metrics.Drop(drop)
+		return
+	}
+	dev, ok := r.keys.device(sess.PeerKey())
+	if !ok { // the cache entry expired between the look-up and here
+		r.metrics.Drop(DropUnknownKey)
+		return
+	}
+
+	r.mu.Lock()
+	devs := r.devices.Load()
+	var pe *peer
+	if devs != nil {
+		pe = (*devs)[dev.ID]
+	}
+	if pe != nil && pe.device.Key != dev.Key {
+		pe = nil // the device re-keyed: start over
+	}
+	if pe != nil && !sess.InitiatedAt().After(pe.lastInitiation) {
+		r.mu.Unlock()
+		r.metrics.Drop(DropStaleHandshake)
+		return
+	}
+	if pe == nil {
+		pe = &peer{device: dev}
+		r.publishDevice(pe)
+	}
+	pe.lastInitiation = sess.InitiatedAt()
+	if old := pe.next.Swap(sess); old != nil {
+		r.unindex(old)
+	}
+	r.index(sess, pe)
+	r.mu.Unlock()
+
+	r.send(resp, in.from)
+	r.log.Debug("tunnel: handshake", "device_id", dev.ID, "from", in.from)
+}
+
+// confirm makes sess, the device's first packet on which just authenticated, its current
+// session.
+func (r *Relay) confirm(pe *peer, sess *Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if pe.next.Load() != sess {
+		return // confirmed by a concurrent packet
+	}
+	pe.next.Store(nil)
+	if old := pe.previous.Swap(pe.current.Swap(sess)); old != nil {
+		r.unindex(old)
+	}
+	r.metrics.handshakes.Add(1)
+}
+
+// lookupKey is the responders' KeyLookup: the cache, else the Directory within the look-up
+// budget. It runs on the handshake goroutine only.
+func (r *Relay) lookupKey(ctx context.Context, pub []byte) (string, bool) {
+	key := PublicKey(pub)
+	if dev, known, cached := r.keys.get(key); cached {
+		if !known {
+			return "", false
+		}
+		return dev.ID.String(), true
+	}
+	if !r.lookups.Allow() {
+		r.metrics.Drop(DropHandshakeBusy)
+		return "", false
+	}
+	dev, err := r.cfg.Directory.LookupKey(ctx, key)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		r.keys.putUnknown(key)
+		return "", false
+	case err != nil:
+		r.log.Warn("tunnel: device key look-up failed", "err", err)
+		return "", false
+	}
+	if dev.Key != key {
+		return "", false
+	}
+	r.keys.put(dev)
+	return dev.ID.String(), true
+}
+
+// newIndex picks a random session index not in use.
+func (r *Relay) newIndex() (uint32, error) {
+	var b [4]byte
+	for range 16 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		i := binary.LittleEndian.Uint32(b[:])
+		if i == 0 {
+			continue
+		}
+		if m := r.indexes.Load(); m == nil || (*m)[i].sess == nil {
+			return i, nil
+		}
+	}
+	return 0, errors.New("no free index after 16 tries")
+}
+
+// index publishes sess under its local index. r.mu must be held.
+func (r *Relay) index(sess *Session, pe *peer) {
+	next := copyMap(r.indexes.Load(), 1)
+	next[sess.LocalIndex()] = indexEntry{sess: sess, peer: pe}
+	r.indexes.Store(&next)
+}
+
+// unindex removes sess's index. r.mu must be held.
+func (r *Relay) unindex(sess *Session) {
+	next := copyMap(r.indexes.Load(), 0)
+	delete(next, sess.LocalIndex())
+	r.indexes.Store(&next)
+}
+
+// publishDevice adds or replaces pe in the device map, dropping the sessions of a peer it
+// replaces. r.mu must be held.
+func (r *Relay) publishDevice(pe *peer) {
+	next := copyMap(r.devices.Load(), 1)
+	if old := next[pe.device.ID]; old != nil {
+		r.dropSessions(old)
+	}
+	next[pe.device.ID] = pe
+	r.devices.Store(&next)
+}
+
+// dropSessions unindexes every session of pe. r.mu must be held.
+func (r *Relay) dropSessions(pe *peer) {
+	for _, p := range []*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous} {
+		if s := p.Swap(nil); s != nil {
+			r.unindex(s)
+		}
+	}
+}
+
+func copyMap[K comparable, V any](cur *map[K]V, extra int) map[K]V {
+	n := 0
+	if cur != nil {
+		n = len(*cur)
+	}
+	next := make(map[K]V, n+extra)
+	if cur != nil {
+		for k, v := range *cur {
+			next[k] = v
+		}
+	}
+	return next
+}
+
+// housekeeping advances the clock, forgets expired sessions and silent devices, and checks
+// the devices with a session against the Directory, until ctx ends.
+func (r *Relay) housekeeping(ctx context.Context) {
+	clock := time.NewTicker(clockTick)
+	defer clock.Stop()
+	revalidate := time.NewTicker(r.cfg.RevalidateEvery)
+	defer revalidate.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-clock.C:
+			r.tick()
+			r.expire()
+		case <-revalidate.C:
+			r.revalidate(ctx)
+		}
+	}
+}
+
+// expire forgets sessions past RejectAfterTime and devices left with none.
+func (r *Relay) expire() {
+	now := time.Unix(0, r.clock.Load())
+	devs := r.devices.Load()
+	if devs == nil {
+		return
+	}
+	var stale []*peer
+	for _, pe := range *devs {
+		for _, p := range []*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous} {
+			if s := p.Load(); s != nil && s.Expired(now) {
+				stale = append(stale, pe)
+				break
+			}
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, pe := range stale {
+		for _, p := range []*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous} {
+			if s := p.Load(); s != nil && s.Expired(now) && p.CompareAndSwap(s, nil) {
+				r.unindex(s)
+			}
+		}
+		if pe.current.Load() == nil && pe.next.Load() == nil && pe.previous.Load() == nil {
+			r.removeDevice(pe)
+		}
+	}
+}
+
+// removeDevice drops pe and its sessions, if pe is still the device's peer. r.mu must be held.
+func (r *Relay) removeDevice(pe *peer) {
+	cur := r.devices.Load()
+	if cur == nil || (*cur)[pe.device.ID] != pe {
+		return
+	}
+	r.dropSessions(pe)
+	next := copyMap(cur, 0)
+	delete(next, pe.device.ID)
+	r.devices.Store(&next)
+}
+
+// revalidate asks the Directory which devices with a session are gone (deleted or re-keyed)
+// and ends their sessions.
+func (r *Relay) revalidate(ctx context.Context) {
+	devs := r.devices.Load()
+	if devs == nil || len(*devs) == 0 {
+		return
+	}
+	list := make([]Device, 0, len(*devs))
+	for _, pe := range *devs {
+		list = append(list, pe.device)
+	}
+	ctx, cancel := context.WithTimeout(ctx, directoryWait)
+	defer cancel()
+	gone, err := r.cfg.Directory.Gone(ctx, list)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("tunnel: device revalidation failed", "err", err)
+		}
+		return
+	}
+	if len(gone) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range gone {
+		cur := r.devices.Load()
+		if pe := (*cur)[id]; pe != nil {
+			r.keys.forget(pe.device.Key)
+			r.removeDevice(pe)
+			r.log.Info("tunnel: device gone, session ended", "device_id", id)
+		}
+	}
+}

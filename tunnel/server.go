@@ -1,0 +1,143 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is a relay process's configuration (`cellgate tunnel`).
+type Config struct {
+	// Listen is the UDP address devices send to, e.g. ":7400".
+	Listen string
+	// ControlListen is the control API's address, e.g. "127.0.0.1:7401"; ControlToken its
+	// bearer token.
+	ControlListen string
+	ControlToken  string
+	// KeyFile holds the tunnel's static private key (`cellgate tunnel keygen`).
+	KeyFile string
+	// APIURL and InternalToken reach the API's /internal/v1: device keys and usage reports.
+	APIURL        string
+	InternalToken string
+	// TUN is cg0: its name, address (100.72.0.1/16) and MTU.
+	TUN TUNConfig
+	// Routing is the policy routing from the client pool into cg0; nil leaves the kernel's
+	// routing to the operator.
+	Routing *RelayRouting
+	// ReportEvery is the usage reporter's period; SessionTimeout see RelayConfig.
+	ReportEvery    time.Duration
+	SessionTimeout time.Duration
+	// RevalidateEvery and NoAccounting see RelayConfig.
+	RevalidateEvery time.Duration
+	NoAccounting    bool
+}
+
+// Run runs a relay until ctx ends: it opens cg0 and the UDP socket, sets up the kernel's
+// routing, forwards packets, serves the control API and reports usage; at the end it reports
+// usage one last time and undoes its kernel changes.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.ControlToken == "" {
+		return errors.New("tunnel: a control token is required")
+	}
+	key, err := ReadKeyFile(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	conn, err := listenUDP(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	tun, err := OpenTUN(ctx, cfg.TUN)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	if cfg.Routing != nil {
+		setup, err := SetupRelayRouting(ctx, *cfg.Routing)
+		if err != nil {
+			conn.Close()
+			tun.Close()
+			return err
+		}
+		defer func() {
+			// ctx is over: undo with a fresh, bounded context.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := setup.Undo(uctx); err != nil {
+				log.Warn("tunnel: undo kernel routing", "err", err)
+			}
+		}()
+	}
+
+	api := &APIClient{BaseURL: cfg.APIURL, Token: cfg.InternalToken}
+	routes := &RouteTable{}
+	relay, err := NewRelay(RelayConfig{
+		Key: key, TUN: tun, Conn: conn, MTU: cfg.TUN.MTU, Routes: routes, Directory: api, Log: log,
+		SessionTimeout: cfg.SessionTimeout, RevalidateEvery: cfg.RevalidateEvery, NoAccounting: cfg.NoAccounting,
+	})
+	if err != nil {
+		conn.Close()
+		tun.Close()
+		return err
+	}
+	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
+	control := &http.Server{
+		Addr:              cfg.ControlListen,
+		Handler:           NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay, Reporter: reporter, Log: log}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	ln, err := net.Listen("tcp", cfg.ControlListen)
+	if err != nil {
+		conn.Close()
+		tun.Close()
+		return fmt.Errorf("control api: %w", err)
+	}
+
+	log.Info("tunnel: running", "udp", conn.LocalAddr().String(), "tun", cfg.TUN.Name,
+		"address", cfg.TUN.Prefix.String(), "control", ln.Addr().String(), "public_key", key.Public.String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return reporter.Run(gctx) })
+	g.Go(func() error {
+		if err := control.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("control api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		return control.Shutdown(sctx)
+	})
+	err = g.Wait()
+	log.Info("tunnel: stopped")
+	return err
+}
+
+// listenUDP opens the devices' UDP socket with large buffers, so bursts are not dropped by the
+// kernel before the reader gets to them.
+func listenUDP(addr string) (*net.UDPConn, error) {
+	ap, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("udp listen address %q: %w", addr, err)
+	}
+	conn, err := net.ListenUDP("udp", ap)
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	const bufSize = 4 << 20
+	_ = conn.SetReadBuffer(bufSize) // best effort: capped by net.core.rmem_max
+	_ = conn.SetWriteBuffer(bufSize)
+	return conn, nil
+}
+
+// DefaultAddress is cg0's address: the relay's own address in the devices' tunnel network.
+var DefaultAddress = netip.MustParsePrefix("100.72.0.1/16")
