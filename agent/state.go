@@ -43,12 +43,16 @@ func loadState(path string) (fleetState, error) {
 	return s, nil
 }
 
-// save writes the state atomically (a temp file renamed over the old one), mode 0600.
-func (s fleetState) save(path string) error {
+// save writes the state atomically, mode 0600.
+func (s fleetState) save(path string) error { return saveJSON(path, s) }
+
+// saveJSON writes v as JSON to path atomically (a temp file renamed over the old one), mode
+// 0600: state files hold device tokens and keys.
+func saveJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state file directory: %w", err)
 	}
-	b, err := json.MarshalIndent(s, "", " ")
+	b, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/tunnel"
 )
 
 type agentConfig struct {
@@ -30,6 +32,10 @@ type agentConfig struct {
 	reportEvery time.Duration
 	logLevel    string
 	logFormat   string
+
+	// The reference device (no --simulate).
+	device     agent.DeviceConfig
+	clientPool string
 }
 
 func (c *agentConfig) register(f *flags) {
@@ -37,7 +43,15 @@ func (c *agentConfig) register(f *flags) {
 	f.string(&c.token, "token", "CELLGATE_API_TOKEN", "", "an operator's personal API token (cgp_…) to create the devices with")
 	f.string(&c.email, "email", "CELLGATE_OPERATOR_EMAIL", "", "or: the operator's email, to log in with")
 	f.string(&c.password, "password", "CELLGATE_OPERATOR_PASSWORD", "", "and the operator's password")
-	f.int(&c.simulate, "simulate", "CELLGATE_SIMULATE_DEVICES", 0, "simulate this many devices in this process (required for now)")
+	f.int(&c.simulate, "simulate", "CELLGATE_SIMULATE_DEVICES", 0, "simulate this many devices in this process (heartbeats only); 0 runs one real device")
+	f.string(&c.device.EnrollmentToken, "enroll", "CELLGATE_ENROLLMENT_TOKEN", "", "device: the enrollment token (cge_…) for the first run")
+	f.string(&c.device.StateFile, "device-state", "CELLGATE_AGENT_STATE", "cellgate-agent.json", "device: file keeping the device's id, token and private key (mode 0600)")
+	f.string(&c.device.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_AGENT_TUNNEL_ENDPOINT", "", "device: the tunnel's host:port, instead of the one the API gives")
+	f.string(&c.device.TUNName, "tun", "CELLGATE_AGENT_TUN", "cgd0", "device: name of the device's TUN")
+	f.int(&c.device.MTU, "mtu", "CELLGATE_AGENT_MTU", tunnel.DefaultMTU, "device: MTU of the TUN (the tunnel's MTU)")
+	f.string(&c.device.Uplink, "uplink", "CELLGATE_AGENT_UPLINK", "", "device: interface the clients' traffic leaves by (default: the default route's)")
+	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "device: the proxy clients' addresses, NATed out of the uplink and routed back into the TUN")
+	f.bool(&c.device.NoKernelSetup, "no-kernel-setup", "CELLGATE_AGENT_NO_KERNEL_SETUP", false, "device: leave forwarding, NAT and routes to the operator")
 	f.string(&c.stateFile, "state", "CELLGATE_SIM_STATE", ".data/sim-devices.json", "file that keeps the simulated devices' ids and tokens (mode 0600), so the next run reuses them")
 	f.string(&c.prefix, "prefix", "CELLGATE_SIM_PREFIX", agent.DefaultPrefix, "name prefix of the simulated devices: sim-0001, sim-0002, …")
 	f.duration(&c.interval, "interval", "CELLGATE_HEARTBEAT_INTERVAL", agent.DefaultInterval, "time between two heartbeats of a device")
@@ -74,12 +88,20 @@ func parseJitter(s string, interval time.Duration) (time.Duration, error) {
 }
 
 func (c *agentConfig) check() error {
-	if c.simulate < 1 {
-		return errors.New("give --simulate N: cellgate agent only simulates devices so far (the device agent proper comes with the tunnel)")
+	if c.simulate < 0 {
+		return errors.New("--simulate: want a number of devices, or 0 for one real device")
 	}
 	u, err := url.Parse(c.apiURL)
 	if c.apiURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("--api %q: want the API's http(s) URL, e.g. http://127.0.0.1:8080 (after `make dev`: set -a; . .data/dev.env; set +a)", c.apiURL)
+	}
+	if c.simulate == 0 {
+		pool, err := netip.ParsePrefix(c.clientPool)
+		if err != nil || !pool.Addr().Is4() {
+			return fmt.Errorf("--client-pool %q: want an IPv4 prefix such as 10.9.0.0/16", c.clientPool)
+		}
+		c.device.APIURL, c.device.ClientPool, c.device.HeartbeatInterval = c.apiURL, pool, c.interval
+		return nil
 	}
 	if c.token == "" && (c.email == "" || c.password == "") {
 		return errors.New("the simulator creates its devices as an operator: give --token (an API token) or --email and --password")
@@ -89,7 +111,13 @@ func (c *agentConfig) check() error {
 
 func runAgent(ctx context.Context, args []string) error {
 	var cfg agentConfig
-	f := newFlags("agent", `Runs simulated devices: cellgate agent --simulate N creates N devices named sim-0001… (as the
+	f := newFlags("agent", `Runs the reference device (Linux, root): cellgate agent --api URL --enroll TOKEN enrolls once
+(keeping its id, token and key in --device-state), opens its TUN with the tunnel IP the API
+assigned, NATs the proxy clients' traffic out of --uplink, holds the encrypted tunnel session
+(re-handshaking after a loss or a tunnel restart) and heartbeats every --interval. Its kernel
+changes are undone when it stops.
+
+Or runs simulated devices: cellgate agent --simulate N creates N devices named sim-0001… (as the
 operator of --token, or of --email/--password), enrolls them, keeps their tokens in --state so
 the next run reuses them, and heartbeats as each of them every --interval (± --jitter) with
 plausible telemetry; the first heartbeats are spread over one interval. A 503 or a network
@@ -102,6 +130,13 @@ is logged every --report-every. Ctrl-C or SIGTERM stops it.`)
 	}
 	if err := cfg.check(); err != nil {
 		return err
+	}
+	if cfg.simulate == 0 {
+		log, err := newLogger(os.Stderr, cfg.logLevel, cfg.logFormat)
+		if err != nil {
+			return err
+		}
+		return agent.RunDevice(ctx, cfg.device, log)
 	}
 	jitter, err := parseJitter(cfg.jitter, cfg.interval)
 	if err != nil {

@@ -160,7 +160,7 @@ func TestAgentBadConfig(t *testing.T) {
 		args       []string
 		wantStderr string
 	}{
-		"no --simulate":   {apiEnv, []string{"agent"}, "--simulate N"},
+		"no --simulate":   {apiEnv, []string{"agent", "--device-state", "/nonexistent/agent.json"}, "give --enroll"},
 		"no API":          {[]string{"CELLGATE_API_TOKEN=cgp_x"}, []string{"agent", "--simulate", "2"}, "--api"},
 		"no credentials":  {[]string{"CELLGATE_API_URL=http://127.0.0.1:9"}, []string{"agent", "--simulate", "2"}, "--token"},
 		"bad outage":      {apiEnv, []string{"agent", "--simulate", "2", "--outage", "3:soon:5m"}, "outage"},

@@ -2,22 +2,27 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
 
 type apiConfig struct {
 	common
-	api            api.Config
-	trustedProxies string
+	api             api.Config
+	trustedProxies  string
+	tunnelPublicKey string
 }
 
 func (c *apiConfig) register(f *flags) {
@@ -29,7 +34,13 @@ func (c *apiConfig) register(f *flags) {
 	f.string(&c.trustedProxies, "trusted-proxies", "CELLGATE_TRUSTED_PROXIES", "", "comma-separated proxy IPs/CIDRs whose X-Forwarded-For names the client (empty: none)")
 	registerMonitor(f, &c.api.Monitor)
 	registerWebhookGuard(f, &c.api.WebhookGuard)
+	f.string(&c.tunnelPublicKey, "tunnel-public-key", "CELLGATE_TUNNEL_PUBLIC_KEY", "", "the relay's Noise static public key (standard base64 of 32 bytes), handed to devices at enrollment (empty: none yet)")
+	f.string(&c.api.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "", "host:port of the relay's UDP port that devices dial, handed to them at enrollment (empty: none yet)")
+	f.string(&c.api.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "shared token of the internal API /internal/v1 that the relay calls (empty: internal API off)")
 }
+
+// minInternalToken is the shortest internal token accepted: it guards every operator's data.
+const minInternalToken = 16
 
 // registerMonitor adds the DeviceMonitor clocks: the API sends them with every heartbeat.
 func registerMonitor(f *flags, m *workflows.MonitorConfig) {
@@ -56,6 +67,27 @@ func (c *apiConfig) check() error {
 	}
 	if c.api.Monitor.OfflineAfter <= 0 || c.api.Monitor.Cooldown < 0 {
 		return fmt.Errorf("offline-after must be positive and alert-cooldown not negative, got %v and %v", c.api.Monitor.OfflineAfter, c.api.Monitor.Cooldown)
+	}
+	return c.checkTunnel()
+}
+
+// checkTunnel checks the tunnel settings and parses the relay's key into c.api.
+func (c *apiConfig) checkTunnel() error {
+	if c.tunnelPublicKey != "" {
+		k, err := tunnel.ParsePublicKey(c.tunnelPublicKey)
+		if err != nil || k == (tunnel.PublicKey{}) {
+			return errors.New("CELLGATE_TUNNEL_PUBLIC_KEY (-tunnel-public-key) must be a non-zero 32-byte key in standard base64")
+		}
+		c.api.TunnelPublicKey = k
+	}
+	if e := c.api.TunnelEndpoint; e != "" {
+		host, port, err := net.SplitHostPort(e)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("CELLGATE_TUNNEL_ENDPOINT (-tunnel-endpoint) %q must be host:port", e)
+		}
+	}
+	if t := c.api.InternalToken; t != "" && (len(t) < minInternalToken || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+		return fmt.Errorf("CELLGATE_INTERNAL_TOKEN (-internal-token) must be at least %d characters without spaces or control characters", minInternalToken)
 	}
 	return nil
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +29,7 @@ import (
 	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/localpg"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -39,6 +44,7 @@ type devConfig struct {
 	operatorEmail  string
 	demo           int // simulated devices of the demo; 0: no demo
 	demoPort       int // the demo receiver's port; 0: any
+	tunnel         string
 }
 
 // DevOperatorEmail is the first operator `cellgate dev` creates.
@@ -68,8 +74,13 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	f.StringVar(&cfg.operatorEmail, "operator-email", DevOperatorEmail, "email of the operator created on the first run")
 	f.int(&cfg.demo, "demo", "CELLGATE_DEMO_DEVICES", 0, "run a demo fleet of this many simulated devices (device 1 flaps) and a local webhook receiver that prints verified alerts; 0: no demo")
 	f.int(&cfg.demoPort, "demo-receiver-port", "CELLGATE_DEMO_RECEIVER_PORT", 0, "port of the demo's webhook receiver on 127.0.0.1 (0: any free port)")
+	f.string(&cfg.tunnel, "tunnel", "CELLGATE_DEV_TUNNEL", "auto", "run the relay's tunnel (cg0, UDP :7400, control on 127.0.0.1:7401) in this process: auto (when root), true or false")
+	devDefault(f, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "127.0.0.1:7400")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if cfg.tunnel != "auto" && cfg.tunnel != "true" && cfg.tunnel != "false" {
+		return fmt.Errorf("--tunnel %q: want auto, true or false", cfg.tunnel)
 	}
 	if cfg.demo < 0 || cfg.demoPort < 0 || cfg.demoPort > 65535 {
 		return fmt.Errorf("--demo %d, --demo-receiver-port %d: want a number of devices (0: no demo) and a port (0: any)", cfg.demo, cfg.demoPort)
@@ -131,6 +142,14 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 		return err
 	}
 
+	// The tunnel's key and the internal tokens, kept across runs.
+	tun, err := devTunnel(cfg, env)
+	if err != nil {
+		return err
+	}
+	cfg.tunnelPublicKey = tun.key.String()
+	cfg.api.InternalToken = tun.internalToken
+
 	// api + worker.
 	if err := cfg.apiConfig.check(); err != nil {
 		return err
@@ -151,6 +170,17 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 		"CELLGATE_OPERATOR_PASSWORD": password,
 		"DATABASE_URL":               cfg.databaseURL,
 		"TEMPORAL_ADDRESS":           cfg.temporalAddress,
+		// The tunnel: run here when root (see --tunnel), or by hand with these.
+		"CELLGATE_INTERNAL_TOKEN":       tun.internalToken,
+		"CELLGATE_TUNNEL_CONTROL_TOKEN": tun.controlToken,
+		"CELLGATE_TUNNEL_KEY_FILE":      tun.keyFile,
+		"CELLGATE_TUNNEL_PUBLIC_KEY":    tun.key.String(),
+		"CELLGATE_TUNNEL_ENDPOINT":      cfg.api.TunnelEndpoint,
+	}
+	runTunnel := cfg.tunnel == "true" || (cfg.tunnel == "auto" && os.Geteuid() == 0)
+	tunnelLine := "not started (needs root; run cellgate tunnel with the CELLGATE_TUNNEL_* of dev.env)"
+	if runTunnel {
+		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", cfg.api.TunnelEndpoint, tunnel.DefaultAddress, devTunnelControl)
 	}
 	if err := writeEnvFile(filepath.Join(cfg.dataDir, "dev.env"), vars); err != nil {
 		return err
@@ -163,10 +193,11 @@ cellgate dev is running. Ctrl-C stops it.
   Temporal         %s
   Postgres         %s
   Operator login   %s / %s
+  Tunnel           %s
 
 Written to %s (source it: set -a; . %s; set +a)
 
-`, apiURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password),
+`, apiURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password), tunnelLine,
 		filepath.Join(cfg.dataDir, "dev.env"), filepath.Join(cfg.dataDir, "dev.env"))
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -176,6 +207,16 @@ Written to %s (source it: set -a; . %s; set +a)
 	demoDone := make(chan struct{})
 	g.Go(func() error { return srv.Serve(apiCtx, l) })
 	g.Go(func() error { return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard}, tc, st, log) })
+	if runTunnel {
+		g.Go(func() error {
+			err := tunnel.Run(gctx, tun.config(apiURL), log)
+			if err != nil && gctx.Err() == nil {
+				// A laptop without /dev/net/tun still gets the rest of the stack.
+				log.Error("tunnel stopped; the rest keeps running", "err", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		defer close(demoDone)
 		if cfg.demo == 0 {
@@ -396,4 +437,56 @@ func orNone(s string) string {
 		return "(unknown: not created by cellgate dev)"
 	}
 	return s
+}
+
+// devTunnelControl is where the dev tunnel's control API listens.
+const devTunnelControl = "127.0.0.1:7401"
+
+// devTunnelSetup is the dev stack's tunnel identity: its key pair (in <data-dir>/tunnel.key)
+// and the tokens of the internal and control APIs (in dev.env), all kept across runs.
+type devTunnelSetup struct {
+	keyFile       string
+	key           tunnel.PublicKey
+	internalToken string
+	controlToken  string
+}
+
+func devTunnel(cfg devConfig, env map[string]string) (devTunnelSetup, error) {
+	t := devTunnelSetup{keyFile: filepath.Join(cfg.dataDir, "tunnel.key")}
+	kp, err := tunnel.ReadKeyFile(t.keyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		if kp, err = tunnel.GenerateKeyPair(nil); err == nil {
+			err = tunnel.WriteKeyFile(t.keyFile, kp, false)
+		}
+	}
+	if err != nil {
+		return t, fmt.Errorf("dev tunnel key: %w", err)
+	}
+	t.key = kp.Public
+	t.internalToken = cmp.Or(cfg.api.InternalToken, env["CELLGATE_INTERNAL_TOKEN"], randomToken())
+	t.controlToken = cmp.Or(os.Getenv("CELLGATE_TUNNEL_CONTROL_TOKEN"), env["CELLGATE_TUNNEL_CONTROL_TOKEN"], randomToken())
+	return t, nil
+}
+
+// config is the in-process tunnel's configuration.
+func (t devTunnelSetup) config(apiURL string) tunnel.Config {
+	return tunnel.Config{
+		Listen:        ":7400",
+		ControlListen: devTunnelControl,
+		ControlToken:  t.controlToken,
+		KeyFile:       t.keyFile,
+		APIURL:        apiURL,
+		InternalToken: t.internalToken,
+		TUN:           tunnel.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: tunnel.DefaultMTU},
+		Routing:       &tunnel.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
+	}
+}
+
+// randomToken is 256 random bits in hex.
+func randomToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
 }

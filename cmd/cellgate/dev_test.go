@@ -54,7 +54,9 @@ func startDevWith(t *testing.T, dataDir string, env []string, args ...string) *d
 		pgAddr:       fmt.Sprintf("127.0.0.1:%d", pgPort),
 		temporalAddr: fmt.Sprintf("127.0.0.1:%d", temporalPort),
 	}
-	d.p = startCellgate(t, append([]string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort)}, env...), "",
+	// The in-process tunnel would take the host's cg0, UDP :7400 and policy routing: it is
+	// tested in a network namespace instead (e2e.TestDevRunsTunnel).
+	d.p = startCellgate(t, append([]string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort), "CELLGATE_DEV_TUNNEL=false"}, env...), "",
 		append([]string{"dev", "-data-dir", dataDir, "-temporal-bin", temporalBin, "-pg-port", strconv.Itoa(pgPort),
 			"-temporal-port", strconv.Itoa(temporalPort), "-temporal-ui-port", strconv.Itoa(uiPort)}, args...)...)
 

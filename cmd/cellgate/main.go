@@ -24,7 +24,8 @@ var subcommands = []subcommand{
 	{"migrate", "apply the embedded database migrations (idempotent)", runMigrate},
 	{"dev", "start everything for a laptop: Postgres, Temporal dev server, api and worker", runDev},
 	{"operator", "manage operators: operator create --email E [--password-stdin]", runOperator},
-	{"agent", "simulate devices: agent --simulate N enrolls N devices and heartbeats as them", runAgent},
+	{"tunnel", "run the relay's device tunnel (cg0, UDP :7400, control API); tunnel keygen writes its key", runTunnel},
+	{"agent", "run a device: enroll, heartbeat, hold the tunnel session and NAT clients' traffic (or --simulate N)", runAgent},
 }
 
 func usage() {

@@ -113,6 +113,14 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"DATABASE_URL=x"}, []string{"migrate", "extra"}, `unexpected argument "extra"`},
 		{[]string{"DATABASE_URL=::not a url"}, []string{"migrate"}, "parse DATABASE_URL"},
 		{nil, []string{"operator", "delete"}, "usage: cellgate operator create"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_PUBLIC_KEY=abc"}, []string{"api"}, "CELLGATE_TUNNEL_PUBLIC_KEY (-tunnel-public-key) must be"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_ENDPOINT=relay"}, []string{"api"}, "must be host:port"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=short"}, []string{"api"}, "at least 16 characters"},
+		{nil, []string{"tunnel"}, "CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) is required"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=c", "CELLGATE_INTERNAL_TOKEN=i", "CELLGATE_TUNNEL_ADDRESS=fd00::1/64"}, []string{"tunnel"}, "want an IPv4 address with its prefix length"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=c", "CELLGATE_INTERNAL_TOKEN=i", "CELLGATE_TUNNEL_KEY_FILE=" + dataDir + "/missing.key"}, []string{"tunnel"}, "missing.key"},
+		{[]string{"CELLGATE_API_URL=http://127.0.0.1:1"}, []string{"agent", "--device-state", dataDir + "/none.json"}, "give --enroll"},
+		{[]string{"CELLGATE_API_URL=http://127.0.0.1:1"}, []string{"agent", "--client-pool", "nonsense"}, "--client-pool"},
 	}
 	for _, tt := range tests {
 		runCellgate(t, tt.env, "", tt.args...).wantExit(t, 1, tt.wantStderr)

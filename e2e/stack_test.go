@@ -1,0 +1,247 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cellgate/cellgate/agent"
+)
+
+// stack is cellgate running in a Topology: `cellgate dev` (Postgres, Temporal dev server, api
+// and worker) and `cellgate tunnel` in the relay namespace, and `cellgate agent` in the phone
+// namespace.
+type stack struct {
+	t       *testing.T
+	top     *Topology
+	bin     string
+	dataDir string
+	env     map[string]string
+	// apiURL is the API as the relay's processes reach it; phoneAPI as the phone reaches it.
+	apiURL, phoneAPI string
+	op               *agent.Operator
+	tunnel           *Proc
+}
+
+const (
+	apiPort     = "8080"
+	tunnelPort  = "7400"
+	controlAddr = "127.0.0.1:7401"
+)
+
+// startStack starts the dev stack and the tunnel in the relay namespace and logs in as the
+// dev operator.
+func startStack(t *testing.T, top *Topology) *stack {
+	t.Helper()
+	bin := BuildCellgate(t)
+	root, err := RepoRoot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Postgres runs as the postgres user: its data directory may not sit under a 0700 one.
+	dataDir, err := os.MkdirTemp("", "cellgate-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dataDir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+
+	s := &stack{t: t, top: top, bin: bin, dataDir: dataDir,
+		apiURL:   "http://127.0.0.1:" + apiPort,
+		phoneAPI: "http://" + RelayUplink + ":" + apiPort}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	dev := top.Relay.Command(context.Background(), bin, "dev",
+		"--data-dir", dataDir, "--temporal-bin", filepath.Join(root, "bin", "temporal"),
+		"--listen", "0.0.0.0:"+apiPort, "--tunnel=false")
+	dev.Env = append(os.Environ(),
+		"CELLGATE_TUNNEL_ENDPOINT="+RelayUplink+":"+tunnelPort,
+		"CELLGATE_LOG_LEVEL=info")
+	p := top.Relay.StartCmd(t, dev)
+	if err := p.WaitOutput(ctx, "cellgate dev is running"); err != nil {
+		t.Fatalf("cellgate dev: %v", err)
+	}
+	s.env = readEnv(t, filepath.Join(dataDir, "dev.env"))
+	s.startTunnel(ctx)
+
+	s.op, err = agent.Login(ctx, s.apiURL, top.Relay.HTTPClient(), s.env["CELLGATE_OPERATOR_EMAIL"], s.env["CELLGATE_OPERATOR_PASSWORD"])
+	if err != nil {
+		t.Fatalf("operator login: %v", err)
+	}
+	return s
+}
+
+// startTunnel starts `cellgate tunnel` in the relay namespace and waits until it runs.
+func (s *stack) startTunnel(ctx context.Context) {
+	s.t.Helper()
+	cmd := s.top.Relay.Command(context.Background(), s.bin, "tunnel",
+		"--listen", RelayUplink+":"+tunnelPort, "--control-listen", controlAddr,
+		"--key", filepath.Join(s.dataDir, "tunnel.key"), "--api", s.apiURL,
+		"--report-every", "1s", "--log-level", "debug")
+	cmd.Env = append(os.Environ(),
+		"CELLGATE_INTERNAL_TOKEN="+s.env["CELLGATE_INTERNAL_TOKEN"],
+		"CELLGATE_TUNNEL_CONTROL_TOKEN="+s.env["CELLGATE_TUNNEL_CONTROL_TOKEN"])
+	s.tunnel = s.top.Relay.StartCmd(s.t, cmd)
+	if err := s.tunnel.WaitOutput(ctx, "tunnel: running"); err != nil {
+		s.t.Fatalf("cellgate tunnel: %v", err)
+	}
+}
+
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			env[k] = strings.Trim(v, "'")
+		}
+	}
+	return env
+}
+
+// device creates a device as the operator and starts `cellgate agent` for it in the phone
+// namespace.
+func (s *stack) device(ctx context.Context, name string) (id string, proc *Proc) {
+	s.t.Helper()
+	d, err := s.op.CreateDevice(ctx, name)
+	if err != nil {
+		s.t.Fatalf("create device: %v", err)
+	}
+	state := filepath.Join(s.dataDir, name+".json")
+	cmd := s.top.Phone.Command(context.Background(), s.bin, "agent",
+		"--api", s.phoneAPI, "--enroll", d.EnrollmentToken, "--device-state", state,
+		"--uplink", PhoneUplinkDev, "--tun", "cgd0", "--log-level", "debug")
+	cmd.Env = os.Environ()
+	return d.ID, s.top.Phone.StartCmd(s.t, cmd)
+}
+
+// control calls the tunnel's control API from the relay namespace.
+func (s *stack) control(ctx context.Context, method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+controlAddr+path, body)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.env["CELLGATE_TUNNEL_CONTROL_TOKEN"])
+	resp, err := s.top.Relay.HTTPClient().Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(b, out)
+	}
+	return resp.StatusCode, nil
+}
+
+// tunnelStats is the part of GET /stats the tests read.
+type tunnelStats struct {
+	Sessions []struct {
+		DeviceID string `json:"device_id"`
+		Live     bool   `json:"live"`
+	} `json:"sessions"`
+	Connections []struct {
+		ConnectionID string `json:"connection_id"`
+		Used         int64  `json:"used"`
+		RxBytes      int64  `json:"rx_bytes"`
+		TxBytes      int64  `json:"tx_bytes"`
+		Blocked      bool   `json:"blocked"`
+	} `json:"connections"`
+	Counters struct {
+		Handshakes uint64            `json:"handshakes"`
+		Drops      map[string]uint64 `json:"drops"`
+	} `json:"counters"`
+}
+
+func (s *stack) stats(ctx context.Context) tunnelStats {
+	s.t.Helper()
+	var st tunnelStats
+	if _, err := s.control(ctx, http.MethodGet, "/stats", nil, &st); err != nil {
+		s.t.Fatalf("tunnel stats: %v", err)
+	}
+	return st
+}
+
+// waitLive waits until device id has a live session at the tunnel and returns how long it took.
+func (s *stack) waitLive(ctx context.Context, id string, within time.Duration) time.Duration {
+	s.t.Helper()
+	start := time.Now()
+	for {
+		for _, sess := range s.stats(ctx).Sessions {
+			if sess.DeviceID == id && sess.Live {
+				return time.Since(start)
+			}
+		}
+		if time.Since(start) > within {
+			s.t.Fatalf("device %s has no live tunnel session after %v", id, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// connection creates an OpenVPN connection on device with a byte limit and returns its id.
+func (s *stack) connection(ctx context.Context, deviceID string, limit int64) string {
+	s.t.Helper()
+	var out struct {
+		Connection struct {
+			ID string `json:"id"`
+		} `json:"connection"`
+		ID string `json:"id"`
+	}
+	err := s.op.Call(ctx, http.MethodPost, "/api/v1/connections", map[string]any{
+		"device_id": deviceID, "name": "e2e", "protocol": "openvpn", "bandwidth_limit": limit,
+	}, &out)
+	if err != nil {
+		s.t.Fatalf("create connection: %v", err)
+	}
+	if out.Connection.ID != "" {
+		return out.Connection.ID
+	}
+	return out.ID
+}
+
+// route registers the client's address with the tunnel for connection on device, as the
+// OpenVPN connect hook does.
+func (s *stack) route(ctx context.Context, connID, deviceID string, limit, used int64, epoch int) {
+	s.t.Helper()
+	_, err := s.control(ctx, http.MethodPost, "/clients", map[string]any{
+		"client_ip": ClientAddr, "connection_id": connID, "device_id": deviceID,
+		"limit": limit, "used": used, "epoch": epoch,
+	}, nil)
+	if err != nil {
+		s.t.Fatalf("route client: %v", err)
+	}
+}
+
+// curl runs curl in the client namespace and returns its output.
+func (s *stack) curl(ctx context.Context, args ...string) (string, error) {
+	return s.top.Client.Run(ctx, "curl", append([]string{"-sS", "--max-time", "10"}, args...)...)
+}
