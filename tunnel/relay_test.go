@@ -564,6 +564,20 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 		t.Errorf("forwarded %d packets, want ≥ 100", got)
 	}
 
+	// Refused packets cost nothing either: junk, an unknown index (answered with a hint), a
+	// forged tag and a replay.
+	forged := d.sealed(down)
+	forged[len(forged)-1] ^= 1
+	unknown := d.sealed(down)
+	unknown[1] ^= 0xff
+	for name, pkt := range map[string][]byte{
+		"junk": {0xee, 1, 2, 3}, "unknown index": unknown, "forged": forged, "replayed": pkts[0],
+	} {
+		if allocs := testing.AllocsPerRun(100, func() { r.handleDatagram(pkt, from, out[:0]) }); allocs != 0 {
+			t.Errorf("%s packet allocs = %v, want 0", name, allocs)
+		}
+	}
+
 	up := ipv4Packet("10.9.0.2", "203.0.113.10", 1400)
 	buf := make([]byte, TransportHeaderSize+len(up)+TagSize)
 	allocs = testing.AllocsPerRun(100, func() {
