@@ -21,6 +21,7 @@ need curl curl
 # servers and clients, and modprobe for the tun/veth modules on hosts that do not autoload them.
 need iptables iptables
 need iperf3 iperf3
+need openvpn openvpn # the OpenVPN server of the relay and the e2e/openvpn tests
 need modprobe kmod
 
 # Optional: a comparator for the tunnel benchmarks; skipped when this Debian has no such package.

@@ -25,7 +25,9 @@ var subcommands = []subcommand{
 	{"dev", "start everything for a laptop: Postgres, Temporal dev server, api and worker", runDev},
 	{"operator", "manage operators: operator create --email E [--password-stdin]", runOperator},
 	{"tunnel", "run the relay's device tunnel (cg0, UDP :7400, control API); tunnel keygen writes its key", runTunnel},
+	{"ovpn-hook", "run by OpenVPN: ovpn-hook auth|connect|disconnect ask the API (deferred auth, routing)", runOVPNHook},
 	{"agent", "run a device: enroll, heartbeat, hold the tunnel session and NAT clients' traffic (or --simulate N)", runAgent},
+	{"openvpn", "openvpn init: CA, server certificate, tls-crypt key and server.conf for the relay's OpenVPN server", runOpenVPN},
 }
 
 func usage() {
@@ -53,6 +55,10 @@ func main() {
 		err := c.run(ctx, os.Args[2:])
 		if errors.Is(err, flag.ErrHelp) {
 			return
+		}
+		var code exitCode
+		if errors.As(err, &code) {
+			os.Exit(int(code))
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cellgate %s: %v\n", c.name, err)

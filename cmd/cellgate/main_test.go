@@ -296,7 +296,9 @@ func TestSubcommandHelp(t *testing.T) {
 		"tunnel": {[]string{"tunnel", "-h"}, append([]string{"CELLGATE_TUNNEL_LISTEN", "CELLGATE_TUNNEL_CONTROL_LISTEN",
 			"CELLGATE_TUNNEL_CONTROL_TOKEN", "CELLGATE_TUNNEL_KEY_FILE", "CELLGATE_API_URL", "CELLGATE_INTERNAL_TOKEN",
 			"CELLGATE_TUNNEL_DEVICE", "CELLGATE_TUNNEL_MTU", "CELLGATE_CLIENT_POOL", "CELLGATE_USAGE_REPORT_EVERY"}, logVars...)},
-		"operator": {[]string{"operator", "create", "-h"}, []string{"DATABASE_URL"}},
+		"operator":  {[]string{"operator", "create", "-h"}, []string{"DATABASE_URL"}},
+		"openvpn":   {[]string{"openvpn", "init", "-h"}, []string{"CELLGATE_OPENVPN_DIR", "CELLGATE_OPENVPN_PUBLIC_HOST", "CELLGATE_OPENVPN_PORT", "CELLGATE_CLIENT_POOL", "CELLGATE_OPENVPN_MANAGEMENT", "CELLGATE_OPENVPN_HOOK_BINARY", "CELLGATE_API_URL", "CELLGATE_INTERNAL_TOKEN"}},
+		"ovpn-hook": {[]string{"ovpn-hook", "-h"}, []string{"CELLGATE_HOOK_ENV", "CELLGATE_API_URL", "CELLGATE_INTERNAL_TOKEN"}},
 	}
 	for _, c := range subcommands {
 		if _, ok := tests[c.name]; !ok {
