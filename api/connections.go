@@ -130,7 +130,8 @@ func (s *Server) getConnection(c *gin.Context) error {
 	return nil
 }
 
-// PATCH /api/v1/connections/{id} {"name"?, "bandwidth_limit"?}
+// PATCH /api/v1/connections/{id} {"name"?, "bandwidth_limit"?, "enabled"?}. Disabling a
+// connection revokes its OpenVPN credential and kills its sessions.
 func (s *Server) updateConnection(c *gin.Context) error {
 	id, err := pathID(c)
 	if err != nil {
@@ -139,13 +140,14 @@ func (s *Server) updateConnection(c *gin.Context) error {
 	var req struct {
 		Name           *string `json:"name"`
 		BandwidthLimit *int64  `json:"bandwidth_limit"`
+		Enabled        *bool   `json:"enabled"`
 	}
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	var patch store.ConnectionPatch
-	if req.Name == nil && req.BandwidthLimit == nil {
-		return badRequest("", "empty_patch", "send name and/or bandwidth_limit")
+	patch := store.ConnectionPatch{Enabled: req.Enabled}
+	if req.Name == nil && req.BandwidthLimit == nil && req.Enabled == nil {
+		return badRequest("", "empty_patch", "send name, bandwidth_limit and/or enabled")
 	}
 	if req.Name != nil {
 		name, err := checkName("name", req.Name)
@@ -160,29 +162,39 @@ func (s *Server) updateConnection(c *gin.Context) error {
 		}
 		patch.BandwidthLimit = req.BandwidthLimit
 	}
-	conn, err := s.store.UpdateConnection(c.Request.Context(), principal(c).OperatorID, id, patch)
+	ctx := c.Request.Context()
+	conn, err := s.store.UpdateConnection(ctx, principal(c).OperatorID, id, patch)
 	if err != nil {
 		return err
+	}
+	if req.Enabled != nil && !*req.Enabled {
+		s.ovpn.revoke(ctx, conn, "disabled")
 	}
 	c.JSON(http.StatusOK, gin.H{"connection": conn})
 	return nil
 }
 
-// DELETE /api/v1/connections/{id}
+// DELETE /api/v1/connections/{id}: its OpenVPN credential is revoked and its sessions killed.
 func (s *Server) deleteConnection(c *gin.Context) error {
 	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteConnection(c.Request.Context(), principal(c).OperatorID, id); err != nil {
+	ctx, op := c.Request.Context(), principal(c).OperatorID
+	conn, err := s.store.Connection(ctx, op, id)
+	if err != nil {
 		return err
 	}
+	if err := s.store.DeleteConnection(ctx, op, id); err != nil {
+		return err
+	}
+	s.ovpn.revoke(ctx, conn, "deleted")
 	c.Status(http.StatusNoContent)
 	return nil
 }
 
 // POST /api/v1/connections/{id}/regenerate-password: a new generated password, shown once;
-// the old one stops working at once.
+// the old one stops working at once, and the sessions logged in with it are killed.
 func (s *Server) regeneratePassword(c *gin.Context) error {
 	id, err := pathID(c)
 	if err != nil {
@@ -203,6 +215,7 @@ func (s *Server) regeneratePassword(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	s.ovpn.revoke(ctx, conn, "password regenerated")
 	c.JSON(http.StatusOK, gin.H{"password": password, "connection": conn})
 	return nil
 }

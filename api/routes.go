@@ -51,6 +51,9 @@ func (s *Server) routes() {
 		in.GET("/tunnel/devices/:key", s.handle(s.tunnelDevice))
 		in.POST("/tunnel/devices/gone", s.handle(s.goneDevices))
 		in.POST("/usage", s.handle(s.recordUsage))
+		in.POST("/openvpn/auth", s.handle(s.ovpn.authenticate))
+		in.POST("/openvpn/connect", s.handle(s.ovpn.connect))
+		in.POST("/openvpn/disconnect", s.handle(s.ovpn.disconnect))
 	}
 }
 

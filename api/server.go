@@ -46,6 +46,23 @@ type Config struct {
 	// InternalToken is the shared token of the internal API (/internal/v1), which the relay
 	// and the OpenVPN hooks call. Empty disables the internal API: every request there is 404.
 	InternalToken string
+	// TunnelControlURL is the relay's control API (e.g. http://10.0.0.7:7401) that the
+	// OpenVPN connect and disconnect hooks route clients through. Empty: no tunnel, and
+	// OpenVPN connects are answered 503.
+	TunnelControlURL string
+	// TunnelControlToken is the relay control API's shared token.
+	TunnelControlToken string
+	// DeviceSessions tells whether a connection's device has a live tunnel session; OpenVPN
+	// logins through a device without one are refused for now (TEMP). Nil: the relay at
+	// TunnelControlURL is asked when that is set, else devices are not checked.
+	DeviceSessions DeviceSessions
+	// SessionKiller ends a connection's live OpenVPN sessions when its password is
+	// regenerated or it is deleted or disabled. Nil: the relay at TunnelControlURL does it
+	// (POST /openvpn/kill) when that is set, else sessions are left to end by themselves
+	// (their next authentication fails).
+	SessionKiller SessionKiller
+	// OpenVPNAuth tunes the OpenVPN authenticator (bcrypt slots, cache, failure limits).
+	OpenVPNAuth OpenVPNAuthConfig
 }
 
 // DefaultConfig returns the defaults the api subcommand starts from.
@@ -67,6 +84,9 @@ type Server struct {
 
 	loginByEmail *limiter
 	loginByIP    *limiter
+	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
+	// which the handlers that change credentials revoke from.
+	ovpn *openVPN
 }
 
 // New builds the API on its dependencies.
@@ -95,6 +115,7 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": &Error{Code: "method_not_allowed", Message: "method not allowed"}})
 	})
 	s.engine = e
+	s.ovpn = s.newOpenVPN()
 	s.routes()
 	return s, nil
 }

@@ -172,7 +172,7 @@ func (a HookAPI) Disconnect(ctx context.Context, req DisconnectRequest) error {
 // ConnectFromEnv and DisconnectFromEnv build the requests from OpenVPN's environment.
 func ConnectFromEnv(getenv func(string) string) ConnectRequest {
 	return ConnectRequest{CommonName: getenv("common_name"), PoolIP: getenv("ifconfig_pool_remote_ip"),
-		UntrustedIP: getenv("untrusted_ip")}
+		UntrustedIP: UntrustedIP(getenv)}
 }
 
 // DisconnectFromEnv see ConnectFromEnv; unparsable byte counts are 0.
@@ -229,4 +229,13 @@ func (a HookAPI) post(ctx context.Context, path string, in, out any) error {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// UntrustedIP is the client's address as OpenVPN passes it: untrusted_ip, or untrusted_ip6 for
+// a client that came over IPv6.
+func UntrustedIP(getenv func(string) string) string {
+	if ip := getenv("untrusted_ip"); ip != "" {
+		return ip
+	}
+	return getenv("untrusted_ip6")
 }

@@ -17,7 +17,8 @@ const (
 )
 
 // Connection is a proxy connection sold to a customer. Its password never leaves the store:
-// the struct carries neither the hash nor any legacy plaintext.
+// the struct carries neither the hash nor any legacy plaintext. A connection whose Enabled is
+// false was switched off by its operator: it can neither log in nor be routed.
 type Connection struct {
 	ID                uuid.UUID  `json:"id"`
 	OperatorID        uuid.UUID  `json:"-"`
@@ -30,6 +31,7 @@ type Connection struct {
 	UsageEpoch        int64      `json:"usage_epoch"`
 	CutOff            bool       `json:"cut_off"`
 	CutOffAt          *time.Time `json:"cut_off_at"`
+	Enabled           bool       `json:"enabled"`
 	PasswordChangedAt time.Time  `json:"password_changed_at"`
 	CreatedAt         time.Time  `json:"created_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
@@ -49,15 +51,16 @@ type NewConnection struct {
 type ConnectionPatch struct {
 	Name           *string
 	BandwidthLimit *int64
+	Enabled        *bool
 }
 
 const connectionColumns = `id, operator_id, device_id, name, protocol, username, bandwidth_limit, bandwidth_used,
-	usage_epoch, cut_off, cut_off_at, password_changed_at, created_at, updated_at`
+	usage_epoch, cut_off, cut_off_at, enabled, password_changed_at, created_at, updated_at`
 
 func scanConnection(row pgx.Row) (Connection, error) {
 	var c Connection
 	err := row.Scan(&c.ID, &c.OperatorID, &c.DeviceID, &c.Name, &c.Protocol, &c.Username, &c.BandwidthLimit,
-		&c.BandwidthUsed, &c.UsageEpoch, &c.CutOff, &c.CutOffAt, &c.PasswordChangedAt, &c.CreatedAt, &c.UpdatedAt)
+		&c.BandwidthUsed, &c.UsageEpoch, &c.CutOff, &c.CutOffAt, &c.Enabled, &c.PasswordChangedAt, &c.CreatedAt, &c.UpdatedAt)
 	return c, err
 }
 
@@ -106,9 +109,10 @@ func (s *Store) Connection(ctx context.Context, operatorID, id uuid.UUID) (Conne
 // UpdateConnection applies a patch to one of the operator's connections.
 func (s *Store) UpdateConnection(ctx context.Context, operatorID, id uuid.UUID, p ConnectionPatch) (Connection, error) {
 	c, err := scanConnection(s.pool.QueryRow(ctx,
-		`UPDATE proxy_connections SET name = coalesce($3, name), bandwidth_limit = coalesce($4, bandwidth_limit), updated_at = now()
+		`UPDATE proxy_connections SET name = coalesce($3, name), bandwidth_limit = coalesce($4, bandwidth_limit),
+		     enabled = coalesce($5, enabled), updated_at = now()
 		 WHERE id = $1 AND operator_id = $2 RETURNING `+connectionColumns,
-		id, operatorID, p.Name, p.BandwidthLimit))
+		id, operatorID, p.Name, p.BandwidthLimit, p.Enabled))
 	if err != nil {
 		return Connection{}, notFound(err)
 	}
@@ -159,6 +163,46 @@ func (s *Store) ConnectionCredentialByUsername(ctx context.Context, username str
 		Scan(&c.ConnectionID, &c.PasswordHash, &c.PasswordPlain, &c.PasswordVersion)
 	if err != nil {
 		return ConnectionCredential{}, notFound(err)
+	}
+	return c, nil
+}
+
+// ConnectionLogin is what the OpenVPN auth path needs of a connection to decide a login: its
+// credential and whether it may be used.
+type ConnectionLogin struct {
+	ConnectionID    uuid.UUID
+	DeviceID        uuid.UUID
+	Protocol        string
+	PasswordHash    string // empty for a legacy row not yet migrated
+	PasswordPlain   string // legacy plaintext, empty once migrated
+	PasswordVersion int
+	Enabled         bool
+	CutOff          bool
+}
+
+// ConnectionLoginByUsername returns the login data of a username in one indexed query, or
+// ErrNotFound.
+func (s *Store) ConnectionLoginByUsername(ctx context.Context, username string) (ConnectionLogin, error) {
+	var l ConnectionLogin
+	err := s.pool.QueryRow(ctx,
+		`SELECT id, device_id, protocol, coalesce(password_hash, ''), coalesce(password_plain, ''), password_version,
+		     enabled, cut_off
+		 FROM proxy_connections WHERE username = $1`, username).
+		Scan(&l.ConnectionID, &l.DeviceID, &l.Protocol, &l.PasswordHash, &l.PasswordPlain, &l.PasswordVersion,
+			&l.Enabled, &l.CutOff)
+	if err != nil {
+		return ConnectionLogin{}, notFound(err)
+	}
+	return l, nil
+}
+
+// ConnectionByUsername returns the connection of a username, whichever operator owns it, or
+// ErrNotFound. It serves the internal API (OpenVPN connect), which acts for every operator.
+func (s *Store) ConnectionByUsername(ctx context.Context, username string) (Connection, error) {
+	c, err := scanConnection(s.pool.QueryRow(ctx,
+		`SELECT `+connectionColumns+` FROM proxy_connections WHERE username = $1`, username))
+	if err != nil {
+		return Connection{}, notFound(err)
 	}
 	return c, nil
 }

@@ -29,6 +29,13 @@ type StatsSource interface {
 	Counters() Counters
 }
 
+// DeviceLiveness is an optional interface of a StatsSource: a cheap look-up of one device's
+// session (the relay implements it).
+type DeviceLiveness interface {
+	// DeviceLive reports whether the device has a live session.
+	DeviceLive(id uuid.UUID) bool
+}
+
 // ControlConfig configures the control API.
 type ControlConfig struct {
 	// Token is the shared secret every request but GET /healthz must carry as
@@ -36,10 +43,14 @@ type ControlConfig struct {
 	Token string
 	// Routes is the relay's route table. Required.
 	Routes *RouteTable
-	// Sessions feeds GET /stats; nil shows no sessions and zero counters.
+	// Sessions feeds GET /stats and GET /devices/{id}; nil shows no sessions and zero
+	// counters. When it also implements DeviceLiveness, GET /devices/{id} asks it directly
+	// instead of listing every session.
 	Sessions StatsSource
 	// Reporter, if not nil, gets the final usage of every route the API removes or replaces.
 	Reporter *Reporter
+	// OpenVPN ends OpenVPN sessions for POST /openvpn/kill; nil answers 503.
+	OpenVPN SessionKiller
 	// Log receives route changes and internal errors; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -54,6 +65,8 @@ type ControlConfig struct {
 //	POST   /connections/{id}/reset   start a new usage epoch {"epoch"}
 //	POST   /connections/{id}/limit   change the byte limit {"limit"}
 //	GET    /stats                    sessions, routes, connections and counters
+//	GET    /devices/{id}             whether a device has a live session {"device_id","live"}
+//	POST   /openvpn/kill             end a connection's OpenVPN sessions {"common_name"}
 //	GET    /healthz                  "ok", without a token
 //
 // Errors are JSON {"error":{"code","message","field"}}; bad input changes nothing. It panics if
@@ -66,6 +79,7 @@ func NewControl(cfg ControlConfig) http.Handler {
 		routes:   cfg.Routes,
 		stats:    cfg.Sessions,
 		reporter: cfg.Reporter,
+		openvpn:  cfg.OpenVPN,
 		log:      cfg.Log,
 		mux:      http.NewServeMux(),
 	}
@@ -87,6 +101,8 @@ func NewControl(cfg ControlConfig) http.Handler {
 	s.mux.HandleFunc("POST /connections/{id}/reset", s.handle(s.reset))
 	s.mux.HandleFunc("POST /connections/{id}/limit", s.handle(s.setLimit))
 	s.mux.HandleFunc("GET /stats", s.handle(s.getStats))
+	s.mux.HandleFunc("GET /devices/{id}", s.handle(s.getDevice))
+	s.mux.HandleFunc("POST /openvpn/kill", s.handle(s.killSessions))
 	return s
 }
 
@@ -95,6 +111,7 @@ type controlServer struct {
 	routes   *RouteTable
 	stats    StatsSource
 	reporter *Reporter
+	openvpn  SessionKiller
 	log      *slog.Logger
 	mux      *http.ServeMux
 	// tokenSum is the SHA-256 of the token; comparing digests in constant time reveals
@@ -642,6 +659,37 @@ func (s *controlServer) getStats(w http.ResponseWriter, _ *http.Request) error {
 	if s.reporter != nil {
 		rs := s.reporter.Stats()
 		resp.Reporter = &rs
+	}
+	writeControlJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// deviceResponse answers GET /devices/{id}.
+type deviceResponse struct {
+	DeviceID uuid.UUID `json:"device_id"`
+	Live     bool      `json:"live"`
+}
+
+// GET /devices/{id}: whether the device has a live session. A device the relay does not know
+// is not live; that is an answer, not a 404.
+func (s *controlServer) getDevice(w http.ResponseWriter, r *http.Request) error {
+	v := r.PathValue("id")
+	id, err := parseControlUUID("device_id", &v)
+	if err != nil {
+		return err
+	}
+	resp := deviceResponse{DeviceID: id}
+	switch src := s.stats.(type) {
+	case nil:
+	case DeviceLiveness:
+		resp.Live = src.DeviceLive(id)
+	default:
+		for _, si := range src.Sessions() {
+			if si.DeviceID == id && si.Live {
+				resp.Live = true
+				break
+			}
+		}
 	}
 	writeControlJSON(w, http.StatusOK, resp)
 	return nil

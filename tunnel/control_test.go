@@ -509,3 +509,104 @@ func TestControlStats(t *testing.T) {
 		t.Errorf("GET /stats without a reporter: reporter = %v, want absent", m["reporter"])
 	}
 }
+
+// livenessStats is a StatsSource that also implements DeviceLiveness: live lists the live
+// devices, and Sessions lists none, so an answer that came from Sessions would be false.
+type livenessStats struct{ live map[uuid.UUID]bool }
+
+func (livenessStats) Sessions() []SessionInfo        { return nil }
+func (livenessStats) Counters() Counters             { return new(Metrics).Counters() }
+func (s livenessStats) DeviceLive(id uuid.UUID) bool { return s.live[id] }
+
+func TestControlDeviceLive(t *testing.T) {
+	f := newControlFixture(t)
+	other := uuid.New()
+	liveDev := uuid.New()
+	direct := NewControl(ControlConfig{Token: controlTestToken, Routes: &RouteTable{},
+		Sessions: livenessStats{live: map[uuid.UUID]bool{liveDev: true}}, Log: discardLog()})
+	none := NewControl(ControlConfig{Token: controlTestToken, Routes: &RouteTable{}, Log: discardLog()})
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+		id   uuid.UUID
+		want bool
+	}{
+		{"session listed live", f.handler, fixedSession.DeviceID, true},
+		{"no session", f.handler, other, false},
+		{"DeviceLiveness live", direct, liveDev, true},
+		{"DeviceLiveness not live", direct, other, false},
+		{"no stats source", none, fixedSession.DeviceID, false},
+	} {
+		path := "/devices/" + tc.id.String()
+		rec := serveControl(tc.h, http.MethodGet, path, "Bearer "+controlTestToken, "")
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s: GET %s = %d %s, want 200", tc.name, path, rec.Code, rec.Body.String())
+			continue
+		}
+		var got deviceResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatalf("%s: GET %s body %s: %v", tc.name, path, rec.Body.String(), err)
+		}
+		if want := (deviceResponse{DeviceID: tc.id, Live: tc.want}); got != want {
+			t.Errorf("%s: GET %s = %+v, want %+v", tc.name, path, got, want)
+		}
+	}
+
+	// A session that is listed but not live does not count.
+	stale := fixedSession
+	stale.Live = false
+	notLive := NewControl(ControlConfig{Token: controlTestToken, Routes: &RouteTable{},
+		Sessions: staticSessions{stale}, Log: discardLog()})
+	rec := serveControl(notLive, http.MethodGet, "/devices/"+stale.DeviceID.String(), "Bearer "+controlTestToken, "")
+	if m := decodeAnswer(t, rec); m["live"] != false {
+		t.Errorf("GET /devices/%s with a stale session = %v, want live false", stale.DeviceID, m)
+	}
+
+	for _, bad := range []string{"nope", "00000000-0000-0000-0000-000000000000", uuid.NewString() + "x"} {
+		wantControlError(t, "GET /devices/"+bad, f.do(http.MethodGet, "/devices/"+bad, ""),
+			http.StatusBadRequest, "invalid", "device_id")
+	}
+	wantControlError(t, "GET /devices/{id} without a token",
+		serveControl(f.handler, http.MethodGet, "/devices/"+fixedSession.DeviceID.String(), "", ""),
+		http.StatusUnauthorized, "unauthorized", "")
+	wantControlError(t, "DELETE /devices/{id}", f.do(http.MethodDelete, "/devices/"+other.String(), ""),
+		http.StatusMethodNotAllowed, "method_not_allowed", "")
+}
+
+// staticSessions is a StatsSource listing the given sessions.
+type staticSessions []SessionInfo
+
+func (s staticSessions) Sessions() []SessionInfo { return s }
+func (staticSessions) Counters() Counters        { return new(Metrics).Counters() }
+
+// TestControlDeviceLiveRelay: the relay answers GET /devices/{id} through DeviceLive: not live
+// before the device's handshake, live after it.
+func TestControlDeviceLiveRelay(t *testing.T) {
+	f := newRelayFixture(t, nil)
+	d := f.newDevice(true)
+	h := NewControl(ControlConfig{Token: controlTestToken, Routes: f.routes, Sessions: f.relay, Log: discardLog()})
+	path := "/devices/" + d.dev.ID.String()
+	live := func() any {
+		return decodeAnswer(t, serveControl(h, http.MethodGet, path, "Bearer "+controlTestToken, ""))["live"]
+	}
+	if got := f.relay.DeviceLive(d.dev.ID); got {
+		t.Errorf("DeviceLive(%s) before the handshake = true, want false", d.dev.ID)
+	}
+	if got := live(); got != false {
+		t.Errorf("GET %s before the handshake: live = %v, want false", path, got)
+	}
+	d.handshake(f.key.Public)
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.relay.DeviceLive(d.dev.ID) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !f.relay.DeviceLive(d.dev.ID) {
+		t.Errorf("DeviceLive(%s) after the handshake = false, want true", d.dev.ID)
+	}
+	if got := live(); got != true {
+		t.Errorf("GET %s after the handshake: live = %v, want true", path, got)
+	}
+	if other := uuid.New(); f.relay.DeviceLive(other) {
+		t.Errorf("DeviceLive(%s) of an unknown device = true, want false", other)
+	}
+}

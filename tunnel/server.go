@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cellgate/cellgate/openvpn"
 )
 
 // Config is a relay process's configuration (`cellgate tunnel`).
@@ -34,6 +36,9 @@ type Config struct {
 	// ReportEvery is the usage reporter's period; SessionTimeout see RelayConfig.
 	ReportEvery    time.Duration
 	SessionTimeout time.Duration
+	// OpenVPNDir is the relay's OpenVPN server directory (cellgate openvpn init): the relay
+	// holds its management connection, for POST /openvpn/kill. Empty: no OpenVPN.
+	OpenVPNDir string
 	// RevalidateEvery and NoAccounting see RelayConfig.
 	RevalidateEvery time.Duration
 	NoAccounting    bool
@@ -87,10 +92,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		tun.Close()
 		return err
 	}
+	var sessions SessionKiller
+	var mgmt *openvpn.Management
+	if cfg.OpenVPNDir != "" {
+		srv, err := openvpn.LoadServer(cfg.OpenVPNDir)
+		var password string
+		if err == nil {
+			password, err = srv.ManagementPassword()
+		}
+		if err != nil {
+			conn.Close()
+			tun.Close()
+			return fmt.Errorf("openvpn management: %w", err)
+		}
+		mgmt = openvpn.NewManagement(srv.ManagementAddr, password, log)
+		sessions = OpenVPNSessions{Management: mgmt}
+	}
 	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
 	control := &http.Server{
 		Addr:              cfg.ControlListen,
-		Handler:           NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay, Reporter: reporter, Log: log}),
+		Handler:           NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay, Reporter: reporter, OpenVPN: sessions, Log: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	ln, err := net.Listen("tcp", cfg.ControlListen)
@@ -105,6 +126,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return reporter.Run(gctx) })
+	if mgmt != nil {
+		g.Go(func() error { return mgmt.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := control.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("control api: %w", err)

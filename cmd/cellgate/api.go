@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,9 @@ func (c *apiConfig) register(f *flags) {
 	f.string(&c.tunnelPublicKey, "tunnel-public-key", "CELLGATE_TUNNEL_PUBLIC_KEY", "", "the relay's Noise static public key (standard base64 of 32 bytes), handed to devices at enrollment (empty: none yet)")
 	f.string(&c.api.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "", "host:port of the relay's UDP port that devices dial, handed to them at enrollment (empty: none yet)")
 	f.string(&c.api.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "shared token of the internal API /internal/v1 that the relay calls (empty: internal API off)")
+	f.string(&c.api.TunnelControlURL, "tunnel-control-url", "CELLGATE_TUNNEL_CONTROL_URL", "", "the relay's control API (e.g. http://127.0.0.1:7401) that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
+	f.string(&c.api.TunnelControlToken, "tunnel-control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the relay's control API")
+	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", api.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
 }
 
 // minInternalToken is the shortest internal token accepted: it guards every operator's data.
@@ -85,6 +89,18 @@ func (c *apiConfig) checkTunnel() error {
 		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("CELLGATE_TUNNEL_ENDPOINT (-tunnel-endpoint) %q must be host:port", e)
 		}
+	}
+	if u := c.api.TunnelControlURL; u != "" {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("CELLGATE_TUNNEL_CONTROL_URL (-tunnel-control-url) %q must be an http(s) URL", u)
+		}
+		if c.api.TunnelControlToken == "" {
+			return errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) is required with a tunnel control URL")
+		}
+	}
+	if c.api.OpenVPNAuth.BcryptWait <= 0 {
+		return fmt.Errorf("ovpn-bcrypt-wait must be positive, got %v", c.api.OpenVPNAuth.BcryptWait)
 	}
 	if t := c.api.InternalToken; t != "" && (len(t) < minInternalToken || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
 		return fmt.Errorf("CELLGATE_INTERNAL_TOKEN (-internal-token) must be at least %d characters without spaces or control characters", minInternalToken)

@@ -149,6 +149,10 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	}
 	cfg.tunnelPublicKey = tun.key.String()
 	cfg.api.InternalToken = tun.internalToken
+	runTunnel := cfg.tunnel == "true" || (cfg.tunnel == "auto" && os.Geteuid() == 0)
+	if runTunnel && cfg.api.TunnelControlURL == "" {
+		cfg.api.TunnelControlURL, cfg.api.TunnelControlToken = "http://"+devTunnelControl, tun.controlToken
+	}
 
 	// api + worker.
 	if err := cfg.apiConfig.check(); err != nil {
@@ -177,7 +181,6 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 		"CELLGATE_TUNNEL_PUBLIC_KEY":    tun.key.String(),
 		"CELLGATE_TUNNEL_ENDPOINT":      cfg.api.TunnelEndpoint,
 	}
-	runTunnel := cfg.tunnel == "true" || (cfg.tunnel == "auto" && os.Geteuid() == 0)
 	tunnelLine := "not started (needs root; run cellgate tunnel with the CELLGATE_TUNNEL_* of dev.env)"
 	if runTunnel {
 		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", cfg.api.TunnelEndpoint, tunnel.DefaultAddress, devTunnelControl)

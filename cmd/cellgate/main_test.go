@@ -283,7 +283,8 @@ func TestSubcommandHelp(t *testing.T) {
 	}{
 		"api": {[]string{"api", "-h"}, append([]string{"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE",
 			"CELLGATE_API_LISTEN", "CELLGATE_SESSION_TTL", "CELLGATE_SECURE_COOKIES", "CELLGATE_TRUSTED_PROXIES",
-			"CELLGATE_TUNNEL_PUBLIC_KEY", "CELLGATE_TUNNEL_ENDPOINT", "CELLGATE_INTERNAL_TOKEN"}, logVars...)},
+			"CELLGATE_TUNNEL_PUBLIC_KEY", "CELLGATE_TUNNEL_ENDPOINT", "CELLGATE_INTERNAL_TOKEN",
+			"CELLGATE_TUNNEL_CONTROL_URL", "CELLGATE_TUNNEL_CONTROL_TOKEN", "CELLGATE_OVPN_BCRYPT_WAIT"}, logVars...)},
 		"worker": {[]string{"worker", "-h"}, append([]string{"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE",
 			"CELLGATE_WORKER_LISTEN"}, logVars...)},
 		"migrate": {[]string{"migrate", "-h"}, append([]string{"DATABASE_URL"}, logVars...)},

@@ -96,7 +96,7 @@ func hookAuth(args []string, log *slog.Logger) error {
 		writeAuthFailure(log)
 		return err
 	}
-	req, _ := json.Marshal(openvpn.AuthRequest{Username: user, Password: pass, UntrustedIP: os.Getenv("untrusted_ip")})
+	req, _ := json.Marshal(openvpn.AuthRequest{Username: user, Password: pass, UntrustedIP: openvpn.UntrustedIP(os.Getenv)})
 	child := exec.Command(exe, "ovpn-hook", "auth-child")
 	child.Env = os.Environ()
 	child.Stderr = os.Stderr

@@ -35,6 +35,7 @@ func (c *tunnelConfig) register(f *flags) {
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave forwarding, rp_filter and the policy rule to the operator")
 	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", tunnel.DefaultReportInterval, "period of usage reports to the API")
 	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", tunnel.SessionTimeout, "a device silent this long is offline for its clients")
+	f.string(&c.cfg.OpenVPNDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory (cellgate openvpn init): hold its management connection to kill sessions (empty: no OpenVPN)")
 	f.bool(&c.cfg.NoAccounting, "benchmark-no-accounting", "CELLGATE_TUNNEL_BENCHMARK_NO_ACCOUNTING", false, "benchmarks only: forward without counting bytes or enforcing limits")
 	f.string(&c.logLevel, "log-level", "CELLGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	f.string(&c.logFormat, "log-format", "CELLGATE_LOG_FORMAT", "text", "log format: text or json")

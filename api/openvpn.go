@@ -1,0 +1,297 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
+)
+
+// The OpenVPN side of the internal API: the hooks of the OpenVPN server on the relay host
+// (`cellgate ovpn-hook auth|connect|disconnect`) ask whether a login may connect, then route
+// the client's pool address through its connection's device, and unroute it when it leaves.
+
+// Bounds of the OpenVPN hooks' input. OpenVPN itself reads at most 4096 bytes of a password
+// (auth tokens, challenge answers); cellgate usernames are at most 64 characters.
+const (
+	maxOvpnUsername = 256
+	maxOvpnPassword = 4096
+)
+
+// killTimeout bounds a SessionKiller call made on behalf of an operator's request.
+const killTimeout = 5 * time.Second
+
+// openVPN holds the OpenVPN auth path's state and the relay it routes clients through. The
+// connection handlers that change credentials reach it too, to revoke what was verified.
+type openVPN struct {
+	s      *Server
+	auth   *ovpnAuth
+	tunnel *tunnel.ControlClient // nil: no tunnel configured
+	killer SessionKiller         // nil: sessions are not killed
+}
+
+// newOpenVPN builds the OpenVPN side from the server's configuration.
+func (s *Server) newOpenVPN() *openVPN {
+	o := &openVPN{s: s, killer: s.cfg.SessionKiller}
+	if s.cfg.TunnelControlURL != "" {
+		o.tunnel = &tunnel.ControlClient{BaseURL: s.cfg.TunnelControlURL, Token: s.cfg.TunnelControlToken}
+	}
+	sessions := s.cfg.DeviceSessions
+	if sessions == nil && o.tunnel != nil {
+		sessions = o.tunnel
+	}
+	if o.killer == nil && o.tunnel != nil {
+		o.killer = o.tunnel // the relay holds the OpenVPN management connection
+	}
+	o.auth = newOvpnAuth(s.cfg.OpenVPNAuth, sessions, s.store, s.log)
+	return o
+}
+
+// authAnswer answers POST /internal/v1/openvpn/auth.
+type authAnswer struct {
+	Allow        bool       `json:"allow"`
+	Reason       string     `json:"reason"`
+	ConnectionID *uuid.UUID `json:"connection_id,omitempty"`
+}
+
+// POST /internal/v1/openvpn/auth {"username","password","untrusted_ip"}: whether the login may
+// connect, {"allow","reason","connection_id"}. A refusal is a 200 too: reason is what OpenVPN
+// tells the client.
+func (o *openVPN) authenticate(c *gin.Context) error {
+	var req struct {
+		Username    *string `json:"username"`
+		Password    *string `json:"password"`
+		UntrustedIP *string `json:"untrusted_ip"`
+	}
+	if err := decodeInternal(c, &req, "object"); err != nil {
+		return err
+	}
+	if err := checkLength("username", req.Username, maxOvpnUsername); err != nil {
+		return err
+	}
+	if err := checkLength("password", req.Password, maxOvpnPassword); err != nil {
+		return err
+	}
+	ip, err := requiredIP("untrusted_ip", req.UntrustedIP, false)
+	if err != nil {
+		return err
+	}
+	d, err := o.auth.authenticate(c.Request.Context(), *req.Username, *req.Password, ip)
+	if err != nil {
+		return err
+	}
+	ans := authAnswer{Allow: d.Allow, Reason: d.Reason}
+	if d.Allow {
+		ans.ConnectionID = &d.ConnectionID
+	}
+	c.JSON(http.StatusOK, ans)
+	return nil
+}
+
+// POST /internal/v1/openvpn/connect {"common_name","pool_ip","untrusted_ip"}: route the
+// client's pool address through its connection's device, {"connection_id","session_id"}. A
+// connection that is missing, not OpenVPN, disabled or cut off is 403 "refused"; a relay that
+// refuses is 502, one that cannot be reached (or none configured) 503.
+func (o *openVPN) connect(c *gin.Context) error {
+	var req struct {
+		CommonName  *string `json:"common_name"`
+		PoolIP      *string `json:"pool_ip"`
+		UntrustedIP *string `json:"untrusted_ip"`
+	}
+	if err := decodeInternal(c, &req, "object"); err != nil {
+		return err
+	}
+	if err := checkLength("common_name", req.CommonName, maxOvpnUsername); err != nil {
+		return err
+	}
+	poolIP, err := requiredIP("pool_ip", req.PoolIP, true)
+	if err != nil {
+		return err
+	}
+	if req.UntrustedIP != nil && *req.UntrustedIP != "" {
+		if _, err := requiredIP("untrusted_ip", req.UntrustedIP, false); err != nil {
+			return err
+		}
+	}
+	if o.tunnel == nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "no_tunnel", Message: "no tunnel configured"}
+	}
+	ctx := c.Request.Context()
+	conn, err := o.connection(ctx, *req.CommonName)
+	if err != nil {
+		return err
+	}
+	reg := tunnel.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
+		Limit: conn.BandwidthLimit, Used: conn.BandwidthUsed, Epoch: uint64(conn.UsageEpoch)}
+	route, err := o.tunnel.AddClient(ctx, reg)
+	if err != nil {
+		return o.tunnelError(ctx, "route", err)
+	}
+	o.s.log.InfoContext(ctx, "openvpn client connected", slog.String("username", conn.Username),
+		slog.String("connection_id", conn.ID.String()), slog.String("pool_ip", poolIP.String()),
+		slog.String("session_id", route.SessionID.String()))
+	c.JSON(http.StatusOK, gin.H{"connection_id": conn.ID, "session_id": route.SessionID})
+	return nil
+}
+
+// connection returns the connection a client logged in as, or the refusal that keeps it out.
+func (o *openVPN) connection(ctx context.Context, username string) (store.Connection, error) {
+	conn, err := o.s.store.ConnectionByUsername(ctx, username)
+	reason := ""
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		reason = "no such connection"
+	case err != nil:
+		return conn, err
+	case conn.Protocol != store.ProtocolOpenVPN:
+		reason = "not an OpenVPN connection"
+	case !conn.Enabled:
+		reason = ReasonDisabled
+	case conn.CutOff:
+		reason = ReasonQuotaExceeded
+	default:
+		return conn, nil
+	}
+	o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", username), slog.String("reason", reason))
+	return conn, &Error{Status: http.StatusForbidden, Code: "refused", Message: reason}
+}
+
+// ovpnBytes are OpenVPN's final counters of a client: bytes_received is what the client
+// sent (the tunnel's tx_bytes), bytes_sent what it received (rx_bytes).
+type ovpnBytes struct {
+	BytesReceived int64 `json:"bytes_received"`
+	BytesSent     int64 `json:"bytes_sent"`
+}
+
+// tunnelUsage is the tunnel's final usage of a removed route.
+type tunnelUsage struct {
+	ConnectionID uuid.UUID `json:"connection_id"`
+	SessionID    uuid.UUID `json:"session_id"`
+	Epoch        uint64    `json:"epoch"`
+	RxBytes      int64     `json:"rx_bytes"`
+	TxBytes      int64     `json:"tx_bytes"`
+}
+
+// POST /internal/v1/openvpn/disconnect {"common_name","pool_ip","bytes_received","bytes_sent"}:
+// unroute the client, {"common_name","pool_ip","openvpn":{...},"tunnel":{...}|null}, with
+// OpenVPN's and the tunnel's final counters side by side. A route that is already gone (or no
+// tunnel configured) is tunnel null, still 200.
+func (o *openVPN) disconnect(c *gin.Context) error {
+	var req struct {
+		CommonName    *string `json:"common_name"`
+		PoolIP        *string `json:"pool_ip"`
+		BytesReceived *int64  `json:"bytes_received"`
+		BytesSent     *int64  `json:"bytes_sent"`
+	}
+	if err := decodeInternal(c, &req, "object"); err != nil {
+		return err
+	}
+	if err := checkLength("common_name", req.CommonName, maxOvpnUsername); err != nil {
+		return err
+	}
+	poolIP, err := requiredIP("pool_ip", req.PoolIP, true)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    *int64
+	}{{"bytes_received", req.BytesReceived}, {"bytes_sent", req.BytesSent}} {
+		if f.v == nil {
+			return badRequest(f.name, "required", "%s is required", f.name)
+		}
+		if *f.v < 0 {
+			return badRequest(f.name, "out_of_range", "%s must be at least 0", f.name)
+		}
+	}
+	ctx := c.Request.Context()
+	ovpn := ovpnBytes{BytesReceived: *req.BytesReceived, BytesSent: *req.BytesSent}
+	var final *tunnelUsage
+	if o.tunnel != nil {
+		u, err := o.tunnel.RemoveClient(ctx, poolIP)
+		switch {
+		case errors.Is(err, tunnel.ErrNotFound):
+		case err != nil:
+			return o.tunnelError(ctx, "unroute", err)
+		default:
+			final = &tunnelUsage{ConnectionID: u.ConnectionID, SessionID: u.SessionID, Epoch: u.Epoch,
+				RxBytes: u.RxBytes, TxBytes: u.TxBytes}
+		}
+	}
+	attrs := []any{slog.String("username", *req.CommonName), slog.String("pool_ip", poolIP.String()),
+		slog.Int64("openvpn_bytes_received", ovpn.BytesReceived), slog.Int64("openvpn_bytes_sent", ovpn.BytesSent),
+		slog.Bool("routed", final != nil)}
+	if final != nil {
+		attrs = append(attrs, slog.String("connection_id", final.ConnectionID.String()),
+			slog.String("session_id", final.SessionID.String()),
+			slog.Int64("tunnel_rx_bytes", final.RxBytes), slog.Int64("tunnel_tx_bytes", final.TxBytes))
+	}
+	o.s.log.InfoContext(ctx, "openvpn client disconnected", attrs...)
+	c.JSON(http.StatusOK, gin.H{"common_name": *req.CommonName, "pool_ip": poolIP, "openvpn": ovpn, "tunnel": final})
+	return nil
+}
+
+// tunnelError logs a failed control API call and answers it: 502 when the relay refused,
+// 503 when it could not be reached, so the hook exits non-zero.
+func (o *openVPN) tunnelError(ctx context.Context, what string, err error) error {
+	o.s.log.WarnContext(ctx, "openvpn hook: tunnel control call failed", slog.String("call", what), slog.Any("err", err))
+	if ce := (*tunnel.ControlError)(nil); errors.As(err, &ce) {
+		return &Error{Status: http.StatusBadGateway, Code: "tunnel_refused",
+			Message: "the tunnel refused to " + what + " the client: " + ce.Code}
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: "tunnel_unavailable",
+		Message: "the tunnel control API cannot be reached"}
+}
+
+// revoke drops a connection's cached OpenVPN credential and kills its live sessions, after
+// its password was regenerated or it was deleted or disabled. A failed kill is logged, not
+// returned: the operator's change is made, and the next authentication of those sessions
+// fails anyway since the credential is gone from the cache (and, for a regenerate, the
+// password version moved on for every API replica).
+func (o *openVPN) revoke(ctx context.Context, conn store.Connection, why string) {
+	o.auth.forget(conn.ID)
+	if o.killer == nil || conn.Protocol != store.ProtocolOpenVPN {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+	defer cancel()
+	if err := o.killer.KillSessions(ctx, conn.Username); err != nil {
+		o.s.log.WarnContext(ctx, "kill openvpn sessions failed", slog.String("connection_id", conn.ID.String()),
+			slog.String("username", conn.Username), slog.String("why", why), slog.Any("err", err))
+	}
+}
+
+// checkLength checks a required string field of at most max bytes.
+func checkLength(field string, v *string, max int) error {
+	if v == nil {
+		return badRequest(field, "required", "%s is required", field)
+	}
+	if len(*v) > max {
+		return badRequest(field, "too_long", "%s must be at most %d bytes", field, max)
+	}
+	return nil
+}
+
+// requiredIP parses a required IP address field; only IPv4 unicast when v4 is set (a pool
+// address the tunnel can route).
+func requiredIP(field string, v *string, v4 bool) (netip.Addr, error) {
+	if v == nil {
+		return netip.Addr{}, badRequest(field, "required", "%s is required", field)
+	}
+	ip, err := netip.ParseAddr(*v)
+	switch {
+	case err != nil || ip.Zone() != "":
+		return netip.Addr{}, badRequest(field, "invalid", "%s must be an IP address", field)
+	case v4 && (!ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})):
+		return netip.Addr{}, badRequest(field, "invalid", "%s must be a unicast IPv4 address", field)
+	}
+	return ip, nil
+}

@@ -1,0 +1,404 @@
+package api
+
+import (
+	"container/list"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"golang.org/x/time/rate"
+
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+)
+
+// Reasons an OpenVPN login is refused, exactly as the auth hook writes them to OpenVPN's
+// auth_failed_reason_file. A "TEMP[backoff N]:" reason tells the client to retry after N s.
+const (
+	ReasonWrongCredentials = "wrong username or password"
+	ReasonQuotaExceeded    = "quota exceeded"
+	ReasonDisabled         = "connection disabled"
+	ReasonDeviceOffline    = "TEMP[backoff 30]: device offline"
+	ReasonTooManyAttempts  = "TEMP[backoff 30]: too many attempts"
+	ReasonBusy             = "TEMP[backoff 10]: busy"
+)
+
+// DeviceSessions tells whether a device has a live tunnel session; tunnel.ControlClient
+// implements it.
+type DeviceSessions interface {
+	// DeviceLive reports whether the device has a live session on the relay.
+	DeviceLive(ctx context.Context, deviceID uuid.UUID) (bool, error)
+}
+
+// SessionKiller ends a connection's live OpenVPN sessions (implemented through the relay's
+// OpenVPN management interface).
+type SessionKiller interface {
+	// KillSessions disconnects every OpenVPN client logged in as username.
+	KillSessions(ctx context.Context, username string) error
+}
+
+// OpenVPNAuthConfig tunes the OpenVPN authenticator; zero fields take the defaults below.
+type OpenVPNAuthConfig struct {
+	// BcryptSlots is the most bcrypt checks that run at once. Default GOMAXPROCS.
+	BcryptSlots int
+	// BcryptWait is how long a login waits for a bcrypt slot before it is answered
+	// ReasonBusy. Default 5 s.
+	BcryptWait time.Duration
+	// CacheTTL is how long a verified credential is remembered. Default 10 min.
+	CacheTTL time.Duration
+	// CacheSize is the most credentials remembered; the oldest go first. Default 100,000.
+	CacheSize int
+	// FailuresPerMinute is how many failed logins a username, and a source address, may
+	// have per minute (and in a burst) before further attempts are refused unchecked.
+	// Default 10.
+	FailuresPerMinute int
+	// CheckPassword compares a password with a bcrypt hash, an empty hash meaning the dummy
+	// hash. Nil means credential.CheckPassword; tests count bcrypt checks through it.
+	CheckPassword func(hash, password string) bool
+}
+
+// Defaults of OpenVPNAuthConfig.
+const (
+	DefaultBcryptWait        = 5 * time.Second
+	DefaultCredentialTTL     = 10 * time.Minute
+	DefaultCredentialCache   = 100_000
+	DefaultFailuresPerMinute = 10
+)
+
+// maxBcryptPassword is the longest password bcrypt reads: it ignores bytes after 72, so a
+// longer password is never the right one (cellgate's passwords are at most 72 bytes).
+const maxBcryptPassword = credential.MaxPasswordBytes
+
+// errBusy is returned by verify when no bcrypt slot freed up in time.
+var errBusy = errors.New("no bcrypt slot within the wait")
+
+// ovpnAuth decides OpenVPN logins. Its methods are safe for concurrent use.
+//
+// A login is checked in this order, so that nobody without the password learns anything
+// about a connection: the failure limits (of the username and of the source address), then
+// the credentials (cache, else bcrypt), then, only for the right password, disabled, quota
+// and device. Every wrong login costs one bcrypt check whether the username exists or not.
+type ovpnAuth struct {
+	store    *store.Store
+	log      *slog.Logger
+	sessions DeviceSessions // nil: devices are not checked
+	check    func(hash, password string) bool
+	wait     time.Duration
+	// slots holds a token per running bcrypt check; its capacity is the most at once.
+	slots chan struct{}
+	cache *credCache
+	// byUser and byIP count failed logins; a login takes a token of each up front and gives
+	// them back when its password was right or it could not be checked.
+	byUser, byIP *limiter
+}
+
+func newOvpnAuth(cfg OpenVPNAuthConfig, sessions DeviceSessions, st *store.Store, log *slog.Logger) *ovpnAuth {
+	if cfg.BcryptSlots <= 0 {
+		cfg.BcryptSlots = runtime.GOMAXPROCS(0)
+	}
+	if cfg.BcryptWait <= 0 {
+		cfg.BcryptWait = DefaultBcryptWait
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = DefaultCredentialTTL
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCredentialCache
+	}
+	if cfg.FailuresPerMinute <= 0 {
+		cfg.FailuresPerMinute = DefaultFailuresPerMinute
+	}
+	if cfg.CheckPassword == nil {
+		cfg.CheckPassword = credential.CheckPassword
+	}
+	every := time.Minute / time.Duration(cfg.FailuresPerMinute)
+	return &ovpnAuth{
+		store:    st,
+		log:      log,
+		sessions: sessions,
+		check:    cfg.CheckPassword,
+		wait:     cfg.BcryptWait,
+		slots:    make(chan struct{}, cfg.BcryptSlots),
+		cache:    newCredCache(cfg.CacheTTL, cfg.CacheSize),
+		byUser:   newLimiter(every, cfg.FailuresPerMinute),
+		byIP:     newLimiter(every, cfg.FailuresPerMinute),
+	}
+}
+
+// authDecision is the answer to a login: allowed (with the connection), or a reason.
+type authDecision struct {
+	Allow        bool
+	Reason       string
+	ConnectionID uuid.UUID
+}
+
+// authenticate decides a login of username with password from the client address ip. An
+// error means the decision could not be made (the database failed); it never holds the
+// password.
+func (a *ovpnAuth) authenticate(ctx context.Context, username, password string, ip netip.Addr) (authDecision, error) {
+	now := time.Now()
+	userRes, ok := a.byUser.reserve(username, now)
+	if !ok {
+		return a.deny(ctx, username, ip, ReasonTooManyAttempts), nil
+	}
+	ipRes, ok := a.byIP.reserve(ipKey(ip), now)
+	if !ok {
+		userRes.CancelAt(now)
+		return a.deny(ctx, username, ip, ReasonTooManyAttempts), nil
+	}
+	refund := func() { userRes.CancelAt(now); ipRes.CancelAt(now) }
+
+	login, found, err := a.lookup(ctx, username)
+	if err != nil {
+		refund()
+		return authDecision{}, err
+	}
+	ok, err = a.verify(ctx, login, found, password)
+	switch {
+	case errors.Is(err, errBusy):
+		refund()
+		return a.deny(ctx, username, ip, ReasonBusy), nil
+	case err != nil:
+		refund()
+		return authDecision{}, err
+	case !ok:
+		return a.deny(ctx, username, ip, ReasonWrongCredentials), nil
+	}
+	refund()
+	switch {
+	case !login.Enabled:
+		return a.deny(ctx, username, ip, ReasonDisabled), nil
+	case login.CutOff:
+		return a.deny(ctx, username, ip, ReasonQuotaExceeded), nil
+	}
+	if a.sessions != nil {
+		// A relay that cannot be asked cannot carry the client's traffic either: the
+		// client is told to come back later rather than let in to a dead tunnel.
+		live, err := a.sessions.DeviceLive(ctx, login.DeviceID)
+		if err != nil {
+			a.log.WarnContext(ctx, "openvpn auth: device liveness unknown, refusing",
+				slog.String("device_id", login.DeviceID.String()), slog.Any("err", err))
+		}
+		if err != nil || !live {
+			return a.deny(ctx, username, ip, ReasonDeviceOffline), nil
+		}
+	}
+	a.log.DebugContext(ctx, "openvpn auth allowed", slog.String("username", username),
+		slog.String("ip", ip.String()), slog.String("connection_id", login.ConnectionID.String()))
+	return authDecision{Allow: true, ConnectionID: login.ConnectionID}, nil
+}
+
+// deny logs a refusal (never the password) and returns it.
+func (a *ovpnAuth) deny(ctx context.Context, username string, ip netip.Addr, reason string) authDecision {
+	a.log.InfoContext(ctx, "openvpn auth denied", slog.String("username", username),
+		slog.String("ip", ip.String()), slog.String("reason", reason))
+	return authDecision{Reason: reason}
+}
+
+// lookup finds the login data of username. A username Postgres cannot hold (invalid UTF-8,
+// NUL) is not found without a query.
+func (a *ovpnAuth) lookup(ctx context.Context, username string) (store.ConnectionLogin, bool, error) {
+	if !utf8.ValidString(username) || strings.IndexByte(username, 0) >= 0 {
+		return store.ConnectionLogin{}, false, nil
+	}
+	login, err := a.store.ConnectionLoginByUsername(ctx, username)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ConnectionLogin{}, false, nil
+	}
+	if err != nil {
+		return store.ConnectionLogin{}, false, fmt.Errorf("openvpn auth: look up the username: %w", err)
+	}
+	return login, true, nil
+}
+
+// verify reports whether password is the login's. A credential verified within the cache
+// TTL at the same password version is accepted without bcrypt; anything else costs exactly
+// one bcrypt check (against the dummy hash when there is no real one), so that unknown
+// usernames, other protocols, legacy rows and wrong passwords all take the same time. It
+// returns errBusy when no bcrypt slot frees up within the wait.
+func (a *ovpnAuth) verify(ctx context.Context, login store.ConnectionLogin, found bool, password string) (bool, error) {
+	usable := found && login.Protocol == store.ProtocolOpenVPN && len(password) <= maxBcryptPassword
+	var mac [sha256.Size]byte
+	if usable {
+		mac = a.cache.mac(login.ConnectionID, password)
+		if a.cache.hit(login.ConnectionID, login.PasswordVersion, mac, time.Now()) {
+			return true, nil
+		}
+	}
+	if err := a.acquire(ctx); err != nil {
+		return false, err
+	}
+	ok := false
+	switch {
+	case !usable:
+		a.check("", password)
+	case login.PasswordHash != "":
+		ok = a.check(login.PasswordHash, password)
+	default:
+		// A legacy row: compare with the plaintext in constant time, as digests so the
+		// length does not show, and spend the bcrypt check a hashed row would. Never hash
+		// here: the PasswordMigration workflow does that.
+		got, want := sha256.Sum256([]byte(password)), sha256.Sum256([]byte(login.PasswordPlain))
+		ok = login.PasswordPlain != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+		a.check("", password)
+	}
+	<-a.slots
+	if ok {
+		a.cache.put(login.ConnectionID, login.PasswordVersion, mac, time.Now())
+	}
+	return ok, nil
+}
+
+// acquire takes a bcrypt slot, waiting at most a.wait; errBusy when none freed up.
+func (a *ovpnAuth) acquire(ctx context.Context) error {
+	select {
+	case a.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(a.wait)
+	defer t.Stop()
+	select {
+	case a.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errBusy
+	case <-ctx.Done():
+		return fmt.Errorf("openvpn auth: wait for a bcrypt slot: %w", ctx.Err())
+	}
+}
+
+// forget drops a connection's cached credential, after its password changed or it was
+// deleted or disabled.
+func (a *ovpnAuth) forget(connID uuid.UUID) { a.cache.drop(connID) }
+
+// ipKey is the failure-limit key of a client address: the address itself for IPv4, its /64
+// for IPv6, since one client usually holds a whole /64.
+func ipKey(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// reserve takes a token of key's bucket like allow, but returns the reservation so that the
+// caller can give the token back (CancelAt with the same now) when the attempt did not fail.
+func (l *limiter) reserve(key string, now time.Time) (*rate.Reservation, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(now)
+	b := l.buckets[key]
+	if b == nil {
+		b = &bucket{lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
+		l.buckets[key] = b
+	}
+	b.lastSeen = now
+	r := b.lim.ReserveN(now, 1)
+	if r.DelayFrom(now) > 0 {
+		r.CancelAt(now)
+		return nil, false
+	}
+	return r, true
+}
+
+// credCache remembers verified credentials as HMAC-SHA256 under a per-process random key of
+// (connection id ‖ 0x00 ‖ password), with the password version they were verified at: one
+// entry per connection, for ttl, at most size entries. Its methods are safe for concurrent
+// use.
+type credCache struct {
+	key  [32]byte
+	ttl  time.Duration
+	size int
+
+	mu      sync.Mutex // guards entries and order
+	entries map[uuid.UUID]*list.Element
+	// order holds the *credEntry values oldest first; since every entry lives for ttl, the
+	// front is also the first to expire.
+	order *list.List
+}
+
+type credEntry struct {
+	conn    uuid.UUID
+	mac     [sha256.Size]byte
+	version int
+	expires time.Time
+}
+
+func newCredCache(ttl time.Duration, size int) *credCache {
+	c := &credCache{ttl: ttl, size: size, entries: make(map[uuid.UUID]*list.Element), order: list.New()}
+	if _, err := rand.Read(c.key[:]); err != nil {
+		panic(fmt.Sprintf("credential cache key: %v", err))
+	}
+	return c
+}
+
+// mac returns the HMAC that stands for password of connection conn.
+func (c *credCache) mac(conn uuid.UUID, password string) [sha256.Size]byte {
+	h := hmac.New(sha256.New, c.key[:])
+	h.Write(conn[:])
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// hit reports whether mac is the cached credential of conn, verified at version and not
+// expired. The MACs are compared in constant time.
+func (c *credCache) hit(conn uuid.UUID, version int, mac [sha256.Size]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.entries[conn]
+	if el == nil {
+		return false
+	}
+	e := el.Value.(*credEntry)
+	if !now.Before(e.expires) || e.version != version {
+		c.remove(el)
+		return false
+	}
+	return hmac.Equal(e.mac[:], mac[:])
+}
+
+// put remembers a verified credential, replacing conn's previous one; when the cache is full
+// the oldest entries go.
+func (c *credCache) put(conn uuid.UUID, version int, mac [sha256.Size]byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el := c.entries[conn]; el != nil {
+		c.remove(el)
+	}
+	for front := c.order.Front(); front != nil && (c.order.Len() >= c.size || !now.Before(front.Value.(*credEntry).expires)); front = c.order.Front() {
+		c.remove(front)
+	}
+	c.entries[conn] = c.order.PushBack(&credEntry{conn: conn, mac: mac, version: version, expires: now.Add(c.ttl)})
+}
+
+// drop forgets conn's credential.
+func (c *credCache) drop(conn uuid.UUID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el := c.entries[conn]; el != nil {
+		c.remove(el)
+	}
+}
+
+// remove deletes an entry. c.mu must be held.
+func (c *credCache) remove(el *list.Element) {
+	delete(c.entries, el.Value.(*credEntry).conn)
+	c.order.Remove(el)
+}
