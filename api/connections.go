@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -86,7 +87,11 @@ func (s *Server) createConnection(c *gin.Context) error {
 	case err != nil:
 		return err
 	}
-	c.JSON(http.StatusCreated, gin.H{"connection": conn, "password": password})
+	out := gin.H{"connection": conn, "password": password}
+	if err := s.addProfile(out, conn, password); err != nil {
+		return err
+	}
+	c.JSON(http.StatusCreated, out)
 	return nil
 }
 
@@ -216,6 +221,51 @@ func (s *Server) regeneratePassword(c *gin.Context) error {
 		return err
 	}
 	s.ovpn.revoke(ctx, conn, "password regenerated")
-	c.JSON(http.StatusOK, gin.H{"password": password, "connection": conn})
+	out := gin.H{"password": password, "connection": conn}
+	if err := s.addProfile(out, conn, password); err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
+}
+
+// addProfile adds "ovpn", the OpenVPN client profile with the credentials inline, to the
+// answer that shows a new password: the one moment both exist in plaintext.
+func (s *Server) addProfile(out gin.H, conn store.Connection, password string) error {
+	if s.cfg.OpenVPN == nil || conn.Protocol != store.ProtocolOpenVPN {
+		return nil
+	}
+	profile, err := s.cfg.OpenVPN.Profile(conn.Username, password)
+	if err != nil {
+		return fmt.Errorf("render the openvpn profile: %w", err)
+	}
+	out["ovpn"] = profile
+	return nil
+}
+
+// GET /api/v1/connections/{id}/ovpn: the connection's OpenVPN profile, prompting for the
+// username and password (which are shown only when created or regenerated).
+func (s *Server) connectionProfile(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	conn, err := s.store.Connection(c.Request.Context(), principal(c).OperatorID, id)
+	if err != nil {
+		return err
+	}
+	if conn.Protocol != store.ProtocolOpenVPN {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "this connection is not an OpenVPN connection"}
+	}
+	if s.cfg.OpenVPN == nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "openvpn_not_configured",
+			Message: "no OpenVPN server is configured (CELLGATE_OPENVPN_DIR)"}
+	}
+	profile, err := s.cfg.OpenVPN.Profile("", "")
+	if err != nil {
+		return fmt.Errorf("render the openvpn profile: %w", err)
+	}
+	c.Header("Content-Disposition", `attachment; filename="`+conn.Username+`.ovpn"`)
+	c.Data(http.StatusOK, "application/x-openvpn-profile", []byte(profile))
 	return nil
 }

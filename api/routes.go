@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	op.POST("/connections", s.handle(s.createConnection))
 	op.GET("/connections", s.handle(s.listConnections))
 	op.GET("/connections/:id", s.handle(s.getConnection))
+	op.GET("/connections/:id/ovpn", s.handle(s.connectionProfile))
 	op.PATCH("/connections/:id", s.handle(s.updateConnection))
 	op.DELETE("/connections/:id", s.handle(s.deleteConnection))
 	op.POST("/connections/:id/regenerate-password", s.handle(s.regeneratePassword))

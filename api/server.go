@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
 
+	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
@@ -61,6 +62,9 @@ type Config struct {
 	// (POST /openvpn/kill) when that is set, else sessions are left to end by themselves
 	// (their next authentication fails).
 	SessionKiller SessionKiller
+	// OpenVPN is the relay's OpenVPN server (CA, tls-crypt key, public host and port), for
+	// client profiles; nil: no profiles.
+	OpenVPN *openvpn.Server
 	// OpenVPNAuth tunes the OpenVPN authenticator (bcrypt slots, cache, failure limits).
 	OpenVPNAuth OpenVPNAuthConfig
 }

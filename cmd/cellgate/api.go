@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
@@ -24,6 +25,7 @@ type apiConfig struct {
 	api             api.Config
 	trustedProxies  string
 	tunnelPublicKey string
+	openvpnDir      string
 }
 
 func (c *apiConfig) register(f *flags) {
@@ -38,6 +40,7 @@ func (c *apiConfig) register(f *flags) {
 	f.string(&c.tunnelPublicKey, "tunnel-public-key", "CELLGATE_TUNNEL_PUBLIC_KEY", "", "the relay's Noise static public key (standard base64 of 32 bytes), handed to devices at enrollment (empty: none yet)")
 	f.string(&c.api.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "", "host:port of the relay's UDP port that devices dial, handed to them at enrollment (empty: none yet)")
 	f.string(&c.api.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "shared token of the internal API /internal/v1 that the relay calls (empty: internal API off)")
+	f.string(&c.openvpnDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory from cellgate openvpn init (or a copy of its relay.json, ca.crt and tls-crypt.key), for client profiles (empty: none)")
 	f.string(&c.api.TunnelControlURL, "tunnel-control-url", "CELLGATE_TUNNEL_CONTROL_URL", "", "the relay's control API (e.g. http://127.0.0.1:7401) that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
 	f.string(&c.api.TunnelControlToken, "tunnel-control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the relay's control API")
 	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", api.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
@@ -98,6 +101,13 @@ func (c *apiConfig) checkTunnel() error {
 		if c.api.TunnelControlToken == "" {
 			return errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) is required with a tunnel control URL")
 		}
+	}
+	if c.openvpnDir != "" {
+		srv, err := openvpn.LoadServer(c.openvpnDir)
+		if err != nil {
+			return fmt.Errorf("CELLGATE_OPENVPN_DIR (-openvpn-dir): %w", err)
+		}
+		c.api.OpenVPN = srv
 	}
 	if c.api.OpenVPNAuth.BcryptWait <= 0 {
 		return fmt.Errorf("ovpn-bcrypt-wait must be positive, got %v", c.api.OpenVPNAuth.BcryptWait)
