@@ -70,7 +70,7 @@ func TestOpenVPNEndToEnd(t *testing.T) {
 	s := startStack(t, top)
 	devID, _ := s.device(ctx, "phone-1")
 	s.waitLive(ctx, devID, 30*time.Second)
-	top.Relay.Start(t, "openvpn", "--config", filepath.Join(ovpnDir, "server.conf"))
+	ovpnServer := top.Relay.Start(t, "openvpn", "--config", filepath.Join(ovpnDir, "server.conf"))
 
 	conn, password, profile := s.openvpnConnection(ctx, devID)
 
@@ -118,6 +118,16 @@ func TestOpenVPNEndToEnd(t *testing.T) {
 	}
 	if err := fresh.WaitOutput(ctx, "AUTH_FAILED"); err != nil {
 		t.Errorf("after delete the session: %v", err)
+	}
+
+	// The server's log, with every hook's lines in it, never shows a password.
+	for _, p := range []string{password, regen.Password} {
+		if strings.Contains(ovpnServer.Output(), p) {
+			t.Errorf("the OpenVPN server's log (and its hooks') contains a password")
+		}
+	}
+	if !strings.Contains(ovpnServer.Output(), "hook=auth") {
+		t.Errorf("the OpenVPN server's log has no line of the auth hook; the check above proves nothing:\n%s", ovpnServer.Output())
 	}
 }
 
