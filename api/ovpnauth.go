@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/cellgate/cellgate/credential"
@@ -102,6 +104,9 @@ type ovpnAuth struct {
 	// byUser and byIP count failed logins; a login takes a token of each up front and gives
 	// them back when its password was right or it could not be checked.
 	byUser, byIP *limiter
+	// flight lets identical logins that arrive together (a reconnect storm of one credential)
+	// share one bcrypt check: keyed by the credential's MAC and password version.
+	flight singleflight.Group
 }
 
 func newOvpnAuth(cfg OpenVPNAuthConfig, sessions DeviceSessions, st *store.Store, log *slog.Logger) *ovpnAuth {
@@ -236,7 +241,15 @@ func (a *ovpnAuth) verify(ctx context.Context, login store.ConnectionLogin, foun
 		if a.cache.hit(login.ConnectionID, login.PasswordVersion, mac, time.Now()) {
 			return true, nil
 		}
+		key := string(mac[:]) + "/" + strconv.Itoa(login.PasswordVersion)
+		ok, err, _ := a.flight.Do(key, func() (any, error) { return a.check1(ctx, login, usable, password, mac) })
+		return ok.(bool), err
 	}
+	return a.check1(ctx, login, usable, password, mac)
+}
+
+// check1 is verify's one bcrypt check, in a slot.
+func (a *ovpnAuth) check1(ctx context.Context, login store.ConnectionLogin, usable bool, password string, mac [sha256.Size]byte) (bool, error) {
 	if err := a.acquire(ctx); err != nil {
 		return false, err
 	}

@@ -722,3 +722,39 @@ func TestOvpnAuthBadInput(t *testing.T) {
 		wantError(t, off.internal("").do(t, http.MethodPost, "/internal/v1/openvpn/"+p, valid), http.StatusNotFound, "")
 	}
 }
+
+// TestOvpnAuthConcurrentLoginsShareOneCheck: identical logins that arrive together (a client
+// retrying, several devices on one profile) wait for one bcrypt check instead of each
+// spending their own.
+func TestOvpnAuthConcurrentLoginsShareOneCheck(t *testing.T) {
+	t.Parallel()
+	const n = 8 // under the failure limit's burst, which in-flight logins hold a token of
+	entered := make(chan struct{}, n)
+	release := make(chan struct{})
+	cfg := tunnelConfig()
+	cfg.OpenVPNAuth.CheckPassword = func(hash, password string) bool {
+		entered <- struct{}{}
+		<-release
+		return cheapDummy(hash, password)
+	}
+	e := newOvpnEnv(t, cfg)
+	const pw = "storm-of-one-credential"
+	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
+
+	results := make(chan authAnswer, n)
+	for range n {
+		go func() { // ends when its request is answered
+			got, _ := e.auth(t, user, pw, e.ip())
+			results <- got
+		}()
+	}
+	<-entered // the first check runs; give the others time to line up behind it
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	for i := range n {
+		wantAuth(t, fmt.Sprintf("concurrent login %d", i), <-results, "", id)
+	}
+	if got := e.bcrypts.Load(); got != 1 {
+		t.Errorf("%d identical concurrent logins cost %d bcrypt checks, want 1", n, got)
+	}
+}
