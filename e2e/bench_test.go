@@ -3,23 +3,19 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/agent"
 	"golang.org/x/sys/unix"
 )
 
@@ -349,49 +345,34 @@ func parseIperf3(out []byte) (iperfResult, error) {
 	}, nil
 }
 
-// benchStack is cellgate running in a benchmark's topology, started the way startStack starts
-// it for TestTunnelEndToEnd; stack's helpers take a *testing.T, and a benchmark has a
-// *testing.B.
-type benchStack struct {
-	top          *Topology
-	bin, dataDir string
-	env          map[string]string
-	op           *agent.Operator
-}
-
 // startCellgate starts cellgate in a fresh topology — `cellgate dev` and `cellgate tunnel`
-// (with --benchmark-no-accounting unless accounting) in the relay namespace, `cellgate agent`
-// in the phone namespace — and routes the client through an unlimited connection on the
-// device.
+// (with --benchmark-no-accounting unless accounting, and the production usage report period)
+// in the relay namespace, `cellgate agent` in the phone namespace — and routes the client
+// through an unlimited connection on the device.
 func startCellgate(b *testing.B, accounting bool) *benchPath {
 	b.Helper()
 	top, server := benchTopology(b)
-	s := startBenchStack(b, top)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	args := []string{"--log-level", "info"}
+	args := []string{"--report-every", "5s", "--log-level", "info"}
 	if !accounting {
 		args = append(args, "--benchmark-no-accounting")
 	}
-	tunnel := s.startTunnel(ctx, b, args...)
-	devID, agentProc := s.device(ctx, b, "bench-phone")
-	s.waitLive(ctx, b, devID)
-	connID := s.connection(ctx, b, devID)
-	if err := s.control(ctx, http.MethodPost, "/clients", map[string]any{
-		"client_ip": ClientAddr, "connection_id": connID, "device_id": devID,
-		"limit": 0, "used": 0, "epoch": 1,
-	}, nil); err != nil {
-		b.Fatalf("route client: %v", err)
-	}
+	s := startStack(b, top, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	devID, agentProc := s.device(ctx, "bench-phone")
+	s.waitLive(ctx, devID, 30*time.Second)
+	connID := s.connection(ctx, devID, 0)
+	s.route(ctx, connID, devID, 0, 0, 1)
 	checkPath(b, top, server)
 	return &benchPath{
-		top: top, relay: tunnel, phone: agentProc, accounting: accounting,
+		top: top, relay: s.tunnel, phone: agentProc, accounting: accounting,
+		// These run on the sub-benchmarks' goroutines: they return errors, never fail b.
 		sent: func(ctx context.Context) (int64, error) {
-			st, err := s.stats(ctx)
+			st, err := s.readStats(ctx)
 			return st.Counters.FromClientBytes, err
 		},
 		used: func(ctx context.Context) (int64, error) {
-			st, err := s.stats(ctx)
+			st, err := s.readStats(ctx)
 			if err != nil {
 				return 0, err
 			}
@@ -402,165 +383,6 @@ func startCellgate(b *testing.B, accounting bool) *benchPath {
 			}
 			return 0, fmt.Errorf("tunnel stats have no connection %s", connID)
 		},
-	}
-}
-
-// startBenchStack starts `cellgate dev` in the relay namespace and logs in as its operator.
-func startBenchStack(b *testing.B, top *Topology) *benchStack {
-	b.Helper()
-	bin := BuildCellgate(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	root, err := RepoRoot(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Postgres runs as the postgres user: its data directory may not sit under a 0700 one.
-	dataDir, err := os.MkdirTemp("", "cellgate-e2e-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dataDir) })
-	if err := os.Chmod(dataDir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	dev := top.Relay.Command(context.Background(), bin, "dev",
-		"--data-dir", dataDir, "--temporal-bin", filepath.Join(root, "bin", "temporal"),
-		"--listen", "0.0.0.0:"+apiPort, "--tunnel=false")
-	dev.Env = append(os.Environ(),
-		"CELLGATE_TUNNEL_ENDPOINT="+RelayUplink+":"+tunnelPort, "CELLGATE_LOG_LEVEL=info")
-	p := top.Relay.StartCmd(b, dev)
-	if err := p.WaitOutput(ctx, "cellgate dev is running"); err != nil {
-		b.Fatalf("cellgate dev: %v", err)
-	}
-	s := &benchStack{top: top, bin: bin, dataDir: dataDir}
-	if s.env, err = readEnvFile(filepath.Join(dataDir, "dev.env")); err != nil {
-		b.Fatal(err)
-	}
-	s.op, err = agent.Login(ctx, "http://127.0.0.1:"+apiPort, top.Relay.HTTPClient(),
-		s.env["CELLGATE_OPERATOR_EMAIL"], s.env["CELLGATE_OPERATOR_PASSWORD"])
-	if err != nil {
-		b.Fatalf("operator login: %v", err)
-	}
-	return s
-}
-
-// readEnvFile reads the KEY='value' lines of a dev.env file.
-func readEnvFile(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read dev env: %w", err)
-	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			env[k] = strings.Trim(v, "'")
-		}
-	}
-	return env, nil
-}
-
-// startTunnel starts `cellgate tunnel` with extra args in the relay namespace, as
-// stack.startTunnel does but with the default usage report period (5 s, as in production),
-// and waits until it runs.
-func (s *benchStack) startTunnel(ctx context.Context, b *testing.B, args ...string) *Proc {
-	b.Helper()
-	cmd := s.top.Relay.Command(context.Background(), s.bin, append([]string{"tunnel",
-		"--listen", RelayUplink + ":" + tunnelPort, "--control-listen", controlAddr,
-		"--key", filepath.Join(s.dataDir, "tunnel.key"), "--api", "http://127.0.0.1:" + apiPort},
-		args...)...)
-	cmd.Env = append(os.Environ(),
-		"CELLGATE_INTERNAL_TOKEN="+s.env["CELLGATE_INTERNAL_TOKEN"],
-		"CELLGATE_TUNNEL_CONTROL_TOKEN="+s.env["CELLGATE_TUNNEL_CONTROL_TOKEN"])
-	p := s.top.Relay.StartCmd(b, cmd)
-	if err := p.WaitOutput(ctx, "tunnel: running"); err != nil {
-		b.Fatalf("cellgate tunnel: %v", err)
-	}
-	return p
-}
-
-// device creates a device and starts `cellgate agent` for it in the phone namespace.
-func (s *benchStack) device(ctx context.Context, b *testing.B, name string) (string, *Proc) {
-	b.Helper()
-	d, err := s.op.CreateDevice(ctx, name)
-	if err != nil {
-		b.Fatalf("create device: %v", err)
-	}
-	cmd := s.top.Phone.Command(context.Background(), s.bin, "agent",
-		"--api", "http://"+RelayUplink+":"+apiPort, "--enroll", d.EnrollmentToken,
-		"--device-state", filepath.Join(s.dataDir, name+".json"),
-		"--uplink", PhoneUplinkDev, "--tun", "cgd0", "--log-level", "info")
-	cmd.Env = os.Environ()
-	return d.ID, s.top.Phone.StartCmd(b, cmd)
-}
-
-// connection creates an unlimited OpenVPN connection on device and returns its id.
-func (s *benchStack) connection(ctx context.Context, b *testing.B, deviceID string) string {
-	b.Helper()
-	var out struct {
-		Connection struct {
-			ID string `json:"id"`
-		} `json:"connection"`
-		ID string `json:"id"`
-	}
-	if err := s.op.Call(ctx, http.MethodPost, "/api/v1/connections", map[string]any{
-		"device_id": deviceID, "name": "bench", "protocol": "openvpn", "bandwidth_limit": 0,
-	}, &out); err != nil {
-		b.Fatalf("create connection: %v", err)
-	}
-	if out.Connection.ID != "" {
-		return out.Connection.ID
-	}
-	return out.ID
-}
-
-// control calls the tunnel's control API: stack.control, which uses nothing of a stack but
-// its topology and environment.
-func (s *benchStack) control(ctx context.Context, method, path string, in, out any) error {
-	_, err := (&stack{top: s.top, env: s.env}).control(ctx, method, path, in, out)
-	return err
-}
-
-// benchStats is the part of the tunnel's GET /stats the benchmark reads.
-type benchStats struct {
-	Sessions []struct {
-		DeviceID string `json:"device_id"`
-		Live     bool   `json:"live"`
-	} `json:"sessions"`
-	Connections []struct {
-		ConnectionID string `json:"connection_id"`
-		Used         int64  `json:"used"`
-	} `json:"connections"`
-	Counters struct {
-		FromClientBytes int64 `json:"from_client_bytes"`
-	} `json:"counters"`
-}
-
-func (s *benchStack) stats(ctx context.Context) (benchStats, error) {
-	var st benchStats
-	err := s.control(ctx, http.MethodGet, "/stats", nil, &st)
-	return st, err
-}
-
-// waitLive waits until device id has a live session at the tunnel.
-func (s *benchStack) waitLive(ctx context.Context, b *testing.B, id string) {
-	b.Helper()
-	for {
-		st, err := s.stats(ctx)
-		if err != nil {
-			b.Fatalf("tunnel stats: %v", err)
-		}
-		for _, sess := range st.Sessions {
-			if sess.DeviceID == id && sess.Live {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			b.Fatalf("device %s has no live tunnel session: %v", id, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
 	}
 }
 

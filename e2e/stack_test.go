@@ -23,7 +23,7 @@ import (
 // and worker) and `cellgate tunnel` in the relay namespace, and `cellgate agent` in the phone
 // namespace.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	top     *Topology
 	bin     string
 	dataDir string
@@ -40,9 +40,9 @@ const (
 	controlAddr = "127.0.0.1:7401"
 )
 
-// startStack starts the dev stack and the tunnel in the relay namespace and logs in as the
-// dev operator.
-func startStack(t *testing.T, top *Topology) *stack {
+// startStack starts the dev stack and the tunnel (with tunnelArgs, see startTunnel) in the
+// relay namespace and logs in as the dev operator. It serves tests and benchmarks alike.
+func startStack(t testing.TB, top *Topology, tunnelArgs ...string) *stack {
 	t.Helper()
 	bin := BuildCellgate(t)
 	root, err := RepoRoot(context.Background())
@@ -74,7 +74,7 @@ func startStack(t *testing.T, top *Topology) *stack {
 		t.Fatalf("cellgate dev: %v", err)
 	}
 	s.env = readEnv(t, filepath.Join(dataDir, "dev.env"))
-	s.startTunnel(ctx)
+	s.startTunnel(ctx, tunnelArgs...)
 
 	s.op, err = agent.Login(ctx, s.apiURL, top.Relay.HTTPClient(), s.env["CELLGATE_OPERATOR_EMAIL"], s.env["CELLGATE_OPERATOR_PASSWORD"])
 	if err != nil {
@@ -83,13 +83,15 @@ func startStack(t *testing.T, top *Topology) *stack {
 	return s
 }
 
-// startTunnel starts `cellgate tunnel` in the relay namespace and waits until it runs.
-func (s *stack) startTunnel(ctx context.Context) {
+// startTunnel starts `cellgate tunnel` in the relay namespace and waits until it runs. Its
+// flags report usage every second and log at debug level; args come after them (a repeated
+// flag's last value wins), e.g. the benchmark's production report period.
+func (s *stack) startTunnel(ctx context.Context, args ...string) {
 	s.t.Helper()
-	cmd := s.top.Relay.Command(context.Background(), s.bin, "tunnel",
-		"--listen", RelayUplink+":"+tunnelPort, "--control-listen", controlAddr,
+	cmd := s.top.Relay.Command(context.Background(), s.bin, append([]string{"tunnel",
+		"--listen", RelayUplink + ":" + tunnelPort, "--control-listen", controlAddr,
 		"--key", filepath.Join(s.dataDir, "tunnel.key"), "--api", s.apiURL,
-		"--report-every", "1s", "--log-level", "debug")
+		"--report-every", "1s", "--log-level", "debug"}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"CELLGATE_INTERNAL_TOKEN="+s.env["CELLGATE_INTERNAL_TOKEN"],
 		"CELLGATE_TUNNEL_CONTROL_TOKEN="+s.env["CELLGATE_TUNNEL_CONTROL_TOKEN"])
@@ -99,7 +101,8 @@ func (s *stack) startTunnel(ctx context.Context) {
 	}
 }
 
-func readEnv(t *testing.T, path string) map[string]string {
+// readEnv reads the KEY='value' lines of a dev.env file.
+func readEnv(t testing.TB, path string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -176,18 +179,27 @@ type tunnelStats struct {
 		Blocked      bool   `json:"blocked"`
 	} `json:"connections"`
 	Counters struct {
-		Handshakes uint64            `json:"handshakes"`
-		Drops      map[string]uint64 `json:"drops"`
+		Handshakes      uint64            `json:"handshakes"`
+		FromClientBytes int64             `json:"from_client_bytes"`
+		Drops           map[string]uint64 `json:"drops"`
 	} `json:"counters"`
 }
 
+// stats reads the tunnel's GET /stats and fails the test if it cannot.
 func (s *stack) stats(ctx context.Context) tunnelStats {
 	s.t.Helper()
-	var st tunnelStats
-	if _, err := s.control(ctx, http.MethodGet, "/stats", nil, &st); err != nil {
+	st, err := s.readStats(ctx)
+	if err != nil {
 		s.t.Fatalf("tunnel stats: %v", err)
 	}
 	return st
+}
+
+// readStats reads the tunnel's GET /stats; unlike stats it may run on any goroutine.
+func (s *stack) readStats(ctx context.Context) (tunnelStats, error) {
+	var st tunnelStats
+	_, err := s.control(ctx, http.MethodGet, "/stats", nil, &st)
+	return st, err
 }
 
 // waitLive waits until device id has a live session at the tunnel and returns how long it took.

@@ -81,10 +81,11 @@ type ClientCounters struct {
 // and moves packets between the TUN and the tunnel's UDP endpoint.
 //
 // Run starts three goroutines, each owned by Run:
-//   - the socket reader decrypts packets from the tunnel and writes them to the TUN; it ends
-//     when Run closes the socket;
-//   - the TUN reader encrypts packets read from the TUN and sends them; it ends at the first
-//     TUN read that returns after ctx ended, or when the TUN fails;
+//   - the socket reader reads batches of datagrams (recvmmsg), decrypts them and writes
+//     their packets to the TUN in one batch; it ends when Run closes the socket;
+//   - the TUN reader encrypts batches of packets read from the TUN and sends each batch
+//     with one sendmmsg; it ends at the first TUN read that returns after ctx ended, or
+//     when the TUN fails;
 //   - the timer loop owns the handshake and timer state: it initiates and completes
 //     handshakes, sends keepalives and forgets expired sessions; it ends with ctx.
 //
@@ -238,14 +239,19 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("run client: listen udp: %w", err)
 	}
 	c.conn = pc.(*net.UDPConn)
+	io, err := newBatchIO(c.conn, udpBatchSize)
+	if err != nil {
+		c.conn.Close()
+		return fmt.Errorf("run client: %w", err)
+	}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Go(func() { c.readSocket(runCtx) })
+	wg.Go(func() { c.readSocket(runCtx, io) })
 	wg.Go(func() { c.runTimers(runCtx) })
 	wg.Go(func() {
-		if err := c.readTUN(runCtx); err != nil {
+		if err := c.readTUN(runCtx, io); err != nil {
 			cancel(err)
 		}
 	})
@@ -308,27 +314,38 @@ func (c *Client) write(b []byte) bool {
 	return err == nil
 }
 
-// readTUN is the TUN reader: it sends every packet read from the TUN to the tunnel, encrypted
-// in place behind headroom for the transport header. It returns nil at the first read that
+// readTUN is the TUN reader: it reads batches of packets from the TUN (a super-packet arrives
+// split into MTU-sized packets), seals each in place behind headroom for the transport
+// header, and sends the batch with one sendmmsg. It returns nil at the first read that
 // returns after ctx ended, and the read's error if the TUN fails before.
-func (c *Client) readTUN(ctx context.Context) error {
-	buf := make([]byte, TransportHeaderSize+c.mtu+TagSize)
+func (c *Client) readTUN(ctx context.Context, io batchIO) error {
+	tb := newTUNBatch(c.tun.BatchSize(), c.mtu)
+	o := newOutbox(len(tb.bufs))
 	for {
-		n, err := c.tun.Read(buf[TransportHeaderSize : TransportHeaderSize+c.mtu])
+		n, err := c.tun.Read(tb.bufs, tb.sizes, TransportHeaderSize)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("read tun: %w", err)
+			if !errors.Is(err, ErrTooManySegments) {
+				return fmt.Errorf("read tun: %w", err)
+			}
+			c.drop(DropOversize) // the rest of the super-packet is lost
 		}
-		c.sendPacket(buf, n)
+		now := c.now()
+		for i := range n {
+			c.sealPacket(tb.bufs[i], tb.sizes[i], now, o)
+		}
+		if err := c.sendBatch(io, o, now); err != nil {
+			return nil // the socket is closed: Run is ending
+		}
 	}
 }
 
-// sendPacket encrypts the packet at buf[TransportHeaderSize:TransportHeaderSize+n] in place
-// on the current session and sends it; buf has TagSize bytes of room after the packet. It
-// does not allocate.
-func (c *Client) sendPacket(buf []byte, n int) {
+// sealPacket encrypts the packet at buf[TransportHeaderSize:TransportHeaderSize+n] in place
+// on the current session and queues it in o; buf has TagSize bytes of room after the packet.
+// It does not allocate.
+func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *outbox) {
 	plain := buf[TransportHeaderSize : TransportHeaderSize+n]
 	if n == 0 || plain[0]>>4 != 4 {
 		c.drop(DropNotIPv4) // the relay forwards IPv4 only: do not spend the uplink on it
@@ -339,9 +356,13 @@ func (c *Client) sendPacket(buf []byte, n int) {
 		c.drop(DropDeviceOffline) // no session yet
 		return
 	}
-	now := c.now()
 	if s.Expired(now) {
 		c.drop(DropExpired) // and no new session yet: the timer loop is handshaking
+		return
+	}
+	ep := c.endpoint.Load()
+	if ep == nil {
+		c.drop(DropWriteFailed)
 		return
 	}
 	pkt, err := s.Encrypt(buf[:0], plain)
@@ -349,21 +370,41 @@ func (c *Client) sendPacket(buf []byte, n int) {
 		c.drop(DropExpired) // counter exhausted; n ≤ mtu rules out ErrPayloadTooLong
 		return
 	}
-	if !c.write(pkt) {
-		c.drop(DropWriteFailed)
-		return
-	}
-	c.tx.last.Store(c.stamp(now))
-	c.tx.bytes.Add(uint64(n))
-	c.tx.packets.Add(1)
+	o.add(pkt, *ep, n)
 }
 
-// readSocket is the socket reader: it handles every datagram until Run closes the socket.
-func (c *Client) readSocket(ctx context.Context) {
-	buf := make([]byte, MaxPacketSize)
+// sendBatch sends o's datagrams to the tunnel, counts each as sent or dropped and empties o.
+// It fails only when the socket is closed.
+func (c *Client) sendBatch(io batchIO, o *outbox, now time.Time) error {
+	if o.n == 0 {
+		return nil
+	}
+	err := io.write(o)
+	var packets, bytes uint64
+	for i := range o.n {
+		if o.ok[i] {
+			packets++
+			bytes += uint64(o.lens[i])
+		} else {
+			c.drop(DropWriteFailed)
+		}
+	}
+	o.n = 0
+	if packets > 0 {
+		c.tx.last.Store(c.stamp(now))
+		c.tx.bytes.Add(bytes)
+		c.tx.packets.Add(packets)
+	}
+	return err
+}
+
+// readSocket is the socket reader: it reads batches of datagrams (recvmmsg), handles each,
+// and writes the packets they carry to the TUN in one batch, until Run closes the socket.
+func (c *Client) readSocket(ctx context.Context, io batchIO) {
+	d := newDatagrams(udpBatchSize, TransportHeaderSize+c.mtu+TagSize)
+	tb := newTUNBatch(0, c.mtu)
 	for {
-		n, from, err := c.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
+		if err := io.read(d); err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -372,20 +413,50 @@ func (c *Client) readSocket(ctx context.Context) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		c.receive(buf[:n], from)
+		c.receiveBatch(d, tb)
 	}
 }
 
-// receive handles one datagram from the network. It does not allocate.
-func (c *Client) receive(b []byte, from netip.AddrPort) {
+// receiveBatch handles the datagrams d holds and writes the packets they carry to the TUN,
+// with tb's out and lens as scratch space. It does not allocate.
+func (c *Client) receiveBatch(d *datagrams, tb *tunBatch) {
+	tb.out, tb.lens = tb.out[:0], tb.lens[:0]
+	for i := range d.n {
+		// The plaintext is decrypted in place, right behind the transport header.
+		if plain := c.receive(d.pkts[i], d.from[i]); len(plain) > 0 {
+			tb.out = append(tb.out, d.pkts[i][:TransportHeaderSize+len(plain)])
+			tb.lens = append(tb.lens, len(plain))
+		}
+	}
+	if len(tb.out) == 0 {
+		return
+	}
+	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.out.
+	if _, err := c.tun.Write(tb.out, TransportHeaderSize); err != nil {
+		for range tb.lens {
+			c.drop(DropWriteFailed)
+		}
+		return
+	}
+	var bytes uint64
+	for _, n := range tb.lens {
+		bytes += uint64(n)
+	}
+	c.rx.bytes.Add(bytes)
+	c.rx.packets.Add(uint64(len(tb.lens)))
+}
+
+// receive handles one datagram from the network and returns the packet it carries for the
+// TUN, decrypted in place (at b[TransportHeaderSize:]), or nil. It does not allocate.
+func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
 	p, d := ParsePacket(b)
 	if d != DropNone {
 		c.drop(d)
-		return
+		return nil
 	}
 	switch p.Type {
 	case PacketTransport:
-		c.receiveTransport(p)
+		return c.receiveTransport(p)
 	case PacketResponse:
 		var r [ResponseSize]byte
 		copy(r[:], b)
@@ -402,7 +473,7 @@ func (c *Client) receive(b []byte, from netip.AddrPort) {
 		if cur == nil || p.Receiver != cur.RemoteIndex() || ep == nil ||
 			netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != *ep {
 			c.drop(DropUnknownIndex)
-			return
+			return nil
 		}
 		select {
 		case c.hints <- p.Receiver:
@@ -411,44 +482,40 @@ func (c *Client) receive(b []byte, from netip.AddrPort) {
 	default:
 		c.drop(DropUnexpected)
 	}
+	return nil
 }
 
-// receiveTransport decrypts a transport packet in place with the session it names and writes
-// its plaintext to the TUN.
-func (c *Client) receiveTransport(p Packet) {
+// receiveTransport decrypts a transport packet in place with the session it names and returns
+// its plaintext for the TUN, nil for a keepalive or a refused packet.
+func (c *Client) receiveTransport(p Packet) []byte {
 	s := c.current.Load()
 	if s == nil || s.LocalIndex() != p.Receiver {
 		s = c.previous.Load()
 		if s == nil || s.LocalIndex() != p.Receiver {
 			c.drop(DropUnknownIndex)
-			return
+			return nil
 		}
 	}
 	now := c.now()
 	if s.Expired(now) {
 		c.drop(DropExpired)
-		return
+		return nil
 	}
 	plain, d := s.Decrypt(p.Body[:0], p)
 	if d != DropNone {
 		c.drop(d)
-		return
+		return nil
 	}
 	c.rx.last.Store(c.stamp(now))
 	if len(plain) == 0 {
 		c.rx.keepalives.Add(1)
-		return
+		return nil
 	}
 	if len(plain) > c.mtu {
 		c.drop(DropOversize)
-		return
+		return nil
 	}
-	if _, err := c.tun.Write(plain); err != nil {
-		c.drop(DropWriteFailed)
-		return
-	}
-	c.rx.bytes.Add(uint64(len(plain)))
-	c.rx.packets.Add(1)
+	return plain
 }
 
 // clientTimers is the timer loop's state; only the timer loop touches it.

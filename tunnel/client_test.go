@@ -720,9 +720,10 @@ func TestNewClient(t *testing.T) {
 // clientNullTUN is a TUN that discards writes without copying and never reads.
 type clientNullTUN struct{}
 
-func (clientNullTUN) Read([]byte) (int, error)    { select {} }
-func (clientNullTUN) Write(p []byte) (int, error) { return len(p), nil }
-func (clientNullTUN) Close() error                { return nil }
+func (clientNullTUN) Read([][]byte, []int, int) (int, error)  { select {} }
+func (clientNullTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
+func (clientNullTUN) BatchSize() int                          { return 1 }
+func (clientNullTUN) Close() error                            { return nil }
 
 // pathClient is a Client that is not running, with a session installed by hand and a socket
 // sending to a sink nobody reads, so tests and benchmarks call its packet paths directly.
@@ -766,58 +767,84 @@ func pathClient(tb testing.TB) (c *Client, relay *Session) {
 	return c, relay
 }
 
+// sendBatchOf seals and sends a batch of copies of pkt through c's packet path, as readTUN does.
+func sendBatchOf(tb testing.TB, c *Client, io batchIO, in *tunBatch, o *outbox, pkt []byte) {
+	now := c.now()
+	for i := range in.bufs {
+		in.sizes[i] = copy(in.bufs[i][TransportHeaderSize:], pkt) // sealing overwrote it
+		c.sealPacket(in.bufs[i], in.sizes[i], now, o)
+	}
+	if err := c.sendBatch(io, o, now); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// receiveBatchOf hands c a batch of datagrams carrying pkt, sealed by relay, as readSocket
+// does.
+func receiveBatchOf(c *Client, relay *Session, d *datagrams, out *tunBatch, pkt []byte) {
+	from := netip.MustParseAddrPort("127.0.0.1:7400")
+	d.n = 0
+	for i := range d.bufs {
+		b, _ := relay.Encrypt(d.bufs[i][:0], pkt)
+		d.add(b, from)
+	}
+	c.receiveBatch(d, out)
+}
+
 func TestClientPacketPathDoesNotAllocate(t *testing.T) {
 	c, relay := pathClient(t)
-	const runs = 200
+	io, err := newBatchIO(c.conn, udpBatchSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runs, batch = 200, 16
 	pkt := clientPacket(0x42, 1400)
 
-	buf := make([]byte, TransportHeaderSize+c.mtu+TagSize)
-	allocs := testing.AllocsPerRun(runs, func() {
-		copy(buf[TransportHeaderSize:], pkt) // the previous run encrypted it in place
-		c.sendPacket(buf, len(pkt))
-	})
+	in, o := newTUNBatch(batch, c.mtu), newOutbox(batch)
+	allocs := testing.AllocsPerRun(runs, func() { sendBatchOf(t, c, io, in, o, pkt) })
 	if allocs != 0 {
-		t.Errorf("send path allocs = %v, want 0", allocs)
+		t.Errorf("send path allocs per batch of %d = %v, want 0", batch, allocs)
 	}
-	if got := c.tx.packets.Load(); got != runs+1 { // AllocsPerRun warms up with one run
-		t.Errorf("sent %d packets, want %d", got, runs+1)
+	if got, want := c.tx.packets.Load(), uint64((runs+1)*batch); got != want { // AllocsPerRun warms up with one run
+		t.Errorf("sent %d packets, want %d (drops %v)", got, want, c.Status().Counters.Drops)
 	}
 
-	wire := make([]byte, 0, MaxPacketSize)
-	from := netip.MustParseAddrPort("127.0.0.1:7400")
-	allocs = testing.AllocsPerRun(runs, func() {
-		b, _ := relay.Encrypt(wire, pkt)
-		c.receive(b, from)
-	})
+	d, out := newDatagrams(batch, TransportHeaderSize+c.mtu+TagSize), newTUNBatch(0, c.mtu)
+	allocs = testing.AllocsPerRun(runs, func() { receiveBatchOf(c, relay, d, out, pkt) })
 	if allocs != 0 {
-		t.Errorf("receive path allocs = %v, want 0", allocs)
+		t.Errorf("receive path allocs per batch of %d = %v, want 0", batch, allocs)
 	}
-	if got := c.rx.packets.Load(); got != runs+1 {
-		t.Errorf("received %d packets, want %d (drops %v)", got, runs+1, c.Status().Counters.Drops)
+	if got, want := c.rx.packets.Load(), uint64((runs+1)*batch); got != want {
+		t.Errorf("received %d packets, want %d (drops %v)", got, want, c.Status().Counters.Drops)
 	}
 }
 
 func BenchmarkClientSend1400(b *testing.B) {
 	c, _ := pathClient(b)
-	pkt := clientPacket(0x42, 1400)
-	buf := make([]byte, TransportHeaderSize+c.mtu+TagSize)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for b.Loop() {
-		copy(buf[TransportHeaderSize:], pkt)
-		c.sendPacket(buf, len(pkt))
+	io, err := newBatchIO(c.conn, udpBatchSize)
+	if err != nil {
+		b.Fatal(err)
 	}
+	const batch = 32
+	pkt := clientPacket(0x42, 1400)
+	in, o := newTUNBatch(batch, c.mtu), newOutbox(batch)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)) * batch)
+	for b.Loop() {
+		sendBatchOf(b, c, io, in, o, pkt)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/pkt")
 }
 
 func BenchmarkClientReceive1400(b *testing.B) {
 	c, relay := pathClient(b)
+	const batch = 32
 	pkt := clientPacket(0x42, 1400)
-	wire := make([]byte, 0, MaxPacketSize)
-	from := netip.MustParseAddrPort("127.0.0.1:7400")
+	d, out := newDatagrams(batch, TransportHeaderSize+c.mtu+TagSize), newTUNBatch(0, c.mtu)
 	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
+	b.SetBytes(int64(len(pkt)) * batch)
 	for b.Loop() {
-		w, _ := relay.Encrypt(wire, pkt)
-		c.receive(w, from)
+		receiveBatchOf(c, relay, d, out, pkt)
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/pkt")
 }

@@ -58,11 +58,13 @@ type RelayConfig struct {
 // device, and forwards packets between cg0 and the devices, counting each against its proxy
 // connection.
 //
-// Goroutines (all started by Run, all ended before it returns): one reads the UDP socket
-// (transport packets are handled inline; initiations are queued to the handshake goroutine,
-// which may wait for the Directory), one reads the TUN, and one keeps house (clock, session
-// expiry, revalidation of devices). Run's end closes the socket and the TUN, which ends the
-// two readers.
+// Goroutines (all started by Run, all ended before it returns): one reads the UDP socket in
+// batches (recvmmsg; transport packets are handled inline and the batch's packets for the
+// clients written to the TUN at once; initiations are queued to the handshake goroutine,
+// which may wait for the Directory), one reads the TUN in batches and sends each batch with
+// one sendmmsg, and one keeps house (clock, session expiry, revalidation of devices). Each
+// reader owns its batch buffers. Run's end closes the socket and the TUN, which ends the two
+// readers.
 //
 // Locking: the packet path takes no lock. It reads the index and device maps through atomic
 // pointers to immutable maps (copy on write, like RouteTable), and a peer's sessions and
@@ -176,6 +178,12 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 // Run forwards packets until ctx ends, then closes the socket and the TUN and returns nil; it
 // returns an error if a reader fails for another reason.
 func (r *Relay) Run(ctx context.Context) error {
+	io, err := newBatchIO(r.cfg.Conn, udpBatchSize)
+	if err != nil {
+		r.cfg.Conn.Close()
+		r.cfg.TUN.Close()
+		return fmt.Errorf("run relay: %w", err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		<-ctx.Done()
@@ -183,8 +191,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.cfg.TUN.Close()
 		return nil
 	})
-	g.Go(func() error { return r.readUDP(ctx) })
-	g.Go(func() error { return r.readTUN(ctx) })
+	g.Go(func() error { return r.readUDP(ctx, io) })
+	g.Go(func() error { return r.readTUN(ctx, io) })
 	g.Go(func() error { r.handshakeLoop(ctx); return nil })
 	g.Go(func() error { r.housekeeping(ctx); return nil })
 	return g.Wait()
@@ -235,13 +243,15 @@ func (r *Relay) live(p *peer, now int64) bool {
 		!s.Expired(time.Unix(0, now))
 }
 
-// readUDP is the device side of the packet path. It exits when the socket is closed.
-func (r *Relay) readUDP(ctx context.Context) error {
-	buf := make([]byte, MaxPacketSize)
-	out := make([]byte, 0, KeepaliveSize)
+// readUDP is the device side of the packet path: it reads batches of datagrams (recvmmsg),
+// decrypts each in place, and writes the admitted packets to the TUN in one batch. It exits
+// when the socket is closed.
+func (r *Relay) readUDP(ctx context.Context, io batchIO) error {
+	d := newDatagrams(udpBatchSize, TransportHeaderSize+r.cfg.MTU+TagSize)
+	tb := newTUNBatch(0, r.cfg.MTU)
+	reply := make([]byte, 0, KeepaliveSize)
 	for {
-		n, from, err := r.cfg.Conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
+		if err := io.read(d); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -251,17 +261,44 @@ func (r *Relay) readUDP(ctx context.Context) error {
 			r.metrics.Drop(DropWriteFailed)
 			continue
 		}
-		r.handleDatagram(buf[:n], from, out[:0])
+		r.handleDatagrams(d, tb, reply)
 	}
 }
 
-// handleDatagram handles one datagram from a device. out is scratch space for a keepalive or
-// hint reply. It does not allocate.
-func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) {
+// handleDatagrams handles the datagrams d holds and writes the packets they carry for the
+// clients to the TUN, with tb's out and lens as scratch space. It does not allocate.
+func (r *Relay) handleDatagrams(d *datagrams, tb *tunBatch, reply []byte) {
+	tb.out, tb.lens = tb.out[:0], tb.lens[:0]
+	for i := range d.n {
+		// The plaintext is decrypted in place, right behind the transport header.
+		if plain := r.handleDatagram(d.pkts[i], d.from[i], reply[:0]); len(plain) > 0 {
+			tb.out = append(tb.out, d.pkts[i][:TransportHeaderSize+len(plain)])
+			tb.lens = append(tb.lens, len(plain))
+		}
+	}
+	if len(tb.out) == 0 {
+		return
+	}
+	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.out.
+	if _, err := r.cfg.TUN.Write(tb.out, TransportHeaderSize); err != nil {
+		for range tb.lens {
+			r.metrics.Drop(DropWriteFailed)
+		}
+		return
+	}
+	for _, n := range tb.lens {
+		r.metrics.Forwarded(ToClient, n)
+	}
+}
+
+// handleDatagram handles one datagram from a device, and returns the admitted packet it
+// carries for a client, decrypted in place (at b[TransportHeaderSize:]), or nil. out is
+// scratch space for a keepalive or hint reply. It does not allocate.
+func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte {
 	p, drop := ParsePacket(b)
 	if drop != DropNone {
 		r.metrics.Drop(drop)
-		return
+		return nil
 	}
 	switch p.Type {
 	case PacketInitiation:
@@ -274,13 +311,17 @@ func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) {
 			r.metrics.Drop(DropHandshakeBusy)
 		}
 	case PacketTransport:
-		r.handleTransport(p, from, out)
+		return r.handleTransport(p, from, out)
 	default:
 		r.metrics.Drop(DropUnexpected)
 	}
+	return nil
 }
 
-func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) {
+// handleTransport authenticates a transport packet and returns its plaintext if it is a
+// packet for a client of the sending device that the client's connection admits; it answers
+// keepalives itself.
+func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) []byte {
 	var e indexEntry
 	if m := r.indexes.Load(); m != nil {
 		e = (*m)[p.Receiver]
@@ -290,17 +331,17 @@ func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) {
 		if r.hints.Add(-1) >= 0 {
 			r.send(AppendUnknownSession(out, p.Receiver), from)
 		}
-		return
+		return nil
 	}
 	now := r.clock.Load()
 	if e.sess.Expired(time.Unix(0, now)) {
 		r.metrics.Drop(DropExpired)
-		return
+		return nil
 	}
 	plain, drop := e.sess.Decrypt(p.Body[:0], p)
 	if drop != DropNone {
 		r.metrics.Drop(drop)
-		return
+		return nil
 	}
 	pe := e.peer
 	pe.lastReceived.Store(now)
@@ -320,31 +361,27 @@ func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) {
 				r.send(ka, from)
 			}
 		}
-		return
+		return nil
 	}
 	dst, ok := ipv4Addr(plain, 16)
 	if !ok {
 		r.metrics.Drop(DropNotIPv4)
-		return
+		return nil
 	}
 	route, ok := r.cfg.Routes.Lookup4(dst)
 	if !ok {
 		r.metrics.Drop(DropNoRoute)
-		return
+		return nil
 	}
 	if route.DeviceID != pe.device.ID {
 		r.metrics.Drop(DropWrongDevice)
-		return
+		return nil
 	}
 	if !r.cfg.NoAccounting && !route.Admit(len(plain), ToClient) {
 		r.metrics.Drop(refusal(route))
-		return
+		return nil
 	}
-	if _, err := r.cfg.TUN.Write(plain); err != nil {
-		r.metrics.Drop(DropWriteFailed)
-		return
-	}
-	r.metrics.Forwarded(ToClient, len(plain))
+	return plain
 }
 
 // refusal names why route's connection refused a packet.
@@ -363,26 +400,58 @@ func (r *Relay) send(b []byte, to netip.AddrPort) {
 }
 
 // readTUN is the client side of the packet path: packets routed into cg0 by the kernel go to
-// their client's device. It exits when the TUN is closed.
-func (r *Relay) readTUN(ctx context.Context) error {
-	// The packet is read TransportHeaderSize bytes into buf so it is encrypted in place;
-	// the tag needs TagSize bytes after it.
-	buf := make([]byte, TransportHeaderSize+r.cfg.MTU+TagSize)
+// their client's device. It reads a batch from the TUN (a super-packet arrives split into
+// MTU-sized packets), admits and seals each in place, and sends the batch with one sendmmsg.
+// It exits when the TUN is closed.
+func (r *Relay) readTUN(ctx context.Context, io batchIO) error {
+	// Packets are read TransportHeaderSize bytes into their buffers so they are sealed in
+	// place; the buffers have room for the tag after the MTU.
+	tb := newTUNBatch(r.cfg.TUN.BatchSize(), r.cfg.MTU)
+	o := newOutbox(len(tb.bufs))
 	for {
-		n, err := r.cfg.TUN.Read(buf[TransportHeaderSize : TransportHeaderSize+r.cfg.MTU])
+		n, err := r.cfg.TUN.Read(tb.bufs, tb.sizes, TransportHeaderSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("read tun: %w", err)
+			if !errors.Is(err, ErrTooManySegments) {
+				return fmt.Errorf("read tun: %w", err)
+			}
+			r.metrics.Drop(DropOversize) // the rest of the super-packet is lost
 		}
-		r.handleClientPacket(buf, n)
+		for i := range n {
+			r.handleClientPacket(tb.bufs[i], tb.sizes[i], o)
+		}
+		if err := r.sendBatch(io, o); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 }
 
-// handleClientPacket forwards the n-byte packet at buf[TransportHeaderSize:] to its client's
-// device. It does not allocate.
-func (r *Relay) handleClientPacket(buf []byte, n int) {
+// sendBatch sends o's datagrams to the devices, counts each as forwarded or dropped and
+// empties o. It fails only when the socket is closed.
+func (r *Relay) sendBatch(io batchIO, o *outbox) error {
+	if o.n == 0 {
+		return nil
+	}
+	err := io.write(o)
+	for i := range o.n {
+		if o.ok[i] {
+			r.metrics.Forwarded(FromClient, o.lens[i])
+		} else {
+			r.metrics.Drop(DropWriteFailed)
+		}
+	}
+	o.n = 0
+	return err
+}
+
+// handleClientPacket seals the n-byte packet at buf[TransportHeaderSize:] for its client's
+// device, in place, and queues it in o. It does not allocate.
+func (r *Relay) handleClientPacket(buf []byte, n int, o *outbox) {
 	pkt := buf[TransportHeaderSize : TransportHeaderSize+n]
 	src, ok := ipv4Addr(pkt, 12)
 	if !ok {
@@ -412,11 +481,7 @@ func (r *Relay) handleClientPacket(buf []byte, n int) {
 		r.metrics.Drop(DropExpired)
 		return
 	}
-	if _, err := r.cfg.Conn.WriteToUDPAddrPort(out, *ep); err != nil {
-		r.metrics.Drop(DropWriteFailed)
-		return
-	}
-	r.metrics.Forwarded(FromClient, n)
+	o.add(out, *ep, n)
 }
 
 // ipv4Addr checks that pkt is an IPv4 packet whose header and total length fit, and returns

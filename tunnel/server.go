@@ -146,8 +146,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return err
 }
 
-// listenUDP opens the devices' UDP socket with large buffers, so bursts are not dropped by the
-// kernel before the reader gets to them.
+// listenUDP opens the devices' UDP socket. Relay.Run gives it large buffers (socketBufferSize,
+// forced past net.core.rmem_max when permitted) before it reads.
 func listenUDP(addr string) (*net.UDPConn, error) {
 	ap, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -157,9 +157,6 @@ func listenUDP(addr string) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
 	}
-	const bufSize = 4 << 20
-	_ = conn.SetReadBuffer(bufSize) // best effort: capped by net.core.rmem_max
-	_ = conn.SetWriteBuffer(bufSize)
 	return conn, nil
 }
 

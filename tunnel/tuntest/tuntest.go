@@ -1,6 +1,7 @@
 // Package tuntest is an in-memory TUN device for tests of the data path: the code under test
-// reads and writes its Device like a tunnel.TUN, and the test plays the kernel through the
-// Kernel side, injecting packets the device will read and receiving the packets it writes.
+// reads and writes its Device like a tunnel.TUN, in batches, and the test plays the kernel
+// through the Kernel side, injecting packets the device will read and receiving the packets it
+// writes.
 package tuntest
 
 import (
@@ -12,6 +13,9 @@ import (
 
 // ErrClosed is returned by every call on a closed Device.
 var ErrClosed = errors.New("tuntest: device closed")
+
+// BatchSize is the largest batch a Device reads at once.
+const BatchSize = 8
 
 // Device is the in-memory TUN. Create it with New.
 type Device struct {
@@ -34,29 +38,52 @@ func New(depth int) *Device {
 	}
 }
 
-// Read returns the next injected packet.
-func (d *Device) Read(p []byte) (int, error) {
+// BatchSize returns BatchSize.
+func (d *Device) BatchSize() int { return BatchSize }
+
+// Read waits for the next injected packet and returns it, with the packets queued behind it
+// up to len(bufs) in all, each copied to bufs[i][offset:].
+func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
 	select {
 	case b := <-d.in:
-		return copy(p, b), nil
+		sizes[0] = copy(bufs[0][offset:], b)
 	case <-d.done:
 		return 0, ErrClosed
 	}
+	n := 1
+	for n < len(bufs) {
+		select {
+		case b := <-d.in:
+			sizes[n] = copy(bufs[n][offset:], b)
+			n++
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
 }
 
-// Write hands a copy of p to the kernel side.
-func (d *Device) Write(p []byte) (int, error) {
+// Write hands a copy of each bufs[i][offset:] to the kernel side and returns the bytes
+// written.
+func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	select {
 	case <-d.done:
 		return 0, ErrClosed
 	default:
 	}
-	b := append([]byte(nil), p...)
-	select {
-	case d.out <- b:
-	default: // queue full: dropped, like a real TUN under load
+	total := 0
+	for _, p := range bufs {
+		b := append([]byte(nil), p[offset:]...)
+		total += len(b)
+		select {
+		case d.out <- b:
+		default: // queue full: dropped, like a real TUN under load
+		}
 	}
-	return len(p), nil
+	return total, nil
 }
 
 // Close ends the device; blocked and later calls fail with ErrClosed.
