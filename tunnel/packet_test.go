@@ -121,6 +121,10 @@ func FuzzParsePacket(f *testing.F) {
 			if len(pkt.Body) != ResponseSize-9 {
 				t.Fatalf("ParsePacket(%x) response body %d bytes", b, len(pkt.Body))
 			}
+		case PacketUnknownSession:
+			if len(b) != UnknownSessionSize || pkt.Body != nil {
+				t.Fatalf("ParsePacket(%x) = %+v, want a %d-byte hint without a body", b, pkt, UnknownSessionSize)
+			}
 		default:
 			t.Fatalf("ParsePacket(%x) type %d accepted", b, pkt.Type)
 		}
