@@ -54,16 +54,22 @@ type APIError struct {
 
 // Error describes the answer: status, code, message and field.
 func (e *APIError) Error() string {
+	return describeHTTPError("api", e.Status, e.Code, e.Message, e.Field)
+}
+
+// describeHTTPError formats an error answer of service: status, then code, message and field
+// where the body named them.
+func describeHTTPError(service string, status int, code, message, field string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "api: %d %s", e.Status, http.StatusText(e.Status))
-	if e.Code != "" {
-		fmt.Fprintf(&b, ": %s", e.Code)
+	fmt.Fprintf(&b, "%s: %d %s", service, status, http.StatusText(status))
+	if code != "" {
+		fmt.Fprintf(&b, ": %s", code)
 	}
-	if e.Message != "" {
-		fmt.Fprintf(&b, ": %s", e.Message)
+	if message != "" {
+		fmt.Fprintf(&b, ": %s", message)
 	}
-	if e.Field != "" {
-		fmt.Fprintf(&b, " (field %s)", e.Field)
+	if field != "" {
+		fmt.Fprintf(&b, " (field %s)", field)
 	}
 	return b.String()
 }

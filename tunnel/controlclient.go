@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strings"
 
 	"github.com/google/uuid"
 )
@@ -41,18 +40,7 @@ type ControlError struct {
 
 // Error describes the answer: status, code, message and field.
 func (e *ControlError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "tunnel control: %d %s", e.Status, http.StatusText(e.Status))
-	if e.Code != "" {
-		fmt.Fprintf(&b, ": %s", e.Code)
-	}
-	if e.Message != "" {
-		fmt.Fprintf(&b, ": %s", e.Message)
-	}
-	if e.Field != "" {
-		fmt.Fprintf(&b, " (field %s)", e.Field)
-	}
-	return b.String()
+	return describeHTTPError("tunnel control", e.Status, e.Code, e.Message, e.Field)
 }
 
 // Is reports whether the error is ErrNotFound, for a 404.
