@@ -5,10 +5,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -112,6 +114,8 @@ func TestOpenVPNEndToEnd(t *testing.T) {
 		t.Errorf("curl with the new password = %q (%v), want %s", out, err, PhoneUplink)
 	}
 
+	s.reconnectStorm(ctx, devID, bin)
+
 	// Delete: the session is killed and cannot come back.
 	if err := s.op.Call(ctx, http.MethodDelete, "/api/v1/connections/"+conn, nil, nil); err != nil {
 		t.Fatalf("delete connection: %v", err)
@@ -160,4 +164,137 @@ func (s *stack) openvpnClient(ctx context.Context, name, profile string) *Proc {
 		s.t.Fatal(err)
 	}
 	return s.top.Client.Start(s.t, "openvpn", "--config", path, "--verb", "3")
+}
+
+// stormSize is how many logins the reconnect storm fires at once.
+const stormSize = 200
+
+// reconnectStorm: stormSize customers whose credentials the API verified before (an OpenVPN
+// or relay restart makes them all reconnect at once) run the auth hook at the same moment,
+// each from its own address: every one is accepted, and meanwhile the connected client's
+// pings through the tunnel all come back.
+func (s *stack) reconnectStorm(ctx context.Context, deviceID, bin string) {
+	s.t.Helper()
+	type login struct{ user, password string }
+	logins := make([]login, stormSize)
+	var wg sync.WaitGroup
+	errs := make(chan error, stormSize)
+	work := make(chan int)
+	for range 4 { // creating a connection spends a cost-12 bcrypt hash: a few at a time
+		wg.Add(1)
+		go func() { // ends when work is closed
+			defer wg.Done()
+			for i := range work {
+				var out struct {
+					Connection struct{ Username string } `json:"connection"`
+					Password   string                    `json:"password"`
+				}
+				err := s.op.Call(ctx, http.MethodPost, "/api/v1/connections", map[string]any{
+					"device_id": deviceID, "name": fmt.Sprintf("storm-%03d", i), "protocol": "openvpn"}, &out)
+				if err == nil {
+					logins[i] = login{out.Connection.Username, out.Password}
+					err = s.warm(ctx, out.Connection.Username, out.Password, i)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range stormSize {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		s.t.Fatalf("storm set-up: %v", err)
+	}
+
+	// The storm, with a ping through the tunnel running across it.
+	ping := s.top.Client.Command(ctx, "ping", "-c", "250", "-i", "0.1", "-W", "2", ServerAddr)
+	pingDone := make(chan string, 1)
+	go func() { // ends with ping, at most 250 × 0.1 s plus the last reply's wait
+		out, err := ping.CombinedOutput()
+		pingDone <- fmt.Sprintf("%s(%v)", out, err)
+	}()
+	time.Sleep(time.Second)
+	dir := s.t.TempDir()
+	start := time.Now()
+	hooks := make(chan error, stormSize)
+	for i, l := range logins {
+		go func() { // ends when the hook process has exited (at once: it defers)
+			hooks <- s.runAuthHook(ctx, bin, dir, i, l.user, l.password)
+		}()
+	}
+	for range stormSize {
+		if err := <-hooks; err != nil {
+			s.t.Errorf("auth hook: %v", err)
+		}
+	}
+	accepted := 0
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		accepted = 0
+		for i := range stormSize {
+			if b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("acf-%d", i))); string(b) == "1" {
+				accepted++
+			}
+		}
+		if accepted == stormSize || time.Now().After(deadline) {
+			break
+		}
+	}
+	s.t.Logf("reconnect storm: %d of %d logins accepted %v after the hooks started", accepted, stormSize, time.Since(start))
+	if accepted != stormSize {
+		s.t.Errorf("reconnect storm: %d of %d logins accepted, want all", accepted, stormSize)
+	}
+	out := <-pingDone
+	if !strings.Contains(out, "250 packets transmitted, 250 received, 0% packet loss") {
+		s.t.Errorf("ping through the tunnel during the storm lost packets:\n%s", out)
+	}
+}
+
+// warm logs in once through the API, as the customer's previous session did.
+func (s *stack) warm(ctx context.Context, user, password string, i int) error {
+	body, _ := json.Marshal(map[string]string{"username": user, "password": password,
+		"untrusted_ip": fmt.Sprintf("198.18.%d.%d", 100+i/250, i%250+1)})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.apiURL+"/internal/v1/openvpn/auth", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+ovpnToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.top.Relay.HTTPClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var ans struct{ Allow bool }
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || !ans.Allow {
+		return fmt.Errorf("warm-up login of %s = %d, allow %v (%v)", user, resp.StatusCode, ans.Allow, err)
+	}
+	return nil
+}
+
+// runAuthHook runs `cellgate ovpn-hook auth` in the relay namespace as OpenVPN would for login
+// i, with its own control and reason files in dir, and checks that it deferred.
+func (s *stack) runAuthHook(ctx context.Context, bin, dir string, i int, user, password string) error {
+	via := filepath.Join(dir, fmt.Sprintf("via-%d", i))
+	acf := filepath.Join(dir, fmt.Sprintf("acf-%d", i))
+	if err := os.WriteFile(via, []byte(user+"\n"+password+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(acf, nil, 0o600); err != nil {
+		return err
+	}
+	cmd := s.top.Relay.Command(ctx, bin, "ovpn-hook", "auth", via)
+	cmd.Env = append(os.Environ(),
+		"CELLGATE_API_URL="+s.apiURL, "CELLGATE_INTERNAL_TOKEN="+ovpnToken,
+		"auth_control_file="+acf, "auth_failed_reason_file="+filepath.Join(dir, fmt.Sprintf("reason-%d", i)),
+		fmt.Sprintf("untrusted_ip=198.18.%d.%d", 100+i/250, i%250+1))
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 {
+		return fmt.Errorf("login %d: ovpn-hook auth exited %d (%v), want 2 (deferred)", i, code, err)
+	}
+	return nil
 }

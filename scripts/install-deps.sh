@@ -21,6 +21,7 @@ need curl curl
 # servers and clients, and modprobe for the tun/veth modules on hosts that do not autoload them.
 need iptables iptables
 need iperf3 iperf3
+need ping iputils-ping   # the OpenVPN reconnect-storm test pings through the tunnel
 need openvpn openvpn # the OpenVPN server of the relay and the e2e/openvpn tests
 need modprobe kmod
 
