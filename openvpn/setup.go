@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cellgate/cellgate/atomicfile"
 )
 
 // Init sets up an OpenVPN server in c.Dir: CA, server certificate, tls-crypt key, management
@@ -200,7 +202,7 @@ func renderDerived(dir string, c InitConfig, res *InitResult) error {
 		perm fs.FileMode
 	}{{serverConfFile, conf, 0o644}, {relayFile, relay, 0o644}, {hookEnvFile, env, 0o600}} {
 		path := filepath.Join(dir, f.name)
-		if err := replaceFile(path, f.data, f.perm); err != nil {
+		if err := atomicfile.Replace(path, f.data, f.perm); err != nil {
 			return err
 		}
 		res.add(path, "rendered")
@@ -217,7 +219,7 @@ func (r *InitResult) add(path, action string) {
 func writeNew(path string, data []byte, perm fs.FileMode, replace bool, res *InitResult) error {
 	if replace {
 		_, statErr := os.Lstat(path)
-		if err := replaceFile(path, data, perm); err != nil {
+		if err := atomicfile.Replace(path, data, perm); err != nil {
 			return err
 		}
 		if statErr == nil {
@@ -227,53 +229,12 @@ func writeNew(path string, data []byte, perm fs.FileMode, replace bool, res *Ini
 		}
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
+	if err := atomicfile.Create(path, data, perm); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%s exists; give --force to replace it: %w", path, err)
 		}
 		return err
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	res.add(path, "created")
-	return nil
-}
-
-// replaceFile writes data to a temporary file next to path, gives it mode perm and renames it
-// over path, so that path holds either its old or its new contents, never a part.
-func replaceFile(path string, data []byte, perm fs.FileMode) error {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	return nil
 }

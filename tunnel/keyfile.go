@@ -6,8 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/cellgate/cellgate/atomicfile"
 )
 
 // ErrInsecureKeyFile is returned by ReadKeyFile for a key file that group or others may read.
@@ -25,70 +26,17 @@ func WriteKeyFile(path string, kp KeyPair, force bool) error {
 	priv, _ := kp.Private.MarshalText()
 	priv = append(priv, '\n')
 	if force {
-		if err := replaceFile(path, priv, 0o600); err != nil {
+		if err := atomicfile.Replace(path, priv, 0o600); err != nil {
 			return fmt.Errorf("write key file: %w", err)
 		}
-	} else if err := createFile(path, priv); err != nil {
+	} else if err := atomicfile.Create(path, priv, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("write key file: %s exists; not replacing a key without force: %w", path, err)
 		}
 		return fmt.Errorf("write key file: %w", err)
 	}
-	if err := replaceFile(path+".pub", []byte(kp.Public.String()+"\n"), 0o644); err != nil {
+	if err := atomicfile.Replace(path+".pub", []byte(kp.Public.String()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write public key file: %w", err)
-	}
-	return nil
-}
-
-// createFile creates path, which must not exist, with mode 0600 and writes data to it. A file
-// it could not write completely is removed.
-func createFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// replaceFile writes data to a temporary file next to path, gives it mode perm and renames it
-// over path, so that path holds either its old or its new contents, never a part.
-func replaceFile(path string, data []byte, perm fs.FileMode) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

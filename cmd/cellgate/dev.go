@@ -32,6 +32,8 @@ import (
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
+
+	"github.com/cellgate/cellgate/atomicfile"
 )
 
 type devConfig struct {
@@ -407,11 +409,7 @@ func writeEnvFile(path string, vars map[string]string) error {
 	for _, k := range keys {
 		b.WriteString(k + "=" + shellQuote(vars[k]) + "\n")
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Replace(path, []byte(b.String()), 0o600)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
