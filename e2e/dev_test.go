@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,23 +16,11 @@ import (
 func TestDevRunsTunnel(t *testing.T) {
 	top := New(t)
 	bin := BuildCellgate(t)
-	root, err := RepoRoot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir, err := os.MkdirTemp("", "cellgate-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dataDir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := openTempDir(t, "cellgate-e2e-")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	cmd := top.Relay.Command(context.Background(), bin, "dev",
-		"--data-dir", dataDir, "--temporal-bin", filepath.Join(root, "bin", "temporal"))
-	cmd.Env = os.Environ()
-	dev := top.Relay.StartCmd(t, cmd)
+	dev := top.Relay.StartCmd(t, devCommand(t, top, bin, dataDir))
 	if err := dev.WaitOutput(ctx, "tunnel: running"); err != nil {
 		t.Fatalf("cellgate dev: %v", err)
 	}

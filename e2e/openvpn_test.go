@@ -53,12 +53,7 @@ func TestOpenVPNEndToEnd(t *testing.T) {
 		}
 	}
 
-	ovpnDir, err := os.MkdirTemp("", "cellgate-e2e-ovpn-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(ovpnDir) })
-	ovpnDir = filepath.Join(ovpnDir, "openvpn")
+	ovpnDir := filepath.Join(openTempDir(t, "cellgate-e2e-ovpn-"), "openvpn")
 	if out, err := top.Relay.Run(ctx, bin, "openvpn", "init", "--dir", ovpnDir, "--public-host", ovpnServerAddr,
 		"--hook-binary", bin, "--api", "http://127.0.0.1:"+apiPort, "--internal-token", ovpnToken); err != nil {
 		t.Fatalf("cellgate openvpn init: %v\n%s", err, out)

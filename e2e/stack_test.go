@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,28 +46,15 @@ const (
 func startStack(t testing.TB, top *Topology, tunnelArgs ...string) *stack {
 	t.Helper()
 	bin := BuildCellgate(t)
-	root, err := RepoRoot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Postgres runs as the postgres user: its data directory may not sit under a 0700 one.
-	dataDir, err := os.MkdirTemp("", "cellgate-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dataDir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
-
+	dataDir := openTempDir(t, "cellgate-e2e-")
 	s := &stack{t: t, top: top, bin: bin, dataDir: dataDir,
 		apiURL:   "http://127.0.0.1:" + apiPort,
 		phoneAPI: "http://" + RelayUplink + ":" + apiPort}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	dev := top.Relay.Command(context.Background(), bin, "dev",
-		"--data-dir", dataDir, "--temporal-bin", filepath.Join(root, "bin", "temporal"),
-		"--listen", "0.0.0.0:"+apiPort, "--tunnel=false")
-	dev.Env = append(os.Environ(),
+	dev := devCommand(t, top, bin, dataDir, "--listen", "0.0.0.0:"+apiPort, "--tunnel=false")
+	dev.Env = append(dev.Env,
 		"CELLGATE_TUNNEL_ENDPOINT="+RelayUplink+":"+tunnelPort,
 		"CELLGATE_LOG_LEVEL=info")
 	p := top.Relay.StartCmd(t, dev)
@@ -76,11 +64,42 @@ func startStack(t testing.TB, top *Topology, tunnelArgs ...string) *stack {
 	s.env = readEnv(t, filepath.Join(dataDir, "dev.env"))
 	s.startTunnel(ctx, tunnelArgs...)
 
+	var err error
 	s.op, err = agent.Login(ctx, s.apiURL, top.Relay.HTTPClient(), s.env["CELLGATE_OPERATOR_EMAIL"], s.env["CELLGATE_OPERATOR_PASSWORD"])
 	if err != nil {
 		t.Fatalf("operator login: %v", err)
 	}
 	return s
+}
+
+// openTempDir returns a fresh directory under the system's temp dir, mode 0755, removed when
+// the test ends. Postgres runs as the postgres user, so its data may not sit under a 0700
+// directory such as t.TempDir's; nor may the files OpenVPN's hooks read.
+func openTempDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// devCommand is `cellgate dev` in the relay namespace on dataDir, with the repository's
+// Temporal CLI and args; its environment is the test's.
+func devCommand(t testing.TB, top *Topology, bin, dataDir string, args ...string) *exec.Cmd {
+	t.Helper()
+	root, err := RepoRoot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := top.Relay.Command(context.Background(), bin, append([]string{"dev",
+		"--data-dir", dataDir, "--temporal-bin", filepath.Join(root, "bin", "temporal")}, args...)...)
+	cmd.Env = os.Environ()
+	return cmd
 }
 
 // startTunnel starts `cellgate tunnel` in the relay namespace and waits until it runs. Its
