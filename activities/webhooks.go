@@ -32,6 +32,8 @@ type DeliverInput struct {
 	EventID    uuid.UUID
 	OperatorID uuid.UUID
 	DeviceID   *uuid.UUID
+	// ConnectionID names the connection of a connection event, for the delivery log.
+	ConnectionID *uuid.UUID
 	// Event is the body to send; when Redeliver is set the body logged for EventID is sent
 	// again instead.
 	Event     webhook.Event
@@ -127,7 +129,7 @@ func (a *Activities) deliveryBody(ctx context.Context, in DeliverInput) ([]byte,
 		return nil, err
 	}
 	_, err = a.Store.CreateDelivery(ctx, store.NewDelivery{
-		ID: in.EventID, OperatorID: in.OperatorID, DeviceID: in.DeviceID, Type: in.Event.Type, Payload: body, Status: store.DeliveryPending,
+		ID: in.EventID, OperatorID: in.OperatorID, DeviceID: in.DeviceID, ConnectionID: in.ConnectionID, Type: in.Event.Type, Payload: body, Status: store.DeliveryPending,
 	})
 	return body, err
 }

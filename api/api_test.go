@@ -41,6 +41,7 @@ var testPasswordHash = sync.OnceValue(func() string {
 // env is one API server on a database of its own.
 type env struct {
 	store *store.Store
+	tc    temporalclient.Client
 	h     http.Handler
 	seq   atomic.Int64 // numbers operators' emails
 }
@@ -61,7 +62,7 @@ func newEnvTemporal(t *testing.T, cfg api.Config, tc temporalclient.Client) *env
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	return &env{store: st, h: srv.Handler()}
+	return &env{store: st, tc: tc, h: srv.Handler()}
 }
 
 // testWriter sends the server's warnings and errors (a 500's cause) to the test log.
@@ -280,7 +281,7 @@ func wantError(t testing.TB, r *response, status int, wantField string) string {
 var snapshotTables = []struct{ name, order string }{
 	{"operators", "id"}, {"sessions", "id"}, {"api_tokens", "id"}, {"devices", "id"}, {"proxy_connections", "id"},
 	{"webhook_endpoints", "operator_id"}, {"webhook_deliveries", "id"}, {"device_status_events", "id"},
-	{"route_sessions", "session_id"},
+	{"usage_resets", "id"},
 }
 
 // snapshot returns every row of snapshotTables as JSON. api_tokens.last_used_at is left out:

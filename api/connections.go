@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/workflows"
 )
 
 // POST /api/v1/connections: a proxy connection on one of the operator's devices. The password
@@ -121,17 +123,23 @@ func (s *Server) listConnections(c *gin.Context) error {
 	return nil
 }
 
-// GET /api/v1/connections/{id}
+// GET /api/v1/connections/{id}: the connection with its usage as its quota workflow knows it,
+// cut_off and cut_off_at, its last reset and the link to its quota workflow.
 func (s *Server) getConnection(c *gin.Context) error {
 	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	conn, err := s.store.Connection(c.Request.Context(), principal(c).OperatorID, id)
+	ctx := c.Request.Context()
+	conn, err := s.store.Connection(ctx, principal(c).OperatorID, id)
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, gin.H{"connection": conn})
+	details, err := s.connectionDetails(ctx, conn)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"connection": details})
 	return nil
 }
 
@@ -175,6 +183,17 @@ func (s *Server) updateConnection(c *gin.Context) error {
 	if req.Enabled != nil && !*req.Enabled {
 		s.ovpn.revoke(ctx, conn, "disabled")
 	}
+	if req.BandwidthLimit != nil {
+		// The quota workflow applies the limit at the relays and lifts or orders the cutoff.
+		// Postgres has the new limit already, and a workflow that starts reads it from there.
+		q := store.QuotaRow{ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID,
+			Name: conn.Name, Username: conn.Username}
+		if err := s.signalQuota(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
+			s.log.WarnContext(ctx, "limit change not handed to the quota workflow", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
+			return &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+				Message: "the limit is saved, but the quota workflow did not take it; send the change again"}
+		}
+	}
 	c.JSON(http.StatusOK, gin.H{"connection": conn})
 	return nil
 }
@@ -194,6 +213,7 @@ func (s *Server) deleteConnection(c *gin.Context) error {
 		return err
 	}
 	s.ovpn.revoke(ctx, conn, "deleted")
+	s.endQuota(ctx, conn.ID)
 	c.Status(http.StatusNoContent)
 	return nil
 }

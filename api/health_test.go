@@ -67,6 +67,8 @@ func TestUnknownRoutes(t *testing.T) {
 		{http.MethodDelete, "/api/v1/devices/12345", http.StatusNotFound},
 		{http.MethodGet, "/api/v1/connections/not-a-uuid", http.StatusNotFound},
 		{http.MethodPost, "/api/v1/connections/not-a-uuid/regenerate-password", http.StatusNotFound},
+		{http.MethodPost, "/api/v1/connections/not-a-uuid/reset-usage", http.StatusNotFound},
+		{http.MethodPost, "/api/v1/devices/0/reset-usage", http.StatusNotFound},
 		{http.MethodDelete, "/api/v1/tokens/not-a-uuid", http.StatusNotFound},
 	} {
 		body := any(nil)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"reflect"
@@ -137,8 +138,11 @@ func (s *Server) goneDevices(c *gin.Context) error {
 	return nil
 }
 
-// POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes"}]:
-// cumulative counters of route sessions → {"accepted","ignored"} (see store.RecordUsage).
+// POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes","limit"?,"limit_reached"?}]:
+// cumulative counters of route sessions → {"accepted","ignored"}. Each connection's entries
+// go to its ConnectionQuota workflow as one UsageSignal per epoch; entries of connections that
+// do not exist are ignored. 503 when Temporal did not take them: the relay sends the report
+// again, and since counters are cumulative nothing is counted twice.
 func (s *Server) recordUsage(c *gin.Context) error {
 	var entries []json.RawMessage
 	if err := decodeInternal(c, &entries, "array"); err != nil {
@@ -155,11 +159,12 @@ func (s *Server) recordUsage(c *gin.Context) error {
 		}
 		usage[i] = u
 	}
-	res, err := s.store.RecordUsage(c.Request.Context(), usage)
+	accepted, err := s.deliverUsage(c.Request.Context(), usage, false)
 	if err != nil {
-		return err
+		s.log.WarnContext(c.Request.Context(), "usage report not handed to the quota workflows", slog.Any("err", err))
+		return errUnavailable
 	}
-	c.JSON(http.StatusOK, res)
+	c.JSON(http.StatusOK, gin.H{"accepted": accepted, "ignored": len(usage) - accepted})
 	return nil
 }
 
@@ -171,6 +176,8 @@ func usageEntry(raw json.RawMessage, path string) (store.RouteUsage, error) {
 		Epoch        *int64  `json:"epoch"`
 		RxBytes      *int64  `json:"rx_bytes"`
 		TxBytes      *int64  `json:"tx_bytes"`
+		Limit        *int64  `json:"limit"`
+		LimitReached *bool   `json:"limit_reached"`
 	}
 	var u store.RouteUsage
 	if err := decodeElement(raw, &e, path); err != nil {
@@ -198,6 +205,14 @@ func usageEntry(raw json.RawMessage, path string) (store.RouteUsage, error) {
 		}
 		*f.dst = *f.v
 	}
+	// Optional: relays before the quota workflows did not send them.
+	if e.Limit != nil {
+		if *e.Limit < 0 {
+			return u, badRequest(path+".limit", "out_of_range", "%s.limit must be at least 0", path)
+		}
+		u.Limit = *e.Limit
+	}
+	u.LimitReached = e.LimitReached != nil && *e.LimitReached
 	return u, nil
 }
 

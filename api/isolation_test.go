@@ -53,6 +53,8 @@ func TestIsolation(t *testing.T) {
 		{http.MethodPatch, "/api/v1/connections/{id}", conn.ID.String(), map[string]any{"name": "pwned", "bandwidth_limit": 0}},
 		{http.MethodDelete, "/api/v1/connections/{id}", conn.ID.String(), nil},
 		{http.MethodPost, "/api/v1/connections/{id}/regenerate-password", conn.ID.String(), nil},
+		{http.MethodPost, "/api/v1/connections/{id}/reset-usage", conn.ID.String(), nil},
+		{http.MethodPost, "/api/v1/devices/{id}/reset-usage", dev.ID.String(), nil},
 		{http.MethodDelete, "/api/v1/tokens/{id}", tokenID, nil},
 	}
 	for _, rt := range routes {

@@ -130,7 +130,7 @@ func (o *openVPN) connect(c *gin.Context) error {
 		return err
 	}
 	reg := tunnel.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
-		Limit: conn.BandwidthLimit, Used: conn.BandwidthUsed, Epoch: uint64(conn.UsageEpoch)}
+		Limit: conn.BandwidthLimit, Used: o.s.quotaUsed(ctx, conn), Epoch: uint64(conn.UsageEpoch)}
 	route, err := o.tunnel.AddClient(ctx, reg)
 	if err != nil {
 		return o.tunnelError(ctx, "route", err)
@@ -224,6 +224,16 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 		default:
 			final = &tunnelUsage{ConnectionID: u.ConnectionID, SessionID: u.SessionID, Epoch: u.Epoch,
 				RxBytes: u.RxBytes, TxBytes: u.TxBytes}
+		}
+	}
+	if final != nil && final.Epoch > 0 {
+		// The session's final counters close it in the quota workflow. Losing them is not
+		// fatal (the relay's last report has most of them), so a failure is only logged.
+		closing := []store.RouteUsage{{ConnectionID: final.ConnectionID, SessionID: final.SessionID,
+			Epoch: int64(final.Epoch), RxBytes: final.RxBytes, TxBytes: final.TxBytes}}
+		if _, err := o.s.deliverUsage(ctx, closing, true); err != nil {
+			o.s.log.WarnContext(ctx, "final usage of a closed session not handed to its quota workflow",
+				slog.String("session_id", final.SessionID.String()), slog.Any("err", err))
 		}
 	}
 	attrs := []any{slog.String("username", *req.CommonName), slog.String("pool_ip", poolIP.String()),

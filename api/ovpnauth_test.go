@@ -57,11 +57,13 @@ func newOvpnEnv(t testing.TB, cfg api.Config) *ovpnEnv {
 		cfg.SessionKiller = e.killer
 	}
 	st := testenv.Store(t)
-	srv, err := api.New(cfg, st, nil, slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	// Connect and disconnect hand usage to the quota workflows: a real dev server, no worker.
+	tc := testenv.TemporalClient(t)
+	srv, err := api.New(cfg, st, tc, slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	e.env = &env{store: st, h: srv.Handler()}
+	e.env = &env{store: st, tc: tc, h: srv.Handler()}
 	e.op, err = st.CreateOperator(context.Background(), "ovpn-operator@example.com", testPasswordHash())
 	if err != nil {
 		t.Fatalf("CreateOperator: %v", err)

@@ -37,6 +37,8 @@ func (s *Server) routes() {
 	op.PATCH("/connections/:id", s.handle(s.updateConnection))
 	op.DELETE("/connections/:id", s.handle(s.deleteConnection))
 	op.POST("/connections/:id/regenerate-password", s.handle(s.regeneratePassword))
+	op.POST("/connections/:id/reset-usage", s.handle(s.resetConnectionUsage))
+	op.POST("/devices/:id/reset-usage", s.handle(s.resetDeviceUsage))
 
 	op.GET("/settings/webhook", s.handle(s.getWebhook))
 	op.PUT("/settings/webhook", s.handle(s.putWebhook))

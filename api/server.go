@@ -67,6 +67,10 @@ type Config struct {
 	OpenVPN *openvpn.Server
 	// OpenVPNAuth tunes the OpenVPN authenticator (bcrypt slots, cache, failure limits).
 	OpenVPNAuth OpenVPNAuthConfig
+	// TemporalUIURL is the Temporal Web UI (e.g. http://127.0.0.1:8233) that answers link
+	// workflows in; empty: no links. TemporalNamespace is the namespace in those links.
+	TemporalUIURL     string
+	TemporalNamespace string
 }
 
 // DefaultConfig returns the defaults the api subcommand starts from.

@@ -204,6 +204,8 @@ func TestCSRF(t *testing.T) {
 		{http.MethodPatch, "/api/v1/connections/" + conn.ID.String(), map[string]any{"name": "renamed", "bandwidth_limit": 1}},
 		{http.MethodDelete, "/api/v1/connections/" + conn.ID.String(), nil},
 		{http.MethodPost, "/api/v1/connections/" + conn.ID.String() + "/regenerate-password", nil},
+		{http.MethodPost, "/api/v1/connections/" + conn.ID.String() + "/reset-usage", nil},
+		{http.MethodPost, "/api/v1/devices/" + dev.ID.String() + "/reset-usage", nil},
 		{http.MethodPost, "/api/v1/tokens", map[string]any{"name": "new"}},
 		{http.MethodDelete, "/api/v1/tokens/" + tokenID, nil},
 		{http.MethodDelete, "/api/v1/session", nil},

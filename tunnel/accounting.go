@@ -72,8 +72,12 @@ type epochCounters struct {
 	refusedPackets atomic.Uint64
 	// refusedBytes is the size of those packets; never part of used, rx or tx.
 	refusedBytes atomic.Int64
-
-	_ [cacheLine - 7*8]byte
+	// refusedAtLimit is the limit in force when Admit last refused a packet because of it
+	// (0: none in this epoch). The limit is reached while it equals the current limit: a
+	// raised limit is not reached until a packet is refused under it.
+	refusedAtLimit atomic.Int64
+	// Eight words: exactly one cache line, no padding needed (a trailing zero-size pad
+	// would add a word).
 }
 
 // NewConnection returns the accounting state of proxy connection id in the given epoch, with a
@@ -124,6 +128,7 @@ func (c *Connection) admit(n int, dir Direction) (*epochCounters, bool) {
 			if used+size > limit {
 				e.refusedPackets.Add(1)
 				e.refusedBytes.Add(size)
+				e.refusedAtLimit.Store(limit)
 				return nil, false
 			}
 			if e.used.CompareAndSwap(used, used+size) {
@@ -208,6 +213,10 @@ type Snapshot struct {
 	// Epoch. A change in RefusedPackets means the connection hit its limit.
 	RefusedPackets uint64
 	RefusedBytes   int64
+	// LimitReached: a packet was refused because it would have crossed the current limit.
+	// UsedBytes may then be short of the limit by less than that packet: the connection is
+	// exhausted all the same.
+	LimitReached bool
 }
 
 // Snapshot returns the connection's current counters.
@@ -225,5 +234,11 @@ func (c *Connection) snapshot(e *epochCounters) Snapshot {
 		Blocked:        c.blocked.Load(),
 		RefusedPackets: e.refusedPackets.Load(),
 		RefusedBytes:   e.refusedBytes.Load(),
+		LimitReached:   e.limitReached(c.limit.Load()),
 	}
+}
+
+// limitReached says whether a packet was refused in this epoch because of limit.
+func (e *epochCounters) limitReached(limit int64) bool {
+	return limit > 0 && e.refusedAtLimit.Load() == limit
 }

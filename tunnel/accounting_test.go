@@ -60,7 +60,7 @@ func TestAdmitLimitExact(t *testing.T) {
 	}
 	got := c.Snapshot()
 	want := Snapshot{ConnectionID: c.ID(), Epoch: 1, RxBytes: 300, TxBytes: 500, BaseBytes: 200,
-		UsedBytes: 1000, LimitBytes: 1000, RefusedPackets: 2, RefusedBytes: 302}
+		UsedBytes: 1000, LimitBytes: 1000, RefusedPackets: 2, RefusedBytes: 302, LimitReached: true}
 	if got != want {
 		t.Errorf("Snapshot() = %+v, want %+v", got, want)
 	}

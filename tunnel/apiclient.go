@@ -135,6 +135,8 @@ type usageJSON struct {
 	Epoch        uint64    `json:"epoch"`
 	RxBytes      int64     `json:"rx_bytes"`
 	TxBytes      int64     `json:"tx_bytes"`
+	Limit        int64     `json:"limit"`
+	LimitReached bool      `json:"limit_reached"`
 }
 
 // ReportUsage delivers cumulative route session counters in one POST /internal/v1/usage; the
@@ -146,7 +148,7 @@ func (c *APIClient) ReportUsage(ctx context.Context, usage []RouteUsage) error {
 	body := make([]usageJSON, len(usage))
 	for i, u := range usage {
 		body[i] = usageJSON{ConnectionID: u.ConnectionID, SessionID: u.SessionID, Epoch: u.Epoch,
-			RxBytes: u.RxBytes, TxBytes: u.TxBytes}
+			RxBytes: u.RxBytes, TxBytes: u.TxBytes, Limit: u.Limit, LimitReached: u.LimitReached}
 	}
 	var resp struct {
 		Accepted int `json:"accepted"`

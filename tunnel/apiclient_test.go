@@ -175,7 +175,7 @@ func TestAPIClientReportUsage(t *testing.T) {
 		writeTestJSON(w, http.StatusOK, `{"accepted":2,"ignored":0}`)
 	})
 	usage := []RouteUsage{
-		{ConnectionID: uuid.New(), SessionID: uuid.New(), Epoch: 3, RxBytes: 100, TxBytes: 20},
+		{ConnectionID: uuid.New(), SessionID: uuid.New(), Epoch: 3, RxBytes: 100, TxBytes: 20, Limit: 120, LimitReached: true},
 		{ConnectionID: uuid.New(), SessionID: uuid.New(), Epoch: 1},
 	}
 	if err := client.ReportUsage(t.Context(), usage); err != nil {
@@ -190,8 +190,10 @@ func TestAPIClientReportUsage(t *testing.T) {
 		t.Fatalf("ReportUsage body %s is not a JSON array: %v", reqs[0].body, err)
 	}
 	want := []map[string]any{
-		{"connection_id": usage[0].ConnectionID.String(), "session_id": usage[0].SessionID.String(), "epoch": 3.0, "rx_bytes": 100.0, "tx_bytes": 20.0},
-		{"connection_id": usage[1].ConnectionID.String(), "session_id": usage[1].SessionID.String(), "epoch": 1.0, "rx_bytes": 0.0, "tx_bytes": 0.0},
+		{"connection_id": usage[0].ConnectionID.String(), "session_id": usage[0].SessionID.String(), "epoch": 3.0, "rx_bytes": 100.0, "tx_bytes": 20.0,
+			"limit": 120.0, "limit_reached": true},
+		{"connection_id": usage[1].ConnectionID.String(), "session_id": usage[1].SessionID.String(), "epoch": 1.0, "rx_bytes": 0.0, "tx_bytes": 0.0,
+			"limit": 0.0, "limit_reached": false},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("ReportUsage body = %s, want %d entries", reqs[0].body, len(want))

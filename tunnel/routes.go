@@ -96,12 +96,18 @@ type RouteUsage struct {
 	// harmless.
 	RxBytes int64
 	TxBytes int64
+	// Limit is the connection's limit on this relay (0: unlimited), and LimitReached says a
+	// packet was refused in Epoch because it would have crossed it (see Snapshot).
+	Limit        int64
+	LimitReached bool
 }
 
 // Usage returns the route session's counters in the connection's current epoch: zeros when
 // the connection moved to a new epoch and the route forwarded nothing in it yet.
 func (r *Route) Usage() RouteUsage {
-	u := RouteUsage{ConnectionID: r.Conn.ID(), SessionID: r.SessionID, Epoch: r.Conn.Epoch()}
+	e := r.Conn.cur.Load()
+	u := RouteUsage{ConnectionID: r.Conn.ID(), SessionID: r.SessionID, Epoch: e.epoch, Limit: r.Conn.Limit()}
+	u.LimitReached = e.limitReached(u.Limit)
 	if rc := r.counters.Load(); rc.epoch == u.Epoch {
 		u.RxBytes, u.TxBytes = rc.rx.Load(), rc.tx.Load()
 	}

@@ -269,23 +269,23 @@ func TestRouteUsageFollowsEpochs(t *testing.T) {
 	if b.Admit(1, FromClient) {
 		t.Fatal("Admit past the shared limit = true, want false")
 	}
-	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 3, RxBytes: 300, TxBytes: 200}); got != want {
+	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 3, RxBytes: 300, TxBytes: 200, Limit: 1000, LimitReached: true}); got != want {
 		t.Errorf("a.Usage() = %+v, want %+v", got, want)
 	}
-	if got, want := b.Usage(), (RouteUsage{ConnectionID: conn, SessionID: b.SessionID, Epoch: 3, RxBytes: 400}); got != want {
+	if got, want := b.Usage(), (RouteUsage{ConnectionID: conn, SessionID: b.SessionID, Epoch: 3, RxBytes: 400, Limit: 1000, LimitReached: true}); got != want {
 		t.Errorf("b.Usage() = %+v, want %+v", got, want)
 	}
 
 	if _, ok := a.Conn.Reset(4); !ok {
 		t.Fatal("Reset(4) = false, want true")
 	}
-	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4}); got != want {
+	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4, Limit: 1000}); got != want {
 		t.Errorf("a.Usage() after Reset(4) = %+v, want %+v", got, want)
 	}
 	if !a.Admit(50, FromClient) {
 		t.Fatal("Admit after reset = false, want true")
 	}
-	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4, TxBytes: 50}); got != want {
+	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4, TxBytes: 50, Limit: 1000}); got != want {
 		t.Errorf("a.Usage() after a packet in epoch 4 = %+v, want %+v", got, want)
 	}
 	if got := len(tab.Routes()); got != 2 {

@@ -128,6 +128,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return reporter.Run(gctx) })
 	if mgmt != nil {
 		g.Go(func() error { return mgmt.Run(gctx) })
+		g.Go(func() error {
+			// After a restart OpenVPN still has its clients: route them again.
+			n, err := ResyncOpenVPN(gctx, mgmt, routes, api, log)
+			if err != nil {
+				log.Warn("tunnel: openvpn clients not all routed again", "routed", n, "err", err)
+			}
+			return nil
+		})
 	}
 	g.Go(func() error {
 		if err := control.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -32,6 +33,10 @@ type Config struct {
 	// evicted from the cache is replayed from its history on its next heartbeat, so it should
 	// exceed the fleet size.
 	WorkflowCacheSize int
+	// TunnelControlURL and TunnelControlToken reach the relay's control API, where quota
+	// cutoffs block connections and kill their OpenVPN sessions. Empty: no relay.
+	TunnelControlURL   string
+	TunnelControlToken string
 }
 
 // DefaultWorkflowCacheSize keeps a fleet of 25,000 devices' monitors in memory (the SDK's
@@ -43,6 +48,8 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.DeviceMonitor)
 	w.RegisterWorkflow(workflows.WebhookTest)
 	w.RegisterWorkflow(workflows.WebhookRedelivery)
+	w.RegisterWorkflow(workflows.ConnectionQuota)
+	w.RegisterWorkflow(workflows.ResetUsage)
 	w.RegisterActivity(acts)
 }
 
@@ -55,7 +62,11 @@ func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log 
 	}
 	sdkworker.SetStickyWorkflowCacheSize(cache)
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{WorkerStopTimeout: 10 * time.Second})
-	Register(w, &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)})
+	acts := &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)}
+	if cfg.TunnelControlURL != "" {
+		acts.Relays = []activities.Relay{&tunnel.ControlClient{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
+	}
+	Register(w, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start temporal worker: %w", err)
 	}

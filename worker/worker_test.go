@@ -336,10 +336,15 @@ func checkEventData(t *testing.T, d delivery, operatorID, deviceID uuid.UUID, na
 // startWorker runs the real worker (worker.Run) until the test ends. It is the only worker on
 // this test binary's dev server.
 func startWorker(t *testing.T, tc client.Client, st *store.Store, log *slog.Logger) {
+	startWorkerConfig(t, worker.Config{WebhookGuard: webhook.Guard{AllowPrivate: true}}, tc, st, log)
+}
+
+// startWorkerConfig is startWorker with the given configuration.
+func startWorkerConfig(t *testing.T, cfg worker.Config, tc client.Client, st *store.Store, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { // ends when cancel stops the worker
-		done <- worker.Run(ctx, worker.Config{WebhookGuard: webhook.Guard{AllowPrivate: true}}, tc, st, log)
+		done <- worker.Run(ctx, cfg, tc, st, log)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -41,8 +40,9 @@ func (c *apiConfig) register(f *flags) {
 	f.string(&c.api.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "", "host:port of the relay's UDP port that devices dial, handed to them at enrollment (empty: none yet)")
 	f.string(&c.api.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "shared token of the internal API /internal/v1 that the relay calls (empty: internal API off)")
 	f.string(&c.openvpnDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory from cellgate openvpn init (or a copy of its relay.json, ca.crt and tls-crypt.key), for client profiles (empty: none)")
-	f.string(&c.api.TunnelControlURL, "tunnel-control-url", "CELLGATE_TUNNEL_CONTROL_URL", "", "the relay's control API (e.g. http://127.0.0.1:7401) that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
-	f.string(&c.api.TunnelControlToken, "tunnel-control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the relay's control API")
+	registerTunnelControl(f, &c.api.TunnelControlURL, &c.api.TunnelControlToken,
+		"that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
+	f.string(&c.api.TemporalUIURL, "temporal-ui-url", "TEMPORAL_UI_URL", "", "the Temporal Web UI (e.g. http://127.0.0.1:8233) that workflow links in API answers point to (empty: no links)")
 	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", api.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
 }
 
@@ -93,14 +93,8 @@ func (c *apiConfig) checkTunnel() error {
 			return fmt.Errorf("CELLGATE_TUNNEL_ENDPOINT (-tunnel-endpoint) %q must be host:port", e)
 		}
 	}
-	if u := c.api.TunnelControlURL; u != "" {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("CELLGATE_TUNNEL_CONTROL_URL (-tunnel-control-url) %q must be an http(s) URL", u)
-		}
-		if c.api.TunnelControlToken == "" {
-			return errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) is required with a tunnel control URL")
-		}
+	if err := checkTunnelControl(c.api.TunnelControlURL, c.api.TunnelControlToken); err != nil {
+		return err
 	}
 	if c.openvpnDir != "" {
 		srv, err := openvpn.LoadServer(c.openvpnDir)
@@ -133,6 +127,7 @@ func runAPI(ctx context.Context, args []string) error {
 		return fmt.Errorf("temporal client: %w", err)
 	}
 	defer tc.Close()
+	cfg.api.TemporalNamespace = cfg.temporalNamespace
 	srv, err := api.New(cfg.api, st, tc, log)
 	if err != nil {
 		return err

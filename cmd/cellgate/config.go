@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -169,3 +170,25 @@ func (h warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }
+
+// registerTunnelControl adds the flags naming the relay's control API; what says what it is
+// used for.
+func registerTunnelControl(f *flags, u, token *string, what string) {
+	f.string(u, "tunnel-control-url", "CELLGATE_TUNNEL_CONTROL_URL", "", "the relay's control API (e.g. http://127.0.0.1:7401) "+what)
+	f.string(token, "tunnel-control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the relay's control API")
+}
+
+// checkTunnelControl checks the relay control API's URL and token.
+func checkTunnelControl(u, token string) error {
+	if u == "" {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return fmt.Errorf("CELLGATE_TUNNEL_CONTROL_URL (-tunnel-control-url) %q must be an http(s) URL", u)
+	}
+	if token == "" {
+		return errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) is required with a tunnel control URL")
+	}
+	return nil
+}

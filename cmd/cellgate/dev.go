@@ -160,6 +160,7 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	if err := cfg.apiConfig.check(); err != nil {
 		return err
 	}
+	cfg.api.TemporalUIURL, cfg.api.TemporalNamespace = uiURL, cfg.temporalNamespace
 	srv, err := api.New(cfg.api, st, tc, log)
 	if err != nil {
 		return err
@@ -211,7 +212,10 @@ Written to %s (source it: set -a; . %s; set +a)
 	defer stopAPI()
 	demoDone := make(chan struct{})
 	g.Go(func() error { return srv.Serve(apiCtx, l) })
-	g.Go(func() error { return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard}, tc, st, log) })
+	g.Go(func() error {
+		return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard,
+			TunnelControlURL: cfg.api.TunnelControlURL, TunnelControlToken: cfg.api.TunnelControlToken}, tc, st, log)
+	})
 	if runTunnel {
 		g.Go(func() error {
 			err := tunnel.Run(gctx, tun.config(apiURL), log)

@@ -1,0 +1,298 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/workflows"
+)
+
+// Quota timings.
+const (
+	// resetWait is how long POST …/reset-usage waits for its ResetUsage workflow.
+	resetWait = 10 * time.Second
+	// quotaQueryTimeout bounds asking a quota workflow for its usage; past it Postgres's
+	// figure (at most workflows.SaveInterval old) is used.
+	quotaQueryTimeout = 2 * time.Second
+	// signalConcurrency bounds the signals one usage report sends at once.
+	signalConcurrency = 16
+)
+
+// signalQuota hands a signal to a connection's ConnectionQuota workflow, starting it if needed.
+func (s *Server) signalQuota(ctx context.Context, q store.QuotaRow, signal string, arg any) error {
+	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
+	defer cancel()
+	id := workflows.ConnectionQuotaID(q.ConnectionID)
+	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, signal, arg,
+		client.StartWorkflowOptions{
+			ID:        id,
+			TaskQueue: workflows.TaskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				workflows.OperatorIDKey.ValueSet(q.OperatorID.String()),
+				workflows.ConnectionIDKey.ValueSet(q.ConnectionID.String()),
+				workflows.DeviceIDKey.ValueSet(q.DeviceID.String())),
+			StaticSummary: "Quota of " + q.Name + " (" + q.Username + ")",
+		},
+		workflows.ConnectionQuotaType, workflows.ConnectionQuotaInput{ConnectionID: q.ConnectionID})
+	if err != nil {
+		return fmt.Errorf("signal %s to %s: %w", signal, id, err)
+	}
+	return nil
+}
+
+// reportKey groups a usage report's entries: one signal per connection and epoch.
+type reportKey struct {
+	conn  uuid.UUID
+	epoch int64
+}
+
+// deliverUsage turns a relay's usage report into UsageSignals, one per connection and epoch,
+// and says how many entries named a connection that exists. Entries of one session listed
+// twice keep the larger counters; that is also what the workflow does with repeated reports.
+func (s *Server) deliverUsage(ctx context.Context, usage []store.RouteUsage, closed bool) (accepted int, err error) {
+	ids := make([]uuid.UUID, 0, len(usage))
+	for _, u := range usage {
+		ids = append(ids, u.ConnectionID)
+	}
+	rows, err := s.store.QuotaRows(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	known := make(map[uuid.UUID]store.QuotaRow, len(rows))
+	for _, q := range rows {
+		known[q.ConnectionID] = q
+	}
+	now := time.Now().UTC()
+	reports := make(map[reportKey]*workflows.UsageReport)
+	var order []reportKey
+	for _, u := range usage {
+		if _, ok := known[u.ConnectionID]; !ok {
+			continue
+		}
+		accepted++
+		k := reportKey{u.ConnectionID, u.Epoch}
+		r := reports[k]
+		if r == nil {
+			r = &workflows.UsageReport{Epoch: u.Epoch, At: now}
+			reports[k] = r
+			order = append(order, k)
+		}
+		if u.LimitReached {
+			r.LimitReached, r.Limit = true, u.Limit
+		}
+		bytes := saturatingAdd(u.RxBytes, u.TxBytes)
+		merged := false
+		for i := range r.Sessions {
+			if r.Sessions[i].SessionID == u.SessionID {
+				r.Sessions[i].Bytes, merged = max(r.Sessions[i].Bytes, bytes), true
+			}
+		}
+		if !merged {
+			r.Sessions = append(r.Sessions, workflows.SessionUsage{SessionID: u.SessionID, Bytes: bytes, Closed: closed})
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(signalConcurrency)
+	for _, k := range order {
+		g.Go(func() error { return s.signalQuota(gctx, known[k.conn], workflows.UsageSignal, *reports[k]) })
+	}
+	return accepted, g.Wait()
+}
+
+// saturatingAdd adds two non-negative byte counts without overflowing.
+func saturatingAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// quotaUsed is a connection's usage as its quota workflow knows it, when that is newer than
+// Postgres's (which it saves at most every workflows.SaveInterval); otherwise, or when the
+// workflow cannot be asked, Postgres's.
+func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
+	ctx, cancel := context.WithTimeout(ctx, quotaQueryTimeout)
+	defer cancel()
+	v, err := s.quotaView(ctx, conn.ID)
+	if err != nil {
+		var notFound *serviceerror.NotFound
+		if !errors.As(err, &notFound) {
+			s.log.WarnContext(ctx, "quota workflow not asked for usage; using Postgres's",
+				slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
+		}
+		return conn.BandwidthUsed
+	}
+	if v.Epoch != conn.UsageEpoch {
+		return conn.BandwidthUsed
+	}
+	return max(v.Used, conn.BandwidthUsed)
+}
+
+// quotaView queries a connection's quota workflow.
+func (s *Server) quotaView(ctx context.Context, id uuid.UUID) (workflows.QuotaView, error) {
+	var v workflows.QuotaView
+	res, err := s.temporal.QueryWorkflow(ctx, workflows.ConnectionQuotaID(id), "", workflows.QuotaStateQuery)
+	if err != nil {
+		return v, err
+	}
+	return v, res.Get(&v)
+}
+
+// workflowURL links a workflow in the Temporal Web UI; "" when no UI is configured.
+func (s *Server) workflowURL(workflowID string) string {
+	if s.cfg.TemporalUIURL == "" {
+		return ""
+	}
+	return strings.TrimRight(s.cfg.TemporalUIURL, "/") + "/namespaces/" + url.PathEscape(s.cfg.TemporalNamespace) +
+		"/workflows/" + url.PathEscape(workflowID)
+}
+
+// connectionJSON is a connection as GET /connections/{id} and reset-usage show it.
+type connectionJSON struct {
+	store.Connection
+	LastReset        *store.UsageReset `json:"last_reset"`
+	QuotaWorkflowURL string            `json:"quota_workflow_url,omitempty"`
+}
+
+// connectionDetails adds the last reset and the quota workflow's link to a connection; used
+// is the quota workflow's figure when it is newer than Postgres's.
+func (s *Server) connectionDetails(ctx context.Context, conn store.Connection) (connectionJSON, error) {
+	out := connectionJSON{Connection: conn, QuotaWorkflowURL: s.workflowURL(workflows.ConnectionQuotaID(conn.ID))}
+	out.BandwidthUsed = s.quotaUsed(ctx, conn)
+	resets, err := s.store.LastUsageResets(ctx, []uuid.UUID{conn.ID})
+	if err != nil {
+		return out, err
+	}
+	if r, ok := resets[conn.ID]; ok {
+		out.LastReset = &r
+	}
+	return out, nil
+}
+
+// POST /api/v1/connections/{id}/reset-usage: runs ResetUsage and answers with the connection
+// after it (usage 0, a new epoch, the cut-off lifted) and the reset.
+func (s *Server) resetConnectionUsage(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), resetWait)
+	defer cancel()
+	p := principal(c)
+	conn, err := s.store.Connection(ctx, p.OperatorID, id)
+	if err != nil {
+		return err
+	}
+	res, err := s.resetUsage(ctx, conn, p)
+	if err != nil {
+		return err
+	}
+	if conn, err = s.store.Connection(ctx, p.OperatorID, id); err != nil {
+		return err
+	}
+	details, err := s.connectionDetails(ctx, conn)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"connection": details, "reset": res})
+	return nil
+}
+
+// POST /api/v1/devices/{id}/reset-usage: resets every connection of the device, at once.
+func (s *Server) resetDeviceUsage(c *gin.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), resetWait)
+	defer cancel()
+	p := principal(c)
+	if _, err := s.store.Device(ctx, p.OperatorID, id); err != nil {
+		return err
+	}
+	var conns []store.Connection
+	for after := uuid.Nil; ; {
+		batch, err := s.store.Connections(ctx, p.OperatorID, id, store.Page{After: after, Limit: MaxPageSize})
+		if err != nil {
+			return err
+		}
+		conns = append(conns, batch...)
+		if len(batch) < MaxPageSize {
+			break
+		}
+		after = batch[len(batch)-1].ID
+	}
+	results := make([]workflows.ResetUsageResult, len(conns))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(signalConcurrency)
+	for i, conn := range conns {
+		g.Go(func() error {
+			res, err := s.resetUsage(gctx, conn, p)
+			results[i] = res
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"device_id": id, "resets": results})
+	return nil
+}
+
+// resetUsage runs a ResetUsage workflow for conn and waits for it (ctx bounds the wait).
+func (s *Server) resetUsage(ctx context.Context, conn store.Connection, p store.Principal) (workflows.ResetUsageResult, error) {
+	requestID := uuid.NewString()
+	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        workflows.ResetUsageID(conn.ID, requestID),
+		TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.OperatorIDKey.ValueSet(conn.OperatorID.String()),
+			workflows.ConnectionIDKey.ValueSet(conn.ID.String()),
+			workflows.DeviceIDKey.ValueSet(conn.DeviceID.String())),
+		StaticSummary: "Reset usage of " + conn.Name + " (" + conn.Username + ")",
+	}, workflows.ResetUsageType, workflows.ResetUsageInput{ConnectionID: conn.ID, RequestID: requestID, RequestedBy: p.Email})
+	if err != nil {
+		s.log.WarnContext(ctx, "start reset usage", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
+		return workflows.ResetUsageResult{}, errUnavailable
+	}
+	var res workflows.ResetUsageResult
+	if err := run.Get(ctx, &res); err != nil {
+		if appErr := (*temporal.ApplicationError)(nil); errors.As(err, &appErr) && appErr.Type() == activities.ErrConnectionGone {
+			return res, errNotFound
+		}
+		if ctx.Err() != nil {
+			return res, &Error{Status: http.StatusGatewayTimeout, Code: "timeout",
+				Message: "the reset did not finish within 10 s; it goes on, see workflow " + run.GetID()}
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+// endQuota tells a deleted connection's quota workflow to end. When that fails (no workflow,
+// Temporal away) the workflow still ends on its own: its next activity finds the connection
+// gone.
+func (s *Server) endQuota(ctx context.Context, id uuid.UUID) {
+	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
+	defer cancel()
+	err := s.temporal.SignalWorkflow(ctx, workflows.ConnectionQuotaID(id), "", workflows.ConnectionDeletedSignal, nil)
+	if notFound := (*serviceerror.NotFound)(nil); err != nil && !errors.As(err, &notFound) {
+		s.log.WarnContext(ctx, "quota workflow not told of deletion", slog.String("connection_id", id.String()), slog.Any("err", err))
+	}
+}

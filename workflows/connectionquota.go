@@ -1,0 +1,495 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/webhook"
+)
+
+const (
+	// maxClosedSessions is how many closed sessions a quota workflow remembers to ignore their
+	// late reports.
+	maxClosedSessions = 64
+	// hardReportsPerRun: Continue-As-New even while an activity is in flight (the effect is
+	// applied again, the delivery sent again with the same webhook-id, by the next run).
+	hardReportsPerRun = 5 * MaxReportsPerRun
+)
+
+// Kinds of QuotaEffect.
+const (
+	effectSetLimit        = "set-limit"
+	effectBlock           = "block"
+	effectUnblock         = "unblock"
+	effectSave            = "save"
+	effectKill            = "kill"
+	effectRaiseUsedBefore = "raise-used-before"
+	effectDeliver         = "deliver"
+)
+
+// QuotaEffect is one change a quota workflow orders: at the relays, in Postgres, or a webhook
+// handed to its delivery queue. Its effect runner applies them one at a time, in order, so a
+// cutoff and a later lift can never land the wrong way round.
+type QuotaEffect struct {
+	Kind string
+	// Epoch ordered the effect. A block, save or kill of an epoch that has ended is skipped:
+	// the reset did its work.
+	Epoch int64
+	// Limit of a set-limit.
+	Limit int64
+	// CutOff and At of a save: cut_off is written when CutOff is set (cut_off_at = At).
+	CutOff *bool
+	At     time.Time
+	// RequestID and Used of a raise-used-before.
+	RequestID string
+	Used      int64
+	// Delivery of a deliver.
+	Delivery *activities.DeliverInput
+}
+
+// quota is one run of ConnectionQuota. Its coroutines share it; workflow code runs one
+// coroutine at a time, so it needs no locking.
+type quota struct {
+	id         uuid.UUID
+	st         QuotaState
+	signals    int  // signals taken in this run
+	applying   bool // the effect runner is inside an activity
+	delivering bool // the webhook sender is inside an activity
+	stopping   bool // the connection was deleted: the effect runner starts nothing more
+	// lastSave is when the last save was queued; staleEpoch is the newest epoch whose save
+	// found Postgres in a newer one (no more saves of it are tried).
+	lastSave   time.Time
+	staleEpoch int64
+	saveTimer  workflow.Future // nil: not running
+}
+
+// ConnectionQuota keeps one connection's usage: used = Committed + Σ Sessions, from the relays'
+// cumulative reports (UsageSignal), in the connection's current usage epoch. At
+// WarningPercent of the limit it sends connection.quota_warning; at the limit it cuts the
+// connection off — block at the relays, cut_off in Postgres, OpenVPN sessions killed, then
+// connection.quota_exceeded — once per epoch. A raised limit (LimitSignal) lifts the cutoff, a
+// lowered one can cause it; a reset (ResetSignal, or a report of a newer epoch) starts the
+// new epoch from zero, and older reports are ignored from then on. Usage reaches Postgres at
+// most every SaveInterval, and at once at the warning, the cutoff and a lift; every write is
+// guarded by the epoch. Relay and Postgres changes run in one ordered queue, webhooks in
+// another, so a dead endpoint never delays a cutoff.
+//
+// ConnectionDeletedSignal ends it once the effect in flight is done; queued effects, and
+// webhooks not yet delivered, are dropped with the connection.
+//
+// Warning policy: a report that crosses the limit and the warning threshold at once sends only
+// connection.quota_exceeded (the warning is then moot); a raised limit that leaves usage below
+// WarningPercent of it re-arms the warning, so the operator hears of the new limit's approach.
+func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
+	ctx = workflow.WithActivityOptions(ctx, quotaActivityOptions())
+	q := &quota{id: in.ConnectionID}
+	if err := workflow.SetQueryHandler(ctx, QuotaStateQuery, func() (QuotaView, error) { return q.view(), nil }); err != nil {
+		return err
+	}
+	if in.State != nil {
+		q.st = *in.State
+	} else {
+		var a *activities.Activities
+		var snap activities.QuotaSnapshot
+		err := workflow.ExecuteActivity(ctx, a.LoadQuota, in.ConnectionID).Get(ctx, &snap)
+		if isConnectionGone(err) {
+			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("load quota of connection %s: %w", in.ConnectionID, err)
+		}
+		q.st = QuotaState{
+			OperatorID: snap.OperatorID, DeviceID: snap.DeviceID, ConnectionName: snap.Name, Username: snap.Username,
+			Limit: snap.Limit, Epoch: snap.Epoch, Committed: snap.Used, CutOff: snap.CutOff, CutOffAt: snap.CutOffAt,
+			Warned: snap.CutOff, Saved: snap.Used,
+		}
+	}
+	if q.st.Sessions == nil {
+		q.st.Sessions = map[uuid.UUID]int64{}
+	}
+	// gone is told by the effect runner that the connection was deleted.
+	gone := workflow.NewBufferedChannel(ctx, 1)
+	workflow.Go(ctx, func(ctx workflow.Context) { q.applyEffects(ctx, gone) })
+	workflow.Go(ctx, q.deliverWebhooks)
+
+	usage := workflow.GetSignalChannel(ctx, UsageSignal)
+	limits := workflow.GetSignalChannel(ctx, LimitSignal)
+	resets := workflow.GetSignalChannel(ctx, ResetSignal)
+	deleted := workflow.GetSignalChannel(ctx, ConnectionDeletedSignal)
+	drain := func() {
+		var r UsageReport
+		for usage.ReceiveAsync(&r) {
+			q.report(ctx, r)
+		}
+		var l LimitChange
+		for limits.ReceiveAsync(&l) {
+			q.limit(ctx, l)
+		}
+		var n ResetNotice
+		for resets.ReceiveAsync(&n) {
+			q.reset(ctx, n)
+		}
+	}
+	q.evaluate(ctx) // a fresh start may find the connection already over a threshold
+	for {
+		q.scheduleSave(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(usage, func(workflow.ReceiveChannel, bool) { drain() })
+		sel.AddReceive(limits, func(workflow.ReceiveChannel, bool) { drain() })
+		sel.AddReceive(resets, func(workflow.ReceiveChannel, bool) { drain() })
+		var stop, isGone bool
+		sel.AddReceive(deleted, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			stop = true
+		})
+		sel.AddReceive(gone, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			stop, isGone = true, true
+		})
+		if q.saveTimer != nil {
+			sel.AddFuture(q.saveTimer, func(workflow.Future) { q.saveTimer = nil })
+		}
+		sel.Select(ctx)
+		if isGone {
+			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")
+			return nil
+		}
+		if stop || deleted.ReceiveAsync(nil) {
+			// What is in flight finishes; nothing queued after it is started.
+			q.stopping = true
+			if err := workflow.Await(ctx, func() bool { return !q.applying }); err != nil {
+				return err
+			}
+			workflow.GetLogger(ctx).Info("connection deleted; quota workflow ends")
+			return nil
+		}
+		if q.continueAsNewDue(ctx) {
+			drain() // so no signal is lost between runs
+			st := q.st
+			return workflow.NewContinueAsNewError(ctx, ConnectionQuota, ConnectionQuotaInput{ConnectionID: q.id, State: &st})
+		}
+	}
+}
+
+// quotaActivityOptions are for the quota activities: short attempts, quick retries, for as
+// long as it takes (a cutoff must land), except for a deleted connection.
+func quotaActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrConnectionGone, activities.ErrInvalidInput},
+		},
+	}
+}
+
+// isConnectionGone reports whether an activity found the connection deleted.
+func isConnectionGone(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrConnectionGone
+}
+
+// continueAsNewDue: the server suggests it or the run has taken MaxReportsPerRun signals, and
+// no activity is in flight (else only past hardReportsPerRun). Queued effects and deliveries
+// travel in the state.
+func (q *quota) continueAsNewDue(ctx workflow.Context) bool {
+	due := workflow.GetInfo(ctx).GetContinueAsNewSuggested() || q.signals >= MaxReportsPerRun
+	idle := !q.applying && !q.delivering
+	return due && (idle || q.signals >= hardReportsPerRun)
+}
+
+// used is Committed + Σ Sessions, saturating at MaxInt64 (the sum does not depend on the
+// map's order).
+func (q *quota) used() int64 {
+	u := q.st.Committed
+	for _, b := range q.st.Sessions {
+		u = addSaturating(u, b)
+	}
+	return u
+}
+
+func addSaturating(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// warningThreshold is WarningPercent of limit, without overflow.
+func warningThreshold(limit int64) int64 {
+	return limit/100*WarningPercent + limit%100*WarningPercent/100
+}
+
+func (q *quota) view() QuotaView {
+	return QuotaView{ConnectionID: q.id, Limit: q.st.Limit, Epoch: q.st.Epoch, Used: q.used(), Committed: q.st.Committed,
+		Sessions: len(q.st.Sessions), CutOff: q.st.CutOff, CutOffAt: q.st.CutOffAt, Warned: q.st.Warned, Saved: q.st.Saved}
+}
+
+// report takes in one relay's counters. A report of an older epoch is ignored; one of a newer
+// epoch means a reset this run was not told of yet, and starts that epoch.
+func (q *quota) report(ctx workflow.Context, r UsageReport) {
+	q.signals++
+	if r.Epoch < q.st.Epoch {
+		return
+	}
+	if r.Epoch > q.st.Epoch {
+		prevEpoch, prevUsed := q.st.Epoch, q.used()
+		q.startEpoch(r.Epoch)
+		if r.Epoch == prevEpoch+1 {
+			q.st.PrevEpoch, q.st.PrevUsed = prevEpoch, prevUsed
+		}
+	}
+	for _, s := range r.Sessions {
+		q.session(s)
+	}
+	if r.LimitReached && r.Limit == q.st.Limit && r.Epoch == q.st.Epoch {
+		// The relay refused a packet that would have crossed this very limit: the usage can
+		// stop short of it by less than a packet, and no report would ever reach it.
+		q.st.LimitReached = true
+	}
+	q.evaluate(ctx)
+}
+
+// session keeps the largest count of a session, so duplicate and out-of-order reports are
+// harmless; a closed session's bytes move into Committed and its late reports are ignored.
+func (q *quota) session(s SessionUsage) {
+	if s.Bytes < 0 || slices.Contains(q.st.Closed, s.SessionID) {
+		return
+	}
+	b := max(q.st.Sessions[s.SessionID], s.Bytes)
+	if !s.Closed {
+		q.st.Sessions[s.SessionID] = b
+		return
+	}
+	delete(q.st.Sessions, s.SessionID)
+	q.st.Committed = addSaturating(q.st.Committed, b)
+	q.st.Closed = append(q.st.Closed, s.SessionID)
+	if extra := len(q.st.Closed) - maxClosedSessions; extra > 0 {
+		q.st.Closed = slices.Delete(q.st.Closed, 0, extra)
+	}
+}
+
+// limit applies an operator's new limit: at the relays, then a lift or a cutoff as the usage
+// now stands. An unchanged limit changes nothing.
+func (q *quota) limit(ctx workflow.Context, c LimitChange) {
+	q.signals++
+	if c.Limit < 0 || c.Limit == q.st.Limit {
+		return
+	}
+	q.st.Limit = c.Limit
+	q.st.LimitReached = false // it was reached under the old limit
+	q.push(QuotaEffect{Kind: effectSetLimit, Epoch: q.st.Epoch, Limit: c.Limit})
+	used := q.used()
+	if q.st.CutOff && (c.Limit == 0 || used < c.Limit) {
+		now := workflow.Now(ctx).UTC()
+		q.st.CutOff, q.st.CutOffAt = false, nil
+		q.push(QuotaEffect{Kind: effectUnblock, Epoch: q.st.Epoch})
+		q.queueSave(ctx, ptr(false), now)
+	}
+	if c.Limit > 0 && used < warningThreshold(c.Limit) {
+		q.st.Warned = false
+	}
+	q.evaluate(ctx)
+}
+
+// reset learns of a reset ResetUsage has made in Postgres and at the relays: it records the
+// usage this run knew before it, and starts the new epoch.
+func (q *quota) reset(ctx workflow.Context, n ResetNotice) {
+	q.signals++
+	switch {
+	case n.Epoch > q.st.Epoch:
+		if n.Epoch == q.st.Epoch+1 {
+			q.raiseUsedBefore(n.RequestID, q.used())
+		}
+		q.startEpoch(n.Epoch)
+	case n.Epoch == q.st.Epoch && q.st.PrevEpoch == n.Epoch-1:
+		// The epoch came first with a report; this is the reset that made it.
+		q.raiseUsedBefore(n.RequestID, q.st.PrevUsed)
+		q.st.PrevEpoch, q.st.PrevUsed = 0, 0
+	}
+	q.evaluate(ctx)
+}
+
+func (q *quota) raiseUsedBefore(requestID string, used int64) {
+	if requestID != "" && used > 0 {
+		q.push(QuotaEffect{Kind: effectRaiseUsedBefore, Epoch: q.st.Epoch, RequestID: requestID, Used: used})
+	}
+}
+
+// startEpoch forgets the ended epoch. Postgres and the relays were reset by ResetUsage; a
+// block of the old epoch that was still in flight then is undone.
+func (q *quota) startEpoch(epoch int64) {
+	wasCutOff := q.st.CutOff
+	q.st.Epoch, q.st.Committed, q.st.Sessions, q.st.Closed, q.st.Saved = epoch, 0, map[uuid.UUID]int64{}, nil, 0
+	q.st.Warned, q.st.CutOff, q.st.CutOffAt, q.st.LimitReached = false, false, nil, false
+	q.st.PrevEpoch, q.st.PrevUsed = 0, 0
+	if wasCutOff {
+		q.push(QuotaEffect{Kind: effectUnblock, Epoch: epoch})
+	}
+}
+
+// evaluate orders the cutoff or the warning when usage has reached them.
+func (q *quota) evaluate(ctx workflow.Context) {
+	if q.st.Limit <= 0 {
+		return
+	}
+	used := q.used()
+	switch {
+	case !q.st.CutOff && (used >= q.st.Limit || q.st.LimitReached):
+		now := workflow.Now(ctx).UTC()
+		q.st.CutOff, q.st.CutOffAt, q.st.Warned = true, &now, true
+		q.push(QuotaEffect{Kind: effectBlock, Epoch: q.st.Epoch})
+		q.queueSave(ctx, ptr(true), now)
+		q.push(QuotaEffect{Kind: effectKill, Epoch: q.st.Epoch})
+		q.push(q.event(ctx, webhook.EventQuotaExceeded, used))
+		workflow.GetLogger(ctx).Info("connection cut off", "epoch", q.st.Epoch, "used", used, "limit", q.st.Limit)
+	case !q.st.Warned && used >= warningThreshold(q.st.Limit):
+		q.st.Warned = true
+		q.queueSave(ctx, nil, workflow.Now(ctx).UTC())
+		q.push(q.event(ctx, webhook.EventQuotaWarning, used))
+	}
+}
+
+// event makes a connection event for the delivery queue. Its id is made here, once, in the
+// history.
+func (q *quota) event(ctx workflow.Context, typ string, used int64) QuotaEffect {
+	var id uuid.UUID
+	workflow.SideEffect(ctx, func(workflow.Context) any { return uuid.Must(uuid.NewV7()) }).Get(&id)
+	conn, device, limit := q.id, q.st.DeviceID, q.st.Limit
+	d := activities.DeliverInput{
+		EventID: id, OperatorID: q.st.OperatorID, DeviceID: &device, ConnectionID: &conn,
+		Event: webhook.Event{Type: typ, Timestamp: workflow.Now(ctx).UTC(), Data: webhook.EventData{
+			OperatorID: q.st.OperatorID.String(), DeviceID: device.String(), ConnectionID: conn.String(),
+			ConnectionName: q.st.ConnectionName, Username: q.st.Username, UsageEpoch: q.st.Epoch,
+			BandwidthUsed: &used, BandwidthLimit: &limit,
+		}},
+	}
+	return QuotaEffect{Kind: effectDeliver, Epoch: q.st.Epoch, Delivery: &d}
+}
+
+func (q *quota) push(e QuotaEffect) { q.st.PendingEffects = append(q.st.PendingEffects, e) }
+
+// queueSave queues a write of the usage (as it stands when the write is made) in this epoch.
+func (q *quota) queueSave(ctx workflow.Context, cutOff *bool, at time.Time) {
+	q.push(QuotaEffect{Kind: effectSave, Epoch: q.st.Epoch, CutOff: cutOff, At: at})
+	q.lastSave = workflow.Now(ctx)
+}
+
+// scheduleSave queues a save when usage changed since the last one, no sooner than
+// SaveInterval after the last save was queued: at once when that is past, else by a timer.
+func (q *quota) scheduleSave(ctx workflow.Context) {
+	if q.saveTimer != nil || q.used() == q.st.Saved || q.staleEpoch >= q.st.Epoch {
+		return
+	}
+	now := workflow.Now(ctx)
+	due := q.lastSave.Add(SaveInterval)
+	queued := slices.ContainsFunc(q.st.PendingEffects, func(e QuotaEffect) bool { return e.Kind == effectSave && e.Epoch == q.st.Epoch })
+	if !now.Before(due) {
+		if !queued {
+			q.queueSave(ctx, nil, now.UTC())
+			return
+		}
+		// A save is queued or in flight: look again an interval later.
+		due = now.Add(SaveInterval)
+	}
+	q.saveTimer = workflow.NewTimer(ctx, due.Sub(now))
+}
+
+// stale reports whether an effect belongs to an epoch that has ended and is moot now.
+func (q *quota) stale(e QuotaEffect) bool {
+	switch e.Kind {
+	case effectBlock, effectSave, effectKill:
+		return e.Epoch < q.st.Epoch
+	}
+	return false
+}
+
+// applyEffects applies the queued effects in order; it runs for the life of the run, until
+// the connection is deleted (it then starts nothing more), or until it finds the connection
+// gone, which it reports on gone.
+func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
+	for {
+		if err := workflow.Await(ctx, func() bool { return q.stopping || len(q.st.PendingEffects) > 0 }); err != nil || q.stopping {
+			return
+		}
+		e := q.st.PendingEffects[0]
+		if !q.stale(e) {
+			q.applying = true
+			err := q.apply(ctx, e)
+			q.applying = false
+			if isConnectionGone(err) {
+				gone.Send(ctx, true)
+				return
+			}
+			if err != nil {
+				workflow.GetLogger(ctx).Warn("quota effect failed", "effect", e.Kind, "epoch", e.Epoch, "error", err)
+			}
+		}
+		q.st.PendingEffects = q.st.PendingEffects[1:]
+	}
+}
+
+// apply runs one effect's activity.
+func (q *quota) apply(ctx workflow.Context, e QuotaEffect) error {
+	var a *activities.Activities
+	switch e.Kind {
+	case effectSetLimit:
+		return workflow.ExecuteActivity(ctx, a.SetLimitAtRelays, activities.RelayLimitInput{ConnectionID: q.id, Limit: e.Limit}).Get(ctx, nil)
+	case effectBlock, effectUnblock:
+		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: e.Kind == effectBlock}).Get(ctx, nil)
+	case effectKill:
+		return workflow.ExecuteActivity(ctx, a.KillConnectionSessions, q.id).Get(ctx, nil)
+	case effectRaiseUsedBefore:
+		return workflow.ExecuteActivity(ctx, a.RaiseUsedBefore, activities.RaiseUsedBeforeInput{RequestID: e.RequestID, Used: e.Used}).Get(ctx, nil)
+	case effectDeliver:
+		q.st.PendingDeliveries = append(q.st.PendingDeliveries, *e.Delivery)
+		return nil
+	case effectSave:
+		used := q.used()
+		var res activities.SaveUsageResult
+		err := workflow.ExecuteActivity(ctx, a.SaveUsage, activities.SaveUsageInput{
+			ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At,
+		}).Get(ctx, &res)
+		switch {
+		case err != nil:
+			return err
+		case res.Stale:
+			// Behind a reset: the reset's signal or the next report brings the new epoch.
+			q.staleEpoch = max(q.staleEpoch, e.Epoch)
+		case e.Epoch == q.st.Epoch:
+			q.st.Saved = used
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown quota effect %q", e.Kind)
+}
+
+// deliverWebhooks delivers events one at a time, in order; each is retried for about a day by
+// its activity's retry policy. It runs for the life of the run.
+func (q *quota) deliverWebhooks(ctx workflow.Context) {
+	ctx = workflow.WithActivityOptions(ctx, DeliveryActivityOptions())
+	var a *activities.Activities
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(q.st.PendingDeliveries) > 0 }); err != nil {
+			return
+		}
+		d := q.st.PendingDeliveries[0]
+		q.delivering = true
+		err := workflow.ExecuteActivity(ctx, a.DeliverWebhook, d).Get(ctx, nil)
+		q.delivering = false
+		if err != nil {
+			// Logged in webhook_deliveries as failed; the next event goes out regardless.
+			workflow.GetLogger(ctx).Warn("webhook delivery failed", "event_id", d.EventID, "error", err)
+		}
+		q.st.PendingDeliveries = q.st.PendingDeliveries[1:]
+	}
+}

@@ -1,0 +1,105 @@
+package workflows_test
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/webhook"
+	"github.com/cellgate/cellgate/workflows"
+)
+
+// quotaHistory was recorded from the Temporal dev server by
+//
+//	CELLGATE_RECORD_HISTORY=1 go test ./workflows -run TestQuotaOnDevServer -count=1
+//
+// It holds usage reports up to a warning and a cutoff, a raised limit that lifted it, a
+// lowered one that cut off again, a reset (with reports of the old epoch after it) and the
+// connection's deletion.
+const quotaHistory = "testdata/connectionquota_history.json"
+
+// TestConnectionQuotaReplay replays the recorded ConnectionQuota history against today's code:
+// a change that makes the workflow issue different commands for the same events fails here.
+// When such a change is intended, version it (workflow.GetVersion) rather than re-record.
+func TestConnectionQuotaReplay(t *testing.T) {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflow(workflows.ConnectionQuota)
+	logger := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := r.ReplayWorkflowHistoryFromJSONFile(logger, quotaHistory); err != nil {
+		t.Fatalf("ReplayWorkflowHistoryFromJSONFile(%s) = %v, want nil", quotaHistory, err)
+	}
+}
+
+// TestConnectionQuotaHistoryCoverage checks that the recorded history still exercises what the
+// replay test is meant to guard, so a re-recording cannot quietly weaken it.
+func TestConnectionQuotaHistoryCoverage(t *testing.T) {
+	f, err := os.Open(quotaHistory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		t.Fatalf("HistoryFromJSON(%s): %v", quotaHistory, err)
+	}
+	dc := converter.GetDefaultDataConverter()
+	signals := map[string]int{}
+	activityCalls := map[string]int{}
+	var events []string
+	var blocks, unblocks int
+	var completed bool
+	for _, ev := range h.Events {
+		switch ev.EventType {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			signals[ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName()]++
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			a := ev.GetActivityTaskScheduledEventAttributes()
+			name := a.GetActivityType().GetName()
+			activityCalls[name]++
+			switch name {
+			case "DeliverWebhook":
+				var in activities.DeliverInput
+				if err := dc.FromPayloads(a.GetInput(), &in); err != nil {
+					t.Fatalf("event %d: decode DeliverWebhook input: %v", ev.EventId, err)
+				}
+				events = append(events, in.Event.Type)
+			case "BlockAtRelays":
+				var in activities.RelayBlockInput
+				if err := dc.FromPayloads(a.GetInput(), &in); err != nil {
+					t.Fatalf("event %d: decode BlockAtRelays input: %v", ev.EventId, err)
+				}
+				if in.Blocked {
+					blocks++
+				} else {
+					unblocks++
+				}
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+			completed = true
+		}
+	}
+	if signals[workflows.UsageSignal] < 5 || signals[workflows.LimitSignal] != 2 || signals[workflows.ResetSignal] != 1 ||
+		signals[workflows.ConnectionDeletedSignal] != 1 || !completed {
+		t.Errorf("history has signals %v, completed %v; want ≥ 5 usage, 2 limit, 1 reset, 1 deletion, completed", signals, completed)
+	}
+	for _, name := range []string{"LoadQuota", "SaveUsage", "SetLimitAtRelays", "KillConnectionSessions", "RaiseUsedBefore"} {
+		if activityCalls[name] == 0 {
+			t.Errorf("history schedules no %s: %v", name, activityCalls)
+		}
+	}
+	if blocks != 2 || unblocks < 1 {
+		t.Errorf("history blocks %d and unblocks %d times, want 2 blocks (cutoff, cutoff after lowering) and an unblock", blocks, unblocks)
+	}
+	want := []string{webhook.EventQuotaWarning, webhook.EventQuotaExceeded, webhook.EventQuotaExceeded}
+	if len(events) != len(want) || events[0] != want[0] || events[1] != want[1] || events[2] != want[2] {
+		t.Errorf("history delivers %v, want %v", events, want)
+	}
+}
