@@ -7,18 +7,25 @@ TEST_TIMEOUT ?= 30m
 # How long CI fuzzes the tunnel's packet parser beyond its committed seed corpus.
 FUZZ_TIME ?= 20s
 
-.PHONY: dev test build deps vet bench
+# The demo fleet `make dev` runs (simulated devices, one flapping, and a webhook receiver);
+# DEMO=0: none.
+DEMO ?= 3
 
-# The whole system on this machine: Postgres in .data/, Temporal dev server, api + worker.
+.PHONY: dev test build deps vet bench web web-test
+
+# The whole system on this machine: Postgres in .data/, Temporal dev server, api + worker, the
+# dashboard at the API's address, and the demo fleet.
 dev: deps bin/temporal build
 	bin/cellgate dev $(if $(DEMO),--demo $(DEMO))
 
-# Everything CI runs: install what is missing, vet, and every test with the race detector.
-# Then the network-namespace end-to-end tests (e2e/, build tag e2e), which need root.
-test: deps bin/temporal
+# Everything CI runs: install what is missing, vet, and every test with the race detector; the
+# dashboard's browser tests (Playwright in Debian's chromium against a stack they start); then
+# the network-namespace end-to-end tests (e2e/, build tag e2e), which need root.
+test: deps bin/temporal build
 	$(GO) vet ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime $(FUZZ_TIME) ./tunnel
+	scripts/web-test.sh
 	$(GO) vet -tags e2e ./e2e/...
 	@if [[ $$(id -u) -eq 0 ]]; then \
 		echo "$(GO) test -tags e2e -count=1 -timeout 20m ./e2e/..."; \
@@ -27,8 +34,27 @@ test: deps bin/temporal
 		echo "e2e: skipped (needs root)"; \
 	fi
 
-build:
+build: web
 	$(GO) build -o bin/cellgate ./cmd/cellgate
+
+# The dashboard: npm ci (when package-lock.json changed), next build (a static export in
+# web/out), copied into dashboard/dist, which the cellgate binary embeds. Rebuilt only when a
+# file of web/ changed.
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) \
+	web/package.json web/package-lock.json web/next.config.ts web/tsconfig.json web/postcss.config.mjs
+web: dashboard/dist/index.html
+
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json
+	cd web && npm ci --no-audit --no-fund
+
+dashboard/dist/index.html: web/node_modules/.package-lock.json $(WEB_SRC)
+	cd web && NEXT_TELEMETRY_DISABLED=1 npm run build
+	find dashboard/dist -mindepth 1 ! -name .gitkeep -delete
+	cp -R web/out/. dashboard/dist/
+
+# The dashboard's browser tests alone (make test runs them too).
+web-test: bin/temporal build
+	scripts/web-test.sh
 
 deps:
 	scripts/install-deps.sh

@@ -97,7 +97,8 @@ func (s *Server) createConnection(c *gin.Context) error {
 	return nil
 }
 
-// GET /api/v1/connections?device_id=&limit=&after=
+// GET /api/v1/connections?device_id=&limit=&after=: Postgres's usage figures (at most
+// workflows.SaveInterval behind), each connection's last reset and quota workflow link.
 func (s *Server) listConnections(c *gin.Context) error {
 	p, err := page(c)
 	if err != nil {
@@ -116,10 +117,23 @@ func (s *Server) listConnections(c *gin.Context) error {
 	var next *uuid.UUID
 	if len(conns) > 0 {
 		next = nextAfter(p, len(conns), conns[len(conns)-1].ID)
-	} else {
-		conns = []store.Connection{}
 	}
-	c.JSON(http.StatusOK, gin.H{"connections": conns, "next_after": next})
+	ids := make([]uuid.UUID, len(conns))
+	for i, conn := range conns {
+		ids[i] = conn.ID
+	}
+	resets, err := s.store.LastUsageResets(c.Request.Context(), ids)
+	if err != nil {
+		return err
+	}
+	out := make([]connectionJSON, len(conns))
+	for i, conn := range conns {
+		out[i] = connectionJSON{Connection: conn, QuotaWorkflowURL: s.workflowURL(workflows.ConnectionQuotaID(conn.ID))}
+		if r, ok := resets[conn.ID]; ok {
+			out[i].LastReset = &r
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"connections": out, "next_after": next})
 	return nil
 }
 

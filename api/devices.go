@@ -106,18 +106,43 @@ func (s *Server) listDevices(c *gin.Context) error {
 	return nil
 }
 
-// GET /api/v1/devices/{id}
+// GET /api/v1/devices/{id}: the device, the link to its DeviceMonitor in the Temporal Web UI
+// and whether it has a tunnel session on the relay.
 func (s *Server) getDevice(c *gin.Context) error {
 	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	d, err := s.store.Device(c.Request.Context(), principal(c).OperatorID, id)
+	ctx := c.Request.Context()
+	d, err := s.store.Device(ctx, principal(c).OperatorID, id)
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, gin.H{"device": d})
+	out := deviceJSON{Device: d, MonitorWorkflowURL: s.workflowURL(workflows.DeviceMonitorID(d.ID))}
+	if sessions := s.ovpn.sessions; sessions != nil {
+		lctx, cancel := context.WithTimeout(ctx, liveTimeout)
+		live, err := sessions.DeviceLive(lctx, d.ID)
+		cancel()
+		if err == nil {
+			out.TunnelLive = &live
+		} else {
+			s.log.WarnContext(ctx, "device tunnel session not checked", "device_id", d.ID, "err", err)
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"device": out})
 	return nil
+}
+
+// liveTimeout bounds asking the relay whether a device has a tunnel session.
+const liveTimeout = 2 * time.Second
+
+// deviceJSON is a device as GET /api/v1/devices/{id} shows it: with the Web UI link of its
+// DeviceMonitor and, when a relay is configured, whether the device has a tunnel session.
+type deviceJSON struct {
+	store.Device
+	MonitorWorkflowURL string `json:"monitor_workflow_url,omitempty"`
+	// TunnelLive is absent when there is no relay to ask (or it did not answer).
+	TunnelLive *bool `json:"tunnel_live,omitempty"`
 }
 
 // PATCH /api/v1/devices/{id} {"name"}

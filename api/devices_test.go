@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/store"
 )
@@ -289,4 +294,59 @@ func ptr[T any](v T) *T { return &v }
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// liveDevices is a DeviceSessions that knows which devices have a tunnel session, or fails.
+type liveDevices struct {
+	live map[uuid.UUID]bool
+	err  error
+}
+
+func (l liveDevices) DeviceLive(_ context.Context, id uuid.UUID) (bool, error) {
+	return l.live[id], l.err
+}
+
+// TestGetDeviceLinksAndTunnel: GET /devices/{id} links the device's DeviceMonitor in the
+// Temporal Web UI and says whether the relay has its tunnel session; without a relay (or when
+// it does not answer) tunnel_live is absent, and without a Web UI there is no link.
+func TestGetDeviceLinksAndTunnel(t *testing.T) {
+	t.Parallel()
+	sessions := liveDevices{live: map[uuid.UUID]bool{}}
+	cfg := api.DefaultConfig()
+	cfg.TemporalUIURL, cfg.TemporalNamespace = "http://ui.example:8233/", "prod ns"
+	cfg.DeviceSessions = sessions
+	e := newEnvConfig(t, cfg)
+	a, _ := e.session(t)
+	up, _ := a.createDevice(t, "up")
+	down, _ := a.createDevice(t, "down")
+	sessions.live[up.ID] = true
+
+	get := func(e *env, c *client, id uuid.UUID) map[string]any {
+		t.Helper()
+		var body struct{ Device map[string]any }
+		c.must(t, http.StatusOK, http.MethodGet, "/api/v1/devices/"+id.String(), nil).decode(t, &body)
+		return body.Device
+	}
+	if d := get(e, a, up.ID); d["tunnel_live"] != true ||
+		d["monitor_workflow_url"] != "http://ui.example:8233/namespaces/prod%20ns/workflows/device-monitor:"+up.ID.String() {
+		t.Errorf("GET device (live) = tunnel_live %v, monitor_workflow_url %v; want true and the Web UI link", d["tunnel_live"], d["monitor_workflow_url"])
+	}
+	if d := get(e, a, down.ID); d["tunnel_live"] != false {
+		t.Errorf("GET device (no session) tunnel_live = %v, want false", d["tunnel_live"])
+	}
+
+	failing := api.DefaultConfig()
+	failing.DeviceSessions = liveDevices{err: errors.New("relay unreachable")}
+	for name, cfg := range map[string]api.Config{"no relay, no Web UI": api.DefaultConfig(), "relay failing": failing} {
+		e := newEnvConfig(t, cfg)
+		b, _ := e.session(t)
+		dev, _ := b.createDevice(t, "phone")
+		d := get(e, b, dev.ID)
+		if _, ok := d["tunnel_live"]; ok {
+			t.Errorf("%s: GET device has tunnel_live %v, want none", name, d["tunnel_live"])
+		}
+		if _, ok := d["monitor_workflow_url"]; ok {
+			t.Errorf("%s: GET device has monitor_workflow_url %v, want none", name, d["monitor_workflow_url"])
+		}
+	}
 }

@@ -60,7 +60,7 @@ func TestUnknownRoutes(t *testing.T) {
 		status       int
 	}{
 		{http.MethodGet, "/api/v1/nothing", http.StatusNotFound},
-		{http.MethodGet, "/nothing", http.StatusNotFound},
+		{http.MethodPost, "/nothing", http.StatusNotFound}, // a GET is the dashboard's 404 page
 		{http.MethodPut, "/api/v1/devices", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/api/v1/devices/not-a-uuid", http.StatusNotFound},
 		{http.MethodPatch, "/api/v1/devices/not-a-uuid", http.StatusNotFound},

@@ -333,7 +333,7 @@ func TestInternalDisabled(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	key := urlKey(newKey())
-	noRoute := string(e.anon().do(t, http.MethodGet, "/no/such/route", nil).raw)
+	noRoute := string(e.anon().do(t, http.MethodGet, "/api/no/such/route", nil).raw) // other paths are the dashboard's
 	for _, c := range []*client{e.internal(""), e.internal(internalToken), e.internal("x")} {
 		for _, rt := range []struct{ method, path string }{
 			{http.MethodGet, "/internal/v1/tunnel/devices/" + key},

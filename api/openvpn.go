@@ -32,10 +32,11 @@ const killTimeout = 5 * time.Second
 // openVPN holds the OpenVPN auth path's state and the relay it routes clients through. The
 // connection handlers that change credentials reach it too, to revoke what was verified.
 type openVPN struct {
-	s      *Server
-	auth   *ovpnAuth
-	tunnel *tunnel.ControlClient // nil: no tunnel configured
-	killer SessionKiller         // nil: sessions are not killed
+	s        *Server
+	auth     *ovpnAuth
+	tunnel   *tunnel.ControlClient // nil: no tunnel configured
+	killer   SessionKiller         // nil: sessions are not killed
+	sessions DeviceSessions        // nil: devices' tunnel sessions cannot be checked
 }
 
 // newOpenVPN builds the OpenVPN side from the server's configuration.
@@ -51,6 +52,7 @@ func (s *Server) newOpenVPN() *openVPN {
 	if o.killer == nil && o.tunnel != nil {
 		o.killer = o.tunnel // the relay holds the OpenVPN management connection
 	}
+	o.sessions = sessions
 	o.auth = newOvpnAuth(s.cfg.OpenVPNAuth, sessions, s.store, s.log)
 	return o
 }

@@ -58,6 +58,9 @@ func (s *Server) routes() {
 		in.POST("/openvpn/connect", s.handle(s.ovpn.connect))
 		in.POST("/openvpn/disconnect", s.handle(s.ovpn.disconnect))
 	}
+
+	// Everything else that is a page: the operator dashboard.
+	s.mountDashboard()
 }
 
 // safeMethod reports whether a request method only reads (and so needs no CSRF token).

@@ -24,6 +24,17 @@ need iperf3 iperf3
 need ping iputils-ping   # the OpenVPN reconnect-storm test pings through the tunnel
 need openvpn openvpn # the OpenVPN server of the relay and the e2e/openvpn tests
 need modprobe kmod
+# The dashboard's browser tests (web/e2e) drive Debian's chromium with playwright-core: no
+# browser is ever downloaded.
+need /usr/bin/chromium chromium
+
+# Node.js 20.9 or later with npm builds the dashboard (make web). Debian's nodejs is older, so it
+# is not installed from here: say so instead of failing later inside npm.
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 9) ? 0 : 1)' 2>/dev/null ||
+	! command -v npm >/dev/null 2>&1; then
+	echo "install-deps: the dashboard (web/) needs Node.js 20.9 or later and npm on PATH" >&2
+	exit 1
+fi
 
 # Optional: a comparator for the tunnel benchmarks; skipped when this Debian has no such package.
 optional=()

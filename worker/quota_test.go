@@ -239,6 +239,12 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	if r := relayConn(); r.Blocked || r.Epoch != 2 {
 		t.Errorf("relay state after the reset = %+v, want unblocked in epoch 2", r)
 	}
+	var list struct{ Connections []quotaConnection }
+	operator.call(http.MethodGet, "/api/v1/connections", nil, http.StatusOK, &list)
+	if len(list.Connections) != 1 || list.Connections[0].LastReset == nil || list.Connections[0].LastReset.EpochAfter != 2 ||
+		list.Connections[0].QuotaWorkflowURL == "" {
+		t.Errorf("GET /api/v1/connections after the reset = %+v, want the connection with its last reset (epoch 2) and workflow link", list.Connections)
+	}
 	report(1, 50_000, 50_000)
 	report(2, 300, 200)
 	eventually(t, "usage of epoch 2", func() string {

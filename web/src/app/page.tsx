@@ -1,0 +1,5 @@
+import { RedirectHome } from "@/features/auth/redirect-home";
+
+export default function Home() {
+  return <RedirectHome />;
+}

@@ -1,0 +1,23 @@
+import type { Connection } from "@/lib/api";
+import { formatBytes, formatTime } from "@/lib/format";
+
+/** LastReset shows a connection's last usage reset: when, and how much was used before it. */
+export function LastReset({ connection: c, long }: { connection: Connection; long?: boolean }) {
+  if (c.last_reset === undefined) {
+    // The API predates usage resets (issue #6).
+    return <span className="text-muted-foreground">—</span>;
+  }
+  if (c.last_reset === null) return <span className="text-muted-foreground">never</span>;
+  const r = c.last_reset;
+  return (
+    <span title={`${formatBytes(r.used_before)} used before; by ${r.requested_by}`} data-testid="last-reset">
+      {formatTime(r.reset_at)}
+      {long && (
+        <span className="text-muted-foreground">
+          {" "}
+          · {formatBytes(r.used_before)} before · by {r.requested_by}
+        </span>
+      )}
+    </span>
+  );
+}
