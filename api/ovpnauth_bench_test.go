@@ -1,21 +1,20 @@
 //go:build !race
 
-// The OpenVPN auth path at its real bcrypt cost (12). These are timing measurements, so they
-// stay out of -race builds, where one cost-12 check takes seconds:
+// Benchmarks of the OpenVPN auth path at its real bcrypt cost (12). They stay out of -race
+// builds, where one cost-12 check takes seconds:
 //
-//	go test -run 'OvpnAuthTiming' -count=1 ./api/
 //	go test -run '^$' -bench 'OvpnAuth' -benchtime 5s -count=1 ./api/
+//
+// The timing test beside them is in ovpnauth_timing_test.go.
 
 package api_test
 
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,50 +55,6 @@ func (e *ovpnEnv) serveAuth(tb testing.TB, body []byte) authAnswer {
 		tb.Fatalf("POST /internal/v1/openvpn/auth = %d %s, want 200 with an answer", rec.Code, rec.Body.String())
 	}
 	return a
-}
-
-// TestOvpnAuthTiming: an unknown username and a wrong password are refused in the same time
-// (medians of 10 each within 10 %), so the answer's timing does not tell whether a username
-// exists.
-func TestOvpnAuthTiming(t *testing.T) {
-	e := newOvpnEnv(t, realCost())
-	hash, err := credential.HashPassword("the-real-password-123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, user := e.addConnection(t, ovpnConn{hash: hash})
-	e.serveAuth(t, authRequest("warm-up", "x", e.ip())) // makes the lazily built dummy hash
-
-	var unknown, wrong []time.Duration
-	for i := range 10 {
-		pair := []struct {
-			user string
-			into *[]time.Duration
-		}{{fmt.Sprintf("no-such-user-%d", i), &unknown}, {user, &wrong}}
-		if i%2 == 1 { // alternate which goes first, so drift in the machine's load hits both
-			slices.Reverse(pair)
-		}
-		for _, tc := range pair {
-			body := authRequest(tc.user, fmt.Sprintf("wrong-%d", i), e.ip())
-			start := time.Now()
-			a := e.serveAuth(t, body)
-			*tc.into = append(*tc.into, time.Since(start))
-			if a.Reason != api.ReasonWrongCredentials {
-				t.Fatalf("auth %s with a wrong password = %+v, want %q", tc.user, a, api.ReasonWrongCredentials)
-			}
-		}
-	}
-	mu, mw := median(unknown), median(wrong)
-	if diff := (mu - mw).Abs(); float64(diff) > 0.10*float64(max(mu, mw)) {
-		t.Errorf("median refusal time: unknown username %v, wrong password %v, differ by %v, want within 10%%", mu, mw, diff)
-	}
-	t.Logf("median refusal time: unknown username %v, wrong password %v", mu, mw)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // latencies collects per-operation durations from parallel goroutines.

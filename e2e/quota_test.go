@@ -16,11 +16,9 @@ import (
 	"github.com/cellgate/cellgate/webhook"
 )
 
-// startOpenVPNStack sets the client's underlay to 198.18.0.0/24, writes the relay's OpenVPN
-// server directory, starts the stack (dev, tunnel holding OpenVPN's management interface),
-// enrolls a live phone and starts the OpenVPN server. It returns the stack, the phone's
-// device id and the OpenVPN server.
-func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin string) (*stack, string, *Proc) {
+// ovpnUnderlay moves the client's link to the relay to 198.18.0.0/24, so that the client pool
+// 10.9.0.0/16 is OpenVPN's alone.
+func ovpnUnderlay(t *testing.T, ctx context.Context, top *Topology) {
 	t.Helper()
 	for _, step := range []struct {
 		ns   *Netns
@@ -35,6 +33,13 @@ func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin str
 			t.Fatalf("ip %v: %v %s", step.args, err, out)
 		}
 	}
+}
+
+// startOpenVPNStack writes the relay's OpenVPN server directory, starts the stack (dev, the
+// tunnel holding OpenVPN's management interface), enrolls a live phone and starts the OpenVPN
+// server (after ovpnUnderlay). It returns the stack, the phone's device id and the server.
+func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin string) (*stack, string, *Proc) {
+	t.Helper()
 	ovpnDir := filepath.Join(openTempDir(t, "cellgate-e2e-ovpn-"), "openvpn")
 	if out, err := top.Relay.Run(ctx, bin, "openvpn", "init", "--dir", ovpnDir, "--public-host", ovpnServerAddr,
 		"--hook-binary", bin, "--api", "http://127.0.0.1:"+apiPort, "--internal-token", ovpnToken); err != nil {
@@ -108,6 +113,7 @@ func TestQuotaEndToEnd(t *testing.T) {
 	bin := BuildCellgate(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	ovpnUnderlay(t, ctx, top)
 	s, devID, _ := startOpenVPNStack(t, ctx, top, bin)
 
 	if err := s.op.Call(ctx, http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": hooks.URL, "enabled": true}, nil); err != nil {

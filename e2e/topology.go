@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -36,6 +37,23 @@ const (
 	PhoneUplink = "198.51.100.2"
 	// ServerAddr is the server on the internet (/32 on the internet's loopback).
 	ServerAddr = "203.0.113.10"
+)
+
+// IPv6 addresses that AddIPv6 gives the topology, from the documentation prefix 2001:db8::/32
+// (RFC 3849).
+const (
+	// ClientAddr6 is the client's own IPv6 address (on ClientDev, /64), from its own network.
+	ClientAddr6 = "2001:db8:c::2"
+	// RelayClientAddr6 is the relay's address toward the client (/64): the client's IPv6
+	// default gateway.
+	RelayClientAddr6 = "2001:db8:c::1"
+	// RelayUplink6 is the relay's IPv6 address toward the internet (on RelayUplinkDev, /64).
+	RelayUplink6 = "2001:db8:1::2"
+	// InternetRelayAddr6 is the internet's IPv6 address toward the relay (/64): the relay's
+	// IPv6 default gateway.
+	InternetRelayAddr6 = "2001:db8:1::1"
+	// ServerAddr6 is the IPv6 server on the internet (/128 on the internet's loopback).
+	ServerAddr6 = "2001:db8:113::10"
 )
 
 // Interface names, each in the namespace its name starts with. They only need to be unique
@@ -174,6 +192,40 @@ func (top *Topology) build(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// AddIPv6 makes the client dual-stacked, like a customer whose own network has IPv6: the
+// client gets ClientAddr6 and an IPv6 default route via the relay, which forwards IPv6 (as the
+// client's provider would) to the internet, where ServerAddr6 answers. Without a VPN the
+// client reaches ServerAddr6 over its own network; a VPN must keep that traffic from leaking
+// around it. AddIPv6 returns once a ping from the client reaches ServerAddr6.
+func (top *Topology) AddIPv6(ctx context.Context) error {
+	c, r, i := top.Client.Name, top.Relay.Name, top.Internet.Name
+	for _, args := range [][]string{
+		{"-n", c, "addr", "add", ClientAddr6 + "/64", "dev", ClientDev, "nodad"},
+		{"-n", c, "-6", "route", "add", "default", "via", RelayClientAddr6},
+		{"-n", r, "addr", "add", RelayClientAddr6 + "/64", "dev", RelayClientDev, "nodad"},
+		{"-n", r, "addr", "add", RelayUplink6 + "/64", "dev", RelayUplinkDev, "nodad"},
+		{"-n", r, "-6", "route", "add", "default", "via", InternetRelayAddr6},
+		{"-n", i, "addr", "add", InternetRelayAddr6 + "/64", "dev", InternetRelayDev, "nodad"},
+		{"-n", i, "addr", "add", ServerAddr6 + "/128", "dev", "lo"},
+		{"-n", i, "-6", "route", "add", "2001:db8:c::/64", "via", RelayUplink6},
+	} {
+		if _, err := runCmd(exec.CommandContext(ctx, "ip", args...)); err != nil {
+			return fmt.Errorf("add ipv6: %w", err)
+		}
+	}
+	if err := top.Relay.SetSysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
+		return fmt.Errorf("add ipv6: %w", err)
+	}
+	// The first packets are lost while the links' IPv6 settles: wait until a ping gets through.
+	var err error
+	for range 20 {
+		if _, err = top.Client.Run(ctx, "ping", "-6", "-n", "-c", "1", "-W", "1", ServerAddr6); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("add ipv6: the client does not reach %s: %w", ServerAddr6, err)
 }
 
 // track records a process started in one of the namespaces, for teardown.

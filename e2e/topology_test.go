@@ -153,6 +153,36 @@ func TestTopology(t *testing.T) {
 			t.Errorf("iperf3 --client %s in phone = %v, output:\n%s\nwant iperf Done", ServerAddr, err, out)
 		}
 	})
+
+	// With its own IPv6 the client reaches the IPv6 server through the relay, over TCP.
+	t.Run("client reaches the IPv6 server", func(t *testing.T) {
+		if err := top.AddIPv6(ctx); err != nil {
+			t.Fatalf("AddIPv6() = %v", err)
+		}
+		l, err := top.Internet.Listen("tcp6", "["+ServerAddr6+"]:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		accepted := make(chan string, 1)
+		go func() { // exits after one accept, or when l is closed
+			c, err := l.Accept()
+			if err != nil {
+				accepted <- err.Error()
+				return
+			}
+			defer c.Close()
+			accepted <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		}()
+		c, err := top.Client.DialContext(ctx, "tcp6", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got := <-accepted; got != ClientAddr6 {
+			t.Errorf("internet: Accept() on %s from %q, want %q", l.Addr(), got, ClientAddr6)
+		}
+	})
 }
 
 // httpGet fetches url from inside ns and returns the body; it fails the test on a transport

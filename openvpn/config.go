@@ -74,6 +74,10 @@ type InitConfig struct {
 	// Force replaces existing keys and certificates. Every profile handed out before then
 	// stops working: they carry the old CA and tls-crypt key.
 	Force bool
+	// RenewServerCert issues a new server certificate when the existing one names another
+	// host than PublicHost, instead of failing. The CA and the tls-crypt key stay, so the
+	// profiles handed out keep working (with the new host's remote line once downloaded again).
+	RenewServerCert bool
 }
 
 // File is one file Init dealt with and what it did to it.

@@ -28,6 +28,10 @@ func TestOpenVPNProfile(t *testing.T) {
 			t.Errorf("Profile(alice) lacks %q:\n%s", want, got)
 		}
 	}
+	// The way out for a system without IPv6 is there, commented out.
+	if !strings.Contains(got, "\n#pull-filter ignore \"ifconfig-ipv6\"\n") || strings.Contains(got, "\npull-filter") {
+		t.Errorf("Profile(alice) lacks the commented-out pull-filter for systems without IPv6:\n%s", got)
+	}
 	if strings.Contains(got, "\nauth-user-pass\n") {
 		t.Errorf("Profile(alice) asks for credentials although they are inline:\n%s", got)
 	}

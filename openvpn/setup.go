@@ -106,6 +106,13 @@ func setupServerCert(dir string, ca issuer, c InitConfig, now time.Time, res *In
 				return fmt.Errorf("%s is not signed by %s; remove %s and %s to issue a new one, or give --force to replace every key: %w",
 					certPath, caCertFile, serverCertFile, serverKeyFile, fs.ErrExist)
 			}
+			if !certHasHost(cert, c.PublicHost) && c.RenewServerCert {
+				certPEM, keyPEM, err := newServerCert(ca, c.PublicHost, now)
+				if err != nil {
+					return err
+				}
+				return writeKeyPair(certPath, keyPath, certPEM, keyPEM, true, res)
+			}
 			if !certHasHost(cert, c.PublicHost) {
 				return fmt.Errorf("%s was issued for another host than %s; remove %s and %s to issue a new one (profiles keep working), or give --force to replace every key: %w",
 					certPath, c.PublicHost, serverCertFile, serverKeyFile, fs.ErrExist)

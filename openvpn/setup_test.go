@@ -103,7 +103,9 @@ func TestOpenVPNInitFiles(t *testing.T) {
 		"\nscript-security 2\n", `auth-user-pass-verify "` + testHook + ` ovpn-hook auth" via-file`,
 		`client-connect "` + testHook + ` ovpn-hook connect"`, `client-disconnect "` + testHook + ` ovpn-hook disconnect"`,
 		`setenv CELLGATE_HOOK_ENV "` + dir + `/hook.env"`, "\nhand-window 60\n",
-		`management 127.0.0.1 7505 "` + dir + `/management.pwd"`, "\nkeepalive 10 60\n", `push "redirect-gateway def1"`,
+		`management 127.0.0.1 7505 "` + dir + `/management.pwd"`, "\nkeepalive 10 60\n",
+		"\n" + `push "ifconfig-ipv6 fd00:cafe::2/64 fd00:cafe::1"` + "\n", "\n" + `push "redirect-gateway def1 ipv6"` + "\n",
+		"\n" + `push "block-ipv6"` + "\n",
 		`push "dhcp-option DNS 1.1.1.1"`, "\npersist-key\n", "\nverb 3\n",
 	} {
 		if !strings.Contains(conf, want) {
@@ -246,6 +248,65 @@ func TestOpenVPNInitRefuses(t *testing.T) {
 				t.Errorf("Init with Force = %v, want nil", err)
 			}
 		})
+	}
+}
+
+// TestOpenVPNInitRenewServerCert checks that RenewServerCert issues a certificate for a new
+// public host under the same CA, keeping the CA and the tls-crypt key (and so the profiles).
+func TestOpenVPNInitRenewServerCert(t *testing.T) {
+	c := testInitConfig(t)
+	first, err := Init(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := first.Server.Dir
+	kept := map[string]string{}
+	for _, k := range []string{"ca.crt", "ca.key", "tls-crypt.key", "management.pwd"} {
+		kept[k] = readFile(t, filepath.Join(dir, k))
+	}
+	oldCert := readFile(t, filepath.Join(dir, "server.crt"))
+
+	c.PublicHost, c.RenewServerCert = "192.0.2.7", true
+	res, err := Init(c)
+	if err != nil {
+		t.Fatalf("Init(public host 192.0.2.7, RenewServerCert) = %v, want nil", err)
+	}
+	for k, v := range kept {
+		if readFile(t, filepath.Join(dir, k)) != v {
+			t.Errorf("Init with RenewServerCert changed %s, want it kept", k)
+		}
+	}
+	actions := map[string]string{}
+	for _, f := range res.Files {
+		actions[filepath.Base(f.Path)] = f.Action
+	}
+	if actions["server.crt"] != "replaced" || actions["server.key"] != "replaced" || actions["ca.key"] != "kept" {
+		t.Errorf("Init with RenewServerCert: actions = %v, want server.crt and server.key replaced, ca.key kept", actions)
+	}
+	ca, err := parseIssuer([]byte(kept["ca.crt"]), []byte(kept["ca.key"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := parseCert([]byte(readFile(t, filepath.Join(dir, "server.crt"))))
+	if err != nil || cert.CheckSignatureFrom(ca.cert) != nil || !certHasHost(cert, "192.0.2.7") {
+		t.Errorf("renewed server.crt: %v, want one for 192.0.2.7 signed by the kept CA", err)
+	}
+	if readFile(t, filepath.Join(dir, "server.crt")) == oldCert {
+		t.Errorf("Init with RenewServerCert kept the certificate for relay.example.com")
+	}
+	if res.Server.PublicHost != "192.0.2.7" {
+		t.Errorf("Init with RenewServerCert: Server.PublicHost = %q, want 192.0.2.7", res.Server.PublicHost)
+	}
+
+	// The same host again: nothing to renew.
+	again, err := Init(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range again.Files {
+		if filepath.Base(f.Path) == "server.crt" && f.Action != "kept" {
+			t.Errorf("Init for the same host with RenewServerCert: server.crt %s, want kept", f.Action)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/localpg"
+	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/worker"
@@ -47,6 +48,7 @@ type devConfig struct {
 	demo           int // simulated devices of the demo; 0: no demo
 	demoPort       int // the demo receiver's port; 0: any
 	tunnel         string
+	openvpn        devOpenVPNFlags
 }
 
 // DevOperatorEmail is the first operator `cellgate dev` creates.
@@ -78,11 +80,15 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	f.int(&cfg.demoPort, "demo-receiver-port", "CELLGATE_DEMO_RECEIVER_PORT", 0, "port of the demo's webhook receiver on 127.0.0.1 (0: any free port)")
 	f.string(&cfg.tunnel, "tunnel", "CELLGATE_DEV_TUNNEL", "auto", "run the relay's tunnel (cg0, UDP :7400, control on 127.0.0.1:7401) in this process: auto (when root), true or false")
 	devDefault(f, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "127.0.0.1:7400")
+	cfg.openvpn.register(f)
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if cfg.tunnel != "auto" && cfg.tunnel != "true" && cfg.tunnel != "false" {
 		return fmt.Errorf("--tunnel %q: want auto, true or false", cfg.tunnel)
+	}
+	if err := cfg.openvpn.check(); err != nil {
+		return err
 	}
 	if cfg.demo < 0 || cfg.demoPort < 0 || cfg.demoPort > 65535 {
 		return fmt.Errorf("--demo %d, --demo-receiver-port %d: want a number of devices (0: no demo) and a port (0: any)", cfg.demo, cfg.demoPort)
@@ -155,21 +161,35 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	if runTunnel && cfg.api.TunnelControlURL == "" {
 		cfg.api.TunnelControlURL, cfg.api.TunnelControlToken = "http://"+devTunnelControl, tun.controlToken
 	}
+	runOpenVPN, noOpenVPN := devRunsOpenVPN(cfg.openvpn.mode, runTunnel, cfg.openvpn.bin)
+	ovpnDir := cmp.Or(cfg.openvpnDir, filepath.Join(cfg.dataDir, "openvpn"))
+	if runOpenVPN {
+		cfg.openvpnDir = "" // set up below, once the API's address is known
+	}
 
 	// api + worker.
 	if err := cfg.apiConfig.check(); err != nil {
 		return err
 	}
 	cfg.api.TemporalUIURL, cfg.api.TemporalNamespace = uiURL, cfg.temporalNamespace
-	srv, err := api.New(cfg.api, st, tc, log)
-	if err != nil {
-		return err
-	}
 	l, err := net.Listen("tcp", cfg.api.Listen)
 	if err != nil {
 		return fmt.Errorf("api listen: %w", err)
 	}
+	defer l.Close() // closed by Serve already, unless runDev fails before
 	apiURL := "http://" + displayAddr(l.Addr().String())
+	var ovpn *devOpenVPN
+	if runOpenVPN {
+		if ovpn, err = startDevOpenVPN(cfg, ovpnDir, apiURL, tun.internalToken, log); err != nil {
+			return err
+		}
+		defer ovpn.stop(log) // stopped already, unless runDev fails before the stack runs
+		cfg.api.OpenVPN = ovpn.server
+	}
+	srv, err := api.New(cfg.api, st, tc, log)
+	if err != nil {
+		return err
+	}
 	vars := map[string]string{
 		"CELLGATE_API_URL":           apiURL,
 		"TEMPORAL_UI_URL":            uiURL,
@@ -188,6 +208,11 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	if runTunnel {
 		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", cfg.api.TunnelEndpoint, tunnel.DefaultAddress, devTunnelControl)
 	}
+	openvpnLine := "not started (" + noOpenVPN + ")"
+	if ovpn != nil {
+		vars["CELLGATE_OPENVPN_DIR"] = ovpn.server.Dir
+		openvpnLine = ovpn.line()
+	}
 	if err := writeEnvFile(filepath.Join(cfg.dataDir, "dev.env"), vars); err != nil {
 		return err
 	}
@@ -200,25 +225,34 @@ cellgate dev is running. Ctrl-C stops it.
   Postgres         %s
   Operator login   %s / %s
   Tunnel           %s
+  OpenVPN          %s
 
 Written to %s (source it: set -a; . %s; set +a)
 
-`, apiURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password), tunnelLine,
+`, apiURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password), tunnelLine, openvpnLine,
 		filepath.Join(cfg.dataDir, "dev.env"), filepath.Join(cfg.dataDir, "dev.env"))
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The API stops after the demo, which gives the operator's webhook back through it.
+	// On the way down OpenVPN stops first: its disconnect hooks still reach the API, which
+	// removes the clients' routes from the tunnel. Then the tunnel stops, and the API after the
+	// demo, which gives the operator's webhook back through it.
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopAPI()
-	demoDone := make(chan struct{})
+	tunnelCtx, stopTunnel := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopTunnel()
+	demoDone, openvpnDone := make(chan struct{}), make(chan struct{})
 	g.Go(func() error { return srv.Serve(apiCtx, l) })
 	g.Go(func() error {
 		return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard,
 			TunnelControlURL: cfg.api.TunnelControlURL, TunnelControlToken: cfg.api.TunnelControlToken}, tc, st, log)
 	})
 	if runTunnel {
+		openvpnDir := ""
+		if ovpn != nil {
+			openvpnDir = ovpn.server.Dir // the tunnel holds its management connection
+		}
 		g.Go(func() error {
-			err := tunnel.Run(gctx, tun.config(apiURL), log)
+			err := tunnel.Run(tunnelCtx, tun.config(apiURL, openvpnDir), log)
 			if err != nil && gctx.Err() == nil {
 				// A laptop without /dev/net/tun still gets the rest of the stack.
 				log.Error("tunnel stopped; the rest keeps running", "err", err)
@@ -226,6 +260,13 @@ Written to %s (source it: set -a; . %s; set +a)
 			return nil
 		})
 	}
+	g.Go(func() error {
+		defer close(openvpnDone)
+		if ovpn != nil {
+			ovpn.run(gctx, log)
+		}
+		return nil
+	})
 	g.Go(func() error {
 		defer close(demoDone)
 		if cfg.demo == 0 {
@@ -235,6 +276,8 @@ Written to %s (source it: set -a; . %s; set +a)
 	})
 	g.Go(func() error {
 		<-gctx.Done()
+		<-openvpnDone
+		stopTunnel()
 		<-demoDone
 		stopAPI()
 		return nil
@@ -473,9 +516,11 @@ func devTunnel(cfg devConfig, env map[string]string) (devTunnelSetup, error) {
 	return t, nil
 }
 
-// config is the in-process tunnel's configuration.
-func (t devTunnelSetup) config(apiURL string) tunnel.Config {
+// config is the in-process tunnel's configuration; openvpnDir, when set, is the OpenVPN server
+// whose management interface it holds.
+func (t devTunnelSetup) config(apiURL, openvpnDir string) tunnel.Config {
 	return tunnel.Config{
+		OpenVPNDir:    openvpnDir,
 		Listen:        ":7400",
 		ControlListen: devTunnelControl,
 		ControlToken:  t.controlToken,
@@ -494,4 +539,120 @@ func randomToken() string {
 		panic(err) // crypto/rand does not fail on Linux
 	}
 	return hex.EncodeToString(b)
+}
+
+// devOpenVPNFlags are the settings of the OpenVPN server `cellgate dev` runs.
+type devOpenVPNFlags struct {
+	mode       string // auto, true or false
+	bin        string
+	publicHost string // empty: the host of --tunnel-endpoint
+	port       int
+}
+
+func (o *devOpenVPNFlags) register(f *flags) {
+	f.string(&o.mode, "openvpn", "CELLGATE_DEV_OPENVPN", "auto", "run the relay's OpenVPN server (set up in <data-dir>/openvpn, or -openvpn-dir) as a child process: auto (when the tunnel runs here and -openvpn-bin exists), true or false")
+	f.string(&o.bin, "openvpn-bin", "CELLGATE_OPENVPN_BIN", openvpn.DefaultBinary, "the OpenVPN 2.6 binary")
+	f.string(&o.publicHost, "openvpn-public-host", "CELLGATE_OPENVPN_PUBLIC_HOST", "", "DNS name or IP address that client profiles connect to (empty: the host of -tunnel-endpoint)")
+	f.int(&o.port, "openvpn-port", "CELLGATE_OPENVPN_PORT", openvpn.DefaultPort, "UDP port of the OpenVPN server")
+}
+
+func (o *devOpenVPNFlags) check() error {
+	if o.mode != "auto" && o.mode != "true" && o.mode != "false" {
+		return fmt.Errorf("--openvpn %q: want auto, true or false", o.mode)
+	}
+	if o.port < 1 || o.port > 65535 {
+		return fmt.Errorf("--openvpn-port %d: want 1..65535", o.port)
+	}
+	return nil
+}
+
+// devRunsOpenVPN decides whether `cellgate dev` runs the OpenVPN server: with mode "true"
+// always, with "false" never, with "auto" when the tunnel runs here (OpenVPN's clients reach
+// the phones through it) and bin exists. When it does not, why says so.
+func devRunsOpenVPN(mode string, runTunnel bool, bin string) (run bool, why string) {
+	switch {
+	case mode == "true":
+		return true, ""
+	case mode == "false":
+		return false, "--openvpn=false"
+	case !runTunnel:
+		return false, "runs with the tunnel, which needs root; or give --openvpn=true"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return false, bin + " not found: apt-get install openvpn (scripts/install-deps.sh does)"
+	}
+	return true, ""
+}
+
+// openvpnInit is the `cellgate openvpn init` that `cellgate dev` runs on every start: the
+// server in dir, for the public host (by default the host devices reach the tunnel at), with
+// hook.env pointing the hooks at the dev API. Keys are kept across runs; a server certificate
+// for another host is renewed under the same CA.
+func (cfg devConfig) openvpnInit(dir, apiURL, internalToken, hookBinary string) openvpn.InitConfig {
+	host := cfg.openvpn.publicHost
+	if host == "" {
+		host = "127.0.0.1"
+		if h, _, err := net.SplitHostPort(cfg.api.TunnelEndpoint); err == nil && h != "" {
+			host = h
+		}
+	}
+	return openvpn.InitConfig{Dir: dir, PublicHost: host, Port: cfg.openvpn.port, HookBinary: hookBinary,
+		APIURL: apiURL, InternalToken: internalToken, RenewServerCert: true}
+}
+
+// devOpenVPN is the OpenVPN server `cellgate dev` runs as its child process.
+type devOpenVPN struct {
+	server *openvpn.Server
+	proc   *openvpn.Process
+}
+
+// startDevOpenVPN sets the server up in dir (this binary as its hooks) and starts it, its
+// output appended to dir/openvpn.log.
+func startDevOpenVPN(cfg devConfig, dir, apiURL, internalToken string, log *slog.Logger) (*devOpenVPN, error) {
+	hook, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("dev openvpn: find this binary for the hooks: %w", err)
+	}
+	res, err := openvpn.Init(cfg.openvpnInit(dir, apiURL, internalToken, hook))
+	if err != nil {
+		return nil, fmt.Errorf("dev openvpn: %w", err)
+	}
+	logPath := filepath.Join(res.Server.Dir, "openvpn.log")
+	log.Info("starting openvpn", "config", res.Server.ConfigPath(), "log", logPath)
+	proc, err := res.Server.Start(cfg.openvpn.bin, logPath)
+	if err != nil {
+		return nil, fmt.Errorf("dev openvpn: %w", err)
+	}
+	return &devOpenVPN{server: res.Server, proc: proc}, nil
+}
+
+// run waits until ctx ends and then stops the server, or until the server exits by itself,
+// which is logged: the rest of the stack keeps running.
+func (o *devOpenVPN) run(ctx context.Context, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		o.stop(log)
+	case <-o.proc.Done():
+		log.Error("openvpn exited; the rest keeps running", "err", o.proc.Err(), "log", o.proc.LogPath,
+			"last_output", o.proc.LogTail(512))
+	}
+}
+
+// stop stops the server unless it has exited already.
+func (o *devOpenVPN) stop(log *slog.Logger) {
+	select {
+	case <-o.proc.Done():
+		return
+	default:
+	}
+	log.Info("stopping openvpn")
+	if err := o.proc.Stop(openvpn.DefaultStopTimeout); err != nil {
+		log.Error("stop openvpn", "err", err, "log", o.proc.LogPath)
+	}
+}
+
+// line describes the server for the printout.
+func (o *devOpenVPN) line() string {
+	return fmt.Sprintf("clients → udp %s:%d (profiles: GET /api/v1/connections/{id}/ovpn), log %s",
+		o.server.PublicHost, o.server.Port, o.proc.LogPath)
 }
