@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +17,6 @@ import (
 
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/bcrypt"
@@ -296,7 +293,7 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 	}
 
 	if os.Getenv(RecordHistoryEnv) == "1" && !t.Failed() {
-		writeHistory(t, tc, workflowID, desc.WorkflowExecution.RunID, HistoryFile)
+		testenv.WriteHistory(t, tc, workflowID, desc.WorkflowExecution.RunID, HistoryFile)
 	}
 }
 
@@ -357,29 +354,6 @@ func startWorkerConfig(t *testing.T, cfg worker.Config, tc client.Client, st *st
 			t.Errorf("worker.Run did not return 30s after its context ended")
 		}
 	})
-}
-
-// writeHistory writes a workflow run's history as `temporal workflow show --output json` does.
-func writeHistory(t *testing.T, tc client.Client, workflowID, runID, path string) {
-	t.Helper()
-	it := tc.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var h historypb.History
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatalf("history of %s: %v", workflowID, err)
-		}
-		h.Events = append(h.Events, ev)
-	}
-	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	abs, _ := filepath.Abs(path)
-	t.Logf("wrote %d history events of %s to %s", len(h.Events), workflowID, abs)
 }
 
 // eventually retries check, which returns "" when satisfied, for up to 10 s.

@@ -8,15 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -217,7 +213,7 @@ func TestQuotaOnDevServer(t *testing.T) {
 		t.Errorf("receiver got %d more webhooks, first %s; want none", len(extra), extra[0].event.Type)
 	}
 	if os.Getenv(RecordQuotaHistoryEnv) == "1" && !t.Failed() {
-		writeQuotaHistory(t, tc, workflowID, runID, quotaHistory)
+		testenv.WriteHistory(t, tc, workflowID, runID, quotaHistory)
 	}
 }
 
@@ -363,27 +359,4 @@ func eventually(t *testing.T, what string, check func() string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// writeQuotaHistory writes a run's history as `temporal workflow show --output json` does.
-func writeQuotaHistory(t *testing.T, tc client.Client, workflowID, runID, path string) {
-	t.Helper()
-	it := tc.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var h historypb.History
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatalf("history of %s: %v", workflowID, err)
-		}
-		h.Events = append(h.Events, ev)
-	}
-	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	abs, _ := filepath.Abs(path)
-	t.Logf("wrote %d history events of %s to %s", len(h.Events), workflowID, abs)
 }

@@ -1,16 +1,10 @@
 package workflows_test
 
 import (
-	"io"
-	"log/slog"
-	"os"
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/webhook"
@@ -30,26 +24,13 @@ const quotaHistory = "testdata/connectionquota_history.json"
 // a change that makes the workflow issue different commands for the same events fails here.
 // When such a change is intended, version it (workflow.GetVersion) rather than re-record.
 func TestConnectionQuotaReplay(t *testing.T) {
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflow(workflows.ConnectionQuota)
-	logger := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := r.ReplayWorkflowHistoryFromJSONFile(logger, quotaHistory); err != nil {
-		t.Fatalf("ReplayWorkflowHistoryFromJSONFile(%s) = %v, want nil", quotaHistory, err)
-	}
+	replayHistory(t, quotaHistory, workflows.ConnectionQuota)
 }
 
 // TestConnectionQuotaHistoryCoverage checks that the recorded history still exercises what the
 // replay test is meant to guard, so a re-recording cannot quietly weaken it.
 func TestConnectionQuotaHistoryCoverage(t *testing.T) {
-	f, err := os.Open(quotaHistory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-	if err != nil {
-		t.Fatalf("HistoryFromJSON(%s): %v", quotaHistory, err)
-	}
+	h := loadHistory(t, quotaHistory)
 	dc := converter.GetDefaultDataConverter()
 	signals := map[string]int{}
 	activityCalls := map[string]int{}

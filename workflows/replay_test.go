@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
@@ -29,26 +30,40 @@ const deviceMonitorHistory = "testdata/devicemonitor_history.json"
 // change that makes the workflow issue different commands for the same events fails here.
 // When such a change is intended, version it (workflow.GetVersion) rather than re-record.
 func TestDeviceMonitorReplay(t *testing.T) {
+	replayHistory(t, deviceMonitorHistory, workflows.DeviceMonitor)
+}
+
+// replayHistory replays the recorded history in file (as `temporal workflow show --output
+// json` writes it) against workflow.
+func replayHistory(t *testing.T, file string, workflow any) {
+	t.Helper()
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflow(workflows.DeviceMonitor)
+	r.RegisterWorkflow(workflow)
 	logger := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := r.ReplayWorkflowHistoryFromJSONFile(logger, deviceMonitorHistory); err != nil {
-		t.Fatalf("ReplayWorkflowHistoryFromJSONFile(%s) = %v, want nil", deviceMonitorHistory, err)
+	if err := r.ReplayWorkflowHistoryFromJSONFile(logger, file); err != nil {
+		t.Fatalf("ReplayWorkflowHistoryFromJSONFile(%s) = %v, want nil", file, err)
 	}
 }
 
-// TestDeviceMonitorHistoryCoverage checks that the recorded history still exercises what the
-// replay test is meant to guard, so a re-recording cannot quietly weaken it.
-func TestDeviceMonitorHistoryCoverage(t *testing.T) {
-	f, err := os.Open(deviceMonitorHistory)
+// loadHistory reads a recorded history.
+func loadHistory(t *testing.T, file string) *historypb.History {
+	t.Helper()
+	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 	if err != nil {
-		t.Fatalf("HistoryFromJSON(%s): %v", deviceMonitorHistory, err)
+		t.Fatalf("HistoryFromJSON(%s): %v", file, err)
 	}
+	return h
+}
+
+// TestDeviceMonitorHistoryCoverage checks that the recorded history still exercises what the
+// replay test is meant to guard, so a re-recording cannot quietly weaken it.
+func TestDeviceMonitorHistoryCoverage(t *testing.T) {
+	h := loadHistory(t, deviceMonitorHistory)
 	dc := converter.GetDefaultDataConverter()
 	var heartbeats, deletions, statusWrites, timersFired int
 	var completed bool
