@@ -856,8 +856,9 @@ func TestInternalUsage(t *testing.T) {
 		{"the relay refused a packet at its limit", []map[string]any{withLimit(usageEntry(ca.ID, s3, 1, 10, 5), 200, true), usageEntry(ca.ID, s1, 1, 130, 50)},
 			usageResult{Accepted: 2}, []string{"1/" + sid(s1) + "=150", report("1/"+sid(s1)+"=180", "1/"+sid(s3)+"=10"),
 				report("1/"+sid(s3)+"=15", "1/"+sid(s1)+"=180") + " limit 200 reached"}, nil},
-		{"two epochs of one connection: one report each", []map[string]any{usageEntry(cb.ID, s2, 1, 20, 0), usageEntry(cb.ID, s3, 2, 1, 1)},
-			usageResult{Accepted: 2}, nil, []string{"1/" + sid(s2) + "=10", "1/" + sid(s2) + "=20", "2/" + sid(s3) + "=2"}},
+		{"two epochs of one connection, one session in both: one report each", []map[string]any{usageEntry(cb.ID, s3, 1, 9, 0),
+			usageEntry(cb.ID, s2, 1, 20, 0), usageEntry(cb.ID, s2, 2, 1, 1)},
+			usageResult{Accepted: 3}, nil, []string{"1/" + sid(s2) + "=10", report("1/"+sid(s2)+"=20", "1/"+sid(s3)+"=9"), "2/" + sid(s2) + "=2"}},
 	}
 	wantA, wantB := []string{}, []string{}
 	for _, step := range steps {

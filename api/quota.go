@@ -80,6 +80,11 @@ func (s *Server) deliverUsage(ctx context.Context, usage []store.RouteUsage, clo
 	}
 	now := time.Now().UTC()
 	reports := make(map[reportKey]*workflows.UsageReport)
+	type sessionKey struct {
+		report  reportKey
+		session uuid.UUID
+	}
+	at := make(map[sessionKey]int) // a session's index in its report's Sessions
 	var order []reportKey
 	for _, u := range usage {
 		if _, ok := known[u.ConnectionID]; !ok {
@@ -97,15 +102,13 @@ func (s *Server) deliverUsage(ctx context.Context, usage []store.RouteUsage, clo
 			r.LimitReached, r.Limit = true, u.Limit
 		}
 		bytes := saturatingAdd(u.RxBytes, u.TxBytes)
-		merged := false
-		for i := range r.Sessions {
-			if r.Sessions[i].SessionID == u.SessionID {
-				r.Sessions[i].Bytes, merged = max(r.Sessions[i].Bytes, bytes), true
-			}
+		sk := sessionKey{k, u.SessionID}
+		if i, ok := at[sk]; ok {
+			r.Sessions[i].Bytes = max(r.Sessions[i].Bytes, bytes)
+			continue
 		}
-		if !merged {
-			r.Sessions = append(r.Sessions, workflows.SessionUsage{SessionID: u.SessionID, Bytes: bytes, Closed: closed})
-		}
+		at[sk] = len(r.Sessions)
+		r.Sessions = append(r.Sessions, workflows.SessionUsage{SessionID: u.SessionID, Bytes: bytes, Closed: closed})
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(signalConcurrency)
