@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
@@ -101,8 +100,8 @@ type cutoffStack struct {
 	routes               *tunnel.RouteTable
 	kills                *cutoffKiller
 	posts                *cutoffPosts
-	internal             *cutoffClient // the OpenVPN hooks' side of the internal API
-	operator             *cutoffClient // the logged-in operator
+	internal             *apiClient // the OpenVPN hooks' side of the internal API
+	operator             *apiClient // the logged-in operator
 	operatorID, deviceID uuid.UUID
 	seq                  int // connections made so far; only the benchmark's goroutine touches it
 }
@@ -181,8 +180,8 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 		}
 	})
 
-	s.internal = &cutoffClient{tb: b, http: http.DefaultClient, base: apiSrv.URL, bearer: internalToken}
-	s.operator, s.operatorID = cutoffOperator(b, apiSrv.URL, st)
+	s.internal = &apiClient{t: b, base: apiSrv.URL, bearer: internalToken}
+	s.operator, s.operatorID = newOperator(b, st, apiSrv.URL, "cutoff@example.com")
 	var dev struct{ Device struct{ ID uuid.UUID } }
 	s.operator.call(http.MethodPost, "/api/v1/devices", map[string]any{"name": "cutoff bench phone"}, http.StatusCreated, &dev)
 	s.deviceID = dev.Device.ID
@@ -438,76 +437,6 @@ func (p *cutoffPosts) limitReported(id uuid.UUID) (time.Time, bool) {
 	defer p.mu.Unlock()
 	t, ok := p.at[id]
 	return t, ok
-}
-
-// cutoffClient calls the API as one caller: the operator (session cookie and CSRF token) or
-// the relay host (the internal bearer token).
-type cutoffClient struct {
-	tb     testing.TB
-	http   *http.Client
-	base   string
-	bearer string
-	csrf   string
-}
-
-// cutoffOperator creates an operator and logs it in.
-func cutoffOperator(tb testing.TB, base string, st *store.Store) (*cutoffClient, uuid.UUID) {
-	const email, password = "cutoff@example.com", "correct horse battery staple"
-	hash, _ := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	op, err := st.CreateOperator(context.Background(), email, string(hash))
-	if err != nil {
-		tb.Fatalf("create operator: %v", err)
-	}
-	jar, _ := cookiejar.New(nil)
-	c := &cutoffClient{tb: tb, http: &http.Client{Jar: jar}, base: base}
-	var res struct {
-		CSRFToken string `json:"csrf_token"`
-	}
-	c.call(http.MethodPost, "/api/v1/session", map[string]any{"email": email, "password": password}, http.StatusOK, &res)
-	c.csrf = res.CSRFToken
-	return c, op.ID
-}
-
-// call sends a request with a JSON body (nil for none), stops the benchmark unless the answer
-// has status want, and decodes it into out when out is not nil.
-func (c *cutoffClient) call(method, path string, body any, want int, out any) {
-	c.tb.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			c.tb.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.csrf != "" {
-		req.Header.Set(api.CSRFHeader, c.csrf)
-	}
-	if c.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+c.bearer)
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		c.tb.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		c.tb.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	if res.StatusCode != want {
-		c.tb.Fatalf("%s %s = %d %s, want %d", method, path, res.StatusCode, raw, want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			c.tb.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
 }
 
 // cutoffLogWriter sends log lines to the benchmark's log.

@@ -92,7 +92,7 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	t.Cleanup(apiSrv.Close)
 	internal := &apiClient{t: t, base: apiSrv.URL, bearer: internalToken}
 
-	operator := newOperator(t, st, apiSrv.URL, "quota@example.com")
+	operator, operatorID := newOperator(t, st, apiSrv.URL, "quota@example.com")
 	operator.call(http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": rcv.url(), "enabled": true}, http.StatusOK, nil)
 	var settings struct{ Secret string }
 	operator.call(http.MethodGet, "/api/v1/settings/webhook", nil, http.StatusOK, &settings)
@@ -293,7 +293,7 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	if c := get(); c.UsageEpoch != 4 || c.LastReset == nil || c.LastReset.RequestedBy != "admin@example.com" {
 		t.Errorf("GET %s after a reset from the CLI = %+v, want epoch 4 reset by admin@example.com", path, c)
 	}
-	if out := cli("workflow", "list", "--query", `OperatorId="`+operatorID(t, st, "quota@example.com")+`" AND WorkflowType="ConnectionQuota"`); !strings.Contains(out, workflows.ConnectionQuotaID(connID)) {
+	if out := cli("workflow", "list", "--query", `OperatorId="`+operatorID.String()+`" AND WorkflowType="ConnectionQuota"`); !strings.Contains(out, workflows.ConnectionQuotaID(connID)) {
 		t.Errorf("temporal workflow list by OperatorId = %s, want %s in it", out, workflows.ConnectionQuotaID(connID))
 	}
 	if out := cli("workflow", "query", "--workflow-id", workflows.ConnectionQuotaID(connID), "--type", workflows.QuotaStateQuery); !strings.Contains(out, `"epoch": 4`) && !strings.Contains(out, `"epoch":4`) {
@@ -316,26 +316,17 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	})
 }
 
-// operatorID is the id of the operator with email.
-func operatorID(t *testing.T, st *store.Store, email string) string {
-	t.Helper()
-	var id string
-	if err := st.Pool().QueryRow(context.Background(), `SELECT id::text FROM operators WHERE email = $1`, email).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 // drain takes every delivery the receiver holds.
 func drain(r *receiver) { r.pending() }
 
 // newOperator creates an operator and logs it in.
-func newOperator(t *testing.T, st *store.Store, base, email string) *apiClient {
+func newOperator(t testing.TB, st *store.Store, base, email string) (*apiClient, uuid.UUID) {
 	t.Helper()
 	const password = "correct horse battery staple"
 	hash, _ := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if _, err := st.CreateOperator(context.Background(), email, string(hash)); err != nil {
+	op, err := st.CreateOperator(context.Background(), email, string(hash))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return login(t, base, email, password)
+	return login(t, base, email, password), op.ID
 }

@@ -375,14 +375,14 @@ func eventually(t *testing.T, what string, check func() string) {
 
 // apiClient calls the API over HTTP as one caller.
 type apiClient struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	cookie string // session cookie
 	csrf   string // its CSRF token
 	bearer string // device token
 }
 
-func login(t *testing.T, base, email, password string) *apiClient {
+func login(t testing.TB, base, email, password string) *apiClient {
 	t.Helper()
 	c := &apiClient{t: t, base: base}
 	var res struct {
