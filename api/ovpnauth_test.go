@@ -760,3 +760,72 @@ func TestOvpnAuthConcurrentLoginsShareOneCheck(t *testing.T) {
 		t.Errorf("%d identical concurrent logins cost %d bcrypt checks, want 1", n, got)
 	}
 }
+
+// TestOvpnAuthLegacyAcrossMigration: a legacy row logs in by a constant-time compare with its
+// plaintext (never hashed on login) before the PasswordMigration workflow reaches it, and by
+// bcrypt after; a credential cached before its migration stays valid (the password did not
+// change); an empty plaintext never logs in; a regenerate ends the old plaintext at once.
+func TestOvpnAuthLegacyAcrossMigration(t *testing.T) {
+	t.Parallel()
+	e := newOvpnEnv(t, tunnelConfig())
+	const pw = "legacy-across-migration"
+	legacy, user := e.addConnection(t, ovpnConn{plain: pw})
+	_, emptyUser := e.addConnection(t, ovpnConn{plain: "x"})
+	if _, err := e.store.Pool().Exec(t.Context(), `UPDATE proxy_connections SET password_plain = '' WHERE username = $1`, emptyUser); err != nil {
+		t.Fatal(err)
+	}
+
+	got, bcrypts := e.auth(t, user, pw, e.ip())
+	wantAuth(t, "legacy row before its migration", got, "", legacy)
+	if bcrypts != 1 {
+		t.Errorf("legacy login cost %d bcrypt checks, want 1 (the dummy, for timing)", bcrypts)
+	}
+	for _, p := range []string{"", "x"} {
+		got, _ := e.auth(t, emptyUser, p, e.ip())
+		wantAuth(t, fmt.Sprintf("legacy row with an empty plaintext, password %q", p), got, api.ReasonWrongCredentials, uuid.Nil)
+	}
+
+	// The migration hashes the row.
+	if ok, err := e.store.WriteMigratedHash(t.Context(), legacy, pw, minCostHash(t, pw)); err != nil || !ok {
+		t.Fatalf("WriteMigratedHash = %v, %v", ok, err)
+	}
+	got, bcrypts = e.auth(t, user, pw, e.ip())
+	wantAuth(t, "migrated row, credential cached before", got, "", legacy)
+	if bcrypts != 0 {
+		t.Errorf("cached login after the migration cost %d bcrypt checks, want 0", bcrypts)
+	}
+	got, bcrypts = e.auth(t, user, pw+"x", e.ip())
+	wantAuth(t, "migrated row, wrong password", got, api.ReasonWrongCredentials, uuid.Nil)
+	if bcrypts != 1 {
+		t.Errorf("wrong password after the migration cost %d bcrypt checks, want 1", bcrypts)
+	}
+
+	// Another API process, with nothing cached, checks the new hash.
+	var fresh atomic.Int64
+	cfg := tunnelConfig()
+	cfg.OpenVPNAuth.CheckPassword = func(hash, password string) bool {
+		fresh.Add(1)
+		return cheapDummy(hash, password)
+	}
+	srv, err := api.New(cfg, e.store, nil, slog.New(slog.NewTextHandler(&lockedBuffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &ovpnEnv{env: &env{store: e.store, h: srv.Handler()}, bcrypts: &fresh}
+	got, bcrypts = other.auth(t, user, pw, e.ip())
+	wantAuth(t, "migrated row, nothing cached", got, "", legacy)
+	if bcrypts != 1 {
+		t.Errorf("uncached login after the migration cost %d bcrypt checks, want 1", bcrypts)
+	}
+
+	// A regenerate of a row still waiting for the migration ends its plaintext.
+	waiting, waitingUser := e.addConnection(t, ovpnConn{plain: pw})
+	wantAuth(t, "second legacy row", func() authAnswer { a, _ := e.auth(t, waitingUser, pw, e.ip()); return a }(), "", waiting)
+	if _, err := e.store.SetConnectionPassword(t.Context(), e.op.ID, waiting, minCostHash(t, "regenerated-password")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = e.auth(t, waitingUser, pw, e.ip())
+	wantAuth(t, "regenerated legacy row, old plaintext", got, api.ReasonWrongCredentials, uuid.Nil)
+	got, _ = e.auth(t, waitingUser, "regenerated-password", e.ip())
+	wantAuth(t, "regenerated legacy row, new password", got, "", waiting)
+}

@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	op.POST("/settings/webhook/test", s.handle(s.testWebhook))
 	op.GET("/webhook-deliveries", s.handle(s.listDeliveries))
 	op.POST("/webhook-deliveries/:id/redeliver", s.handle(s.redeliver))
+	op.GET("/admin/password-migration", s.handle(s.passwordMigration))
 
 	// The internal API of the relay (and later the OpenVPN hooks): only when a token is
 	// configured, else these routes do not exist.

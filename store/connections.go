@@ -132,11 +132,12 @@ func (s *Store) DeleteConnection(ctx context.Context, operatorID, id uuid.UUID) 
 }
 
 // SetConnectionPassword replaces a connection's password with a new bcrypt hash. Any legacy
-// plaintext is dropped with it, and the password version goes up so caches of the old
-// password can tell they are stale.
+// plaintext is dropped with it (by migration 0006's trigger, so that this query works before
+// and after `cellgate migrate --drop-legacy-plaintext`), and the password version goes up so
+// caches of the old password can tell they are stale.
 func (s *Store) SetConnectionPassword(ctx context.Context, operatorID, id uuid.UUID, hash string) (Connection, error) {
 	c, err := scanConnection(s.pool.QueryRow(ctx,
-		`UPDATE proxy_connections SET password_hash = $3, password_plain = NULL, password_version = password_version + 1,
+		`UPDATE proxy_connections SET password_hash = $3, password_version = password_version + 1,
 		     password_changed_at = now(), updated_at = now()
 		 WHERE id = $1 AND operator_id = $2 RETURNING `+connectionColumns,
 		id, operatorID, hash))
@@ -154,12 +155,16 @@ type ConnectionCredential struct {
 	PasswordVersion int
 }
 
+// legacyPlain reads a row's legacy plaintext without naming the column, which
+// `cellgate migrate --drop-legacy-plaintext` drops: "" once it is gone.
+const legacyPlain = `coalesce(to_jsonb(c) ->> 'password_plain', '')`
+
 // ConnectionCredentialByUsername returns the stored credential of a username.
 func (s *Store) ConnectionCredentialByUsername(ctx context.Context, username string) (ConnectionCredential, error) {
 	var c ConnectionCredential
 	err := s.pool.QueryRow(ctx,
-		`SELECT id, coalesce(password_hash, ''), coalesce(password_plain, ''), password_version
-		 FROM proxy_connections WHERE username = $1`, username).
+		`SELECT id, coalesce(password_hash, ''), `+legacyPlain+`, password_version
+		 FROM proxy_connections c WHERE username = $1`, username).
 		Scan(&c.ConnectionID, &c.PasswordHash, &c.PasswordPlain, &c.PasswordVersion)
 	if err != nil {
 		return ConnectionCredential{}, notFound(err)
@@ -185,9 +190,9 @@ type ConnectionLogin struct {
 func (s *Store) ConnectionLoginByUsername(ctx context.Context, username string) (ConnectionLogin, error) {
 	var l ConnectionLogin
 	err := s.pool.QueryRow(ctx,
-		`SELECT id, device_id, protocol, coalesce(password_hash, ''), coalesce(password_plain, ''), password_version,
-		     enabled, cut_off
-		 FROM proxy_connections WHERE username = $1`, username).
+		`SELECT id, device_id, protocol, coalesce(password_hash, ''), `+legacyPlain+`,
+		     password_version, enabled, cut_off
+		 FROM proxy_connections c WHERE username = $1`, username).
 		Scan(&l.ConnectionID, &l.DeviceID, &l.Protocol, &l.PasswordHash, &l.PasswordPlain, &l.PasswordVersion,
 			&l.Enabled, &l.CutOff)
 	if err != nil {

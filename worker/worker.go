@@ -50,6 +50,7 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.WebhookRedelivery)
 	w.RegisterWorkflow(workflows.ConnectionQuota)
 	w.RegisterWorkflow(workflows.ResetUsage)
+	w.RegisterWorkflow(workflows.PasswordMigration)
 	w.RegisterActivity(acts)
 }
 

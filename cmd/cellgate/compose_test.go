@@ -97,7 +97,7 @@ services:
 		`service api: depends_on temporal: condition service_healthy, but temporal has no healthcheck`,
 		`service api: depends_on db: unknown condition "service_ready"`,
 		`service api: must depend on search-attributes (condition service_completed_successfully), which creates the namespace's search attributes`,
-		`service worker: command "wroker" is not a cellgate subcommand (api, worker, migrate, dev, operator, tunnel, ovpn-hook, agent, openvpn)`,
+		`service worker: command "wroker" is not a cellgate subcommand (api, worker, migrate, import-legacy, dev, operator, tunnel, ovpn-hook, agent, openvpn)`,
 		`service worker: published port 127.0.0.1:8080/tcp collides with service api's 8080/tcp`,
 		`no service runs "cellgate migrate"`,
 		`service worker: depends_on search-attributes: condition service_completed_successfully, but search-attributes has restart unless-stopped`,

@@ -59,7 +59,8 @@ func runDev(ctx context.Context, args []string) error {
 	f := newFlags("dev", `Starts everything for a laptop and prints its URLs and login:
   - a private Postgres cluster in <data-dir>/pg on 127.0.0.1 (unless DATABASE_URL is set),
   - the Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS is set),
-  - the migrations, then the api and the worker in this process,
+  - the migrations (and the password migration when legacy plaintext rows wait), then the
+    api and the worker in this process,
   - a first operator on the first run,
   - with --demo N: N simulated devices, one of them flapping, and a webhook receiver on
     127.0.0.1 that prints each verified offline/online alert (the operator's webhook points
@@ -144,6 +145,17 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	defer st.Close()
 	if _, _, err := st.Migrate(ctx); err != nil {
 		return err
+	}
+	// As `cellgate migrate` does: imported legacy plaintext passwords get hashed by the
+	// PasswordMigration workflow, which the worker below runs.
+	legacy, err := st.CountLegacyPasswords(ctx)
+	if err != nil {
+		return err
+	}
+	if legacy > 0 {
+		if err := startPasswordMigration(ctx, tc, legacy, os.Stdout); err != nil {
+			return err
+		}
 	}
 	email, password, err := devOperator(ctx, st, cfg.operatorEmail, env)
 	if err != nil {

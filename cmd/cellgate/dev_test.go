@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/testenv"
 )
 
@@ -210,6 +211,45 @@ func countOperators(t *testing.T, url string) int {
 	return n
 }
 
+// importLegacyRow gives the dev operator a device and imports one legacy plaintext connection
+// for it with `cellgate import-legacy`.
+func importLegacyRow(t *testing.T, url, email string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	op, err := st.OperatorByEmail(ctx, email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateDevice(ctx, op.ID, "legacy-phone", []byte("enrollment-legacy-phone")); err != nil {
+		t.Fatal(err)
+	}
+	csv := "username,password,device\nlegacy-dev-user,legacy-dev-password,legacy-phone\n"
+	runCellgate(t, []string{"DATABASE_URL=" + url}, csv, "import-legacy", "--operator", email, "--file", "-").wantExit(t, 0)
+	if n := legacyLeft(t, url); n != 1 {
+		t.Fatalf("rows holding plaintext after import-legacy: %d, want 1", n)
+	}
+}
+
+// legacyLeft counts the rows that still hold a legacy plaintext password.
+func legacyLeft(t *testing.T, url string) int64 {
+	t.Helper()
+	st, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n, err := st.CountLegacyPasswords(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func TestDev(t *testing.T) {
 	t.Parallel()
 	dataDir := devDataDir(t)
@@ -255,10 +295,19 @@ func TestDev(t *testing.T) {
 		t.Errorf("GET %s/readyz: not ready", first.apiURL)
 	}
 	waitHTTP(t, first.p, first.uiURL)
+	importLegacyRow(t, env["DATABASE_URL"], first.email)
 	first.stop(t, dataDir)
 
-	// A second run reuses the data: the same operator, no new one.
+	// A second run reuses the data: the same operator, no new one. It finds the imported
+	// legacy row and has its worker hash it.
 	second := startDev(t, dataDir)
+	if want := "1 connections hold a legacy plaintext password: started the password migration"; !strings.Contains(second.p.stdout.String(), want) {
+		t.Errorf("%s after import-legacy printed no line %q\n%s", second.p.name, want, second.p.output())
+	}
+	secondURL := sourceEnvFile(t, envFile, []string{"DATABASE_URL"})["DATABASE_URL"]
+	waitFor(t, second.p, "the legacy row hashed by the dev worker", func() bool {
+		return legacyLeft(t, secondURL) == 0
+	})
 	if second.email != first.email || second.password != first.password {
 		t.Errorf("second run printed login %s / %s, want the first run's %s / %s", second.email, second.password, first.email, first.password)
 	}
@@ -266,7 +315,7 @@ func TestDev(t *testing.T) {
 	if status != http.StatusOK || again != operatorID {
 		t.Errorf("second run: login = %d, operator %s; want 200, operator %s of the first run", status, again, operatorID)
 	}
-	if n := countOperators(t, sourceEnvFile(t, envFile, []string{"DATABASE_URL"})["DATABASE_URL"]); n != 1 {
+	if n := countOperators(t, secondURL); n != 1 {
 		t.Errorf("operators after the second run: %d, want 1", n)
 	}
 	second.stop(t, dataDir)

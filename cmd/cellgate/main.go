@@ -21,7 +21,8 @@ type subcommand struct {
 var subcommands = []subcommand{
 	{"api", "serve the REST API, the device API and health endpoints", runAPI},
 	{"worker", "run the Temporal worker on task queue \"cellgate\"", runWorker},
-	{"migrate", "apply the embedded database migrations (idempotent)", runMigrate},
+	{"migrate", "apply the embedded database migrations (idempotent); start the password migration when legacy plaintext rows exist; --drop-legacy-plaintext after it", runMigrate},
+	{"import-legacy", "import connections with plaintext passwords from an older system (CSV or JSON lines)", runImportLegacy},
 	{"dev", "start everything for a laptop: Postgres, Temporal dev server, api and worker", runDev},
 	{"operator", "manage operators: operator create --email E [--password-stdin]", runOperator},
 	{"tunnel", "run the relay's device tunnel (cg0, UDP :7400, control API); tunnel keygen writes its key", runTunnel},

@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	enumspb "go.temporal.io/api/enums/v1"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellgate/cellgate/migrations"
+	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/workflows"
 )
 
 // execSQL runs sql on the database at url.
@@ -124,5 +131,137 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		runCellgate(t, tt.env, "", tt.args...).wantExit(t, 1, tt.wantStderr)
+	}
+}
+
+// legacyDatabase returns a migrated database of the test's own holding one operator's legacy
+// connections with the given plaintext passwords, the store on it and the rows' ids.
+func legacyDatabase(t *testing.T, plains ...string) (string, *store.Store, []uuid.UUID) {
+	t.Helper()
+	url := testenv.DatabaseURL(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	op, err := st.CreateOperator(ctx, "legacy-"+uuid.NewString()[:8]+"@example.com", "not a real hash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateDevice(ctx, op.ID, "phone", []byte("enrollment-"+op.ID.String())); err != nil {
+		t.Fatal(err)
+	}
+	var rows []store.LegacyConnection
+	for i, p := range plains {
+		rows = append(rows, store.LegacyConnection{Line: i + 1, Username: fmt.Sprintf("legacy-user-%d", i+1), Password: p, DeviceName: "phone", Protocol: store.ProtocolOpenVPN})
+	}
+	if res, err := st.ImportLegacyConnections(ctx, op.ID, rows); err != nil || res.Imported != len(plains) {
+		t.Fatalf("ImportLegacyConnections = %+v, %v", res, err)
+	}
+	ids, err := st.LegacyBatch(ctx, uuid.Nil, len(plains))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url, st, ids
+}
+
+// TestMigrateStartsPasswordMigration: the deploy path. With legacy rows, cellgate migrate
+// starts the PasswordMigration workflow; a second migrate while it runs says so and starts
+// nothing; without legacy rows it never contacts Temporal.
+func TestMigrateStartsPasswordMigration(t *testing.T) {
+	url, _, _ := legacyDatabase(t, "legacy-pw-1", "legacy-pw-2")
+	addr := testenv.TemporalAddress(t)
+	tc := testenv.TemporalClient(t)
+	t.Cleanup(func() {
+		tc.TerminateWorkflow(context.Background(), workflows.PasswordMigrationID, "", "test over")
+	})
+	env := []string{"DATABASE_URL=" + url, "TEMPORAL_ADDRESS=" + addr}
+
+	p := runCellgate(t, env, "", "migrate")
+	p.wantExit(t, 0)
+	started := regexp.MustCompile(`2 connections hold a legacy plaintext password: started the password migration \(workflow password-migration, run ([0-9a-f-]+)\)`)
+	m := started.FindStringSubmatch(p.stdout.String())
+	if m == nil || !strings.Contains(p.stdout.String(), "temporal workflow query --workflow-id password-migration --type progress") {
+		t.Fatalf("%s: stdout does not match %q or lacks the progress command\n%s", p.name, started, p.output())
+	}
+	desc, err := tc.DescribeWorkflowExecution(context.Background(), workflows.PasswordMigrationID, "")
+	if err != nil {
+		t.Fatalf("DescribeWorkflowExecution(%s): %v", workflows.PasswordMigrationID, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetType().GetName() != workflows.PasswordMigrationType ||
+		info.GetTaskQueue() != workflows.TaskQueue || info.GetExecution().GetRunId() != m[1] {
+		t.Errorf("workflow %s = %v %s on %s, run %s; want a running %s on %s, run %s", workflows.PasswordMigrationID,
+			info.GetStatus(), info.GetType().GetName(), info.GetTaskQueue(), info.GetExecution().GetRunId(), workflows.PasswordMigrationType, workflows.TaskQueue, m[1])
+	}
+
+	again := runCellgate(t, env, "", "migrate")
+	again.wantExit(t, 0)
+	if !strings.Contains(again.stdout.String(), "the password migration (workflow password-migration) is already running") {
+		t.Errorf("%s while one runs: stdout lacks \"already running\"\n%s", again.name, again.output())
+	}
+	if desc, err := tc.DescribeWorkflowExecution(context.Background(), workflows.PasswordMigrationID, ""); err != nil || desc.GetWorkflowExecutionInfo().GetExecution().GetRunId() != m[1] {
+		t.Errorf("after the second migrate the workflow's run = %v (%v), want still %s", desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), err, m[1])
+	}
+
+	// No legacy row: Temporal is not needed (this address answers nothing).
+	runCellgate(t, []string{"DATABASE_URL=" + testenv.DatabaseURL(t), "TEMPORAL_ADDRESS=127.0.0.1:1"}, "", "migrate").wantExit(t, 0)
+}
+
+func TestMigrateTemporalUnreachable(t *testing.T) {
+	t.Parallel()
+	url, _, _ := legacyDatabase(t, "legacy-pw")
+	p := runCellgate(t, []string{"DATABASE_URL=" + url, "TEMPORAL_ADDRESS=127.0.0.1:1"}, "", "migrate")
+	p.wantExit(t, 1, "1 connections hold a legacy plaintext password, but Temporal at 127.0.0.1:1", "run cellgate migrate again")
+	if !migrateOutput.MatchString(p.stdout.String()) {
+		t.Errorf("%s: the schema was not migrated first\n%s", p.name, p.output())
+	}
+	// Told not to start it, migrate succeeds.
+	runCellgate(t, []string{"DATABASE_URL=" + url, "TEMPORAL_ADDRESS=127.0.0.1:1", "CELLGATE_START_PASSWORD_MIGRATION=false"}, "", "migrate").wantExit(t, 0)
+}
+
+func TestMigrateDropLegacyPlaintext(t *testing.T) {
+	t.Parallel()
+	url, st, ids := legacyDatabase(t, "legacy-pw-1", "")
+	env := []string{"DATABASE_URL=" + url, "TEMPORAL_ADDRESS=127.0.0.1:1"}
+	ctx := context.Background()
+
+	p := runCellgate(t, env, "", "migrate", "--drop-legacy-plaintext")
+	p.wantExit(t, 1, "refusing to drop the legacy plaintext column", "2 rows still hold plaintext",
+		"legacy-user-1): "+store.LegacyNotHashed, "legacy-user-2): "+store.LegacyEmptyPlaintext)
+	if strings.Contains(p.output(), "legacy-pw-1") {
+		t.Errorf("%s printed a plaintext password\n%s", p.name, p.output())
+	}
+	if ok, err := st.HasLegacyPlaintextColumn(ctx); err != nil || !ok {
+		t.Fatalf("after a refused drop: HasLegacyPlaintextColumn() = %v, %v; want true", ok, err)
+	}
+
+	// The migration hashes the first row; the second, empty, gets a new password.
+	h, _ := bcrypt.GenerateFromPassword([]byte("legacy-pw-1"), bcrypt.MinCost)
+	if ok, err := st.WriteMigratedHash(ctx, ids[0], "legacy-pw-1", string(h)); err != nil || !ok {
+		t.Fatalf("WriteMigratedHash: %v, %v", ok, err)
+	}
+	h2, _ := bcrypt.GenerateFromPassword([]byte("regenerated"), bcrypt.MinCost)
+	if _, err := st.Pool().Exec(ctx, `UPDATE proxy_connections SET password_hash = $2 WHERE id = $1`, ids[1], string(h2)); err != nil {
+		t.Fatal(err)
+	}
+	p = runCellgate(t, env, "", "migrate", "--drop-legacy-plaintext")
+	p.wantExit(t, 0)
+	if !strings.Contains(p.stdout.String(), "dropped the legacy plaintext column") {
+		t.Errorf("%s: stdout lacks \"dropped the legacy plaintext column\"\n%s", p.name, p.output())
+	}
+	if ok, err := st.HasLegacyPlaintextColumn(ctx); err != nil || ok {
+		t.Errorf("after the drop: HasLegacyPlaintextColumn() = %v, %v; want false", ok, err)
+	}
+	p = runCellgate(t, env, "", "migrate", "--drop-legacy-plaintext")
+	p.wantExit(t, 0)
+	if !strings.Contains(p.stdout.String(), "already dropped") {
+		t.Errorf("%s again: stdout lacks \"already dropped\"\n%s", p.name, p.output())
+	}
+	// Later deploys migrate as usual, and the schema is not "behind".
+	migrateDB(t, url)
+	if err := st.CheckSchema(ctx); err != nil {
+		t.Errorf("CheckSchema() after the drop = %v, want nil", err)
 	}
 }

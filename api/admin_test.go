@@ -1,0 +1,268 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/workflows"
+)
+
+const migrationPath = "/api/v1/admin/password-migration"
+
+// adminQueue is the task queue of this test's migrations: other tests' leftover workflows on
+// "cellgate" never reach its worker, whose activities use this test's database.
+const adminQueue = "cellgate-admin-test"
+
+// adminEnv is an API on a database and the test binary's Temporal dev server, with two
+// operators who call it by API token.
+type adminEnv struct {
+	t      *testing.T
+	ctx    context.Context
+	store  *store.Store
+	tc     client.Client
+	h      http.Handler
+	tokens map[uuid.UUID]string // operator → bearer token
+	ops    []store.Operator
+	device map[uuid.UUID]uuid.UUID // operator → its device
+}
+
+func newAdminEnv(t *testing.T) *adminEnv {
+	t.Helper()
+	e := &adminEnv{t: t, ctx: context.Background(), store: testenv.Store(t), tc: testenv.TemporalClient(t),
+		tokens: map[uuid.UUID]string{}, device: map[uuid.UUID]uuid.UUID{}}
+	cfg := DefaultConfig()
+	cfg.TemporalUIURL, cfg.TemporalNamespace = "http://temporal-ui.example:8233/", "default"
+	srv, err := New(cfg, e.store, e.tc, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	// Until routes.go serves it, the test adds the route as routes.go is to.
+	if !slices.ContainsFunc(srv.engine.Routes(), func(r gin.RouteInfo) bool { return r.Method == http.MethodGet && r.Path == migrationPath }) {
+		srv.engine.GET(migrationPath, srv.authOperator, srv.handle(srv.passwordMigration))
+	}
+	e.h = srv.Handler()
+	for _, email := range []string{"admin-a@example.com", "admin-b@example.com"} {
+		op, err := e.store.CreateOperator(e.ctx, email, "not a real hash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, hash := credential.NewToken(credential.APITokenPrefix)
+		if _, err := e.store.CreateAPIToken(e.ctx, op.ID, "test", hash); err != nil {
+			t.Fatal(err)
+		}
+		dev, err := e.store.CreateDevice(e.ctx, op.ID, "phone", []byte("enrollment-"+email))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tokens[op.ID], e.device[op.ID] = token, dev.ID
+		e.ops = append(e.ops, op)
+	}
+	e.forgetMigrations()
+	t.Cleanup(e.forgetMigrations)
+	return e
+}
+
+// forgetMigrations deletes every run of the migration on the dev server (an earlier -count
+// iteration's, or this test's), so that it is "not started" again.
+func (e *adminEnv) forgetMigrations() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		_, err := e.tc.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, "")
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return
+		}
+		if err == nil {
+			_, err = e.tc.WorkflowService().DeleteWorkflowExecution(ctx, &workflowservice.DeleteWorkflowExecutionRequest{
+				Namespace: "default", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: workflows.PasswordMigrationID},
+			})
+		}
+		if ctx.Err() != nil {
+			e.t.Fatalf("delete the password migration's runs: still there after a minute (%v)", err)
+		}
+		time.Sleep(100 * time.Millisecond) // deletion is asynchronous
+	}
+}
+
+// legacy inserts a legacy row of op holding plain and returns its username.
+func (e *adminEnv) legacy(op store.Operator, plain string) string {
+	e.t.Helper()
+	username := "adm-" + uuid.NewString()[:8]
+	if _, err := e.store.Pool().Exec(e.ctx,
+		`INSERT INTO proxy_connections (id, operator_id, device_id, name, protocol, username, password_plain)
+		 VALUES ($1, $2, $3, 'legacy', 'openvpn', $4, $5)`, uuid.Must(uuid.NewV7()), op.ID, e.device[op.ID], username, plain); err != nil {
+		e.t.Fatalf("insert legacy row: %v", err)
+	}
+	return username
+}
+
+// get calls GET /api/v1/admin/password-migration as op and decodes the answer.
+func (e *adminEnv) get(op store.Operator, wantStatus int) (passwordMigrationJSON, string) {
+	e.t.Helper()
+	req := httptest.NewRequest(http.MethodGet, migrationPath, nil)
+	if op.ID != uuid.Nil {
+		req.Header.Set("Authorization", "Bearer "+e.tokens[op.ID])
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	if rec.Code != wantStatus {
+		e.t.Fatalf("GET %s = %d %s, want %d", migrationPath, rec.Code, rec.Body, wantStatus)
+	}
+	var out passwordMigrationJSON
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	return out, rec.Body.String()
+}
+
+// worker runs workflow fn as PasswordMigration, with the real activities, until the test ends.
+func (e *adminEnv) worker(fn any) sdkworker.Worker {
+	e.t.Helper()
+	w := sdkworker.New(e.tc, adminQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: workflows.PasswordMigrationType})
+	w.RegisterActivity(&activities.Activities{Store: e.store})
+	if err := w.Start(); err != nil {
+		e.t.Fatalf("start worker: %v", err)
+	}
+	return w
+}
+
+// start starts the migration and waits for it to close when wait is set.
+func (e *adminEnv) start(wait bool) client.WorkflowRun {
+	e.t.Helper()
+	opts := workflows.PasswordMigrationStartOptions()
+	opts.TaskQueue = adminQueue
+	run, err := e.tc.ExecuteWorkflow(e.ctx, opts, workflows.PasswordMigrationType, workflows.PasswordMigrationInput{})
+	if err != nil {
+		e.t.Fatalf("start PasswordMigration: %v", err)
+	}
+	if wait {
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
+		defer cancel()
+		run.Get(ctx, nil)
+	}
+	return run
+}
+
+// fakeProgress is what the stand-in migration shows.
+var fakeProgress = workflows.PasswordMigrationProgress{Total: 1000, Done: 400, Failed: 2, RowsPerSecond: 7.5,
+	StartedAt: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+
+// standInMigration answers the progress query with fakeProgress until signalled "finish".
+func standInMigration(ctx workflow.Context, _ workflows.PasswordMigrationInput) (workflows.PasswordMigrationProgress, error) {
+	p := fakeProgress
+	if err := workflow.SetQueryHandler(ctx, workflows.ProgressQuery, func() (workflows.PasswordMigrationProgress, error) { return p, nil }); err != nil {
+		return p, err
+	}
+	workflow.GetSignalChannel(ctx, "finish").Receive(ctx, nil)
+	p.Done, p.Failed = p.Total, 0
+	done := p.StartedAt.Add(time.Hour)
+	p.FinishedAt = &done
+	return p, nil
+}
+
+// TestPasswordMigrationProgress walks GET /api/v1/admin/password-migration through the
+// migration's life: not started, running, completed, a real run failing its verification, and
+// a real re-run completing. It is not parallel: it owns the migration's fixed workflow ID on
+// the dev server.
+func TestPasswordMigrationProgress(t *testing.T) {
+	e := newAdminEnv(t)
+	a, b := e.ops[0], e.ops[1]
+	aEmpty := e.legacy(a, "")
+	e.legacy(a, "admin-legacy-pw")
+	bEmpty := e.legacy(b, "")
+
+	e.get(store.Operator{}, http.StatusUnauthorized)
+	got, raw := e.get(a, http.StatusOK)
+	if got.Status != MigrationNotStarted || got.Total != 3 || got.StartedAt != nil || !strings.Contains(raw, `"started_at":null`) ||
+		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows?query=WorkflowId%3D%22password-migration%22" {
+		t.Errorf("before any run: %s; want not_started, total 3 waiting, started_at null, a link to the runs", raw)
+	}
+
+	// A stand-in migration that is running, then completes.
+	w := e.worker(standInMigration)
+	run := e.start(false)
+	got, raw = e.get(a, http.StatusOK)
+	if got.Status != MigrationRunning || got.Total != 1000 || got.Done != 400 || got.Failed != 2 || got.RowsPerSecond != 7.5 ||
+		got.StartedAt == nil || !got.StartedAt.Equal(fakeProgress.StartedAt) || got.FinishedAt != nil || got.Error != "" ||
+		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows/password-migration/"+run.GetRunID()+"/history" {
+		t.Errorf("while running: %s; want running with the progress query's numbers and a link to run %s", raw, run.GetRunID())
+	}
+	if err := e.tc.SignalWorkflow(e.ctx, workflows.PasswordMigrationID, run.GetRunID(), "finish", nil); err != nil {
+		t.Fatal(err)
+	}
+	run.Get(e.ctx, nil)
+	got, raw = e.get(a, http.StatusOK)
+	if got.Status != MigrationCompleted || got.Done != 1000 || got.Failed != 0 || got.FinishedAt == nil || !got.FinishedAt.Equal(fakeProgress.StartedAt.Add(time.Hour)) {
+		t.Errorf("after it completed: %s; want completed with the result's numbers and finish time", raw)
+	}
+	w.Stop()
+
+	// The real migration: one row is hashed, the two empty ones fail the verification.
+	w = e.worker(workflows.PasswordMigration)
+	defer w.Stop()
+	e.start(true)
+	got, raw = e.get(a, http.StatusOK)
+	if got.Status != MigrationFailed || got.Total != 3 || got.Done != 1 || got.Failed != 2 || got.StartedAt == nil || got.FinishedAt == nil ||
+		!strings.Contains(got.Error, "verification failed: 2 rows") || !strings.Contains(got.Error, "yours: "+aEmpty+" (empty plaintext)") ||
+		strings.Contains(got.Error, bEmpty) {
+		t.Errorf("after a failed verification, as operator A: %s; want failed, total 3, done 1, failed 2, naming %s and not B's %s", raw, aEmpty, bEmpty)
+	}
+	gotB, rawB := e.get(b, http.StatusOK)
+	if gotB.Status != MigrationFailed || !strings.Contains(gotB.Error, "yours: "+bEmpty+" (empty plaintext)") || strings.Contains(gotB.Error, aEmpty) {
+		t.Errorf("after a failed verification, as operator B: %s; want only B's row named", rawB)
+	}
+
+	// The operators regenerate the empty ones; a re-run finds nothing left and completes.
+	regenerated, _ := bcrypt.GenerateFromPassword([]byte("regenerated"), bcrypt.MinCost)
+	if _, err := e.store.Pool().Exec(e.ctx, `UPDATE proxy_connections SET password_hash = $1 WHERE password_plain = ''`, string(regenerated)); err != nil {
+		t.Fatal(err)
+	}
+	e.start(true)
+	got, raw = e.get(a, http.StatusOK)
+	if got.Status != MigrationCompleted || got.Total != 0 || got.Done != 0 || got.Failed != 0 || got.Error != "" || got.FinishedAt == nil {
+		t.Errorf("after the re-run: %s; want completed with nothing to do", raw)
+	}
+	if desc, err := e.tc.DescribeWorkflowExecution(e.ctx, workflows.PasswordMigrationID, ""); err != nil ||
+		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Errorf("the re-run's status = %v (%v), want completed", desc.GetWorkflowExecutionInfo().GetStatus(), err)
+	}
+}
+
+func TestMigrationURL(t *testing.T) {
+	for _, tt := range []struct {
+		ui, ns, run, want string
+	}{
+		{"", "default", "r1", ""},
+		{"http://ui:8233", "", "0192-run", "http://ui:8233/namespaces/default/workflows/password-migration/0192-run/history"},
+		{"https://ui.example/temporal/", "prod ns", "", "https://ui.example/temporal/namespaces/prod%20ns/workflows?query=WorkflowId%3D%22password-migration%22"},
+	} {
+		s := &Server{cfg: Config{TemporalUIURL: tt.ui, TemporalNamespace: tt.ns}}
+		if got := s.migrationURL(tt.run); got != tt.want {
+			t.Errorf("migrationURL(%q) with UI %q, namespace %q = %q, want %q", tt.run, tt.ui, tt.ns, got, tt.want)
+		}
+	}
+}
