@@ -5,7 +5,7 @@
 // profiles. Nothing listens beyond 127.0.0.1, and nothing is fetched from the network.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -18,9 +18,16 @@ export interface Stack {
   password: string;
   internalToken: string;
   temporalUI: string;
+  /** The stack's Postgres (DATABASE_URL of dev.env), for the commands that need it. */
+  databaseURL: string;
+  /** The Temporal dev server's frontend, host:port (TEMPORAL_ADDRESS of dev.env). */
+  temporalAddress: string;
   /** The temp dir holding the stack's data; removed by stop. */
   dir: string;
   bin: string;
+  temporalBin: string;
+  /** The stack's log, which the commands run against it write to too; ended by stop. */
+  log: WriteStream;
   /** Stops the stack (SIGINT, as Ctrl-C) and removes its data. */
   stop: () => Promise<void>;
 }
@@ -170,8 +177,12 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       password: vars.CELLGATE_OPERATOR_PASSWORD,
       internalToken: vars.CELLGATE_INTERNAL_TOKEN,
       temporalUI: vars.TEMPORAL_UI_URL,
+      databaseURL: vars.DATABASE_URL,
+      temporalAddress: vars.TEMPORAL_ADDRESS,
       dir,
       bin: o.bin,
+      temporalBin: o.temporalBin,
+      log,
       stop,
     };
     await waitReady(stack.apiURL, 120000);
@@ -249,4 +260,64 @@ export class TestDevice {
     });
     if (res.status !== 204) throw new Error(`POST /api/v1/device/heartbeat = ${res.status} ${await res.text()}`);
   }
+}
+
+/** A proxy connection of an older system, with its password in plaintext. */
+export interface LegacyRow {
+  username: string;
+  password: string;
+  /** The name of one of the operator's devices. */
+  device: string;
+  protocol?: "openvpn" | "http" | "socks5";
+  bandwidthLimit?: number;
+  bandwidthUsed?: number;
+}
+
+/** csvField quotes a CSV field when it needs it. */
+function csvField(v: string | number | undefined): string {
+  const s = v === undefined ? "" : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/**
+ * importLegacy writes rows to a CSV file (with a header row) and imports them as the stack's
+ * operator's connections with plaintext passwords, as a deploy from an older system starts:
+ * `cellgate import-legacy --operator EMAIL --file F` with the stack's DATABASE_URL. It returns
+ * the command's output and fails unless every row was imported.
+ */
+export async function importLegacy(s: Stack, rows: LegacyRow[]): Promise<string> {
+  const file = path.join(s.dir, `legacy-${Date.now()}.csv`);
+  const lines = ["username,password,device,protocol,bandwidth_limit,bandwidth_used"];
+  for (const r of rows) {
+    lines.push([r.username, r.password, r.device, r.protocol, r.bandwidthLimit, r.bandwidthUsed].map(csvField).join(","));
+  }
+  await writeFile(file, lines.join("\n") + "\n", { mode: 0o600 });
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: s.databaseURL };
+  const p = new Proc("import-legacy", s.bin, ["import-legacy", "--operator", s.email, "--file", file], env, s.log);
+  const code = await p.wait(60000);
+  if (code !== 0 || !p.output.includes(`imported ${rows.length} legacy connections`)) {
+    throw new Error(`cellgate import-legacy exited with ${code}, want 0 and ${rows.length} rows imported:\n${p.output}`);
+  }
+  return p.output;
+}
+
+/**
+ * startPasswordMigration starts the PasswordMigration workflow with the Temporal CLI on the
+ * stack's dev server, as the runbook does (temporal workflow start --type PasswordMigration
+ * --task-queue cellgate --workflow-id password-migration), with input (e.g. {BatchSize: 4}:
+ * rows per batch, so that a few rows make several batches). It returns the run's ID.
+ */
+export async function startPasswordMigration(s: Stack, input: { BatchSize?: number } = {}): Promise<string> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.TEMPORAL_ADDRESS;
+  const p = new Proc("temporal", s.temporalBin, [
+    "workflow", "start", "--type", "PasswordMigration", "--task-queue", "cellgate", "--workflow-id", "password-migration",
+    "--address", s.temporalAddress, "--namespace", "default", "--input", JSON.stringify(input), "--output", "json",
+  ], env, s.log);
+  const code = await p.wait(60000);
+  const runID = /"runId"\s*:\s*"([^"]+)"/.exec(p.output)?.[1];
+  if (code !== 0 || !runID) {
+    throw new Error(`temporal workflow start --type PasswordMigration exited with ${code}, want 0 and a run ID:\n${p.output}`);
+  }
+  return runID;
 }

@@ -123,17 +123,30 @@ export interface Delivery {
   created_at: string;
 }
 
-/** The one-time password migration (issue #7). */
+/**
+ * The one-time password migration (issue #7), as GET /api/v1/admin/password-migration shows it
+ * (api/admin.go, passwordMigrationJSON). Before it ever ran, status is not_started and total is
+ * how many rows wait for it.
+ */
 export interface PasswordMigration {
   status: "not_started" | "running" | "completed" | "failed";
+  /** Rows holding plaintext when it started (or waiting for it, before it started). */
   total: number;
+  /** Rows that hold no plaintext now. */
   done: number;
+  /** Rows left with plaintext. */
   failed: number;
   rows_per_second: number;
   started_at: string | null;
-  finished_at: string | null;
-  error: string | null;
-  workflow_url: string | null;
+  /** Absent until it finished. */
+  finished_at?: string;
+  /** Why it failed; absent unless status is failed. */
+  error?: string;
+  /**
+   * The run's history in the Temporal Web UI, or the list of the workflow's runs before it
+   * started; "" when the server knows no Temporal Web UI.
+   */
+  workflow_url: string;
 }
 
 /** An error answer of the API, or a failure to reach it (status 0). */

@@ -15,6 +15,14 @@ import { api, ApiError, type PasswordMigration } from "@/lib/api";
 import { formatDuration, formatTime } from "@/lib/format";
 import { useResource } from "@/lib/use-resource";
 
+import {
+  migrationPercent,
+  migrationPercentText,
+  migrationProgressText,
+  migrationRefreshMs,
+  migrationRemainingMs,
+} from "./progress";
+
 const statusBadge: Record<
   PasswordMigration["status"],
   { label: string; variant: "secondary" | "outline" | "destructive"; className?: string }
@@ -24,12 +32,6 @@ const statusBadge: Record<
   completed: { label: "Completed", variant: "outline", className: badgeTone.success },
   failed: { label: "Failed", variant: "destructive" },
 };
-
-/** migrationPercent is the share of rows done (hashed or failed), 0 to 100. */
-export function migrationPercent(m: PasswordMigration): number {
-  if (m.total <= 0) return m.status === "completed" ? 100 : 0;
-  return Math.min(100, ((m.done + m.failed) / m.total) * 100);
-}
 
 /** Unavailable is what the page says when the API has no migration status (it predates issue #7). */
 function Unavailable() {
@@ -51,13 +53,15 @@ function Stat({ label, children }: { label: string; children: React.ReactNode })
   );
 }
 
-/** PasswordMigrationView follows the one-time hashing of legacy plaintext passwords, every 2 s while it runs. */
+/**
+ * PasswordMigrationView follows the one-time hashing of legacy plaintext passwords: every 2 s
+ * while it runs (see migrationRefreshMs).
+ */
 export function PasswordMigrationView() {
   const [refresh, setRefresh] = useState(2000);
   const m = useResource("password-migration", () => api.passwordMigration(), refresh);
   const missing = m.error instanceof ApiError && m.error.status === 404;
-  // Every 2 s while it runs, every 30 s otherwise; not at all when the API has no such route.
-  const want = missing ? 0 : m.data?.status === "running" || !m.data ? 2000 : 30000;
+  const want = migrationRefreshMs(m.data, missing);
   useEffect(() => setRefresh(want), [want]);
   return (
     <>
@@ -81,8 +85,7 @@ export function PasswordMigrationView() {
 function MigrationCard({ m }: { m: PasswordMigration }) {
   const badge = statusBadge[m.status] ?? statusBadge.not_started;
   const pct = migrationPercent(m);
-  const left = m.total - m.done - m.failed;
-  const eta = m.status === "running" && m.rows_per_second > 0 && left > 0 ? (left / m.rows_per_second) * 1000 : null;
+  const eta = migrationRemainingMs(m);
   return (
     <Card className="max-w-3xl" data-testid="migration">
       <CardHeader>
@@ -94,11 +97,13 @@ function MigrationCard({ m }: { m: PasswordMigration }) {
         </CardTitle>
         <CardDescription>
           {m.status === "not_started"
-            ? "Nothing to migrate yet, or the migration has not been started."
+            ? m.total > 0
+              ? "Legacy plaintext passwords wait for the migration: cellgate migrate starts it."
+              : "No legacy plaintext passwords to migrate."
             : m.status === "completed"
               ? "Every legacy password is hashed and its plaintext removed."
               : m.status === "failed"
-                ? "The migration stopped. Its progress is kept; it resumes where it stopped."
+                ? "The migration stopped. Rows it hashed stay hashed; started again, it takes the rest."
                 : "Hashing in batches; each hash is verified before the plaintext is removed."}
         </CardDescription>
       </CardHeader>
@@ -106,28 +111,33 @@ function MigrationCard({ m }: { m: PasswordMigration }) {
         <div className="grid gap-2">
           <div className="flex justify-between text-sm">
             <span className="tabular-nums" data-testid="migration-progress-text">
-              {m.done.toLocaleString()} of {m.total.toLocaleString()} rows
+              {migrationProgressText(m)}
             </span>
-            <span className="tabular-nums">{pct.toFixed(1)} %</span>
+            <span className="tabular-nums" data-testid="migration-percent">
+              {migrationPercentText(m)}
+            </span>
           </div>
+          {/* The shadcn Progress keeps value for its bar: the ARIA values are set here. */}
           <Progress
             value={pct}
             aria-label="Migration progress"
-            aria-valuenow={pct}
+            aria-valuenow={Math.round(pct * 10) / 10}
+            aria-valuetext={`${migrationProgressText(m)}, ${migrationPercentText(m)}`}
+            data-testid="migration-progress"
             className={m.status === "failed" ? progressTone.danger : m.status === "completed" ? progressTone.success : undefined}
           />
         </div>
         <dl className="grid grid-cols-2 gap-4 sm:grid-cols-4">
-          <Stat label="Hashed">{m.done.toLocaleString()}</Stat>
-          <Stat label="Failed">{m.failed.toLocaleString()}</Stat>
+          <Stat label="Hashed">{m.done.toLocaleString("en-US")}</Stat>
+          <Stat label="Failed">{m.failed.toLocaleString("en-US")}</Stat>
           <Stat label="Rows per second">{m.rows_per_second ? m.rows_per_second.toFixed(1) : "—"}</Stat>
           <Stat label="Time left">{eta !== null ? formatDuration(eta) : "—"}</Stat>
         </dl>
         <dl className="grid grid-cols-[auto_1fr] gap-x-4 gap-y-2 text-sm">
           <dt className="text-muted-foreground">Started</dt>
-          <dd>{formatTime(m.started_at)}</dd>
+          <dd data-testid="migration-started">{formatTime(m.started_at)}</dd>
           <dt className="text-muted-foreground">Finished</dt>
-          <dd>{formatTime(m.finished_at)}</dd>
+          <dd data-testid="migration-finished">{formatTime(m.finished_at)}</dd>
           {m.workflow_url && (
             <>
               <dt className="text-muted-foreground">Workflow</dt>
@@ -139,7 +149,8 @@ function MigrationCard({ m }: { m: PasswordMigration }) {
                   className="inline-flex items-center gap-1 underline underline-offset-4"
                   data-testid="migration-workflow"
                 >
-                  PasswordMigration in the Temporal Web UI <ExternalLink className="size-3" aria-hidden />
+                  {m.status === "not_started" ? "PasswordMigration runs" : "This PasswordMigration run"} in the Temporal Web UI{" "}
+                  <ExternalLink className="size-3" aria-hidden />
                 </a>
               </dd>
             </>
