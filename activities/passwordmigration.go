@@ -76,11 +76,16 @@ type MigratePasswordsResult struct {
 	Attempt int32
 }
 
-// migrateProgress is MigratePasswords' heartbeat: what the attempt has done so far, and the
-// rows found to fail, which a retry does not hash again.
-type migrateProgress struct {
+// MigrateProgress is MigratePasswords' heartbeat: what the attempt has done so far, and the
+// rows found to fail, which a retry does not hash again. The API reads it from the pending
+// activity's heartbeat details to show the running batch's rows before the batch finishes.
+// Its JSON field names are those of the heartbeats of attempts still running: keep them.
+type MigrateProgress struct {
+	// Hashed, Written and Superseded count this attempt's bcrypt hashes, written hashes, and
+	// rows whose password changed while they were hashed (MigratePasswordsResult's fields).
 	Hashed, Written, Superseded int
-	Failed                      []store.LegacyProblem
+	// Failed are the rows found to fail, this attempt's and its predecessors'.
+	Failed []store.LegacyProblem
 }
 
 // MigratePasswords hashes the legacy plaintext of a batch with bcrypt (credential.BcryptCost)
@@ -94,7 +99,7 @@ type migrateProgress struct {
 func (a *Activities) MigratePasswords(ctx context.Context, in MigratePasswordsInput) (MigratePasswordsResult, error) {
 	m := &migration{store: a.Store, failed: map[uuid.UUID]store.LegacyProblem{}}
 	if activity.HasHeartbeatDetails(ctx) {
-		var prev migrateProgress
+		var prev MigrateProgress
 		if err := activity.GetHeartbeatDetails(ctx, &prev); err == nil {
 			for _, p := range prev.Failed {
 				m.failed[p.ConnectionID] = p
@@ -214,7 +219,7 @@ func (m *migration) fail(ctx context.Context, p store.LegacyProblem) {
 // heartbeat records the attempt's progress; the SDK sends it at most every 0.8 heartbeat
 // timeouts.
 func (m *migration) heartbeat(ctx context.Context) {
-	hb := migrateProgress{Hashed: int(m.hashed.Load()), Written: int(m.written.Load()), Superseded: int(m.superseded.Load())}
+	hb := MigrateProgress{Hashed: int(m.hashed.Load()), Written: int(m.written.Load()), Superseded: int(m.superseded.Load())}
 	m.mu.Lock()
 	for _, p := range m.failed {
 		hb.Failed = append(hb.Failed, p)

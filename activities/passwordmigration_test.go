@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"golang.org/x/crypto/bcrypt"
 
@@ -159,13 +161,6 @@ func TestMigratePasswords(t *testing.T) {
 	}
 }
 
-// killedAttempt is the heartbeat MigratePasswords leaves behind, as a dead worker's attempt
-// would have sent it (the activity's own type is unexported; the fields match).
-type killedAttempt struct {
-	Hashed, Written, Superseded int
-	Failed                      []store.LegacyProblem
-}
-
 // TestMigratePasswordsResumes: the retry of an attempt whose worker died hashes only the rows
 // still holding plaintext, skips the rows its heartbeat names as failed, and counts the whole
 // batch, including rows the dead attempt wrote after its last heartbeat.
@@ -185,7 +180,7 @@ func TestMigratePasswordsResumes(t *testing.T) {
 		}
 		written = append(written, string(h))
 	}
-	prev := killedAttempt{Hashed: 2, Written: 1, Failed: []store.LegacyProblem{{ConnectionID: ids[2], OperatorID: r.op.ID, Username: "legacy-3", Reason: activities.ReasonHashMismatch}}}
+	prev := activities.MigrateProgress{Hashed: 2, Written: 1, Failed: []store.LegacyProblem{{ConnectionID: ids[2], OperatorID: r.op.ID, Username: "legacy-3", Reason: activities.ReasonHashMismatch}}}
 
 	res, err := r.migrate(ids, prev)
 	if err != nil {
@@ -203,6 +198,34 @@ func TestMigratePasswordsResumes(t *testing.T) {
 		t.Errorf("row 3, failed per the heartbeat: plaintext %q, want it untouched", plain)
 	}
 	r.wantMigrated(ids[3], "resume-pw-3")
+}
+
+// heartbeatJSON is a MigratePasswords heartbeat as the build before MigrateProgress was
+// exported sent it (type migrateProgress, same fields, no tags).
+const heartbeatJSON = `{"Hashed":5,"Written":3,"Superseded":1,"Failed":[{"connection_id":"0192d3a4-0000-7000-8000-000000000001","operator_id":"0192d3a4-0000-7000-8000-000000000002","username":"legacy-1","reason":"empty plaintext"}]}`
+
+// TestMigrateProgressJSON: a heartbeat of an attempt still running when a new build is
+// deployed decodes into MigrateProgress (the retry reads it, the API shows it), and
+// MigrateProgress encodes under the same names.
+func TestMigrateProgressJSON(t *testing.T) {
+	dc := converter.GetDefaultDataConverter()
+	want := activities.MigrateProgress{Hashed: 5, Written: 3, Superseded: 1, Failed: []store.LegacyProblem{{
+		ConnectionID: uuid.MustParse("0192d3a4-0000-7000-8000-000000000001"),
+		OperatorID:   uuid.MustParse("0192d3a4-0000-7000-8000-000000000002"),
+		Username:     "legacy-1", Reason: store.LegacyEmptyPlaintext,
+	}}}
+	old, err := dc.ToPayloads(json.RawMessage(heartbeatJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got activities.MigrateProgress
+	if err := dc.FromPayloads(old, &got); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("FromPayloads(%s) = %+v, %v; want %+v", heartbeatJSON, got, err, want)
+	}
+	b, err := json.Marshal(want)
+	if err != nil || string(b) != heartbeatJSON {
+		t.Errorf("json.Marshal(%+v) = %s, %v; want %s", want, b, err, heartbeatJSON)
+	}
 }
 
 // TestMigratePasswordsRegenerated: a row that got a new password after it was selected keeps

@@ -13,8 +13,10 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -51,8 +53,11 @@ func (j *passwordMigrationJSON) progress(p workflows.PasswordMigrationProgress) 
 }
 
 // GET /api/v1/admin/password-migration: the one-time password migration's progress. Before it
-// ever ran, total is the number of rows waiting for it. A failure names only the caller's own
-// rows; other operators' rows are counted, never named.
+// ever ran, total is the number of rows waiting for it. While it runs, done and failed are the
+// progress query's, which counts finished batches only, plus the rows of the batch running now
+// as its MigratePasswords activity last heartbeated them (addRunningBatch), so they move row by
+// row, not batch by batch. A failure names only the caller's own rows; other operators' rows
+// are counted, never named.
 func (s *Server) passwordMigration(c *gin.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), migrationWait)
 	defer cancel()
@@ -86,6 +91,7 @@ func (s *Server) passwordMigration(c *gin.Context) error {
 		if err := v.Get(&p); err != nil {
 			return fmt.Errorf("decode password migration progress: %w", err)
 		}
+		s.addRunningBatch(ctx, runID, &p)
 		out.progress(p)
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		out.Status = MigrationCompleted
@@ -116,6 +122,48 @@ func (s *Server) passwordMigration(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, out)
 	return nil
+}
+
+// migrateActivity is the activity type of a migration batch, activities.MigratePasswords.
+const migrateActivity = "MigratePasswords"
+
+// addRunningBatch adds to p, the progress query's answer for run runID, the rows of the batch
+// running now, as its pending MigratePasswords activity last heartbeated them
+// (activities.MigrateProgress): written and superseded rows to Done, failed rows to Failed.
+// The query counts finished batches only, so those rows are not in p yet.
+//
+// It describes the run again rather than reuse the description taken before the query: a batch
+// pending after the query answered had not finished when it answered, so it is never counted
+// twice; one seen before the query may have finished, and been counted, since. The additions
+// are clamped so that Done + Failed stays within Total. Without a heartbeat, or with one that
+// does not decode, p stays as it is.
+func (s *Server) addRunningBatch(ctx context.Context, runID string, p *workflows.PasswordMigrationProgress) {
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, runID)
+	if err != nil {
+		s.log.DebugContext(ctx, "describe password migration for its running batch", "err", err)
+		return
+	}
+	for _, a := range desc.GetPendingActivities() {
+		if a.GetActivityType().GetName() != migrateActivity || a.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var hb activities.MigrateProgress
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetHeartbeatDetails(), &hb); err != nil {
+			s.log.DebugContext(ctx, "decode password migration batch heartbeat", "activity_id", a.GetActivityId(), "err", err)
+			continue
+		}
+		addBatchProgress(p, hb)
+	}
+}
+
+// addBatchProgress adds a running batch's heartbeat to p within what is left of p.Total:
+// failed rows first, as they are named, then done ones.
+func addBatchProgress(p *workflows.PasswordMigrationProgress, hb activities.MigrateProgress) {
+	left := max(p.Total-p.Done-p.Failed, 0)
+	failed := min(int64(len(hb.Failed)), left)
+	done := min(max(int64(hb.Written)+int64(hb.Superseded), 0), left-failed)
+	p.Failed += failed
+	p.Done += done
 }
 
 // maxOwnProblems is how many of the caller's failing rows the error names.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,7 +20,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/crypto/bcrypt"
@@ -138,12 +141,13 @@ func (e *adminEnv) get(op store.Operator, wantStatus int) (passwordMigrationJSON
 	return out, rec.Body.String()
 }
 
-// worker runs workflow fn as PasswordMigration, with the real activities, until the test ends.
-func (e *adminEnv) worker(fn any) sdkworker.Worker {
+// worker runs workflow fn as PasswordMigration, with the activities register registers,
+// until it is stopped.
+func (e *adminEnv) worker(fn any, register func(sdkworker.Worker)) sdkworker.Worker {
 	e.t.Helper()
 	w := sdkworker.New(e.tc, adminQueue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: workflows.PasswordMigrationType})
-	w.RegisterActivity(&activities.Activities{Store: e.store})
+	register(w)
 	if err := w.Start(); err != nil {
 		e.t.Fatalf("start worker: %v", err)
 	}
@@ -167,15 +171,58 @@ func (e *adminEnv) start(wait bool) client.WorkflowRun {
 	return run
 }
 
-// fakeProgress is what the stand-in migration shows.
+// fakeProgress is what the stand-in migration's progress query shows.
 var fakeProgress = workflows.PasswordMigrationProgress{Total: 1000, Done: 400, Failed: 2, RowsPerSecond: 7.5,
 	StartedAt: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 
-// standInMigration answers the progress query with fakeProgress until signalled "finish".
+// standInBatches are the heartbeats of the stand-in migration's batches, one batch each: the
+// first fits in what fakeProgress leaves (598 rows), the second does not.
+var standInBatches = []activities.MigrateProgress{
+	{Hashed: 32, Written: 30, Superseded: 2, Failed: []store.LegacyProblem{{ConnectionID: uuid.MustParse("0192d3a4-0000-7000-8000-00000000000a"),
+		Username: "stand-in-1", Reason: store.LegacyEmptyPlaintext}}},
+	{Hashed: 700, Written: 700, Failed: []store.LegacyProblem{{ConnectionID: uuid.MustParse("0192d3a4-0000-7000-8000-00000000000b"),
+		Username: "stand-in-2", Reason: store.LegacyTooLong}}},
+}
+
+// standInBatch stands in for MigratePasswords: run heartbeats hb, then waits for a value on
+// release, or for its context to end.
+type standInBatch struct {
+	release chan struct{}
+}
+
+func (b standInBatch) run(ctx context.Context, hb activities.MigrateProgress) error {
+	activity.RecordHeartbeat(ctx, hb)
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// next lets the running stand-in batch finish.
+func (b standInBatch) next(t *testing.T) {
+	t.Helper()
+	select {
+	case b.release <- struct{}{}:
+	case <-time.After(time.Minute):
+		t.Fatal("no stand-in batch ran for a minute")
+	}
+}
+
+// standInMigration answers the progress query with fakeProgress while it runs a stand-in
+// MigratePasswords activity per standInBatches, and then until signalled "finish".
 func standInMigration(ctx workflow.Context, _ workflows.PasswordMigrationInput) (workflows.PasswordMigrationProgress, error) {
 	p := fakeProgress
 	if err := workflow.SetQueryHandler(ctx, workflows.ProgressQuery, func() (workflows.PasswordMigrationProgress, error) { return p, nil }); err != nil {
 		return p, err
+	}
+	ao := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+	for _, hb := range standInBatches {
+		if err := workflow.ExecuteActivity(ao, migrateActivity, hb).Get(ctx, nil); err != nil {
+			return p, err
+		}
 	}
 	workflow.GetSignalChannel(ctx, "finish").Receive(ctx, nil)
 	p.Done, p.Failed = p.Total, 0
@@ -184,9 +231,39 @@ func standInMigration(ctx workflow.Context, _ workflows.PasswordMigrationInput) 
 	return p, nil
 }
 
+// until asks GET /api/v1/admin/password-migration as op until ok accepts the answer, for at
+// most a minute, and returns it with every "done/failed" pair answered on the way.
+func (e *adminEnv) until(op store.Operator, ok func(passwordMigrationJSON) bool) (got passwordMigrationJSON, raw string, seen []string) {
+	e.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, raw = e.get(op, http.StatusOK)
+		if pair := fmt.Sprintf("%d/%d", got.Done, got.Failed); !slices.Contains(seen, pair) {
+			seen = append(seen, pair)
+		}
+		if ok(got) {
+			return got, raw, seen
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("GET %s: still %s after a minute (done/failed seen: %v)", migrationPath, raw, seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// onlyPairs fails unless every "done/failed" pair in seen is one of want.
+func onlyPairs(t *testing.T, when string, seen []string, want ...string) {
+	t.Helper()
+	for _, pair := range seen {
+		if !slices.Contains(want, pair) {
+			t.Errorf("%s: GET answered done/failed %s (all: %v), want only %v", when, pair, seen, want)
+		}
+	}
+}
+
 // TestPasswordMigrationProgress walks GET /api/v1/admin/password-migration through the
-// migration's life: not started, running, completed, a real run failing its verification, and
-// a real re-run completing. It is not parallel: it owns the migration's fixed workflow ID on
+// migration's life: not started, running (with the running batch's heartbeat), completed, a
+// real run failing its verification, and a real re-run completing. It is not parallel: it owns the migration's fixed workflow ID on
 // the dev server.
 func TestPasswordMigrationProgress(t *testing.T) {
 	e := newAdminEnv(t)
@@ -202,15 +279,30 @@ func TestPasswordMigrationProgress(t *testing.T) {
 		t.Errorf("before any run: %s; want not_started, total 3 waiting, started_at null, a link to the runs", raw)
 	}
 
-	// A stand-in migration that is running, then completes.
-	w := e.worker(standInMigration)
+	// A stand-in migration that is running two batches, then completes. While a batch runs,
+	// its heartbeat adds to the query's numbers: 400 + 30 written + 2 superseded done, 2 + 1
+	// failed (before the heartbeat reaches the server, the query's alone).
+	batch := standInBatch{release: make(chan struct{})}
+	w := e.worker(standInMigration, func(w sdkworker.Worker) {
+		w.RegisterActivityWithOptions(batch.run, activity.RegisterOptions{Name: migrateActivity})
+	})
 	run := e.start(false)
-	got, raw = e.get(a, http.StatusOK)
-	if got.Status != MigrationRunning || got.Total != 1000 || got.Done != 400 || got.Failed != 2 || got.RowsPerSecond != 7.5 ||
+	got, raw, seen := e.until(a, func(got passwordMigrationJSON) bool { return got.Done == 432 && got.Failed == 3 })
+	onlyPairs(t, "while the first batch runs", seen, "400/2", "432/3")
+	if got.Status != MigrationRunning || got.Total != 1000 || got.RowsPerSecond != 7.5 ||
 		got.StartedAt == nil || !got.StartedAt.Equal(fakeProgress.StartedAt) || got.FinishedAt != nil || got.Error != "" ||
 		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows/password-migration/"+run.GetRunID()+"/history" {
 		t.Errorf("while running: %s; want running with the progress query's numbers and a link to run %s", raw, run.GetRunID())
 	}
+	// The second batch heartbeats 700 written and 1 failed where 598 rows are left: its failure
+	// counts, its done rows only up to the total.
+	batch.next(t)
+	got, raw, seen = e.until(a, func(got passwordMigrationJSON) bool { return got.Done != 432 && got.Done != 400 })
+	onlyPairs(t, "while the second batch runs", seen, "432/3", "400/2", "997/3")
+	if got.Done != 997 || got.Failed != 3 || got.Total != 1000 {
+		t.Errorf("while a batch heartbeats more rows than are left: %s; want done 997, failed 3: done + failed = total 1000", raw)
+	}
+	batch.next(t)
 	if err := e.tc.SignalWorkflow(e.ctx, workflows.PasswordMigrationID, run.GetRunID(), "finish", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +314,12 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	w.Stop()
 
 	// The real migration: one row is hashed, the two empty ones fail the verification.
-	w = e.worker(workflows.PasswordMigration)
+	w = e.worker(workflows.PasswordMigration, func(w sdkworker.Worker) { w.RegisterActivity(&activities.Activities{Store: e.store}) })
 	defer w.Stop()
-	e.start(true)
+	failedRun := e.start(true)
+	if n := e.scheduled(failedRun.GetRunID(), migrateActivity); n != 1 {
+		t.Errorf("the real run scheduled %d activities of type %q, want 1 (its one batch): the handler looks for that type", n, migrateActivity)
+	}
 	got, raw = e.get(a, http.StatusOK)
 	if got.Status != MigrationFailed || got.Total != 3 || got.Done != 1 || got.Failed != 2 || got.StartedAt == nil || got.FinishedAt == nil ||
 		!strings.Contains(got.Error, "verification failed: 2 rows") || !strings.Contains(got.Error, "yours: "+aEmpty+" (empty plaintext)") ||
@@ -249,6 +344,47 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	if desc, err := e.tc.DescribeWorkflowExecution(e.ctx, workflows.PasswordMigrationID, ""); err != nil ||
 		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		t.Errorf("the re-run's status = %v (%v), want completed", desc.GetWorkflowExecutionInfo().GetStatus(), err)
+	}
+}
+
+// scheduled counts the activities of type name that run runID of the migration scheduled.
+func (e *adminEnv) scheduled(runID, name string) int {
+	e.t.Helper()
+	n := 0
+	it := e.tc.GetWorkflowHistory(e.ctx, workflows.PasswordMigrationID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			e.t.Fatalf("history of run %s: %v", runID, err)
+		}
+		if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == name {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAddBatchProgress(t *testing.T) {
+	problems := func(n int) []store.LegacyProblem { return make([]store.LegacyProblem, n) }
+	for _, tt := range []struct {
+		total, done, failed int64
+		hb                  activities.MigrateProgress
+		wantDone, wantFail  int64
+	}{
+		{100, 40, 2, activities.MigrateProgress{Written: 5, Superseded: 1, Failed: problems(2)}, 46, 4},
+		{100, 40, 2, activities.MigrateProgress{}, 40, 2},
+		{100, 90, 2, activities.MigrateProgress{Written: 20, Failed: problems(1)}, 97, 3},
+		{100, 90, 2, activities.MigrateProgress{Written: 20, Failed: problems(20)}, 90, 10},
+		{100, 98, 2, activities.MigrateProgress{Written: 3}, 98, 2},
+		{100, 99, 2, activities.MigrateProgress{Written: 3, Failed: problems(1)}, 99, 2}, // already over: nothing added
+		{100, 40, 2, activities.MigrateProgress{Written: -5}, 40, 2},
+	} {
+		p := workflows.PasswordMigrationProgress{Total: tt.total, Done: tt.done, Failed: tt.failed}
+		addBatchProgress(&p, tt.hb)
+		if p.Done != tt.wantDone || p.Failed != tt.wantFail || p.Total != tt.total {
+			t.Errorf("addBatchProgress(total %d, done %d, failed %d; written %d, superseded %d, failed %d) = total %d, done %d, failed %d; want %d, %d, %d",
+				tt.total, tt.done, tt.failed, tt.hb.Written, tt.hb.Superseded, len(tt.hb.Failed), p.Total, p.Done, p.Failed, tt.total, tt.wantDone, tt.wantFail)
+		}
 	}
 }
 
