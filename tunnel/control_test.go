@@ -309,7 +309,7 @@ func TestControlReplaceHandsOldRouteToReporter(t *testing.T) {
 	if s := f.reporter.Stats(); s.PendingRemoved != 1 {
 		t.Fatalf("reporter PendingRemoved after a replacement = %d, want 1", s.PendingRemoved)
 	}
-	if err := f.reporter.report(t.Context(), nil); err != nil {
+	if err := f.reporter.report(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	want := RouteUsage{ConnectionID: connA, SessionID: old.SessionID, Epoch: 1, RxBytes: 700}

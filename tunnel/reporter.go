@@ -67,8 +67,9 @@ type ReporterStats struct {
 // failed delivery is retried with exponential backoff; since the counters are cumulative, the
 // retry carries the newest figures and supersedes the undelivered ones.
 //
-// Run does the reporting in the caller's goroutine; Removed and Stats may be called from any
-// goroutine.
+// Run does the periodic reporting in the caller's goroutine and the limit reports in one of
+// its own, so that a limit hit is reported at once even while a large periodic report is in
+// flight; Removed and Stats may be called from any goroutine.
 type Reporter struct {
 	routes     *RouteTable
 	sink       UsageSink
@@ -96,14 +97,18 @@ type Reporter struct {
 
 	// delivered is the last delivered usage of each session still routed or pending.
 	delivered map[uuid.UUID]RouteUsage
+	// streak counts consecutive failed reports; streakStart is when the first failed.
+	streak      int
+	streakStart time.Time
+
+	// The fields below are owned by the limit goroutine (reportLimits) and touched by nothing
+	// else.
+
 	// marks remembers each routed connection's refused-packet count at the last limit poll;
 	// hit collects the connections whose count rose. Both are reused between polls.
 	marks   map[*Connection]refusedMark
 	hit     map[*Connection]struct{}
 	pollGen uint64
-	// streak counts consecutive failed reports; streakStart is when the first failed.
-	streak      int
-	streakStart time.Time
 }
 
 // pendingRoute is a removed route waiting for its final report.
@@ -202,10 +207,12 @@ func (r *Reporter) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("usage reporter: Run called twice")
 	}
+	var limits sync.WaitGroup
+	limits.Go(func() { r.reportLimits(ctx) })
+	defer limits.Wait()
+
 	tick := time.NewTicker(r.interval)
 	defer tick.Stop()
-	poll := time.NewTicker(r.pollEvery)
-	defer poll.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -216,29 +223,97 @@ func (r *Reporter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReportTimeout)
 			defer cancel()
-			if err := r.report(fctx, nil); err != nil {
+			if err := r.report(fctx); err != nil {
 				return fmt.Errorf("final usage report: %w", err)
 			}
 			return nil
 		case <-tick.C:
 			if retryC == nil {
-				retryC = r.attempt(ctx, nil, retry)
-			}
-		case <-poll.C:
-			// While backing off, the retry reports every change, these included.
-			if r.pollLimits() && retryC == nil {
-				retryC = r.attempt(ctx, r.hit, retry)
+				retryC = r.attempt(ctx, retry)
 			}
 		case <-retryC:
-			retryC = r.attempt(ctx, nil, retry)
+			retryC = r.attempt(ctx, retry)
 		}
 	}
 }
 
-// attempt reports (only the routes of the connections in only, if not nil) and returns nil
-// on success, or retry's channel, armed with the backoff delay, on failure.
-func (r *Reporter) attempt(ctx context.Context, only map[*Connection]struct{}, retry *time.Timer) <-chan time.Time {
-	err := r.report(ctx, only)
+// reportLimits looks for connections that hit their limit every pollEvery and reports their
+// routes at once, until ctx ends. These reports leave the periodic one's bookkeeping alone:
+// it sends the same figures again later, which the counters being cumulative makes harmless.
+// A connection whose limit report failed stays owed and goes out with the next attempt, after
+// a backoff of its own.
+func (r *Reporter) reportLimits(ctx context.Context) {
+	poll := time.NewTicker(r.pollEvery)
+	defer poll.Stop()
+	owed := make(map[*Connection]struct{})
+	var batch []RouteUsage
+	var failed int
+	var quietUntil time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		}
+		if r.pollLimits() {
+			for c := range r.hit {
+				owed[c] = struct{}{}
+			}
+		}
+		if len(owed) == 0 || time.Now().Before(quietUntil) {
+			continue
+		}
+		batch = batch[:0]
+		for _, route := range r.routes.Routes() {
+			if _, ok := owed[route.Conn]; ok {
+				batch = append(batch, route.Usage())
+			}
+		}
+		err := r.deliver(ctx, batch)
+		if err == nil {
+			clear(owed)
+			failed = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failed++
+		quietUntil = time.Now().Add(r.backoff(failed))
+		if failed == 1 {
+			r.log.Warn("limit report failed; retrying with backoff", slog.Int("connections", len(owed)), slog.Any("err", err))
+		}
+	}
+}
+
+// deliver hands usage to the sink in batches of at most MaxReportBatch and stops at the
+// first failed batch.
+func (r *Reporter) deliver(ctx context.Context, usage []RouteUsage) error {
+	for start := 0; start < len(usage); start += MaxReportBatch {
+		part := usage[start:min(start+MaxReportBatch, len(usage))]
+		if err := r.send(ctx, part); err != nil {
+			return fmt.Errorf("report usage of %d route sessions (%d more due): %w",
+				len(part), len(usage)-start-len(part), err)
+		}
+	}
+	return nil
+}
+
+// send makes one ReportUsage call and counts it in the stats.
+func (r *Reporter) send(ctx context.Context, batch []RouteUsage) error {
+	if err := r.sink.ReportUsage(ctx, batch); err != nil {
+		r.failures.Add(1)
+		return err
+	}
+	r.reports.Add(1)
+	r.entries.Add(uint64(len(batch)))
+	return nil
+}
+
+// attempt reports and returns nil on success, or retry's channel, armed with the backoff
+// delay, on failure.
+func (r *Reporter) attempt(ctx context.Context, retry *time.Timer) <-chan time.Time {
+	err := r.report(ctx)
 	if err == nil {
 		if r.streak > 0 {
 			r.log.Info("usage reports delivered again",
@@ -276,25 +351,18 @@ type reportEntry struct {
 	removed *Route
 }
 
-// report delivers the usage that changed since its last delivery, of every route or, when
-// only is not nil, of the routes of those connections: removed routes first (their final
-// usage wins over a stale view of the table), then the routed ones, in batches of at most
-// MaxReportBatch. It stops at the first failed batch; what was not delivered stays due.
-func (r *Reporter) report(ctx context.Context, only map[*Connection]struct{}) error {
+// report delivers the usage that changed since its last delivery: removed routes first (their
+// final usage wins over a stale view of the table), then the routed ones, in batches of at
+// most MaxReportBatch. It stops at the first failed batch; what was not delivered stays due.
+func (r *Reporter) report(ctx context.Context) error {
 	r.mu.Lock()
 	pending := append([]pendingRoute(nil), r.pending...)
 	r.mu.Unlock()
 
-	full := only == nil
 	seen := make(map[uuid.UUID]struct{}, len(pending))
 	var due []reportEntry
 	var settled []*Route // removed routes whose final usage was already delivered
 	for _, p := range pending {
-		if !full {
-			if _, ok := only[p.route.Conn]; !ok {
-				continue
-			}
-		}
 		u := p.usage()
 		seen[u.SessionID] = struct{}{}
 		if last, ok := r.delivered[u.SessionID]; ok && last == u {
@@ -305,11 +373,6 @@ func (r *Reporter) report(ctx context.Context, only map[*Connection]struct{}) er
 	}
 	r.settle(settled)
 	for _, route := range r.routes.Routes() {
-		if !full {
-			if _, ok := only[route.Conn]; !ok {
-				continue
-			}
-		}
 		if _, ok := seen[route.SessionID]; ok {
 			continue
 		}
@@ -328,13 +391,10 @@ func (r *Reporter) report(ctx context.Context, only map[*Connection]struct{}) er
 		for _, e := range part {
 			batch = append(batch, e.usage)
 		}
-		if err := r.sink.ReportUsage(ctx, batch); err != nil {
-			r.failures.Add(1)
+		if err := r.send(ctx, batch); err != nil {
 			return fmt.Errorf("report usage of %d route sessions (%d more due): %w",
 				len(part), len(due)-start-len(part), err)
 		}
-		r.reports.Add(1)
-		r.entries.Add(uint64(len(part)))
 		settled = settled[:0]
 		for _, e := range part {
 			if e.removed != nil {
@@ -345,12 +405,10 @@ func (r *Reporter) report(ctx context.Context, only map[*Connection]struct{}) er
 		}
 		r.settle(settled)
 	}
-	if full {
-		// Forget sessions that are neither routed nor pending any more.
-		for s := range r.delivered {
-			if _, ok := seen[s]; !ok {
-				delete(r.delivered, s)
-			}
+	// Forget sessions that are neither routed nor pending any more.
+	for s := range r.delivered {
+		if _, ok := seen[s]; !ok {
+			delete(r.delivered, s)
 		}
 	}
 	return nil

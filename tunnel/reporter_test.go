@@ -3,8 +3,10 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,14 +127,14 @@ func TestReporterReportsOnlyChanges(t *testing.T) {
 	b.Admit(5, FromClient)
 
 	ctx := t.Context()
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(sink.entries()); got != 2 {
 		t.Fatalf("first report: %d entries, want 2", got)
 	}
 	a.Admit(50, FromClient)
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	entries := sink.entries()
@@ -140,7 +142,7 @@ func TestReporterReportsOnlyChanges(t *testing.T) {
 	if len(entries) != 3 || entries[2] != want {
 		t.Fatalf("second report = %+v, want only %+v added", entries, want)
 	}
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if sizes := sink.callSizes(); len(sizes) != 2 {
@@ -149,7 +151,7 @@ func TestReporterReportsOnlyChanges(t *testing.T) {
 
 	// A route that left the table without Removed is forgotten after the next full report.
 	rt.Remove(b.ClientIP)
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := r.delivered[b.SessionID]; ok {
@@ -186,7 +188,7 @@ func TestReporterRemovedRouteFinalReport(t *testing.T) {
 	route := addTestRoute(t, rt, "10.9.0.2", uuid.New(), 0)
 	route.Admit(100, ToClient)
 	ctx := t.Context()
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -197,7 +199,7 @@ func TestReporterRemovedRouteFinalReport(t *testing.T) {
 	if s := r.Stats(); s.PendingRemoved != 1 {
 		t.Fatalf("Stats().PendingRemoved after Removed = %d, want 1", s.PendingRemoved)
 	}
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	want := RouteUsage{ConnectionID: route.Conn.ID(), SessionID: route.SessionID, Epoch: 1, RxBytes: 100, TxBytes: 42}
@@ -214,13 +216,13 @@ func TestReporterRemovedRouteFinalReport(t *testing.T) {
 	// A removed route whose usage was already delivered is settled without a report.
 	other := addTestRoute(t, rt, "10.9.0.3", uuid.New(), 0)
 	other.Admit(1, ToClient)
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	calls := len(sink.callSizes())
 	rt.Remove(other.ClientIP)
 	r.Removed(other)
-	if err := r.report(ctx, nil); err != nil {
+	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(sink.callSizes()); got != calls {
@@ -306,6 +308,55 @@ func TestReporterLimitHitReportsAtOnce(t *testing.T) {
 	}
 }
 
+// stuckSink blocks every report holding more than one entry (a bulk report to a slow API)
+// until release is closed, and records the others as they come.
+type stuckSink struct {
+	recordingSink
+	release chan struct{}
+	stuck   atomic.Int32 // bulk reports waiting
+}
+
+func (s *stuckSink) ReportUsage(ctx context.Context, usage []RouteUsage) error {
+	if len(usage) > 1 {
+		s.stuck.Add(1)
+		defer s.stuck.Add(-1)
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.recordingSink.ReportUsage(ctx, usage)
+}
+
+// TestReporterLimitHitNotBehindBulkReport: a connection that hits its limit while a periodic
+// report is stuck at the API is reported at once, not after that report.
+func TestReporterLimitHitNotBehindBulkReport(t *testing.T) {
+	rt := &RouteTable{}
+	sink := &stuckSink{release: make(chan struct{})}
+	r := NewReporter(ReporterConfig{Routes: rt, Sink: sink, Interval: 20 * time.Millisecond, Log: discardLog()})
+	limited := addTestRoute(t, rt, "10.9.0.2", uuid.New(), 1000)
+	for i := range 3 {
+		addTestRoute(t, rt, fmt.Sprintf("10.9.1.%d", i+2), uuid.New(), 0).Admit(100, ToClient)
+	}
+	runReporter(t, r)
+	untilDeadline(t, "a periodic report stuck at the API", func() bool { return sink.stuck.Load() == 1 })
+
+	limited.Admit(600, FromClient)
+	if limited.Admit(600, FromClient) {
+		t.Fatal("Admit(600) past the limit = true, want false")
+	}
+	untilDeadline(t, "the limit report while the periodic one is stuck", func() bool {
+		u, ok := sink.last(limited.SessionID)
+		return ok && u.TxBytes == 600 && u.LimitReached
+	})
+	if n := sink.stuck.Load(); n != 1 {
+		t.Errorf("bulk reports waiting = %d, want the one still stuck", n)
+	}
+	close(sink.release)
+	untilDeadline(t, "the periodic report after the API freed up", func() bool { return len(sink.entries()) >= 5 })
+}
+
 func TestReporterFinalReportOnCancel(t *testing.T) {
 	rt := &RouteTable{}
 	sink := &recordingSink{}
@@ -353,13 +404,13 @@ func TestReporterBatches(t *testing.T) {
 		}
 		return nil
 	})
-	if err := r.report(t.Context(), nil); err == nil {
+	if err := r.report(t.Context()); err == nil {
 		t.Fatal("report() with a failing second batch = nil, want an error")
 	}
 	if s := r.Stats(); s.PendingRemoved != 1 {
 		t.Fatalf("Stats().PendingRemoved after one of two batches = %d, want 1", s.PendingRemoved)
 	}
-	if err := r.report(t.Context(), nil); err != nil {
+	if err := r.report(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if sizes := sink.callSizes(); len(sizes) != 2 || sizes[0] != MaxReportBatch || sizes[1] != 1 {
