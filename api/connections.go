@@ -98,7 +98,7 @@ func (s *Server) createConnection(c *gin.Context) error {
 }
 
 // GET /api/v1/connections?device_id=&limit=&after=: Postgres's usage figures (at most
-// workflows.SaveInterval behind), each connection's last reset and quota workflow link.
+// workflows.SaveInterval + SaveQuiet behind), each connection's last reset and quota workflow link.
 func (s *Server) listConnections(c *gin.Context) error {
 	p, err := page(c)
 	if err != nil {

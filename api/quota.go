@@ -28,7 +28,7 @@ const (
 	// resetWait is how long POST …/reset-usage waits for its ResetUsage workflow.
 	resetWait = 10 * time.Second
 	// quotaQueryTimeout bounds asking a quota workflow for its usage; past it Postgres's
-	// figure (at most workflows.SaveInterval old) is used.
+	// figure (at most workflows.SaveInterval + SaveQuiet old) is used.
 	quotaQueryTimeout = 2 * time.Second
 	// signalConcurrency bounds the signals one usage report sends at once.
 	signalConcurrency = 16

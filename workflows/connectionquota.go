@@ -22,6 +22,9 @@ const (
 	// hardReportsPerRun: Continue-As-New even while an activity is in flight (the effect is
 	// applied again, the delivery sent again with the same webhook-id, by the next run).
 	hardReportsPerRun = 5 * MaxReportsPerRun
+	// saveVersion names the change that made saves local activities, paced by the reports
+	// themselves (workflow.GetVersion): runs recorded before it replay the old way.
+	saveVersion = "quota-save-local"
 )
 
 // Kinds of QuotaEffect.
@@ -69,6 +72,10 @@ type quota struct {
 	lastSave   time.Time
 	staleEpoch int64
 	saveTimer  workflow.Future // nil: not running
+	// cancelSaveTimer stops saveTimer (nil with it); localSave: saves are local activities
+	// and the timer only catches a connection whose reports stopped (saveVersion).
+	cancelSaveTimer workflow.CancelFunc
+	localSave       bool
 }
 
 // ConnectionQuota keeps one connection's usage: used = Committed + Σ Sessions, from the relays'
@@ -94,6 +101,7 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	if err := workflow.SetQueryHandler(ctx, QuotaStateQuery, func() (QuotaView, error) { return q.view(), nil }); err != nil {
 		return err
 	}
+	q.localSave = workflow.GetVersion(ctx, saveVersion, workflow.DefaultVersion, 1) == 1
 	if in.State != nil {
 		q.st = *in.State
 	} else {
@@ -156,7 +164,7 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 			stop, isGone = true, true
 		})
 		if q.saveTimer != nil {
-			sel.AddFuture(q.saveTimer, func(workflow.Future) { q.saveTimer = nil })
+			sel.AddFuture(q.saveTimer, func(workflow.Future) { q.saveTimer, q.cancelSaveTimer = nil, nil })
 		}
 		sel.Select(ctx)
 		if isGone {
@@ -190,6 +198,12 @@ func quotaActivityOptions() workflow.ActivityOptions {
 			NonRetryableErrorTypes: []string{activities.ErrConnectionGone, activities.ErrInvalidInput},
 		},
 	}
+}
+
+// quotaLocalActivityOptions are quotaActivityOptions for a local activity (SaveUsage).
+func quotaLocalActivityOptions() workflow.LocalActivityOptions {
+	o := quotaActivityOptions()
+	return workflow.LocalActivityOptions{StartToCloseTimeout: o.StartToCloseTimeout, RetryPolicy: o.RetryPolicy}
 }
 
 // isConnectionGone reports whether an activity found the connection deleted.
@@ -386,8 +400,16 @@ func (q *quota) queueSave(ctx workflow.Context, cutOff *bool, at time.Time) {
 
 // scheduleSave queues a save when usage changed since the last one, no sooner than
 // SaveInterval after the last save was queued: at once when that is past, else by a timer.
+//
+// With localSave the timer is only the fallback for a connection whose reports stop: it is
+// set SaveQuiet past the due time, and the report that finds the interval past queues the
+// save and cancels it. A connection reporting every few seconds thus costs one workflow task
+// per report and nothing else: no timer fires, no activity task round trip.
 func (q *quota) scheduleSave(ctx workflow.Context) {
-	if q.saveTimer != nil || q.used() == q.st.Saved || q.staleEpoch >= q.st.Epoch {
+	if q.used() == q.st.Saved || q.staleEpoch >= q.st.Epoch {
+		return
+	}
+	if q.saveTimer != nil && !q.localSave {
 		return
 	}
 	now := workflow.Now(ctx)
@@ -396,12 +418,24 @@ func (q *quota) scheduleSave(ctx workflow.Context) {
 	if !now.Before(due) {
 		if !queued {
 			q.queueSave(ctx, nil, now.UTC())
+			if q.cancelSaveTimer != nil {
+				q.cancelSaveTimer()
+				q.saveTimer, q.cancelSaveTimer = nil, nil
+			}
 			return
 		}
 		// A save is queued or in flight: look again an interval later.
 		due = now.Add(SaveInterval)
 	}
-	q.saveTimer = workflow.NewTimer(ctx, due.Sub(now))
+	if q.saveTimer != nil {
+		return
+	}
+	if !q.localSave {
+		q.saveTimer = workflow.NewTimer(ctx, due.Sub(now))
+		return
+	}
+	tctx, cancel := workflow.WithCancel(ctx)
+	q.saveTimer, q.cancelSaveTimer = workflow.NewTimer(tctx, due.Add(SaveQuiet).Sub(now)), cancel
 }
 
 // stale reports whether an effect belongs to an epoch that has ended and is moot now.
@@ -455,10 +489,16 @@ func (q *quota) apply(ctx workflow.Context, e QuotaEffect) error {
 		return nil
 	case effectSave:
 		used := q.used()
+		in := activities.SaveUsageInput{ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At}
 		var res activities.SaveUsageResult
-		err := workflow.ExecuteActivity(ctx, a.SaveUsage, activities.SaveUsageInput{
-			ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At,
-		}).Get(ctx, &res)
+		var err error
+		if q.localSave {
+			// One guarded UPDATE: run in the workflow task itself, no activity task round trip.
+			lctx := workflow.WithLocalActivityOptions(ctx, quotaLocalActivityOptions())
+			err = workflow.ExecuteLocalActivity(lctx, a.SaveUsage, in).Get(ctx, &res)
+		} else {
+			err = workflow.ExecuteActivity(ctx, a.SaveUsage, in).Get(ctx, &res)
+		}
 		switch {
 		case err != nil:
 			return err

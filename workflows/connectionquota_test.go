@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -566,6 +567,29 @@ func TestQuotaSavesThrottled(t *testing.T) {
 	final := h.saves()[len(h.saves())-1]
 	if final.Used != 6000+limit {
 		t.Errorf("last SaveUsage used = %d, want %d (the final usage is saved)", final.Used, 6000+limit)
+	}
+}
+
+// TestQuotaSavesRideOnReports: while a connection reports every 5 s, each save is made by the
+// report that finds SaveInterval past (no timer of its own fires); once the reports stop, the
+// last figure is saved SaveQuiet after it was due.
+func TestQuotaSavesRideOnReports(t *testing.T) {
+	h := newQuotaHarness(t, 0)
+	for i := 1; i <= 12; i++ {
+		h.reportAt(time.Duration(i)*5*time.Second, 1, open(session1, int64(i*1000)))
+	}
+	h.run(2 * time.Minute)
+	var got []time.Duration
+	for _, c := range h.named("SaveUsage") {
+		got = append(got, c.at.Sub(h.start))
+	}
+	want := []time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
+		55*time.Second + workflows.SaveInterval + workflows.SaveQuiet}
+	if !slices.Equal(got, want) {
+		t.Errorf("SaveUsage at %v, want %v: %v", got, want, h.effects())
+	}
+	if saves := h.saves(); len(saves) == 0 || saves[len(saves)-1].Used != 12_000 {
+		t.Errorf("saves %v: want the last one to write the final usage 12000", saves)
 	}
 }
 

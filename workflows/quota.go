@@ -35,6 +35,9 @@ const (
 	// SaveInterval: usage is written to Postgres at most this often (and at once at the
 	// warning, the cutoff, a lift and a reset).
 	SaveInterval = 10 * time.Second
+	// SaveQuiet: when a connection's reports stop, its last usage is saved this long after
+	// the save was due (while reports flow, the report that finds the save due makes it).
+	SaveQuiet = 5 * time.Second
 	// MaxReportsPerRun bounds a run's history: Continue-As-New after this many signals.
 	MaxReportsPerRun = 1000
 )

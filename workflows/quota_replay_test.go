@@ -11,29 +11,45 @@ import (
 	"github.com/cellgate/cellgate/workflows"
 )
 
-// quotaHistory was recorded from the Temporal dev server by
+// The recorded ConnectionQuota histories, from the Temporal dev server by
 //
 //	CELLGATE_RECORD_HISTORY=1 go test ./workflows -run TestQuotaOnDevServer -count=1
 //
-// It holds usage reports up to a warning and a cutoff, a raised limit that lifted it, a
-// lowered one that cut off again, a reset (with reports of the old epoch after it) and the
-// connection's deletion.
-const quotaHistory = "testdata/connectionquota_history.json"
+// (which writes quotaHistory). Each holds usage reports up to a warning and a cutoff, a raised
+// limit that lifted it, a lowered one that cut off again, a reset (with reports of the old
+// epoch after it) and the connection's deletion. quotaHistoryV1 was recorded before
+// saveVersion, when SaveUsage was an activity and a timer paced the saves; it stays, so that
+// runs started before that change are known to replay.
+const (
+	quotaHistory   = "testdata/connectionquota_history_v2.json"
+	quotaHistoryV1 = "testdata/connectionquota_history.json"
+)
 
-// TestConnectionQuotaReplay replays the recorded ConnectionQuota history against today's code:
-// a change that makes the workflow issue different commands for the same events fails here.
-// When such a change is intended, version it (workflow.GetVersion) rather than re-record.
+// TestConnectionQuotaReplay replays the recorded ConnectionQuota histories against today's
+// code: a change that makes the workflow issue different commands for the same events fails
+// here. When such a change is intended, version it (workflow.GetVersion) and record a new
+// history next to the old ones.
 func TestConnectionQuotaReplay(t *testing.T) {
-	replayHistory(t, quotaHistory, workflows.ConnectionQuota)
+	for _, file := range []string{quotaHistoryV1, quotaHistory} {
+		t.Run(file, func(t *testing.T) { replayHistory(t, file, workflows.ConnectionQuota) })
+	}
 }
 
-// TestConnectionQuotaHistoryCoverage checks that the recorded history still exercises what the
-// replay test is meant to guard, so a re-recording cannot quietly weaken it.
+// TestConnectionQuotaHistoryCoverage checks that the recorded histories still exercise what
+// the replay test is meant to guard, so a re-recording cannot quietly weaken it.
 func TestConnectionQuotaHistoryCoverage(t *testing.T) {
-	h := loadHistory(t, quotaHistory)
+	for _, file := range []string{quotaHistoryV1, quotaHistory} {
+		t.Run(file, func(t *testing.T) { checkQuotaHistory(t, file, file == quotaHistory) })
+	}
+}
+
+// checkQuotaHistory checks one recorded history; localSave: its saves are local activities.
+func checkQuotaHistory(t *testing.T, file string, localSave bool) {
+	h := loadHistory(t, file)
 	dc := converter.GetDefaultDataConverter()
 	signals := map[string]int{}
 	activityCalls := map[string]int{}
+	localCalls := map[string]int{}
 	var events []string
 	var blocks, unblocks int
 	var completed bool
@@ -63,15 +79,35 @@ func TestConnectionQuotaHistoryCoverage(t *testing.T) {
 					unblocks++
 				}
 			}
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			m := ev.GetMarkerRecordedEventAttributes()
+			if m.GetMarkerName() != "LocalActivity" {
+				continue
+			}
+			var data struct{ ActivityType string }
+			if err := dc.FromPayloads(m.GetDetails()["data"], &data); err != nil {
+				t.Fatalf("event %d: decode local activity marker: %v", ev.EventId, err)
+			}
+			localCalls[data.ActivityType]++
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
 			completed = true
 		}
+	}
+	saves := activityCalls
+	if localSave {
+		saves = localCalls
+		if activityCalls["SaveUsage"] != 0 {
+			t.Errorf("history schedules SaveUsage as an activity %d times, want only local activities", activityCalls["SaveUsage"])
+		}
+	}
+	if saves["SaveUsage"] < 3 {
+		t.Errorf("history saves %d times (activities %v, local activities %v), want ≥ 3 (warning, cutoffs, lift)", saves["SaveUsage"], activityCalls, localCalls)
 	}
 	if signals[workflows.UsageSignal] < 5 || signals[workflows.LimitSignal] != 2 || signals[workflows.ResetSignal] != 1 ||
 		signals[workflows.ConnectionDeletedSignal] != 1 || !completed {
 		t.Errorf("history has signals %v, completed %v; want ≥ 5 usage, 2 limit, 1 reset, 1 deletion, completed", signals, completed)
 	}
-	for _, name := range []string{"LoadQuota", "SaveUsage", "SetLimitAtRelays", "KillConnectionSessions", "RaiseUsedBefore"} {
+	for _, name := range []string{"LoadQuota", "SetLimitAtRelays", "KillConnectionSessions", "RaiseUsedBefore"} {
 		if activityCalls[name] == 0 {
 			t.Errorf("history schedules no %s: %v", name, activityCalls)
 		}
