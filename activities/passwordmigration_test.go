@@ -62,15 +62,10 @@ func (r *legacyRows) add(plain, hash string) uuid.UUID {
 // stored returns a row's hash and plaintext ("" for NULL).
 func (r *legacyRows) stored(id uuid.UUID) (hash, plain string) {
 	r.t.Helper()
-	var h, p *string
-	if err := r.store.Pool().QueryRow(r.ctx, `SELECT password_hash, password_plain FROM proxy_connections WHERE id = $1`, id).Scan(&h, &p); err != nil {
+	err := r.store.Pool().QueryRow(r.ctx, `SELECT coalesce(password_hash, ''), coalesce(password_plain, '')
+		FROM proxy_connections WHERE id = $1`, id).Scan(&hash, &plain)
+	if err != nil {
 		r.t.Fatalf("read row %s: %v", id, err)
-	}
-	if h != nil {
-		hash = *h
-	}
-	if p != nil {
-		plain = *p
 	}
 	return hash, plain
 }

@@ -75,15 +75,10 @@ func (f *legacyFixture) legacy(plain string) uuid.UUID { return f.insert(nil, &p
 // stored returns a row's hash and plaintext ("" for NULL).
 func (f *legacyFixture) stored(id uuid.UUID) (hash, plain string) {
 	f.t.Helper()
-	var h, p *string
-	if err := f.s.Pool().QueryRow(f.ctx, `SELECT password_hash, password_plain FROM proxy_connections WHERE id = $1`, id).Scan(&h, &p); err != nil {
+	err := f.s.Pool().QueryRow(f.ctx, `SELECT coalesce(password_hash, ''), coalesce(password_plain, '')
+		FROM proxy_connections WHERE id = $1`, id).Scan(&hash, &plain)
+	if err != nil {
 		f.t.Fatalf("read connection %s: %v", id, err)
-	}
-	if h != nil {
-		hash = *h
-	}
-	if p != nil {
-		plain = *p
 	}
 	return hash, plain
 }
