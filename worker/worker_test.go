@@ -359,7 +359,13 @@ func startWorkerConfig(t *testing.T, cfg worker.Config, tc client.Client, st *st
 // eventually retries check, which returns "" when satisfied, for up to 10 s.
 func eventually(t *testing.T, what string, check func() string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	eventuallyWithin(t, 10*time.Second, what, check)
+}
+
+// eventuallyWithin is eventually with a deadline of its own.
+func eventuallyWithin(t *testing.T, wait time.Duration, what string, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
 	for {
 		problem := check()
 		if problem == "" {
