@@ -30,6 +30,7 @@ type QuotaSnapshot struct {
 	ConnectionID uuid.UUID
 	OperatorID   uuid.UUID
 	DeviceID     uuid.UUID
+	DeviceName   string
 	Name         string
 	Username     string
 	Limit        int64 // 0: unlimited
@@ -53,7 +54,7 @@ func (a *Activities) LoadQuota(ctx context.Context, connectionID uuid.UUID) (Quo
 	if err != nil {
 		return QuotaSnapshot{}, gone(err)
 	}
-	return QuotaSnapshot{ConnectionID: q.ConnectionID, OperatorID: q.OperatorID, DeviceID: q.DeviceID, Name: q.Name,
+	return QuotaSnapshot{ConnectionID: q.ConnectionID, OperatorID: q.OperatorID, DeviceID: q.DeviceID, DeviceName: q.DeviceName, Name: q.Name,
 		Username: q.Username, Limit: q.Limit, Used: q.Used, Epoch: q.Epoch, CutOff: q.CutOff, CutOffAt: q.CutOffAt}, nil
 }
 

@@ -15,6 +15,7 @@ type QuotaRow struct {
 	ConnectionID uuid.UUID
 	OperatorID   uuid.UUID
 	DeviceID     uuid.UUID
+	DeviceName   string
 	Name         string
 	Username     string
 	Protocol     string
@@ -25,15 +26,24 @@ type QuotaRow struct {
 	CutOffAt     *time.Time
 }
 
+// quotaColumns are a QuotaRow's columns, in the order of its fields(), from proxy_connections c
+// joined with its device d.
+const quotaColumns = `c.id, c.operator_id, c.device_id, d.name, c.name, c.username, c.protocol,
+	c.bandwidth_limit, c.bandwidth_used, c.usage_epoch, c.cut_off, c.cut_off_at`
+
+// fields are the scan targets of quotaColumns.
+func (q *QuotaRow) fields() []any {
+	return []any{&q.ConnectionID, &q.OperatorID, &q.DeviceID, &q.DeviceName, &q.Name, &q.Username, &q.Protocol,
+		&q.Limit, &q.Used, &q.Epoch, &q.CutOff, &q.CutOffAt}
+}
+
 // QuotaRow reads a connection's quota fields, whichever operator owns it (the workflows and
 // the internal API act for the system). A missing connection is ErrNotFound.
 func (s *Store) QuotaRow(ctx context.Context, id uuid.UUID) (QuotaRow, error) {
 	var q QuotaRow
 	err := s.pool.QueryRow(ctx,
-		`SELECT id, operator_id, device_id, name, username, protocol, bandwidth_limit, bandwidth_used, usage_epoch, cut_off, cut_off_at
-		 FROM proxy_connections WHERE id = $1`, id).
-		Scan(&q.ConnectionID, &q.OperatorID, &q.DeviceID, &q.Name, &q.Username, &q.Protocol, &q.Limit, &q.Used,
-			&q.Epoch, &q.CutOff, &q.CutOffAt)
+		`SELECT `+quotaColumns+` FROM proxy_connections c JOIN devices d ON d.id = c.device_id WHERE c.id = $1`, id).
+		Scan(q.fields()...)
 	if err != nil {
 		return q, fmt.Errorf("connection %s quota: %w", id, notFound(err))
 	}
@@ -43,15 +53,13 @@ func (s *Store) QuotaRow(ctx context.Context, id uuid.UUID) (QuotaRow, error) {
 // QuotaRows reads the quota fields of the connections among ids that exist, in no order.
 func (s *Store) QuotaRows(ctx context.Context, ids []uuid.UUID) ([]QuotaRow, error) {
 	rows, err := s.pool.Query(ctx,
-		`SELECT id, operator_id, device_id, name, username, protocol, bandwidth_limit, bandwidth_used, usage_epoch, cut_off, cut_off_at
-		 FROM proxy_connections WHERE id = ANY ($1::uuid[])`, ids)
+		`SELECT `+quotaColumns+` FROM proxy_connections c JOIN devices d ON d.id = c.device_id WHERE c.id = ANY ($1::uuid[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("connections' quotas: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (QuotaRow, error) {
 		var q QuotaRow
-		err := r.Scan(&q.ConnectionID, &q.OperatorID, &q.DeviceID, &q.Name, &q.Username, &q.Protocol, &q.Limit, &q.Used,
-			&q.Epoch, &q.CutOff, &q.CutOffAt)
+		err := r.Scan(q.fields()...)
 		return q, err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,6 +159,13 @@ func TestQuotaRows(t *testing.T) {
 		if q.OperatorID != f.op.ID || q.Epoch != 1 || (q.ConnectionID != a.ID && q.ConnectionID != b.ID) || q.Protocol != store.ProtocolOpenVPN {
 			t.Errorf("QuotaRows row %+v, want one of %s, %s of operator %s in epoch 1", q, a.ID, b.ID, f.op.ID)
 		}
+	}
+	// Each connection has a device of its own ("phone N"): the row carries its name.
+	if !strings.HasPrefix(rows[0].DeviceName, "phone ") || !strings.HasPrefix(rows[1].DeviceName, "phone ") || rows[0].DeviceName == rows[1].DeviceName {
+		t.Errorf("QuotaRows device names %q, %q; want the two connections' own devices", rows[0].DeviceName, rows[1].DeviceName)
+	}
+	if q, err := f.s.QuotaRow(f.ctx, a.ID); err != nil || q.DeviceName == "" || q.DeviceID != a.DeviceID {
+		t.Errorf("QuotaRow(%s) = %+v, %v; want its device %s with its name", a.ID, q, err, a.DeviceID)
 	}
 	if _, err := f.s.QuotaRow(f.ctx, uuid.New()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("QuotaRow(missing) = %v, want ErrNotFound", err)

@@ -116,7 +116,7 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 			return fmt.Errorf("load quota of connection %s: %w", in.ConnectionID, err)
 		}
 		q.st = QuotaState{
-			OperatorID: snap.OperatorID, DeviceID: snap.DeviceID, ConnectionName: snap.Name, Username: snap.Username,
+			OperatorID: snap.OperatorID, DeviceID: snap.DeviceID, DeviceName: snap.DeviceName, ConnectionName: snap.Name, Username: snap.Username,
 			Limit: snap.Limit, Epoch: snap.Epoch, Committed: snap.Used, CutOff: snap.CutOff, CutOffAt: snap.CutOffAt,
 			Warned: snap.CutOff, Saved: snap.Used,
 		}
@@ -383,7 +383,7 @@ func (q *quota) event(ctx workflow.Context, typ string, used int64) QuotaEffect 
 		EventID: id, OperatorID: q.st.OperatorID, DeviceID: &device, ConnectionID: &conn,
 		Event: webhook.Event{Type: typ, Timestamp: workflow.Now(ctx).UTC(), Data: webhook.EventData{
 			OperatorID: q.st.OperatorID.String(), DeviceID: device.String(), ConnectionID: conn.String(),
-			ConnectionName: q.st.ConnectionName, Username: q.st.Username, UsageEpoch: q.st.Epoch,
+			DeviceName: q.st.DeviceName, ConnectionName: q.st.ConnectionName, Username: q.st.Username, UsageEpoch: q.st.Epoch,
 			BandwidthUsed: &used, BandwidthLimit: &limit,
 		}},
 	}

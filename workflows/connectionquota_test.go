@@ -88,7 +88,7 @@ func newQuotaHarness(t *testing.T, limit int64) *quotaHarness {
 	h.env.SetStartTime(startTime)
 	h.env.SetTestTimeout(60 * time.Second)
 	h.snap = activities.QuotaSnapshot{ConnectionID: quotaConn, OperatorID: quotaOperator, DeviceID: quotaDevice,
-		Name: "customer 1", Username: "cust1", Limit: limit, Epoch: 1}
+		DeviceName: "phone 1", Name: "customer 1", Username: "cust1", Limit: limit, Epoch: 1}
 	h.input = workflows.ConnectionQuotaInput{ConnectionID: quotaConn}
 	a := &activities.Activities{}
 	h.env.RegisterActivity(a)
@@ -341,7 +341,7 @@ func TestQuotaCutOffOnceUnderBurst(t *testing.T) {
 	data := d.Event.Data
 	if data.BandwidthUsed == nil || *data.BandwidthUsed != 1040 || data.BandwidthLimit == nil || *data.BandwidthLimit != limit ||
 		data.ConnectionID != quotaConn.String() || data.OperatorID != quotaOperator.String() || data.DeviceID != quotaDevice.String() ||
-		data.ConnectionName != "customer 1" || data.Username != "cust1" || data.UsageEpoch != 1 ||
+		data.ConnectionName != "customer 1" || data.DeviceName != "phone 1" || data.Username != "cust1" || data.UsageEpoch != 1 ||
 		d.ConnectionID == nil || *d.ConnectionID != quotaConn || d.OperatorID != quotaOperator || d.EventID == uuid.Nil ||
 		!d.Event.Timestamp.Equal(h.at(crossedAt)) {
 		t.Errorf("quota_exceeded = %+v data %+v, want used 1040 of %d for connection %s at +%v", d, data, limit, quotaConn, crossedAt)

@@ -100,6 +100,7 @@ type ConnectionQuotaInput struct {
 type QuotaState struct {
 	OperatorID     uuid.UUID
 	DeviceID       uuid.UUID
+	DeviceName     string // as it was when the workflow started (a later rename is not seen)
 	ConnectionName string
 	Username       string
 	Limit          int64 // 0: unlimited

@@ -127,7 +127,8 @@ func TestQuotaOnDevServer(t *testing.T) {
 	report(1, open(s1, 8600), closed(s2, 1900))
 	exceeded := rcv.next(t, 10*time.Second)
 	if exceeded.event.Type != webhook.EventQuotaExceeded || *exceeded.event.Data.BandwidthUsed != 10_500 ||
-		exceeded.event.Data.ConnectionID != conn.ID.String() || exceeded.event.Data.Username != "quota-cust" || exceeded.event.Data.UsageEpoch != 1 {
+		exceeded.event.Data.ConnectionID != conn.ID.String() || exceeded.event.Data.Username != "quota-cust" || exceeded.event.Data.UsageEpoch != 1 ||
+		exceeded.event.Data.DeviceName != "Pixel quota" || exceeded.event.Data.ConnectionName != "quota customer" {
 		t.Fatalf("second webhook = %+v used %d, want %s for connection %s at 10500 in epoch 1", exceeded.event, *exceeded.event.Data.BandwidthUsed, webhook.EventQuotaExceeded, conn.ID)
 	}
 	killedAt := relay.when("kill quota-cust")
