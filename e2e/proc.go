@@ -7,14 +7,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cellgate/cellgate/childproc"
 )
 
 // StopTimeout is how long Proc.Stop waits after SIGTERM before it sends SIGKILL.
@@ -56,7 +56,7 @@ func (n *Netns) StartCmd(tb testing.TB, cmd *exec.Cmd) *Proc {
 	}
 	defer out.Close() // the child holds its own copy
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	name := cmd.Args
 	if len(name) > 4 && name[1] == "netns" {
 		name = name[4:] // without "ip netns exec <ns>"
@@ -67,7 +67,8 @@ func (n *Netns) StartCmd(tb testing.TB, cmd *exec.Cmd) *Proc {
 		cmd:     cmd,
 		done:    make(chan struct{}),
 	}
-	if err := spawn(cmd); err != nil {
+	// Children die with the test binary (a crash, a timeout, a kill -9), never earlier.
+	if err := childproc.Start(cmd, syscall.SIGKILL); err != nil {
 		tb.Fatalf("start %s in %s: %v", p.Name, n.Name, err)
 	}
 	go func() { // owner: p; exits when the process has exited and been reaped
@@ -191,33 +192,4 @@ func (p *Proc) tail() string {
 		out = "…" + out[len(out)-logTail:]
 	}
 	return out
-}
-
-// spawnReq asks the spawner thread to start a command.
-type spawnReq struct {
-	cmd *exec.Cmd
-	err chan error
-}
-
-// spawnReqs feeds the spawner goroutine, started on first use.
-var spawnReqs = make(chan spawnReq)
-
-var startSpawner = sync.OnceFunc(func() {
-	go func() { // owner: the package; runs until the test binary exits
-		// Pdeathsig fires when the thread that forked the child exits, not the process: fork
-		// from one thread that lives as long as the test binary, so children die with the
-		// binary (a crash, a timeout, a kill -9) and never earlier.
-		runtime.LockOSThread()
-		for r := range spawnReqs {
-			r.err <- r.cmd.Start()
-		}
-	}()
-})
-
-// spawn starts cmd on the spawner thread.
-func spawn(cmd *exec.Cmd) error {
-	startSpawner()
-	req := spawnReq{cmd: cmd, err: make(chan error, 1)}
-	spawnReqs <- req
-	return <-req.err
 }

@@ -5,10 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cellgate/cellgate/childproc"
 )
 
 // DefaultBinary is where Debian's openvpn package installs the server.
@@ -48,8 +48,8 @@ func (s *Server) Start(binary, logPath string) (*Process, error) {
 	cmd := exec.Command(binary, "--config", s.ConfigPath())
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := spawn(cmd); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := childproc.Start(cmd, syscall.SIGTERM); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
 	p := &Process{LogPath: logPath, cmd: cmd, done: make(chan struct{})}
@@ -100,35 +100,4 @@ func (p *Process) LogTail(n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
-}
-
-// spawnRequest asks the spawner thread to start a command.
-type spawnRequest struct {
-	cmd *exec.Cmd
-	err chan error
-}
-
-// spawnRequests feeds the spawner goroutine, started on first use.
-var spawnRequests = make(chan spawnRequest)
-
-// startSpawner starts the goroutine that forks every child. Pdeathsig fires when the THREAD
-// that forked the child exits, not the process; Go ends a thread when a goroutine exits while
-// locked to it, so a child forked from an arbitrary thread could be killed while its parent
-// still runs. The spawner's thread is locked and lives as long as the process, so children
-// get their signal exactly when the parent dies.
-var startSpawner = sync.OnceFunc(func() {
-	go func() { // owner: the package; runs until the process exits
-		runtime.LockOSThread()
-		for r := range spawnRequests {
-			r.err <- r.cmd.Start()
-		}
-	}()
-})
-
-// spawn starts cmd on the spawner thread.
-func spawn(cmd *exec.Cmd) error {
-	startSpawner()
-	req := spawnRequest{cmd: cmd, err: make(chan error, 1)}
-	spawnRequests <- req
-	return <-req.err
 }

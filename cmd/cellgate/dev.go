@@ -25,6 +25,7 @@ import (
 
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/childproc"
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/localpg"
@@ -399,10 +400,11 @@ func startTemporalDevServer(ctx context.Context, cfg devConfig, log *slog.Logger
 	args = append(args, workflows.DevServerArgs()...)
 	cmd := exec.Command(cfg.temporalBin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group: Ctrl-C reaches cellgate, which stops the server in order.
+	// Its own process group: Ctrl-C reaches cellgate, which stops the server in order; and
+	// SIGTERM from the kernel if cellgate dies without stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	log.Info("starting temporal dev server", "port", cfg.temporalPort, "ui_port", cfg.temporalUIPort, "log", logFile.Name())
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd, syscall.SIGTERM); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", cfg.temporalBin, err)
 	}

@@ -321,6 +321,35 @@ func TestDev(t *testing.T) {
 	second.stop(t, dataDir)
 }
 
+// TestDevKilledStopsTemporal: when `cellgate dev` is killed without a chance to stop anything,
+// the kernel stops its Temporal dev server (its parent-death signal); Postgres, which pg_ctl
+// runs detached, stays, and the test's cleanup stops it.
+func TestDevKilledStopsTemporal(t *testing.T) {
+	t.Parallel()
+	dataDir := devDataDir(t)
+	d := startDev(t, dataDir)
+	d.p.stop(t, syscall.SIGKILL)
+	postmaster := filepath.Join(dataDir, "pg")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var temporal []int
+		for _, pid := range processesMentioning(dataDir) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if bytes.Contains(cmdline, []byte("temporal.db")) && !bytes.Contains(cmdline, []byte(postmaster)) {
+				temporal = append(temporal, pid)
+			}
+		}
+		if len(temporal) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Temporal dev server %v still runs 20 s after %s was killed", temporal, d.p.name)
+		}
+	}
+	if listening(d.temporalAddr) {
+		t.Errorf("%s still accepts connections after dev was killed", d.temporalAddr)
+	}
+}
+
 func TestDevRunsOpenVPN(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "openvpn")
 	if err := os.WriteFile(bin, nil, 0o755); err != nil {
