@@ -146,8 +146,8 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	// 85 %: one warning.
 	report(1, 7500, 1000)
 	warning := rcv.next(t, 10*time.Second)
-	if warning.event.Type != webhook.EventQuotaWarning || warning.event.Data.ConnectionID != connID.String() {
-		t.Fatalf("first webhook = %s for %q, want %s for %s", warning.event.Type, warning.event.Data.ConnectionID, webhook.EventQuotaWarning, connID)
+	if warning.Event.Type != webhook.EventQuotaWarning || warning.Event.Data.ConnectionID != connID.String() {
+		t.Fatalf("first webhook = %s for %q, want %s for %s", warning.Event.Type, warning.Event.Data.ConnectionID, webhook.EventQuotaWarning, connID)
 	}
 
 	// The limit is crossed, then reports keep coming (the relay's last packets, retries).
@@ -157,10 +157,10 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		report(1, 9000+int64(i), 1000)
 	}
 	exceeded := rcv.next(t, 10*time.Second)
-	d := exceeded.event.Data
-	if exceeded.event.Type != webhook.EventQuotaExceeded || d.ConnectionID != connID.String() || d.Username != username ||
+	d := exceeded.Event.Data
+	if exceeded.Event.Type != webhook.EventQuotaExceeded || d.ConnectionID != connID.String() || d.Username != username ||
 		d.BandwidthLimit == nil || *d.BandwidthLimit != limit || d.BandwidthUsed == nil || *d.BandwidthUsed < limit {
-		t.Fatalf("second webhook = %s %+v, want %s for %s (%s) with used ≥ limit %d", exceeded.event.Type, d,
+		t.Fatalf("second webhook = %s %+v, want %s for %s (%s) with used ≥ limit %d", exceeded.Event.Type, d,
 			webhook.EventQuotaExceeded, connID, username, limit)
 	}
 	eventually(t, "the cutoff", func() string {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/webhook"
@@ -87,8 +88,8 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 	if test.StatusCode != http.StatusNoContent || test.Error != "" {
 		t.Fatalf("POST /api/v1/settings/webhook/test = %+v, want status 204 and no error", test)
 	}
-	if d := rcv.next(t, 5*time.Second); d.event.Type != webhook.EventTest || d.id != test.EventID.String() {
-		t.Fatalf("test delivery = %s id %s, want webhook.test id %s", d.event.Type, d.id, test.EventID)
+	if d := rcv.next(t, 5*time.Second); d.Event.Type != webhook.EventTest || d.ID != test.EventID.String() {
+		t.Fatalf("test delivery = %s id %s, want webhook.test id %s", d.Event.Type, d.ID, test.EventID)
 	}
 
 	// A device is created and enrolled.
@@ -120,64 +121,64 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 		lastSent, lastAccepted = heartbeat()
 	}
 	offline1 := rcv.next(t, monitorConfig.OfflineAfter+5*time.Second)
-	detection := offline1.at.Sub(lastAccepted)
+	detection := offline1.Received.Sub(lastAccepted)
 	t.Logf("offline alert %v after the last heartbeat's 204 (OfflineAfter %v)", detection, monitorConfig.OfflineAfter)
-	if offline1.event.Type != webhook.EventDeviceOffline {
-		t.Fatalf("first alert = %s, want %s", offline1.event.Type, webhook.EventDeviceOffline)
+	if offline1.Event.Type != webhook.EventDeviceOffline {
+		t.Fatalf("first alert = %s, want %s", offline1.Event.Type, webhook.EventDeviceOffline)
 	}
-	if early := offline1.at.Sub(lastSent); early < monitorConfig.OfflineAfter {
+	if early := offline1.Received.Sub(lastSent); early < monitorConfig.OfflineAfter {
 		t.Errorf("offline alert arrived %v after the last heartbeat was sent, before OfflineAfter %v", early, monitorConfig.OfflineAfter)
 	}
 	if detection > monitorConfig.OfflineAfter+time.Second {
 		t.Errorf("offline alert arrived %v after the last heartbeat's 204, want within OfflineAfter + 1s = %v", detection, monitorConfig.OfflineAfter+time.Second)
 	}
 	checkEventData(t, offline1, op.ID, deviceID, "Pixel 7 e2e")
-	if lh := offline1.event.Data.LastHeartbeatAt; lh == nil || lh.Before(lastSent) || lh.After(lastAccepted) {
+	if lh := offline1.Event.Data.LastHeartbeatAt; lh == nil || lh.Before(lastSent) || lh.After(lastAccepted) {
 		t.Errorf("offline alert last_heartbeat_at = %v, want between %v and %v", lh, lastSent, lastAccepted)
 	}
-	if since := offline1.event.Data.OfflineSince; since == nil || !since.Equal(offline1.event.Data.LastHeartbeatAt.Add(monitorConfig.OfflineAfter)) {
+	if since := offline1.Event.Data.OfflineSince; since == nil || !since.Equal(offline1.Event.Data.LastHeartbeatAt.Add(monitorConfig.OfflineAfter)) {
 		t.Errorf("offline alert offline_since = %v, want last_heartbeat_at + %v", since, monitorConfig.OfflineAfter)
 	}
 
 	// It heartbeats again: a signed recovery.
 	backSent, backAccepted := heartbeat()
 	online1 := rcv.next(t, 5*time.Second)
-	if online1.event.Type != webhook.EventDeviceOnline {
-		t.Fatalf("second alert = %s, want %s", online1.event.Type, webhook.EventDeviceOnline)
+	if online1.Event.Type != webhook.EventDeviceOnline {
+		t.Fatalf("second alert = %s, want %s", online1.Event.Type, webhook.EventDeviceOnline)
 	}
 	checkEventData(t, online1, op.ID, deviceID, "Pixel 7 e2e")
-	if b := online1.event.Data.BackOnlineAt; b == nil || b.Before(backSent) || b.After(backAccepted) || online1.event.Data.OutageSeconds == nil {
-		t.Errorf("recovery back_online_at = %v outage_seconds = %v, want between %v and %v, and an outage", b, online1.event.Data.OutageSeconds, backSent, backAccepted)
+	if b := online1.Event.Data.BackOnlineAt; b == nil || b.Before(backSent) || b.After(backAccepted) || online1.Event.Data.OutageSeconds == nil {
+		t.Errorf("recovery back_online_at = %v outage_seconds = %v, want between %v and %v, and an outage", b, online1.Event.Data.OutageSeconds, backSent, backAccepted)
 	}
 
 	// It stops again at once: offline OfflineAfter later, but the last alert went out less
 	// than Cooldown before, so the alert waits for the cooldown's end — and then goes out,
 	// since the device is still offline.
 	offline2 := rcv.next(t, monitorConfig.Cooldown+5*time.Second)
-	if offline2.event.Type != webhook.EventDeviceOffline {
-		t.Fatalf("third alert = %s, want %s", offline2.event.Type, webhook.EventDeviceOffline)
+	if offline2.Event.Type != webhook.EventDeviceOffline {
+		t.Fatalf("third alert = %s, want %s", offline2.Event.Type, webhook.EventDeviceOffline)
 	}
-	cooldownEnd := offline1.event.Timestamp.Add(monitorConfig.Cooldown)
-	if offline2.event.Timestamp.Before(cooldownEnd) || offline2.at.Before(cooldownEnd) {
-		t.Errorf("deferred alert issued at %v, arrived at %v; want not before the cooldown's end %v", offline2.event.Timestamp, offline2.at, cooldownEnd)
+	cooldownEnd := offline1.Event.Timestamp.Add(monitorConfig.Cooldown)
+	if offline2.Event.Timestamp.Before(cooldownEnd) || offline2.Received.Before(cooldownEnd) {
+		t.Errorf("deferred alert issued at %v, arrived at %v; want not before the cooldown's end %v", offline2.Event.Timestamp, offline2.Received, cooldownEnd)
 	}
-	if late := offline2.at.Sub(cooldownEnd); late > time.Second {
+	if late := offline2.Received.Sub(cooldownEnd); late > time.Second {
 		t.Errorf("deferred alert arrived %v after the cooldown's end, want within 1s", late)
 	}
-	if since := offline2.event.Data.OfflineSince; since == nil || !since.Before(offline2.event.Timestamp.Add(-time.Second)) {
-		t.Errorf("deferred alert offline_since = %v issued at %v, want the outage to have begun before the alert", since, offline2.event.Timestamp)
+	if since := offline2.Event.Data.OfflineSince; since == nil || !since.Before(offline2.Event.Timestamp.Add(-time.Second)) {
+		t.Errorf("deferred alert offline_since = %v issued at %v, want the outage to have begun before the alert", since, offline2.Event.Timestamp)
 	}
 	heartbeat()
 	online2 := rcv.next(t, 5*time.Second)
-	if online2.event.Type != webhook.EventDeviceOnline {
-		t.Fatalf("fourth alert = %s, want %s", online2.event.Type, webhook.EventDeviceOnline)
+	if online2.Event.Type != webhook.EventDeviceOnline {
+		t.Fatalf("fourth alert = %s, want %s", online2.Event.Type, webhook.EventDeviceOnline)
 	}
-	alerts := []delivery{offline1, online1, offline2, online2}
+	alerts := []demo.Delivery{offline1, online1, offline2, online2}
 	// From now on it stays online while the test looks around.
 	stopBeating := keepBeating(t, device, monitorConfig.OfflineAfter/4)
 
 	// The delivery log shows every alert delivered (newest first), the test event too.
-	want := []string{online2.id, offline2.id, online1.id, offline1.id, test.EventID.String()}
+	want := []string{online2.ID, offline2.ID, online1.ID, offline1.ID, test.EventID.String()}
 	eventually(t, "webhook deliveries all delivered", func() string {
 		var list struct {
 			Deliveries []store.WebhookDelivery `json:"deliveries"`
@@ -201,7 +202,7 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 		Deliveries []store.WebhookDelivery `json:"deliveries"`
 	}
 	operator.call(http.MethodGet, "/api/v1/webhook-deliveries?device_id="+deviceID.String()+"&type=device.offline", nil, http.StatusOK, &filtered)
-	if len(filtered.Deliveries) != 2 || filtered.Deliveries[0].ID.String() != offline2.id {
+	if len(filtered.Deliveries) != 2 || filtered.Deliveries[0].ID.String() != offline2.ID {
 		t.Errorf("GET /api/v1/webhook-deliveries?device_id&type=device.offline = %d deliveries, want the 2 offline alerts", len(filtered.Deliveries))
 	}
 
@@ -220,10 +221,10 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 			return fmt.Sprintf("GET /api/v1/devices/%s/events = %v, want online,offline,online,offline,online", deviceID, got)
 		}
 		// Postgres keeps microseconds.
-		if !res.Events[1].OccurredAt.Equal(offline2.event.Data.OfflineSince.Truncate(time.Microsecond)) ||
-			!res.Events[3].OccurredAt.Equal(offline1.event.Data.OfflineSince.Truncate(time.Microsecond)) {
+		if !res.Events[1].OccurredAt.Equal(offline2.Event.Data.OfflineSince.Truncate(time.Microsecond)) ||
+			!res.Events[3].OccurredAt.Equal(offline1.Event.Data.OfflineSince.Truncate(time.Microsecond)) {
 			return fmt.Sprintf("offline events at %v and %v, want the alerts' offline_since %v and %v",
-				res.Events[3].OccurredAt, res.Events[1].OccurredAt, offline1.event.Data.OfflineSince, offline2.event.Data.OfflineSince)
+				res.Events[3].OccurredAt, res.Events[1].OccurredAt, offline1.Event.Data.OfflineSince, offline2.Event.Data.OfflineSince)
 		}
 		return ""
 	})
@@ -271,8 +272,8 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 		err = val.Get(&state)
 	}
 	if err != nil || state.Status != store.StatusOnline || state.Announced || state.Deferred || len(state.PendingAlerts) != 0 ||
-		!state.LastOfflineAlert.Equal(offline2.event.Timestamp) {
-		t.Errorf("query %s = %+v, %v; want online, nothing pending, last offline alert at %v", workflows.MonitorStateQuery, state, err, offline2.event.Timestamp)
+		!state.LastOfflineAlert.Equal(offline2.Event.Timestamp) {
+		t.Errorf("query %s = %+v, %v; want online, nothing pending, last offline alert at %v", workflows.MonitorStateQuery, state, err, offline2.Event.Timestamp)
 	}
 
 	// Deleting the device ends its monitor.
@@ -284,11 +285,11 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 		t.Errorf("DeviceMonitor after DELETE /api/v1/devices/%s: %v, want completed", deviceID, err)
 	}
 	if extra := rcv.pending(); len(extra) != 0 {
-		t.Errorf("receiver got %d more deliveries after the four alerts, first %s", len(extra), extra[0].event.Type)
+		t.Errorf("receiver got %d more deliveries after the four alerts, first %s", len(extra), extra[0].Event.Type)
 	}
 	for _, a := range alerts {
-		if a.event.Data.DeviceID != deviceID.String() {
-			t.Errorf("alert %s names device %s, want %s", a.id, a.event.Data.DeviceID, deviceID)
+		if a.Event.Data.DeviceID != deviceID.String() {
+			t.Errorf("alert %s names device %s, want %s", a.ID, a.Event.Data.DeviceID, deviceID)
 		}
 	}
 
@@ -322,11 +323,11 @@ func keepBeating(t *testing.T, device *apiClient, interval time.Duration) (stop 
 }
 
 // checkEventData checks the identity fields of a device alert.
-func checkEventData(t *testing.T, d delivery, operatorID, deviceID uuid.UUID, name string) {
+func checkEventData(t *testing.T, d demo.Delivery, operatorID, deviceID uuid.UUID, name string) {
 	t.Helper()
-	data := d.event.Data
-	if data.DeviceID != deviceID.String() || data.OperatorID != operatorID.String() || data.DeviceName != name || d.id == "" {
-		t.Errorf("%s alert data = %+v id %q, want device %s %q of operator %s and an id", d.event.Type, data, d.id, deviceID, name, operatorID)
+	data := d.Event.Data
+	if data.DeviceID != deviceID.String() || data.OperatorID != operatorID.String() || data.DeviceName != name || d.ID == "" {
+		t.Errorf("%s alert data = %+v id %q, want device %s %q of operator %s and an id", d.Event.Type, data, d.ID, deviceID, name, operatorID)
 	}
 }
 
@@ -477,82 +478,49 @@ func (c *apiClient) call(method, path string, body any, want int, out any) *http
 	return res
 }
 
-// delivery is one webhook request the receiver accepted.
-type delivery struct {
-	id    string
-	event webhook.Event
-	at    time.Time // when it arrived
-}
-
-// receiver is an operator's webhook endpoint on 127.0.0.1: it verifies every request's
-// signature with the operator's secret (the test fails on any that does not verify) and
-// queues the verified ones.
+// receiver is an operator's webhook endpoint on 127.0.0.1: demo.Receiver verifies every
+// request's signature with the operator's secret (one that does not verify is refused and
+// logged to the test, so it never reaches next and the test fails waiting for it), and the
+// verified deliveries queue up here.
 type receiver struct {
-	t   *testing.T
-	srv *httptest.Server
-	got chan delivery
-
-	mu     sync.Mutex // guards secret
-	secret string
+	srv    *httptest.Server
+	verify *demo.Receiver
+	got    chan demo.Delivery
 }
 
 func newReceiver(t *testing.T) *receiver {
-	r := &receiver{t: t, got: make(chan delivery, 64)}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r := &receiver{got: make(chan demo.Delivery, 64)}
+	r.verify = demo.NewReceiver("", func(d demo.Delivery) {
+		select {
+		case r.got <- d:
+		default:
+			t.Errorf("receiver queue full; dropped webhook %s", d.ID)
+		}
+	}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	r.srv = httptest.NewServer(r.verify)
 	t.Cleanup(r.srv.Close)
 	return r
 }
 
 func (r *receiver) url() string { return r.srv.URL + "/webhooks/cellgate" }
 
-func (r *receiver) setSecret(s string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.secret = s
-}
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	at := time.Now()
-	body, err := io.ReadAll(req.Body)
-	r.mu.Lock()
-	secret := r.secret
-	r.mu.Unlock()
-	id := req.Header.Get("webhook-id")
-	if err == nil {
-		err = webhook.Verify(secret, id, req.Header.Get("webhook-timestamp"), req.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute)
-	}
-	var ev webhook.Event
-	if err == nil {
-		err = json.Unmarshal(body, &ev)
-	}
-	if err != nil {
-		r.t.Errorf("webhook %q with body %s: %v", id, body, err)
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	select {
-	case r.got <- delivery{id: id, event: ev, at: at}:
-	default:
-		r.t.Errorf("receiver queue full; dropped webhook %s", id)
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
+func (r *receiver) setSecret(s string) { r.verify.SetSecret(s) }
 
 // next waits up to timeout for the next delivery.
-func (r *receiver) next(t *testing.T, timeout time.Duration) delivery {
+func (r *receiver) next(t *testing.T, timeout time.Duration) demo.Delivery {
 	t.Helper()
 	select {
 	case d := <-r.got:
 		return d
 	case <-time.After(timeout):
 		t.Fatalf("no webhook within %v", timeout)
-		return delivery{}
+		return demo.Delivery{}
 	}
 }
 
 // pending returns the deliveries received and not yet taken by next.
-func (r *receiver) pending() []delivery {
-	var out []delivery
+func (r *receiver) pending() []demo.Delivery {
+	var out []demo.Delivery
 	for {
 		select {
 		case d := <-r.got:

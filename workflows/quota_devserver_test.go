@@ -2,10 +2,8 @@ package workflows_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"sync"
@@ -19,6 +17,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/tunnel"
@@ -54,7 +53,7 @@ func TestQuotaOnDevServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := webhook.NewSecret()
-	rcv.secret = secret
+	rcv.verify.SetSecret(secret)
 	if _, err := st.SaveWebhookEndpoint(ctx, op.ID, rcv.srv.URL+"/hook", true, secret); err != nil {
 		t.Fatal(err)
 	}
@@ -119,17 +118,17 @@ func TestQuotaOnDevServer(t *testing.T) {
 	// 50 % and 85 %: a warning.
 	report(1, open(s1, 5000))
 	report(1, open(s1, 8500))
-	if d := rcv.next(t, 10*time.Second); d.event.Type != webhook.EventQuotaWarning || *d.event.Data.BandwidthUsed != 8500 {
-		t.Fatalf("first webhook = %s used %v, want %s at 8500", d.event.Type, d.event.Data.BandwidthUsed, webhook.EventQuotaWarning)
+	if d := rcv.next(t, 10*time.Second); d.Event.Type != webhook.EventQuotaWarning || *d.Event.Data.BandwidthUsed != 8500 {
+		t.Fatalf("first webhook = %s used %v, want %s at 8500", d.Event.Type, d.Event.Data.BandwidthUsed, webhook.EventQuotaWarning)
 	}
 	// Over the limit, with a closed session: the cutoff.
 	crossed := time.Now()
 	report(1, open(s1, 8600), closed(s2, 1900))
 	exceeded := rcv.next(t, 10*time.Second)
-	if exceeded.event.Type != webhook.EventQuotaExceeded || *exceeded.event.Data.BandwidthUsed != 10_500 ||
-		exceeded.event.Data.ConnectionID != conn.ID.String() || exceeded.event.Data.Username != "quota-cust" || exceeded.event.Data.UsageEpoch != 1 ||
-		exceeded.event.Data.DeviceName != "Pixel quota" || exceeded.event.Data.ConnectionName != "quota customer" {
-		t.Fatalf("second webhook = %+v used %d, want %s for connection %s at 10500 in epoch 1", exceeded.event, *exceeded.event.Data.BandwidthUsed, webhook.EventQuotaExceeded, conn.ID)
+	if exceeded.Event.Type != webhook.EventQuotaExceeded || *exceeded.Event.Data.BandwidthUsed != 10_500 ||
+		exceeded.Event.Data.ConnectionID != conn.ID.String() || exceeded.Event.Data.Username != "quota-cust" || exceeded.Event.Data.UsageEpoch != 1 ||
+		exceeded.Event.Data.DeviceName != "Pixel quota" || exceeded.Event.Data.ConnectionName != "quota customer" {
+		t.Fatalf("second webhook = %+v used %d, want %s for connection %s at 10500 in epoch 1", exceeded.Event, *exceeded.Event.Data.BandwidthUsed, webhook.EventQuotaExceeded, conn.ID)
 	}
 	killedAt := relay.when("kill quota-cust")
 	t.Logf("limit crossed → OpenVPN sessions killed at the relay: %v", killedAt.Sub(crossed))
@@ -154,8 +153,8 @@ func TestQuotaOnDevServer(t *testing.T) {
 		return ""
 	})
 	signal(workflows.LimitSignal, workflows.LimitChange{Limit: limit})
-	if d := rcv.next(t, 10*time.Second); d.event.Type != webhook.EventQuotaExceeded {
-		t.Fatalf("webhook after lowering the limit = %s, want %s", d.event.Type, webhook.EventQuotaExceeded)
+	if d := rcv.next(t, 10*time.Second); d.Event.Type != webhook.EventQuotaExceeded {
+		t.Fatalf("webhook after lowering the limit = %s, want %s", d.Event.Type, webhook.EventQuotaExceeded)
 	}
 
 	// Reset: epoch 2, usage 0; reports of epoch 1 still arriving change nothing.
@@ -211,7 +210,7 @@ func TestQuotaOnDevServer(t *testing.T) {
 		t.Fatalf("ConnectionQuota after %s: %v, want completed", workflows.ConnectionDeletedSignal, err)
 	}
 	if extra := rcv.pending(); len(extra) != 0 {
-		t.Errorf("receiver got %d more webhooks, first %s; want none", len(extra), extra[0].event.Type)
+		t.Errorf("receiver got %d more webhooks, first %s; want none", len(extra), extra[0].Event.Type)
 	}
 	if os.Getenv(RecordQuotaHistoryEnv) == "1" && !t.Failed() {
 		testenv.WriteHistory(t, tc, workflowID, runID, quotaHistory)
@@ -284,58 +283,36 @@ func (r *fakeRelay) when(call string) time.Time {
 	return time.Time{}
 }
 
-// signedDelivery is one webhook the receiver verified.
-type signedDelivery struct {
-	id    string
-	event webhook.Event
-}
-
-// signedReceiver is an operator's endpoint on 127.0.0.1 that verifies every signature (a bad
-// one fails the test) and queues what it gets.
+// signedReceiver is an operator's endpoint on 127.0.0.1: demo.Receiver verifies every
+// signature (a delivery that does not verify is refused and logged to the test, so it never
+// reaches next and the test fails waiting for it) and the deliveries queue up here.
 type signedReceiver struct {
-	t      *testing.T
 	srv    *httptest.Server
-	secret string // set before the first delivery
-	got    chan signedDelivery
+	verify *demo.Receiver
+	got    chan demo.Delivery
 }
 
 func newSignedReceiver(t *testing.T) *signedReceiver {
-	r := &signedReceiver{t: t, got: make(chan signedDelivery, 16)}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		id := req.Header.Get("webhook-id")
-		if err == nil {
-			err = webhook.Verify(r.secret, id, req.Header.Get("webhook-timestamp"), req.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute)
-		}
-		var ev webhook.Event
-		if err == nil {
-			err = json.Unmarshal(body, &ev)
-		}
-		if err != nil {
-			r.t.Errorf("webhook %q: %v", id, err)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		r.got <- signedDelivery{id: id, event: ev}
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	r := &signedReceiver{got: make(chan demo.Delivery, 16)}
+	r.verify = demo.NewReceiver("", func(d demo.Delivery) { r.got <- d }, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	r.srv = httptest.NewServer(r.verify)
 	t.Cleanup(r.srv.Close)
 	return r
 }
 
-func (r *signedReceiver) next(t *testing.T, timeout time.Duration) signedDelivery {
+func (r *signedReceiver) next(t *testing.T, timeout time.Duration) demo.Delivery {
 	t.Helper()
 	select {
 	case d := <-r.got:
 		return d
 	case <-time.After(timeout):
 		t.Fatalf("no webhook within %v", timeout)
-		return signedDelivery{}
+		return demo.Delivery{}
 	}
 }
 
-func (r *signedReceiver) pending() []signedDelivery {
-	var out []signedDelivery
+func (r *signedReceiver) pending() []demo.Delivery {
+	var out []demo.Delivery
 	for {
 		select {
 		case d := <-r.got:
