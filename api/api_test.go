@@ -43,6 +43,7 @@ type env struct {
 	store *store.Store
 	tc    temporalclient.Client
 	h     http.Handler
+	srv   *api.Server
 	seq   atomic.Int64 // numbers operators' emails
 }
 
@@ -62,7 +63,13 @@ func newEnvTemporal(t *testing.T, cfg api.Config, tc temporalclient.Client) *env
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	return &env{store: st, tc: tc, h: srv.Handler()}
+	// Held usage goes out before the test's Temporal client closes (cleanups run last first).
+	t.Cleanup(func() {
+		if err := srv.Close(context.Background()); err != nil {
+			t.Errorf("api Close: %v", err)
+		}
+	})
+	return &env{store: st, tc: tc, h: srv.Handler(), srv: srv}
 }
 
 // testWriter sends the server's warnings and errors (a 500's cause) to the test log.

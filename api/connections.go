@@ -202,6 +202,7 @@ func (s *Server) updateConnection(c *gin.Context) error {
 		// Postgres has the new limit already, and a workflow that starts reads it from there.
 		q := store.QuotaRow{ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID,
 			Name: conn.Name, Username: conn.Username}
+		s.flushUsage(ctx, conn.ID) // a lower limit is measured against every acknowledged byte
 		if err := s.signalQuota(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
 			s.log.WarnContext(ctx, "limit change not handed to the quota workflow", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
 			return &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/api/enums/v1"
@@ -33,6 +34,14 @@ const maxInternalBody = 2 << 20
 
 // relayKey is the relay's public key the tests configure.
 var relayKey = newKey()
+
+// signalEveryReport is tunnelConfig with every usage report signalled as it comes, for the
+// tests that follow reports one by one into the quota workflows.
+func signalEveryReport() api.Config {
+	cfg := tunnelConfig()
+	cfg.UsageSignalInterval = 0
+	return cfg
+}
 
 // tunnelConfig is the API configuration with the tunnel settings and the internal API on.
 func tunnelConfig() api.Config {
@@ -691,7 +700,7 @@ func withLimit(entry map[string]any, limit int64, reached bool) map[string]any {
 
 func TestInternalUsageBadInput(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, tunnelConfig())
+	e := newEnvConfig(t, signalEveryReport())
 	in := e.internal(internalToken)
 	a, op := e.session(t)
 	dev, _ := a.createDevice(t, "phone")
@@ -825,7 +834,7 @@ func sessionBytes(reports []workflows.UsageReport) []string {
 
 func TestInternalUsage(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, tunnelConfig())
+	e := newEnvConfig(t, signalEveryReport())
 	in := e.internal(internalToken)
 	a, aOp := e.session(t)
 	b, bOp := e.session(t)
@@ -905,11 +914,102 @@ func TestInternalUsage(t *testing.T) {
 	}
 }
 
+// signalNames lists the signals a connection's quota workflow got, in order.
+func (e *env) signalNames(t testing.TB, id uuid.UUID) []string {
+	t.Helper()
+	var out []string
+	it := e.tc.GetWorkflowHistory(t.Context(), workflows.ConnectionQuotaID(id), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", workflows.ConnectionQuotaID(id), err)
+		}
+		if sig := ev.GetWorkflowExecutionSignaledEventAttributes(); sig != nil {
+			out = append(out, sig.GetSignalName())
+		}
+	}
+	return out
+}
+
+// TestInternalUsageHeld: with a UsageSignalInterval, reports within it are merged in the API
+// and signalled together: when the interval is over, when a report asks for action, before
+// the workflow is asked for its figures or told of a limit or a reset, and at Close. A
+// deleted connection's held figures are dropped.
+func TestInternalUsageHeld(t *testing.T) {
+	t.Parallel()
+	cfg := tunnelConfig()
+	cfg.UsageSignalInterval = time.Hour // only the events above send what is held
+	e := newEnvConfig(t, cfg)
+	in := e.internal(internalToken)
+	a, op := e.session(t)
+	dev, _ := a.createDevice(t, "phone")
+	conn, gone := e.connection(t, op.ID, dev.ID), e.connection(t, op.ID, dev.ID)
+	s1, s2 := uuid.New(), uuid.New()
+	sid := func(s uuid.UUID) string { return s.String()[:8] }
+	path := "/api/v1/connections/" + conn.ID.String()
+	var want []string
+	check := func(step string, add ...string) {
+		t.Helper()
+		want = append(want, add...)
+		if got := sessionBytes(e.usageSignals(t, conn.ID)); !slices.Equal(got, want) {
+			t.Errorf("%s: the quota workflow got %q, want %q", step, got, want)
+		}
+	}
+	report := func(entries ...map[string]any) {
+		t.Helper()
+		if got := in.usageReport(t, entries...); got != (usageResult{Accepted: len(entries)}) {
+			t.Errorf("POST /internal/v1/usage = %+v, want all %d accepted", got, len(entries))
+		}
+	}
+
+	report(usageEntry(conn.ID, s1, 1, 100, 0))
+	check("the first report", "1/"+sid(s1)+"=100")
+	report(usageEntry(conn.ID, s1, 1, 150, 0))
+	report(usageEntry(conn.ID, s1, 1, 300, 0), usageEntry(conn.ID, s2, 1, 5, 0))
+	check("two more reports within the interval")
+
+	// GET asks the workflow for its figures, so it hands it what is held first.
+	a.must(t, http.StatusOK, http.MethodGet, path, nil)
+	check("GET of the connection", report2("1/"+sid(s1)+"=300", "1/"+sid(s2)+"=5"))
+
+	// A limit reached goes out at once, with what was held.
+	report(usageEntry(conn.ID, s1, 1, 400, 0))
+	report(withLimit(usageEntry(conn.ID, s2, 1, 9, 0), 1000, true))
+	check("a limit reached", report2("1/"+sid(s1)+"=400", "1/"+sid(s2)+"=9")+" limit 1000 reached")
+
+	// A new limit is measured against every acknowledged byte: held usage goes first.
+	report(usageEntry(conn.ID, s1, 1, 500, 0))
+	a.must(t, http.StatusOK, http.MethodPatch, path, map[string]any{"bandwidth_limit": 2000})
+	check("a limit change", "1/"+sid(s1)+"=500")
+	if names := e.signalNames(t, conn.ID); len(names) < 2 || names[len(names)-2] != workflows.UsageSignal || names[len(names)-1] != workflows.LimitSignal {
+		t.Errorf("signals %q, want the held usage and then the limit", names)
+	}
+
+	// Close hands over what is held; a deleted connection's figures are dropped, not
+	// signalled to a workflow that would start again for nothing.
+	report(usageEntry(gone.ID, s1, 1, 1, 0))
+	report(usageEntry(gone.ID, s1, 1, 2, 0), usageEntry(conn.ID, s1, 1, 600, 0))
+	a.must(t, http.StatusNoContent, http.MethodDelete, "/api/v1/connections/"+gone.ID.String(), nil)
+	if err := e.srv.Close(t.Context()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	check("Close", "1/"+sid(s1)+"=600")
+	if got := sessionBytes(e.usageSignals(t, gone.ID)); !slices.Equal(got, []string{"1/" + sid(s1) + "=1"}) {
+		t.Errorf("the deleted connection's quota workflow got %q, want only its first report", got)
+	}
+}
+
+// report2 is one report of sessionBytes: its sessions sorted and joined.
+func report2(sessions ...string) string {
+	slices.Sort(sessions)
+	return strings.Join(sessions, " ")
+}
+
 // TestInternalUsageLarge sends the largest report a relay sends: 10,000 entries with
 // 15-digit counters, under the 2 MiB limit.
 func TestInternalUsageLarge(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, tunnelConfig())
+	e := newEnvConfig(t, signalEveryReport())
 	in := e.internal(internalToken)
 	a, op := e.session(t)
 	dev, _ := a.createDevice(t, "phone")

@@ -65,6 +65,9 @@ type reportKey struct {
 // deliverUsage turns a relay's usage report into UsageSignals, one per connection and epoch,
 // and says how many entries named a connection that exists. Entries of one session listed
 // twice keep the larger counters; that is also what the workflow does with repeated reports.
+// A connection signalled less than Config.UsageSignalInterval ago has its report held and
+// merged (usageHold) unless it asks for action: a session closed, a limit reached, or usage
+// that may be at the warning or the limit.
 func (s *Server) deliverUsage(ctx context.Context, usage []store.RouteUsage, closed bool) (accepted int, err error) {
 	ids := make([]uuid.UUID, 0, len(usage))
 	for _, u := range usage {
@@ -113,9 +116,34 @@ func (s *Server) deliverUsage(ctx context.Context, usage []store.RouteUsage, clo
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(signalConcurrency)
 	for _, k := range order {
-		g.Go(func() error { return s.signalQuota(gctx, known[k.conn], workflows.UsageSignal, *reports[k]) })
+		r, q := *reports[k], known[k.conn]
+		due := s.hold.take(now, q, r, func(merged workflows.UsageReport) bool {
+			return closed || merged.LimitReached || nearThreshold(q, merged)
+		})
+		if len(due) == 0 {
+			continue
+		}
+		g.Go(func() error { return s.hold.send(gctx, q, due) })
 	}
 	return accepted, g.Wait()
+}
+
+// nearThreshold reports whether a report (with what the API held of its epoch) may take its
+// connection to the quota warning or the limit, which the quota workflow must then see at
+// once. It errs towards yes: the estimate of usage is Postgres's figure plus every session of
+// the report, though Postgres may count some of those bytes already.
+func nearThreshold(q store.QuotaRow, r workflows.UsageReport) bool {
+	if q.Limit <= 0 {
+		return false
+	}
+	var used int64
+	if r.Epoch == q.Epoch {
+		used = q.Used
+	}
+	for _, s := range r.Sessions {
+		used = saturatingAdd(used, s.Bytes)
+	}
+	return used >= workflows.WarningThreshold(q.Limit)
 }
 
 // saturatingAdd adds two non-negative byte counts without overflowing.
@@ -132,6 +160,7 @@ func saturatingAdd(a, b int64) int64 {
 func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
 	ctx, cancel := context.WithTimeout(ctx, quotaQueryTimeout)
 	defer cancel()
+	s.flushUsage(ctx, conn.ID)
 	v, err := s.quotaView(ctx, conn.ID)
 	if err != nil {
 		var notFound *serviceerror.NotFound
@@ -145,6 +174,16 @@ func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
 		return conn.BandwidthUsed
 	}
 	return max(v.Used, conn.BandwidthUsed)
+}
+
+// flushUsage signals the usage figures the API holds for a connection, so that its quota
+// workflow's answers include them. A failure is logged: the figures stay held and the
+// workflow's answer is then at most Config.UsageSignalInterval behind.
+func (s *Server) flushUsage(ctx context.Context, id uuid.UUID) {
+	if err := s.hold.flush(ctx, id); err != nil {
+		s.log.WarnContext(ctx, "held usage not handed to its quota workflow",
+			slog.String("connection_id", id.String()), slog.Any("err", err))
+	}
 }
 
 // quotaView queries a connection's quota workflow.
@@ -260,6 +299,7 @@ func (s *Server) resetDeviceUsage(c *gin.Context) error {
 
 // resetUsage runs a ResetUsage workflow for conn and waits for it (ctx bounds the wait).
 func (s *Server) resetUsage(ctx context.Context, conn store.Connection, p store.Principal) (workflows.ResetUsageResult, error) {
+	s.flushUsage(ctx, conn.ID) // so the reset records every byte the API acknowledged
 	requestID := uuid.NewString()
 	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflows.ResetUsageID(conn.ID, requestID),
@@ -292,6 +332,7 @@ func (s *Server) resetUsage(ctx context.Context, conn store.Connection, p store.
 // Temporal away) the workflow still ends on its own: its next activity finds the connection
 // gone.
 func (s *Server) endQuota(ctx context.Context, id uuid.UUID) {
+	s.hold.forget(id)
 	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
 	err := s.temporal.SignalWorkflow(ctx, workflows.ConnectionQuotaID(id), "", workflows.ConnectionDeletedSignal, nil)

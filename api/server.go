@@ -71,6 +71,11 @@ type Config struct {
 	// workflows in; empty: no links. TemporalNamespace is the namespace in those links.
 	TemporalUIURL     string
 	TemporalNamespace string
+	// UsageSignalInterval is the least time between two usage signals to one connection's
+	// quota workflow for relay reports that ask for no action (no limit reached, no session
+	// closed): reports within it are merged in the API and signalled when it is over, or
+	// when the workflow's figures are asked for. 0 signals every report as it comes.
+	UsageSignalInterval time.Duration
 }
 
 // DefaultConfig returns the defaults the api subcommand starts from.
@@ -79,6 +84,8 @@ func DefaultConfig() Config {
 		Listen:     ":8080",
 		SessionTTL: 7 * 24 * time.Hour,
 		Monitor:    workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
+
+		UsageSignalInterval: DefaultUsageSignalInterval,
 	}
 }
 
@@ -95,6 +102,8 @@ type Server struct {
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
+	// hold merges usage reports that ask for no action between a connection's signals.
+	hold *usageHold
 }
 
 // New builds the API on its dependencies.
@@ -124,6 +133,9 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	})
 	s.engine = e
 	s.ovpn = s.newOpenVPN()
+	s.hold = newUsageHold(cfg.UsageSignalInterval, log, func(ctx context.Context, q store.QuotaRow, r workflows.UsageReport) error {
+		return s.signalQuota(ctx, q, workflows.UsageSignal, r)
+	})
 	s.routes()
 	return s, nil
 }
@@ -160,11 +172,29 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	err := srv.Shutdown(shutdownCtx)
+	// Even when requests outlived the shutdown, what is held goes out; a report still being
+	// handled is then signalled as it comes.
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelClose()
+	if cerr := s.Close(closeCtx); cerr != nil {
+		s.log.Error("api shutdown", slog.Any("err", cerr))
+	}
+	if err != nil {
 		return fmt.Errorf("api shutdown: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// Close hands the usage figures the API still holds to their quota workflows, within ctx.
+// Serve calls it after the last request; a Server used through Handler should call it when
+// it is done with it. Reports that come after Close are signalled as they come.
+func (s *Server) Close(ctx context.Context) error {
+	if err := s.hold.Close(ctx); err != nil {
+		return fmt.Errorf("held usage not handed to the quota workflows: %w", err)
 	}
 	return nil
 }

@@ -145,6 +145,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 	if err != nil {
 		b.Fatalf("api.New: %v", err)
 	}
+	b.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
 	h := srv.Handler()
 	apiSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/internal/v1/usage" {

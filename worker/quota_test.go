@@ -88,6 +88,7 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
+	t.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
 	apiSrv := httptest.NewServer(srv.Handler())
 	t.Cleanup(apiSrv.Close)
 	internal := &apiClient{t: t, base: apiSrv.URL, bearer: internalToken}

@@ -238,8 +238,9 @@ func addSaturating(a, b int64) int64 {
 	return a + b
 }
 
-// warningThreshold is WarningPercent of limit, without overflow.
-func warningThreshold(limit int64) int64 {
+// WarningThreshold is WarningPercent of limit, without overflow: the usage that sends
+// connection.quota_warning.
+func WarningThreshold(limit int64) int64 {
 	return limit/100*WarningPercent + limit%100*WarningPercent/100
 }
 
@@ -309,7 +310,7 @@ func (q *quota) limit(ctx workflow.Context, c LimitChange) {
 		q.push(QuotaEffect{Kind: effectUnblock, Epoch: q.st.Epoch})
 		q.queueSave(ctx, ptr(false), now)
 	}
-	if c.Limit > 0 && used < warningThreshold(c.Limit) {
+	if c.Limit > 0 && used < WarningThreshold(c.Limit) {
 		q.st.Warned = false
 	}
 	q.evaluate(ctx)
@@ -366,7 +367,7 @@ func (q *quota) evaluate(ctx workflow.Context) {
 		q.push(QuotaEffect{Kind: effectKill, Epoch: q.st.Epoch})
 		q.push(q.event(ctx, webhook.EventQuotaExceeded, used))
 		workflow.GetLogger(ctx).Info("connection cut off", "epoch", q.st.Epoch, "used", used, "limit", q.st.Limit)
-	case !q.st.Warned && used >= warningThreshold(q.st.Limit):
+	case !q.st.Warned && used >= WarningThreshold(q.st.Limit):
 		q.st.Warned = true
 		q.queueSave(ctx, nil, workflow.Now(ctx).UTC())
 		q.push(q.event(ctx, webhook.EventQuotaWarning, used))
