@@ -964,6 +964,11 @@ func TestInternalUsageHeld(t *testing.T) {
 
 	report(usageEntry(conn.ID, s1, 1, 100, 0))
 	check("the first report", "1/"+sid(s1)+"=100")
+	// The workflow learns the longest the API waits between two of its signals: the interval
+	// and the quarter more by which it spreads connections out.
+	if got := e.usageSignals(t, conn.ID); len(got) != 1 || got[0].SignalEvery != time.Hour*5/4 {
+		t.Errorf("first usage signal %+v, want SignalEvery 1h15m", got)
+	}
 	report(usageEntry(conn.ID, s1, 1, 150, 0))
 	report(usageEntry(conn.ID, s1, 1, 300, 0), usageEntry(conn.ID, s2, 1, 5, 0))
 	check("two more reports within the interval")

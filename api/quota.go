@@ -97,7 +97,7 @@ func (s *Server) deliverUsage(ctx context.Context, usage []store.RouteUsage, clo
 		k := reportKey{u.ConnectionID, u.Epoch}
 		r := reports[k]
 		if r == nil {
-			r = &workflows.UsageReport{Epoch: u.Epoch, At: now}
+			r = &workflows.UsageReport{Epoch: u.Epoch, At: now, SignalEvery: s.hold.signalEvery()}
 			reports[k] = r
 			order = append(order, k)
 		}

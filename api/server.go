@@ -73,8 +73,10 @@ type Config struct {
 	TemporalNamespace string
 	// UsageSignalInterval is the least time between two usage signals to one connection's
 	// quota workflow for relay reports that ask for no action (no limit reached, no session
-	// closed): reports within it are merged in the API and signalled when it is over, or
-	// when the workflow's figures are asked for. 0 signals every report as it comes.
+	// closed, usage not near the warning or the limit): reports within it (and a random
+	// quarter more, which spreads connections out) are merged in the API and signalled when
+	// it is over, or when the workflow's figures are asked for. 0 signals every report as it
+	// comes.
 	UsageSignalInterval time.Duration
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // Usage holding limits.
 const (
 	// DefaultUsageSignalInterval is the default Config.UsageSignalInterval.
-	DefaultUsageSignalInterval = 10 * time.Second
+	DefaultUsageSignalInterval = 15 * time.Second
 	// maxHeldSessions bounds the sessions whose figures wait in the hold; past it reports are
 	// signalled as they come.
 	maxHeldSessions = 200_000
@@ -26,9 +27,9 @@ const (
 
 // usageHold lets a connection's quota workflow get at most one usage signal per interval for
 // reports that ask for no action. The relay's counters are cumulative, so a report that comes
-// within interval of the connection's last signal is merged into the ones held for it (the
-// larger counters of each session win) and signalled when the interval is over, or earlier
-// when something needs the workflow's figures (flush). Reports that ask for action — a limit
+// within interval (and a random quarter more, see nextAfter) of the connection's last signal is
+// merged into the ones held for it (the larger counters of each session win) and signalled
+// when that time is over, or earlier when something needs the workflow's figures (flush). Reports that ask for action — a limit
 // reached, a session closed — are signalled at once, with whatever was held.
 //
 // A held report has been acknowledged to the relay but is in no workflow yet; if the API dies
@@ -54,8 +55,9 @@ type usageHold struct {
 // heldConn is one connection's entry in the hold.
 type heldConn struct {
 	row store.QuotaRow
-	// signalled is when its last usage signal was sent.
-	signalled time.Time
+	// next is when its next usage signal may go out without asking for action: a little
+	// over the interval after the last one (nextAfter).
+	next time.Time
 	// reports are the figures held for it, by epoch.
 	reports map[int64]*workflows.UsageReport
 	// timer signals the held reports when the interval is over; nil when none is armed.
@@ -87,15 +89,29 @@ func (h *usageHold) take(now time.Time, q store.QuotaRow, r workflows.UsageRepor
 	}
 	hc.row = q
 	merged := h.holdLocked(hc, r)
-	if h.closed || now.Sub(hc.signalled) >= h.interval || h.sessions > maxHeldSessions || urgent(*merged) {
-		hc.signalled = now
+	if h.closed || !now.Before(hc.next) || h.sessions > maxHeldSessions || urgent(*merged) {
+		hc.next = h.nextAfter(now)
 		return h.releaseLocked(hc)
 	}
 	if hc.timer == nil {
 		id := q.ConnectionID
-		hc.timer = time.AfterFunc(hc.signalled.Add(h.interval).Sub(now), func() { h.flushDue(id) })
+		hc.timer = time.AfterFunc(hc.next.Sub(now), func() { h.flushDue(id) })
 	}
 	return nil
+}
+
+// nextAfter is when a connection signalled at t may be signalled again: the interval plus up
+// to a quarter of it at random, so that connections first signalled together (one relay
+// report) drift apart instead of signalling in bursts ever after. The most is SignalEvery.
+func (h *usageHold) nextAfter(t time.Time) time.Time {
+	return t.Add(h.interval + rand.N(h.interval/4+1))
+}
+
+// signalEvery is the longest time between two usage signals of a connection whose usage keeps
+// changing, which the quota workflow is told (workflows.UsageReport.SignalEvery); 0 when every
+// report is signalled.
+func (h *usageHold) signalEvery() time.Duration {
+	return h.interval + h.interval/4
 }
 
 // holdLocked merges r into hc's held report of its epoch and returns that report.
@@ -118,6 +134,7 @@ func mergeUsage(held *workflows.UsageReport, r workflows.UsageReport) (added int
 	if r.At.After(held.At) {
 		held.At = r.At
 	}
+	held.SignalEvery = r.SignalEvery
 	if r.LimitReached {
 		held.LimitReached, held.Limit = true, r.Limit
 	}
@@ -200,7 +217,7 @@ func (h *usageHold) flush(ctx context.Context, id uuid.UUID) error {
 		return nil
 	}
 	q := hc.row
-	hc.signalled = time.Now()
+	hc.next = h.nextAfter(time.Now())
 	reports := h.releaseLocked(hc)
 	h.mu.Unlock()
 	return h.send(ctx, q, reports)
@@ -231,7 +248,7 @@ func (h *usageHold) forget(id uuid.UUID) {
 // their connection is signalled at once either way.
 func (h *usageHold) sweepLocked(now time.Time) {
 	for id, hc := range h.conns {
-		if len(hc.reports) == 0 && hc.timer == nil && now.Sub(hc.signalled) >= h.interval {
+		if len(hc.reports) == 0 && hc.timer == nil && !now.Before(hc.next) {
 			delete(h.conns, id)
 		}
 	}

@@ -76,6 +76,9 @@ type quota struct {
 	// and the timer only catches a connection whose reports stopped (saveVersion).
 	cancelSaveTimer workflow.CancelFunc
 	localSave       bool
+	// saveTimerAt is when saveTimer fires; signalEvery is the latest report's SignalEvery.
+	saveTimerAt time.Time
+	signalEvery time.Duration
 }
 
 // ConnectionQuota keeps one connection's usage: used = Committed + Σ Sessions, from the relays'
@@ -253,6 +256,7 @@ func (q *quota) view() QuotaView {
 // epoch means a reset this run was not told of yet, and starts that epoch.
 func (q *quota) report(ctx workflow.Context, r UsageReport) {
 	q.signals++
+	q.signalEvery = r.SignalEvery
 	if r.Epoch < q.st.Epoch {
 		return
 	}
@@ -405,7 +409,10 @@ func (q *quota) queueSave(ctx workflow.Context, cutOff *bool, at time.Time) {
 // With localSave the timer is only the fallback for a connection whose reports stop: it is
 // set SaveQuiet past the due time, and the report that finds the interval past queues the
 // save and cancels it. A connection reporting every few seconds thus costs one workflow task
-// per report and nothing else: no timer fires, no activity task round trip.
+// per report and nothing else: no timer fires, no activity task round trip. When the API
+// signals at most every SignalEvery (as long as SaveInterval or longer), a report that comes
+// just short of the due time pushes the timer SaveQuiet past the next report instead, which
+// then makes the save.
 func (q *quota) scheduleSave(ctx workflow.Context) {
 	if q.used() == q.st.Saved || q.staleEpoch >= q.st.Epoch {
 		return
@@ -428,15 +435,31 @@ func (q *quota) scheduleSave(ctx workflow.Context) {
 		// A save is queued or in flight: look again an interval later.
 		due = now.Add(SaveInterval)
 	}
+	if !q.localSave {
+		q.saveTimer = workflow.NewTimer(ctx, due.Sub(now)) // none runs: see above
+		return
+	}
+	fire := due.Add(SaveQuiet)
+	if q.signalEvery > 0 {
+		fire = maxTime(due, now.Add(q.signalEvery)).Add(SaveQuiet)
+		if q.saveTimer != nil && fire.After(q.saveTimerAt) {
+			q.cancelSaveTimer()
+			q.saveTimer, q.cancelSaveTimer = nil, nil
+		}
+	}
 	if q.saveTimer != nil {
 		return
 	}
-	if !q.localSave {
-		q.saveTimer = workflow.NewTimer(ctx, due.Sub(now))
-		return
-	}
 	tctx, cancel := workflow.WithCancel(ctx)
-	q.saveTimer, q.cancelSaveTimer = workflow.NewTimer(tctx, due.Add(SaveQuiet).Sub(now)), cancel
+	q.saveTimer, q.cancelSaveTimer, q.saveTimerAt = workflow.NewTimer(tctx, fire.Sub(now)), cancel, fire
+}
+
+// maxTime is the later of a and b.
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // stale reports whether an effect belongs to an epoch that has ended and is moot now.

@@ -593,6 +593,33 @@ func TestQuotaSavesRideOnReports(t *testing.T) {
 	}
 }
 
+// TestQuotaSavesFollowSignalEvery: with the API signalling a connection every 10 s
+// (SignalEvery), a report a little short of the save's due time moves the fallback timer past
+// the next report, which then saves: the timer fires only after the last report.
+func TestQuotaSavesFollowSignalEvery(t *testing.T) {
+	h := newQuotaHarness(t, 0)
+	every := 10 * time.Second
+	offsets := []time.Duration{10 * time.Second, 19800 * time.Millisecond, 30 * time.Second, 39700 * time.Millisecond,
+		50 * time.Second, 59900 * time.Millisecond}
+	for i, off := range offsets {
+		h.signalAt(off, workflows.UsageSignal, workflows.UsageReport{Epoch: 1, Sessions: []workflows.SessionUsage{open(session1, int64((i+1)*1000))},
+			At: h.at(off), SignalEvery: every})
+	}
+	h.run(2 * time.Minute)
+	var got []time.Duration
+	for _, c := range h.named("SaveUsage") {
+		got = append(got, c.at.Sub(h.start))
+	}
+	last := offsets[len(offsets)-1]
+	want := []time.Duration{10 * time.Second, 30 * time.Second, 50 * time.Second, last + every + workflows.SaveQuiet}
+	if !slices.Equal(got, want) {
+		t.Errorf("SaveUsage at %v, want %v: %v", got, want, h.effects())
+	}
+	if saves := h.saves(); len(saves) == 0 || saves[len(saves)-1].Used != 6000 {
+		t.Errorf("saves %v: want the last one to write the final usage 6000", saves)
+	}
+}
+
 func TestQuotaStaleSaveDoesNotLoop(t *testing.T) {
 	h := newQuotaHarness(t, 0)
 	// Postgres has moved on to epoch 2; the workflow has not heard of it.

@@ -72,6 +72,10 @@ type UsageReport struct {
 	// workflow's limit too, the connection is exhausted all the same.
 	LimitReached bool
 	Limit        int64
+	// SignalEvery is the API's signal interval (api.Config.UsageSignalInterval): while the
+	// connection's usage keeps changing, its next usage signal comes within this. 0: the API
+	// signals every report as it comes.
+	SignalEvery time.Duration
 }
 
 // LimitChange is the payload of LimitSignal.
