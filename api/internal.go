@@ -140,8 +140,9 @@ func (s *Server) goneDevices(c *gin.Context) error {
 
 // POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes","limit"?,"limit_reached"?}]:
 // cumulative counters of route sessions → {"accepted","ignored"}. Each connection's entries
-// go to its ConnectionQuota workflow as one UsageSignal per epoch; entries of connections that
-// do not exist are ignored. 503 when Temporal did not take them: the relay sends the report
+// go to its ConnectionQuota workflow as one UsageSignal per epoch, or are held and merged into
+// the connection's next one (deliverUsage, usageHold); entries of connections that do not
+// exist are ignored. 503 when Temporal did not take a signal: the relay sends the report
 // again, and since counters are cumulative nothing is counted twice.
 func (s *Server) recordUsage(c *gin.Context) error {
 	var entries []json.RawMessage

@@ -17,8 +17,8 @@ import (
 const (
 	// DefaultReportInterval is how often the reporter reports changed usage.
 	DefaultReportInterval = 5 * time.Second
-	// MaxReportBatch is the most entries one UsageSink.ReportUsage call carries. The API hands
-	// each connection's entries to its quota workflow as a signal before it answers, so a
+	// MaxReportBatch is the most entries one UsageSink.ReportUsage call carries. The API may
+	// hand each connection's entries to its quota workflow as a signal before it answers, so a
 	// batch must go through well within the API client's 10 s timeout even when Temporal is
 	// slow (a few hundred signals a second on a small machine); a delivered batch is never
 	// sent again, so a long report makes progress batch by batch.

@@ -1,5 +1,7 @@
 // Command usage is a load generator for the relay's usage reports (POST /internal/v1/usage),
-// which the API turns into one SignalWithStart of a ConnectionQuota workflow per connection.
+// which the API hands to each connection's ConnectionQuota workflow by SignalWithStart, merging
+// a connection's reports that ask for no action into one signal per
+// CELLGATE_USAGE_SIGNAL_INTERVAL.
 // It logs in as an operator, creates a device and N proxy connections on it, and then posts
 // reports as a relay would, with the internal token: every connection reports its growing
 // cumulative counters every -interval, the connections spread evenly over the interval in
@@ -9,8 +11,9 @@
 // latency, 503s (Temporal did not take the signals) and other errors, how far the POSTs fell
 // behind their schedule, and whether the workflows keep up: while the load runs a prober
 // follows one just-accepted report at a time until GET /api/v1/connections/{id} (the quota
-// workflow's figure) shows it (the lag), and at the end of each stage a sample of
-// connections must show exactly their last accepted total (the drain time).
+// workflow's figure; GET first hands it what the API holds) shows it (the lag), and at the
+// end of each stage a sample of connections must show exactly their last accepted total (the
+// drain time).
 //
 //	set -a; . /tmp/quota-bench/dev.env; set +a
 //	go run ./loadtest/usage -connections 1000 -duration 60s
