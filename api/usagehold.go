@@ -21,16 +21,18 @@ const (
 	// maxHeldSessions bounds the sessions whose figures wait in the hold; past it reports are
 	// signalled as they come.
 	maxHeldSessions = 200_000
-	// holdRetry is how long a held report whose signal failed waits before the next try.
+	// holdRetry is how long a held report whose signal failed waits before the next try; it
+	// doubles with each failure in a row, up to the interval.
 	holdRetry = 2 * time.Second
 )
 
 // usageHold lets a connection's quota workflow get at most one usage signal per interval for
 // reports that ask for no action. The relay's counters are cumulative, so a report that comes
-// within interval (and a random quarter more, see nextAfter) of the connection's last signal is
-// merged into the ones held for it (the larger counters of each session win) and signalled
-// when that time is over, or earlier when something needs the workflow's figures (flush). Reports that ask for action — a limit
-// reached, a session closed — are signalled at once, with whatever was held.
+// within interval (and a random quarter more, see nextAfter) of the connection's last signal
+// is merged into the ones held for it (the larger counters of each session win) and signalled
+// when that time is over, or earlier when something needs the workflow's figures (flush).
+// Reports that ask for action (the caller's urgent: a limit reached, a session closed, usage
+// near a threshold) are signalled at once, with whatever was held.
 //
 // A held report has been acknowledged to the relay but is in no workflow yet; if the API dies
 // before its signal, the relay's next report of the session carries the same bytes again
@@ -62,6 +64,8 @@ type heldConn struct {
 	reports map[int64]*workflows.UsageReport
 	// timer signals the held reports when the interval is over; nil when none is armed.
 	timer *time.Timer
+	// failures counts the signals of its held reports that failed in a row.
+	failures int
 }
 
 func newUsageHold(interval time.Duration, log *slog.Logger,
@@ -168,8 +172,8 @@ func (h *usageHold) releaseLocked(hc *heldConn) []workflows.UsageReport {
 	return out
 }
 
-// giveBack holds reports whose signal failed again, to be retried after holdRetry unless a
-// newer report sends them first.
+// giveBack holds reports whose signal failed again, to be retried with backoff unless a newer
+// report sends them first.
 func (h *usageHold) giveBack(q store.QuotaRow, reports []workflows.UsageReport) {
 	if h.interval <= 0 || len(reports) == 0 {
 		return
@@ -184,20 +188,33 @@ func (h *usageHold) giveBack(q store.QuotaRow, reports []workflows.UsageReport) 
 	for _, r := range reports {
 		h.holdLocked(hc, r)
 	}
+	hc.failures++
 	if hc.timer == nil && !h.closed {
 		id := q.ConnectionID
-		hc.timer = time.AfterFunc(holdRetry, func() { h.flushDue(id) })
+		wait := min(holdRetry<<min(hc.failures-1, 16), max(h.interval, holdRetry))
+		hc.timer = time.AfterFunc(wait, func() { h.flushDue(id) })
 	}
 }
 
-// flushDue signals a connection's held reports when its timer fires.
+// flushDue signals a connection's held reports when its timer fires. Failures are logged
+// once per streak: while Temporal is away every connection's retries fail.
 func (h *usageHold) flushDue(id uuid.UUID) {
 	ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
 	defer cancel()
-	if err := h.flush(ctx, id); err != nil {
-		h.log.Warn("held usage not handed to its quota workflow; retrying",
+	if err := h.flush(ctx, id); err != nil && h.failuresOf(id) == 1 {
+		h.log.Warn("held usage not handed to its quota workflow; retrying with backoff",
 			slog.String("connection_id", id.String()), slog.Any("err", err))
 	}
+}
+
+// failuresOf is how many signals of connection id's held reports failed in a row.
+func (h *usageHold) failuresOf(id uuid.UUID) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hc := h.conns[id]; hc != nil {
+		return hc.failures
+	}
+	return 0
 }
 
 // flush signals what is held for connection id now, so that its quota workflow has every
@@ -230,6 +247,13 @@ func (h *usageHold) send(ctx context.Context, q store.QuotaRow, reports []workfl
 			h.giveBack(q, reports[i:])
 			return err
 		}
+	}
+	if h.interval > 0 {
+		h.mu.Lock()
+		if hc := h.conns[q.ConnectionID]; hc != nil {
+			hc.failures = 0
+		}
+		h.mu.Unlock()
 	}
 	return nil
 }

@@ -202,12 +202,19 @@ func TestUsageHoldFailedSignalsAreKept(t *testing.T) {
 	if err := h.flush(t.Context(), a.ConnectionID); err == nil {
 		t.Fatal("flush while Temporal is away: no error")
 	}
+	// The retries back off, and their failures are counted (and logged once per streak).
+	if got := h.failuresOf(a.ConnectionID); got != 2 {
+		t.Errorf("failures in a row = %d, want 2", got)
+	}
 	l.fail(false)
 	// The retry timer (holdRetry) or the next flush sends it; flush here.
 	if err := h.flush(t.Context(), a.ConnectionID); err != nil {
 		t.Fatal(err)
 	}
 	wantSent(t, "after Temporal is back", l, "aaaa 1 0001=5 0002=3 limit 9")
+	if got := h.failuresOf(a.ConnectionID); got != 0 {
+		t.Errorf("failures in a row after a signal went through = %d, want 0", got)
+	}
 	if h.sessions != 0 {
 		t.Errorf("held sessions = %d, want 0", h.sessions)
 	}
