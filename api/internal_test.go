@@ -843,11 +843,7 @@ func TestInternalUsage(t *testing.T) {
 	ca, cb := e.connection(t, aOp.ID, aDev.ID), e.connection(t, bOp.ID, bDev.ID)
 	s1, s2, s3 := uuid.New(), uuid.New(), uuid.New()
 	sid := func(s uuid.UUID) string { return s.String()[:8] }
-	// report is one report as sessionBytes shows it.
-	report := func(sessions ...string) string {
-		slices.Sort(sessions)
-		return strings.Join(sessions, " ")
-	}
+	report := sessionList
 
 	steps := []struct {
 		name   string
@@ -932,9 +928,9 @@ func (e *env) signalNames(t testing.TB, id uuid.UUID) []string {
 }
 
 // TestInternalUsageHeld: with a UsageSignalInterval, reports within it are merged in the API
-// and signalled together: when the interval is over, when a report asks for action, before
-// the workflow is asked for its figures or told of a limit or a reset, and at Close. A
-// deleted connection's held figures are dropped.
+// and signalled together: when a report asks for action, before the workflow is asked for its
+// figures or told of a limit, and at Close. A deleted connection's held figures are dropped.
+// (The timer, the thresholds and failed signals are tested in usagehold_test.go.)
 func TestInternalUsageHeld(t *testing.T) {
 	t.Parallel()
 	cfg := tunnelConfig()
@@ -975,12 +971,12 @@ func TestInternalUsageHeld(t *testing.T) {
 
 	// GET asks the workflow for its figures, so it hands it what is held first.
 	a.must(t, http.StatusOK, http.MethodGet, path, nil)
-	check("GET of the connection", report2("1/"+sid(s1)+"=300", "1/"+sid(s2)+"=5"))
+	check("GET of the connection", sessionList("1/"+sid(s1)+"=300", "1/"+sid(s2)+"=5"))
 
 	// A limit reached goes out at once, with what was held.
 	report(usageEntry(conn.ID, s1, 1, 400, 0))
 	report(withLimit(usageEntry(conn.ID, s2, 1, 9, 0), 1000, true))
-	check("a limit reached", report2("1/"+sid(s1)+"=400", "1/"+sid(s2)+"=9")+" limit 1000 reached")
+	check("a limit reached", sessionList("1/"+sid(s1)+"=400", "1/"+sid(s2)+"=9")+" limit 1000 reached")
 
 	// A new limit is measured against every acknowledged byte: held usage goes first.
 	report(usageEntry(conn.ID, s1, 1, 500, 0))
@@ -1004,8 +1000,8 @@ func TestInternalUsageHeld(t *testing.T) {
 	}
 }
 
-// report2 is one report of sessionBytes: its sessions sorted and joined.
-func report2(sessions ...string) string {
+// sessionList is one report as sessionBytes shows it: its sessions sorted and joined.
+func sessionList(sessions ...string) string {
 	slices.Sort(sessions)
 	return strings.Join(sessions, " ")
 }

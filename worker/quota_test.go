@@ -267,7 +267,12 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		return ""
 	})
 
-	// Reset every connection of the device.
+	// Reset every connection of the device. Of two reports far from the limit, the second is
+	// held by the API (it comes within api.Config.UsageSignalInterval of the first's signal);
+	// the reset hands it over first, so the reset's audit row records it (the quota workflow
+	// raises used_before from Postgres's figure to its own).
+	report(2, 550, 350)
+	report(2, 600, 400)
 	var devReset struct {
 		Resets []workflows.ResetUsageResult
 	}
@@ -275,6 +280,12 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	if len(devReset.Resets) != 1 || devReset.Resets[0].Epoch != 3 || devReset.Resets[0].ConnectionID != connID {
 		t.Errorf("device reset-usage = %+v, want one reset of %s to epoch 3", devReset.Resets, connID)
 	}
+	eventually(t, "the device reset's audit row", func() string {
+		if c := get(); c.LastReset == nil || c.LastReset.EpochAfter != 3 || c.LastReset.UsedBefore != 1000 {
+			return fmt.Sprintf("GET %s: last reset %+v, want the reset to epoch 3 from 1000 bytes", path, c.LastReset)
+		}
+		return ""
+	})
 	if c := get(); c.BandwidthUsed != 0 || c.UsageEpoch != 3 {
 		t.Errorf("GET %s after the device reset = used %d epoch %d, want 0 in epoch 3", path, c.BandwidthUsed, c.UsageEpoch)
 	}
