@@ -68,6 +68,7 @@ func fixedID(prefix string) uuid.UUID {
 	return uuid.MustParse(prefix + "0000-0000-4000-8000-000000000000")
 }
 
+// usageOf is a report of epoch with sessions given as (four-hex-digit prefix, bytes) pairs.
 func usageOf(epoch int64, sessions ...any) workflows.UsageReport {
 	r := workflows.UsageReport{Epoch: epoch}
 	for i := 0; i < len(sessions); i += 2 {
@@ -88,7 +89,7 @@ func newTestHold(interval time.Duration) (*usageHold, *signalLog) {
 	return newUsageHold(interval, slog.New(slog.NewTextHandler(io.Discard, nil)), l.signal), l
 }
 
-// send is what deliverUsage does with a report.
+// sendNow is what deliverUsage does with a report.
 func (h *usageHold) sendNow(t *testing.T, now time.Time, q store.QuotaRow, r workflows.UsageReport, urgent bool) {
 	t.Helper()
 	if due := h.take(now, q, r, func(workflows.UsageReport) bool { return urgent }); len(due) > 0 {
@@ -183,7 +184,6 @@ func TestUsageHoldTimer(t *testing.T) {
 
 func TestUsageHoldFailedSignalsAreKept(t *testing.T) {
 	h, l := newTestHold(time.Hour)
-	h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := store.QuotaRow{ConnectionID: fixedID("aaaa")}
 	t0 := time.Now()
 	h.sendNow(t, t0, a, usageOf(1, "0001", 1), false)
