@@ -236,6 +236,22 @@ func (h *quotaHarness) saves() []activities.SaveUsageInput {
 	return out
 }
 
+// wantSaves checks that SaveUsage ran exactly at start + want and that the last save wrote
+// lastUsed.
+func (h *quotaHarness) wantSaves(want []time.Duration, lastUsed int64) {
+	h.t.Helper()
+	var got []time.Duration
+	for _, c := range h.named("SaveUsage") {
+		got = append(got, c.at.Sub(h.start))
+	}
+	if !slices.Equal(got, want) {
+		h.t.Errorf("SaveUsage at %v, want %v: %v", got, want, h.effects())
+	}
+	if saves := h.saves(); len(saves) == 0 || saves[len(saves)-1].Used != lastUsed {
+		h.t.Errorf("saves %v: want the last one to write the final usage %d", saves, lastUsed)
+	}
+}
+
 func (h *quotaHarness) deliveries(typ string) []activities.DeliverInput {
 	var out []activities.DeliverInput
 	for _, c := range h.named("DeliverWebhook") {
@@ -579,18 +595,8 @@ func TestQuotaSavesRideOnReports(t *testing.T) {
 		h.reportAt(time.Duration(i)*5*time.Second, 1, open(session1, int64(i*1000)))
 	}
 	h.run(2 * time.Minute)
-	var got []time.Duration
-	for _, c := range h.named("SaveUsage") {
-		got = append(got, c.at.Sub(h.start))
-	}
-	want := []time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
-		55*time.Second + workflows.SaveInterval + workflows.SaveQuiet}
-	if !slices.Equal(got, want) {
-		t.Errorf("SaveUsage at %v, want %v: %v", got, want, h.effects())
-	}
-	if saves := h.saves(); len(saves) == 0 || saves[len(saves)-1].Used != 12_000 {
-		t.Errorf("saves %v: want the last one to write the final usage 12000", saves)
-	}
+	h.wantSaves([]time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
+		55*time.Second + workflows.SaveInterval + workflows.SaveQuiet}, 12_000)
 }
 
 // TestQuotaSavesFollowSignalEvery: with the API signalling a connection every 10 s
@@ -606,18 +612,8 @@ func TestQuotaSavesFollowSignalEvery(t *testing.T) {
 			At: h.at(off), SignalEvery: every})
 	}
 	h.run(2 * time.Minute)
-	var got []time.Duration
-	for _, c := range h.named("SaveUsage") {
-		got = append(got, c.at.Sub(h.start))
-	}
 	last := offsets[len(offsets)-1]
-	want := []time.Duration{10 * time.Second, 30 * time.Second, 50 * time.Second, last + every + workflows.SaveQuiet}
-	if !slices.Equal(got, want) {
-		t.Errorf("SaveUsage at %v, want %v: %v", got, want, h.effects())
-	}
-	if saves := h.saves(); len(saves) == 0 || saves[len(saves)-1].Used != 6000 {
-		t.Errorf("saves %v: want the last one to write the final usage 6000", saves)
-	}
+	h.wantSaves([]time.Duration{10 * time.Second, 30 * time.Second, 50 * time.Second, last + every + workflows.SaveQuiet}, 6000)
 }
 
 func TestQuotaStaleSaveDoesNotLoop(t *testing.T) {
