@@ -269,7 +269,7 @@ func (r *Reporter) reportLimits(ctx context.Context) {
 				batch = append(batch, route.Usage())
 			}
 		}
-		err := r.deliver(ctx, batch)
+		err := r.deliver(ctx, batch, nil)
 		if err == nil {
 			clear(owed)
 			failed = 0
@@ -287,13 +287,17 @@ func (r *Reporter) reportLimits(ctx context.Context) {
 }
 
 // deliver hands usage to the sink in batches of at most MaxReportBatch and stops at the
-// first failed batch.
-func (r *Reporter) deliver(ctx context.Context, usage []RouteUsage) error {
+// first failed batch. After each delivered batch it calls delivered, if not nil, with the
+// batch's bounds in usage.
+func (r *Reporter) deliver(ctx context.Context, usage []RouteUsage, delivered func(from, to int)) error {
 	for start := 0; start < len(usage); start += MaxReportBatch {
-		part := usage[start:min(start+MaxReportBatch, len(usage))]
-		if err := r.send(ctx, part); err != nil {
+		end := min(start+MaxReportBatch, len(usage))
+		if err := r.send(ctx, usage[start:end]); err != nil {
 			return fmt.Errorf("report usage of %d route sessions (%d more due): %w",
-				len(part), len(usage)-start-len(part), err)
+				end-start, len(usage)-end, err)
+		}
+		if delivered != nil {
+			delivered(start, end)
 		}
 	}
 	return nil
@@ -384,19 +388,13 @@ func (r *Reporter) report(ctx context.Context) error {
 		due = append(due, reportEntry{usage: u})
 	}
 
-	batch := make([]RouteUsage, 0, min(len(due), MaxReportBatch))
-	for start := 0; start < len(due); start += MaxReportBatch {
-		part := due[start:min(start+MaxReportBatch, len(due))]
-		batch = batch[:0]
-		for _, e := range part {
-			batch = append(batch, e.usage)
-		}
-		if err := r.send(ctx, batch); err != nil {
-			return fmt.Errorf("report usage of %d route sessions (%d more due): %w",
-				len(part), len(due)-start-len(part), err)
-		}
+	usage := make([]RouteUsage, len(due))
+	for i, e := range due {
+		usage[i] = e.usage
+	}
+	err := r.deliver(ctx, usage, func(from, to int) {
 		settled = settled[:0]
-		for _, e := range part {
+		for _, e := range due[from:to] {
 			if e.removed != nil {
 				settled = append(settled, e.removed)
 			} else {
@@ -404,6 +402,9 @@ func (r *Reporter) report(ctx context.Context) error {
 			}
 		}
 		r.settle(settled)
+	})
+	if err != nil {
+		return err
 	}
 	// Forget sessions that are neither routed nor pending any more.
 	for s := range r.delivered {
