@@ -22,13 +22,15 @@ dev: deps bin/temporal build
 	bin/cellgate dev $(if $(DEMO),--demo $(DEMO))
 
 # Everything CI runs: install what is missing, vet, and every test with the race detector (and
-# the 1,000-row password migration on the dev server, which is too slow under it); the
+# the 1,000-row password migration on the dev server and the relay's handshake flood, which are
+# too slow under it); the
 # dashboard's browser tests (Playwright in Debian's chromium against a stack they start); then
 # the network-namespace end-to-end tests (e2e/, build tag e2e), which need root.
 test: deps bin/temporal build
 	$(GO) vet ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -timeout 30m -run '^TestPasswordMigrationDevServer$$' ./workflows
+	$(GO) test -count=1 -run '^TestRelayHandshakeFlood$$' ./tunnel
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime $(FUZZ_TIME) ./tunnel
 	scripts/web-test.sh
 	$(GO) vet -tags e2e ./e2e/...

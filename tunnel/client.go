@@ -72,6 +72,9 @@ type ClientCounters struct {
 	// Initiations counts handshake initiations sent, Handshakes the ones that completed.
 	Initiations uint64 `json:"initiations"`
 	Handshakes  uint64 `json:"handshakes"`
+	// Cookies counts the cookie replies taken: the tunnel was under load and asked this
+	// device to prove its address.
+	Cookies uint64 `json:"cookies"`
 	// Drops counts refused packets by reason (Drop.String), every reason present.
 	Drops map[string]uint64 `json:"drops"`
 }
@@ -127,6 +130,9 @@ type Client struct {
 	// buffered; the socket reader never blocks on them.
 	responses chan [ResponseSize]byte
 	hints     chan uint32
+	// cookies puts the MACs on initiations (the timer loop) and takes the tunnel's cookie
+	// replies (the socket reader); it locks for itself.
+	cookies *cookieJar
 
 	// tx is written by the TUN reader (and by the timer loop's keepalives), rx by the socket
 	// reader (and by the timer loop when a handshake completes). The pad keeps tx's counters
@@ -135,8 +141,8 @@ type Client struct {
 	tx, rx clientPath
 	// drops counts refused packets by reason; handshakes and initiations are written by the
 	// timer loop.
-	drops                   [NumDrops]atomic.Uint64
-	handshakes, initiations atomic.Uint64
+	drops                            [NumDrops]atomic.Uint64
+	handshakes, initiations, cookied atomic.Uint64
 }
 
 // clientPath is one direction's counters, followed by a whole cache line of padding, so that
@@ -211,6 +217,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		base:      cfg.Now(),
 		responses: make(chan [ResponseSize]byte, 4),
 		hints:     make(chan uint32, 1),
+		cookies:   newCookieJar(cfg.ServerKey),
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		c.addr = netip.AddrPortFrom(ip.Unmap(), c.port)
@@ -287,6 +294,7 @@ func (c *Client) Status() ClientStatus {
 		KeepalivesReceived: c.rx.keepalives.Load(),
 		Initiations:        c.initiations.Load(),
 		Handshakes:         c.handshakes.Load(),
+		Cookies:            c.cookied.Load(),
 		Drops:              make(map[string]uint64, NumDrops-1),
 	}
 	for d := Drop(1); d < NumDrops; d++ {
@@ -465,13 +473,18 @@ func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
 		default:
 			c.drop(DropHandshakeBusy)
 		}
+	case PacketCookieReply:
+		// Authenticated by the initiation's mac1 it answers; taken only from the endpoint.
+		if !c.fromEndpoint(from) || !c.cookies.consume(b) {
+			c.drop(DropBadAuth)
+			return nil
+		}
+		c.cookied.Add(1)
 	case PacketUnknownSession:
 		// Unauthenticated: believe it only from the endpoint and for the index this side
 		// sends to, and then only as a reason to handshake.
 		cur := c.current.Load()
-		ep := c.endpoint.Load()
-		if cur == nil || p.Receiver != cur.RemoteIndex() || ep == nil ||
-			netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != *ep {
+		if cur == nil || p.Receiver != cur.RemoteIndex() || !c.fromEndpoint(from) {
 			c.drop(DropUnknownIndex)
 			return nil
 		}
@@ -483,6 +496,12 @@ func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
 		c.drop(DropUnexpected)
 	}
 	return nil
+}
+
+// fromEndpoint reports whether from is the tunnel's endpoint.
+func (c *Client) fromEndpoint(from netip.AddrPort) bool {
+	ep := c.endpoint.Load()
+	return ep != nil && netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == *ep
 }
 
 // receiveTransport decrypts a transport packet in place with the session it names and returns
@@ -641,6 +660,7 @@ func (c *Client) initiate(ctx context.Context, t *clientTimers, now time.Time) {
 		c.log.Error("tunnel: handshake initiation", "err", err)
 		return
 	}
+	c.cookies.add(pkt)
 	t.init = h
 	c.initiations.Add(1)
 	if !c.write(pkt) {

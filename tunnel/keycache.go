@@ -7,10 +7,11 @@ import (
 
 // keyCache remembers Directory answers for a while.
 //
-// Locking: mu protects entries (the handshake goroutine fills the cache, revalidation
-// forgets entries).
+// Locking: mu protects entries (the handshake workers fill the cache, revalidation forgets
+// entries).
 type keyCache struct {
 	ttl time.Duration
+	now func() time.Time
 
 	mu      sync.Mutex
 	entries map[PublicKey]keyEntry
@@ -26,8 +27,9 @@ type keyEntry struct {
 // cleared, so a flood of unknown keys cannot grow it without bound.
 const maxKeyCache = 100_000
 
-func (c *keyCache) init(ttl time.Duration) {
+func (c *keyCache) init(ttl time.Duration, now func() time.Time) {
 	c.ttl = ttl
+	c.now = now
 	c.entries = make(map[PublicKey]keyEntry)
 }
 
@@ -35,33 +37,25 @@ func (c *keyCache) get(k PublicKey) (dev Device, known, cached bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
-	if !ok || time.Now().After(e.expires) {
+	if !ok || c.now().After(e.expires) {
 		return Device{}, false, false
 	}
 	return e.dev, e.known, true
 }
 
-// device returns the cached device of key k, if known.
-func (c *keyCache) device(k PublicKey) (Device, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[k]
-	return e.dev, ok && e.known
-}
-
 func (c *keyCache) put(dev Device) {
-	c.set(dev.Key, keyEntry{dev: dev, known: true, expires: time.Now().Add(c.ttl)})
+	c.set(dev.Key, keyEntry{dev: dev, known: true, expires: c.now().Add(c.ttl)})
 }
 
 func (c *keyCache) putUnknown(k PublicKey) {
-	c.set(k, keyEntry{expires: time.Now().Add(c.ttl / 5)})
+	c.set(k, keyEntry{expires: c.now().Add(c.ttl / 5)})
 }
 
 func (c *keyCache) set(k PublicKey, e keyEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxKeyCache {
-		now := time.Now()
+		now := c.now()
 		for key, old := range c.entries {
 			if now.After(old.expires) {
 				delete(c.entries, key)

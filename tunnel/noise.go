@@ -149,7 +149,8 @@ type HandshakeInitiator struct {
 // InitiateHandshake starts a handshake from local to the tunnel's static key
 // remote. localIndex is the index the tunnel will address this session's
 // packets to; now goes into the initiation so the tunnel can refuse a replayed
-// one. The initiation packet is appended to dst.
+// one. The initiation packet is appended to dst, with its mac1 and a zero mac2
+// (a device holding a cookie replaces them, see cookieJar).
 func InitiateHandshake(dst []byte, local KeyPair, remote PublicKey, localIndex uint32, now time.Time) (*HandshakeInitiator, []byte, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   cipherSuite,
@@ -166,10 +167,14 @@ func InitiateHandshake(dst []byte, local KeyPair, remote PublicKey, localIndex u
 	dst = binary.LittleEndian.AppendUint32(dst, localIndex)
 	var ts [timestampSize]byte
 	binary.BigEndian.PutUint64(ts[:], uint64(now.UnixNano()))
+	start := len(dst) - 5
 	out, _, _, err := hs.WriteMessage(dst, ts[:])
 	if err != nil {
 		return nil, dst, fmt.Errorf("initiate handshake: %w", err)
 	}
+	var macs [2 * MacSize]byte
+	out = append(out, macs[:]...)
+	addMAC1(out[start:], remote)
 	return &HandshakeInitiator{hs: hs, index: localIndex, peer: remote}, out, nil
 }
 

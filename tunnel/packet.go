@@ -12,6 +12,8 @@ import "encoding/binary"
 //	5..109 Noise IK message 1: ephemeral key (32), encrypted static key
 //	       (32+16), encrypted payload (16): an 8-byte big-endian Unix
 //	       nanosecond timestamp and its tag
+//	109..125 mac1: keyed BLAKE2s of bytes 0..109 (see cookie.go)
+//	125..141 mac2: keyed BLAKE2s of bytes 0..125 under a cookie, or zero
 //
 // Handshake response (tunnel → device), exactly ResponseSize bytes:
 //
@@ -38,7 +40,16 @@ import "encoding/binary"
 //	1..5   the receiver index of a transport packet the tunnel has no
 //	       session for (e.g. after a restart)
 //
-// It is unauthenticated, so it is only a hint: a device that receives it
+// Cookie reply (tunnel → device, under load), exactly CookieReplySize bytes:
+//
+//	0      type = PacketCookieReply
+//	1..5   receiver index (the initiation's sender index)
+//	5..29  nonce
+//	29..61 the cookie (16), XChaCha20-Poly1305-sealed under a key derived
+//	       from the tunnel's public key, with the initiation's mac1 as
+//	       additional data, and its tag
+//
+// The unknown-session hint is unauthenticated, so it is only a hint: a device that receives it
 // for the index it sends to starts a new handshake at once (at most one per
 // HandshakeRetry), and keeps using its session until the new one exists.
 // It is shorter than any packet that provokes it, so it cannot amplify.
@@ -53,6 +64,8 @@ const (
 	PacketTransport  PacketType = 3
 	// PacketUnknownSession tells a device its receiver index is unknown.
 	PacketUnknownSession PacketType = 4
+	// PacketCookieReply gives a device the cookie its next initiation's mac2 needs.
+	PacketCookieReply PacketType = 5
 )
 
 // Packet sizes.
@@ -65,11 +78,13 @@ const (
 	// KeepaliveSize is the length of a transport packet with no payload.
 	KeepaliveSize = TransportHeaderSize + TagSize
 	// InitiationSize is the length of a handshake initiation.
-	InitiationSize = 5 + 32 + 32 + TagSize + timestampSize + TagSize
+	InitiationSize = 5 + 32 + 32 + TagSize + timestampSize + TagSize + 2*MacSize
 	// ResponseSize is the length of a handshake response.
 	ResponseSize = 9 + 32 + TagSize
 	// UnknownSessionSize is the length of an unknown-session hint.
 	UnknownSessionSize = 5
+	// CookieReplySize is the length of a cookie reply.
+	CookieReplySize = 5 + cookieNonceSize + cookieSealedSize
 	// MaxPacketSize is the largest datagram accepted: the largest UDP
 	// payload.
 	MaxPacketSize = 1<<16 - 1
@@ -96,7 +111,10 @@ const (
 	DropReplay                     // counter already seen or older than the window
 	DropExpired                    // session is past its time or counter limit
 	DropStaleHandshake             // initiation not newer than the device's last one (replayed)
-	DropHandshakeBusy              // more initiations than the handshake queue takes (rate limit)
+	DropHandshakeBusy              // more initiations or key look-ups than the relay takes (rate limit)
+	DropBadMAC                     // initiation whose mac1 is not for this relay's key
+	DropCookieSent                 // initiation under load without a valid mac2: answered with a cookie
+	DropRateLimited                // initiation or key look-up over its source address's budget
 	DropUnexpected                 // a valid packet of a type this side never receives
 	DropNotIPv4                    // inner packet is not a well-formed IPv4 packet
 	DropNoRoute                    // client address has no route (unrouted client)
@@ -122,6 +140,9 @@ var dropNames = [NumDrops]string{
 	DropExpired:        "expired",
 	DropStaleHandshake: "stale_handshake",
 	DropHandshakeBusy:  "handshake_busy",
+	DropBadMAC:         "bad_mac",
+	DropCookieSent:     "cookie_sent",
+	DropRateLimited:    "rate_limited",
 	DropUnexpected:     "unexpected",
 	DropNotIPv4:        "not_ipv4",
 	DropNoRoute:        "no_route",
@@ -149,8 +170,9 @@ type Packet struct {
 	Sender uint32
 	// Counter is the transport counter.
 	Counter uint64
-	// Body is the Noise handshake message or the transport ciphertext with
-	// its tag.
+	// Body is the Noise handshake message (an initiation's without its
+	// MACs), the transport ciphertext with its tag, or a cookie reply's nonce
+	// and sealed cookie.
 	Body []byte
 
 	// header is the transport header, the additional data of the AEAD.
@@ -175,7 +197,7 @@ func ParsePacket(b []byte) (Packet, Drop) {
 		return Packet{
 			Type:   t,
 			Sender: binary.LittleEndian.Uint32(b[1:5]),
-			Body:   b[5:],
+			Body:   b[5 : InitiationSize-2*MacSize],
 		}, DropNone
 	case PacketResponse:
 		if d := exactSize(b, ResponseSize); d != DropNone {
@@ -203,6 +225,11 @@ func ParsePacket(b []byte) (Packet, Drop) {
 			return Packet{}, d
 		}
 		return Packet{Type: t, Receiver: binary.LittleEndian.Uint32(b[1:5])}, DropNone
+	case PacketCookieReply:
+		if d := exactSize(b, CookieReplySize); d != DropNone {
+			return Packet{}, d
+		}
+		return Packet{Type: t, Receiver: binary.LittleEndian.Uint32(b[1:5]), Body: b[5:]}, DropNone
 	default:
 		return Packet{}, DropUnknownType
 	}

@@ -10,6 +10,7 @@ func TestParsePacket(t *testing.T) {
 	transport = append(transport, make([]byte, TagSize+3)...)
 	initiation := append([]byte{byte(PacketInitiation), 5, 0, 0, 0}, make([]byte, InitiationSize-5)...)
 	response := append([]byte{byte(PacketResponse), 1, 0, 0, 0, 2, 0, 0, 0}, make([]byte, ResponseSize-9)...)
+	cookie := append([]byte{byte(PacketCookieReply), 3, 0, 0, 0}, make([]byte, CookieReplySize-5)...)
 
 	tests := []struct {
 		name string
@@ -29,12 +30,15 @@ func TestParsePacket(t *testing.T) {
 			Type: PacketTransport, Receiver: 0x04030201, Counter: 0x0807060504030201, Body: transport[TransportHeaderSize:],
 		}, DropNone},
 		{"transport oversize", append([]byte{byte(PacketTransport)}, make([]byte, MaxPacketSize)...), Packet{}, DropOversize},
-		{"initiation", initiation, Packet{Type: PacketInitiation, Sender: 5, Body: initiation[5:]}, DropNone},
+		{"initiation", initiation, Packet{Type: PacketInitiation, Sender: 5, Body: initiation[5 : InitiationSize-2*MacSize]}, DropNone},
 		{"initiation short", initiation[:InitiationSize-1], Packet{}, DropShort},
 		{"initiation long", append(bytes.Clone(initiation), 0), Packet{}, DropOversize},
 		{"response", response, Packet{Type: PacketResponse, Receiver: 1, Sender: 2, Body: response[9:]}, DropNone},
 		{"response short", response[:1], Packet{}, DropShort},
 		{"response long", append(bytes.Clone(response), 0), Packet{}, DropOversize},
+		{"cookie reply", cookie, Packet{Type: PacketCookieReply, Receiver: 3, Body: cookie[5:]}, DropNone},
+		{"cookie reply short", cookie[:CookieReplySize-1], Packet{}, DropShort},
+		{"cookie reply long", append(bytes.Clone(cookie), 0), Packet{}, DropOversize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,19 +2,20 @@ package tunnel
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 )
 
@@ -49,6 +50,13 @@ type RelayConfig struct {
 	// LookupRate bounds the Directory look-ups of keys not in the cache, per second
 	// (default 50), so that a flood of initiations under random keys cannot flood the API.
 	LookupRate float64
+	// HandshakeWorkers is how many goroutines answer initiations (default GOMAXPROCS, at
+	// least 2).
+	HandshakeWorkers int
+	// RememberDevices is how long the relay keeps a device it no longer has a session with in
+	// its own record, so that the device's next handshake needs no Directory look-up
+	// (default 1 hour). Revalidation forgets deleted and re-keyed devices sooner.
+	RememberDevices time.Duration
 	// NoAccounting forwards routed packets without counting them or checking limits. It
 	// exists only to measure what accounting costs (BENCHMARKS.md); never set it in production.
 	NoAccounting bool
@@ -60,11 +68,12 @@ type RelayConfig struct {
 //
 // Goroutines (all started by Run, all ended before it returns): one reads the UDP socket in
 // batches (recvmmsg; transport packets are handled inline and the batch's packets for the
-// clients written to the TUN at once; initiations are queued to the handshake goroutine,
-// which may wait for the Directory), one reads the TUN in batches and sends each batch with
-// one sendmmsg, and one keeps house (clock, session expiry, revalidation of devices). Each
-// reader owns its batch buffers. Run's end closes the socket and the TUN, which ends the two
-// readers.
+// clients written to the TUN at once; initiations that pass the checks of handshake.go are
+// queued to the handshake workers), HandshakeWorkers answer initiations, one reads the TUN
+// in batches and sends each batch with one sendmmsg, and one keeps house (clock, session
+// expiry, revalidation of devices). Each reader owns its batch buffers. Run's end closes the
+// socket and the TUN, which ends the two readers. Directory look-ups (see handshake.go) end
+// within directoryWait of Run's end; Run does not wait for them.
 //
 // Locking: the packet path takes no lock. It reads the index and device maps through atomic
 // pointers to immutable maps (copy on write, like RouteTable), and a peer's sessions and
@@ -76,11 +85,16 @@ type Relay struct {
 	metrics Metrics
 
 	// indexes maps a local session index to its session and peer; devices maps a device ID
-	// to its peer. Both immutable once published; replaced with mu held.
+	// to its peer, keyed its static key to the same peer (see peers.go). All immutable once
+	// published; replaced with mu held.
 	indexes atomic.Pointer[map[uint32]indexEntry]
 	devices atomic.Pointer[map[uuid.UUID]*peer]
-	// mu serializes writers of indexes, devices and every peer's lastInitiation.
+	keyed   atomic.Pointer[map[PublicKey]*peer]
+	// mu serializes writers of indexes, devices and keyed, and guards every peer's
+	// lastInitiation and handshakeAt.
 	mu sync.Mutex
+	// revalidateFailing is set while revalidation fails; only housekeeping touches it.
+	revalidateFailing bool
 
 	// clock is the coarse current time (Unix nanoseconds) the packet path reads, advanced by
 	// the housekeeping goroutine every clockTick.
@@ -88,11 +102,21 @@ type Relay struct {
 	// hints is the budget of unknown-session hints left in the current clockTick.
 	hints atomic.Int64
 
-	// keys caches Directory answers; used by the handshake goroutine and revalidation.
+	// keys caches Directory answers; used by the handshake workers and revalidation.
 	keys keyCache
-	// lookups bounds Directory look-ups of uncached keys.
-	lookups *rate.Limiter
-	// handshakes carries initiations from the UDP reader to the handshake goroutine.
+	// lookups bounds Directory look-ups of uncached keys; lookupBudget bounds them per source
+	// address. lookupSlots bounds the look-ups in flight; inflight shares one per key.
+	lookups      *rate.Limiter
+	lookupBudget *addrBudget
+	lookupSlots  chan struct{}
+	inflight     singleflight.Group
+	// cookies checks initiations' MACs and makes cookie replies; handshakeBudget bounds each
+	// source address's initiations under load; loadUntil is the relay clock until which the
+	// relay stays under load (see handshake.go).
+	cookies         cookieChecker
+	handshakeBudget *addrBudget
+	loadUntil       atomic.Int64
+	// handshakes carries initiations from the UDP reader to the handshake workers.
 	handshakes chan initiation
 	// now is the clock source (time.Now unless a test replaces it).
 	now func() time.Time
@@ -101,7 +125,6 @@ type Relay struct {
 const (
 	clockTick       = 100 * time.Millisecond
 	hintsPerTick    = 100 // 1,000 unknown-session hints per second at most
-	handshakeQueue  = 256
 	directoryWait   = 3 * time.Second
 	defaultCacheTTL = 30 * time.Second
 )
@@ -126,15 +149,18 @@ type peer struct {
 	endpoint atomic.Pointer[netip.AddrPort]
 	// lastReceived is when the last authenticated packet arrived (Relay clock, Unix ns).
 	lastReceived atomic.Int64
-	// lastInitiation is the initiator timestamp of the last accepted handshake; guarded by
-	// Relay.mu.
+	// lastInitiation is the initiator timestamp of the last accepted handshake, handshakeAt
+	// the relay clock (Unix ns) when it was accepted; guarded by Relay.mu.
 	lastInitiation time.Time
+	handshakeAt    int64
 }
 
-// initiation is a queued handshake initiation: a copy of its bytes and where it came from.
+// initiation is a queued handshake initiation: a copy of its bytes and where it came from,
+// and, once the Directory was asked for its key (see handshake.go), the answer.
 type initiation struct {
-	buf  [InitiationSize]byte
-	from netip.AddrPort
+	buf    [InitiationSize]byte
+	from   netip.AddrPort
+	device *Device
 }
 
 // NewRelay checks cfg and returns a relay; Run starts it.
@@ -160,17 +186,27 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.LookupRate <= 0 {
 		cfg.LookupRate = 50
 	}
+	if cfg.HandshakeWorkers <= 0 {
+		cfg.HandshakeWorkers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if cfg.RememberDevices <= 0 {
+		cfg.RememberDevices = time.Hour
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{
-		cfg:        cfg,
-		log:        cfg.Log,
-		lookups:    rate.NewLimiter(rate.Limit(cfg.LookupRate), int(cfg.LookupRate)),
-		handshakes: make(chan initiation, handshakeQueue),
-		now:        time.Now,
+		cfg:             cfg,
+		log:             cfg.Log,
+		lookups:         rate.NewLimiter(rate.Limit(cfg.LookupRate), int(cfg.LookupRate)),
+		lookupSlots:     make(chan struct{}, lookupSlots),
+		lookupBudget:    newAddrBudget(lookupsPerAddr, lookupsPerAddrBurst),
+		handshakeBudget: newAddrBudget(handshakesPerAddr, handshakesPerAddrBurst),
+		handshakes:      make(chan initiation, handshakeQueue),
+		now:             time.Now,
 	}
-	r.keys.init(cfg.KeyCacheTTL)
+	r.keys.init(cfg.KeyCacheTTL, func() time.Time { return r.now() })
+	r.cookies.init(cfg.Key.Public)
 	r.tick()
 	return r, nil
 }
@@ -193,7 +229,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return r.readUDP(ctx, io) })
 	g.Go(func() error { return r.readTUN(ctx, io) })
-	g.Go(func() error { r.handshakeLoop(ctx); return nil })
+	for range r.cfg.HandshakeWorkers {
+		g.Go(func() error { r.handshakeWorker(ctx); return nil })
+	}
 	g.Go(func() error { r.housekeeping(ctx); return nil })
 	return g.Wait()
 }
@@ -249,7 +287,7 @@ func (r *Relay) live(p *peer, now int64) bool {
 func (r *Relay) readUDP(ctx context.Context, io batchIO) error {
 	d := newDatagrams(udpBatchSize, TransportHeaderSize+r.cfg.MTU+TagSize)
 	tb := newTUNBatch(0, r.cfg.MTU)
-	reply := make([]byte, 0, KeepaliveSize)
+	reply := make([]byte, 0, max(KeepaliveSize, CookieReplySize))
 	for {
 		if err := io.read(d); err != nil {
 			if ctx.Err() != nil {
@@ -302,14 +340,7 @@ func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte
 	}
 	switch p.Type {
 	case PacketInitiation:
-		var in initiation
-		copy(in.buf[:], b)
-		in.from = from
-		select {
-		case r.handshakes <- in:
-		default:
-			r.metrics.Drop(DropHandshakeBusy)
-		}
+		r.admitInitiation(b, from, out)
 	case PacketTransport:
 		return r.handleTransport(p, from, out)
 	default:
@@ -496,286 +527,4 @@ func ipv4Addr(pkt []byte, off int) ([4]byte, bool) {
 		return [4]byte{}, false
 	}
 	return [4]byte(pkt[off : off+4]), true
-}
-
-// handshakeLoop answers queued initiations one at a time until ctx ends.
-func (r *Relay) handshakeLoop(ctx context.Context) {
-	resp := make([]byte, 0, ResponseSize)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case in := <-r.handshakes:
-			r.handshake(ctx, &in, resp[:0])
-		}
-	}
-}
-
-// handshake answers one initiation: a new session for a known device, installed as its next
-// session until the device confirms it.
-func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
-	p, drop := ParsePacket(in.buf[:])
-	if drop != DropNone {
-		r.metrics.Drop(drop)
-		return
-	}
-	index, err := r.newIndex()
-	if err != nil {
-		r.log.Error("tunnel: no session index", "err", err)
-		return
-	}
-	lctx, cancel := context.WithTimeout(ctx, directoryWait)
-	responder := NewHandshakeResponder(r.cfg.Key, func(pub []byte) (string, bool) {
-		return r.lookupKey(lctx, pub)
-	})
-	sess, resp, drop := responder.Respond(resp, p, index, r.now())
-	cancel()
-	if drop != DropNone {
-		r.metrics.Drop(drop)
-		return
-	}
-	dev, ok := r.keys.device(sess.PeerKey())
-	if !ok { // the cache entry expired between the look-up and here
-		r.metrics.Drop(DropUnknownKey)
-		return
-	}
-
-	r.mu.Lock()
-	devs := r.devices.Load()
-	var pe *peer
-	if devs != nil {
-		pe = (*devs)[dev.ID]
-	}
-	if pe != nil && pe.device.Key != dev.Key {
-		pe = nil // the device re-keyed: start over
-	}
-	if pe != nil && !sess.InitiatedAt().After(pe.lastInitiation) {
-		r.mu.Unlock()
-		r.metrics.Drop(DropStaleHandshake)
-		return
-	}
-	if pe == nil {
-		pe = &peer{device: dev}
-		r.publishDevice(pe)
-	}
-	pe.lastInitiation = sess.InitiatedAt()
-	if old := pe.next.Swap(sess); old != nil {
-		r.unindex(old)
-	}
-	r.index(sess, pe)
-	r.mu.Unlock()
-
-	r.send(resp, in.from)
-	r.log.Debug("tunnel: handshake", "device_id", dev.ID, "from", in.from)
-}
-
-// confirm makes sess, the device's first packet on which just authenticated, its current
-// session.
-func (r *Relay) confirm(pe *peer, sess *Session) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if pe.next.Load() != sess {
-		return // confirmed by a concurrent packet
-	}
-	pe.next.Store(nil)
-	if old := pe.previous.Swap(pe.current.Swap(sess)); old != nil {
-		r.unindex(old)
-	}
-	r.metrics.handshakes.Add(1)
-}
-
-// lookupKey is the responders' KeyLookup: the cache, else the Directory within the look-up
-// budget. It runs on the handshake goroutine only.
-func (r *Relay) lookupKey(ctx context.Context, pub []byte) (string, bool) {
-	key := PublicKey(pub)
-	if dev, known, cached := r.keys.get(key); cached {
-		if !known {
-			return "", false
-		}
-		return dev.ID.String(), true
-	}
-	if !r.lookups.Allow() {
-		r.metrics.Drop(DropHandshakeBusy)
-		return "", false
-	}
-	dev, err := r.cfg.Directory.LookupKey(ctx, key)
-	switch {
-	case errors.Is(err, ErrUnknownKey):
-		r.keys.putUnknown(key)
-		return "", false
-	case err != nil:
-		r.log.Warn("tunnel: device key look-up failed", "err", err)
-		return "", false
-	}
-	if dev.Key != key {
-		return "", false
-	}
-	r.keys.put(dev)
-	return dev.ID.String(), true
-}
-
-// newIndex picks a random session index not in use.
-func (r *Relay) newIndex() (uint32, error) {
-	var b [4]byte
-	for range 16 {
-		if _, err := rand.Read(b[:]); err != nil {
-			return 0, err
-		}
-		i := binary.LittleEndian.Uint32(b[:])
-		if i == 0 {
-			continue
-		}
-		if m := r.indexes.Load(); m == nil || (*m)[i].sess == nil {
-			return i, nil
-		}
-	}
-	return 0, errors.New("no free index after 16 tries")
-}
-
-// index publishes sess under its local index. r.mu must be held.
-func (r *Relay) index(sess *Session, pe *peer) {
-	next := copyMap(r.indexes.Load(), 1)
-	next[sess.LocalIndex()] = indexEntry{sess: sess, peer: pe}
-	r.indexes.Store(&next)
-}
-
-// unindex removes sess's index. r.mu must be held.
-func (r *Relay) unindex(sess *Session) {
-	next := copyMap(r.indexes.Load(), 0)
-	delete(next, sess.LocalIndex())
-	r.indexes.Store(&next)
-}
-
-// publishDevice adds or replaces pe in the device map, dropping the sessions of a peer it
-// replaces. r.mu must be held.
-func (r *Relay) publishDevice(pe *peer) {
-	next := copyMap(r.devices.Load(), 1)
-	if old := next[pe.device.ID]; old != nil {
-		r.dropSessions(old)
-	}
-	next[pe.device.ID] = pe
-	r.devices.Store(&next)
-}
-
-// dropSessions unindexes every session of pe. r.mu must be held.
-func (r *Relay) dropSessions(pe *peer) {
-	for _, p := range []*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous} {
-		if s := p.Swap(nil); s != nil {
-			r.unindex(s)
-		}
-	}
-}
-
-func copyMap[K comparable, V any](cur *map[K]V, extra int) map[K]V {
-	n := 0
-	if cur != nil {
-		n = len(*cur)
-	}
-	next := make(map[K]V, n+extra)
-	if cur != nil {
-		for k, v := range *cur {
-			next[k] = v
-		}
-	}
-	return next
-}
-
-// housekeeping advances the clock, forgets expired sessions and silent devices, and checks
-// the devices with a session against the Directory, until ctx ends.
-func (r *Relay) housekeeping(ctx context.Context) {
-	clock := time.NewTicker(clockTick)
-	defer clock.Stop()
-	revalidate := time.NewTicker(r.cfg.RevalidateEvery)
-	defer revalidate.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-clock.C:
-			r.tick()
-			r.expire()
-		case <-revalidate.C:
-			r.revalidate(ctx)
-		}
-	}
-}
-
-// expire forgets sessions past RejectAfterTime and devices left with none.
-func (r *Relay) expire() {
-	now := time.Unix(0, r.clock.Load())
-	devs := r.devices.Load()
-	if devs == nil {
-		return
-	}
-	var stale []*peer
-	for _, pe := range *devs {
-		for _, p := range []*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous} {
-			if s := p.Load(); s != nil && s.Expired(now) {
-				stale = append(stale, pe)
-				break
-			}
-		}
-	}
-	if len(stale) == 0 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, pe := range stale {
-		for _, p := range []*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous} {
-			if s := p.Load(); s != nil && s.Expired(now) && p.CompareAndSwap(s, nil) {
-				r.unindex(s)
-			}
-		}
-		if pe.current.Load() == nil && pe.next.Load() == nil && pe.previous.Load() == nil {
-			r.removeDevice(pe)
-		}
-	}
-}
-
-// removeDevice drops pe and its sessions, if pe is still the device's peer. r.mu must be held.
-func (r *Relay) removeDevice(pe *peer) {
-	cur := r.devices.Load()
-	if cur == nil || (*cur)[pe.device.ID] != pe {
-		return
-	}
-	r.dropSessions(pe)
-	next := copyMap(cur, 0)
-	delete(next, pe.device.ID)
-	r.devices.Store(&next)
-}
-
-// revalidate asks the Directory which devices with a session are gone (deleted or re-keyed)
-// and ends their sessions.
-func (r *Relay) revalidate(ctx context.Context) {
-	devs := r.devices.Load()
-	if devs == nil || len(*devs) == 0 {
-		return
-	}
-	list := make([]Device, 0, len(*devs))
-	for _, pe := range *devs {
-		list = append(list, pe.device)
-	}
-	ctx, cancel := context.WithTimeout(ctx, directoryWait)
-	defer cancel()
-	gone, err := r.cfg.Directory.Gone(ctx, list)
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("tunnel: device revalidation failed", "err", err)
-		}
-		return
-	}
-	if len(gone) == 0 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, id := range gone {
-		cur := r.devices.Load()
-		if pe := (*cur)[id]; pe != nil {
-			r.keys.forget(pe.device.Key)
-			r.removeDevice(pe)
-			r.log.Info("tunnel: device gone, session ended", "device_id", id)
-		}
-	}
 }

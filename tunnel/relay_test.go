@@ -19,6 +19,22 @@ type mapDirectory struct {
 	mu      sync.Mutex
 	devices map[PublicKey]Device
 	lookups int
+	// down makes every call fail, as when the API cannot be reached.
+	down bool
+}
+
+var errDirectoryDown = errString("directory down")
+
+func (d *mapDirectory) lookupCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lookups
+}
+
+func (d *mapDirectory) setDown(down bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.down = down
 }
 
 func (d *mapDirectory) add(dev Device) {
@@ -40,6 +56,9 @@ func (d *mapDirectory) LookupKey(_ context.Context, pub PublicKey) (Device, erro
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lookups++
+	if d.down {
+		return Device{}, errDirectoryDown
+	}
 	dev, ok := d.devices[pub]
 	if !ok {
 		return Device{}, ErrUnknownKey
@@ -50,6 +69,9 @@ func (d *mapDirectory) LookupKey(_ context.Context, pub PublicKey) (Device, erro
 func (d *mapDirectory) Gone(_ context.Context, devs []Device) ([]uuid.UUID, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.down {
+		return nil, errDirectoryDown
+	}
 	var gone []uuid.UUID
 	for _, dev := range devs {
 		if cur, ok := d.devices[dev.Key]; !ok || cur.ID != dev.ID {
@@ -72,6 +94,12 @@ type relayFixture struct {
 
 func newRelayFixture(t *testing.T, tweak func(*RelayConfig)) *relayFixture {
 	t.Helper()
+	return newRelayFixtureAt(t, tweak, time.Now)
+}
+
+// newRelayFixtureAt is newRelayFixture with the relay's clock set to now.
+func newRelayFixtureAt(t *testing.T, tweak func(*RelayConfig), now func() time.Time) *relayFixture {
+	t.Helper()
 	key, err := GenerateKeyPair(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +119,8 @@ func newRelayFixture(t *testing.T, tweak func(*RelayConfig)) *relayFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.relay.now = now
+	f.relay.tick()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.relay.Run(ctx) }()
@@ -144,11 +174,12 @@ func (d *testDevice) handshake(serverKey PublicKey) {
 	}
 }
 
-type errString string
-
-func (e errString) Error() string { return string(e) }
-
 func (d *testDevice) tryHandshake(serverKey PublicKey, at time.Time) error {
+	return d.tryHandshakeWithin(serverKey, at, 500*time.Millisecond)
+}
+
+// tryHandshakeWithin sends one initiation and waits for its response up to timeout.
+func (d *testDevice) tryHandshakeWithin(serverKey PublicKey, at time.Time, timeout time.Duration) error {
 	h, init, err := InitiateHandshake(nil, d.key, serverKey, 7, at)
 	if err != nil {
 		return err
@@ -157,7 +188,7 @@ func (d *testDevice) tryHandshake(serverKey PublicKey, at time.Time) error {
 		return err
 	}
 	buf := make([]byte, MaxPacketSize)
-	d.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	d.conn.SetReadDeadline(time.Now().Add(timeout))
 	n, _, err := d.conn.ReadFromUDPAddrPort(buf)
 	if err != nil {
 		return errString("no handshake response: " + err.Error())

@@ -1,0 +1,420 @@
+// Command handshake measures the relay's handshake path under a flood (issue #15): how many
+// valid handshakes a second a relay completes for real devices while junk initiations under
+// random keys arrive at a given rate, and how much relay CPU the junk costs.
+//
+//	go run ./loadtest/handshake -junk 5000 -devices 20 -duration 10s
+//
+// It starts the relay in a child process of its own (this command with -serve: a
+// tunnel.Relay on 127.0.0.1 with an in-memory TUN and the devices' keys in a map), so the
+// relay's CPU time is measured apart from the load generator's. Valid devices send from
+// 127.0.1.x, one address each, handshaking back to back (a new handshake as soon as one
+// completes, 1 s timeout); the junk comes from 127.0.0.2–6 and, like the strongest attacker,
+// carries a valid mac1 and takes the cookies the relay sends under load. It prints one table
+// row. Only loopback addresses are used.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/tuntest"
+)
+
+// directory is the relay's Directory: the devices' keys, fixed at start.
+type directory map[tunnel.PublicKey]tunnel.Device
+
+func (d directory) LookupKey(_ context.Context, k tunnel.PublicKey) (tunnel.Device, error) {
+	if dev, ok := d[k]; ok {
+		return dev, nil
+	}
+	return tunnel.Device{}, tunnel.ErrUnknownKey
+}
+
+func (d directory) Gone(context.Context, []tunnel.Device) ([]uuid.UUID, error) { return nil, nil }
+
+// hasMACs is false on a tree from before issue #15, whose initiations end without MACs, so
+// that this file also measures the relay as it was (BENCHMARKS.md, "before").
+const hasMACs = tunnel.InitiationSize >= 141
+
+func main() {
+	var (
+		serve    = flag.Bool("serve", false, "run the relay (internal: the measuring process starts it)")
+		junk     = flag.Int("junk", 5000, "junk initiations a second, spread over the junk addresses")
+		addrs    = flag.Int("junk-addrs", 5, "junk source addresses (127.0.0.2 onwards), 1..50")
+		devices  = flag.Int("devices", 20, "valid devices handshaking back to back, 0..200")
+		duration = flag.Duration("duration", 10*time.Second, "how long to measure")
+		pool     = flag.Int("pool", 4000, "distinct junk initiations (random keys), sent round-robin")
+	)
+	flag.Parse()
+	if *serve {
+		if err := runRelay(); err != nil {
+			fmt.Fprintln(os.Stderr, "handshake -serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *addrs < 1 || *addrs > 50 || *devices < 0 || *devices > 200 || *duration <= 0 || *junk < 0 {
+		fmt.Fprintln(os.Stderr, "handshake: need 1..50 junk addresses, 0..200 devices, a duration and junk ≥ 0")
+		os.Exit(2)
+	}
+	if err := measure(*junk, *addrs, *devices, *pool, *duration); err != nil {
+		fmt.Fprintln(os.Stderr, "handshake:", err)
+		os.Exit(1)
+	}
+}
+
+// setup is what the measuring process tells the relay process on its stdin.
+type setup struct {
+	Key     tunnel.PrivateKey
+	Devices []tunnel.PublicKey
+}
+
+// report is what the relay process prints when its stdin closes.
+type report struct {
+	CPU      time.Duration   `json:"cpu"`
+	Counters tunnel.Counters `json:"counters"`
+}
+
+// runRelay is the child: it reads the setup, serves, prints its address, and when its stdin
+// closes prints its CPU time and counters.
+func runRelay() error {
+	in := bufio.NewReader(os.Stdin)
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		return err
+	}
+	var s setup
+	if err := json.Unmarshal(line, &s); err != nil {
+		return err
+	}
+	key, err := tunnel.NewKeyPair(s.Key)
+	if err != nil {
+		return err
+	}
+	dir := directory{}
+	for i, k := range s.Devices {
+		dir[k] = tunnel.Device{ID: uuid.New(), Key: k, TunnelIP: netip.AddrFrom4([4]byte{100, 72, 1, byte(i + 2)})}
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	tun := tuntest.New(64)
+	relay, err := tunnel.NewRelay(tunnel.RelayConfig{Key: key, TUN: tun, Conn: conn, Routes: &tunnel.RouteTable{}, Directory: dir})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	fmt.Println(conn.LocalAddr().String())
+	io.Copy(io.Discard, in) // until the parent closes stdin
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	counters := relay.Counters()
+	cancel()
+	tun.Close()
+	<-done
+	return json.NewEncoder(os.Stdout).Encode(report{CPU: cpu, Counters: counters})
+}
+
+// measure starts the relay, floods it while the devices handshake, and prints the row.
+func measure(junk, addrs, devices, poolSize int, duration time.Duration) error {
+	relayKey, err := tunnel.GenerateKeyPair(nil)
+	if err != nil {
+		return err
+	}
+	keys := make([]tunnel.KeyPair, devices)
+	s := setup{Key: relayKey.Private}
+	for i := range keys {
+		if keys[i], err = tunnel.GenerateKeyPair(nil); err != nil {
+			return err
+		}
+		s.Devices = append(s.Devices, keys[i].Public)
+	}
+	pool, err := junkPool(relayKey.Public, poolSize)
+	if err != nil {
+		return err
+	}
+	child, relayAddr, err := startRelay(s)
+	if err != nil {
+		return err
+	}
+	defer child.kill()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var valid, sent atomic.Int64
+	measuring := atomic.Bool{}
+	for i, k := range keys {
+		d, err := newValidDevice(k, relayKey.Public, relayAddr, i)
+		if err != nil {
+			cancel()
+			return err
+		}
+		wg.Go(func() { d.run(ctx, &valid, &measuring) })
+	}
+	for i := range addrs {
+		f, err := newJunk(pool, relayKey.Public, relayAddr, i)
+		if err != nil {
+			cancel()
+			return err
+		}
+		wg.Go(func() { f.run(ctx, junk/addrs, &sent, &measuring) })
+	}
+	time.Sleep(2 * time.Second) // devices known to the relay, load settled
+	cpu0, err := processCPU(child.cmd.Process.Pid)
+	if err != nil {
+		cancel()
+		return err
+	}
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cpu1, err := processCPU(child.cmd.Process.Pid)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	rep, err := child.finish()
+	if err != nil {
+		return err
+	}
+	relayCPU := cpu1 - cpu0
+	fmt.Printf("| %s | %d | %.0f | %d | %.0f | %.2f | %s |\n",
+		map[bool]string{true: "after", false: "before"}[hasMACs], junk, float64(sent.Load())/elapsed.Seconds(),
+		devices, float64(valid.Load())/elapsed.Seconds(), relayCPU.Seconds()/elapsed.Seconds(),
+		perJunk(relayCPU, sent.Load()))
+	fmt.Fprintf(os.Stderr, "relay counters: %+v\n", rep.Counters)
+	return nil
+}
+
+// perJunk is the relay's CPU time per junk initiation, in µs ("—" without junk).
+func perJunk(cpu time.Duration, junk int64) string {
+	if junk == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", float64(cpu.Microseconds())/float64(junk))
+}
+
+// processCPU is pid's user and system CPU time so far, from /proc (10 ms resolution).
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var utime, stime int64
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+type relayProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startRelay(s setup) (*relayProcess, netip.AddrPort, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	cmd := exec.Command(self, "-serve")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	p := &relayProcess{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	if err := json.NewEncoder(stdin).Encode(s); err != nil {
+		p.kill()
+		return nil, netip.AddrPort{}, err
+	}
+	line, err := p.out.ReadString('\n')
+	if err != nil {
+		p.kill()
+		return nil, netip.AddrPort{}, fmt.Errorf("relay did not start: %w", err)
+	}
+	addr, err := netip.ParseAddrPort(strings.TrimSpace(line))
+	return p, addr, err
+}
+
+// finish closes the relay's stdin and reads its report.
+func (p *relayProcess) finish() (report, error) {
+	p.stdin.Close()
+	var r report
+	err := json.NewDecoder(p.out).Decode(&r)
+	p.cmd.Wait()
+	return r, err
+}
+
+func (p *relayProcess) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+}
+
+// validDevice handshakes back to back from its own loopback address.
+type validDevice struct {
+	key   tunnel.KeyPair
+	relay tunnel.PublicKey
+	to    netip.AddrPort
+	conn  *net.UDPConn
+	macs  device.CookieGenerator
+}
+
+func newValidDevice(key tunnel.KeyPair, relay tunnel.PublicKey, to netip.AddrPort, i int) (*validDevice, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))})
+	if err != nil {
+		return nil, err
+	}
+	d := &validDevice{key: key, relay: relay, to: to, conn: conn}
+	d.macs.Init(device.NoisePublicKey(relay))
+	return d, nil
+}
+
+func (d *validDevice) run(ctx context.Context, done *atomic.Int64, measuring *atomic.Bool) {
+	defer d.conn.Close()
+	buf := make([]byte, 2048)
+	for index := uint32(1); ctx.Err() == nil; index++ {
+		h, pkt, err := tunnel.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
+		if err != nil {
+			return
+		}
+		if hasMACs {
+			d.macs.AddMacs(pkt)
+		}
+		d.conn.WriteToUDPAddrPort(pkt, d.to)
+		d.conn.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, _, err := d.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			p, drop := tunnel.ParsePacket(buf[:n])
+			if drop != tunnel.DropNone {
+				continue
+			}
+			if hasMACs && takeCookie(&d.macs, p) {
+				break // resend at once, now with mac2
+			}
+			if _, drop := h.Complete(p, time.Now()); drop == tunnel.DropNone {
+				if measuring.Load() {
+					done.Add(1)
+				}
+				break
+			}
+		}
+	}
+}
+
+// takeCookie gives a cookie reply's cookie to g and reports whether p was one.
+func takeCookie(g *device.CookieGenerator, p tunnel.Packet) bool {
+	if p.Type != tunnel.PacketType(5) || len(p.Body) != 56 { // PacketCookieReply
+		return false
+	}
+	var msg device.MessageCookieReply
+	msg.Receiver = p.Receiver
+	copy(msg.Nonce[:], p.Body[:24])
+	copy(msg.Cookie[:], p.Body[24:])
+	return g.ConsumeReply(&msg)
+}
+
+// junkPool makes n initiations under fresh random keys no device has.
+func junkPool(relay tunnel.PublicKey, n int) ([][]byte, error) {
+	pool := make([][]byte, n)
+	for i := range pool {
+		k, err := tunnel.GenerateKeyPair(nil)
+		if err != nil {
+			return nil, err
+		}
+		if _, pool[i], err = tunnel.InitiateHandshake(nil, k, relay, uint32(i+1), time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+// junkSender floods from one address, taking the relay's cookies.
+type junkSender struct {
+	pool [][]byte
+	to   netip.AddrPort
+	conn *net.UDPConn
+	macs device.CookieGenerator
+}
+
+func newJunk(pool [][]byte, relay tunnel.PublicKey, to netip.AddrPort, i int) (*junkSender, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(i+2))})
+	if err != nil {
+		return nil, err
+	}
+	j := &junkSender{pool: pool, to: to, conn: conn}
+	j.macs.Init(device.NoisePublicKey(relay))
+	return j, nil
+}
+
+func (j *junkSender) run(ctx context.Context, rate int, sent *atomic.Int64, measuring *atomic.Bool) {
+	defer j.conn.Close()
+	go func() { // ends when run closes the socket
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := j.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if p, drop := tunnel.ParsePacket(buf[:n]); drop == tunnel.DropNone && hasMACs {
+				takeCookie(&j.macs, p)
+			}
+		}
+	}()
+	if rate == 0 {
+		<-ctx.Done()
+		return
+	}
+	start := time.Now()
+	buf := make([]byte, 0, 256)
+	for i := 0; ctx.Err() == nil; {
+		for due := int(time.Since(start).Seconds() * float64(rate)); i < due; i++ {
+			buf = append(buf[:0], j.pool[i%len(j.pool)]...)
+			if hasMACs {
+				j.macs.AddMacs(buf)
+			}
+			if _, err := j.conn.WriteToUDPAddrPort(buf, j.to); err == nil && measuring.Load() {
+				sent.Add(1)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
