@@ -155,13 +155,7 @@ func TestRelayForgetsRememberedDeviceThatIsGone(t *testing.T) {
 	f.relay.tick()
 	f.relay.expire()
 	f.dir.remove(d.dev.Key)
-	deadline := time.Now().Add(2 * time.Second)
-	for len(f.relay.Sessions()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("revalidation did not forget the deleted device within 2 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	f.waitForgotten("the deleted, remembered device")
 	if err := d.tryHandshake(f.key.Public, clock.Now()); err == nil {
 		t.Error("a deleted device handshook, want no response")
 	}

@@ -297,6 +297,19 @@ func (f *relayFixture) waitDrop(d Drop, want uint64) {
 	}
 }
 
+// waitForgotten waits until the relay knows no device any more (revalidation found what
+// is gone), failing after 2 s.
+func (f *relayFixture) waitForgotten(what string) {
+	f.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for len(f.relay.Sessions()) != 0 {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("the relay still knows %s after 2 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (f *relayFixture) wantNothingOnTUN() {
 	f.t.Helper()
 	if b, err := f.tun.Receive(100 * time.Millisecond); err == nil {
@@ -410,13 +423,7 @@ func TestRelayEndsSessionOfDeletedDevice(t *testing.T) {
 	f.route("10.9.0.2", d, 0)
 
 	f.dir.remove(d.dev.Key)
-	deadline := time.Now().Add(2 * time.Second)
-	for len(f.relay.Sessions()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the deleted device still has a session after 2s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	f.waitForgotten("the deleted device")
 	if err := f.tun.Inject(ipv4Packet("10.9.0.2", "203.0.113.10", 100)); err != nil {
 		t.Fatal(err)
 	}
