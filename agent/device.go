@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cellgate/cellgate/firewall"
 	"github.com/cellgate/cellgate/tunnel"
 )
 
@@ -35,7 +36,8 @@ type DeviceConfig struct {
 	Uplink string
 	// ClientPool is the proxy clients' address pool, routed back into the TUN.
 	ClientPool netip.Prefix
-	// NoKernelSetup leaves forwarding, NAT and the client pool's route to the operator.
+	// NoKernelSetup leaves the firewall chains, forwarding, NAT and the client pool's route to
+	// the operator.
 	NoKernelSetup bool
 	// HeartbeatInterval is the time between heartbeats (DefaultInterval).
 	HeartbeatInterval time.Duration
@@ -193,9 +195,11 @@ func loadDeviceState(path string) (deviceState, error) {
 	return st, nil
 }
 
-// setupDeviceNAT turns the device into the clients' exit: forwarding on, loose reverse-path
-// filtering on the TUN, MASQUERADE of the client pool out of the uplink, and the client pool
-// routed back into the TUN.
+// setupDeviceNAT turns the device into the clients' exit to the public internet and nothing
+// else: the firewall's chains (firewall.Agent: out of the uplink to public destinations only,
+// nothing to the device itself), forwarding on, loose reverse-path filtering on the TUN,
+// MASQUERADE of the client pool out of the uplink, and the client pool routed back into the
+// TUN. The filter comes first, so that no client packet is forwarded before it is in place.
 func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*tunnel.KernelSetup, error) {
 	uplink := cfg.Uplink
 	if uplink == "" {
@@ -208,6 +212,9 @@ func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*tunnel.KernelSetup,
 	k := &tunnel.KernelSetup{}
 	rule := []string{"POSTROUTING", "-s", pool, "-o", uplink, "-j", "MASQUERADE", "-m", "comment", "--comment", "cellgate agent"}
 	steps := []func() error{
+		func() error {
+			return k.Chains(ctx, firewall.Agent(cfg.TUNName, uplink, cfg.ClientPool, firewall.HasIPv6()))
+		},
 		func() error { return k.Sysctl("net.ipv4.ip_forward", "1") },
 		func() error { return k.Sysctl("net.ipv4.conf."+cfg.TUNName+".rp_filter", "2") },
 		func() error {

@@ -22,10 +22,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/firewall"
 )
 
 // TestDevRunsRelay checks that `cellgate dev`, run as root, starts the relay in its process —
-// the tunnel (cg0, the policy rule, the control API) and, as a child process, the OpenVPN
+// the tunnel (cg0, the policy rule, the firewall chain, the control API) and, as a child process, the OpenVPN
 // server (set up in <data-dir>/openvpn, its management interface held by the tunnel, its
 // profiles served by the API) — and removes it all again when it stops; that a second run
 // keeps the OpenVPN keys; and that when cellgate dev crashes, OpenVPN goes with it.
@@ -62,6 +63,9 @@ func TestDevRunsRelay(t *testing.T) {
 	}
 	if out, _ := top.Relay.Run(ctx, "ip", "rule"); !strings.Contains(out, "from 10.9.0.0/16 lookup 7400") {
 		t.Errorf("ip rule = %q, want the client pool's rule", out)
+	}
+	if out, _ := top.Relay.Run(ctx, "iptables", "-w", "-S"); !strings.Contains(out, "\n-A INPUT -j "+firewall.RelayInput+"\n") {
+		t.Errorf("iptables -S = %q, want the jump to %s", out, firewall.RelayInput)
 	}
 
 	// OpenVPN: the process, its log, hook.env pointing at the dev API.
@@ -132,6 +136,9 @@ func TestDevRunsRelay(t *testing.T) {
 	}
 	if out, _ := top.Relay.Run(ctx, "ip", "rule"); strings.Contains(out, "lookup 7400") {
 		t.Errorf("ip rule after cellgate dev stopped = %q, want the client pool's rule gone", out)
+	}
+	if out, _ := top.Relay.Run(ctx, "iptables", "-w", "-S"); strings.Contains(out, "CELLGATE") {
+		t.Errorf("iptables -S after cellgate dev stopped = %q, want the firewall chain gone", out)
 	}
 	if log, _ := os.ReadFile(filepath.Join(ovpnDir, "openvpn.log")); !strings.Contains(string(log), "SIGTERM") {
 		t.Errorf("openvpn.log shows no SIGTERM: cellgate dev did not stop it in order")

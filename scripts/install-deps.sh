@@ -17,9 +17,11 @@ need psql postgresql-client
 need ip iproute2
 need jq jq         # the README walkthrough
 need curl curl
-# The network-namespace end-to-end tests (e2e/): netns + veth, NAT on the device agent, iperf3
-# servers and clients, and modprobe for the tun/veth modules on hosts that do not autoload them.
+# iptables (and ip6tables, same package): the relay's and the agent's firewall chains and the
+# agent's NAT (package firewall; on Debian 12 it is iptables-nft).
 need iptables iptables
+# The network-namespace end-to-end tests (e2e/): netns + veth, iperf3 servers and clients, and
+# modprobe for the tun/veth modules on hosts that do not autoload them.
 need iperf3 iperf3
 need ping iputils-ping   # the OpenVPN reconnect-storm test pings through the tunnel
 need openvpn openvpn # the OpenVPN server of the relay and the e2e/openvpn tests

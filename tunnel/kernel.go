@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cellgate/cellgate/firewall"
 )
 
 // Sysctl reads a kernel setting under /proc/sys, given in dotted form (net.ipv4.ip_forward).
@@ -69,6 +71,18 @@ func (k *KernelSetup) Run(ctx context.Context, do, undo []string) error {
 	return nil
 }
 
+// Chains installs the firewall chains in order, each replacing what a crashed run left of it,
+// and removes them at Undo.
+func (k *KernelSetup) Chains(ctx context.Context, chains []firewall.Chain) error {
+	for _, c := range chains {
+		if err := c.Install(ctx); err != nil {
+			return err
+		}
+		k.undo = append(k.undo, c.Remove)
+	}
+	return nil
+}
+
 // Undo reverts every recorded change, newest first, and returns the errors joined.
 func (k *KernelSetup) Undo(ctx context.Context) error {
 	var errs []error
@@ -90,15 +104,18 @@ type RelayRouting struct {
 	Table int
 }
 
-// SetupRelayRouting turns on forwarding, makes reverse-path filtering loose on cg0 (packets
-// from the internet arrive there although the main table routes the internet elsewhere), and
-// adds the policy rule "from ClientPool lookup Table" with a default route into cg0 in Table.
-// The returned KernelSetup's Undo removes it all again.
+// SetupRelayRouting keeps the client pool off the relay host (firewall.Relay), turns on
+// forwarding, makes reverse-path filtering loose on cg0 (packets from the internet arrive there
+// although the main table routes the internet elsewhere), and adds the policy rule "from
+// ClientPool lookup Table" with a default route into cg0 in Table. The filter comes first, so
+// no packet of the pool is routed before it is in place. The returned KernelSetup's Undo
+// removes it all again.
 func SetupRelayRouting(ctx context.Context, r RelayRouting) (*KernelSetup, error) {
 	k := &KernelSetup{}
 	table := strconv.Itoa(r.Table)
 	pool := r.ClientPool.Masked().String()
 	steps := []func() error{
+		func() error { return k.Chains(ctx, firewall.Relay(r.ClientPool)) },
 		func() error { return k.Sysctl("net.ipv4.ip_forward", "1") },
 		func() error { return k.Sysctl("net.ipv4.conf."+r.TUN+".rp_filter", "2") },
 		func() error {

@@ -30,8 +30,8 @@ type Config struct {
 	InternalToken string
 	// TUN is cg0: its name, address (100.72.0.1/16) and MTU.
 	TUN TUNConfig
-	// Routing is the policy routing from the client pool into cg0; nil leaves the kernel's
-	// routing to the operator.
+	// Routing is the policy routing from the client pool into cg0 and the filter keeping the
+	// pool off the relay host; nil leaves both to the operator.
 	Routing *RelayRouting
 	// ReportEvery is the usage reporter's period; SessionTimeout see RelayConfig.
 	ReportEvery    time.Duration

@@ -51,7 +51,7 @@ func (c *agentConfig) register(f *flags) {
 	f.int(&c.device.MTU, "mtu", "CELLGATE_AGENT_MTU", tunnel.DefaultMTU, "device: MTU of the TUN (the tunnel's MTU)")
 	f.string(&c.device.Uplink, "uplink", "CELLGATE_AGENT_UPLINK", "", "device: interface the clients' traffic leaves by (default: the default route's)")
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "device: the proxy clients' addresses, NATed out of the uplink and routed back into the TUN")
-	f.bool(&c.device.NoKernelSetup, "no-kernel-setup", "CELLGATE_AGENT_NO_KERNEL_SETUP", false, "device: leave forwarding, NAT and routes to the operator")
+	f.bool(&c.device.NoKernelSetup, "no-kernel-setup", "CELLGATE_AGENT_NO_KERNEL_SETUP", false, "device: leave the firewall chains, forwarding, NAT and routes to the operator (README: Running a device agent)")
 	f.string(&c.stateFile, "state", "CELLGATE_SIM_STATE", ".data/sim-devices.json", "file that keeps the simulated devices' ids and tokens (mode 0600), so the next run reuses them")
 	f.string(&c.prefix, "prefix", "CELLGATE_SIM_PREFIX", agent.DefaultPrefix, "name prefix of the simulated devices: sim-0001, sim-0002, …")
 	f.duration(&c.interval, "interval", "CELLGATE_HEARTBEAT_INTERVAL", agent.DefaultInterval, "time between two heartbeats of a device")
