@@ -157,7 +157,8 @@ func saturatingAdd(a, b int64) int64 {
 
 // quotaUsed is a connection's usage as its quota workflow knows it, when that is newer than
 // Postgres's (which it saves at most every workflows.SaveInterval); otherwise, or when the
-// workflow cannot be asked, Postgres's.
+// workflow cannot be asked, Postgres's. It is for showing; a login or connect is decided by
+// admission, which never goes on Postgres's figure when the workflow cannot be asked.
 func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
 	ctx, cancel := context.WithTimeout(ctx, quotaQueryTimeout)
 	defer cancel()
