@@ -54,6 +54,7 @@ func (s *Server) newOpenVPN() *openVPN {
 	}
 	o.sessions = sessions
 	o.auth = newOvpnAuth(s.cfg.OpenVPNAuth, sessions, s.store, s.log)
+	o.auth.quota = s.quotaRefusal
 	return o
 }
 
@@ -100,8 +101,10 @@ func (o *openVPN) authenticate(c *gin.Context) error {
 
 // POST /internal/v1/openvpn/connect {"common_name","pool_ip","untrusted_ip"}: route the
 // client's pool address through its connection's device, {"connection_id","session_id"}. A
-// connection that is missing, not OpenVPN, disabled or cut off is 403 "refused"; a relay that
-// refuses is 502, one that cannot be reached (or none configured) 503.
+// connection that is missing, not OpenVPN, disabled, cut off or used up is 403 "refused"; one
+// whose usage cannot be decided now (the quota workflow does not answer) is 503
+// "quota_unavailable", with no route; a relay that refuses is 502, one that cannot be reached
+// (or none configured) 503.
 func (o *openVPN) connect(c *gin.Context) error {
 	var req struct {
 		CommonName  *string `json:"common_name"`
@@ -131,8 +134,12 @@ func (o *openVPN) connect(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	used, err := o.usage(ctx, conn)
+	if err != nil {
+		return err
+	}
 	reg := tunnel.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
-		Limit: conn.BandwidthLimit, Used: o.s.quotaUsed(ctx, conn), Epoch: uint64(conn.UsageEpoch)}
+		Limit: conn.BandwidthLimit, Used: used, Epoch: uint64(conn.UsageEpoch)}
 	route, err := o.tunnel.AddClient(ctx, reg)
 	if err != nil {
 		return o.tunnelError(ctx, "route", err)
@@ -164,6 +171,25 @@ func (o *openVPN) connection(ctx context.Context, username string) (store.Connec
 	}
 	o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", username), slog.String("reason", reason))
 	return conn, &Error{Status: http.StatusForbidden, Code: "refused", Message: reason}
+}
+
+// usage is the usage a connection's route counts from: its quota workflow's figure (see
+// Server.admission), or the refusal that keeps the client out when the connection is used up
+// or its usage cannot be decided now.
+func (o *openVPN) usage(ctx context.Context, conn store.Connection) (int64, error) {
+	adm, err := o.s.admission(ctx, savedQuota{id: conn.ID, limit: conn.BandwidthLimit, used: conn.BandwidthUsed,
+		epoch: conn.UsageEpoch, cutOff: conn.CutOff})
+	switch {
+	case errors.Is(err, errQuotaUndecided):
+		return 0, &Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: ReasonQuotaUnavailable}
+	case err != nil:
+		return 0, err
+	case adm.exhausted:
+		o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", conn.Username),
+			slog.String("reason", ReasonQuotaExceeded))
+		return 0, &Error{Status: http.StatusForbidden, Code: "refused", Message: ReasonQuotaExceeded}
+	}
+	return adm.used, nil
 }
 
 // ovpnBytes are OpenVPN's final counters of a client: bytes_received is what the client

@@ -278,3 +278,71 @@ func TestOpenVPNHookBadInput(t *testing.T) {
 	// An empty untrusted_ip (OpenVPN's for an IPv6 client) is fine on connect.
 	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/connect", set(validConnect, "untrusted_ip", `""`))
 }
+
+// TestOpenVPNConnectFailsClosed: issue #15, item 2. When the quota workflow cannot say how much
+// a connection used (no worker runs its task queue in these tests, so a query times out),
+// neither the login nor the connect goes on Postgres's figure, which lags the workflow by
+// seconds and stops moving while the worker is down: the login is refused with a TEMP reason,
+// which the OpenVPN client retries after its backoff, and the connect adds no route.
+func TestOpenVPNConnectFailsClosed(t *testing.T) {
+	t.Parallel()
+	relay := newTestRelay(t)
+	e := newOvpnEnv(t, relayConfig(relay.url))
+	in := e.internal(internalToken)
+	const pw = "fail-closed-password"
+	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw), limit: 5000})
+	relay.stats.setLive(e.device, true)
+
+	// Nothing was ever counted, so there is no quota workflow yet: Postgres's figure is
+	// complete, and the first login and connect go on it.
+	got, _ := e.auth(t, user, pw, e.ip())
+	wantAuth(t, "before any usage", got, "", id)
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/connect", connectBody(user, "10.9.0.6"))
+	route, ok := relay.routes.Lookup(netip.MustParseAddr("10.9.0.6"))
+	if !ok {
+		t.Fatal("relay has no route for 10.9.0.6")
+	}
+	for route.Admit(1400, tunnel.ToClient) {
+	}
+	// The disconnect hands the session's final usage to the quota workflow, which no worker
+	// runs: from now on the workflow cannot be asked.
+	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/disconnect", disconnectBody(user, "10.9.0.6", 0, 4200))
+
+	got, _ = e.auth(t, user, pw, e.ip())
+	if got.Allow || !strings.HasPrefix(got.Reason, "TEMP[backoff ") {
+		t.Errorf("auth with the quota workflow unreachable = %+v, want refused with a TEMP reason", got)
+	}
+	r := in.do(t, http.MethodPost, "/internal/v1/openvpn/connect", connectBody(user, "10.9.0.7"))
+	if code := wantError(t, r, http.StatusServiceUnavailable, ""); code != "quota_unavailable" {
+		t.Errorf("connect with the quota workflow unreachable = %d %s, want 503 quota_unavailable", r.status, r.raw)
+	}
+	if !strings.Contains(string(r.raw), "TEMP[backoff ") {
+		t.Errorf("connect with the quota workflow unreachable = %s, want the TEMP reason in the message", r.raw)
+	}
+	if _, ok := relay.routes.Lookup(netip.MustParseAddr("10.9.0.7")); ok {
+		t.Error("connect with the quota workflow unreachable routed 10.9.0.7, want no route")
+	}
+}
+
+// TestOpenVPNConnectExhaustedByPostgres: Postgres's figure, which only ever lags, is enough to
+// refuse: a connection whose saved usage reached its limit is refused "quota exceeded" by the
+// login and the connect even before the quota workflow has cut it off.
+func TestOpenVPNConnectExhaustedByPostgres(t *testing.T) {
+	t.Parallel()
+	relay := newTestRelay(t)
+	e := newOvpnEnv(t, relayConfig(relay.url))
+	in := e.internal(internalToken)
+	const pw = "exhausted-password"
+	_, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw), limit: 5000, used: 5000})
+	relay.stats.setLive(e.device, true)
+
+	got, _ := e.auth(t, user, pw, e.ip())
+	wantAuth(t, "usage at the limit", got, api.ReasonQuotaExceeded, uuid.Nil)
+	r := in.do(t, http.MethodPost, "/internal/v1/openvpn/connect", connectBody(user, "10.9.0.6"))
+	if code := wantError(t, r, http.StatusForbidden, ""); code != "refused" || !strings.Contains(string(r.raw), api.ReasonQuotaExceeded) {
+		t.Errorf("connect with usage at the limit = %d %s, want 403 refused, quota exceeded", r.status, r.raw)
+	}
+	if n := relay.routes.Len(); n != 0 {
+		t.Errorf("relay routes after a refused connect = %d, want 0", n)
+	}
+}

@@ -107,6 +107,9 @@ type ovpnAuth struct {
 	// flight lets identical logins that arrive together (a reconnect storm of one credential)
 	// share one bcrypt check: keyed by the credential's MAC and password version.
 	flight singleflight.Group
+	// quota, when set, decides a verified login's usage: "" to go on, else the refusal
+	// (quota exceeded, or a TEMP reason when it cannot be decided now; Server.quotaRefusal).
+	quota func(ctx context.Context, connectionID uuid.UUID) (string, error)
 }
 
 func newOvpnAuth(cfg OpenVPNAuthConfig, sessions DeviceSessions, st *store.Store, log *slog.Logger) *ovpnAuth {
@@ -187,6 +190,15 @@ func (a *ovpnAuth) authenticate(ctx context.Context, username, password string, 
 		return a.deny(ctx, username, ip, ReasonDisabled), nil
 	case login.CutOff:
 		return a.deny(ctx, username, ip, ReasonQuotaExceeded), nil
+	}
+	if a.quota != nil {
+		reason, err := a.quota(ctx, login.ConnectionID)
+		if err != nil {
+			return authDecision{}, err
+		}
+		if reason != "" {
+			return a.deny(ctx, username, ip, reason), nil
+		}
 	}
 	if a.sessions != nil {
 		// A relay that cannot be asked cannot carry the client's traffic either: the

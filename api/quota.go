@@ -27,8 +27,9 @@ import (
 const (
 	// resetWait is how long POST …/reset-usage waits for its ResetUsage workflow.
 	resetWait = 10 * time.Second
-	// quotaQueryTimeout bounds asking a quota workflow for its usage; past it Postgres's
-	// figure (at most workflows.SaveInterval + SaveQuiet old) is used.
+	// quotaQueryTimeout bounds asking a quota workflow for its usage. Past it a connection's
+	// page shows Postgres's figure (at most workflows.SaveInterval + SaveQuiet old, and not
+	// moving while the worker is down); a login or connect is refused for now (admission).
 	quotaQueryTimeout = 2 * time.Second
 	// signalConcurrency bounds the signals one usage report sends at once.
 	signalConcurrency = 16
@@ -156,7 +157,8 @@ func saturatingAdd(a, b int64) int64 {
 
 // quotaUsed is a connection's usage as its quota workflow knows it, when that is newer than
 // Postgres's (which it saves at most every workflows.SaveInterval); otherwise, or when the
-// workflow cannot be asked, Postgres's.
+// workflow cannot be asked, Postgres's. It is for showing; a login or connect is decided by
+// admission, which never goes on Postgres's figure when the workflow cannot be asked.
 func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
 	ctx, cancel := context.WithTimeout(ctx, quotaQueryTimeout)
 	defer cancel()
@@ -174,6 +176,115 @@ func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
 		return conn.BandwidthUsed
 	}
 	return max(v.Used, conn.BandwidthUsed)
+}
+
+// ReasonQuotaUnavailable refuses an OpenVPN login whose usage cannot be decided now (the
+// quota workflow does not answer: Temporal or the worker is down or slow). It is a TEMP
+// reason: the client tries again after the backoff.
+const ReasonQuotaUnavailable = "TEMP[backoff 15]: usage cannot be checked now"
+
+// errQuotaUndecided: a connection's usage cannot be decided now, so it may not be routed.
+var errQuotaUndecided = errors.New("the quota workflow did not say how much the connection used")
+
+// savedQuota is a connection's quota as Postgres holds it. Its usage only ever lags the
+// quota workflow's (a save every workflows.SaveInterval, none while the worker is down): it
+// can prove a connection exhausted, never that bytes are left.
+type savedQuota struct {
+	id     uuid.UUID
+	limit  int64 // 0: unlimited
+	used   int64
+	epoch  int64
+	cutOff bool
+}
+
+// workflowQuota is a quota workflow's answer; absent means the workflow does not exist (no
+// usage of the connection was ever reported), so Postgres's figure is all there is.
+type workflowQuota struct {
+	view   workflows.QuotaView
+	absent bool
+}
+
+// admission says whether a connection may be routed and from which usage the relay counts.
+type admission struct {
+	used      int64
+	exhausted bool
+}
+
+// admit decides a login or connect from Postgres's row and the quota workflow's answer (nil
+// when it could not be had). It fails closed: Postgres's figure may refuse (cut off, or usage
+// at the limit), but it admits only when the workflow cannot know more — no workflow, or one
+// that has not yet seen the epoch a reset started. Otherwise the workflow's answer decides,
+// and without one the answer is errQuotaUndecided, never a guess.
+func admit(pg savedQuota, wf *workflowQuota) (admission, error) {
+	if pg.cutOff || exhausted(pg.limit, pg.used) {
+		return admission{used: pg.used, exhausted: true}, nil
+	}
+	switch {
+	case wf == nil:
+		return admission{}, errQuotaUndecided
+	case wf.absent, wf.view.Epoch < pg.epoch:
+		return admission{used: pg.used}, nil
+	case wf.view.Epoch > pg.epoch:
+		// Postgres was read before a reset committed: the next try reads the new epoch.
+		return admission{}, errQuotaUndecided
+	}
+	used := max(wf.view.Used, pg.used)
+	return admission{used: used, exhausted: wf.view.CutOff || exhausted(pg.limit, used)}, nil
+}
+
+// exhausted reports whether used bytes leave nothing of limit (0: unlimited).
+func exhausted(limit, used int64) bool { return limit > 0 && used >= limit }
+
+// admission asks a connection's quota workflow for its usage (after handing it what the API
+// holds) and decides with admit. A workflow that does not answer within quotaQueryTimeout, or
+// held usage that cannot be handed over, is errQuotaUndecided.
+func (s *Server) admission(ctx context.Context, pg savedQuota) (admission, error) {
+	if pg.cutOff || exhausted(pg.limit, pg.used) {
+		return admit(pg, nil) // refused on Postgres's figure alone; no need to ask
+	}
+	ctx, cancel := context.WithTimeout(ctx, quotaQueryTimeout)
+	defer cancel()
+	wf, err := s.askQuota(ctx, pg.id)
+	if err != nil {
+		s.log.WarnContext(ctx, "connection's usage cannot be decided; refusing it for now",
+			slog.String("connection_id", pg.id.String()), slog.Any("err", err))
+	}
+	return admit(pg, wf)
+}
+
+// askQuota hands a connection's held usage to its quota workflow and asks the workflow for
+// its figures; a workflow that does not exist is an answer (absent), not an error.
+func (s *Server) askQuota(ctx context.Context, id uuid.UUID) (*workflowQuota, error) {
+	if err := s.hold.flush(ctx, id); err != nil {
+		return nil, fmt.Errorf("hand held usage to the quota workflow: %w", err)
+	}
+	v, err := s.quotaView(ctx, id)
+	if notFound := (*serviceerror.NotFound)(nil); errors.As(err, &notFound) {
+		return &workflowQuota{absent: true}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("query the quota workflow: %w", err)
+	}
+	return &workflowQuota{view: v}, nil
+}
+
+// quotaRefusal is the OpenVPN login's quota check (ovpnAuth.quota): "" when the connection
+// may be routed, else the reason to refuse it with.
+func (s *Server) quotaRefusal(ctx context.Context, id uuid.UUID) (string, error) {
+	q, err := s.store.QuotaRow(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("openvpn auth: read the quota: %w", err)
+	}
+	adm, err := s.admission(ctx, savedQuota{id: id, limit: q.Limit, used: q.Used, epoch: q.Epoch, cutOff: q.CutOff})
+	switch {
+	case errors.Is(err, errQuotaUndecided):
+		return ReasonQuotaUnavailable, nil
+	case err != nil:
+		return "", err
+	case adm.exhausted:
+		return ReasonQuotaExceeded, nil
+	}
+	return "", nil
 }
 
 // flushUsage signals the usage figures the API holds for a connection, so that its quota

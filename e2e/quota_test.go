@@ -35,10 +35,11 @@ func ovpnUnderlay(t *testing.T, ctx context.Context, top *Topology) {
 	}
 }
 
-// startOpenVPNStack writes the relay's OpenVPN server directory, starts the stack (dev, the
-// tunnel holding OpenVPN's management interface), enrolls a live phone and starts the OpenVPN
-// server (after ovpnUnderlay). It returns the stack, the phone's device id and the server.
-func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin string) (*stack, string, *Proc) {
+// startOpenVPNStack writes the relay's OpenVPN server directory, starts the stack (dev with
+// devArgs, the tunnel holding OpenVPN's management interface), enrolls a live phone and starts
+// the OpenVPN server (after ovpnUnderlay). It returns the stack, the phone's device id and the
+// server.
+func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin string, devArgs ...string) (*stack, string, *Proc) {
 	t.Helper()
 	ovpnDir := filepath.Join(openTempDir(t, "cellgate-e2e-ovpn-"), "openvpn")
 	if out, err := top.Relay.Run(ctx, bin, "openvpn", "init", "--dir", ovpnDir, "--public-host", ovpnServerAddr,
@@ -50,7 +51,7 @@ func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin str
 	t.Setenv("CELLGATE_TUNNEL_CONTROL_TOKEN", ovpnControl)
 	t.Setenv("CELLGATE_TUNNEL_CONTROL_URL", "http://"+controlAddr)
 	t.Setenv("CELLGATE_OPENVPN_DIR", ovpnDir)
-	s := startStack(t, top)
+	s := startStackDev(t, top, devArgs)
 	devID, _ := s.device(ctx, "phone-1")
 	s.waitLive(ctx, devID, 30*time.Second)
 	server := top.Relay.Start(t, "openvpn", "--config", filepath.Join(ovpnDir, "server.conf"))

@@ -45,6 +45,12 @@ const (
 // relay namespace and logs in as the dev operator. It serves tests and benchmarks alike.
 func startStack(t testing.TB, top *Topology, tunnelArgs ...string) *stack {
 	t.Helper()
+	return startStackDev(t, top, nil, tunnelArgs...)
+}
+
+// startStackDev is startStack with more arguments for `cellgate dev`, e.g. --worker=false.
+func startStackDev(t testing.TB, top *Topology, devArgs []string, tunnelArgs ...string) *stack {
+	t.Helper()
 	bin := BuildCellgate(t)
 	dataDir := openTempDir(t, "cellgate-e2e-")
 	s := &stack{t: t, top: top, bin: bin, dataDir: dataDir,
@@ -53,7 +59,7 @@ func startStack(t testing.TB, top *Topology, tunnelArgs ...string) *stack {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	dev := devCommand(t, top, bin, dataDir, "--listen", "0.0.0.0:"+apiPort, "--tunnel=false")
+	dev := devCommand(t, top, bin, dataDir, append([]string{"--listen", "0.0.0.0:" + apiPort, "--tunnel=false"}, devArgs...)...)
 	dev.Env = append(dev.Env,
 		"CELLGATE_TUNNEL_ENDPOINT="+RelayUplink+":"+tunnelPort,
 		"CELLGATE_LOG_LEVEL=info")
@@ -118,6 +124,19 @@ func (s *stack) startTunnel(ctx context.Context, args ...string) {
 	if err := s.tunnel.WaitOutput(ctx, "tunnel: running"); err != nil {
 		s.t.Fatalf("cellgate tunnel: %v", err)
 	}
+}
+
+// startWorker starts `cellgate worker` in the relay namespace on the dev stack's Postgres and
+// Temporal (for a stack started with --worker=false) and waits until it polls.
+func (s *stack) startWorker(ctx context.Context) *Proc {
+	s.t.Helper()
+	cmd := s.top.Relay.Command(context.Background(), s.bin, "worker", "--health-listen", "")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.env["DATABASE_URL"], "TEMPORAL_ADDRESS="+s.env["TEMPORAL_ADDRESS"])
+	p := s.top.Relay.StartCmd(s.t, cmd)
+	if err := p.WaitOutput(ctx, "worker polling"); err != nil {
+		s.t.Fatalf("cellgate worker: %v", err)
+	}
+	return p
 }
 
 // readEnv reads the KEY='value' lines of a dev.env file.
@@ -190,18 +209,25 @@ type tunnelStats struct {
 		DeviceID string `json:"device_id"`
 		Live     bool   `json:"live"`
 	} `json:"sessions"`
-	Connections []struct {
-		ConnectionID string `json:"connection_id"`
-		Used         int64  `json:"used"`
-		RxBytes      int64  `json:"rx_bytes"`
-		TxBytes      int64  `json:"tx_bytes"`
-		Blocked      bool   `json:"blocked"`
-	} `json:"connections"`
-	Counters struct {
+	Routes      int               `json:"routes"`
+	Connections []statsConnection `json:"connections"`
+	Counters    struct {
 		Handshakes      uint64            `json:"handshakes"`
 		FromClientBytes int64             `json:"from_client_bytes"`
 		Drops           map[string]uint64 `json:"drops"`
 	} `json:"counters"`
+}
+
+// statsConnection is one connection in the tunnel's GET /stats: routed, or remembered after
+// its last route went (routed false).
+type statsConnection struct {
+	ConnectionID string `json:"connection_id"`
+	Used         int64  `json:"used"`
+	Limit        int64  `json:"limit"`
+	RxBytes      int64  `json:"rx_bytes"`
+	TxBytes      int64  `json:"tx_bytes"`
+	Blocked      bool   `json:"blocked"`
+	Routed       bool   `json:"routed"`
 }
 
 // stats reads the tunnel's GET /stats and fails the test if it cannot.

@@ -16,7 +16,8 @@ const mtu = 1420
 
 // TestTunnelEndToEnd runs the whole data path: a client's traffic goes through the relay's
 // tunnel to the phone's agent and out of its uplink; a byte limit cuts a download off exactly;
-// the usage the API learns equals the tunnel's counters; and a tunnel restart is survived.
+// the usage the API learns equals the tunnel's counters; a client that leaves and comes back
+// with a lagging figure of the API is still at its limit; and a tunnel restart is survived.
 func TestTunnelEndToEnd(t *testing.T) {
 	top := New(t)
 	server := top.ServeHTTP(t)
@@ -71,6 +72,19 @@ func TestTunnelEndToEnd(t *testing.T) {
 				t.Fatalf("API bandwidth_used = %d after 10s, want the tunnel's %d", used, want)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+
+		// The client leaves and comes back at once, registered with a lagging figure of
+		// the API (0 here): the relay remembers the connection and forwards nothing more.
+		if _, err := s.control(ctx, http.MethodDelete, "/clients/"+ClientAddr, nil, nil); err != nil {
+			t.Fatalf("unroute the client: %v", err)
+		}
+		s.route(ctx, conn, devID, limit, 0, 1)
+		if _, err := s.curl(ctx, "--max-time", "3", "-o", "/dev/null", server+"/bytes?n=100000"); err == nil {
+			t.Error("a 100 kB download after reconnecting a used-up connection completed, want it refused")
+		}
+		if c := s.connectionStats(ctx, conn); c.Used > limit || c.Used < limit-mtu {
+			t.Errorf("tunnel used %d bytes after a reconnect registered with used 0, want still within %d under the limit %d", c.Used, mtu, limit)
 		}
 	})
 

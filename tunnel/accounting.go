@@ -53,14 +53,16 @@ type Connection struct {
 	_ [cacheLine - 8 - 8 - 4 - 4 - 16]byte
 }
 
-// epochCounters are one epoch's counters. epoch and base are set before the struct is
-// published through Connection.cur and never written again; the atomics are written by Admit.
+// epochCounters are one epoch's counters. epoch is set before the struct is published through
+// Connection.cur and never written again; the atomics are written by Admit, and used and base
+// also by raise.
 type epochCounters struct {
 	// epoch is the billing epoch these counters belong to.
 	epoch uint64
-	// base is the bytes the connection had already used in this epoch before this tunnel
-	// counted any (from the route registration): the API's figure after a tunnel restart.
-	base int64
+	// base is the bytes the connection had used in this epoch that this tunnel did not count
+	// itself: the API's figure at the route registration (after a tunnel restart), raised
+	// when a later registration brings a larger one (raise).
+	base atomic.Int64
 	// used is base + rx + tx: the word Admit compares with the limit and advances with
 	// CompareAndSwap, so two packets can never both take the last bytes under the limit.
 	used atomic.Int64
@@ -94,9 +96,26 @@ func newEpochCounters(epoch uint64, base int64) *epochCounters {
 	if base < 0 {
 		base = 0
 	}
-	e := &epochCounters{epoch: epoch, base: base}
+	e := &epochCounters{epoch: epoch}
+	e.base.Store(base)
 	e.used.Store(base)
 	return e
+}
+
+// raise lifts the epoch's used bytes to at least floor, a figure of the same epoch from
+// elsewhere (the API's, which may include another relay's bytes), adding the difference to
+// base: a figure that is not larger changes nothing, so the larger of the two always counts.
+func (e *epochCounters) raise(floor int64) {
+	for {
+		used := e.used.Load()
+		if used >= floor {
+			return
+		}
+		if e.used.CompareAndSwap(used, floor) {
+			e.base.Add(floor - used)
+			return
+		}
+	}
 }
 
 // ID returns the proxy connection's ID.
@@ -190,6 +209,38 @@ func (c *Connection) reset(epoch uint64, base int64) (Snapshot, bool) {
 	}
 }
 
+// merge takes a route registration's figures (the API's) for a connection whose counters the
+// tunnel already has, routed or remembered (see RouteTable), so that the larger figure
+// always counts and a reconnect never buys bytes:
+//
+//   - an older epoch than the connection's is refused with ErrStaleEpoch, changing nothing;
+//   - a newer epoch means a reset happened: the counters start over from used, unblocked
+//     (a cutoff belongs to the epoch it was made in);
+//   - in the same epoch, used bytes become the larger of the tunnel's and used, and the
+//     connection stays blocked unless the limit changed and now admits more than is used
+//     (the limit was raised while the client was away: the quota workflow lifts the cutoff,
+//     and tells the relay so too, but the registration may come first).
+//
+// In every case the limit becomes limit. The caller serializes merges of one connection.
+func (c *Connection) merge(limit, used int64, epoch uint64) error {
+	cur := c.cur.Load()
+	switch {
+	case epoch < cur.epoch:
+		return ErrStaleEpoch
+	case epoch > cur.epoch:
+		c.reset(epoch, used)
+		c.SetLimit(limit)
+		c.Unblock()
+		return nil
+	}
+	cur.raise(used)
+	if c.Blocked() && limit != c.Limit() && (limit <= 0 || limit > cur.used.Load()) {
+		c.Unblock()
+	}
+	c.SetLimit(limit)
+	return nil
+}
+
 // Snapshot is a connection's accounting state at one moment, for the usage reporter and the
 // stats endpoint. RxBytes and TxBytes are cumulative since the epoch started in this tunnel, so
 // reporting the same snapshot twice is harmless.
@@ -228,7 +279,7 @@ func (c *Connection) snapshot(e *epochCounters) Snapshot {
 		Epoch:          e.epoch,
 		RxBytes:        e.rx.Load(),
 		TxBytes:        e.tx.Load(),
-		BaseBytes:      e.base,
+		BaseBytes:      e.base.Load(),
 		UsedBytes:      e.used.Load(),
 		LimitBytes:     c.limit.Load(),
 		Blocked:        c.blocked.Load(),

@@ -64,7 +64,7 @@ type ControlConfig struct {
 //	POST   /connections/{id}/unblock forward them again
 //	POST   /connections/{id}/reset   start a new usage epoch {"epoch"}
 //	POST   /connections/{id}/limit   change the byte limit {"limit"}
-//	GET    /stats                    sessions, routes, connections and counters
+//	GET    /stats                    sessions, routes, connections (routed and remembered) and counters
 //	GET    /devices/{id}             whether a device has a live session {"device_id","live"}
 //	POST   /openvpn/kill             end a connection's OpenVPN sessions {"common_name"}
 //	GET    /healthz                  "ok", without a token
@@ -311,7 +311,8 @@ func parseControlIPv4(field, s string) (netip.Addr, error) {
 	return ip, nil
 }
 
-// connection finds the connection named by the {id} path value. s.mu must be held.
+// connection finds the connection named by the {id} path value, routed or remembered (see
+// RouteTable). s.mu must be held.
 func (s *controlServer) connection(r *http.Request) (*Connection, error) {
 	v := r.PathValue("id")
 	id, err := parseControlUUID("connection_id", &v)
@@ -325,9 +326,8 @@ func (s *controlServer) connection(r *http.Request) (*Connection, error) {
 	return c, nil
 }
 
-// sortedConnections returns the table's connections ordered by ID, for a stable /stats.
-func sortedConnections(t *RouteTable) []*Connection {
-	conns := t.Connections()
+// sortedConnections orders connections by ID, for a stable /stats.
+func sortedConnections(conns []*Connection) []*Connection {
 	slices.SortFunc(conns, func(a, b *Connection) int { return strings.Compare(a.ID().String(), b.ID().String()) })
 	return conns
 }
@@ -421,7 +421,9 @@ func (s *controlServer) addClient(w http.ResponseWriter, r *http.Request) error 
 				Message: "session_id is already routed to another connection or device; use a new session id"}
 		}
 		if reg.Epoch == old.Conn.Epoch() {
-			old.Conn.SetLimit(reg.Limit)
+			if err := old.Conn.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
+				return fmt.Errorf("merge a retried registration: %w", err)
+			}
 			route = old
 		}
 	}
@@ -452,7 +454,8 @@ func (s *controlServer) addClient(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// currentEpoch returns connection id's epoch, 0 when it has no route. s.mu must be held.
+// currentEpoch returns connection id's epoch, 0 when the relay neither routes nor remembers
+// it. s.mu must be held.
 func (s *controlServer) currentEpoch(id uuid.UUID) uint64 {
 	if c, ok := s.routes.Connection(id); ok {
 		return c.Epoch()
@@ -636,10 +639,12 @@ type connectionStats struct {
 	RxBytes        int64     `json:"rx_bytes"`
 	TxBytes        int64     `json:"tx_bytes"`
 	RefusedPackets uint64    `json:"refused_packets"`
+	// Routed is false for a connection remembered after its last route went (see RouteTable).
+	Routed bool `json:"routed"`
 }
 
-// GET /stats: device sessions, the number of routes, every routed connection's counters and
-// the data path's counters.
+// GET /stats: device sessions, the number of routes, the counters of every routed connection
+// and then of every remembered one (routed false), and the data path's counters.
 func (s *controlServer) getStats(w http.ResponseWriter, _ *http.Request) error {
 	resp := statsResponse{Sessions: []SessionInfo{}, Routes: s.routes.Len(), Connections: []connectionStats{},
 		Counters: new(Metrics).Counters()}
@@ -649,12 +654,18 @@ func (s *controlServer) getStats(w http.ResponseWriter, _ *http.Request) error {
 		}
 		resp.Counters = s.stats.Counters()
 	}
-	for _, c := range sortedConnections(s.routes) {
-		snap := c.Snapshot()
-		resp.Connections = append(resp.Connections, connectionStats{
-			ConnectionID: snap.ConnectionID, Epoch: snap.Epoch, Used: snap.UsedBytes, Limit: snap.LimitBytes,
-			Blocked: snap.Blocked, RxBytes: snap.RxBytes, TxBytes: snap.TxBytes, RefusedPackets: snap.RefusedPackets,
-		})
+	for _, list := range []struct {
+		conns  []*Connection
+		routed bool
+	}{{s.routes.Connections(), true}, {s.routes.Remembered(), false}} {
+		for _, c := range sortedConnections(list.conns) {
+			snap := c.Snapshot()
+			resp.Connections = append(resp.Connections, connectionStats{
+				ConnectionID: snap.ConnectionID, Epoch: snap.Epoch, Used: snap.UsedBytes, Limit: snap.LimitBytes,
+				Blocked: snap.Blocked, RxBytes: snap.RxBytes, TxBytes: snap.TxBytes, RefusedPackets: snap.RefusedPackets,
+				Routed: list.routed,
+			})
+		}
 	}
 	if s.reporter != nil {
 		rs := s.reporter.Stats()

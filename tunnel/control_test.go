@@ -485,7 +485,7 @@ func TestControlStats(t *testing.T) {
 	if got.Routes != 1 {
 		t.Errorf("GET /stats routes = %d, want 1", got.Routes)
 	}
-	wantConn := connectionStats{ConnectionID: conn, Epoch: 7, Used: 90, Limit: 100, Blocked: true, RxBytes: 60, TxBytes: 30, RefusedPackets: 1}
+	wantConn := connectionStats{ConnectionID: conn, Epoch: 7, Used: 90, Limit: 100, Blocked: true, RxBytes: 60, TxBytes: 30, RefusedPackets: 1, Routed: true}
 	if len(got.Connections) != 1 || got.Connections[0] != wantConn {
 		t.Errorf("GET /stats connections = %+v, want [%+v]", got.Connections, wantConn)
 	}

@@ -16,10 +16,13 @@ import (
 // gives up re-routing the clients that were connected (they are routed when they reconnect).
 const resyncWait = 2 * time.Minute
 
-// OpenVPNClients lists the clients connected to the relay's OpenVPN server.
+// OpenVPNClients lists the clients connected to the relay's OpenVPN server and tells one to
+// restart; *openvpn.Management is one.
 type OpenVPNClients interface {
 	Connected() bool
 	Status(ctx context.Context) ([]openvpn.Client, error)
+	// ClientKill disconnects client cid, telling it message ("": restart).
+	ClientKill(ctx context.Context, cid uint64, message string) error
 }
 
 // ClientRouter routes an OpenVPN client as its connect hook does: through the API, which
@@ -33,8 +36,11 @@ type ClientRouter interface {
 // traffic would go nowhere until they reconnected. It waits for the management interface (at
 // most resyncWait), asks OpenVPN for its clients once, and has the API route each unrouted one
 // with the usage its quota workflow knows, so counting goes on from there and nothing is
-// counted twice. A client the API refuses (deleted, disabled, cut off) stays unrouted; its
-// next login is refused anyway. It returns the number routed.
+// counted twice. A client the API does not route — refused (deleted, disabled, cut off), or
+// not now (its usage cannot be decided while the quota workflow does not answer, the API
+// cannot be reached) — is told to restart (client-kill): it logs in again and hears why, or
+// retries after the TEMP backoff, instead of staying connected with nowhere for its packets
+// to go. It returns the number routed.
 func ResyncOpenVPN(ctx context.Context, clients OpenVPNClients, routes *RouteTable, router ClientRouter, log *slog.Logger) (int, error) {
 	deadline := time.Now().Add(resyncWait)
 	for !clients.Connected() {
@@ -62,6 +68,9 @@ func ResyncOpenVPN(ctx context.Context, clients OpenVPNClients, routes *RouteTab
 		}
 		if err := router.RouteOpenVPNClient(ctx, c.CommonName, c.VirtualAddress); err != nil {
 			errs = append(errs, fmt.Errorf("route %s (%s): %w", c.VirtualAddress, c.CommonName, err))
+			if kerr := clients.ClientKill(ctx, c.ClientID, ""); kerr != nil {
+				errs = append(errs, fmt.Errorf("restart unrouted client %s (%s): %w", c.VirtualAddress, c.CommonName, kerr))
+			}
 			continue
 		}
 		routed++

@@ -8,11 +8,14 @@
 package tunnel
 
 import (
+	"cmp"
+	"container/list"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -131,8 +134,29 @@ type Registration struct {
 // hash faster than a netip.Addr and can be taken straight from a packet header.
 type routeMap map[[4]byte]*Route
 
+// Defaults of the table's memory of connections without routes (see RouteTable).
+const (
+	// DefaultUsageGrace is how long a connection's accounting is remembered after its last
+	// route went: far longer than a customer takes to reconnect (seconds; OpenVPN's
+	// ping-restart is 60 s) and than the relay's figures take to reach the quota workflow
+	// (a report period, the API's signal interval, the workflow's 10 s save).
+	DefaultUsageGrace = 10 * time.Minute
+	// MaxRemembered is the most connections remembered without a route; beyond it the one
+	// that has been without a route longest is forgotten first. About 200 bytes each.
+	MaxRemembered = 65_536
+)
+
 // RouteTable maps client IPs to routes, and connection IDs to the Connections those routes
 // share.
+//
+// A connection whose last route goes is remembered for Grace (or until MaxRemembered newer
+// ones push it out): its epoch, counters, limit and blocked flag. When a route of it is
+// added again, the registration's figures are merged into the remembered ones (see
+// Connection.merge): a customer who disconnects and reconnects goes on from the larger of the
+// relay's and the API's usage, still blocked if cut off, and the API's figure, which lags the
+// relay's by the reporting delay, buys no bytes. A remembered connection is also what the
+// control API's block, unblock, limit and reset change, so a cutoff, a lift or a reset made
+// while the customer is away is not lost.
 //
 // Locking: lookups, which the packet path makes for every packet, take no lock: they load the
 // current routeMap through an atomic pointer and read it; a published routeMap is never
@@ -140,28 +164,46 @@ type routeMap map[[4]byte]*Route
 // the copy and publish it (copy on write), so a write costs O(routes) and a lookup a map read.
 // The zero value is an empty table ready to use.
 type RouteTable struct {
+	// Grace is how long a connection without routes is remembered; 0 means
+	// DefaultUsageGrace. Set before the table is used.
+	Grace time.Duration
+
 	// routes is the current immutable routeMap (nil means empty). Stored only with mu held;
 	// loaded without it.
 	routes atomic.Pointer[routeMap]
 
-	// mu serializes writers: it protects the copy-and-publish of routes and the conns and
-	// refs maps. Never taken in the packet path.
+	// mu serializes writers: it protects the copy-and-publish of routes, the conns and refs
+	// maps and the memory (idle, idleOrder). Never taken in the packet path.
 	mu sync.Mutex
 	// conns holds the Connection of every connection that has at least one route.
 	conns map[uuid.UUID]*Connection
 	// refs counts the routes that point at each connection in conns.
 	refs map[uuid.UUID]int
+	// idle holds the remembered connections without routes, by ID; each element's value is
+	// an *idleConn. idleOrder lists them in the order their last route went, oldest first, so
+	// that expiry and eviction take from the front.
+	idle      map[uuid.UUID]*list.Element
+	idleOrder list.List
+
+	// now and maxIdle are time.Now and MaxRemembered unless a test sets them.
+	now     func() time.Time
+	maxIdle int
+}
+
+// idleConn is a remembered connection and when its last route went.
+type idleConn struct {
+	conn  *Connection
+	since time.Time
 }
 
 // Add routes reg.ClientIP to reg.DeviceID, counting its packets against connection
 // reg.ConnectionID, and returns the new route. It replaces an earlier route of the same client
 // IP.
 //
-// The first route of a connection creates its Connection with reg's limit, used bytes and
-// epoch. A later route of a connection that already has counters shares them: in the same
-// epoch the counters are kept (the tunnel's figure is newer than the API's) and the limit is
-// updated; in a newer epoch the counters restart from reg.Used; an older epoch is refused with
-// ErrStaleEpoch.
+// A connection the table has neither routed nor remembered gets a Connection with reg's
+// limit, used bytes and epoch. Otherwise reg is merged into the connection's counters (see
+// Connection.merge): the same epoch goes on from the larger usage, a newer one starts over,
+// and an older one is refused with ErrStaleEpoch.
 func (t *RouteTable) Add(reg Registration) (*Route, error) {
 	ip := reg.ClientIP.Unmap()
 	if !ip.Is4() {
@@ -174,37 +216,35 @@ func (t *RouteTable) Add(reg Registration) (*Route, error) {
 		t.refs = make(map[uuid.UUID]int)
 	}
 
-	conn := t.conns[reg.ConnectionID]
-	switch {
-	case conn == nil:
+	conn := t.known(reg.ConnectionID)
+	if conn == nil {
 		conn = NewConnection(reg.ConnectionID, reg.Limit, reg.Used, reg.Epoch)
-	case reg.Epoch < conn.Epoch():
+	} else if err := conn.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
 		return nil, fmt.Errorf("route %v: connection %v epoch %d < %d: %w",
-			ip, reg.ConnectionID, reg.Epoch, conn.Epoch(), ErrStaleEpoch)
-	case reg.Epoch > conn.Epoch():
-		conn.reset(reg.Epoch, reg.Used)
-		conn.SetLimit(reg.Limit)
-	default:
-		conn.SetLimit(reg.Limit)
+			ip, reg.ConnectionID, reg.Epoch, conn.Epoch(), err)
 	}
+	t.recall(reg.ConnectionID)
 
 	r := &Route{ClientIP: ip, Conn: conn, DeviceID: reg.DeviceID, SessionID: reg.SessionID}
 	r.counters.Store(&routeCounters{epoch: conn.Epoch()})
 	key := ip.As4()
 	next := t.copyRoutes(1)
-	if old := next[key]; old != nil {
-		t.release(old.Conn)
-	}
+	old := next[key]
 	next[key] = r
 	t.conns[reg.ConnectionID] = conn
 	t.refs[reg.ConnectionID]++
+	if old != nil {
+		// After the new route's reference: a route replaced by one of the same
+		// connection never leaves it without routes.
+		t.release(old.Conn)
+	}
 	t.routes.Store(&next)
 	return r, nil
 }
 
 // Remove deletes the route of client ip and returns it, or reports false if ip has none. A
-// connection left without routes is forgotten by the table; the caller may still hold the
-// returned route's Conn, for a final usage report.
+// connection left without routes is remembered (see RouteTable); the caller may still hold
+// the returned route's Conn, for a final usage report.
 func (t *RouteTable) Remove(ip netip.Addr) (*Route, bool) {
 	ip = ip.Unmap()
 	if !ip.Is4() {
@@ -242,14 +282,74 @@ func (t *RouteTable) copyRoutes(extra int) routeMap {
 	return next
 }
 
-// release drops one route's reference to conn. t.mu must be held.
+// release drops one route's reference to conn; a connection left without routes is
+// remembered. t.mu must be held.
 func (t *RouteTable) release(conn *Connection) {
 	id := conn.ID()
 	t.refs[id]--
 	if t.refs[id] <= 0 {
 		delete(t.refs, id)
 		delete(t.conns, id)
+		t.remember(conn)
 	}
+}
+
+// known returns the Connection of connection id, routed or remembered, or nil. t.mu must be
+// held.
+func (t *RouteTable) known(id uuid.UUID) *Connection {
+	if c := t.conns[id]; c != nil {
+		return c
+	}
+	t.expire()
+	if e := t.idle[id]; e != nil {
+		return e.Value.(*idleConn).conn
+	}
+	return nil
+}
+
+// remember keeps conn, which just lost its last route, for t.Grace; when MaxRemembered
+// connections are remembered already, the oldest is forgotten. t.mu must be held.
+func (t *RouteTable) remember(conn *Connection) {
+	if t.idle == nil {
+		t.idle = make(map[uuid.UUID]*list.Element)
+	}
+	t.expire()
+	t.recall(conn.ID())
+	t.idle[conn.ID()] = t.idleOrder.PushBack(&idleConn{conn: conn, since: t.clock()})
+	limit := cmp.Or(t.maxIdle, MaxRemembered)
+	for t.idleOrder.Len() > limit {
+		t.forget(t.idleOrder.Front())
+	}
+}
+
+// recall takes connection id out of the memory (it has a route again). t.mu must be held.
+func (t *RouteTable) recall(id uuid.UUID) {
+	if e := t.idle[id]; e != nil {
+		t.forget(e)
+	}
+}
+
+// expire forgets the connections that have been without a route for t.Grace. t.mu must be
+// held.
+func (t *RouteTable) expire() {
+	grace := cmp.Or(t.Grace, DefaultUsageGrace)
+	now := t.clock()
+	for e := t.idleOrder.Front(); e != nil && now.Sub(e.Value.(*idleConn).since) >= grace; e = t.idleOrder.Front() {
+		t.forget(e)
+	}
+}
+
+// forget drops one remembered connection. t.mu must be held.
+func (t *RouteTable) forget(e *list.Element) {
+	delete(t.idle, e.Value.(*idleConn).conn.ID())
+	t.idleOrder.Remove(e)
+}
+
+func (t *RouteTable) clock() time.Time {
+	if t.now != nil {
+		return t.now()
+	}
+	return time.Now()
 }
 
 // Lookup returns the route of client ip. It takes no lock and does not allocate; the packet
@@ -281,13 +381,13 @@ func (t *RouteTable) Len() int {
 	return len(*m)
 }
 
-// Connection returns the Connection of connection id, for the control API's block, unblock and
-// reset, or reports false if no route points at it.
+// Connection returns the Connection of connection id, routed or remembered, for the control
+// API's block, unblock, limit and reset, or reports false if the table has neither.
 func (t *RouteTable) Connection(id uuid.UUID) (*Connection, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c, ok := t.conns[id]
-	return c, ok
+	c := t.known(id)
+	return c, c != nil
 }
 
 // Connections returns the Connection of every connection that has a route, in no particular
@@ -298,6 +398,19 @@ func (t *RouteTable) Connections() []*Connection {
 	out := make([]*Connection, 0, len(t.conns))
 	for _, c := range t.conns {
 		out = append(out, c)
+	}
+	return out
+}
+
+// Remembered returns the Connection of every connection remembered without a route, in no
+// particular order, for the stats endpoint.
+func (t *RouteTable) Remembered() []*Connection {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expire()
+	out := make([]*Connection, 0, t.idleOrder.Len())
+	for e := t.idleOrder.Front(); e != nil; e = e.Next() {
+		out = append(out, e.Value.(*idleConn).conn)
 	}
 	return out
 }

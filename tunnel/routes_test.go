@@ -58,8 +58,12 @@ func TestRouteAddLookupRemove(t *testing.T) {
 	if _, ok := rt.Remove(ip); ok {
 		t.Errorf("Remove(%v) twice = ok, want not found", ip)
 	}
-	if _, ok := rt.Connection(reg.ConnectionID); ok {
-		t.Errorf("Connection(%v) after its last route was removed = ok, want not found", reg.ConnectionID)
+	// The connection is remembered without routes (see TestRouteRemembersConnectionAfterLastRoute).
+	if c, ok := rt.Connection(reg.ConnectionID); !ok || c != r.Conn {
+		t.Errorf("Connection(%v) after its last route was removed = %v, %v, want the remembered connection", reg.ConnectionID, c, ok)
+	}
+	if n, m := len(rt.Connections()), len(rt.Remembered()); n != 0 || m != 1 {
+		t.Errorf("after its last route was removed: %d routed, %d remembered connections, want 0 and 1", n, m)
 	}
 	if rt.Len() != 0 {
 		t.Errorf("Len() = %d, want 0", rt.Len())
@@ -147,8 +151,8 @@ func TestRouteReplaceMovesClient(t *testing.T) {
 	if got, _ := rt.Lookup(ip); got != r || got.Conn.ID() != second {
 		t.Errorf("Lookup(%v) after re-registration = %+v, want the route to connection %v", ip, got, second)
 	}
-	if _, ok := rt.Connection(first); ok {
-		t.Errorf("Connection(%v) whose only route was replaced = ok, want not found", first)
+	if got := rt.Remembered(); len(got) != 1 || got[0].ID() != first {
+		t.Errorf("Remembered() after the only route of %v was replaced = %v, want that connection", first, got)
 	}
 	if rt.Len() != 1 {
 		t.Errorf("Len() = %d, want 1", rt.Len())
@@ -159,6 +163,9 @@ func TestRouteReplaceMovesClient(t *testing.T) {
 	}
 	if _, ok := rt.Connection(second); !ok {
 		t.Errorf("Connection(%v) after re-registering its only route = not found, want it kept", second)
+	}
+	if got := rt.Remembered(); len(got) != 1 || got[0].ID() != first {
+		t.Errorf("Remembered() after re-registering a routed connection = %v, want only %v", got, first)
 	}
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	// OpenVPNDir is the relay's OpenVPN server directory (cellgate openvpn init): the relay
 	// holds its management connection, for POST /openvpn/kill. Empty: no OpenVPN.
 	OpenVPNDir string
+	// UsageGrace is how long a connection is remembered after its last route went (see
+	// RouteTable.Grace); 0 means DefaultUsageGrace.
+	UsageGrace time.Duration
 	// RevalidateEvery and NoAccounting see RelayConfig.
 	RevalidateEvery time.Duration
 	NoAccounting    bool
@@ -82,7 +85,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	api := &APIClient{BaseURL: cfg.APIURL, Token: cfg.InternalToken}
-	routes := &RouteTable{}
+	routes := &RouteTable{Grace: cfg.UsageGrace}
 	relay, err := NewRelay(RelayConfig{
 		Key: key, TUN: tun, Conn: conn, MTU: cfg.TUN.MTU, Routes: routes, Directory: api, Log: log,
 		SessionTimeout: cfg.SessionTimeout, RevalidateEvery: cfg.RevalidateEvery, NoAccounting: cfg.NoAccounting,

@@ -49,6 +49,7 @@ type devConfig struct {
 	demo           int // simulated devices of the demo; 0: no demo
 	demoPort       int // the demo receiver's port; 0: any
 	tunnel         string
+	worker         bool // run the Temporal worker in this process
 	openvpn        devOpenVPNFlags
 }
 
@@ -61,7 +62,7 @@ func runDev(ctx context.Context, args []string) error {
   - a private Postgres cluster in <data-dir>/pg on 127.0.0.1 (unless DATABASE_URL is set),
   - the Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS is set),
   - the migrations (and the password migration when legacy plaintext rows wait), then the
-    api and the worker in this process,
+    api and (unless --worker=false) the worker in this process,
   - a first operator on the first run,
   - with --demo N: N simulated devices, one of them flapping, and a webhook receiver on
     127.0.0.1 that prints each verified offline/online alert (the operator's webhook points
@@ -82,6 +83,7 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	f.int(&cfg.demoPort, "demo-receiver-port", "CELLGATE_DEMO_RECEIVER_PORT", 0, "port of the demo's webhook receiver on 127.0.0.1 (0: any free port)")
 	f.string(&cfg.tunnel, "tunnel", "CELLGATE_DEV_TUNNEL", "auto", "run the relay's tunnel (cg0, UDP :7400, control on 127.0.0.1:7401) in this process: auto (when root), true or false")
 	devDefault(f, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "127.0.0.1:7400")
+	f.bool(&cfg.worker, "worker", "CELLGATE_DEV_WORKER", true, "run the Temporal worker in this process; false: run `cellgate worker` with dev.env's settings yourself (and stop it to see the stack without one)")
 	cfg.openvpn.register(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -255,10 +257,12 @@ Written to %s (source it: set -a; . %s; set +a)
 	defer stopTunnel()
 	demoDone, openvpnDone := make(chan struct{}), make(chan struct{})
 	g.Go(func() error { return srv.Serve(apiCtx, l) })
-	g.Go(func() error {
-		return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard,
-			TunnelControlURL: cfg.api.TunnelControlURL, TunnelControlToken: cfg.api.TunnelControlToken}, tc, st, log)
-	})
+	if cfg.worker {
+		g.Go(func() error {
+			return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard,
+				TunnelControlURL: cfg.api.TunnelControlURL, TunnelControlToken: cfg.api.TunnelControlToken}, tc, st, log)
+		})
+	}
 	if runTunnel {
 		openvpnDir := ""
 		if ovpn != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/cellgate/cellgate/tunnel"
 )
@@ -35,6 +36,7 @@ func (c *tunnelConfig) register(f *flags) {
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave the firewall chain, forwarding, rp_filter and the policy rule to the operator (README: Running a relay)")
 	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", tunnel.DefaultReportInterval, "period of usage reports to the API")
 	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", tunnel.SessionTimeout, "a device silent this long is offline for its clients")
+	f.duration(&c.cfg.UsageGrace, "usage-grace", "CELLGATE_TUNNEL_USAGE_GRACE", tunnel.DefaultUsageGrace, "how long a connection's usage, limit, epoch and cutoff are kept after its last client left: a client back within it goes on from them")
 	f.string(&c.cfg.OpenVPNDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory (cellgate openvpn init): hold its management connection to kill sessions (empty: no OpenVPN)")
 	f.bool(&c.cfg.NoAccounting, "benchmark-no-accounting", "CELLGATE_TUNNEL_BENCHMARK_NO_ACCOUNTING", false, "benchmarks only: forward without counting bytes or enforcing limits")
 	f.string(&c.logLevel, "log-level", "CELLGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
@@ -60,6 +62,9 @@ func (c *tunnelConfig) check() error {
 	}
 	if c.table < 1 || c.table > 32765 {
 		errs = append(errs, fmt.Errorf("-route-table %d: want 1..32765 (it is also the rule's priority, before the main table's 32766)", c.table))
+	}
+	if c.cfg.UsageGrace < time.Second {
+		errs = append(errs, fmt.Errorf("-usage-grace %v: want at least 1s (a reconnecting client must find its usage)", c.cfg.UsageGrace))
 	}
 	if !c.noRouting {
 		c.cfg.Routing = &tunnel.RelayRouting{TUN: c.cfg.TUN.Name, ClientPool: pool, Table: c.table}

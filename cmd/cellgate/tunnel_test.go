@@ -46,3 +46,13 @@ func TestTunnelKeygen(t *testing.T) {
 		t.Error("keygen --force printed the old public key, want a new one")
 	}
 }
+
+// TestTunnelUsageGrace: a grace too short for a client to reconnect is refused at start.
+func TestTunnelUsageGrace(t *testing.T) {
+	t.Parallel()
+	env := []string{"CELLGATE_TUNNEL_CONTROL_TOKEN=control-token-0123456789", "CELLGATE_INTERNAL_TOKEN=internal-token-0123456789"}
+	for _, grace := range []string{"0s", "500ms", "-1m"} {
+		runCellgate(t, env, "", "tunnel", "--usage-grace", grace).wantExit(t, 1, "-usage-grace", "at least 1s")
+	}
+	runCellgate(t, append(env, "CELLGATE_TUNNEL_USAGE_GRACE=0s"), "", "tunnel").wantExit(t, 1, "-usage-grace")
+}
