@@ -109,11 +109,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		sessions = OpenVPNSessions{Management: mgmt}
 	}
 	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
-	control := &http.Server{
-		Addr:              cfg.ControlListen,
-		Handler:           NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay, Reporter: reporter, OpenVPN: sessions, Log: log}),
-		ReadHeaderTimeout: 5 * time.Second,
-	}
+	control := controlHTTPServer(NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay,
+		Reporter: reporter, OpenVPN: sessions, Log: log}))
 	ln, err := net.Listen("tcp", cfg.ControlListen)
 	if err != nil {
 		conn.Close()
@@ -152,6 +149,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("tunnel: stopped")
 	return err
+}
+
+// controlHTTPServer is the control API's HTTP server around its handler h.
+func controlHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 }
 
 // listenUDP opens the devices' UDP socket. Relay.Run gives it large buffers (socketBufferSize,
