@@ -151,9 +151,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return err
 }
 
-// controlHTTPServer is the control API's HTTP server around its handler h.
+// controlHTTPServer is the control API's HTTP server around its handler h. Every phase of a
+// request has a deadline, so a client that trickles its headers or body, or holds an idle
+// connection, cannot keep a connection (and its goroutine) forever: headers within 5 s, the
+// whole request (bodies are at most MaxControlBody) within 10 s, the answer within 30 s (POST
+// /openvpn/kill waits for OpenVPN's management interface, up to 10 s per command), and 2
+// minutes idle between requests, longer than Go clients keep theirs. Headers are at most
+// 16 KiB.
 func controlHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
 }
 
 // listenUDP opens the devices' UDP socket. Relay.Run gives it large buffers (socketBufferSize,
