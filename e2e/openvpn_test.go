@@ -30,8 +30,8 @@ import (
 const (
 	ovpnServerAddr = "198.18.0.1"
 	ovpnClientAddr = "198.18.0.2"
-	ovpnToken      = "e2e-internal-token-0123456789"
-	ovpnControl    = "e2e-control-token-0123456789"
+	ovpnToken      = "e2e-internal-token-0123456789abcdef"
+	ovpnControl    = "e2e-control-token-0123456789abcdefg"
 )
 
 // TestOpenVPNEndToEnd: a real OpenVPN 2.6 client logs in with a connection's credentials (its

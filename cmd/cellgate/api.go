@@ -51,9 +51,6 @@ func (c *apiConfig) register(f *flags) {
 // maxUsageSignalInterval bounds how long the API may hold a connection's usage figures.
 const maxUsageSignalInterval = time.Minute
 
-// minInternalToken is the shortest internal token accepted: it guards every operator's data.
-const minInternalToken = 16
-
 // registerMonitor adds the DeviceMonitor clocks: the API sends them with every heartbeat.
 func registerMonitor(f *flags, m *workflows.MonitorConfig) {
 	f.duration(&m.OfflineAfter, "offline-after", "CELLGATE_OFFLINE_AFTER", workflows.DefaultOfflineAfter, "a device is offline this long after its last heartbeat")
@@ -114,8 +111,8 @@ func (c *apiConfig) checkTunnel() error {
 	if c.api.OpenVPNAuth.BcryptWait <= 0 {
 		return fmt.Errorf("ovpn-bcrypt-wait must be positive, got %v", c.api.OpenVPNAuth.BcryptWait)
 	}
-	if t := c.api.InternalToken; t != "" && (len(t) < minInternalToken || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
-		return fmt.Errorf("CELLGATE_INTERNAL_TOKEN (-internal-token) must be at least %d characters without spaces or control characters", minInternalToken)
+	if t := c.api.InternalToken; t != "" {
+		return checkSharedToken("CELLGATE_INTERNAL_TOKEN (-internal-token)", t)
 	}
 	return nil
 }

@@ -178,6 +178,19 @@ func registerTunnelControl(f *flags, u, token *string, what string) {
 	f.string(token, "tunnel-control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the relay's control API")
 }
 
+// minSharedToken is the shortest internal or control token accepted: the internal token
+// guards every operator's data, the relay's control token every route and cutoff. 32
+// characters is 128 bits in hex; cellgate dev makes 64.
+const minSharedToken = 32
+
+// checkSharedToken checks a shared bearer token; what names its variable and flag.
+func checkSharedToken(what, token string) error {
+	if len(token) < minSharedToken || strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%s must be at least %d characters without spaces or control characters (make one with: openssl rand -hex 32)", what, minSharedToken)
+	}
+	return nil
+}
+
 // checkTunnelControl checks the relay control API's URL and token.
 func checkTunnelControl(u, token string) error {
 	if u == "" {
@@ -190,5 +203,5 @@ func checkTunnelControl(u, token string) error {
 	if token == "" {
 		return errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) is required with a tunnel control URL")
 	}
-	return nil
+	return checkSharedToken("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token)", token)
 }

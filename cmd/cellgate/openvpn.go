@@ -58,6 +58,11 @@ func (c *openvpnInitConfig) check() error {
 		}
 		c.cfg.HookBinary = exe
 	}
+	if t := c.cfg.InternalToken; t != "" {
+		if err := checkSharedToken("CELLGATE_INTERNAL_TOKEN (-internal-token)", t); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

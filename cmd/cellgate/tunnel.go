@@ -43,11 +43,17 @@ func (c *tunnelConfig) register(f *flags) {
 
 func (c *tunnelConfig) check() error {
 	var errs []error
+	// The control token guards every route and cutoff of the relay as the internal token
+	// guards the API: it may be no shorter.
 	if c.cfg.ControlToken == "" {
 		errs = append(errs, errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) is required"))
+	} else if err := checkSharedToken("CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token)", c.cfg.ControlToken); err != nil {
+		errs = append(errs, err)
 	}
 	if c.cfg.InternalToken == "" {
 		errs = append(errs, errors.New("CELLGATE_INTERNAL_TOKEN (or -internal-token) is required"))
+	} else if err := checkSharedToken("CELLGATE_INTERNAL_TOKEN (or -internal-token)", c.cfg.InternalToken); err != nil {
+		errs = append(errs, err)
 	}
 	p, err := netip.ParsePrefix(c.address)
 	if err != nil || !p.Addr().Is4() {
