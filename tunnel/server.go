@@ -25,8 +25,10 @@ type Config struct {
 	ControlToken  string
 	// KeyFile holds the tunnel's static private key (`cellgate tunnel keygen`).
 	KeyFile string
-	// APIURL and InternalToken reach the API's /internal/v1: device keys and usage reports.
-	APIURL        string
+	// InternalURL is the API's internal listener (e.g. http://10.0.0.5:8090), whose
+	// /internal/v1 the relay calls with InternalToken: device keys, usage reports, OpenVPN
+	// routes after a restart.
+	InternalURL   string
 	InternalToken string
 	// TUN is cg0: its name, address (100.72.0.1/16) and MTU.
 	TUN TUNConfig
@@ -81,7 +83,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	api := &APIClient{BaseURL: cfg.APIURL, Token: cfg.InternalToken}
+	api := &APIClient{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}
 	routes := &RouteTable{}
 	relay, err := NewRelay(RelayConfig{
 		Key: key, TUN: tun, Conn: conn, MTU: cfg.TUN.MTU, Routes: routes, Directory: api, Log: log,

@@ -127,7 +127,11 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_ENDPOINT=relay"}, []string{"api"}, "must be host:port"},
 		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=short"}, []string{"api"}, "CELLGATE_INTERNAL_TOKEN (-internal-token) must be at least 32 characters"},
 		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=internal-0123456789abcdef"}, []string{"api"}, "must be at least 32 characters"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_LISTEN="}, []string{"api"}, "CELLGATE_INTERNAL_LISTEN (-internal-listen) is required"},
 		{[]string{"CELLGATE_OPENVPN_PUBLIC_HOST=relay.example.com", "CELLGATE_INTERNAL_TOKEN=tok-1"}, []string{"openvpn", "init", "--dir", dataDir + "/ovpn"}, "must be at least 32 characters"},
+		{nil, []string{"openvpn", "init", "--dir", dataDir + "/ovpn", "--api", "http://10.0.0.5:8080"}, "give its URL as -internal-url"},
+		{nil, []string{"tunnel", "--api", "http://10.0.0.5:8080"}, "give its URL as -internal-url"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=" + longToken, "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_URL=10.0.0.5:8090"}, []string{"tunnel"}, "must be an http(s) URL"},
 		{nil, []string{"tunnel"}, "CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) is required"},
 		// The control token guards the relay as the internal token guards the API: no shorter.
 		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=control-0123456789", "CELLGATE_INTERNAL_TOKEN=" + longToken}, []string{"tunnel"},
