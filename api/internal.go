@@ -11,7 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"reflect"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -33,14 +36,31 @@ const MaxInternalBodyBytes = 2 << 20
 // MaxReportEntries is the most entries a usage report or a gone list may hold.
 const MaxReportEntries = 10000
 
+// InternalFailuresPerMinute is how many requests without the right internal token one source
+// address (IPv6: its /64) gets answered 401 a minute; more get 429 with Retry-After.
+const InternalFailuresPerMinute = 10
+
 var errInternalTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 	Message: fmt.Sprintf("request body is larger than %d bytes", MaxInternalBodyBytes)}
 
-var errInternalUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
+var (
+	errInternalUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
+	errInternalRateLimited  = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		Message: "too many requests without the internal token; try again later"}
+)
+
+// newInternalFailures is the failure limit of the internal token: InternalFailuresPerMinute
+// per source address, one more coming back every minute / InternalFailuresPerMinute.
+func newInternalFailures() *limiter {
+	return newLimiter(time.Minute/InternalFailuresPerMinute, InternalFailuresPerMinute)
+}
 
 // authInternal lets through requests that carry the internal token as "Authorization:
 // Bearer"; the token is compared in constant time, as SHA-256 digests so that not even its
-// length leaks.
+// length leaks. The right token is never refused. Every other request counts against its
+// source address's failure limit: within it the answer is 401, beyond it 429 with
+// Retry-After. The address is the connection's own peer: the internal listener believes no
+// forwarded header.
 func (s *Server) authInternal(c *gin.Context) {
 	token, ok := bearer(c.Request)
 	want := sha256.Sum256([]byte(s.cfg.InternalToken))
@@ -49,7 +69,21 @@ func (s *Server) authInternal(c *gin.Context) {
 		c.Next()
 		return
 	}
+	if allowed, wait := s.internalFailures.allow(peerKey(c.Request.RemoteAddr), time.Now()); !allowed {
+		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.writeError(c, errInternalRateLimited)
+		return
+	}
 	s.writeError(c, errInternalUnauthorized)
+}
+
+// peerKey is the failure-limit key of a connection's peer ("ip:port"): see ipKey.
+func peerKey(remoteAddr string) string {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return ipKey(ap.Addr())
 }
 
 // GET /internal/v1/tunnel/devices/{key}: the device whose Noise static public key is key

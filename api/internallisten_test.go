@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,52 @@ func TestInternalNotOnPublicListener(t *testing.T) {
 				t.Errorf("%s from %s on the public listener = %s, want the answer of a route that does not exist: %s", r, remote, r.raw, noRoute)
 			}
 			e.unchanged(t, before, r)
+		}
+	}
+}
+
+// TestInternalTokenFailureLimit: ten wrong internal tokens a minute from one address, then
+// 429 with Retry-After for that address (IPv6: its /64) only; the right token is never refused.
+func TestInternalTokenFailureLimit(t *testing.T) {
+	t.Parallel()
+	cfg := tunnelConfig()
+	cfg.TrustedProxies = []string{"10.0.0.0/8", "fd00::/8"} // the public listener's: the internal one believes no forwarded header
+	e := newEnvConfig(t, cfg)
+	const gonePath = "/internal/v1/tunnel/devices/gone"
+	wrong := internalToken[:len(internalToken)-1] + "x"
+	for _, attacker := range []struct{ first, sameAddress, neighbour string }{
+		{"10.0.0.66:4000", "10.0.0.66:4001", "10.0.0.67:4000"},
+		{"[fd00:1:2:3::66]:4000", "[fd00:1:2:3:ffff::1]:4001", "[fd00:1:2:4::66]:4000"},
+	} {
+		for i := range 10 {
+			r := e.internal(wrong).from(attacker.first).do(t, http.MethodPost, gonePath, goneBody())
+			if code := wantError(t, r, http.StatusUnauthorized, ""); code != "unauthorized" {
+				t.Fatalf("wrong token %d from %s = code %q, want unauthorized", i+1, attacker.first, code)
+			}
+		}
+		for name, c := range map[string]*client{
+			"an 11th wrong token":                 e.internal(wrong).from(attacker.first),
+			"no token":                            e.internal("").from(attacker.first),
+			"a wrong token from the same address": e.internal(wrong).from(attacker.sameAddress),
+			"a wrong token naming another client": e.internal(wrong).from(attacker.first).withHeader("X-Forwarded-For", "198.51.100.7"),
+		} {
+			before := e.snapshot(t)
+			r := c.do(t, http.MethodPost, gonePath, goneBody())
+			if code := wantError(t, r, http.StatusTooManyRequests, ""); code != "rate_limited" {
+				t.Errorf("%s (%s) = code %q, want rate_limited", name, r, code)
+			}
+			if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+				t.Errorf("%s (%s): Retry-After = %q, want 1 to 60 seconds", name, r, r.header.Get("Retry-After"))
+			}
+			e.unchanged(t, before, r)
+		}
+		// The right token is never refused, from that address neither.
+		e.internal(internalToken).from(attacker.first).must(t, http.StatusOK, http.MethodPost, gonePath, goneBody())
+		e.internal(internalToken).from(attacker.sameAddress).must(t, http.StatusOK, http.MethodPost, gonePath, goneBody())
+		// Another address is not limited by the attacker's failures.
+		if code := wantError(t, e.internal(wrong).from(attacker.neighbour).do(t, http.MethodPost, gonePath, goneBody()),
+			http.StatusUnauthorized, ""); code != "unauthorized" {
+			t.Errorf("a wrong token from %s after %s's failures = code %q, want unauthorized", attacker.neighbour, attacker.first, code)
 		}
 	}
 }

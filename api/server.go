@@ -114,6 +114,8 @@ type Server struct {
 
 	loginByEmail *limiter
 	loginByIP    *limiter
+	// internalFailures counts requests without the right internal token per source address.
+	internalFailures *limiter
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
@@ -130,8 +132,9 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		temporal: tc,
 		log:      log,
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
-		loginByEmail: newLimiter(20*time.Second, 5),
-		loginByIP:    newLimiter(3*time.Second, 20),
+		loginByEmail:     newLimiter(20*time.Second, 5),
+		loginByIP:        newLimiter(3*time.Second, 20),
+		internalFailures: newInternalFailures(),
 	}
 	var err error
 	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
