@@ -132,6 +132,7 @@ func TestConfigErrors(t *testing.T) {
 		{nil, []string{"openvpn", "init", "--dir", dataDir + "/ovpn", "--api", "http://10.0.0.5:8080"}, "give its URL as -internal-url"},
 		{nil, []string{"tunnel", "--api", "http://10.0.0.5:8080"}, "give its URL as -internal-url"},
 		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=" + longToken, "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_URL=10.0.0.5:8090"}, []string{"tunnel"}, "must be an http(s) URL"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=" + longToken, "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_URL="}, []string{"tunnel"}, "CELLGATE_INTERNAL_URL (or -internal-url) is required"},
 		{nil, []string{"tunnel"}, "CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) is required"},
 		// The control token guards the relay as the internal token guards the API: no shorter.
 		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=control-0123456789", "CELLGATE_INTERNAL_TOKEN=" + longToken}, []string{"tunnel"},

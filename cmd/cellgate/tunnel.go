@@ -56,7 +56,9 @@ func (c *tunnelConfig) check() error {
 	} else if err := checkSharedToken("CELLGATE_INTERNAL_TOKEN (or -internal-token)", c.cfg.InternalToken); err != nil {
 		errs = append(errs, err)
 	}
-	if err := checkInternalURL(c.cfg.InternalURL); err != nil {
+	if c.cfg.InternalURL == "" {
+		errs = append(errs, errors.New("CELLGATE_INTERNAL_URL (or -internal-url) is required"))
+	} else if err := checkInternalURL(c.cfg.InternalURL); err != nil {
 		errs = append(errs, err)
 	}
 	p, err := netip.ParsePrefix(c.address)
