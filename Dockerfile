@@ -17,6 +17,6 @@ RUN apt-get update \
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin cellgate
 COPY --from=build /cellgate /usr/local/bin/cellgate
 USER cellgate
-# api, worker /healthz
-EXPOSE 8080 8081
+# api, worker /healthz, the api's internal listener (/internal/v1, for relays)
+EXPOSE 8080 8081 8090
 ENTRYPOINT ["/usr/local/bin/cellgate"]

@@ -42,7 +42,8 @@ var testPasswordHash = sync.OnceValue(func() string {
 type env struct {
 	store *store.Store
 	tc    temporalclient.Client
-	h     http.Handler
+	h     http.Handler // the public listener
+	ih    http.Handler // the internal listener; nil when the internal API is off
 	srv   *api.Server
 	seq   atomic.Int64 // numbers operators' emails
 }
@@ -69,7 +70,7 @@ func newEnvTemporal(t *testing.T, cfg api.Config, tc temporalclient.Client) *env
 			t.Errorf("api Close: %v", err)
 		}
 	})
-	return &env{store: st, tc: tc, h: srv.Handler(), srv: srv}
+	return &env{store: st, tc: tc, h: srv.Handler(), ih: srv.InternalHandler(), srv: srv}
 }
 
 // testWriter sends the server's warnings and errors (a 500's cause) to the test log.

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -21,9 +23,11 @@ import (
 	"github.com/cellgate/cellgate/tunnel"
 )
 
-// The internal API (/internal/v1) serves the relay: device key look-ups, the devices it must
-// drop, and usage reports. It trusts its callers (they act for every operator), so it answers
-// only requests that come from a private address and carry the shared internal token.
+// The internal API (/internal/v1) serves the relay and its OpenVPN hooks: device key look-ups,
+// the devices the relay must drop, usage reports, OpenVPN logins and routes. It trusts its
+// callers (they act for every operator), so it is served only on the internal listener
+// (Config.InternalListen, loopback unless an operator puts it on a private network), never on
+// the public one, and answers only requests that carry the shared internal token.
 
 // MaxInternalBodyBytes is the largest body the internal API reads; larger ones are 413. It
 // fits a usage report of MaxReportEntries entries.
@@ -32,43 +36,54 @@ const MaxInternalBodyBytes = 2 << 20
 // MaxReportEntries is the most entries a usage report or a gone list may hold.
 const MaxReportEntries = 10000
 
-var errForbidden = &Error{Status: http.StatusForbidden, Code: "forbidden",
-	Message: "the internal API answers private addresses only"}
+// InternalFailuresPerMinute is how many requests without the right internal token one source
+// address (IPv6: its /64) gets answered 401 a minute; more get 429 with Retry-After.
+const InternalFailuresPerMinute = 10
 
 var errInternalTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 	Message: fmt.Sprintf("request body is larger than %d bytes", MaxInternalBodyBytes)}
 
-// cgnat is the shared address space of RFC 6598, where relays and VPN servers often live.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+var (
+	errInternalUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
+	errInternalRateLimited  = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		Message: "too many requests without the internal token; try again later"}
+)
 
-// privatePeer reports whether the TCP peer remoteAddr ("ip:port") is a loopback, RFC 1918,
-// CGNAT or IPv6 unique-local address. It reads the connection's own peer, never a forwarded
-// header, which any caller could forge.
-func privatePeer(remoteAddr string) bool {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	return a.IsLoopback() || a.IsPrivate() || cgnat.Contains(a)
+// newInternalFailures is the failure limit of the internal token: InternalFailuresPerMinute
+// per source address, one more coming back every minute / InternalFailuresPerMinute.
+func newInternalFailures() *limiter {
+	return newLimiter(time.Minute/InternalFailuresPerMinute, InternalFailuresPerMinute)
 }
 
-// authInternal lets through requests from a private peer that carry the internal token as
-// "Authorization: Bearer"; the token is compared in constant time, as SHA-256 digests so
-// that not even its length leaks.
+// authInternal lets through requests that carry the internal token as "Authorization:
+// Bearer"; the token is compared in constant time, as SHA-256 digests so that not even its
+// length leaks. The right token is never refused. Every other request counts against its
+// source address's failure limit: within it the answer is 401, beyond it 429 with
+// Retry-After. The address is the connection's own peer: the internal listener believes no
+// forwarded header.
 func (s *Server) authInternal(c *gin.Context) {
-	if !privatePeer(c.Request.RemoteAddr) {
-		s.writeError(c, errForbidden)
-		return
-	}
 	token, ok := bearer(c.Request)
 	want := sha256.Sum256([]byte(s.cfg.InternalToken))
 	got := sha256.Sum256([]byte(token))
-	if !ok || s.cfg.InternalToken == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		s.writeError(c, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"})
+	if ok && s.cfg.InternalToken != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+		c.Next()
 		return
 	}
-	c.Next()
+	if allowed, wait := s.internalFailures.allow(peerKey(c.Request.RemoteAddr), time.Now()); !allowed {
+		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.writeError(c, errInternalRateLimited)
+		return
+	}
+	s.writeError(c, errInternalUnauthorized)
+}
+
+// peerKey is the failure-limit key of a connection's peer ("ip:port"): see ipKey.
+func peerKey(remoteAddr string) string {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return ipKey(ap.Addr())
 }
 
 // GET /internal/v1/tunnel/devices/{key}: the device whose Noise static public key is key

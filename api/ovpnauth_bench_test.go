@@ -49,7 +49,7 @@ func (e *ovpnEnv) serveAuth(tb testing.TB, body []byte) authAnswer {
 	req.Header.Set("Authorization", "Bearer "+internalToken)
 	req.RemoteAddr = "127.0.0.1:40000"
 	rec := httptest.NewRecorder()
-	e.h.ServeHTTP(rec, req)
+	e.ih.ServeHTTP(rec, req)
 	var a authAnswer
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &a) != nil {
 		tb.Fatalf("POST /internal/v1/openvpn/auth = %d %s, want 200 with an answer", rec.Code, rec.Body.String())

@@ -63,7 +63,7 @@ func newOvpnEnv(t testing.TB, cfg api.Config) *ovpnEnv {
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	e.env = &env{store: st, tc: tc, h: srv.Handler()}
+	e.env = &env{store: st, tc: tc, h: srv.Handler(), ih: srv.InternalHandler()}
 	e.op, err = st.CreateOperator(context.Background(), "ovpn-operator@example.com", testPasswordHash())
 	if err != nil {
 		t.Fatalf("CreateOperator: %v", err)
@@ -708,7 +708,7 @@ func TestOvpnAuthBadInput(t *testing.T) {
 		in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/auth", set(valid, "untrusted_ip", quote(ip)))
 	}
 
-	// Only private callers with the internal token.
+	// Only callers with the internal token, only on the internal listener.
 	for name, c := range map[string]*client{
 		"no token":    e.internal(""),
 		"wrong token": e.internal(internalToken + "x"),
@@ -717,13 +717,13 @@ func TestOvpnAuthBadInput(t *testing.T) {
 			t.Errorf("auth with %s = code %q, want unauthorized", name, code)
 		}
 	}
-	wantError(t, e.internal(internalToken).from("203.0.113.9:4000").do(t, http.MethodPost, "/internal/v1/openvpn/auth", valid),
-		http.StatusForbidden, "")
+	wantError(t, (&client{h: e.h, bearer: internalToken}).do(t, http.MethodPost, "/internal/v1/openvpn/auth", valid),
+		http.StatusNotFound, "")
 
 	// Without an internal token, the OpenVPN endpoints do not exist.
 	off := newOvpnEnv(t, api.DefaultConfig())
 	for _, p := range []string{"auth", "connect", "disconnect"} {
-		wantError(t, off.internal("").do(t, http.MethodPost, "/internal/v1/openvpn/"+p, valid), http.StatusNotFound, "")
+		wantError(t, (&client{h: off.h, bearer: internalToken}).do(t, http.MethodPost, "/internal/v1/openvpn/"+p, valid), http.StatusNotFound, "")
 	}
 }
 
@@ -813,7 +813,7 @@ func TestOvpnAuthLegacyAcrossMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := &ovpnEnv{env: &env{store: e.store, h: srv.Handler()}, bcrypts: &fresh}
+	other := &ovpnEnv{env: &env{store: e.store, h: srv.Handler(), ih: srv.InternalHandler()}, bcrypts: &fresh}
 	got, bcrypts = other.auth(t, user, pw, e.ip())
 	wantAuth(t, "migrated row, nothing cached", got, "", legacy)
 	if bcrypts != 1 {

@@ -1,6 +1,10 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
 
 func (s *Server) routes() {
 	e := s.engine
@@ -48,20 +52,21 @@ func (s *Server) routes() {
 	op.POST("/webhook-deliveries/:id/redeliver", s.handle(s.redeliver))
 	op.GET("/admin/password-migration", s.handle(s.passwordMigration))
 
-	// The internal API of the relay (and later the OpenVPN hooks): only when a token is
-	// configured, else these routes do not exist.
-	if s.cfg.InternalToken != "" {
-		in := e.Group("/internal/v1", s.authInternal)
-		in.GET("/tunnel/devices/:key", s.handle(s.tunnelDevice))
-		in.POST("/tunnel/devices/gone", s.handle(s.goneDevices))
-		in.POST("/usage", s.handle(s.recordUsage))
-		in.POST("/openvpn/auth", s.handle(s.ovpn.authenticate))
-		in.POST("/openvpn/connect", s.handle(s.ovpn.connect))
-		in.POST("/openvpn/disconnect", s.handle(s.ovpn.disconnect))
-	}
-
 	// Everything else that is a page: the operator dashboard.
 	s.mountDashboard()
+}
+
+// internalRoutes mounts the internal listener's routes on e: /internal/v1, which the relay and
+// its OpenVPN hooks call, and /healthz. The public listener serves none of /internal/v1.
+func (s *Server) internalRoutes(e *gin.Engine) {
+	e.GET("/healthz", s.healthz)
+	in := e.Group("/internal/v1", s.authInternal)
+	in.GET("/tunnel/devices/:key", s.handle(s.tunnelDevice))
+	in.POST("/tunnel/devices/gone", s.handle(s.goneDevices))
+	in.POST("/usage", s.handle(s.recordUsage))
+	in.POST("/openvpn/auth", s.handle(s.ovpn.authenticate))
+	in.POST("/openvpn/connect", s.handle(s.ovpn.connect))
+	in.POST("/openvpn/disconnect", s.handle(s.ovpn.disconnect))
 }
 
 // safeMethod reports whether a request method only reads (and so needs no CSRF token).

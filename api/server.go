@@ -1,7 +1,8 @@
 // Package api is cellgate's HTTP API: the operators' REST API under /api/v1, the device API
-// (enroll, key, heartbeat), the internal API under /internal/v1 that the relay's tunnel calls
-// (device keys, usage reports), and health endpoints. Handlers are thin: they validate input,
-// call the store and Temporal, and write JSON.
+// (enroll, key, heartbeat) and health endpoints on the public listener, and on a listener of its
+// own the internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call (device
+// keys, usage reports, OpenVPN logins). Handlers are thin: they validate input, call the store
+// and Temporal, and write JSON.
 package api
 
 import (
@@ -45,8 +46,12 @@ type Config struct {
 	// configured), handed to devices at enrollment.
 	TunnelEndpoint string
 	// InternalToken is the shared token of the internal API (/internal/v1), which the relay
-	// and the OpenVPN hooks call. Empty disables the internal API: every request there is 404.
+	// and the OpenVPN hooks call. Empty disables the internal API: no internal listener.
 	InternalToken string
+	// InternalListen is the TCP address of the internal listener, which serves /internal/v1
+	// (and /healthz) and nothing else; the public listener (Listen) never serves /internal/v1.
+	// Keep it on loopback, or on a private network that only relay hosts reach.
+	InternalListen string
 	// TunnelControlURL is the relay's control API (e.g. http://10.0.0.7:7401) that the
 	// OpenVPN connect and disconnect hooks route clients through. Empty: no tunnel, and
 	// OpenVPN connects are answered 503.
@@ -83,13 +88,18 @@ type Config struct {
 // DefaultConfig returns the defaults the api subcommand starts from.
 func DefaultConfig() Config {
 	return Config{
-		Listen:     ":8080",
-		SessionTTL: 7 * 24 * time.Hour,
-		Monitor:    workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
+		Listen:         ":8080",
+		InternalListen: DefaultInternalListen,
+		SessionTTL:     7 * 24 * time.Hour,
+		Monitor:        workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
 
 		UsageSignalInterval: DefaultUsageSignalInterval,
 	}
 }
+
+// DefaultInternalListen is the internal listener's default address: loopback, for a relay
+// on the API's host.
+const DefaultInternalListen = "127.0.0.1:8090"
 
 // Server is the API. Create it with New.
 type Server struct {
@@ -97,10 +107,15 @@ type Server struct {
 	store    *store.Store
 	temporal client.Client
 	log      *slog.Logger
+	// engine serves the public listener; internal the internal one (/internal/v1), nil when
+	// the internal API is off.
 	engine   *gin.Engine
+	internal *gin.Engine
 
 	loginByEmail *limiter
 	loginByIP    *limiter
+	// internalFailures counts requests without the right internal token per source address.
+	internalFailures *limiter
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
@@ -117,12 +132,35 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		temporal: tc,
 		log:      log,
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
-		loginByEmail: newLimiter(20*time.Second, 5),
-		loginByIP:    newLimiter(3*time.Second, 20),
+		loginByEmail:     newLimiter(20*time.Second, 5),
+		loginByIP:        newLimiter(3*time.Second, 20),
+		internalFailures: newInternalFailures(),
 	}
+	var err error
+	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	s.ovpn = s.newOpenVPN()
+	s.hold = newUsageHold(cfg.UsageSignalInterval, log, func(ctx context.Context, q store.QuotaRow, r workflows.UsageReport) error {
+		return s.signalQuota(ctx, q, workflows.UsageSignal, r)
+	})
+	s.routes()
+	if cfg.InternalToken != "" {
+		// No trusted proxies: on the internal listener the connection's peer is the caller.
+		if s.internal, err = s.newEngine(nil); err != nil {
+			return nil, err
+		}
+		s.internalRoutes(s.internal)
+	}
+	return s, nil
+}
+
+// newEngine is a gin engine with the API's recovery, request log and JSON 404 and 405
+// answers, believing X-Forwarded-For from trustedProxies only.
+func (s *Server) newEngine(trustedProxies []string) (*gin.Engine, error) {
 	e := gin.New()
 	e.ContextWithFallback = true
-	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+	if err := e.SetTrustedProxies(trustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	e.Use(s.recover, s.logRequests)
@@ -133,62 +171,106 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	e.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": &Error{Code: "method_not_allowed", Message: "method not allowed"}})
 	})
-	s.engine = e
-	s.ovpn = s.newOpenVPN()
-	s.hold = newUsageHold(cfg.UsageSignalInterval, log, func(ctx context.Context, q store.QuotaRow, r workflows.UsageReport) error {
-		return s.signalQuota(ctx, q, workflows.UsageSignal, r)
-	})
-	s.routes()
-	return s, nil
+	return e, nil
 }
 
-// Handler returns the HTTP handler, for tests and for embedding.
+// Handler returns the public listener's HTTP handler, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.engine }
 
-// Run serves on cfg.Listen until ctx ends, then shuts down gracefully.
+// InternalHandler returns the internal listener's HTTP handler (/internal/v1 and /healthz), for
+// tests and for embedding; nil when the internal API is off (no internal token).
+func (s *Server) InternalHandler() http.Handler {
+	if s.internal == nil {
+		return nil
+	}
+	return s.internal
+}
+
+// Run serves the public API on cfg.Listen and, when the internal API is on, the internal one
+// on cfg.InternalListen, until ctx ends; then it shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	l, err := net.Listen("tcp", s.cfg.Listen)
+	public, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("api listen: %w", err)
 	}
-	return s.Serve(ctx, l)
+	var internal net.Listener
+	if s.internal != nil {
+		if internal, err = net.Listen("tcp", s.cfg.InternalListen); err != nil {
+			public.Close()
+			return fmt.Errorf("internal api listen: %w", err)
+		}
+	}
+	return s.Serve(ctx, public, internal)
 }
 
-// Serve serves on l until ctx ends, then shuts down gracefully.
-func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.engine,
+// Serve serves the public API on public and the internal API on internal until ctx ends, then
+// shuts both down gracefully and hands over the usage it holds (Close). internal must be nil
+// exactly when the internal API is off (no internal token).
+func (s *Server) Serve(ctx context.Context, public, internal net.Listener) error {
+	if (internal != nil) != (s.internal != nil) {
+		return errors.New("api serve: an internal listener is needed exactly when the internal token is set")
+	}
+	servers := []*http.Server{httpServer(s.engine)}
+	listeners := []net.Listener{public}
+	s.log.Info("api listening", "addr", public.Addr().String())
+	if internal != nil {
+		servers, listeners = append(servers, httpServer(s.internal)), append(listeners, internal)
+		s.log.Info("internal api listening", "addr", internal.Addr().String())
+	} else {
+		s.log.Info("internal api off: no internal token")
+	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }() // exits when Shutdown closes the listener
+	}
+	running := len(servers)
+	var errs []error
+	select {
+	case err := <-errc: // one listener failed: the other stops too
+		running--
+		errs = append(errs, fmt.Errorf("api serve: %w", err))
+	case <-ctx.Done():
+	}
+	errs = append(errs, s.shutdown(servers))
+	for range running {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, fmt.Errorf("api serve: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// shutdown stops the servers gracefully, within 10 s, then hands over the usage the API holds.
+func (s *Server) shutdown(servers []*http.Server) error {
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			errs = append(errs, fmt.Errorf("api shutdown: %w", err))
+		}
+	}
+	// Even when requests outlived the shutdown, what is held goes out; a report still being
+	// handled is then signalled as it comes.
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelClose()
+	if err := s.Close(closeCtx); err != nil {
+		s.log.Error("api shutdown", slog.Any("err", err))
+	}
+	return errors.Join(errs...)
+}
+
+// httpServer is the HTTP server of either listener around h: every phase of a request has a
+// deadline, and headers a size limit (bodies are limited where they are decoded).
+func httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
 	}
-	s.log.Info("api listening", "addr", l.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }() // exits when Shutdown closes the listener
-	select {
-	case err := <-errc:
-		return fmt.Errorf("api serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	// Even when requests outlived the shutdown, what is held goes out; a report still being
-	// handled is then signalled as it comes.
-	closeCtx, cancelClose := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelClose()
-	if cerr := s.Close(closeCtx); cerr != nil {
-		s.log.Error("api shutdown", slog.Any("err", cerr))
-	}
-	if err != nil {
-		return fmt.Errorf("api shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // Close hands the usage figures the API still holds to their quota workflows, within ctx.

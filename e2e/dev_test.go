@@ -55,6 +55,10 @@ func TestDevRunsRelay(t *testing.T) {
 			t.Errorf("dev.env has no %s", k)
 		}
 	}
+	if want := "http://127.0.0.1:" + internalPort; env["CELLGATE_INTERNAL_URL"] != want {
+		t.Errorf("dev.env: CELLGATE_INTERNAL_URL=%q, want %s", env["CELLGATE_INTERNAL_URL"], want)
+	}
+	devInternalAPI(ctx, t, top.Relay, env["CELLGATE_INTERNAL_TOKEN"])
 	if env["CELLGATE_OPENVPN_DIR"] != ovpnDir {
 		t.Errorf("dev.env: CELLGATE_OPENVPN_DIR=%q, want %s", env["CELLGATE_OPENVPN_DIR"], ovpnDir)
 	}
@@ -77,8 +81,8 @@ func TestDevRunsRelay(t *testing.T) {
 		t.Fatalf("openvpn: %v", err)
 	}
 	hookEnv, err := os.ReadFile(filepath.Join(ovpnDir, "hook.env"))
-	if err != nil || !strings.Contains(string(hookEnv), "\nCELLGATE_API_URL=http://127.0.0.1:"+apiPort+"\nCELLGATE_INTERNAL_TOKEN="+env["CELLGATE_INTERNAL_TOKEN"]+"\n") {
-		t.Errorf("hook.env = %q (%v), want the dev API and dev.env's internal token", hookEnv, err)
+	if err != nil || !strings.Contains(string(hookEnv), "\nCELLGATE_INTERNAL_URL=http://127.0.0.1:"+internalPort+"\nCELLGATE_INTERNAL_TOKEN="+env["CELLGATE_INTERNAL_TOKEN"]+"\n") {
+		t.Errorf("hook.env = %q (%v), want the dev API's internal listener and dev.env's internal token", hookEnv, err)
 	}
 	// The tunnel holds the management connection: killing nobody's sessions asks OpenVPN.
 	var killed struct{ Killed *int }
@@ -181,6 +185,36 @@ func startDevRelay(ctx context.Context, t *testing.T, top *Topology, bin, dataDi
 		}
 	}
 	return dev
+}
+
+// devInternalAPI checks, from inside ns, that the dev API serves /internal/v1 with token on
+// its internal listener only: the public one, which a TLS proxy on the host would reach from
+// loopback too, answers 404.
+func devInternalAPI(ctx context.Context, t *testing.T, ns *Netns, token string) {
+	t.Helper()
+	body := `{"devices":[{"device_id":"00000000-0000-4000-8000-000000000001","noise_public_key":"` + strings.Repeat("A", 43) + `="}]}`
+	for _, c := range []struct {
+		port string
+		want int
+	}{{internalPort, http.StatusOK}, {apiPort, http.StatusNotFound}} {
+		url := "http://127.0.0.1:" + c.port + "/internal/v1/tunnel/devices/gone"
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := ns.HTTPClient().Do(req)
+		if err != nil {
+			t.Errorf("POST %s: %v", url, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("POST %s with dev.env's internal token = %d %s, want %d", url, resp.StatusCode, b, c.want)
+		}
+	}
 }
 
 // openvpnPid finds the openvpn process of the server in dir among the namespace's processes;

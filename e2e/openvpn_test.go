@@ -30,8 +30,8 @@ import (
 const (
 	ovpnServerAddr = "198.18.0.1"
 	ovpnClientAddr = "198.18.0.2"
-	ovpnToken      = "e2e-internal-token-0123456789"
-	ovpnControl    = "e2e-control-token-0123456789"
+	ovpnToken      = "e2e-internal-token-0123456789abcdef"
+	ovpnControl    = "e2e-control-token-0123456789abcdefg"
 )
 
 // TestOpenVPNEndToEnd: a real OpenVPN 2.6 client logs in with a connection's credentials (its
@@ -473,7 +473,7 @@ func (s *stack) runAuthHook(ctx context.Context, bin, dir string, i int, user, p
 	// more for each round of retries, that costs more CPU than the logins' bcrypt checks.
 	cmd := exec.CommandContext(ctx, bin, "ovpn-hook", "auth", via)
 	cmd.Env = append(os.Environ(),
-		"CELLGATE_API_URL="+s.apiURL, "CELLGATE_INTERNAL_TOKEN="+ovpnToken,
+		"CELLGATE_INTERNAL_URL="+s.internalURL, "CELLGATE_INTERNAL_TOKEN="+ovpnToken,
 		"auth_control_file="+acf, "auth_failed_reason_file="+reason,
 		fmt.Sprintf("untrusted_ip=198.18.%d.%d", 100+i/250, i%250+1))
 	if err := s.top.Relay.Do(cmd.Start); err != nil {

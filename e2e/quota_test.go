@@ -43,7 +43,7 @@ func startOpenVPNStack(t *testing.T, ctx context.Context, top *Topology, bin str
 	t.Helper()
 	ovpnDir := filepath.Join(openTempDir(t, "cellgate-e2e-ovpn-"), "openvpn")
 	if out, err := top.Relay.Run(ctx, bin, "openvpn", "init", "--dir", ovpnDir, "--public-host", ovpnServerAddr,
-		"--hook-binary", bin, "--api", "http://127.0.0.1:"+apiPort, "--internal-token", ovpnToken); err != nil {
+		"--hook-binary", bin, "--internal-url", "http://127.0.0.1:"+internalPort, "--internal-token", ovpnToken); err != nil {
 		t.Fatalf("cellgate openvpn init: %v\n%s", err, out)
 	}
 	// The dev stack (api and worker) and the tunnel share these through the environment.

@@ -29,16 +29,18 @@ type stack struct {
 	bin     string
 	dataDir string
 	env     map[string]string
-	// apiURL is the API as the relay's processes reach it; phoneAPI as the phone reaches it.
-	apiURL, phoneAPI string
-	op               *agent.Operator
-	tunnel           *Proc
+	// apiURL is the API as the relay's processes reach it; phoneAPI as the phone reaches it;
+	// internalURL its internal listener (/internal/v1), on the relay's loopback.
+	apiURL, phoneAPI, internalURL string
+	op                            *agent.Operator
+	tunnel                        *Proc
 }
 
 const (
-	apiPort     = "8080"
-	tunnelPort  = "7400"
-	controlAddr = "127.0.0.1:7401"
+	apiPort      = "8080"
+	internalPort = "8090" // the default CELLGATE_INTERNAL_LISTEN, 127.0.0.1:8090
+	tunnelPort   = "7400"
+	controlAddr  = "127.0.0.1:7401"
 )
 
 // startStack starts the dev stack and the tunnel (with tunnelArgs, see startTunnel) in the
@@ -54,8 +56,9 @@ func startStackDev(t testing.TB, top *Topology, devArgs []string, tunnelArgs ...
 	bin := BuildCellgate(t)
 	dataDir := openTempDir(t, "cellgate-e2e-")
 	s := &stack{t: t, top: top, bin: bin, dataDir: dataDir,
-		apiURL:   "http://127.0.0.1:" + apiPort,
-		phoneAPI: "http://" + RelayUplink + ":" + apiPort}
+		apiURL:      "http://127.0.0.1:" + apiPort,
+		internalURL: "http://127.0.0.1:" + internalPort,
+		phoneAPI:    "http://" + RelayUplink + ":" + apiPort}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -115,7 +118,7 @@ func (s *stack) startTunnel(ctx context.Context, args ...string) {
 	s.t.Helper()
 	cmd := s.top.Relay.Command(context.Background(), s.bin, append([]string{"tunnel",
 		"--listen", RelayUplink + ":" + tunnelPort, "--control-listen", controlAddr,
-		"--key", filepath.Join(s.dataDir, "tunnel.key"), "--api", s.apiURL,
+		"--key", filepath.Join(s.dataDir, "tunnel.key"), "--internal-url", s.internalURL,
 		"--report-every", "1s", "--log-level", "debug"}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"CELLGATE_INTERNAL_TOKEN="+s.env["CELLGATE_INTERNAL_TOKEN"],

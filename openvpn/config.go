@@ -36,7 +36,8 @@ const (
 	relayFile       = "relay.json"
 	serverConfFile  = "server.conf"
 	hookEnvVar      = "CELLGATE_HOOK_ENV"
-	hookAPIURLVar   = "CELLGATE_API_URL"
+	hookURLVar      = "CELLGATE_INTERNAL_URL"
+	hookOldURLVar   = "CELLGATE_API_URL" // the public listener: before /internal/v1 moved off it
 	hookTokenVar    = "CELLGATE_INTERNAL_TOKEN"
 	maxServerFileSz = 64 << 10
 )
@@ -69,8 +70,9 @@ type InitConfig struct {
 	HookBinary string
 	// DNS servers pushed to clients; none by default.
 	DNS []netip.Addr
-	// APIURL and InternalToken go to hook.env for the hooks; empty keeps what the file holds.
-	APIURL, InternalToken string
+	// InternalURL (the API's internal listener, which serves /internal/v1) and InternalToken
+	// go to hook.env for the hooks; empty keeps what the file holds.
+	InternalURL, InternalToken string
 	// Force replaces existing keys and certificates. Every profile handed out before then
 	// stops working: they carry the old CA and tls-crypt key.
 	Force bool
@@ -139,7 +141,7 @@ func (c *InitConfig) check() error {
 	if !filepath.IsAbs(c.HookBinary) || strings.ContainsFunc(c.HookBinary, isSpaceOrSpecial) {
 		errs = append(errs, fmt.Errorf("hook binary %q: want an absolute path without spaces, quotes or backslashes (OpenVPN splits the command on spaces)", c.HookBinary))
 	}
-	for _, v := range []struct{ name, value string }{{"API URL", c.APIURL}, {"internal token", c.InternalToken}} {
+	for _, v := range []struct{ name, value string }{{"internal URL", c.InternalURL}, {"internal token", c.InternalToken}} {
 		if strings.ContainsFunc(v.value, isSpaceOrSpecial) {
 			errs = append(errs, fmt.Errorf("%s: must not contain spaces, quotes, backslashes or control characters", v.name))
 		}
@@ -345,10 +347,11 @@ func relayJSON(c InitConfig) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// hookEnv merges the API URL and token into hook.env's current values (a missing file has
+// hookEnv merges the internal URL and token into hook.env's current values (a missing file has
 // none): a non-empty new value replaces the old one. It returns the file's new content and
-// the variables that are still empty.
-func hookEnv(path, apiURL, token string) ([]byte, []string, error) {
+// the variables that are still empty. A CELLGATE_API_URL of an older hook.env is dropped: it
+// named the public listener, which no longer serves /internal/v1.
+func hookEnv(path, internalURL, token string) ([]byte, []string, error) {
 	vals := map[string]string{}
 	data, err := readSmall(path)
 	switch {
@@ -363,8 +366,8 @@ func hookEnv(path, apiURL, token string) ([]byte, []string, error) {
 			}
 		}
 	}
-	if apiURL != "" {
-		vals[hookAPIURLVar] = apiURL
+	if internalURL != "" {
+		vals[hookURLVar] = internalURL
 	}
 	if token != "" {
 		vals[hookTokenVar] = token
@@ -372,7 +375,7 @@ func hookEnv(path, apiURL, token string) ([]byte, []string, error) {
 	var b strings.Builder
 	var missing []string
 	b.WriteString("# Read by cellgate ovpn-hook (server.conf: setenv " + hookEnvVar + "). Keep it mode 0600.\n")
-	for _, k := range []string{hookAPIURLVar, hookTokenVar} {
+	for _, k := range []string{hookURLVar, hookTokenVar} {
 		b.WriteString(k + "=" + vals[k] + "\n")
 		if vals[k] == "" {
 			missing = append(missing, k)

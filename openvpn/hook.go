@@ -20,10 +20,10 @@ import (
 // (username, untrusted_ip, common_name, ifconfig_pool_remote_ip, bytes_received, bytes_sent,
 // auth_control_file, auth_failed_reason_file) and, for auth, the password in a via-file.
 
-// HookAPI is how a hook reaches the API: its URL and the internal token. The hooks read them
-// from the file named by $CELLGATE_HOOK_ENV (written by `cellgate openvpn init`, mode 0600,
-// so the token stays out of server.conf), or from $CELLGATE_API_URL and
-// $CELLGATE_INTERNAL_TOKEN.
+// HookAPI is how a hook reaches the API: the URL of its internal listener and the internal
+// token. The hooks read them from the file named by $CELLGATE_HOOK_ENV (written by `cellgate
+// openvpn init`, mode 0600, so the token stays out of server.conf), or from
+// $CELLGATE_INTERNAL_URL and $CELLGATE_INTERNAL_TOKEN.
 type HookAPI struct {
 	URL   string
 	Token string
@@ -41,21 +41,27 @@ const (
 
 // LoadHookAPI reads the API's address from the environment (see HookAPI).
 func LoadHookAPI(getenv func(string) string) (HookAPI, error) {
-	api := HookAPI{URL: getenv("CELLGATE_API_URL"), Token: getenv("CELLGATE_INTERNAL_TOKEN")}
-	if path := getenv("CELLGATE_HOOK_ENV"); path != "" {
+	api := HookAPI{URL: getenv(hookURLVar), Token: getenv(hookTokenVar)}
+	oldURL := getenv(hookOldURLVar)
+	if path := getenv(hookEnvVar); path != "" {
 		vars, err := readEnvFile(path)
 		if err != nil {
 			return api, err
 		}
 		if api.URL == "" {
-			api.URL = vars["CELLGATE_API_URL"]
+			api.URL = vars[hookURLVar]
 		}
 		if api.Token == "" {
-			api.Token = vars["CELLGATE_INTERNAL_TOKEN"]
+			api.Token = vars[hookTokenVar]
 		}
+		oldURL += vars[hookOldURLVar]
+	}
+	if api.URL == "" && oldURL != "" {
+		return api, errors.New("ovpn-hook: CELLGATE_API_URL names the API's public listener, which no longer serves /internal/v1: " +
+			"run cellgate openvpn init again with -internal-url (the API's CELLGATE_INTERNAL_LISTEN, e.g. http://10.0.0.5:8090)")
 	}
 	if api.URL == "" || api.Token == "" {
-		return api, errors.New("ovpn-hook: CELLGATE_API_URL and CELLGATE_INTERNAL_TOKEN are needed (in $CELLGATE_HOOK_ENV's file or the environment)")
+		return api, errors.New("ovpn-hook: CELLGATE_INTERNAL_URL and CELLGATE_INTERNAL_TOKEN are needed (in $CELLGATE_HOOK_ENV's file or the environment)")
 	}
 	return api, nil
 }

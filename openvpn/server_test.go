@@ -66,7 +66,7 @@ func startRelay(t *testing.T) (*relay, string) {
 		t.Fatal(err)
 	}
 	res, err := Init(InitConfig{Dir: filepath.Join(dir, "ovpn"), PublicHost: testServerAddr, HookBinary: hook,
-		APIURL: "http://192.0.2.9:8080", InternalToken: "internal-token"})
+		InternalURL: "http://192.0.2.9:8090", InternalToken: "internal-token"})
 	if err != nil {
 		t.Fatalf("Init = %v, want nil", err)
 	}

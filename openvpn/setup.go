@@ -197,7 +197,7 @@ func renderDerived(dir string, c InitConfig, res *InitResult) error {
 		return err
 	}
 	envPath := filepath.Join(dir, hookEnvFile)
-	env, missing, err := hookEnv(envPath, c.APIURL, c.InternalToken)
+	env, missing, err := hookEnv(envPath, c.InternalURL, c.InternalToken)
 	if err != nil {
 		return err
 	}

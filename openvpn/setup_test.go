@@ -21,7 +21,7 @@ const testHook = "/usr/local/bin/cellgate"
 
 func testInitConfig(t *testing.T) InitConfig {
 	return InitConfig{Dir: filepath.Join(t.TempDir(), "ovpn"), PublicHost: "relay.example.com", HookBinary: testHook,
-		APIURL: "http://10.0.0.5:8080", InternalToken: "tok-123"}
+		InternalURL: "http://10.0.0.5:8090", InternalToken: "tok-123"}
 }
 
 func readFile(t *testing.T, path string) string {
@@ -115,7 +115,7 @@ func TestOpenVPNInitFiles(t *testing.T) {
 	if strings.Contains(conf, "tok-123") {
 		t.Errorf("server.conf holds the internal token:\n%s", conf)
 	}
-	if env := readFile(t, filepath.Join(dir, "hook.env")); !strings.Contains(env, "\nCELLGATE_API_URL=http://10.0.0.5:8080\nCELLGATE_INTERNAL_TOKEN=tok-123\n") {
+	if env := readFile(t, filepath.Join(dir, "hook.env")); !strings.Contains(env, "\nCELLGATE_INTERNAL_URL=http://10.0.0.5:8090\nCELLGATE_INTERNAL_TOKEN=tok-123\n") {
 		t.Errorf("hook.env = %q, want the API URL and token", env)
 	}
 	var relay map[string]any
@@ -165,7 +165,7 @@ func TestOpenVPNInitRerun(t *testing.T) {
 		before[k] = readFile(t, filepath.Join(dir, k))
 	}
 
-	c.Port, c.APIURL, c.InternalToken = 1195, "http://10.0.0.6:8080", ""
+	c.Port, c.InternalURL, c.InternalToken = 1195, "http://10.0.0.6:8090", ""
 	second, err := Init(c)
 	if err != nil {
 		t.Fatalf("Init again = %v, want nil", err)
@@ -185,7 +185,7 @@ func TestOpenVPNInitRerun(t *testing.T) {
 	if conf := readFile(t, filepath.Join(dir, "server.conf")); !strings.Contains(conf, "\nport 1195\n") {
 		t.Errorf("server.conf after Init with port 1195 lacks it:\n%s", conf)
 	}
-	if env := readFile(t, filepath.Join(dir, "hook.env")); !strings.Contains(env, "CELLGATE_API_URL=http://10.0.0.6:8080\n") ||
+	if env := readFile(t, filepath.Join(dir, "hook.env")); !strings.Contains(env, "CELLGATE_INTERNAL_URL=http://10.0.0.6:8090\n") ||
 		!strings.Contains(env, "CELLGATE_INTERNAL_TOKEN=tok-123\n") {
 		t.Errorf("hook.env = %q, want the new URL and the old token kept", env)
 	}
@@ -207,12 +207,12 @@ func TestOpenVPNInitRerun(t *testing.T) {
 
 func TestOpenVPNInitMissingHookEnv(t *testing.T) {
 	c := testInitConfig(t)
-	c.APIURL, c.InternalToken = "", ""
+	c.InternalURL, c.InternalToken = "", ""
 	res, err := Init(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"CELLGATE_API_URL", "CELLGATE_INTERNAL_TOKEN"}; strings.Join(res.HookEnvMissing, ",") != strings.Join(want, ",") {
+	if want := []string{"CELLGATE_INTERNAL_URL", "CELLGATE_INTERNAL_TOKEN"}; strings.Join(res.HookEnvMissing, ",") != strings.Join(want, ",") {
 		t.Errorf("Init without API settings: HookEnvMissing = %v, want %v", res.HookEnvMissing, want)
 	}
 }

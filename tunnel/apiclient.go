@@ -32,7 +32,7 @@ var defaultAPIHTTP = &http.Client{Timeout: defaultAPITimeout}
 // APIClient is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
 // relay's Directory and UsageSink. Its methods are safe for concurrent use.
 type APIClient struct {
-	// BaseURL is the API's address, e.g. http://10.0.0.5:8080.
+	// BaseURL is the API's internal listener, e.g. http://10.0.0.5:8090.
 	BaseURL string
 	// Token is the internal shared token, sent as "Authorization: Bearer <token>".
 	Token string

@@ -25,8 +25,10 @@ type Config struct {
 	ControlToken  string
 	// KeyFile holds the tunnel's static private key (`cellgate tunnel keygen`).
 	KeyFile string
-	// APIURL and InternalToken reach the API's /internal/v1: device keys and usage reports.
-	APIURL        string
+	// InternalURL is the API's internal listener (e.g. http://10.0.0.5:8090), whose
+	// /internal/v1 the relay calls with InternalToken: device keys, usage reports, OpenVPN
+	// routes after a restart.
+	InternalURL   string
 	InternalToken string
 	// TUN is cg0: its name, address (100.72.0.1/16) and MTU.
 	TUN TUNConfig
@@ -84,7 +86,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	api := &APIClient{BaseURL: cfg.APIURL, Token: cfg.InternalToken}
+	api := &APIClient{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}
 	routes := &RouteTable{Grace: cfg.UsageGrace}
 	relay, err := NewRelay(RelayConfig{
 		Key: key, TUN: tun, Conn: conn, MTU: cfg.TUN.MTU, Routes: routes, Directory: api, Log: log,
@@ -112,11 +114,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		sessions = OpenVPNSessions{Management: mgmt}
 	}
 	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
-	control := &http.Server{
-		Addr:              cfg.ControlListen,
-		Handler:           NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay, Reporter: reporter, OpenVPN: sessions, Log: log}),
-		ReadHeaderTimeout: 5 * time.Second,
-	}
+	control := controlHTTPServer(NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay,
+		Reporter: reporter, OpenVPN: sessions, Log: log}))
 	ln, err := net.Listen("tcp", cfg.ControlListen)
 	if err != nil {
 		conn.Close()
@@ -155,6 +154,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("tunnel: stopped")
 	return err
+}
+
+// controlHTTPServer is the control API's HTTP server around its handler h. Every phase of a
+// request has a deadline, so a client that trickles its headers or body, or holds an idle
+// connection, cannot keep a connection (and its goroutine) forever: headers within 5 s, the
+// whole request (bodies are at most MaxControlBody) within 10 s, the answer within 30 s (POST
+// /openvpn/kill waits for OpenVPN's management interface, up to 10 s per command), and 2
+// minutes idle between requests, longer than Go clients keep theirs. Headers are at most
+// 16 KiB.
+func controlHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
 }
 
 // listenUDP opens the devices' UDP socket. Relay.Run gives it large buffers (socketBufferSize,

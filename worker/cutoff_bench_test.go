@@ -148,8 +148,10 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 		b.Fatalf("api.New: %v", err)
 	}
 	b.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
-	h := srv.Handler()
-	apiSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	apiSrv := httptest.NewServer(srv.Handler())
+	b.Cleanup(apiSrv.Close)
+	h := srv.InternalHandler()
+	internalSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/internal/v1/usage" {
 			at := time.Now()
 			raw, _ := io.ReadAll(r.Body)
@@ -163,12 +165,12 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 		}
 		h.ServeHTTP(w, r)
 	}))
-	b.Cleanup(apiSrv.Close)
+	b.Cleanup(internalSrv.Close)
 
 	// The relay's usage reporter posts to the API as a relay does; it stops (with its final
 	// report) before the API does.
 	rep := tunnel.NewReporter(tunnel.ReporterConfig{Routes: s.routes, Log: log,
-		Sink: &tunnel.APIClient{BaseURL: apiSrv.URL, Token: internalToken}})
+		Sink: &tunnel.APIClient{BaseURL: internalSrv.URL, Token: internalToken}})
 	s.rep = rep
 	relay.Config.Handler = tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: s.routes,
 		OpenVPN: s.kills, Reporter: rep, Log: log})
@@ -183,7 +185,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 		}
 	})
 
-	s.internal = &apiClient{t: b, base: apiSrv.URL, bearer: internalToken}
+	s.internal = &apiClient{t: b, base: internalSrv.URL, bearer: internalToken}
 	s.operator, s.operatorID = newOperator(b, st, apiSrv.URL, "cutoff@example.com")
 	var dev struct{ Device struct{ ID uuid.UUID } }
 	s.operator.call(http.MethodPost, "/api/v1/devices", map[string]any{"name": "cutoff bench phone"}, http.StatusCreated, &dev)

@@ -89,9 +89,10 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		t.Fatalf("api.New: %v", err)
 	}
 	t.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
-	apiSrv := httptest.NewServer(srv.Handler())
+	apiSrv, internalSrv := httptest.NewServer(srv.Handler()), httptest.NewServer(srv.InternalHandler())
 	t.Cleanup(apiSrv.Close)
-	internal := &apiClient{t: t, base: apiSrv.URL, bearer: internalToken}
+	t.Cleanup(internalSrv.Close)
+	internal := &apiClient{t: t, base: internalSrv.URL, bearer: internalToken}
 
 	operator, operatorID := newOperator(t, st, apiSrv.URL, "quota@example.com")
 	operator.call(http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": rcv.url(), "enabled": true}, http.StatusOK, nil)

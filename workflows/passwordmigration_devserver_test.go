@@ -146,7 +146,7 @@ type migrationE2E struct {
 	worker *exec.Cmd
 }
 
-// authServer is an API with the internal API on. With skipDummy its authenticator spends no
+// authServer is the internal listener of an API with the internal API on. With skipDummy its authenticator spends no
 // bcrypt on the dummy check of legacy rows (a timing measure whose result is ignored), so that
 // checking 1,000 legacy logins costs no CPU the migration needs; real hashes are always checked.
 func (e *migrationE2E) authServer(skipDummy bool) http.Handler {
@@ -161,7 +161,7 @@ func (e *migrationE2E) authServer(skipDummy bool) http.Handler {
 	if err != nil {
 		e.t.Fatalf("api.New: %v", err)
 	}
-	return srv.Handler()
+	return srv.InternalHandler()
 }
 
 // login asks the auth endpoint of h, as OpenVPN's hook does, and returns its answer.

@@ -39,7 +39,8 @@ func (c *apiConfig) register(f *flags) {
 	registerWebhookGuard(f, &c.api.WebhookGuard)
 	f.string(&c.tunnelPublicKey, "tunnel-public-key", "CELLGATE_TUNNEL_PUBLIC_KEY", "", "the relay's Noise static public key (standard base64 of 32 bytes), handed to devices at enrollment (empty: none yet)")
 	f.string(&c.api.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_TUNNEL_ENDPOINT", "", "host:port of the relay's UDP port that devices dial, handed to them at enrollment (empty: none yet)")
-	f.string(&c.api.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "shared token of the internal API /internal/v1 that the relay calls (empty: internal API off)")
+	f.string(&c.api.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "shared token of the internal API /internal/v1 that the relay and its OpenVPN hooks call, at least 32 characters (empty: internal API off, no internal listener)")
+	f.string(&c.api.InternalListen, "internal-listen", "CELLGATE_INTERNAL_LISTEN", def.InternalListen, "address of the internal listener, the only one that serves /internal/v1: loopback, or a private address that only relay hosts reach")
 	f.string(&c.openvpnDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory from cellgate openvpn init (or a copy of its relay.json, ca.crt and tls-crypt.key), for client profiles (empty: none)")
 	registerTunnelControl(f, &c.api.TunnelControlURL, &c.api.TunnelControlToken,
 		"that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
@@ -50,9 +51,6 @@ func (c *apiConfig) register(f *flags) {
 
 // maxUsageSignalInterval bounds how long the API may hold a connection's usage figures.
 const maxUsageSignalInterval = time.Minute
-
-// minInternalToken is the shortest internal token accepted: it guards every operator's data.
-const minInternalToken = 16
 
 // registerMonitor adds the DeviceMonitor clocks: the API sends them with every heartbeat.
 func registerMonitor(f *flags, m *workflows.MonitorConfig) {
@@ -114,8 +112,13 @@ func (c *apiConfig) checkTunnel() error {
 	if c.api.OpenVPNAuth.BcryptWait <= 0 {
 		return fmt.Errorf("ovpn-bcrypt-wait must be positive, got %v", c.api.OpenVPNAuth.BcryptWait)
 	}
-	if t := c.api.InternalToken; t != "" && (len(t) < minInternalToken || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
-		return fmt.Errorf("CELLGATE_INTERNAL_TOKEN (-internal-token) must be at least %d characters without spaces or control characters", minInternalToken)
+	if c.api.InternalToken != "" {
+		if err := checkSharedToken("CELLGATE_INTERNAL_TOKEN (-internal-token)", c.api.InternalToken); err != nil {
+			return err
+		}
+		if c.api.InternalListen == "" {
+			return errors.New("CELLGATE_INTERNAL_LISTEN (-internal-listen) is required with an internal token: the internal API has a listener of its own")
+		}
 	}
 	return nil
 }

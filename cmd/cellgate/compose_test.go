@@ -82,6 +82,18 @@ services:
       search-attributes:
         condition: service_completed_successfully
     ports: ["127.0.0.1:8080:9000"]
+  internal-open:
+    build: .
+    command: ["api"]
+    environment:
+      CELLGATE_INTERNAL_LISTEN: ":8090"
+    ports: ["8090:8090"]
+  internal-loopback:
+    build: .
+    command: ["api"]
+    environment:
+      CELLGATE_INTERNAL_LISTEN: "127.0.0.1:8091"
+    ports: ["10.0.0.5:8091:8091"]
 `
 	want := []string{
 		`service db: image "postgres" is not pinned to a tag`,
@@ -99,6 +111,8 @@ services:
 		`service api: must depend on search-attributes (condition service_completed_successfully), which creates the namespace's search attributes`,
 		`service worker: command "wroker" is not a cellgate subcommand (api, worker, migrate, import-legacy, dev, operator, tunnel, ovpn-hook, agent, openvpn)`,
 		`service worker: published port 127.0.0.1:8080/tcp collides with service api's 8080/tcp`,
+		`service internal-open: publishes the internal listener (container port 8090) on every host address: give the host IP of the network the relays share, e.g. 10.0.0.5:8090:8090`,
+		`service internal-loopback: publishes port 8091, but CELLGATE_INTERNAL_LISTEN "127.0.0.1:8091" is the container's loopback, which no published port reaches`,
 		`no service runs "cellgate migrate"`,
 		`service worker: depends_on search-attributes: condition service_completed_successfully, but search-attributes has restart unless-stopped`,
 	}
@@ -246,10 +260,11 @@ func orDefault(s, def string) string {
 }
 
 // composePort is a port published on the host; Published is empty when the container port is
-// only exposed on an ephemeral host port.
+// only exposed on an ephemeral host port. Target is the container's port.
 type composePort struct {
 	HostIP    string
 	Published string
+	Target    string
 	Protocol  string
 }
 
@@ -258,12 +273,13 @@ func (p *composePort) UnmarshalYAML(n *yaml.Node) error {
 		var long struct {
 			HostIP    string `yaml:"host_ip"`
 			Published string `yaml:"published"`
+			Target    string `yaml:"target"`
 			Protocol  string `yaml:"protocol"`
 		}
 		if err := n.Decode(&long); err != nil {
 			return err
 		}
-		*p = composePort{long.HostIP, long.Published, orDefault(long.Protocol, "tcp")}
+		*p = composePort{long.HostIP, long.Published, long.Target, orDefault(long.Protocol, "tcp")}
 		return nil
 	}
 	// Short syntax: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL], HOST_IP maybe [IPv6].
@@ -277,6 +293,7 @@ func (p *composePort) UnmarshalYAML(n *yaml.Node) error {
 		p.HostIP, s = ip, rest
 	}
 	parts := strings.Split(s, ":")
+	p.Target = parts[len(parts)-1]
 	switch len(parts) {
 	case 1:
 	case 2:
@@ -296,9 +313,11 @@ func (p composePort) String() string {
 	return net.JoinHostPort(p.HostIP, p.Published) + "/" + p.Protocol
 }
 
+// anyIP reports whether a published port's host IP means every address of the host.
+func anyIP(ip string) bool { return ip == "" || ip == "0.0.0.0" || ip == "::" }
+
 // collides reports whether p and q cannot both be published on one host.
 func (p composePort) collides(q composePort) bool {
-	anyIP := func(ip string) bool { return ip == "" || ip == "0.0.0.0" || ip == "::" }
 	return p.Published == q.Published && p.Protocol == q.Protocol &&
 		(p.HostIP == q.HostIP || anyIP(p.HostIP) || anyIP(q.HostIP))
 }
@@ -359,6 +378,9 @@ var (
 //     of the file, and starts after migrations and after the search attributes exist;
 //   - one service creates exactly workflows.SearchAttributeKeys, as Keyword, in the namespace
 //     cellgate uses;
+//   - a cellgate service's internal listener (/internal/v1), when published, listens on the
+//     container's interfaces and is published on one host address (a private one), never on
+//     every address;
 //   - no two services publish the same host port.
 func checkCompose(doc []byte) []string {
 	var root yaml.Node
@@ -385,6 +407,7 @@ func checkCompose(doc []byte) []string {
 		c.checkTemporalAddress(name)
 		if f.Services[name].isCellgate() {
 			c.checkCellgate(name)
+			c.checkInternalListener(name)
 		}
 	}
 	c.checkSearchAttributes()
@@ -528,6 +551,34 @@ func (c *composeChecker) checkCellgate(name string) {
 	if slices.Contains(requiredEnv(sub), "TEMPORAL_ADDRESS") {
 		if sa, ok := c.searchAttributeService(); ok {
 			c.wantDependency(name, sa, "which creates the namespace's search attributes")
+		}
+	}
+}
+
+// checkInternalListener checks how a cellgate service publishes its internal listener
+// (CELLGATE_INTERNAL_LISTEN), which serves /internal/v1 to the relays: a published port reaches
+// only a listener on the container's own interfaces, and it must bind one host address, on the
+// network the relays share; on every address of the host the internal API faces the world.
+func (c *composeChecker) checkInternalListener(name string) {
+	s := c.file.Services[name]
+	addr := s.Environment["CELLGATE_INTERNAL_LISTEN"]
+	if addr == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		c.report(name, "CELLGATE_INTERNAL_LISTEN %q is not host:port", addr)
+		return
+	}
+	for _, p := range s.Ports {
+		if p.Target != port || p.Protocol != "tcp" {
+			continue
+		}
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			c.report(name, "publishes port %s, but CELLGATE_INTERNAL_LISTEN %q is the container's loopback, which no published port reaches", port, addr)
+		}
+		if p.Published == "" || anyIP(p.HostIP) {
+			c.report(name, "publishes the internal listener (container port %s) on every host address: give the host IP of the network the relays share, e.g. 10.0.0.5:%s:%s", port, port, port)
 		}
 	}
 }

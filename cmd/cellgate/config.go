@@ -178,6 +178,43 @@ func registerTunnelControl(f *flags, u, token *string, what string) {
 	f.string(token, "tunnel-control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the relay's control API")
 }
 
+// registerInternalURL adds -internal-url, the API's internal listener that /internal/v1 is
+// reached at, with def as its default (empty: none) and what it is used for; and -api, which
+// named the API's public address before /internal/v1 moved to a listener of its own, to say
+// so to whoever still gives it.
+func registerInternalURL(f *flags, u *string, def, what string) {
+	f.string(u, "internal-url", "CELLGATE_INTERNAL_URL", def, "the API's internal listener (CELLGATE_INTERNAL_LISTEN), e.g. http://10.0.0.5:8090, "+what)
+	f.Func("api", "removed: see -internal-url", func(string) error {
+		return errors.New("-api is gone: /internal/v1 is served only on the API's internal listener; give its URL as -internal-url (CELLGATE_INTERNAL_URL), e.g. http://10.0.0.5:8090")
+	})
+}
+
+// checkInternalURL checks an -internal-url ("" passes: the caller decides whether it may be
+// empty).
+func checkInternalURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return fmt.Errorf("CELLGATE_INTERNAL_URL (-internal-url) %q must be an http(s) URL", u)
+	}
+	return nil
+}
+
+// minSharedToken is the shortest internal or control token accepted: the internal token
+// guards every operator's data, the relay's control token every route and cutoff. 32
+// characters is 128 bits in hex; cellgate dev makes 64.
+const minSharedToken = 32
+
+// checkSharedToken checks a shared bearer token; what names its variable and flag.
+func checkSharedToken(what, token string) error {
+	if len(token) < minSharedToken || strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%s must be at least %d characters without spaces or control characters (make one with: openssl rand -hex 32)", what, minSharedToken)
+	}
+	return nil
+}
+
 // checkTunnelControl checks the relay control API's URL and token.
 func checkTunnelControl(u, token string) error {
 	if u == "" {
@@ -190,5 +227,5 @@ func checkTunnelControl(u, token string) error {
 	if token == "" {
 		return errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) is required with a tunnel control URL")
 	}
-	return nil
+	return checkSharedToken("CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token)", token)
 }

@@ -187,15 +187,16 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 		return err
 	}
 	cfg.api.TemporalUIURL, cfg.api.TemporalNamespace = uiURL, cfg.temporalNamespace
-	l, err := net.Listen("tcp", cfg.api.Listen)
+	l, il, err := devListeners(cfg.api)
 	if err != nil {
-		return fmt.Errorf("api listen: %w", err)
+		return err
 	}
-	defer l.Close() // closed by Serve already, unless runDev fails before
-	apiURL := "http://" + displayAddr(l.Addr().String())
+	defer l.Close()  // closed by Serve already, unless runDev fails before
+	defer il.Close() // likewise
+	apiURL, internalURL := "http://"+displayAddr(l.Addr().String()), "http://"+displayAddr(il.Addr().String())
 	var ovpn *devOpenVPN
 	if runOpenVPN {
-		if ovpn, err = startDevOpenVPN(cfg, ovpnDir, apiURL, tun.internalToken, log); err != nil {
+		if ovpn, err = startDevOpenVPN(cfg, ovpnDir, internalURL, tun.internalToken, log); err != nil {
 			return err
 		}
 		defer ovpn.stop(log) // stopped already, unless runDev fails before the stack runs
@@ -213,6 +214,7 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 		"DATABASE_URL":               cfg.databaseURL,
 		"TEMPORAL_ADDRESS":           cfg.temporalAddress,
 		// The tunnel: run here when root (see --tunnel), or by hand with these.
+		"CELLGATE_INTERNAL_URL":         internalURL,
 		"CELLGATE_INTERNAL_TOKEN":       tun.internalToken,
 		"CELLGATE_TUNNEL_CONTROL_TOKEN": tun.controlToken,
 		"CELLGATE_TUNNEL_KEY_FILE":      tun.keyFile,
@@ -235,6 +237,7 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 cellgate dev is running. Ctrl-C stops it.
 
   API              %s
+  Internal API     %s (/internal/v1, for the relay and its OpenVPN hooks)
   Temporal Web UI  %s
   Temporal         %s
   Postgres         %s
@@ -244,7 +247,7 @@ cellgate dev is running. Ctrl-C stops it.
 
 Written to %s (source it: set -a; . %s; set +a)
 
-`, apiURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password), tunnelLine, openvpnLine,
+`, apiURL, internalURL, orNone(uiURL), cfg.temporalAddress, cfg.databaseURL, email, orNone(password), tunnelLine, openvpnLine,
 		filepath.Join(cfg.dataDir, "dev.env"), filepath.Join(cfg.dataDir, "dev.env"))
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -256,7 +259,7 @@ Written to %s (source it: set -a; . %s; set +a)
 	tunnelCtx, stopTunnel := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopTunnel()
 	demoDone, openvpnDone := make(chan struct{}), make(chan struct{})
-	g.Go(func() error { return srv.Serve(apiCtx, l) })
+	g.Go(func() error { return srv.Serve(apiCtx, l, il) })
 	if cfg.worker {
 		g.Go(func() error {
 			return worker.Run(gctx, worker.Config{WebhookGuard: cfg.api.WebhookGuard,
@@ -269,7 +272,7 @@ Written to %s (source it: set -a; . %s; set +a)
 			openvpnDir = ovpn.server.Dir // the tunnel holds its management connection
 		}
 		g.Go(func() error {
-			err := tunnel.Run(tunnelCtx, tun.config(apiURL, openvpnDir), log)
+			err := tunnel.Run(tunnelCtx, tun.config(internalURL, openvpnDir), log)
 			if err != nil && gctx.Err() == nil {
 				// A laptop without /dev/net/tun still gets the rest of the stack.
 				log.Error("tunnel stopped; the rest keeps running", "err", err)
@@ -302,6 +305,19 @@ Written to %s (source it: set -a; . %s; set +a)
 	err = g.Wait()
 	log.Info("stopping")
 	return err
+}
+
+// devListeners opens the API's public listener and its internal one (`cellgate dev` always has
+// an internal token).
+func devListeners(cfg api.Config) (public, internal net.Listener, err error) {
+	if public, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, nil, fmt.Errorf("api listen: %w", err)
+	}
+	if internal, err = net.Listen("tcp", cfg.InternalListen); err != nil {
+		public.Close()
+		return nil, nil, fmt.Errorf("internal api listen (CELLGATE_INTERNAL_LISTEN): %w", err)
+	}
+	return public, internal, nil
 }
 
 // demoTokenName names the API token `cellgate dev --demo` makes for itself on each run.
@@ -534,16 +550,16 @@ func devTunnel(cfg devConfig, env map[string]string) (devTunnelSetup, error) {
 	return t, nil
 }
 
-// config is the in-process tunnel's configuration; openvpnDir, when set, is the OpenVPN server
-// whose management interface it holds.
-func (t devTunnelSetup) config(apiURL, openvpnDir string) tunnel.Config {
+// config is the in-process tunnel's configuration, reaching the API's internal listener at
+// internalURL; openvpnDir, when set, is the OpenVPN server whose management interface it holds.
+func (t devTunnelSetup) config(internalURL, openvpnDir string) tunnel.Config {
 	return tunnel.Config{
 		OpenVPNDir:    openvpnDir,
 		Listen:        ":7400",
 		ControlListen: devTunnelControl,
 		ControlToken:  t.controlToken,
 		KeyFile:       t.keyFile,
-		APIURL:        apiURL,
+		InternalURL:   internalURL,
 		InternalToken: t.internalToken,
 		TUN:           tunnel.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: tunnel.DefaultMTU},
 		Routing:       &tunnel.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
@@ -604,9 +620,9 @@ func devRunsOpenVPN(mode string, runTunnel bool, bin string) (run bool, why stri
 
 // openvpnInit is the `cellgate openvpn init` that `cellgate dev` runs on every start: the
 // server in dir, for the public host (by default the host devices reach the tunnel at), with
-// hook.env pointing the hooks at the dev API. Keys are kept across runs; a server certificate
-// for another host is renewed under the same CA.
-func (cfg devConfig) openvpnInit(dir, apiURL, internalToken, hookBinary string) openvpn.InitConfig {
+// hook.env pointing the hooks at the dev API's internal listener. Keys are kept across runs; a
+// server certificate for another host is renewed under the same CA.
+func (cfg devConfig) openvpnInit(dir, internalURL, internalToken, hookBinary string) openvpn.InitConfig {
 	host := cfg.openvpn.publicHost
 	if host == "" {
 		host = "127.0.0.1"
@@ -615,7 +631,7 @@ func (cfg devConfig) openvpnInit(dir, apiURL, internalToken, hookBinary string) 
 		}
 	}
 	return openvpn.InitConfig{Dir: dir, PublicHost: host, Port: cfg.openvpn.port, HookBinary: hookBinary,
-		APIURL: apiURL, InternalToken: internalToken, RenewServerCert: true}
+		InternalURL: internalURL, InternalToken: internalToken, RenewServerCert: true}
 }
 
 // devOpenVPN is the OpenVPN server `cellgate dev` runs as its child process.
@@ -624,14 +640,14 @@ type devOpenVPN struct {
 	proc   *openvpn.Process
 }
 
-// startDevOpenVPN sets the server up in dir (this binary as its hooks) and starts it, its
-// output appended to dir/openvpn.log.
-func startDevOpenVPN(cfg devConfig, dir, apiURL, internalToken string, log *slog.Logger) (*devOpenVPN, error) {
+// startDevOpenVPN sets the server up in dir (this binary as its hooks, calling the internal
+// listener at internalURL) and starts it, its output appended to dir/openvpn.log.
+func startDevOpenVPN(cfg devConfig, dir, internalURL, internalToken string, log *slog.Logger) (*devOpenVPN, error) {
 	hook, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("dev openvpn: find this binary for the hooks: %w", err)
 	}
-	res, err := openvpn.Init(cfg.openvpnInit(dir, apiURL, internalToken, hook))
+	res, err := openvpn.Init(cfg.openvpnInit(dir, internalURL, internalToken, hook))
 	if err != nil {
 		return nil, fmt.Errorf("dev openvpn: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cellgate/cellgate/openvpn"
@@ -29,13 +31,15 @@ type devRun struct {
 	pgAddr          string
 	temporalAddr    string
 	apiURL, uiURL   string
+	internalURL     string
 	email, password string
 }
 
 var (
-	devAPILine   = regexp.MustCompile(`(?m)^  API\s+(\S+)$`)
-	devUILine    = regexp.MustCompile(`(?m)^  Temporal Web UI\s+(\S+)$`)
-	devLoginLine = regexp.MustCompile(`(?m)^  Operator login\s+(\S+) / (\S+)$`)
+	devAPILine      = regexp.MustCompile(`(?m)^  API\s+(\S+)$`)
+	devInternalLine = regexp.MustCompile(`(?m)^  Internal API\s+(\S+) \(`)
+	devUILine       = regexp.MustCompile(`(?m)^  Temporal Web UI\s+(\S+)$`)
+	devLoginLine    = regexp.MustCompile(`(?m)^  Operator login\s+(\S+) / (\S+)$`)
 )
 
 // startDev runs `cellgate dev` on dataDir with free ports and waits until it prints its URLs.
@@ -51,14 +55,15 @@ func startDevWith(t *testing.T, dataDir string, env []string, args ...string) *d
 	if err != nil {
 		t.Fatal(err)
 	}
-	pgPort, temporalPort, uiPort, apiPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	pgPort, temporalPort, uiPort, apiPort, internalPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	d := &devRun{
 		pgAddr:       fmt.Sprintf("127.0.0.1:%d", pgPort),
 		temporalAddr: fmt.Sprintf("127.0.0.1:%d", temporalPort),
 	}
 	// The in-process tunnel would take the host's cg0, UDP :7400 and policy routing: it is
 	// tested in a network namespace instead (e2e.TestDevRunsRelay), with OpenVPN.
-	d.p = startCellgate(t, append([]string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort), "CELLGATE_DEV_TUNNEL=false"}, env...), "",
+	d.p = startCellgate(t, append([]string{fmt.Sprintf("CELLGATE_API_LISTEN=127.0.0.1:%d", apiPort),
+		fmt.Sprintf("CELLGATE_INTERNAL_LISTEN=127.0.0.1:%d", internalPort), "CELLGATE_DEV_TUNNEL=false"}, env...), "",
 		append([]string{"dev", "-data-dir", dataDir, "-temporal-bin", temporalBin, "-pg-port", strconv.Itoa(pgPort),
 			"-temporal-port", strconv.Itoa(temporalPort), "-temporal-ui-port", strconv.Itoa(uiPort)}, args...)...)
 
@@ -74,12 +79,16 @@ func startDevWith(t *testing.T, dataDir string, env []string, args ...string) *d
 	}
 	out := d.p.stdout.String()
 	api, ui, login := devAPILine.FindStringSubmatch(out), devUILine.FindStringSubmatch(out), devLoginLine.FindStringSubmatch(out)
-	if api == nil || ui == nil || login == nil {
-		t.Fatalf("%s: stdout lacks the API, Temporal Web UI or Operator login line\n%s", d.p.name, d.p.output())
+	internal := devInternalLine.FindStringSubmatch(out)
+	if api == nil || internal == nil || ui == nil || login == nil {
+		t.Fatalf("%s: stdout lacks the API, Internal API, Temporal Web UI or Operator login line\n%s", d.p.name, d.p.output())
 	}
-	d.apiURL, d.uiURL, d.email, d.password = api[1], ui[1], login[1], login[2]
+	d.apiURL, d.internalURL, d.uiURL, d.email, d.password = api[1], internal[1], ui[1], login[1], login[2]
 	if want := fmt.Sprintf("http://127.0.0.1:%d", apiPort); d.apiURL != want {
 		t.Errorf("%s printed API %s, want %s", d.p.name, d.apiURL, want)
+	}
+	if want := fmt.Sprintf("http://127.0.0.1:%d", internalPort); d.internalURL != want {
+		t.Errorf("%s printed Internal API %s, want %s", d.p.name, d.internalURL, want)
 	}
 	if want := fmt.Sprintf("http://127.0.0.1:%d", uiPort); d.uiURL != want {
 		t.Errorf("%s printed Temporal Web UI %s, want %s", d.p.name, d.uiURL, want)
@@ -99,7 +108,8 @@ func (d *devRun) stop(t *testing.T, dataDir string) {
 	if _, err := os.Stat(filepath.Join(dataDir, "pg", "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after %s stopped, pg/postmaster.pid: %v, want it gone", d.p.name, err)
 	}
-	for _, addr := range []string{d.pgAddr, d.temporalAddr, strings.TrimPrefix(d.uiURL, "http://"), strings.TrimPrefix(d.apiURL, "http://")} {
+	for _, addr := range []string{d.pgAddr, d.temporalAddr, strings.TrimPrefix(d.uiURL, "http://"), strings.TrimPrefix(d.apiURL, "http://"),
+		strings.TrimPrefix(d.internalURL, "http://")} {
 		if listening(addr) {
 			t.Errorf("after %s stopped, %s still accepts connections", d.p.name, addr)
 		}
@@ -256,10 +266,11 @@ func TestDev(t *testing.T) {
 
 	first := startDev(t, dataDir)
 	envFile := filepath.Join(dataDir, "dev.env")
-	env := sourceEnvFile(t, envFile, []string{"CELLGATE_API_URL", "TEMPORAL_UI_URL", "CELLGATE_OPERATOR_EMAIL",
-		"CELLGATE_OPERATOR_PASSWORD", "DATABASE_URL", "TEMPORAL_ADDRESS"})
+	env := sourceEnvFile(t, envFile, []string{"CELLGATE_API_URL", "CELLGATE_INTERNAL_URL", "CELLGATE_INTERNAL_TOKEN", "TEMPORAL_UI_URL",
+		"CELLGATE_OPERATOR_EMAIL", "CELLGATE_OPERATOR_PASSWORD", "DATABASE_URL", "TEMPORAL_ADDRESS"})
 	for k, want := range map[string]string{
 		"CELLGATE_API_URL":           first.apiURL,
+		"CELLGATE_INTERNAL_URL":      first.internalURL,
 		"TEMPORAL_UI_URL":            first.uiURL,
 		"CELLGATE_OPERATOR_EMAIL":    first.email,
 		"CELLGATE_OPERATOR_PASSWORD": first.password,
@@ -295,6 +306,7 @@ func TestDev(t *testing.T) {
 		t.Errorf("GET %s/readyz: not ready", first.apiURL)
 	}
 	waitHTTP(t, first.p, first.uiURL)
+	devInternalAPI(t, first, env["CELLGATE_INTERNAL_TOKEN"])
 	importLegacyRow(t, env["DATABASE_URL"], first.email)
 	first.stop(t, dataDir)
 
@@ -319,6 +331,36 @@ func TestDev(t *testing.T) {
 		t.Errorf("operators after the second run: %d, want 1", n)
 	}
 	second.stop(t, dataDir)
+}
+
+// devInternalAPI checks that the dev stack serves /internal/v1 with dev.env's token on its
+// internal listener, and on the public one not at all.
+func devInternalAPI(t *testing.T, d *devRun, token string) {
+	t.Helper()
+	if len(token) < minSharedToken {
+		t.Errorf("dev.env's CELLGATE_INTERNAL_TOKEN has %d characters, want at least %d", len(token), minSharedToken)
+	}
+	body := `{"devices":[{"device_id":"` + uuid.NewString() + `","noise_public_key":"` + strings.Repeat("A", 43) + `="}]}`
+	for _, c := range []struct {
+		base string
+		want int
+	}{{d.internalURL, http.StatusOK}, {d.apiURL, http.StatusNotFound}} {
+		req, err := http.NewRequest(http.MethodPost, c.base+"/internal/v1/tunnel/devices/gone", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s/internal/v1/tunnel/devices/gone: %v", c.base, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("POST %s/internal/v1/tunnel/devices/gone with dev.env's token = %d %s, want %d", c.base, resp.StatusCode, got, c.want)
+		}
+	}
 }
 
 // TestDevKilledStopsTemporal: when `cellgate dev` is killed without a chance to stop anything,
@@ -415,10 +457,10 @@ func TestDevOpenVPNInit(t *testing.T) {
 	cfg.api.TunnelEndpoint = "192.0.2.5:7400"
 	cfg.openvpn.port = 1194
 	dir := filepath.Join(t.TempDir(), "openvpn")
-	c := cfg.openvpnInit(dir, "http://127.0.0.1:8080", "internal-token-0123456789", "/usr/local/bin/cellgate")
-	if c.Dir != dir || c.PublicHost != "192.0.2.5" || c.Port != 1194 || c.APIURL != "http://127.0.0.1:8080" ||
+	c := cfg.openvpnInit(dir, "http://127.0.0.1:8090", "internal-token-0123456789", "/usr/local/bin/cellgate")
+	if c.Dir != dir || c.PublicHost != "192.0.2.5" || c.Port != 1194 || c.InternalURL != "http://127.0.0.1:8090" ||
 		c.InternalToken != "internal-token-0123456789" || c.HookBinary != "/usr/local/bin/cellgate" || !c.RenewServerCert || c.Force {
-		t.Errorf("openvpnInit(tunnel endpoint 192.0.2.5:7400) = %+v, want the tunnel's host, port 1194, the API, its token, renewal and no force", c)
+		t.Errorf("openvpnInit(tunnel endpoint 192.0.2.5:7400) = %+v, want the tunnel's host, port 1194, the internal API, its token, renewal and no force", c)
 	}
 	cfg.api.TunnelEndpoint = "[2001:db8::5]:7400"
 	if got := cfg.openvpnInit(dir, "", "", "").PublicHost; got != "2001:db8::5" {
@@ -434,7 +476,7 @@ func TestDevOpenVPNInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.openvpn.publicHost, cfg.openvpn.port = "relay.example.com", 1195
-	second, err := openvpn.Init(cfg.openvpnInit(dir, "http://127.0.0.1:8080", "internal-token-0123456789", "/usr/local/bin/cellgate"))
+	second, err := openvpn.Init(cfg.openvpnInit(dir, "http://127.0.0.1:8090", "internal-token-0123456789", "/usr/local/bin/cellgate"))
 	if err != nil {
 		t.Fatalf("openvpn.Init(dev's config for another host) = %v, want the server certificate renewed", err)
 	}

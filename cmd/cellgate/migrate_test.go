@@ -100,6 +100,9 @@ func TestServersRefuseSchemaBehind(t *testing.T) {
 	}
 }
 
+// longToken is a token long enough for every shared-token check.
+const longToken = "a-token-of-thirty-two-characters"
+
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
@@ -122,10 +125,24 @@ func TestConfigErrors(t *testing.T) {
 		{nil, []string{"operator", "delete"}, "usage: cellgate operator create"},
 		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_PUBLIC_KEY=abc"}, []string{"api"}, "CELLGATE_TUNNEL_PUBLIC_KEY (-tunnel-public-key) must be"},
 		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_ENDPOINT=relay"}, []string{"api"}, "must be host:port"},
-		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=short"}, []string{"api"}, "at least 16 characters"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=short"}, []string{"api"}, "CELLGATE_INTERNAL_TOKEN (-internal-token) must be at least 32 characters"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=internal-0123456789abcdef"}, []string{"api"}, "must be at least 32 characters"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_LISTEN="}, []string{"api"}, "CELLGATE_INTERNAL_LISTEN (-internal-listen) is required"},
+		{[]string{"CELLGATE_OPENVPN_PUBLIC_HOST=relay.example.com", "CELLGATE_INTERNAL_TOKEN=tok-1"}, []string{"openvpn", "init", "--dir", dataDir + "/ovpn"}, "must be at least 32 characters"},
+		{nil, []string{"openvpn", "init", "--dir", dataDir + "/ovpn", "--api", "http://10.0.0.5:8080"}, "give its URL as -internal-url"},
+		{nil, []string{"tunnel", "--api", "http://10.0.0.5:8080"}, "give its URL as -internal-url"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=" + longToken, "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_URL=10.0.0.5:8090"}, []string{"tunnel"}, "must be an http(s) URL"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=" + longToken, "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_INTERNAL_URL="}, []string{"tunnel"}, "CELLGATE_INTERNAL_URL (or -internal-url) is required"},
 		{nil, []string{"tunnel"}, "CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) is required"},
+		// The control token guards the relay as the internal token guards the API: no shorter.
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=control-0123456789", "CELLGATE_INTERNAL_TOKEN=" + longToken}, []string{"tunnel"},
+			"CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) must be at least 32 characters"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_CONTROL_URL=http://127.0.0.1:7401", "CELLGATE_TUNNEL_CONTROL_TOKEN=control-0123456789"}, []string{"api"},
+			"CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) must be at least 32 characters"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_TUNNEL_CONTROL_URL=http://127.0.0.1:7401", "CELLGATE_TUNNEL_CONTROL_TOKEN=control-0123456789"}, []string{"worker"},
+			"CELLGATE_TUNNEL_CONTROL_TOKEN (-tunnel-control-token) must be at least 32 characters"},
 		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=c", "CELLGATE_INTERNAL_TOKEN=i", "CELLGATE_TUNNEL_ADDRESS=fd00::1/64"}, []string{"tunnel"}, "want an IPv4 address with its prefix length"},
-		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=c", "CELLGATE_INTERNAL_TOKEN=i", "CELLGATE_TUNNEL_KEY_FILE=" + dataDir + "/missing.key"}, []string{"tunnel"}, "missing.key"},
+		{[]string{"CELLGATE_TUNNEL_CONTROL_TOKEN=" + longToken, "CELLGATE_INTERNAL_TOKEN=" + longToken, "CELLGATE_TUNNEL_KEY_FILE=" + dataDir + "/missing.key"}, []string{"tunnel"}, "missing.key"},
 		{[]string{"CELLGATE_API_URL=http://127.0.0.1:1"}, []string{"agent", "--device-state", dataDir + "/none.json"}, "give --enroll"},
 		{[]string{"CELLGATE_API_URL=http://127.0.0.1:1"}, []string{"agent", "--client-pool", "nonsense"}, "--client-pool"},
 	}

@@ -28,7 +28,7 @@ func (c *openvpnInitConfig) register(f *flags) {
 	f.string(&c.cfg.ManagementAddr, "management", "CELLGATE_OPENVPN_MANAGEMENT", openvpn.DefaultManagementAddr, "management interface IP:port (loopback only)")
 	f.string(&c.dns, "dns", "CELLGATE_OPENVPN_DNS", "", "comma-separated DNS servers pushed to clients (none by default)")
 	f.string(&c.cfg.HookBinary, "hook-binary", "CELLGATE_OPENVPN_HOOK_BINARY", "", "absolute path of the cellgate binary OpenVPN runs as its hooks (default: this binary)")
-	f.string(&c.cfg.APIURL, "api", "CELLGATE_API_URL", "", "the API's URL, written to hook.env for the hooks (empty: keep hook.env's)")
+	registerInternalURL(f, &c.cfg.InternalURL, "", "written to hook.env for the hooks (empty: keep hook.env's)")
 	f.string(&c.cfg.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "the API's internal token, written to hook.env (empty: keep hook.env's)")
 	f.BoolVar(&c.cfg.Force, "force", false, "replace the CA, server certificate, tls-crypt key and management password (every profile handed out stops working)")
 }
@@ -58,6 +58,14 @@ func (c *openvpnInitConfig) check() error {
 		}
 		c.cfg.HookBinary = exe
 	}
+	if err := checkInternalURL(c.cfg.InternalURL); err != nil {
+		errs = append(errs, err)
+	}
+	if t := c.cfg.InternalToken; t != "" {
+		if err := checkSharedToken("CELLGATE_INTERNAL_TOKEN (-internal-token)", t); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -73,8 +81,8 @@ func runOpenVPN(_ context.Context, args []string) error {
 	}
 	var c openvpnInitConfig
 	f := newFlags("openvpn init", `Sets up the relay's OpenVPN 2.6 server in -dir: a CA and a server certificate (ECDSA P-256),
-a tls-crypt key, the management interface's password, hook.env (the API's URL and internal token
-for the hooks, mode 0600) and server.conf. Keys and certificates are kept when they exist
+a tls-crypt key, the management interface's password, hook.env (the API's internal listener and
+internal token for the hooks, mode 0600) and server.conf. Keys and certificates are kept when they exist
 (-force replaces them); server.conf, hook.env and relay.json are written again on every run.
 Then start the server with: openvpn --config <dir>/server.conf`)
 	c.register(f)
@@ -101,7 +109,7 @@ func printInit(w io.Writer, res *openvpn.InitResult) {
 	}
 	fmt.Fprintf(w, "Keys and certificates are kept on later runs unless --force; server.conf, hook.env and relay.json are rendered again each run.\n")
 	if len(res.HookEnvMissing) > 0 {
-		fmt.Fprintf(w, "hook.env has no %s yet: the hooks refuse every client until it has (run init again with -api and -internal-token).\n",
+		fmt.Fprintf(w, "hook.env has no %s yet: the hooks refuse every client until it has (run init again with -internal-url and -internal-token).\n",
 			strings.Join(res.HookEnvMissing, " or "))
 	}
 	fmt.Fprintf(w, "Start the server:      openvpn --config %s\n", s.ConfigPath())

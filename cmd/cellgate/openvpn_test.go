@@ -12,9 +12,9 @@ import (
 func TestOpenVPNInitCommand(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "ovpn")
-	env := []string{"CELLGATE_OPENVPN_PUBLIC_HOST=relay.example.com", "CELLGATE_INTERNAL_TOKEN=tok-1"}
+	env := []string{"CELLGATE_OPENVPN_PUBLIC_HOST=relay.example.com", "CELLGATE_INTERNAL_TOKEN=" + longToken}
 	p := runCellgate(t, env, "", "openvpn", "init", "--dir", dir, "--port", "1195", "--dns", "9.9.9.9",
-		"--api", "http://10.0.0.5:8080", "--hook-binary", "/usr/local/bin/cellgate")
+		"--internal-url", "http://10.0.0.5:8090", "--hook-binary", "/usr/local/bin/cellgate")
 	p.wantExit(t, 0)
 	for _, want := range []string{"created   ca.key", "created   tls-crypt.key", "rendered  server.conf",
 		"openvpn --config " + filepath.Join(dir, "server.conf"), "127.0.0.1:7505"} {
@@ -34,8 +34,9 @@ func TestOpenVPNInitCommand(t *testing.T) {
 		!strings.Contains(string(conf), `push "dhcp-option DNS 9.9.9.9"`) {
 		t.Errorf("server.conf = %s (%v), want the hook binary and the DNS push", conf, err)
 	}
-	if env, err := os.ReadFile(filepath.Join(dir, "hook.env")); err != nil || !strings.Contains(string(env), "CELLGATE_INTERNAL_TOKEN=tok-1\n") {
-		t.Errorf("hook.env = %q (%v), want the token from $CELLGATE_INTERNAL_TOKEN", env, err)
+	if env, err := os.ReadFile(filepath.Join(dir, "hook.env")); err != nil ||
+		!strings.Contains(string(env), "\nCELLGATE_INTERNAL_URL=http://10.0.0.5:8090\nCELLGATE_INTERNAL_TOKEN="+longToken+"\n") {
+		t.Errorf("hook.env = %q (%v), want the internal URL and the token from $CELLGATE_INTERNAL_TOKEN", env, err)
 	}
 	ca, _ := os.ReadFile(filepath.Join(dir, "ca.key"))
 
@@ -53,7 +54,7 @@ func TestOpenVPNInitCommand(t *testing.T) {
 	if conf, _ := os.ReadFile(s.ConfigPath()); !strings.Contains(string(conf), `"`+bin+` ovpn-hook connect"`) {
 		t.Errorf("server.conf = %s, want the running binary %s as the hook", conf, bin)
 	}
-	if env, _ := os.ReadFile(filepath.Join(dir, "hook.env")); !strings.Contains(string(env), "CELLGATE_INTERNAL_TOKEN=tok-1\n") {
+	if env, _ := os.ReadFile(filepath.Join(dir, "hook.env")); !strings.Contains(string(env), "CELLGATE_INTERNAL_TOKEN="+longToken+"\n") {
 		t.Errorf("hook.env after init without a token = %q, want the token kept", env)
 	}
 

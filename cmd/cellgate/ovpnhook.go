@@ -30,8 +30,8 @@ Run by OpenVPN (see the server.conf of cellgate openvpn init), never by hand:
               the API and writes auth_control_file (and auth_failed_reason_file)
   connect     client-connect: has the API route the client through its connection's device
   disconnect  client-disconnect: has the API remove the route
-The API's URL and internal token come from $CELLGATE_HOOK_ENV's file or from
-$CELLGATE_API_URL and $CELLGATE_INTERNAL_TOKEN.`
+The URL of the API's internal listener and the internal token come from $CELLGATE_HOOK_ENV's
+file or from $CELLGATE_INTERNAL_URL and $CELLGATE_INTERNAL_TOKEN.`
 
 func runOVPNHook(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {

@@ -102,7 +102,7 @@ func TestOVPNHookAuth(t *testing.T) {
 		}
 		return http.StatusOK, "wrong username or password"
 	}
-	apiEnv := []string{"CELLGATE_API_URL=" + srv.URL, "CELLGATE_INTERNAL_TOKEN=internal-token-0123456789"}
+	apiEnv := []string{"CELLGATE_INTERNAL_URL=" + srv.URL, "CELLGATE_INTERNAL_TOKEN=internal-token-0123456789"}
 	tests := []struct {
 		user, pass, url      string
 		wantControl, wantWhy string
@@ -116,7 +116,7 @@ func TestOVPNHookAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.user+"/"+tt.wantControl, func(t *testing.T) {
 			files, control, reason := authFiles(t, tt.user, tt.pass)
-			env := append([]string{"CELLGATE_API_URL=" + tt.url}, apiEnv[1:]...)
+			env := append([]string{"CELLGATE_INTERNAL_URL=" + tt.url}, apiEnv[1:]...)
 			env = append(env, files[:3]...)
 			p := runCellgate(t, env, "", "ovpn-hook", "auth", files[3])
 			p.wantExit(t, 2) // deferred
@@ -153,7 +153,7 @@ func TestOVPNHookAuthWithoutAPIConfigRefuses(t *testing.T) {
 func TestOVPNHookConnectDisconnect(t *testing.T) {
 	t.Parallel()
 	api, srv := newFakeOpenVPNAPI(t)
-	env := []string{"CELLGATE_API_URL=" + srv.URL, "CELLGATE_INTERNAL_TOKEN=internal-token-0123456789",
+	env := []string{"CELLGATE_INTERNAL_URL=" + srv.URL, "CELLGATE_INTERNAL_TOKEN=internal-token-0123456789",
 		"common_name=alice", "ifconfig_pool_remote_ip=10.9.0.6", "untrusted_ip=192.0.2.7",
 		"bytes_received=1234", "bytes_sent=5678"}
 	runCellgate(t, env, "", "ovpn-hook", "connect").wantExit(t, 0)

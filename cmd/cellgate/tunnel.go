@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/tunnel"
 )
 
@@ -26,7 +27,7 @@ func (c *tunnelConfig) register(f *flags) {
 	f.string(&c.cfg.ControlListen, "control-listen", "CELLGATE_TUNNEL_CONTROL_LISTEN", "127.0.0.1:7401", "address of the control API (keep it private)")
 	f.string(&c.cfg.ControlToken, "control-token", "CELLGATE_TUNNEL_CONTROL_TOKEN", "", "bearer token of the control API (required)")
 	f.string(&c.cfg.KeyFile, "key", "CELLGATE_TUNNEL_KEY_FILE", "tunnel.key", "the tunnel's private key file, written by cellgate tunnel keygen")
-	f.string(&c.cfg.APIURL, "api", "CELLGATE_API_URL", "http://127.0.0.1:8080", "the API's URL, for device keys and usage reports")
+	registerInternalURL(f, &c.cfg.InternalURL, "http://"+api.DefaultInternalListen, "for device keys, usage reports and OpenVPN routes")
 	f.string(&c.cfg.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "token of the API's /internal/v1 (required)")
 	f.string(&c.cfg.TUN.Name, "tun", "CELLGATE_TUNNEL_DEVICE", "cg0", "name of the TUN device")
 	f.string(&c.address, "address", "CELLGATE_TUNNEL_ADDRESS", tunnel.DefaultAddress.String(), "the TUN's address and the devices' network")
@@ -45,11 +46,22 @@ func (c *tunnelConfig) register(f *flags) {
 
 func (c *tunnelConfig) check() error {
 	var errs []error
+	// The control token guards every route and cutoff of the relay as the internal token
+	// guards the API: it may be no shorter.
 	if c.cfg.ControlToken == "" {
 		errs = append(errs, errors.New("CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token) is required"))
+	} else if err := checkSharedToken("CELLGATE_TUNNEL_CONTROL_TOKEN (or -control-token)", c.cfg.ControlToken); err != nil {
+		errs = append(errs, err)
 	}
 	if c.cfg.InternalToken == "" {
 		errs = append(errs, errors.New("CELLGATE_INTERNAL_TOKEN (or -internal-token) is required"))
+	} else if err := checkSharedToken("CELLGATE_INTERNAL_TOKEN (or -internal-token)", c.cfg.InternalToken); err != nil {
+		errs = append(errs, err)
+	}
+	if c.cfg.InternalURL == "" {
+		errs = append(errs, errors.New("CELLGATE_INTERNAL_URL (or -internal-url) is required"))
+	} else if err := checkInternalURL(c.cfg.InternalURL); err != nil {
+		errs = append(errs, err)
 	}
 	p, err := netip.ParsePrefix(c.address)
 	if err != nil || !p.Addr().Is4() {

@@ -17,16 +17,18 @@ const maxEntries = 10_000
 // client talks to the API both as the operator (session cookie and CSRF token) and as the
 // relay (the internal token). Its methods are safe for concurrent use once login returned.
 type client struct {
-	base  string
-	token string // internal token
-	http  *http.Client
-	csrf  string // the operator session's CSRF token; set by login
+	base     string // the public listener
+	internal string // the internal listener
+	token    string // internal token
+	http     *http.Client
+	csrf     string // the operator session's CSRF token; set by login
 }
 
-// newClient returns a client that keeps up to conns connections to the API open.
-func newClient(base, token string, conns int) *client {
+// newClient returns a client that keeps up to conns connections to each of the API's
+// listeners open.
+func newClient(base, internal, token string, conns int) *client {
 	jar, _ := cookiejar.New(nil)
-	return &client{base: base, token: token, http: &http.Client{
+	return &client{base: base, internal: internal, token: token, http: &http.Client{
 		Jar:       jar,
 		Timeout:   time.Minute, // a POST of thousands of entries waits for as many signals
 		Transport: &http.Transport{MaxIdleConnsPerHost: conns + 8, MaxConnsPerHost: conns + 8},
@@ -94,7 +96,7 @@ type usageEntry struct {
 // report posts a usage report with the internal token. It returns the status and, on a 200,
 // how many entries the API accepted.
 func (c *client) report(ctx context.Context, body []byte) (status, accepted int, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/internal/v1/usage", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.internal+"/internal/v1/usage", bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, err
 	}

@@ -3,9 +3,10 @@
 // a connection's reports that ask for no action into one signal per
 // CELLGATE_USAGE_SIGNAL_INTERVAL.
 // It logs in as an operator, creates a device and N proxy connections on it, and then posts
-// reports as a relay would, with the internal token: every connection reports its growing
-// cumulative counters every -interval, the connections spread evenly over the interval in
-// POSTs of -batch entries (0: all of them in one POST per interval, as the relay batches).
+// reports as a relay would, to the internal listener (-internal-url) with the internal token:
+// every connection reports its growing cumulative counters every -interval, the connections
+// spread evenly over the interval in POSTs of -batch entries (0: all of them in one POST per
+// interval, as the relay batches).
 //
 // It measures, per stage: report entries accepted per second against those offered, POST
 // latency, 503s (Temporal did not take the signals) and other errors, how far the POSTs fell
@@ -43,12 +44,13 @@ import (
 
 // config is the command line.
 type config struct {
-	apiURL, email, password, token string
-	conns, batches                 []int
-	interval, duration, warmup     time.Duration
-	concurrency, createConc        int
-	verify                         int
-	limit, growth                  int64
+	apiURL, internalURL        string
+	email, password, token     string
+	conns, batches             []int
+	interval, duration, warmup time.Duration
+	concurrency, createConc    int
+	verify                     int
+	limit, growth              int64
 }
 
 func main() {
@@ -57,6 +59,7 @@ func main() {
 	flag.StringVar(&c.apiURL, "api", os.Getenv("CELLGATE_API_URL"), "API base URL [$CELLGATE_API_URL]")
 	flag.StringVar(&c.email, "email", os.Getenv("CELLGATE_OPERATOR_EMAIL"), "operator email [$CELLGATE_OPERATOR_EMAIL]")
 	flag.StringVar(&c.password, "password", os.Getenv("CELLGATE_OPERATOR_PASSWORD"), "operator password [$CELLGATE_OPERATOR_PASSWORD]")
+	flag.StringVar(&c.internalURL, "internal-url", os.Getenv("CELLGATE_INTERNAL_URL"), "the API's internal listener, where the reports go [$CELLGATE_INTERNAL_URL]")
 	flag.StringVar(&c.token, "token", os.Getenv("CELLGATE_INTERNAL_TOKEN"), "internal API token [$CELLGATE_INTERNAL_TOKEN]")
 	flag.StringVar(&conns, "connections", "1000", "active connections; a comma-separated list runs one stage per count (a ramp)")
 	flag.StringVar(&batches, "batch", "0", "entries per POST (0: all connections in one POST per interval, like the relay; 1: one POST per connection); a list runs each")
@@ -106,12 +109,14 @@ func intList(s string, lo int) ([]int, error) {
 
 // check refuses a configuration the tool cannot run.
 func (c config) check() error {
-	u, err := url.Parse(c.apiURL)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("-api %q is not a URL", c.apiURL)
-	}
-	if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("-api %s: only a loopback API may be load-tested", c.apiURL)
+	for _, a := range []struct{ flag, url string }{{"-api", c.apiURL}, {"-internal-url", c.internalURL}} {
+		u, err := url.Parse(a.url)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("%s %q is not a URL", a.flag, a.url)
+		}
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%s %s: only a loopback API may be load-tested", a.flag, a.url)
+		}
 	}
 	switch {
 	case c.token == "":
@@ -130,7 +135,7 @@ func run(ctx context.Context, c config) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	api := newClient(c.apiURL, c.token, c.concurrency)
+	api := newClient(c.apiURL, c.internalURL, c.token, c.concurrency)
 	if err := api.login(ctx, c.email, c.password); err != nil {
 		return err
 	}

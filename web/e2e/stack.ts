@@ -14,6 +14,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 /** A running stack and what the tests need to drive it. */
 export interface Stack {
   apiURL: string;
+  /** The API's internal listener (CELLGATE_INTERNAL_URL of dev.env), which alone serves /internal/v1. */
+  internalURL: string;
   email: string;
   password: string;
   internalToken: string;
@@ -133,12 +135,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   // The private Postgres runs as the postgres user when we are root: it must enter the dir.
   await chmod(dir, 0o755);
   const log = createWriteStream(o.logFile, { flags: "w" });
-  const [pgPort, temporalPort, uiPort, apiPort, receiverPort, mgmtPort] = await Promise.all(
-    Array.from({ length: 6 }, freePort),
+  const [pgPort, temporalPort, uiPort, apiPort, internalPort, receiverPort, mgmtPort] = await Promise.all(
+    Array.from({ length: 7 }, freePort),
   );
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CELLGATE_API_LISTEN: `127.0.0.1:${apiPort}`,
+    CELLGATE_INTERNAL_LISTEN: `127.0.0.1:${internalPort}`,
     CELLGATE_OFFLINE_AFTER: o.offlineAfter,
     CELLGATE_ALERT_COOLDOWN: o.cooldown,
     CELLGATE_WEBHOOK_ALLOW_PRIVATE: "true",
@@ -150,7 +153,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
 
   const init = new Proc("openvpn-init", o.bin, [
     "openvpn", "init", "--dir", path.join(dir, "openvpn"), "--public-host", "127.0.0.1",
-    "--management", `127.0.0.1:${mgmtPort}`, "--api", `http://127.0.0.1:${apiPort}`,
+    "--management", `127.0.0.1:${mgmtPort}`, "--internal-url", `http://127.0.0.1:${internalPort}`,
     "--internal-token", "web-test-internal-token-0123456789",
   ], env, log);
   if ((await init.wait(60000)) !== 0) {
@@ -173,6 +176,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     const vars = await readEnv(path.join(dir, "data", "dev.env"));
     const stack: Stack = {
       apiURL: vars.CELLGATE_API_URL,
+      internalURL: vars.CELLGATE_INTERNAL_URL,
       email: vars.CELLGATE_OPERATOR_EMAIL,
       password: vars.CELLGATE_OPERATOR_PASSWORD,
       internalToken: vars.CELLGATE_INTERNAL_TOKEN,
@@ -223,7 +227,7 @@ export async function postUsage(
   s: Stack,
   entries: { connection_id: string; session_id: string; epoch: number; rx_bytes: number; tx_bytes: number }[],
 ): Promise<void> {
-  const res = await fetch(`${s.apiURL}/internal/v1/usage`, {
+  const res = await fetch(`${s.internalURL}/internal/v1/usage`, {
     method: "POST",
     headers: { Authorization: `Bearer ${s.internalToken}`, "Content-Type": "application/json" },
     body: JSON.stringify(entries),
