@@ -106,6 +106,8 @@ type Server struct {
 	ovpn *openVPN
 	// hold merges usage reports that ask for no action between a connection's signals.
 	hold *usageHold
+	// ready logs /readyz's failing checks.
+	ready readyLog
 }
 
 // New builds the API on its dependencies.

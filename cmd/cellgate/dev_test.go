@@ -289,9 +289,9 @@ func TestDev(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("login with the printed operator login %s = %d, want 200", first.email, status)
 	}
-	var ready struct{ Ready bool }
+	var ready struct{ Status string }
 	getJSON(t, first.p, first.apiURL+"/readyz", &ready)
-	if !ready.Ready {
+	if ready.Status != "ok" {
 		t.Errorf("GET %s/readyz: not ready", first.apiURL)
 	}
 	waitHTTP(t, first.p, first.uiURL)
