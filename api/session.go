@@ -20,6 +20,7 @@ const MaxEmailLength = 254
 type operatorJSON struct {
 	ID        uuid.UUID `json:"id"`
 	Email     string    `json:"email"`
+	IsAdmin   bool      `json:"is_admin"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -74,7 +75,7 @@ func (s *Server) login(c *gin.Context) error {
 		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
 	})
 	c.JSON(http.StatusOK, gin.H{
-		"operator":   operatorJSON{ID: op.ID, Email: op.Email, CreatedAt: op.CreatedAt},
+		"operator":   operatorJSON{ID: op.ID, Email: op.Email, IsAdmin: op.IsAdmin, CreatedAt: op.CreatedAt},
 		"csrf_token": csrfToken(token),
 		"expires_at": expires.UTC(),
 	})
@@ -105,7 +106,7 @@ func (s *Server) me(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	body := gin.H{"operator": operatorJSON{ID: op.ID, Email: op.Email, CreatedAt: op.CreatedAt}}
+	body := gin.H{"operator": operatorJSON{ID: op.ID, Email: op.Email, IsAdmin: op.IsAdmin, CreatedAt: op.CreatedAt}}
 	if token := c.GetString(sessionKey); token != "" {
 		body["csrf_token"] = csrfToken(token)
 	}

@@ -64,9 +64,9 @@ func (s *Store) APITokenPrincipal(ctx context.Context, tokenHash []byte) (Princi
 		     UPDATE api_tokens SET last_used_at = now()
 		     WHERE token_hash = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 		     RETURNING id)
-		 SELECT a.id, o.id, o.email FROM api_tokens a JOIN operators o ON o.id = a.operator_id
+		 SELECT a.id, o.id, o.email, o.is_admin FROM api_tokens a JOIN operators o ON o.id = a.operator_id
 		 WHERE a.token_hash = $1`,
-		tokenHash).Scan(&p.TokenID, &p.OperatorID, &p.Email)
+		tokenHash).Scan(&p.TokenID, &p.OperatorID, &p.Email, &p.IsAdmin)
 	if err != nil {
 		return Principal{}, notFound(err)
 	}

@@ -14,6 +14,8 @@ import (
 type Principal struct {
 	OperatorID uuid.UUID
 	Email      string
+	// IsAdmin is the operator's admin flag (Operator.IsAdmin).
+	IsAdmin bool
 	// SessionID is set when the request authenticated with a dashboard session cookie.
 	SessionID uuid.UUID
 	// TokenID is set when it authenticated with a personal API token.
@@ -36,9 +38,9 @@ func (s *Store) CreateSession(ctx context.Context, operatorID uuid.UUID, tokenHa
 func (s *Store) SessionPrincipal(ctx context.Context, tokenHash []byte) (Principal, error) {
 	var p Principal
 	err := s.pool.QueryRow(ctx,
-		`SELECT s.id, o.id, o.email FROM sessions s JOIN operators o ON o.id = s.operator_id
+		`SELECT s.id, o.id, o.email, o.is_admin FROM sessions s JOIN operators o ON o.id = s.operator_id
 		 WHERE s.token_hash = $1 AND s.expires_at > now()`,
-		tokenHash).Scan(&p.SessionID, &p.OperatorID, &p.Email)
+		tokenHash).Scan(&p.SessionID, &p.OperatorID, &p.Email, &p.IsAdmin)
 	if err != nil {
 		return Principal{}, notFound(err)
 	}

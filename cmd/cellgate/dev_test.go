@@ -295,6 +295,7 @@ func TestDev(t *testing.T) {
 		t.Errorf("GET %s/readyz: not ready", first.apiURL)
 	}
 	waitHTTP(t, first.p, first.uiURL)
+	wantAdmins(t, env["DATABASE_URL"], first.email) // the stack's own operator is an admin
 	importLegacyRow(t, env["DATABASE_URL"], first.email)
 	first.stop(t, dataDir)
 
