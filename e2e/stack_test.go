@@ -186,6 +186,7 @@ func (s *stack) control(ctx context.Context, method, path string, in, out any) (
 
 // tunnelStats is the part of GET /stats the tests read.
 type tunnelStats struct {
+	Routes   int `json:"routes"`
 	Sessions []struct {
 		DeviceID string `json:"device_id"`
 		Live     bool   `json:"live"`
