@@ -74,7 +74,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 			t.Fatal(err)
 		}
 		token, hash := credential.NewToken(credential.APITokenPrefix)
-		if _, err := e.store.CreateAPIToken(e.ctx, op.ID, "test", hash); err != nil {
+		if _, err := e.store.CreateAPIToken(e.ctx, op.ID, "test", hash, nil); err != nil {
 			t.Fatal(err)
 		}
 		dev, err := e.store.CreateDevice(e.ctx, op.ID, "phone", []byte("enrollment-"+email))

@@ -78,7 +78,13 @@ type Config struct {
 	// it is over, or when the workflow's figures are asked for. 0 signals every report as it
 	// comes.
 	UsageSignalInterval time.Duration
+	// PurgeInterval is how often Serve deletes expired sessions and API tokens (both are
+	// refused from their expiry on anyway). 0: never.
+	PurgeInterval time.Duration
 }
+
+// DefaultPurgeInterval is Config.PurgeInterval's default.
+const DefaultPurgeInterval = 10 * time.Minute
 
 // DefaultConfig returns the defaults the api subcommand starts from.
 func DefaultConfig() Config {
@@ -88,6 +94,7 @@ func DefaultConfig() Config {
 		Monitor:    workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
 
 		UsageSignalInterval: DefaultUsageSignalInterval,
+		PurgeInterval:       DefaultPurgeInterval,
 	}
 }
 
@@ -167,6 +174,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    32 << 10,
 	}
 	s.log.Info("api listening", "addr", l.Addr().String())
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() { s.purgeExpired(purgeCtx); close(purged) }() // exits with Serve, below
+	defer func() { stopPurge(); <-purged }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }() // exits when Shutdown closes the listener
 	select {
@@ -230,4 +241,29 @@ func (s *Server) logRequests(c *gin.Context) {
 	}
 	s.log.Log(c.Request.Context(), level, "request", "method", c.Request.Method, "path", c.Request.URL.Path,
 		"status", status, "duration", time.Since(start), "client_ip", c.ClientIP())
+}
+
+// purgeExpired deletes expired sessions and API tokens every Config.PurgeInterval until ctx
+// ends. Every API process does it; the deletes are idempotent and skip rows another one is
+// deleting.
+func (s *Server) purgeExpired(ctx context.Context) {
+	if s.cfg.PurgeInterval <= 0 {
+		return
+	}
+	tick := time.NewTicker(s.cfg.PurgeInterval)
+	defer tick.Stop()
+	for {
+		p, err := s.store.PurgeExpired(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("purge expired sessions and tokens", "err", err)
+		case p.Sessions > 0 || p.APITokens > 0:
+			s.log.Info("purged expired sessions and tokens", "sessions", p.Sessions, "api_tokens", p.APITokens)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

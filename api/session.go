@@ -114,18 +114,38 @@ func (s *Server) me(c *gin.Context) error {
 	return nil
 }
 
-// POST /api/v1/tokens {"name"}: a personal API token, shown once.
+// MaxTokenDays is the longest expiry an API token can be given; a token without one lasts until
+// it is revoked.
+const MaxTokenDays = 365
+
+// POST /api/v1/tokens {"name","expires_in_days"?}: a personal API token, shown once. With
+// expires_in_days (1 to MaxTokenDays) it stops working that many days from now.
 func (s *Server) createToken(c *gin.Context) error {
-	name, err := decodeName(c)
+	var req struct {
+		Name          *string `json:"name"`
+		ExpiresInDays *int    `json:"expires_in_days"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	name, err := checkName("name", req.Name)
 	if err != nil {
 		return err
+	}
+	var expires *time.Time
+	if d := req.ExpiresInDays; d != nil {
+		if *d < 1 || *d > MaxTokenDays {
+			return badRequest("expires_in_days", "out_of_range", "expires_in_days must be between 1 and %d (leave it out for a token that lasts until revoked)", MaxTokenDays)
+		}
+		t := time.Now().Add(time.Duration(*d) * 24 * time.Hour).UTC()
+		expires = &t
 	}
 	token, hash := credential.NewToken(credential.APITokenPrefix)
-	t, err := s.store.CreateAPIToken(c.Request.Context(), principal(c).OperatorID, name, hash)
+	t, err := s.store.CreateAPIToken(c.Request.Context(), principal(c).OperatorID, name, hash, expires)
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusCreated, gin.H{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "token": token})
+	c.JSON(http.StatusCreated, gin.H{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "expires_at": t.ExpiresAt, "token": token})
 	return nil
 }
 

@@ -322,7 +322,7 @@ func runDemo(ctx context.Context, cfg devConfig, st *store.Store, email, apiURL 
 		}
 	}
 	token, hash := credential.NewToken(credential.APITokenPrefix)
-	if _, err := st.CreateAPIToken(ctx, op.ID, demoTokenName, hash); err != nil {
+	if _, err := st.CreateAPIToken(ctx, op.ID, demoTokenName, hash, nil); err != nil {
 		return err
 	}
 	interval, flapPeriod := demo.Timing(cfg.api.Monitor.OfflineAfter)
