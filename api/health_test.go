@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -107,5 +109,63 @@ func TestUnknownRoutes(t *testing.T) {
 			body = map[string]any{"name": "x"}
 		}
 		wantError(t, a.do(t, tc.method, tc.path, body), tc.status, "")
+	}
+}
+
+func TestLoopbackListen(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.1.2.3:80": true, "[::1]:8080": true, "localhost:8080": true, "LocalHost.:80": true,
+		"[::ffff:127.0.0.1]:80": true, ":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.1:8080": false,
+		"api.example.com:443": false, "": false,
+	} {
+		if got := api.LoopbackListen(addr); got != want {
+			t.Errorf("LoopbackListen(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// namedListener is a loopback listener that says it listens on addr.
+type namedListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l namedListener) Addr() net.Addr { return l.addr }
+
+// TestServeWarnsPlainCookies: an API serving beyond loopback without Secure cookies says so in
+// its log; with Secure cookies, or on loopback, it does not.
+func TestServeWarnsPlainCookies(t *testing.T) {
+	t.Parallel()
+	st := testenv.Store(t)
+	for _, tc := range []struct {
+		addr   string
+		secure bool
+		warn   bool
+	}{
+		{"10.0.0.7:8080", false, true},
+		{"[::]:8080", false, true},
+		{"10.0.0.7:8080", true, false},
+		{"127.0.0.1:8080", false, false},
+	} {
+		var logs syncBuffer
+		cfg := api.DefaultConfig()
+		cfg.SecureCookies, cfg.PurgeInterval = tc.secure, 0
+		srv, err := api.New(cfg, st, testenv.TemporalClient(t), slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, _ := net.ResolveTCPAddr("tcp", tc.addr)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // Serve logs, then shuts down at once
+		if err := srv.Serve(ctx, namedListener{l, addr}); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if got := strings.Contains(logs.String(), "not marked Secure"); got != tc.warn {
+			t.Errorf("Serve on %s with SecureCookies %v: warning logged %v, want %v\n%s", tc.addr, tc.secure, got, tc.warn, logs.String())
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -29,7 +31,8 @@ type Config struct {
 	Listen string
 	// SessionTTL is how long a dashboard session lasts.
 	SessionTTL time.Duration
-	// SecureCookies marks the session cookie Secure (HTTPS only).
+	// SecureCookies marks the session cookie Secure (HTTPS only). Serve warns when it is off
+	// on an address beyond loopback.
 	SecureCookies bool
 	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
 	// client IP (login rate limits). Empty: the TCP peer is the client.
@@ -174,6 +177,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    32 << 10,
 	}
 	s.log.Info("api listening", "addr", l.Addr().String())
+	if !s.cfg.SecureCookies && !LoopbackListen(l.Addr().String()) {
+		s.log.Warn("the session cookie is not marked Secure and this address is not loopback: logins travel in plain HTTP " +
+			"unless a TLS-terminating proxy serves the API; put one in front and set CELLGATE_SECURE_COOKIES=true")
+	}
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	purged := make(chan struct{})
 	go func() { s.purgeExpired(purgeCtx); close(purged) }() // exits with Serve, below
@@ -266,4 +273,18 @@ func (s *Server) purgeExpired(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// LoopbackListen reports whether a listen address (host:port) serves this host only: a
+// loopback IP (127.0.0.0/8, ::1) or localhost. An empty host is every interface.
+func LoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }
