@@ -103,13 +103,18 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (_ DeliverRes
 		}
 		return out, 0, false, nil
 	}
-	problem := errors.New(attemptError(res, sendErr))
+	category := attemptFailed(ctx, in.EventID, res, sendErr)
+	// The full error goes to the Temporal history too, which only admins see.
+	problem := sendErr
+	if problem == nil {
+		problem = fmt.Errorf("endpoint answered %d (%s)", res.StatusCode, category)
+	}
 	final = (sendErr == nil && res.Final()) || errors.Is(sendErr, webhook.ErrForbiddenAddress)
 	status := store.DeliveryPending
 	if final || attempt >= MaxDeliveryAttempts {
 		status = store.DeliveryFailed
 	}
-	if err := a.Store.RecordAttempt(ctx, in.EventID, store.Attempt{Status: status, StatusCode: res.StatusCode, Error: problem.Error(), Latency: res.Latency}); err != nil {
+	if err := a.Store.RecordAttempt(ctx, in.EventID, store.Attempt{Status: status, StatusCode: res.StatusCode, Error: category, Latency: res.Latency}); err != nil {
 		activity.GetLogger(ctx).Warn("webhook attempt not logged", "event_id", in.EventID, "error", err)
 	}
 	return DeliverResult{}, res.RetryAfter, final, problem
@@ -134,11 +139,16 @@ func (a *Activities) deliveryBody(ctx context.Context, in DeliverInput) ([]byte,
 	return body, err
 }
 
-func attemptError(res webhook.Result, err error) string {
+// attemptFailed returns the category of a failed attempt, which is all the operator is told
+// (the delivery log, "Send test"), and logs the full error with the event id for the admins.
+func attemptFailed(ctx context.Context, eventID uuid.UUID, res webhook.Result, err error) webhook.ErrorCategory {
+	category := webhook.Categorize(res, err)
+	attrs := []any{"event_id", eventID, "category", string(category), "status_code", res.StatusCode}
 	if err != nil {
-		return err.Error()
+		attrs = append(attrs, "error", err)
 	}
-	return fmt.Sprintf("endpoint answered %d", res.StatusCode)
+	activity.GetLogger(ctx).Warn("webhook attempt failed", attrs...)
+	return category
 }
 
 // TestInput asks for one test delivery.
@@ -153,7 +163,8 @@ type TestResult struct {
 	EventID    uuid.UUID `json:"event_id"`
 	StatusCode int       `json:"status_code"`
 	LatencyMS  int64     `json:"latency_ms"`
-	Error      string    `json:"error"`
+	// Error is what went wrong, as a category only ("" when delivered).
+	Error webhook.ErrorCategory `json:"error"`
 }
 
 // SendTestWebhook delivers one webhook.test event, once, to the operator's endpoint (enabled
@@ -163,7 +174,7 @@ func (a *Activities) SendTestWebhook(ctx context.Context, in TestInput) (TestRes
 	out := TestResult{EventID: in.EventID}
 	ep, err := a.Store.WebhookEndpoint(ctx, in.OperatorID)
 	if errors.Is(err, store.ErrNotFound) {
-		out.Error = "no webhook endpoint saved"
+		out.Error = webhook.CategoryNoEndpoint
 		return out, nil
 	}
 	if err != nil {
@@ -184,7 +195,7 @@ func (a *Activities) SendTestWebhook(ctx context.Context, in TestInput) (TestRes
 	out.StatusCode, out.LatencyMS = res.StatusCode, res.Latency.Milliseconds()
 	attempt := store.Attempt{Status: store.DeliveryDelivered, StatusCode: res.StatusCode, Latency: res.Latency}
 	if sendErr != nil || !res.Delivered() {
-		out.Error = attemptError(res, sendErr)
+		out.Error = attemptFailed(ctx, in.EventID, res, sendErr)
 		attempt.Status, attempt.Error = store.DeliveryFailed, out.Error
 	}
 	return out, a.Store.RecordAttempt(ctx, in.EventID, attempt)

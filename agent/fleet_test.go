@@ -82,7 +82,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	token, tokenHash := credential.NewToken(credential.APITokenPrefix)
-	if _, err := st.CreateAPIToken(ctx, op.ID, "fleet test", tokenHash); err != nil {
+	if _, err := st.CreateAPIToken(ctx, op.ID, "fleet test", tokenHash, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.opID = op.ID

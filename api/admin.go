@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -31,9 +32,18 @@ const (
 // migrationWait bounds the Temporal calls of one progress request.
 const migrationWait = 10 * time.Second
 
+// The scopes of the password migration's figures.
+const (
+	// ScopePlatform: every operator's rows, for admins (store.Operator.IsAdmin).
+	ScopePlatform = "platform"
+	// ScopeOperator: the caller's own rows.
+	ScopeOperator = "operator"
+)
+
 // passwordMigrationJSON is the PasswordMigration workflow as the dashboard shows it.
 type passwordMigrationJSON struct {
 	Status        string     `json:"status"`
+	Scope         string     `json:"scope"`
 	Total         int64      `json:"total"`
 	Done          int64      `json:"done"`
 	Failed        int64      `json:"failed"`
@@ -52,32 +62,53 @@ func (j *passwordMigrationJSON) progress(p workflows.PasswordMigrationProgress) 
 	j.FinishedAt = p.FinishedAt
 }
 
-// GET /api/v1/admin/password-migration: the one-time password migration's progress. Before it
-// ever ran, total is the number of rows waiting for it. While it runs, done and failed are the
-// progress query's, which counts finished batches only, plus the rows of the batch running now
-// as its MigratePasswords activity last heartbeated them (addRunningBatch), so they move row by
-// row, not batch by batch. A failure names only the caller's own rows; other operators' rows
-// are counted, never named.
+// GET /api/v1/admin/password-migration: the one-time password migration's progress. An admin
+// sees the platform's figures, any other operator the figures of their own rows (ownFigures),
+// as scope says. Before it ever ran, total is the number of rows waiting for it. While it
+// runs, an admin's done and failed are the progress query's, which counts finished batches
+// only, plus the rows of the batch running now as its MigratePasswords activity last
+// heartbeated them (addRunningBatch), so they move row by row, not batch by batch. A failure
+// names only the caller's own rows; other operators' rows are counted for admins only.
 func (s *Server) passwordMigration(c *gin.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), migrationWait)
 	defer cancel()
+	who := principal(c)
+	out, cursor, err := s.migrationStatus(ctx, who)
+	if err != nil {
+		return err
+	}
+	out.Scope = ScopePlatform
+	if !who.IsAdmin {
+		if err := s.ownFigures(ctx, who.OperatorID, cursor, &out); err != nil {
+			return err
+		}
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
+}
+
+// migrationStatus describes the migration with the platform's figures, and returns the
+// migration's cursor (the last row it went past; uuid.Nil when unknown).
+func (s *Server) migrationStatus(ctx context.Context, who store.Principal) (passwordMigrationJSON, uuid.UUID, error) {
 	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		total, err := s.store.CountLegacyPasswords(ctx)
-		if err != nil {
-			return err
+		out := passwordMigrationJSON{Status: MigrationNotStarted, WorkflowURL: s.migrationURL("")}
+		if who.IsAdmin {
+			if out.Total, err = s.store.CountLegacyPasswords(ctx); err != nil {
+				return out, uuid.Nil, err
+			}
 		}
-		c.JSON(http.StatusOK, passwordMigrationJSON{Status: MigrationNotStarted, Total: total, WorkflowURL: s.migrationURL("")})
-		return nil
+		return out, uuid.Nil, nil
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "describe password migration", "err", err)
-		return errUnavailable
+		return passwordMigrationJSON{}, uuid.Nil, errUnavailable
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	runID := info.GetExecution().GetRunId()
 	out := passwordMigrationJSON{WorkflowURL: s.migrationURL(runID)}
+	var p workflows.PasswordMigrationProgress
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		out.Status = MigrationRunning
@@ -85,31 +116,32 @@ func (s *Server) passwordMigration(c *gin.Context) error {
 		if err != nil {
 			// No worker polls, or none answers in time: the progress is not known now.
 			s.log.WarnContext(ctx, "query password migration progress", "err", err)
-			return errUnavailable
+			return out, uuid.Nil, errUnavailable
 		}
-		var p workflows.PasswordMigrationProgress
 		if err := v.Get(&p); err != nil {
-			return fmt.Errorf("decode password migration progress: %w", err)
+			return out, uuid.Nil, fmt.Errorf("decode password migration progress: %w", err)
 		}
-		s.addRunningBatch(ctx, runID, &p)
+		if who.IsAdmin {
+			s.addRunningBatch(ctx, runID, &p)
+		}
 		out.progress(p)
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		out.Status = MigrationCompleted
-		var p workflows.PasswordMigrationProgress
 		if err := s.temporal.GetWorkflow(ctx, workflows.PasswordMigrationID, runID).Get(ctx, &p); err != nil {
-			return fmt.Errorf("read password migration result: %w", err)
+			return out, uuid.Nil, fmt.Errorf("read password migration result: %w", err)
 		}
 		out.progress(p)
 	default: // failed, terminated, cancelled, timed out
 		out.Status = MigrationFailed
 		err := s.temporal.GetWorkflow(ctx, workflows.PasswordMigrationID, runID).Get(ctx, nil)
 		if err == nil {
-			return fmt.Errorf("password migration run %s is %v but has no error", runID, info.GetStatus())
+			return out, uuid.Nil, fmt.Errorf("password migration run %s is %v but has no error", runID, info.GetStatus())
 		}
-		msg, p := migrationError(err, principal(c).OperatorID)
+		msg, failed := migrationError(err, who)
 		out.Error = msg
-		if p != nil {
-			out.progress(*p)
+		if failed != nil {
+			p = *failed
+			out.progress(p)
 		}
 	}
 	if out.StartedAt == nil && info.GetStartTime() != nil {
@@ -120,7 +152,31 @@ func (s *Server) passwordMigration(c *gin.Context) error {
 		t := info.GetCloseTime().AsTime()
 		out.FinishedAt = &t
 	}
-	c.JSON(http.StatusOK, out)
+	return out, p.After, nil
+}
+
+// ownFigures replaces the platform's figures in out with those of the operator's own
+// imported rows, counted in Postgres (store.OperatorLegacyProgress) up to the migration's
+// cursor, so they move row by row while it runs; the rate is theirs over the run's time.
+func (s *Server) ownFigures(ctx context.Context, operatorID, cursor uuid.UUID, out *passwordMigrationJSON) error {
+	own, err := s.store.OperatorLegacyProgress(ctx, operatorID, cursor)
+	if err != nil {
+		return err
+	}
+	out.Scope, out.Total, out.Done, out.Failed, out.RowsPerSecond = ScopeOperator, own.Total, own.Done, own.Failed, 0
+	if out.Status == MigrationNotStarted {
+		out.Done = 0 // nothing was migrated yet: rows given a new password are no progress
+		return nil
+	}
+	if out.StartedAt != nil {
+		end := time.Now()
+		if out.FinishedAt != nil {
+			end = *out.FinishedAt
+		}
+		if secs := end.Sub(*out.StartedAt).Seconds(); secs > 0 {
+			out.RowsPerSecond = float64(own.Done+own.Failed) / secs
+		}
+	}
 	return nil
 }
 
@@ -169,28 +225,39 @@ func addBatchProgress(p *workflows.PasswordMigrationProgress, hb activities.Migr
 // maxOwnProblems is how many of the caller's failing rows the error names.
 const maxOwnProblems = 20
 
-// migrationError words a failed migration for an operator: a failed verification is counted,
-// and named only where the rows are the operator's; anything else is its cause's message.
-// The progress comes with a failed verification.
-func migrationError(err error, operatorID uuid.UUID) (string, *workflows.PasswordMigrationProgress) {
+// migrationError words a failed migration for the operator who asks: a failed verification is
+// named only where the rows are theirs, and counted only for an admin; any other failure is its
+// cause's message for an admin, who can also read it in the Temporal Web UI, and a plain
+// "failed" for anyone else, since a cause may name the platform's internals. The progress
+// comes with a failed verification.
+func migrationError(err error, who store.Principal) (string, *workflows.PasswordMigrationProgress) {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrPasswordVerification {
 		var f workflows.PasswordMigrationFailure
 		if appErr.Details(&f) == nil {
 			var b strings.Builder
-			fmt.Fprintf(&b, "verification failed: %d rows still hold plaintext or lack a valid bcrypt hash", f.Count)
+			if who.IsAdmin {
+				fmt.Fprintf(&b, "verification failed: %d rows still hold plaintext or lack a valid bcrypt hash", f.Count)
+			} else {
+				b.WriteString("verification failed: rows still hold plaintext or lack a valid bcrypt hash")
+			}
 			var own []string
 			for _, p := range f.Problems {
-				if p.OperatorID == operatorID && len(own) < maxOwnProblems {
+				if p.OperatorID == who.OperatorID && len(own) < maxOwnProblems {
 					own = append(own, p.Username+" ("+p.Reason+")")
 				}
 			}
 			if len(own) > 0 {
 				fmt.Fprintf(&b, "; yours: %s", strings.Join(own, ", "))
+			} else if !who.IsAdmin {
+				b.WriteString("; none of them is yours")
 			}
 			b.WriteString("; regenerate their passwords and start the migration again")
 			return b.String(), &f.Progress
 		}
+	}
+	if !who.IsAdmin {
+		return "the migration failed; an admin can see why in the Temporal Web UI", nil
 	}
 	for {
 		next := errors.Unwrap(err)

@@ -74,7 +74,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 			t.Fatal(err)
 		}
 		token, hash := credential.NewToken(credential.APITokenPrefix)
-		if _, err := e.store.CreateAPIToken(e.ctx, op.ID, "test", hash); err != nil {
+		if _, err := e.store.CreateAPIToken(e.ctx, op.ID, "test", hash, nil); err != nil {
 			t.Fatal(err)
 		}
 		dev, err := e.store.CreateDevice(e.ctx, op.ID, "phone", []byte("enrollment-"+email))
@@ -117,8 +117,8 @@ func (e *adminEnv) legacy(op store.Operator, plain string) string {
 	e.t.Helper()
 	username := "adm-" + uuid.NewString()[:8]
 	if _, err := e.store.Pool().Exec(e.ctx,
-		`INSERT INTO proxy_connections (id, operator_id, device_id, name, protocol, username, password_plain)
-		 VALUES ($1, $2, $3, 'legacy', 'openvpn', $4, $5)`, uuid.Must(uuid.NewV7()), op.ID, e.device[op.ID], username, plain); err != nil {
+		`INSERT INTO proxy_connections (id, operator_id, device_id, name, protocol, username, password_plain, legacy_imported)
+		 VALUES ($1, $2, $3, 'legacy', 'openvpn', $4, $5, true)`, uuid.Must(uuid.NewV7()), op.ID, e.device[op.ID], username, plain); err != nil {
 		e.t.Fatalf("insert legacy row: %v", err)
 	}
 	return username
@@ -261,20 +261,36 @@ func onlyPairs(t *testing.T, when string, seen []string, want ...string) {
 	}
 }
 
+// own checks operator op's answer: its own rows only, scope "operator", in status.
+func (e *adminEnv) own(op store.Operator, when, status string, total, done, failed int64) passwordMigrationJSON {
+	e.t.Helper()
+	got, raw := e.get(op, http.StatusOK)
+	if got.Status != status || got.Scope != ScopeOperator || got.Total != total || got.Done != done || got.Failed != failed {
+		e.t.Errorf("%s, as operator %s (no admin): %s; want %s, scope %s, total %d, done %d, failed %d: its own rows only",
+			when, op.Email, raw, status, ScopeOperator, total, done, failed)
+	}
+	return got
+}
+
 // TestPasswordMigrationProgress walks GET /api/v1/admin/password-migration through the
 // migration's life: not started, running (with the running batch's heartbeat), completed, a
-// real run failing its verification, and a real re-run completing. It is not parallel: it owns the migration's fixed workflow ID on
-// the dev server.
+// real run failing its verification, and a real re-run completing. Operator A is an admin and
+// sees the platform's figures; operator B sees only its own row's. It is not parallel: it owns
+// the migration's fixed workflow ID on the dev server.
 func TestPasswordMigrationProgress(t *testing.T) {
 	e := newAdminEnv(t)
 	a, b := e.ops[0], e.ops[1]
+	if err := e.store.SetOperatorAdmin(e.ctx, a.ID, true); err != nil {
+		t.Fatal(err)
+	}
 	aEmpty := e.legacy(a, "")
 	e.legacy(a, "admin-legacy-pw")
 	bEmpty := e.legacy(b, "")
 
 	e.get(store.Operator{}, http.StatusUnauthorized)
+	e.own(b, "before any run", MigrationNotStarted, 1, 0, 0)
 	got, raw := e.get(a, http.StatusOK)
-	if got.Status != MigrationNotStarted || got.Total != 3 || got.StartedAt != nil || !strings.Contains(raw, `"started_at":null`) ||
+	if got.Status != MigrationNotStarted || got.Scope != ScopePlatform || got.Total != 3 || got.StartedAt != nil || !strings.Contains(raw, `"started_at":null`) ||
 		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows?query=WorkflowId%3D%22password-migration%22" {
 		t.Errorf("before any run: %s; want not_started, total 3 waiting, started_at null, a link to the runs", raw)
 	}
@@ -294,6 +310,9 @@ func TestPasswordMigrationProgress(t *testing.T) {
 		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows/password-migration/"+run.GetRunID()+"/history" {
 		t.Errorf("while running: %s; want running with the progress query's numbers and a link to run %s", raw, run.GetRunID())
 	}
+	if own := e.own(b, "while running", MigrationRunning, 1, 0, 0); own.RowsPerSecond != 0 || own.StartedAt == nil {
+		t.Errorf("while running, as operator B: rows_per_second %v, started_at %v; want 0 (none of its rows moved) and the start", own.RowsPerSecond, own.StartedAt)
+	}
 	// The second batch heartbeats 700 written and 1 failed where 598 rows are left: its failure
 	// counts, its done rows only up to the total.
 	batch.next(t)
@@ -311,6 +330,7 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	if got.Status != MigrationCompleted || got.Done != 1000 || got.Failed != 0 || got.FinishedAt == nil || !got.FinishedAt.Equal(fakeProgress.StartedAt.Add(time.Hour)) {
 		t.Errorf("after it completed: %s; want completed with the result's numbers and finish time", raw)
 	}
+	e.own(b, "after the stand-in completed", MigrationCompleted, 1, 0, 0)
 	w.Stop()
 
 	// The real migration: one row is hashed, the two empty ones fail the verification.
@@ -326,9 +346,9 @@ func TestPasswordMigrationProgress(t *testing.T) {
 		strings.Contains(got.Error, bEmpty) {
 		t.Errorf("after a failed verification, as operator A: %s; want failed, total 3, done 1, failed 2, naming %s and not B's %s", raw, aEmpty, bEmpty)
 	}
-	gotB, rawB := e.get(b, http.StatusOK)
-	if gotB.Status != MigrationFailed || !strings.Contains(gotB.Error, "yours: "+bEmpty+" (empty plaintext)") || strings.Contains(gotB.Error, aEmpty) {
-		t.Errorf("after a failed verification, as operator B: %s; want only B's row named", rawB)
+	gotB := e.own(b, "after a failed verification", MigrationFailed, 1, 0, 1)
+	if !strings.Contains(gotB.Error, "yours: "+bEmpty+" (empty plaintext)") || strings.Contains(gotB.Error, aEmpty) || strings.Contains(gotB.Error, "2 rows") {
+		t.Errorf("after a failed verification, as operator B: error %q; want only B's row named, and no platform count", gotB.Error)
 	}
 
 	// The operators regenerate the empty ones; a re-run finds nothing left and completes.
@@ -341,6 +361,7 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	if got.Status != MigrationCompleted || got.Total != 0 || got.Done != 0 || got.Failed != 0 || got.Error != "" || got.FinishedAt == nil {
 		t.Errorf("after the re-run: %s; want completed with nothing to do", raw)
 	}
+	e.own(b, "after the re-run", MigrationCompleted, 1, 1, 0)
 	if desc, err := e.tc.DescribeWorkflowExecution(e.ctx, workflows.PasswordMigrationID, ""); err != nil ||
 		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		t.Errorf("the re-run's status = %v (%v), want completed", desc.GetWorkflowExecutionInfo().GetStatus(), err)
@@ -400,5 +421,18 @@ func TestMigrationURL(t *testing.T) {
 		if got := s.migrationURL(tt.run); got != tt.want {
 			t.Errorf("migrationURL(%q) with UI %q, namespace %q = %q, want %q", tt.run, tt.ui, tt.ns, got, tt.want)
 		}
+	}
+}
+
+// TestMigrationErrorForOperators: a failure other than the verification may name the
+// platform's internals; only an admin reads its cause.
+func TestMigrationErrorForOperators(t *testing.T) {
+	cause := errors.New("activity error: connect to 10.0.0.2:5432: connection refused")
+	admin := store.Principal{OperatorID: uuid.New(), IsAdmin: true}
+	if msg, _ := migrationError(cause, admin); msg != cause.Error() {
+		t.Errorf("migrationError(%v, admin) = %q, want the cause", cause, msg)
+	}
+	if msg, _ := migrationError(cause, store.Principal{OperatorID: uuid.New()}); strings.Contains(msg, "10.0.0.2") || !strings.Contains(msg, "failed") {
+		t.Errorf("migrationError(%v, operator) = %q, want a failure without the cause", cause, msg)
 	}
 }

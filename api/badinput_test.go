@@ -158,7 +158,8 @@ func TestBadInput(t *testing.T) {
 				{"password of 1025 bytes", set(validSession, "password", quote(strings.Repeat("p", 1025))), http.StatusBadRequest, "password"},
 			})},
 		{"create token", a, http.MethodPost, "/api/v1/tokens", slices.Concat(
-			malformed(validToken), required(validToken, "name"), nameCases(validToken, "name"))},
+			malformed(validToken), required(validToken, "name"), nameCases(validToken, "name"),
+			wrongTypes(validToken, "expires_in_days", `0`, `-1`, `366`, `1e20`, `1.5`, `"7"`, `true`, `[7]`))},
 		{"create device", a, http.MethodPost, "/api/v1/devices", slices.Concat(
 			malformed(validDevice), required(validDevice, "name"), nameCases(validDevice, "name"))},
 		{"rename device", a, http.MethodPatch, "/api/v1/devices/" + dev.ID.String(), slices.Concat(

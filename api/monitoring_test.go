@@ -58,12 +58,18 @@ var workerMu sync.Mutex
 // and the Temporal client to inspect its workflows. The test must not be parallel.
 func newWorkerEnv(t *testing.T, cfg api.Config) (*env, temporalclient.Client) {
 	t.Helper()
+	return newWorkerEnvGuard(t, cfg, webhook.Guard{AllowPrivate: true})
+}
+
+// newWorkerEnvGuard is newWorkerEnv with a worker whose webhooks go through guard.
+func newWorkerEnvGuard(t *testing.T, cfg api.Config, guard webhook.Guard) (*env, temporalclient.Client) {
+	t.Helper()
 	workerMu.Lock()
 	t.Cleanup(workerMu.Unlock) // runs last
 	e := newEnvConfig(t, cfg)
 	tc := testenv.TemporalClient(t)
 	w := sdkworker.New(tc, workflows.TaskQueue, sdkworker.Options{})
-	worker.Register(w, &activities.Activities{Store: e.store, Sender: webhook.NewSender(webhook.Guard{AllowPrivate: true})})
+	worker.Register(w, &activities.Activities{Store: e.store, Sender: webhook.NewSender(guard)})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -30,7 +32,8 @@ type Config struct {
 	Listen string
 	// SessionTTL is how long a dashboard session lasts.
 	SessionTTL time.Duration
-	// SecureCookies marks the session cookie Secure (HTTPS only).
+	// SecureCookies marks the session cookie Secure (HTTPS only). Serve warns when it is off
+	// on an address beyond loopback.
 	SecureCookies bool
 	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
 	// client IP (login rate limits). Empty: the TCP peer is the client.
@@ -83,7 +86,13 @@ type Config struct {
 	// it is over, or when the workflow's figures are asked for. 0 signals every report as it
 	// comes.
 	UsageSignalInterval time.Duration
+	// PurgeInterval is how often Serve deletes expired sessions and API tokens (both are
+	// refused from their expiry on anyway). 0: never.
+	PurgeInterval time.Duration
 }
+
+// DefaultPurgeInterval is Config.PurgeInterval's default.
+const DefaultPurgeInterval = 10 * time.Minute
 
 // DefaultConfig returns the defaults the api subcommand starts from.
 func DefaultConfig() Config {
@@ -94,6 +103,7 @@ func DefaultConfig() Config {
 		Monitor:        workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
 
 		UsageSignalInterval: DefaultUsageSignalInterval,
+		PurgeInterval:       DefaultPurgeInterval,
 	}
 }
 
@@ -121,6 +131,8 @@ type Server struct {
 	ovpn *openVPN
 	// hold merges usage reports that ask for no action between a connection's signals.
 	hold *usageHold
+	// ready logs /readyz's failing checks.
+	ready readyLog
 }
 
 // New builds the API on its dependencies.
@@ -213,12 +225,20 @@ func (s *Server) Serve(ctx context.Context, public, internal net.Listener) error
 	servers := []*http.Server{httpServer(s.engine)}
 	listeners := []net.Listener{public}
 	s.log.Info("api listening", "addr", public.Addr().String())
+	if !s.cfg.SecureCookies && !LoopbackListen(public.Addr().String()) {
+		s.log.Warn("the session cookie is not marked Secure and this address is not loopback: logins travel in plain HTTP " +
+			"unless a TLS-terminating proxy serves the API; put one in front and set CELLGATE_SECURE_COOKIES=true")
+	}
 	if internal != nil {
 		servers, listeners = append(servers, httpServer(s.internal)), append(listeners, internal)
 		s.log.Info("internal api listening", "addr", internal.Addr().String())
 	} else {
 		s.log.Info("internal api off: no internal token")
 	}
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() { s.purgeExpired(purgeCtx); close(purged) }() // exits with Serve, below
+	defer func() { stopPurge(); <-purged }()
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(listeners[i]) }() // exits when Shutdown closes the listener
@@ -310,4 +330,43 @@ func (s *Server) logRequests(c *gin.Context) {
 	}
 	s.log.Log(c.Request.Context(), level, "request", "method", c.Request.Method, "path", c.Request.URL.Path,
 		"status", status, "duration", time.Since(start), "client_ip", c.ClientIP())
+}
+
+// purgeExpired deletes expired sessions and API tokens every Config.PurgeInterval until ctx
+// ends. Every API process does it; the deletes are idempotent and skip rows another one is
+// deleting.
+func (s *Server) purgeExpired(ctx context.Context) {
+	if s.cfg.PurgeInterval <= 0 {
+		return
+	}
+	tick := time.NewTicker(s.cfg.PurgeInterval)
+	defer tick.Stop()
+	for {
+		p, err := s.store.PurgeExpired(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("purge expired sessions and tokens", "err", err)
+		case p.Sessions > 0 || p.APITokens > 0:
+			s.log.Info("purged expired sessions and tokens", "sessions", p.Sessions, "api_tokens", p.APITokens)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// LoopbackListen reports whether a listen address (host:port) serves this host only: a
+// loopback IP (127.0.0.0/8, ::1) or localhost. An empty host is every interface.
+func LoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -20,6 +20,7 @@ const MaxEmailLength = 254
 type operatorJSON struct {
 	ID        uuid.UUID `json:"id"`
 	Email     string    `json:"email"`
+	IsAdmin   bool      `json:"is_admin"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -74,7 +75,7 @@ func (s *Server) login(c *gin.Context) error {
 		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
 	})
 	c.JSON(http.StatusOK, gin.H{
-		"operator":   operatorJSON{ID: op.ID, Email: op.Email, CreatedAt: op.CreatedAt},
+		"operator":   operatorJSON{ID: op.ID, Email: op.Email, IsAdmin: op.IsAdmin, CreatedAt: op.CreatedAt},
 		"csrf_token": csrfToken(token),
 		"expires_at": expires.UTC(),
 	})
@@ -105,7 +106,7 @@ func (s *Server) me(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	body := gin.H{"operator": operatorJSON{ID: op.ID, Email: op.Email, CreatedAt: op.CreatedAt}}
+	body := gin.H{"operator": operatorJSON{ID: op.ID, Email: op.Email, IsAdmin: op.IsAdmin, CreatedAt: op.CreatedAt}}
 	if token := c.GetString(sessionKey); token != "" {
 		body["csrf_token"] = csrfToken(token)
 	}
@@ -113,18 +114,38 @@ func (s *Server) me(c *gin.Context) error {
 	return nil
 }
 
-// POST /api/v1/tokens {"name"}: a personal API token, shown once.
+// MaxTokenDays is the longest expiry an API token can be given; a token without one lasts until
+// it is revoked.
+const MaxTokenDays = 365
+
+// POST /api/v1/tokens {"name","expires_in_days"?}: a personal API token, shown once. With
+// expires_in_days (1 to MaxTokenDays) it stops working that many days from now.
 func (s *Server) createToken(c *gin.Context) error {
-	name, err := decodeName(c)
+	var req struct {
+		Name          *string `json:"name"`
+		ExpiresInDays *int    `json:"expires_in_days"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	name, err := checkName("name", req.Name)
 	if err != nil {
 		return err
+	}
+	var expires *time.Time
+	if d := req.ExpiresInDays; d != nil {
+		if *d < 1 || *d > MaxTokenDays {
+			return badRequest("expires_in_days", "out_of_range", "expires_in_days must be between 1 and %d (leave it out for a token that lasts until revoked)", MaxTokenDays)
+		}
+		t := time.Now().Add(time.Duration(*d) * 24 * time.Hour).UTC()
+		expires = &t
 	}
 	token, hash := credential.NewToken(credential.APITokenPrefix)
-	t, err := s.store.CreateAPIToken(c.Request.Context(), principal(c).OperatorID, name, hash)
+	t, err := s.store.CreateAPIToken(c.Request.Context(), principal(c).OperatorID, name, hash, expires)
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusCreated, gin.H{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "token": token})
+	c.JSON(http.StatusCreated, gin.H{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "expires_at": t.ExpiresAt, "token": token})
 	return nil
 }
 

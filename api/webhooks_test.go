@@ -593,15 +593,15 @@ func TestSendTestWebhook(t *testing.T) {
 	// A receiver answering 500: the outcome is reported, not an error of the endpoint.
 	rcv.status.Store(http.StatusInternalServerError)
 	failed := a.sendTest(t)
-	if failed.StatusCode != http.StatusInternalServerError || failed.Error == "" || failed.EventID == ok.EventID {
-		t.Errorf("Send test to a receiver answering 500 = %+v, want status_code 500, an error and a new event id", failed)
+	if failed.StatusCode != http.StatusInternalServerError || failed.Error != string(webhook.CategoryHTTP5xx) || failed.EventID == ok.EventID {
+		t.Errorf("Send test to a receiver answering 500 = %+v, want status_code 500, %q and a new event id", failed, webhook.CategoryHTTP5xx)
 	}
 	if got := rcv.wait(t, 2); got[1].id != failed.EventID.String() || got[1].verifyErr != nil {
 		t.Errorf("second test webhook: webhook-id %q, signature %v; want %s, verified", got[1].id, got[1].verifyErr, failed.EventID)
 	}
 	d = a.delivery(t, failed.EventID)
 	if d.Type != webhook.EventTest || d.Status != store.DeliveryFailed || d.Attempts != 1 || d.LastStatus == nil ||
-		*d.LastStatus != http.StatusInternalServerError || d.LastError == nil || *d.LastError == "" || d.DeliveredAt != nil {
+		*d.LastStatus != http.StatusInternalServerError || d.LastError == nil || *d.LastError != string(webhook.CategoryHTTP5xx) || d.DeliveredAt != nil {
 		t.Errorf("logged failed test = %s, want webhook.test, failed, 1 attempt, 500 and an error", jsonString(d))
 	}
 	for _, tc := range []struct {
@@ -646,14 +646,64 @@ func TestSendTestWebhook(t *testing.T) {
 	}
 	a.setting(t, http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": "http://127.0.0.1:" + strconv.Itoa(port) + "/", "enabled": true})
 	down := a.sendTest(t)
-	if down.StatusCode != 0 || down.Error == "" {
-		t.Errorf("Send test to a closed port = %+v, want status_code 0 and an error", down)
+	if down.StatusCode != 0 || down.Error != string(webhook.CategoryConnRefused) {
+		t.Errorf("Send test to a closed port = %+v, want status_code 0 and %q", down, webhook.CategoryConnRefused)
 	}
-	if d := a.delivery(t, down.EventID); d.Status != store.DeliveryFailed || d.LastStatus != nil || d.LastError == nil {
-		t.Errorf("logged test to a closed port = %s, want failed, no status code, an error", jsonString(d))
+	if d := a.delivery(t, down.EventID); d.Status != store.DeliveryFailed || d.LastStatus != nil || d.LastError == nil || *d.LastError != string(webhook.CategoryConnRefused) {
+		t.Errorf("logged test to a closed port = %s, want failed, no status code, %q", jsonString(d), webhook.CategoryConnRefused)
+	}
+
+	// A TLS endpoint whose certificate nobody signed that the platform trusts.
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer tlsSrv.Close()
+	a.setting(t, http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": tlsSrv.URL + "/", "enabled": true})
+	if bad := a.sendTest(t); bad.StatusCode != 0 || bad.Error != string(webhook.CategoryTLS) {
+		t.Errorf("Send test to a self-signed TLS endpoint = %+v, want status_code 0 and %q", bad, webhook.CategoryTLS)
 	}
 	if n := len(rcv.requests()); n != 4 {
 		t.Errorf("receiver got %d requests, want 4", n)
+	}
+}
+
+// TestSendTestWebhookNamesNoAddress: a webhook that resolves to an internal address (here
+// saved straight into the store, as a DNS name pointing at 127.0.0.1 would be) is refused by
+// the worker's guard, and "Send test" and the delivery log say only "address not allowed":
+// never the address or port that was dialed, which would make them a scanner of the
+// platform's network. A delivery row from before the categories shows a category too. Not
+// parallel: it runs a worker (see workerMu).
+func TestSendTestWebhookNamesNoAddress(t *testing.T) {
+	cfg := api.DefaultConfig()
+	e, _ := newWorkerEnvGuard(t, cfg, webhook.Guard{}) // production's guard
+	a, op := e.session(t)
+	ctx := context.Background()
+	if _, err := e.store.SaveWebhookEndpoint(ctx, op.ID, "http://127.0.0.1:5432/", true, webhook.NewSecret()); err != nil {
+		t.Fatal(err)
+	}
+	r := a.must(t, http.StatusOK, http.MethodPost, "/api/v1/settings/webhook/test", nil)
+	var res testResult
+	r.decode(t, &res)
+	if res.Error != string(webhook.CategoryAddressNotAllowed) || res.StatusCode != 0 {
+		t.Errorf("%s to http://127.0.0.1:5432/ = %s, want error %q and status_code 0", r, r.raw, webhook.CategoryAddressNotAllowed)
+	}
+	old := uuid.Must(uuid.NewV7())
+	if _, err := e.store.Pool().Exec(ctx, `INSERT INTO webhook_deliveries (id, operator_id, event_type, payload, status, attempts, last_error)
+		VALUES ($1, $2, 'webhook.test', '{}', 'failed', 1, 'dial tcp 10.20.30.40:6379: connect: connection refused')`, old, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	list, _, lr := a.deliveries(t, "")
+	for _, leak := range []string{"127.0.0.1", "5432", "10.20.30.40", "6379", "dial"} {
+		if strings.Contains(string(r.raw), leak) || strings.Contains(string(lr.raw), leak) {
+			t.Errorf("%q in the answers: Send test %s, delivery log %s", leak, r.raw, lr.raw)
+		}
+	}
+	want := map[uuid.UUID]string{res.EventID: string(webhook.CategoryAddressNotAllowed), old: string(webhook.CategoryNetwork)}
+	for _, d := range list {
+		if d.LastError == nil || *d.LastError != want[d.ID] {
+			t.Errorf("delivery %s = %s, want last_error %q", d.ID, jsonString(d), want[d.ID])
+		}
+	}
+	if len(list) != len(want) {
+		t.Errorf("%s = %d deliveries, want %d", lr, len(list), len(want))
 	}
 }
 

@@ -90,7 +90,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	token, tokenHash := credential.NewToken(credential.APITokenPrefix)
-	if _, err := st.CreateAPIToken(ctx, op.ID, "demo test", tokenHash); err != nil {
+	if _, err := st.CreateAPIToken(ctx, op.ID, "demo test", tokenHash, nil); err != nil {
 		t.Fatal(err)
 	}
 	operator := agent.NewOperator(ts.URL, agent.NewHTTPClient(2), token)

@@ -57,7 +57,9 @@ func TestQuotaReconnectWorkerDown(t *testing.T) {
 	leave := func(c *Proc) {
 		t.Helper()
 		c.Stop()
-		s.waitRoutes(ctx, 0, 20*time.Second)
+		if s.waitRoutes(ctx, 0, 20*time.Second, "the client's route gone after it quit") < 0 {
+			t.FailNow()
+		}
 	}
 	start := s.forwarded(ctx)
 
@@ -143,22 +145,6 @@ func linkRxBytes(t testing.TB, ctx context.Context, ns *Netns, dev string) int64
 		t.Fatalf("ip -s -j link show %s in %s = %q: %v", dev, ns.Name, out, err)
 	}
 	return links[0].Stats.Rx.Bytes
-}
-
-// waitRoutes waits until the relay has n routes.
-func (s *stack) waitRoutes(ctx context.Context, n int, within time.Duration) {
-	s.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		st := s.stats(ctx)
-		if st.Routes == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("relay has %d routes after %v, want %d", st.Routes, within, n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // statsConnection is connection id as the relay's /stats shows it.

@@ -107,7 +107,9 @@ func devCommand(t testing.TB, top *Topology, bin, dataDir string, args ...string
 	}
 	cmd := top.Relay.Command(context.Background(), bin, append([]string{"dev",
 		"--data-dir", dataDir, "--temporal-bin", filepath.Join(root, "bin", "temporal")}, args...)...)
-	cmd.Env = os.Environ()
+	// The stack serves plain HTTP on namespace addresses, not loopback: it must say that its
+	// session cookie goes without Secure, or clients would not send it back.
+	cmd.Env = append(os.Environ(), "CELLGATE_SECURE_COOKIES=false")
 	return cmd
 }
 

@@ -59,7 +59,8 @@ func TestOpenVPNClientProfile(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the client did not exit after ClientKill(%d, HALT):\n%s", c.ClientID, client.log.String())
 	}
-	if !strings.Contains(client.log.String(), "server-pushed-halt") {
+	// With explicit-exit-notify the client says goodbye before it exits ("exit-with-notification").
+	if !strings.Contains(client.log.String(), "Halt command was pushed by server") {
 		t.Errorf("client log does not show the halt:\n%s", client.log.String())
 	}
 

@@ -23,7 +23,7 @@ func TestOpenVPNProfile(t *testing.T) {
 	for _, want := range []string{"\nclient\n", "\ndev tun\n", "\nproto udp\n", "\nremote relay.example.com 1194\n",
 		"\nnobind\n", "\npersist-key\n", "\npersist-tun\n", "\nremote-cert-tls server\n",
 		"\nverify-x509-name cellgate-relay name\n", "\n<auth-user-pass>\nalice\npw with space\n</auth-user-pass>\n",
-		"\nauth-nocache\n", "\nverb 3\n", "\n<ca>\n" + s.CA + "</ca>\n", "\n<tls-crypt>\n" + s.TLSCrypt + "</tls-crypt>\n"} {
+		"\nauth-nocache\n", "\nexplicit-exit-notify 1\n", "\nverb 3\n", "\n<ca>\n" + s.CA + "</ca>\n", "\n<tls-crypt>\n" + s.TLSCrypt + "</tls-crypt>\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Profile(alice) lacks %q:\n%s", want, got)
 		}

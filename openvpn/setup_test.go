@@ -104,6 +104,7 @@ func TestOpenVPNInitFiles(t *testing.T) {
 		`client-connect "` + testHook + ` ovpn-hook connect"`, `client-disconnect "` + testHook + ` ovpn-hook disconnect"`,
 		`setenv CELLGATE_HOOK_ENV "` + dir + `/hook.env"`, "\nhand-window 60\n",
 		`management 127.0.0.1 7505 "` + dir + `/management.pwd"`, "\nkeepalive 10 60\n",
+		"\nexplicit-exit-notify 1\n", "\n" + `push "explicit-exit-notify 1"` + "\n",
 		"\n" + `push "ifconfig-ipv6 fd00:cafe::2/64 fd00:cafe::1"` + "\n", "\n" + `push "redirect-gateway def1 ipv6"` + "\n",
 		"\n" + `push "block-ipv6"` + "\n",
 		`push "dhcp-option DNS 1.1.1.1"`, "\npersist-key\n", "\nverb 3\n",

@@ -15,27 +15,30 @@ type APIToken struct {
 	Name       string     `json:"name"`
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
+	// ExpiresAt is when the token stops working; nil: when it is revoked.
+	ExpiresAt *time.Time `json:"expires_at"`
 }
 
-// CreateAPIToken stores a token by its SHA-256.
-func (s *Store) CreateAPIToken(ctx context.Context, operatorID uuid.UUID, name string, tokenHash []byte) (APIToken, error) {
+// CreateAPIToken stores a token by its SHA-256, valid until expiresAt (nil: until revoked).
+func (s *Store) CreateAPIToken(ctx context.Context, operatorID uuid.UUID, name string, tokenHash []byte, expiresAt *time.Time) (APIToken, error) {
 	t := APIToken{ID: uuid.Must(uuid.NewV7()), Name: name}
 	err := s.pool.QueryRow(ctx,
-		`INSERT INTO api_tokens (id, operator_id, name, token_hash) VALUES ($1, $2, $3, $4) RETURNING created_at`,
-		t.ID, operatorID, name, tokenHash).Scan(&t.CreatedAt)
+		`INSERT INTO api_tokens (id, operator_id, name, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5)
+		 RETURNING created_at, expires_at`,
+		t.ID, operatorID, name, tokenHash, expiresAt).Scan(&t.CreatedAt, &t.ExpiresAt)
 	if err != nil {
 		return APIToken{}, fmt.Errorf("insert api token: %w", err)
 	}
 	return t, nil
 }
 
-// APITokens lists an operator's tokens, oldest first.
+// APITokens lists an operator's tokens, oldest first; expired ones until they are purged.
 func (s *Store) APITokens(ctx context.Context, operatorID uuid.UUID) ([]APIToken, error) {
 	rows, _ := s.pool.Query(ctx,
-		`SELECT id, name, created_at, last_used_at FROM api_tokens WHERE operator_id = $1 ORDER BY id`, operatorID)
+		`SELECT id, name, created_at, last_used_at, expires_at FROM api_tokens WHERE operator_id = $1 ORDER BY id`, operatorID)
 	tokens, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (APIToken, error) {
 		var t APIToken
-		return t, row.Scan(&t.ID, &t.Name, &t.CreatedAt, &t.LastUsedAt)
+		return t, row.Scan(&t.ID, &t.Name, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list api tokens: %w", err)
@@ -55,18 +58,19 @@ func (s *Store) DeleteAPIToken(ctx context.Context, operatorID, id uuid.UUID) er
 	return nil
 }
 
-// APITokenPrincipal returns who the token with this hash belongs to and records its use
-// (at most once a minute, so a busy script does not write on every request).
+// APITokenPrincipal returns who the unexpired token with this hash belongs to and records its
+// use (at most once a minute, so a busy script does not write on every request).
 func (s *Store) APITokenPrincipal(ctx context.Context, tokenHash []byte) (Principal, error) {
 	var p Principal
 	err := s.pool.QueryRow(ctx,
 		`WITH t AS (
 		     UPDATE api_tokens SET last_used_at = now()
-		     WHERE token_hash = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+		     WHERE token_hash = $1 AND (expires_at IS NULL OR expires_at > now())
+		       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 		     RETURNING id)
-		 SELECT a.id, o.id, o.email FROM api_tokens a JOIN operators o ON o.id = a.operator_id
-		 WHERE a.token_hash = $1`,
-		tokenHash).Scan(&p.TokenID, &p.OperatorID, &p.Email)
+		 SELECT a.id, o.id, o.email, o.is_admin FROM api_tokens a JOIN operators o ON o.id = a.operator_id
+		 WHERE a.token_hash = $1 AND (a.expires_at IS NULL OR a.expires_at > now())`,
+		tokenHash).Scan(&p.TokenID, &p.OperatorID, &p.Email, &p.IsAdmin)
 	if err != nil {
 		return Principal{}, notFound(err)
 	}

@@ -67,6 +67,42 @@ func (s *Store) CountLegacyPasswords(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// LegacyProgress is how far the password migration got with one operator's imported rows.
+type LegacyProgress struct {
+	// Total is how many of the operator's rows came in with a legacy plaintext password
+	// (proxy_connections.legacy_imported) and still exist.
+	Total int64
+	// Done is how many of them hold no plaintext now: hashed, or given a new password.
+	Done int64
+	// Failed is how many the migration went past (ids up to its cursor) and left with
+	// plaintext.
+	Failed int64
+}
+
+// OperatorLegacyProgress counts the operator's imported rows for the password migration's
+// status, from Postgres alone: the migration takes rows in id order, so the rows up to after
+// (its cursor; uuid.Nil before it ran) that still hold plaintext are the ones it left.
+func (s *Store) OperatorLegacyProgress(ctx context.Context, operatorID, after uuid.UUID) (LegacyProgress, error) {
+	var p LegacyProgress
+	plain, err := s.HasLegacyPlaintextColumn(ctx)
+	if err != nil {
+		return p, err
+	}
+	var row pgx.Row
+	if !plain { // once the column is dropped every row is hashed
+		row = s.pool.QueryRow(ctx, `SELECT count(*), count(*), 0 FROM proxy_connections WHERE operator_id = $1 AND legacy_imported`, operatorID)
+	} else {
+		row = s.pool.QueryRow(ctx,
+			`SELECT count(*), count(*) FILTER (WHERE password_plain IS NULL),
+			        count(*) FILTER (WHERE password_plain IS NOT NULL AND id <= $2)
+			 FROM proxy_connections WHERE operator_id = $1 AND legacy_imported`, operatorID, after)
+	}
+	if err := row.Scan(&p.Total, &p.Done, &p.Failed); err != nil {
+		return p, fmt.Errorf("count the operator's legacy passwords: %w", err)
+	}
+	return p, nil
+}
+
 // LegacyBatch returns the ids of at most limit rows holding plaintext with ids after after, in
 // id order (through proxy_connections_legacy_idx); none once the column is dropped.
 func (s *Store) LegacyBatch(ctx context.Context, after uuid.UUID, limit int) ([]uuid.UUID, error) {
@@ -363,14 +399,14 @@ func (s *Store) ImportLegacyConnections(ctx context.Context, operatorID uuid.UUI
 		case 1:
 			seen[r.Username] = r.Line
 			copyRows = append(copyRows, []any{uuid.Must(uuid.NewV7()), operatorID, ids[0], r.Username, r.Protocol, r.Username,
-				r.Password, r.BandwidthLimit, r.BandwidthUsed})
+				r.Password, r.BandwidthLimit, r.BandwidthUsed, true})
 		default:
 			res.Bad = append(res.Bad, LegacyRowError{Line: r.Line, Field: "device", Message: fmt.Sprintf("%d of the operator's devices are named %q; rename them apart first", len(ids), r.DeviceName)})
 			continue
 		}
 	}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{"proxy_connections"},
-		[]string{"id", "operator_id", "device_id", "name", "protocol", "username", "password_plain", "bandwidth_limit", "bandwidth_used"},
+		[]string{"id", "operator_id", "device_id", "name", "protocol", "username", "password_plain", "bandwidth_limit", "bandwidth_used", "legacy_imported"},
 		pgx.CopyFromRows(copyRows))
 	if isUniqueViolation(err) {
 		return LegacyImport{}, fmt.Errorf("a username was taken meanwhile; import again: %w", ErrConflict)

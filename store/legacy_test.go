@@ -130,6 +130,14 @@ func TestImportLegacyConnections(t *testing.T) {
 	if res.Imported != 3 || !slices.Equal(gotBad, wantBad) {
 		t.Errorf("ImportLegacyConnections = %d imported, bad %q; want 3, %q", res.Imported, gotBad, wantBad)
 	}
+	// The imported rows are marked, the connection made through the API is not; the
+	// operator's own progress counts them.
+	if p, err := f.s.OperatorLegacyProgress(f.ctx, f.op.ID, uuid.Nil); err != nil || p != (store.LegacyProgress{Total: 3}) {
+		t.Errorf("OperatorLegacyProgress after the import = %+v (%v), want total 3, nothing done or failed", p, err)
+	}
+	if p, err := f.s.OperatorLegacyProgress(f.ctx, stranger.ID, uuid.Nil); err != nil || p != (store.LegacyProgress{}) {
+		t.Errorf("OperatorLegacyProgress of another operator = %+v (%v), want nothing", p, err)
+	}
 
 	type row struct {
 		username, protocol, plain string

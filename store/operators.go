@@ -13,7 +13,9 @@ type Operator struct {
 	ID           uuid.UUID
 	Email        string
 	PasswordHash string
-	CreatedAt    time.Time
+	// IsAdmin operators see platform-wide figures (the password migration's progress).
+	IsAdmin   bool
+	CreatedAt time.Time
 }
 
 // CreateOperator inserts an operator; an email that is taken (case-insensitively) is ErrConflict.
@@ -35,8 +37,8 @@ func (s *Store) CreateOperator(ctx context.Context, email, passwordHash string) 
 func (s *Store) OperatorByEmail(ctx context.Context, email string) (Operator, error) {
 	var op Operator
 	err := s.pool.QueryRow(ctx,
-		`SELECT id, email, password_hash, created_at FROM operators WHERE lower(email) = lower($1)`,
-		email).Scan(&op.ID, &op.Email, &op.PasswordHash, &op.CreatedAt)
+		`SELECT id, email, password_hash, is_admin, created_at FROM operators WHERE lower(email) = lower($1)`,
+		email).Scan(&op.ID, &op.Email, &op.PasswordHash, &op.IsAdmin, &op.CreatedAt)
 	if err != nil {
 		return Operator{}, notFound(err)
 	}
@@ -47,8 +49,8 @@ func (s *Store) OperatorByEmail(ctx context.Context, email string) (Operator, er
 func (s *Store) Operator(ctx context.Context, id uuid.UUID) (Operator, error) {
 	var op Operator
 	err := s.pool.QueryRow(ctx,
-		`SELECT id, email, password_hash, created_at FROM operators WHERE id = $1`,
-		id).Scan(&op.ID, &op.Email, &op.PasswordHash, &op.CreatedAt)
+		`SELECT id, email, password_hash, is_admin, created_at FROM operators WHERE id = $1`,
+		id).Scan(&op.ID, &op.Email, &op.PasswordHash, &op.IsAdmin, &op.CreatedAt)
 	if err != nil {
 		return Operator{}, notFound(err)
 	}
@@ -62,4 +64,17 @@ func (s *Store) CountOperators(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count operators: %w", err)
 	}
 	return n, nil
+}
+
+// SetOperatorAdmin makes the operator an admin, or an operator like any other; ErrNotFound
+// when it does not exist.
+func (s *Store) SetOperatorAdmin(ctx context.Context, id uuid.UUID, admin bool) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE operators SET is_admin = $2, updated_at = now() WHERE id = $1`, id, admin)
+	if err != nil {
+		return fmt.Errorf("set operator admin: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
 }

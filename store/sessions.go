@@ -14,6 +14,8 @@ import (
 type Principal struct {
 	OperatorID uuid.UUID
 	Email      string
+	// IsAdmin is the operator's admin flag (Operator.IsAdmin).
+	IsAdmin bool
 	// SessionID is set when the request authenticated with a dashboard session cookie.
 	SessionID uuid.UUID
 	// TokenID is set when it authenticated with a personal API token.
@@ -36,9 +38,9 @@ func (s *Store) CreateSession(ctx context.Context, operatorID uuid.UUID, tokenHa
 func (s *Store) SessionPrincipal(ctx context.Context, tokenHash []byte) (Principal, error) {
 	var p Principal
 	err := s.pool.QueryRow(ctx,
-		`SELECT s.id, o.id, o.email FROM sessions s JOIN operators o ON o.id = s.operator_id
+		`SELECT s.id, o.id, o.email, o.is_admin FROM sessions s JOIN operators o ON o.id = s.operator_id
 		 WHERE s.token_hash = $1 AND s.expires_at > now()`,
-		tokenHash).Scan(&p.SessionID, &p.OperatorID, &p.Email)
+		tokenHash).Scan(&p.SessionID, &p.OperatorID, &p.Email, &p.IsAdmin)
 	if err != nil {
 		return Principal{}, notFound(err)
 	}
@@ -53,13 +55,41 @@ func (s *Store) DeleteSession(ctx context.Context, id uuid.UUID) error {
 	return nil
 }
 
-// DeleteExpiredSessions removes sessions past their expiry and returns how many.
-func (s *Store) DeleteExpiredSessions(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= now()`)
-	if err != nil {
-		return 0, fmt.Errorf("delete expired sessions: %w", err)
+// PurgeBatch is how many rows one DELETE of PurgeExpired removes at most, so that a large
+// backlog never holds locks or a transaction for long.
+const PurgeBatch = 1000
+
+// Purged counts what PurgeExpired removed.
+type Purged struct {
+	Sessions, APITokens int64
+}
+
+// PurgeExpired removes the sessions and API tokens past their expiry, in DELETEs of at most
+// PurgeBatch rows, until none is left. Both are refused from their expiry on already; this
+// keeps the tables from growing.
+func (s *Store) PurgeExpired(ctx context.Context) (Purged, error) {
+	var p Purged
+	for _, t := range []struct {
+		n     *int64
+		query string
+	}{
+		{&p.Sessions, `DELETE FROM sessions WHERE id IN
+		     (SELECT id FROM sessions WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`},
+		{&p.APITokens, `DELETE FROM api_tokens WHERE id IN
+		     (SELECT id FROM api_tokens WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`},
+	} {
+		for {
+			tag, err := s.pool.Exec(ctx, t.query, PurgeBatch)
+			if err != nil {
+				return p, fmt.Errorf("purge expired: %w", err)
+			}
+			*t.n += tag.RowsAffected()
+			if tag.RowsAffected() < PurgeBatch {
+				break
+			}
+		}
 	}
-	return tag.RowsAffected(), nil
+	return p, nil
 }
 
 // truncate returns valid UTF-8 of at most n bytes: Postgres text refuses anything else, and

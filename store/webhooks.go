@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cellgate/cellgate/webhook"
 )
 
 // WebhookEndpoint is an operator's webhook URL and signing secret.
@@ -78,7 +80,7 @@ type WebhookDelivery struct {
 	Status        string          `json:"status"`
 	Attempts      int             `json:"attempts"`
 	LastStatus    *int            `json:"last_status_code"`
-	LastError     *string         `json:"last_error"`
+	LastError     *string         `json:"last_error"` // a webhook.ErrorCategory
 	LatencyMS     *int            `json:"latency_ms"`
 	LastAttemptAt *time.Time      `json:"last_attempt_at"`
 	DeliveredAt   *time.Time      `json:"delivered_at"`
@@ -92,6 +94,12 @@ func scanDelivery(row pgx.Row) (WebhookDelivery, error) {
 	var d WebhookDelivery
 	err := row.Scan(&d.ID, &d.OperatorID, &d.DeviceID, &d.ConnectionID, &d.Type, &d.Payload, &d.Status, &d.Attempts,
 		&d.LastStatus, &d.LastError, &d.LatencyMS, &d.LastAttemptAt, &d.DeliveredAt, &d.CreatedAt)
+	if d.LastError != nil {
+		// Only a category is written, and migration 0008 turned older raw errors into theirs;
+		// whatever else a row may hold is never shown.
+		c := string(webhook.ParseCategory(*d.LastError))
+		d.LastError = &c
+	}
 	return d, err
 }
 
@@ -120,9 +128,9 @@ func (s *Store) CreateDelivery(ctx context.Context, n NewDelivery) (WebhookDeliv
 
 // Attempt is the outcome of one delivery attempt.
 type Attempt struct {
-	Status     string // DeliveryDelivered, DeliveryPending (will retry) or DeliveryFailed (gave up)
-	StatusCode int    // 0: no response
-	Error      string
+	Status     string                // DeliveryDelivered, DeliveryPending (will retry) or DeliveryFailed (gave up)
+	StatusCode int                   // 0: no response
+	Error      webhook.ErrorCategory // never an error's text: operators read it
 	Latency    time.Duration
 }
 
@@ -134,7 +142,7 @@ func (s *Store) RecordAttempt(ctx context.Context, id uuid.UUID, a Attempt) erro
 	}
 	var errText *string
 	if a.Error != "" {
-		e := truncate(a.Error, 1000)
+		e := string(a.Error)
 		errText = &e
 	}
 	_, err := s.pool.Exec(ctx,

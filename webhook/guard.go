@@ -77,17 +77,17 @@ type Guard struct {
 func (g Guard) CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("not a URL: %w", err)
+		return invalidURLError{fmt.Errorf("not a URL: %w", err)}
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return errors.New("URL must be http or https")
+		return invalidURLError{errors.New("URL must be http or https")}
 	}
 	if u.User != nil {
-		return errors.New("URL must not contain credentials")
+		return invalidURLError{errors.New("URL must not contain credentials")}
 	}
 	host := u.Hostname()
 	if host == "" {
-		return errors.New("URL has no host")
+		return invalidURLError{errors.New("URL has no host")}
 	}
 	if g.AllowPrivate {
 		return nil
@@ -100,6 +100,13 @@ func (g Guard) CheckURL(raw string) error {
 	}
 	return nil
 }
+
+// invalidURLError is CheckURL's refusal of a URL's form; it matches errInvalidURL.
+type invalidURLError struct{ err error }
+
+func (e invalidURLError) Error() string        { return e.err.Error() }
+func (e invalidURLError) Unwrap() error        { return e.err }
+func (e invalidURLError) Is(target error) bool { return target == errInvalidURL }
 
 // control is the dialer's Control hook: it runs after DNS, on the address about to be
 // connected, so a name that resolves (or re-resolves) to a forbidden address is refused.

@@ -69,7 +69,7 @@ func NewSender(g Guard) *Sender {
 		Timeout:   Timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > MaxRedirects {
-				return fmt.Errorf("more than %d redirects", MaxRedirects)
+				return fmt.Errorf("%w: more than %d", errTooManyRedirects, MaxRedirects)
 			}
 			return g.CheckURL(req.URL.String())
 		},

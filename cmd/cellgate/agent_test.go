@@ -54,7 +54,7 @@ func newAgentAPI(t *testing.T) *agentAPI {
 	}
 	a.operator = op.ID
 	token, tokenHash := credential.NewToken(credential.APITokenPrefix)
-	if _, err := st.CreateAPIToken(ctx, op.ID, "agent test", tokenHash); err != nil {
+	if _, err := st.CreateAPIToken(ctx, op.ID, "agent test", tokenHash, nil); err != nil {
 		t.Fatal(err)
 	}
 	a.token = token

@@ -23,6 +23,7 @@ import (
 type apiConfig struct {
 	common
 	api             api.Config
+	secureCookies   optionalBool
 	trustedProxies  string
 	tunnelPublicKey string
 	openvpnDir      string
@@ -33,7 +34,7 @@ func (c *apiConfig) register(f *flags) {
 	def := api.DefaultConfig()
 	f.string(&c.api.Listen, "listen", "CELLGATE_API_LISTEN", def.Listen, "address the API serves on")
 	f.duration(&c.api.SessionTTL, "session-ttl", "CELLGATE_SESSION_TTL", def.SessionTTL, "how long a dashboard login lasts")
-	f.bool(&c.api.SecureCookies, "secure-cookies", "CELLGATE_SECURE_COOKIES", false, "mark the session cookie Secure (set it when the API is served over HTTPS)")
+	f.optionalBool(&c.secureCookies, "secure-cookies", "CELLGATE_SECURE_COOKIES", "mark the session cookie Secure, so browsers send it over HTTPS only (default: true unless the listen address is loopback)")
 	f.string(&c.trustedProxies, "trusted-proxies", "CELLGATE_TRUSTED_PROXIES", "", "comma-separated proxy IPs/CIDRs whose X-Forwarded-For names the client (empty: none)")
 	registerMonitor(f, &c.api.Monitor)
 	registerWebhookGuard(f, &c.api.WebhookGuard)
@@ -72,6 +73,9 @@ func (c *apiConfig) check() error {
 			c.api.TrustedProxies = append(c.api.TrustedProxies, p)
 		}
 	}
+	// A login served beyond this host must travel over HTTPS (a TLS-terminating proxy); on
+	// loopback it is a developer's plain-HTTP stack.
+	c.api.SecureCookies = c.secureCookies.or(!api.LoopbackListen(c.api.Listen))
 	if c.api.SessionTTL <= 0 {
 		return fmt.Errorf("session TTL must be positive, got %v", c.api.SessionTTL)
 	}

@@ -32,11 +32,11 @@ func TestAPIHealthAndGracefulStop(t *testing.T) {
 		t.Errorf("GET /healthz status = %q, want ok", health.Status)
 	}
 	var ready struct {
-		Ready  bool
+		Status string
 		Checks map[string]string
 	}
 	getJSON(t, p, url+"/readyz", &ready)
-	if !ready.Ready || ready.Checks["postgres"] != "ok" || ready.Checks["temporal"] != "ok" {
+	if ready.Status != "ok" || ready.Checks["postgres"] != "ok" || ready.Checks["temporal"] != "ok" {
 		t.Errorf("GET /readyz = %+v, want ready with postgres and temporal ok", ready)
 	}
 

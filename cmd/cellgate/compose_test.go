@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -103,6 +104,7 @@ services:
 		`service search-attributes: does not create search attribute DeviceId (Keyword)`,
 		`service search-attributes: creates search attribute Extra, which is not in workflows.SearchAttributeKeys`,
 		`service api: missing TEMPORAL_ADDRESS`,
+		`service api: CELLGATE_SECURE_COOKIES is not set: say whether the api is served over HTTPS`,
 		`service api: TEMPORAL_NAMESPACE is empty`,
 		`service api: DATABASE_URL host "database" is not a service in this file`,
 		`service api: depends_on migrate: no such service`,
@@ -532,6 +534,11 @@ func (c *composeChecker) checkCellgate(name string) {
 		case val == "":
 			c.report(name, "%s is empty", v)
 		}
+	}
+	// An api beyond loopback marks its cookie Secure unless told otherwise: the file must say
+	// whether HTTPS is in front of it.
+	if _, ok := s.Environment["CELLGATE_SECURE_COOKIES"]; sub == "api" && !ok && !api.LoopbackListen(orDefault(s.Environment["CELLGATE_API_LISTEN"], ":8080")) {
+		c.report(name, "CELLGATE_SECURE_COOKIES is not set: say whether the api is served over HTTPS")
 	}
 	if dbURL := s.Environment["DATABASE_URL"]; dbURL != "" {
 		u, err := url.Parse(dbURL)

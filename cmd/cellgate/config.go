@@ -77,6 +77,47 @@ func (f *flags) bool(p *bool, name, env string, def bool, usage string) {
 	f.BoolVar(p, name, def, usage+" [$"+env+"]")
 }
 
+// optionalBool is a boolean flag that knows whether it was given, by the flag or its
+// environment variable, so that its default can be worked out from other settings.
+type optionalBool struct {
+	value, set bool
+}
+
+func (b *optionalBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.value)
+}
+
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not true or false")
+	}
+	b.value, b.set = v, true
+	return nil
+}
+
+func (b *optionalBool) IsBoolFlag() bool { return true }
+
+// or returns the value given, or def when none was.
+func (b optionalBool) or(def bool) bool {
+	if b.set {
+		return b.value
+	}
+	return def
+}
+
+func (f *flags) optionalBool(p *optionalBool, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		if err := p.Set(v); err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("$%s=%q is not true or false", env, v))
+		}
+	}
+	f.Var(p, name, usage+" [$"+env+"]")
+}
+
 // parse parses args and reports environment values that did not parse. -h is errHelp.
 func (f *flags) parse(args []string) error {
 	if err := f.Parse(args); err != nil {

@@ -342,7 +342,7 @@ func runDemo(ctx context.Context, cfg devConfig, st *store.Store, email, apiURL 
 		}
 	}
 	token, hash := credential.NewToken(credential.APITokenPrefix)
-	if _, err := st.CreateAPIToken(ctx, op.ID, demoTokenName, hash); err != nil {
+	if _, err := st.CreateAPIToken(ctx, op.ID, demoTokenName, hash, nil); err != nil {
 		return err
 	}
 	interval, flapPeriod := demo.Timing(cfg.api.Monitor.OfflineAfter)
@@ -368,20 +368,24 @@ func devDefault(f *flags, name, env, value string) {
 	}
 }
 
-// devOperator returns the dev login: the operator of dev.env when it still exists, else a new
-// one when the database has none yet. Its password is known only from dev.env; when the
+// devOperator returns the dev login, an admin: the operator of dev.env when it still exists,
+// else a new one when the database has none yet. Its password is known only from dev.env; when the
 // database already has operators created elsewhere the password is empty.
 func devOperator(ctx context.Context, st *store.Store, email string, env map[string]string) (string, string, error) {
 	if e, p := env["CELLGATE_OPERATOR_EMAIL"], env["CELLGATE_OPERATOR_PASSWORD"]; e != "" && p != "" {
-		_, err := st.OperatorByEmail(ctx, e)
+		op, err := st.OperatorByEmail(ctx, e)
 		if err == nil {
-			return e, p, nil
+			// An operator made before admins existed becomes one: it is the stack's own.
+			if !op.IsAdmin {
+				err = st.SetOperatorAdmin(ctx, op.ID, true)
+			}
+			return e, p, err
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return "", "", err
 		}
 		// dev.env outlived its database: create the operator again with the same login.
-		if _, _, err := createOperator(ctx, st, e, p); err != nil {
+		if _, _, err := createOperator(ctx, st, e, p, true); err != nil {
 			return "", "", err
 		}
 		return e, p, nil
@@ -393,7 +397,7 @@ func devOperator(ctx context.Context, st *store.Store, email string, env map[str
 	if n > 0 {
 		return email, "", nil
 	}
-	_, password, err := createOperator(ctx, st, email, "")
+	_, password, err := createOperator(ctx, st, email, "", true)
 	return email, password, err
 }
 

@@ -300,13 +300,14 @@ func TestDev(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("login with the printed operator login %s = %d, want 200", first.email, status)
 	}
-	var ready struct{ Ready bool }
+	var ready struct{ Status string }
 	getJSON(t, first.p, first.apiURL+"/readyz", &ready)
-	if !ready.Ready {
+	if ready.Status != "ok" {
 		t.Errorf("GET %s/readyz: not ready", first.apiURL)
 	}
 	waitHTTP(t, first.p, first.uiURL)
 	devInternalAPI(t, first, env["CELLGATE_INTERNAL_TOKEN"])
+	wantAdmins(t, env["DATABASE_URL"], first.email) // the stack's own operator is an admin
 	importLegacyRow(t, env["DATABASE_URL"], first.email)
 	first.stop(t, dataDir)
 

@@ -24,7 +24,7 @@ var subcommands = []subcommand{
 	{"migrate", "apply the embedded database migrations (idempotent); start the password migration when legacy plaintext rows exist; --drop-legacy-plaintext after it", runMigrate},
 	{"import-legacy", "import connections with plaintext passwords from an older system (CSV or JSON lines)", runImportLegacy},
 	{"dev", "start everything for a laptop: Postgres, Temporal dev server, api and worker", runDev},
-	{"operator", "manage operators: operator create --email E [--password-stdin]", runOperator},
+	{"operator", "manage operators: operator create --email E [--password-stdin] [--admin], operator admin --email E [--revoke]", runOperator},
 	{"tunnel", "run the relay's device tunnel (cg0, UDP :7400, control API); tunnel keygen writes its key", runTunnel},
 	{"ovpn-hook", "run by OpenVPN: ovpn-hook auth|connect|disconnect ask the API (deferred auth, routing)", runOVPNHook},
 	{"agent", "run a device: enroll, heartbeat, hold the tunnel session and NAT clients' traffic (or --simulate N)", runAgent},

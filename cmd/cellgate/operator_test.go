@@ -96,6 +96,7 @@ func TestOperatorCreate(t *testing.T) {
 
 	hashes := operatorRows(t, url)
 	want := map[string]string{"alice@example.com": alicePassword, "bob@example.com": bobPassword}
+	wantAdmins(t, url, "")
 	if len(hashes) != len(want) {
 		t.Errorf("stored operators %v, want exactly %v", hashes, want)
 	}
@@ -111,5 +112,53 @@ func TestOperatorCreate(t *testing.T) {
 		if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
 			t.Errorf("password_hash of %s does not match its password", email)
 		}
+	}
+}
+
+// wantAdmins fails unless the operators with is_admin are exactly those listed (comma-separated,
+// in email order).
+func wantAdmins(t *testing.T, url, want string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, _ := conn.Query(ctx, "SELECT email FROM operators WHERE is_admin ORDER BY email")
+	admins, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(admins, ","); got != want {
+		t.Errorf("admins = %q, want %q", got, want)
+	}
+}
+
+// TestOperatorAdmin: --admin makes an admin, `operator admin` makes or (--revoke) unmakes one,
+// and an unknown email changes nothing.
+func TestOperatorAdmin(t *testing.T) {
+	t.Parallel()
+	url := testenv.DatabaseURL(t)
+	env := []string{"DATABASE_URL=" + url}
+	wantStdout(t, runCellgate(t, env, "", "operator", "create", "--email", "root@example.com", "--admin"), "admin operator root@example.com created")
+	runCellgate(t, env, "", "operator", "create", "--email", "plain@example.com").wantExit(t, 0)
+	wantAdmins(t, url, "root@example.com")
+	wantStdout(t, runCellgate(t, env, "", "operator", "admin", "--email", "Plain@Example.com"), "plain@example.com is an admin")
+	wantAdmins(t, url, "plain@example.com,root@example.com")
+	wantStdout(t, runCellgate(t, env, "", "operator", "admin", "--email", "root@example.com", "--revoke"), "root@example.com is no longer an admin")
+	wantAdmins(t, url, "plain@example.com")
+	runCellgate(t, env, "", "operator", "admin", "--email", "nobody@example.com").wantExit(t, 1, "no operator with email nobody@example.com")
+	runCellgate(t, env, "", "operator", "admin").wantExit(t, 1, "--email is required")
+	runCellgate(t, env, "", "operator", "promote").wantExit(t, 1, "usage: cellgate operator create")
+	wantAdmins(t, url, "plain@example.com")
+}
+
+// wantStdout fails unless the process exited 0 and printed want.
+func wantStdout(t *testing.T, p *process, want string) {
+	t.Helper()
+	p.wantExit(t, 0)
+	if !strings.Contains(p.stdout.String(), want) {
+		t.Errorf("%s: stdout lacks %q\n%s", p.name, want, p.output())
 	}
 }
