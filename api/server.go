@@ -101,6 +101,9 @@ type Server struct {
 
 	loginByEmail *limiter
 	loginByIP    *limiter
+	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
+	// so that nobody can list other operators' customers by trying names.
+	usernameConflicts *limiter
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
@@ -119,6 +122,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
 		loginByEmail: newLimiter(20*time.Second, 5),
 		loginByIP:    newLimiter(3*time.Second, 20),
+		// Ten taken usernames at once, then one every 30 s.
+		usernameConflicts: newLimiter(30*time.Second, 10),
 	}
 	e := gin.New()
 	e.ContextWithFallback = true
