@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
 
+	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
@@ -34,6 +36,12 @@ type Config struct {
 	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
 	// client IP (login rate limits). Empty: the TCP peer is the client.
 	TrustedProxies []string
+	// Login tunes operator logins (bcrypt slots).
+	Login LoginConfig
+	// HeartbeatEvery is the average least time between one device's heartbeats (bursts of
+	// HeartbeatBurst are fine); beyond it a heartbeat is 429 before it touches Postgres or
+	// Temporal. 0: no limit.
+	HeartbeatEvery time.Duration
 	// Monitor is sent to every device's DeviceMonitor with its heartbeats.
 	Monitor workflows.MonitorConfig
 	// WebhookGuard checks webhook URLs when operators save them.
@@ -80,12 +88,34 @@ type Config struct {
 	UsageSignalInterval time.Duration
 }
 
+// LoginConfig tunes operator logins; zero fields take the defaults.
+type LoginConfig struct {
+	// BcryptSlots is the most operator password checks that run at once. Default GOMAXPROCS.
+	BcryptSlots int
+	// BcryptWait is how long a login waits for a slot before it is answered 503 with
+	// Retry-After. Default 2 s.
+	BcryptWait time.Duration
+	// CheckPassword compares a password with a bcrypt hash, an empty hash meaning the dummy
+	// hash. Nil means credential.CheckPassword; tests hold slots through it.
+	CheckPassword func(hash, password string) bool
+}
+
+// Defaults of the throttles.
+const (
+	DefaultLoginBcryptWait = 2 * time.Second
+	DefaultHeartbeatEvery  = 500 * time.Millisecond
+	// HeartbeatBurst is how many heartbeats a device may send at once.
+	HeartbeatBurst = 20
+)
+
 // DefaultConfig returns the defaults the api subcommand starts from.
 func DefaultConfig() Config {
 	return Config{
 		Listen:     ":8080",
 		SessionTTL: 7 * 24 * time.Hour,
 		Monitor:    workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
+
+		HeartbeatEvery: DefaultHeartbeatEvery,
 
 		UsageSignalInterval: DefaultUsageSignalInterval,
 	}
@@ -100,10 +130,15 @@ type Server struct {
 	engine   *gin.Engine
 
 	loginByEmail *limiter
-	loginByIP    *limiter
+	loginByIP    *limiter // keyed by sourceKey: IPv6 per /64
+	// loginSlots bounds the operator password checks that run at once.
+	loginSlots *slots
+	checkLogin func(hash, password string) bool
 	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
 	// so that nobody can list other operators' customers by trying names.
 	usernameConflicts *limiter
+	// heartbeats paces each device's heartbeats, by its token's hash; nil: no limit.
+	heartbeats *limiter
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
@@ -124,6 +159,10 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		loginByIP:    newLimiter(3*time.Second, 20),
 		// Ten taken usernames at once, then one every 30 s.
 		usernameConflicts: newLimiter(30*time.Second, 10),
+	}
+	s.loginSlots, s.checkLogin = newLoginSlots(cfg.Login)
+	if cfg.HeartbeatEvery > 0 {
+		s.heartbeats = newLimiter(cfg.HeartbeatEvery, HeartbeatBurst)
 	}
 	e := gin.New()
 	e.ContextWithFallback = true
@@ -233,4 +272,18 @@ func (s *Server) logRequests(c *gin.Context) {
 	}
 	s.log.Log(c.Request.Context(), level, "request", "method", c.Request.Method, "path", c.Request.URL.Path,
 		"status", status, "duration", time.Since(start), "client_ip", c.ClientIP())
+}
+
+// newLoginSlots returns the bcrypt slots of operator logins and the check they run.
+func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
+	if cfg.BcryptSlots <= 0 {
+		cfg.BcryptSlots = runtime.GOMAXPROCS(0)
+	}
+	if cfg.BcryptWait <= 0 {
+		cfg.BcryptWait = DefaultLoginBcryptWait
+	}
+	if cfg.CheckPassword == nil {
+		cfg.CheckPassword = credential.CheckPassword
+	}
+	return newSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
 }
