@@ -232,6 +232,9 @@ func requiredUUID(s *string, field string) (uuid.UUID, error) {
 // decodeInternal is decode for the internal API: a body of up to MaxInternalBodyBytes that
 // holds exactly one JSON value of the kind want ("object" or "array").
 func decodeInternal(c *gin.Context, v any, want string) error {
+	if !jsonContent(c.Request) {
+		return errMediaType
+	}
 	if c.Request.ContentLength > MaxInternalBodyBytes {
 		return errInternalTooLarge
 	}

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,7 +36,8 @@ type Config struct {
 	// SecureCookies marks the session cookie Secure (HTTPS only).
 	SecureCookies bool
 	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
-	// client IP (login rate limits). Empty: the TCP peer is the client.
+	// client IP (login rate limits), and whose X-Forwarded-Proto and X-Forwarded-Host for the
+	// origin a login's Origin header must match. Empty: the TCP peer is the client.
 	TrustedProxies []string
 	// Login tunes operator logins (bcrypt slots).
 	Login LoginConfig
@@ -134,6 +137,8 @@ type Server struct {
 	// loginSlots bounds the operator password checks that run at once.
 	loginSlots *slots
 	checkLogin func(hash, password string) bool
+	// trusted are cfg.TrustedProxies, parsed.
+	trusted []netip.Prefix
 	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
 	// so that nobody can list other operators' customers by trying names.
 	usernameConflicts *limiter
@@ -169,6 +174,11 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
+	trusted, err := parsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	s.trusted = trusted
 	e.Use(s.recover, s.logRequests)
 	e.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, gin.H{"error": &Error{Code: "not_found", Message: "no such route"}})
@@ -286,4 +296,25 @@ func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
 		cfg.CheckPassword = credential.CheckPassword
 	}
 	return newSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
+}
+
+// parsePrefixes parses addresses and CIDRs (an address stands for itself alone).
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range list {
+		if strings.Contains(v, "/") {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

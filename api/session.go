@@ -23,8 +23,12 @@ type operatorJSON struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// POST /api/v1/session {"email","password"}: log in, set the session cookie.
+// POST /api/v1/session {"email","password"}: log in, set the session cookie. A browser may
+// send it only from the dashboard's own origin (login CSRF).
 func (s *Server) login(c *gin.Context) error {
+	if err := s.checkOrigin(c.Request); err != nil {
+		return err
+	}
 	var req struct {
 		Email    *string `json:"email"`
 		Password *string `json:"password"`
