@@ -145,7 +145,8 @@ func (c *client) from(remote string) *client {
 	return &d
 }
 
-// withHeader returns a copy of c that also sends the header.
+// withHeader returns a copy of c that also sends the header; an empty value sends none, not
+// even the Content-Type do adds to a body.
 func (c *client) withHeader(key, value string) *client {
 	d := *c
 	d.header = c.header.Clone()
@@ -196,6 +197,10 @@ func (c *client) do(t testing.TB, method, path string, body any) *response {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
 	}
 	for k, vs := range c.header {
+		if len(vs) == 1 && vs[0] == "" {
+			req.Header.Del(k)
+			continue
+		}
 		req.Header[k] = vs
 	}
 	rec := httptest.NewRecorder()

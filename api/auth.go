@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -111,4 +113,82 @@ func authError(err error) error {
 
 func principal(c *gin.Context) store.Principal {
 	return c.MustGet(principalKey).(store.Principal)
+}
+
+// errCrossOrigin refuses a login a browser sent on another site's behalf.
+var errCrossOrigin = &Error{Status: http.StatusForbidden, Code: "cross_origin",
+	Message: "this request came from another site; log in on the dashboard itself"}
+
+// checkOrigin refuses a request that a browser made for another site (login CSRF): its
+// Sec-Fetch-Site, when present, must be same-origin or none (the user typed it), and its
+// Origin, when present, the request's own (see requestOrigin). Clients other than browsers
+// send neither and pass.
+func (s *Server) checkOrigin(r *http.Request) error {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return errCrossOrigin
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.Path != "" || u.User != nil || u.RawQuery != "" {
+		return errCrossOrigin // "null" among them
+	}
+	if normalOrigin(u.Scheme, u.Host) != s.requestOrigin(r) {
+		return errCrossOrigin
+	}
+	return nil
+}
+
+// requestOrigin is the origin a request was sent to: its scheme (https when it came over TLS)
+// and Host, or, when the TCP peer is a trusted proxy, the proxy's X-Forwarded-Proto and
+// X-Forwarded-Host where it sets them.
+func (s *Server) requestOrigin(r *http.Request) string {
+	scheme, host := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if s.fromTrustedProxy(r) {
+		if p := strings.ToLower(firstValue(r.Header.Get("X-Forwarded-Proto"))); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
+			host = h
+		}
+	}
+	return normalOrigin(scheme, host)
+}
+
+// fromTrustedProxy reports whether the request's TCP peer is one of cfg.TrustedProxies.
+func (s *Server) fromTrustedProxy(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.trusted {
+		if p.Contains(ap.Addr()) || p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// firstValue is the first of a header's comma-separated values, trimmed.
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
+}
+
+// normalOrigin writes an origin the way browsers do: lower case, without the scheme's default
+// port.
+func normalOrigin(scheme, host string) string {
+	scheme, host = strings.ToLower(scheme), strings.ToLower(host)
+	switch {
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = strings.TrimSuffix(host, ":80")
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = strings.TrimSuffix(host, ":443")
+	}
+	return scheme + "://" + host
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -17,75 +18,34 @@ import (
 // POST /api/v1/connections: a proxy connection on one of the operator's devices. The password
 // (given, or generated) is in this response only; the store keeps its bcrypt hash.
 func (s *Server) createConnection(c *gin.Context) error {
-	var req struct {
-		DeviceID       *string `json:"device_id"`
-		Name           *string `json:"name"`
-		Protocol       *string `json:"protocol"`
-		Username       *string `json:"username"`
-		Password       *string `json:"password"`
-		BandwidthLimit *int64  `json:"bandwidth_limit"`
-	}
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	if req.DeviceID == nil {
-		return badRequest("device_id", "required", "device_id is required")
-	}
-	deviceID, err := uuid.Parse(*req.DeviceID)
-	if err != nil {
-		return badRequest("device_id", "invalid", "device_id must be a device id")
-	}
-	name, err := checkName("name", req.Name)
+	n, password, chosen, err := newConnectionRequest(c)
 	if err != nil {
 		return err
-	}
-	n := store.NewConnection{DeviceID: deviceID, Name: name}
-	if req.Protocol == nil {
-		return badRequest("protocol", "required", "protocol is required: openvpn, http or socks5")
-	}
-	switch *req.Protocol {
-	case store.ProtocolOpenVPN, store.ProtocolHTTP, store.ProtocolSOCKS5:
-		n.Protocol = *req.Protocol
-	default:
-		return badRequest("protocol", "invalid", "protocol must be openvpn, http or socks5")
-	}
-	if req.Username != nil {
-		if err := checkUsername(*req.Username); err != nil {
-			return err
-		}
-		n.Username = *req.Username
-	} else {
-		n.Username = "cg-" + credential.NewPassword()[:10]
-	}
-	password := credential.NewPassword()
-	if req.Password != nil {
-		if err := checkPassword("password", *req.Password); err != nil {
-			return err
-		}
-		password = *req.Password
-	}
-	if req.BandwidthLimit != nil {
-		if *req.BandwidthLimit < 0 {
-			return badRequest("bandwidth_limit", "out_of_range", "bandwidth_limit must be 0 (unlimited) or a number of bytes")
-		}
-		n.BandwidthLimit = *req.BandwidthLimit
 	}
 	ctx, op := c.Request.Context(), principal(c).OperatorID
 	// Check the device before spending a bcrypt hash on the request.
-	if _, err := s.store.Device(ctx, op, deviceID); errors.Is(err, store.ErrNotFound) {
+	if _, err := s.store.Device(ctx, op, n.DeviceID); errors.Is(err, store.ErrNotFound) {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
 	} else if err != nil {
 		return err
 	}
+	conflict, err := s.reserveUsername(c, n.Username, chosen)
+	if err != nil {
+		return err
+	}
 	if n.PasswordHash, err = credential.HashPassword(password); err != nil {
+		conflict.giveBack()
 		return err
 	}
 	conn, err := s.store.CreateConnection(ctx, op, n)
+	if !errors.Is(err, store.ErrConflict) {
+		conflict.giveBack()
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
 	case errors.Is(err, store.ErrConflict):
-		return &Error{Status: http.StatusConflict, Code: "username_taken", Message: "username is already taken", Field: "username"}
+		return errUsernameTaken
 	case err != nil:
 		return err
 	}
@@ -96,6 +56,94 @@ func (s *Server) createConnection(c *gin.Context) error {
 	c.JSON(http.StatusCreated, out)
 	return nil
 }
+
+// newConnectionRequest reads and checks the body of POST /api/v1/connections: the connection
+// to create (without its hash), its password, and whether the caller chose the username.
+func newConnectionRequest(c *gin.Context) (n store.NewConnection, password string, chosen bool, err error) {
+	var req struct {
+		DeviceID       *string `json:"device_id"`
+		Name           *string `json:"name"`
+		Protocol       *string `json:"protocol"`
+		Username       *string `json:"username"`
+		Password       *string `json:"password"`
+		BandwidthLimit *int64  `json:"bandwidth_limit"`
+	}
+	if err := decode(c, &req); err != nil {
+		return n, "", false, err
+	}
+	if req.DeviceID == nil {
+		return n, "", false, badRequest("device_id", "required", "device_id is required")
+	}
+	if n.DeviceID, err = uuid.Parse(*req.DeviceID); err != nil {
+		return n, "", false, badRequest("device_id", "invalid", "device_id must be a device id")
+	}
+	if n.Name, err = checkName("name", req.Name); err != nil {
+		return n, "", false, err
+	}
+	if req.Protocol == nil {
+		return n, "", false, badRequest("protocol", "required", "protocol is required: openvpn, http or socks5")
+	}
+	switch *req.Protocol {
+	case store.ProtocolOpenVPN, store.ProtocolHTTP, store.ProtocolSOCKS5:
+		n.Protocol = *req.Protocol
+	default:
+		return n, "", false, badRequest("protocol", "invalid", "protocol must be openvpn, http or socks5")
+	}
+	n.Username = "cg-" + credential.NewPassword()[:10]
+	if req.Username != nil {
+		if err := checkUsername(*req.Username); err != nil {
+			return n, "", false, err
+		}
+		n.Username = *req.Username
+	}
+	password = credential.NewPassword()
+	if req.Password != nil {
+		if err := checkPassword("password", *req.Password); err != nil {
+			return n, "", false, err
+		}
+		password = *req.Password
+	}
+	if req.BandwidthLimit != nil {
+		if *req.BandwidthLimit < 0 {
+			return n, "", false, badRequest("bandwidth_limit", "out_of_range", "bandwidth_limit must be 0 (unlimited) or a number of bytes")
+		}
+		n.BandwidthLimit = *req.BandwidthLimit
+	}
+	return n, password, req.Username != nil, nil
+}
+
+// reserveUsername checks a username the operator chose (chosen) before a bcrypt hash is spent
+// on the request. Usernames are unique across every operator; one that is taken, whether by
+// the caller or by another operator, is the same 409 on the same path, and spends a token of
+// the caller's conflict bucket, so that other operators' customers cannot be listed by trying
+// names: 429 with Retry-After once it is empty. The token returned is given back when the
+// username turns out free. A generated username spends nothing.
+func (s *Server) reserveUsername(c *gin.Context, username string, chosen bool) (token, error) {
+	if !chosen {
+		return token{}, nil
+	}
+	t, ok, wait := s.usernameConflicts.take(principal(c).OperatorID.String(), time.Now())
+	if !ok {
+		c.Header("Retry-After", retryAfter(wait))
+		return token{}, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			Message: "too many taken usernames tried; try again later", Field: "username"}
+	}
+	taken, err := s.store.UsernameTaken(c.Request.Context(), username)
+	switch {
+	case err != nil:
+		t.giveBack()
+		return token{}, err
+	case taken:
+		return token{}, errUsernameTaken
+	}
+	return t, nil
+}
+
+// errUsernameTaken answers a username that is taken. Usernames are unique across every
+// operator (an OpenVPN login carries nothing else to find its connection by), so the answer
+// must not tell whose it is.
+var errUsernameTaken = &Error{Status: http.StatusConflict, Code: "username_taken",
+	Message: "username is already taken (usernames are unique across all operators); choose another", Field: "username"}
 
 // GET /api/v1/connections?device_id=&limit=&after=: Postgres's usage figures (at most
 // workflows.SaveInterval + SaveQuiet behind), each connection's last reset and quota workflow link.

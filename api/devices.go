@@ -294,13 +294,18 @@ func (s *Server) tunnelSettings(d store.TunnelDevice) gin.H {
 // Telemetry bounds.
 const maxTelemetryString = 64
 
-// POST /api/v1/device/heartbeat (device token) with telemetry.
+// POST /api/v1/device/heartbeat (device token) with telemetry. A device past its heartbeat
+// rate is 429 before anything reaches Postgres or Temporal; bad input is 400 without spending
+// its rate.
 func (s *Server) heartbeat(c *gin.Context) error {
 	var t store.Telemetry
 	if err := decode(c, &t); err != nil {
 		return err
 	}
 	if err := checkTelemetry(&t); err != nil {
+		return err
+	}
+	if err := s.paceHeartbeat(c); err != nil {
 		return err
 	}
 	ctx := c.Request.Context()
@@ -316,6 +321,23 @@ func (s *Server) heartbeat(c *gin.Context) error {
 	}
 	c.Status(http.StatusNoContent)
 	return nil
+}
+
+// paceHeartbeat takes a token of the device's heartbeat bucket, keyed by its token's hash (an
+// unknown token has a bucket too, so guessing costs the same): 429 with Retry-After when it
+// is empty. A leaked device token can thus cost Postgres and Temporal no more than one
+// device's worth.
+func (s *Server) paceHeartbeat(c *gin.Context) error {
+	if s.heartbeats == nil {
+		return nil
+	}
+	ok, wait := s.heartbeats.allow(string(c.MustGet(deviceKey).([]byte)), time.Now())
+	if ok {
+		return nil
+	}
+	c.Header("Retry-After", retryAfter(wait))
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		Message: "this device sends heartbeats too often; wait for Retry-After"}
 }
 
 // errUnavailable: Temporal did not take the request; the caller should retry.

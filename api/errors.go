@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"regexp"
 	"strings"
@@ -67,9 +68,13 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(apiErr.Status, gin.H{"error": apiErr})
 }
 
-// decode reads the request body as exactly one JSON object into v, strictly: unknown fields,
-// wrong types, trailing data and bodies over MaxBodyBytes are errors naming what is wrong.
+// decode reads the request body as exactly one JSON object into v, strictly: a Content-Type
+// other than JSON, unknown fields, wrong types, trailing data and bodies over MaxBodyBytes are
+// errors naming what is wrong.
 func decode(c *gin.Context, v any) error {
+	if !jsonContent(c.Request) {
+		return errMediaType
+	}
 	if c.Request.ContentLength > MaxBodyBytes {
 		return errTooLarge
 	}
@@ -86,6 +91,26 @@ func decode(c *gin.Context, v any) error {
 		return badRequest("", "invalid_json", "request body must hold a single JSON object")
 	}
 	return nil
+}
+
+// errMediaType answers a body that is not declared JSON. Browsers send a cross-site form
+// (text/plain, urlencoded, multipart) without asking first, but JSON only to their own origin.
+var errMediaType = &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+	Message: "send the body as Content-Type: application/json"}
+
+// jsonContent reports whether the request declares a JSON body: application/json, with no
+// parameter but charset=utf-8.
+func jsonContent(r *http.Request) bool {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
 }
 
 var errTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",

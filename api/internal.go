@@ -77,13 +77,13 @@ func (s *Server) authInternal(c *gin.Context) {
 	s.writeError(c, errInternalUnauthorized)
 }
 
-// peerKey is the failure-limit key of a connection's peer ("ip:port"): see ipKey.
+// peerKey is the failure-limit key of a connection's peer ("ip:port"): see sourceKey.
 func peerKey(remoteAddr string) string {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return remoteAddr
 	}
-	return ipKey(ap.Addr())
+	return sourceKey(ap.Addr())
 }
 
 // GET /internal/v1/tunnel/devices/{key}: the device whose Noise static public key is key
@@ -247,6 +247,9 @@ func requiredUUID(s *string, field string) (uuid.UUID, error) {
 // decodeInternal is decode for the internal API: a body of up to MaxInternalBodyBytes that
 // holds exactly one JSON value of the kind want ("object" or "array").
 func decodeInternal(c *gin.Context, v any, want string) error {
+	if !jsonContent(c.Request) {
+		return errMediaType
+	}
 	if c.Request.ContentLength > MaxInternalBodyBytes {
 		return errInternalTooLarge
 	}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/google/uuid"
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/store"
@@ -62,10 +61,14 @@ type OpenVPNAuthConfig struct {
 	CacheTTL time.Duration
 	// CacheSize is the most credentials remembered; the oldest go first. Default 100,000.
 	CacheSize int
-	// FailuresPerMinute is how many failed logins a username, and a source address, may
-	// have per minute (and in a burst) before further attempts are refused unchecked.
-	// Default 10.
+	// FailuresPerMinute is how many failed logins a username may have per minute (and in a
+	// burst) from one source network (IPv4 /24, IPv6 /64), and a source address over every
+	// username, before further attempts from there are refused unchecked. Default 10.
 	FailuresPerMinute int
+	// UsernameFailuresPerMinute is the ceiling of a username's failed logins per minute over
+	// every network. Past it logins are slowed, not refused: each network gets one checked
+	// attempt a minute. Default 60.
+	UsernameFailuresPerMinute int
 	// CheckPassword compares a password with a bcrypt hash, an empty hash meaning the dummy
 	// hash. Nil means credential.CheckPassword; tests count bcrypt checks through it.
 	CheckPassword func(hash, password string) bool
@@ -73,37 +76,36 @@ type OpenVPNAuthConfig struct {
 
 // Defaults of OpenVPNAuthConfig.
 const (
-	DefaultBcryptWait        = 5 * time.Second
-	DefaultCredentialTTL     = 10 * time.Minute
-	DefaultCredentialCache   = 100_000
-	DefaultFailuresPerMinute = 10
+	DefaultBcryptWait                = 5 * time.Second
+	DefaultCredentialTTL             = 10 * time.Minute
+	DefaultCredentialCache           = 100_000
+	DefaultFailuresPerMinute         = 10
+	DefaultUsernameFailuresPerMinute = 60
 )
+
+// slowEvery is how often a network gets a checked attempt at a username past its ceiling.
+const slowEvery = time.Minute
 
 // maxBcryptPassword is the longest password bcrypt reads: it ignores bytes after 72, so a
 // longer password is never the right one (cellgate's passwords are at most 72 bytes).
 const maxBcryptPassword = credential.MaxPasswordBytes
 
-// errBusy is returned by verify when no bcrypt slot freed up in time.
-var errBusy = errors.New("no bcrypt slot within the wait")
-
 // ovpnAuth decides OpenVPN logins. Its methods are safe for concurrent use.
 //
-// A login is checked in this order, so that nobody without the password learns anything
-// about a connection: the failure limits (of the username and of the source address), then
-// the credentials (cache, else bcrypt), then, only for the right password, disabled, quota
-// and device. Every wrong login costs one bcrypt check whether the username exists or not.
+// A login is checked in this order: one indexed query; a credential verified before (the
+// cache) is let through without any limit; anything else must pass the failure limits, then
+// costs one bcrypt check; only for the right password come disabled, quota and device. The
+// failure limits count failures only, and a login is refused unchecked only for failures of
+// its own source address or of its own network at its username, so nobody elsewhere can lock
+// a customer out. Every wrong login costs one bcrypt check whether the username exists or not.
 type ovpnAuth struct {
 	store    *store.Store
 	log      *slog.Logger
 	sessions DeviceSessions // nil: devices are not checked
 	check    func(hash, password string) bool
-	wait     time.Duration
-	// slots holds a token per running bcrypt check; its capacity is the most at once.
-	slots chan struct{}
-	cache *credCache
-	// byUser and byIP count failed logins; a login takes a token of each up front and gives
-	// them back when its password was right or it could not be checked.
-	byUser, byIP *limiter
+	slots    *slots
+	cache    *credCache
+	limits   *failureLimits
 	// flight lets identical logins that arrive together (a reconnect storm of one credential)
 	// share one bcrypt check: keyed by the credential's MAC and password version.
 	flight singleflight.Group
@@ -128,20 +130,20 @@ func newOvpnAuth(cfg OpenVPNAuthConfig, sessions DeviceSessions, st *store.Store
 	if cfg.FailuresPerMinute <= 0 {
 		cfg.FailuresPerMinute = DefaultFailuresPerMinute
 	}
+	if cfg.UsernameFailuresPerMinute <= 0 {
+		cfg.UsernameFailuresPerMinute = DefaultUsernameFailuresPerMinute
+	}
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = credential.CheckPassword
 	}
-	every := time.Minute / time.Duration(cfg.FailuresPerMinute)
 	return &ovpnAuth{
 		store:    st,
 		log:      log,
 		sessions: sessions,
 		check:    cfg.CheckPassword,
-		wait:     cfg.BcryptWait,
-		slots:    make(chan struct{}, cfg.BcryptSlots),
+		slots:    newSlots(cfg.BcryptSlots, cfg.BcryptWait),
 		cache:    newCredCache(cfg.CacheTTL, cfg.CacheSize),
-		byUser:   newLimiter(every, cfg.FailuresPerMinute),
-		byIP:     newLimiter(every, cfg.FailuresPerMinute),
+		limits:   newFailureLimits(cfg.FailuresPerMinute, cfg.UsernameFailuresPerMinute),
 	}
 }
 
@@ -156,35 +158,36 @@ type authDecision struct {
 // error means the decision could not be made (the database failed); it never holds the
 // password.
 func (a *ovpnAuth) authenticate(ctx context.Context, username, password string, ip netip.Addr) (authDecision, error) {
-	now := time.Now()
-	userRes, ok := a.byUser.reserve(username, now)
-	if !ok {
-		return a.deny(ctx, username, ip, ReasonTooManyAttempts), nil
-	}
-	ipRes, ok := a.byIP.reserve(ipKey(ip), now)
-	if !ok {
-		userRes.CancelAt(now)
-		return a.deny(ctx, username, ip, ReasonTooManyAttempts), nil
-	}
-	refund := func() { userRes.CancelAt(now); ipRes.CancelAt(now) }
-
 	login, found, err := a.lookup(ctx, username)
 	if err != nil {
-		refund()
 		return authDecision{}, err
 	}
-	ok, err = a.verify(ctx, login, found, password)
+	cred := a.credential(login, found, password)
+	if cred.usable && a.cache.hit(login.ConnectionID, login.PasswordVersion, cred.mac, time.Now()) {
+		return a.admit(ctx, login, username, ip) // verified before: never limited
+	}
+	taken, ok := a.limits.take(username, ip, time.Now())
+	if !ok {
+		return a.deny(ctx, username, ip, ReasonTooManyAttempts), nil
+	}
+	ok, err = a.verify(ctx, login, cred, password)
 	switch {
 	case errors.Is(err, errBusy):
-		refund()
+		taken.giveBack()
 		return a.deny(ctx, username, ip, ReasonBusy), nil
 	case err != nil:
-		refund()
+		taken.giveBack()
 		return authDecision{}, err
 	case !ok:
 		return a.deny(ctx, username, ip, ReasonWrongCredentials), nil
 	}
-	refund()
+	taken.giveBack() // the right password is no failure
+	return a.admit(ctx, login, username, ip)
+}
+
+// admit decides a login whose password is right: disabled, cut off (or usage that cannot be
+// decided now), device offline, or in. An error means the decision could not be made.
+func (a *ovpnAuth) admit(ctx context.Context, login store.ConnectionLogin, username string, ip netip.Addr) (authDecision, error) {
 	switch {
 	case !login.Enabled:
 		return a.deny(ctx, username, ip, ReasonDisabled), nil
@@ -240,34 +243,41 @@ func (a *ovpnAuth) lookup(ctx context.Context, username string) (store.Connectio
 	return login, true, nil
 }
 
-// verify reports whether password is the login's. A credential verified within the cache
-// TTL at the same password version is accepted without bcrypt; anything else costs exactly
-// one bcrypt check (against the dummy hash when there is no real one), so that unknown
-// usernames, other protocols, legacy rows and wrong passwords all take the same time. It
-// returns errBusy when no bcrypt slot frees up within the wait.
-func (a *ovpnAuth) verify(ctx context.Context, login store.ConnectionLogin, found bool, password string) (bool, error) {
-	usable := found && login.Protocol == store.ProtocolOpenVPN && len(password) <= maxBcryptPassword
-	var mac [sha256.Size]byte
-	if usable {
-		mac = a.cache.mac(login.ConnectionID, password)
-		if a.cache.hit(login.ConnectionID, login.PasswordVersion, mac, time.Now()) {
-			return true, nil
-		}
-		key := string(mac[:]) + "/" + strconv.Itoa(login.PasswordVersion)
-		ok, err, _ := a.flight.Do(key, func() (any, error) { return a.check1(ctx, login, usable, password, mac) })
-		return ok.(bool), err
+// loginCredential is a presented password as the cache knows it: usable when the username
+// is an OpenVPN connection and the password could be its, mac its cache key then.
+type loginCredential struct {
+	usable bool
+	mac    [sha256.Size]byte
+}
+
+func (a *ovpnAuth) credential(login store.ConnectionLogin, found bool, password string) loginCredential {
+	if !found || login.Protocol != store.ProtocolOpenVPN || len(password) > maxBcryptPassword {
+		return loginCredential{}
 	}
-	return a.check1(ctx, login, usable, password, mac)
+	return loginCredential{usable: true, mac: a.cache.mac(login.ConnectionID, password)}
+}
+
+// verify reports whether password is the login's, at the cost of exactly one bcrypt check
+// (against the dummy hash when there is no real one), so that unknown usernames, other
+// protocols, legacy rows and wrong passwords all take the same time. It returns errBusy when
+// no bcrypt slot frees up within the wait.
+func (a *ovpnAuth) verify(ctx context.Context, login store.ConnectionLogin, cred loginCredential, password string) (bool, error) {
+	if !cred.usable {
+		return a.check1(ctx, login, cred, password)
+	}
+	key := string(cred.mac[:]) + "/" + strconv.Itoa(login.PasswordVersion)
+	ok, err, _ := a.flight.Do(key, func() (any, error) { return a.check1(ctx, login, cred, password) })
+	return ok.(bool), err
 }
 
 // check1 is verify's one bcrypt check, in a slot.
-func (a *ovpnAuth) check1(ctx context.Context, login store.ConnectionLogin, usable bool, password string, mac [sha256.Size]byte) (bool, error) {
-	if err := a.acquire(ctx); err != nil {
+func (a *ovpnAuth) check1(ctx context.Context, login store.ConnectionLogin, cred loginCredential, password string) (bool, error) {
+	if err := a.slots.acquire(ctx); err != nil {
 		return false, err
 	}
 	ok := false
 	switch {
-	case !usable:
+	case !cred.usable:
 		a.check("", password)
 	case login.PasswordHash != "":
 		ok = a.check(login.PasswordHash, password)
@@ -279,65 +289,68 @@ func (a *ovpnAuth) check1(ctx context.Context, login store.ConnectionLogin, usab
 		ok = login.PasswordPlain != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
 		a.check("", password)
 	}
-	<-a.slots
+	a.slots.release()
 	if ok {
-		a.cache.put(login.ConnectionID, login.PasswordVersion, mac, time.Now())
+		a.cache.put(login.ConnectionID, login.PasswordVersion, cred.mac, time.Now())
 	}
 	return ok, nil
-}
-
-// acquire takes a bcrypt slot, waiting at most a.wait; errBusy when none freed up.
-func (a *ovpnAuth) acquire(ctx context.Context) error {
-	select {
-	case a.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	t := time.NewTimer(a.wait)
-	defer t.Stop()
-	select {
-	case a.slots <- struct{}{}:
-		return nil
-	case <-t.C:
-		return errBusy
-	case <-ctx.Done():
-		return fmt.Errorf("openvpn auth: wait for a bcrypt slot: %w", ctx.Err())
-	}
 }
 
 // forget drops a connection's cached credential, after its password changed or it was
 // deleted or disabled.
 func (a *ovpnAuth) forget(connID uuid.UUID) { a.cache.drop(connID) }
 
-// ipKey is the failure-limit key of a client address: the address itself for IPv4, its /64
-// for IPv6, since one client usually holds a whole /64.
-func ipKey(ip netip.Addr) string {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+// failureLimits decides which OpenVPN logins are checked at all. Only failures count: a
+// login takes a token of each limit it passes and gives them back when its password was
+// right or it could not be checked.
+type failureLimits struct {
+	// byNet counts a username's failures per source network: the tight limit, which only
+	// that network's own failures exhaust.
+	byNet *limiter
+	// bySource counts a source address's failures over every username (a sprayer's).
+	bySource *limiter
+	// byUser is a username's ceiling over every network. Past it a login is slowed, not
+	// locked out: slow gives each network one checked attempt per slowEvery, so guessers
+	// spread over many networks get few guesses, and a customer whose own network has no
+	// failures is still checked at the first try.
+	byUser *limiter
+	slow   *limiter
 }
 
-// reserve takes a token of key's bucket like allow, but returns the reservation so that the
-// caller can give the token back (CancelAt with the same now) when the attempt did not fail.
-func (l *limiter) reserve(key string, now time.Time) (*rate.Reservation, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sweep(now)
-	b := l.buckets[key]
-	if b == nil {
-		b = &bucket{lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
-		l.buckets[key] = b
+func newFailureLimits(perMinute, userPerMinute int) *failureLimits {
+	return &failureLimits{
+		byNet:    newLimiter(time.Minute/time.Duration(perMinute), perMinute),
+		bySource: newLimiter(time.Minute/time.Duration(perMinute), perMinute),
+		byUser:   newLimiter(time.Minute/time.Duration(userPerMinute), userPerMinute),
+		slow:     newLimiter(slowEvery, 1),
 	}
-	b.lastSeen = now
-	r := b.lim.ReserveN(now, 1)
-	if r.DelayFrom(now) > 0 {
-		r.CancelAt(now)
-		return nil, false
+}
+
+// take takes the tokens a login of username from ip must spend to be checked; false when it
+// is to be refused unchecked (and then it holds none).
+func (f *failureLimits) take(username string, ip netip.Addr, now time.Time) (tokens, bool) {
+	// Network keys hold no NUL, so the last NUL splits the key unambiguously.
+	netKey := username + "\x00" + networkKey(ip)
+	var taken tokens
+	for _, l := range []struct {
+		lim *limiter
+		key string
+	}{{f.byNet, netKey}, {f.bySource, sourceKey(ip)}} {
+		t, ok, _ := l.lim.take(l.key, now)
+		if !ok {
+			taken.giveBack()
+			return nil, false
+		}
+		taken = append(taken, t)
 	}
-	return r, true
+	if t, ok, _ := f.byUser.take(username, now); ok {
+		return append(taken, t), true
+	}
+	if t, ok, _ := f.slow.take(netKey, now); ok {
+		return append(taken, t), true
+	}
+	taken.giveBack()
+	return nil, false
 }
 
 // credCache remembers verified credentials as HMAC-SHA256 under a per-process random key of

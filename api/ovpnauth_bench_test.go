@@ -33,6 +33,7 @@ func realCost() api.Config {
 	cfg := tunnelConfig()
 	cfg.OpenVPNAuth.CheckPassword = credential.CheckPassword
 	cfg.OpenVPNAuth.FailuresPerMinute = 1_000_000
+	cfg.OpenVPNAuth.UsernameFailuresPerMinute = 1_000_000
 	return cfg
 }
 

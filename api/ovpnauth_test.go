@@ -140,11 +140,11 @@ func (e *ovpnEnv) addConnection(t testing.TB, c ovpnConn) (uuid.UUID, string) {
 	return id, username
 }
 
-// ip returns a client address no other call of this env returned, so the per-address failure
-// limit does not carry over between cases.
+// ip returns a client address in a /24 no other call of this env returned, so the failure
+// limits per address and per network do not carry over between cases.
 func (e *ovpnEnv) ip() string {
 	n := e.seq.Add(1)
-	return fmt.Sprintf("198.51.%d.%d", n/250, n%250+1)
+	return fmt.Sprintf("198.%d.%d.7", 18+n/256%64, n%256)
 }
 
 // authAnswer is the auth endpoint's answer.
@@ -526,6 +526,7 @@ func TestOvpnAuthRateLimitPerIP(t *testing.T) {
 	e := newOvpnEnv(t, tunnelConfig())
 	const pw = "rate-limited-password"
 	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
+	fresh, freshUser := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)}) // never verified
 	attacker := e.ip()
 
 	// Successful logins do not count.
@@ -541,49 +542,149 @@ func TestOvpnAuthRateLimitPerIP(t *testing.T) {
 			t.Errorf("failure %d cost %d bcrypt checks, want 1", i, n)
 		}
 	}
-	// ...and the address is refused unchecked, even with the right password.
-	for _, tc := range []struct{ user, password string }{{"guess-x", "password"}, {user, pw}} {
+	// ...and the address is refused unchecked, even a right password that was not verified
+	// before; one that was (cached) is let through without a check.
+	for _, tc := range []struct{ user, password string }{{"guess-x", "password"}, {freshUser, pw}} {
 		got, n := e.auth(t, tc.user, tc.password, attacker)
 		wantAuth(t, "from the blocked address", got, api.ReasonTooManyAttempts, uuid.Nil)
 		if n != 0 {
 			t.Errorf("refused attempt from the blocked address cost %d bcrypt checks, want 0", n)
 		}
 	}
-	// Another address, and the same /64 of IPv6 counted as one.
-	got, _ := e.auth(t, user, pw, e.ip())
-	wantAuth(t, "from another address", got, "", id)
-	for i := range 10 {
-		e.auth(t, "v6-guess", "password", fmt.Sprintf("2001:db8:1:2::%x", i+1))
+	got, n := e.auth(t, user, pw, attacker)
+	wantAuth(t, "cached credential from the blocked address", got, "", id)
+	if n != 0 {
+		t.Errorf("cached login from the blocked address cost %d bcrypt checks, want 0", n)
 	}
-	got, _ = e.auth(t, user, pw, "2001:db8:1:2:ffff::1")
+	// Another address, and the same /64 of IPv6 counted as one.
+	got, _ = e.auth(t, freshUser, pw, e.ip())
+	wantAuth(t, "from another address", got, "", fresh)
+	_, v6User := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
+	for i := range 10 {
+		e.auth(t, fmt.Sprintf("v6-guess-%d", i), "password", fmt.Sprintf("2001:db8:1:2::%x", i+1))
+	}
+	got, _ = e.auth(t, v6User, pw, "2001:db8:1:2:ffff::1")
 	wantAuth(t, "from the same IPv6 /64", got, api.ReasonTooManyAttempts, uuid.Nil)
-	got, _ = e.auth(t, user, pw, "2001:db8:1:3::1")
-	wantAuth(t, "from the next IPv6 /64", got, "", id)
+	got, _ = e.auth(t, v6User, pw, "2001:db8:1:3::1")
+	if !got.Allow {
+		t.Errorf("auth from the next IPv6 /64 = %+v, want allowed", got)
+	}
 	if !strings.Contains(e.log.String(), `reason="`+api.ReasonTooManyAttempts+`"`) {
 		t.Errorf("log = %q, want the rate-limited denials logged with their reason", e.log.String())
 	}
 }
 
-func TestOvpnAuthRateLimitPerUsername(t *testing.T) {
+// TestOvpnAuthOthersCannotLockOut: failures at a username from other networks never refuse
+// the customer's right password from their own, and a credential verified before is let
+// through however many failures its own network had since.
+func TestOvpnAuthOthersCannotLockOut(t *testing.T) {
 	t.Parallel()
 	e := newOvpnEnv(t, tunnelConfig())
 	const pw = "target-of-a-botnet"
 	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
+	for i := range 12 {
+		got, n := e.auth(t, user, fmt.Sprintf("guess-%d", i), e.ip())
+		wantAuth(t, fmt.Sprintf("failure %d from another network", i), got, api.ReasonWrongCredentials, id)
+		if n != 1 {
+			t.Errorf("failure %d cost %d bcrypt checks, want 1", i, n)
+		}
+	}
+	home := "203.0.113.50"
+	got, n := e.auth(t, user, pw, home)
+	wantAuth(t, "the customer after 12 failures from 12 other networks", got, "", id)
+	if n != 1 {
+		t.Errorf("the customer's login cost %d bcrypt checks, want 1", n)
+	}
+
+	// Now verified: failures from the customer's own network exhaust its limit, and the
+	// customer's cached credential still gets in, without a bcrypt check.
+	for i := range 12 {
+		e.auth(t, user, fmt.Sprintf("near-guess-%d", i), fmt.Sprintf("203.0.113.%d", 100+i))
+	}
+	got, _ = e.auth(t, user, "another-guess", "203.0.113.99")
+	wantAuth(t, "a guess from the customer's exhausted network", got, api.ReasonTooManyAttempts, id)
+	got, n = e.auth(t, user, pw, home)
+	wantAuth(t, "the customer's cached credential from the exhausted network", got, "", id)
+	if n != 0 {
+		t.Errorf("the cached login cost %d bcrypt checks, want 0", n)
+	}
+}
+
+// TestOvpnAuthRateLimitPerNetwork: ten failures at a username from one network (IPv4 /24,
+// IPv6 /64) refuse that network's next attempts at it unchecked, even the right password;
+// other networks and other usernames are unaffected.
+func TestOvpnAuthRateLimitPerNetwork(t *testing.T) {
+	t.Parallel()
+	e := newOvpnEnv(t, tunnelConfig())
+	const pw = "guessed-from-one-network"
+	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
+	otherID, other := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
 	for i := range 10 {
-		got, _ := e.auth(t, user, fmt.Sprintf("guess-%d", i), e.ip())
+		got, _ := e.auth(t, user, fmt.Sprintf("guess-%d", i), fmt.Sprintf("192.0.2.%d", i+1))
 		wantAuth(t, fmt.Sprintf("failure %d", i), got, api.ReasonWrongCredentials, id)
 	}
-	got, n := e.auth(t, user, pw, e.ip())
-	wantAuth(t, "right password after 10 failures from 10 addresses", got, api.ReasonTooManyAttempts, id)
+	got, n := e.auth(t, user, pw, "192.0.2.200")
+	wantAuth(t, "right password from the network after 10 failures", got, api.ReasonTooManyAttempts, id)
 	if n != 0 {
 		t.Errorf("refused attempt cost %d bcrypt checks, want 0", n)
 	}
+	got, _ = e.auth(t, other, pw, "192.0.2.201")
+	wantAuth(t, "another username from the network", got, "", otherID)
+	got, _ = e.auth(t, user, pw, "192.0.3.1")
+	wantAuth(t, "the next /24", got, "", id)
+
+	for i := range 10 {
+		e.auth(t, user, "v6-guess", fmt.Sprintf("2001:db8:7:1:%x::1", i+1))
+	}
+	got, _ = e.auth(t, user, "v6-guess", "2001:db8:7:1:ffff::1")
+	wantAuth(t, "the same IPv6 /64", got, api.ReasonTooManyAttempts, id)
+	got, _ = e.auth(t, user, "v6-guess", "2001:db8:7:2::1")
+	wantAuth(t, "the next IPv6 /64", got, api.ReasonWrongCredentials, id)
+
 	// An unknown username is limited the same way, so the limit tells nothing either.
 	for range 10 {
-		e.auth(t, "no-such-user", "x", e.ip())
+		e.auth(t, "no-such-user", "x", "192.0.2.77")
 	}
-	got, _ = e.auth(t, "no-such-user", "x", e.ip())
+	got, _ = e.auth(t, "no-such-user", "x", "192.0.2.78")
 	wantAuth(t, "unknown username after 10 failures", got, api.ReasonTooManyAttempts, uuid.Nil)
+}
+
+// TestOvpnAuthUsernameCeiling: past the username-wide ceiling, guesses spread over many
+// networks are slowed to one checked attempt per network a minute; the customer, from a
+// network of their own, is still checked at the first try. (A ceiling of 2 a minute: no token
+// comes back while the test runs.)
+func TestOvpnAuthUsernameCeiling(t *testing.T) {
+	t.Parallel()
+	cfg := tunnelConfig()
+	cfg.OpenVPNAuth.UsernameFailuresPerMinute = 2
+	e := newOvpnEnv(t, cfg)
+	const pw = "spread-guessing-target"
+	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw)})
+	for _, u := range []string{user, "no-such-user-either"} {
+		first := e.ip()
+		for _, ip := range []string{first, e.ip()} { // the ceiling's two
+			if got, n := e.auth(t, u, "guess", ip); got.Reason != api.ReasonWrongCredentials || n != 1 {
+				t.Errorf("auth %s under the ceiling from %s = %+v, %d bcrypt checks, want checked and refused", u, ip, got, n)
+			}
+		}
+		// Past the ceiling: networks with a failure of their own, or none, each get one
+		// checked attempt, then are slowed.
+		for _, ip := range []string{first, e.ip(), e.ip(), e.ip()} {
+			got, n := e.auth(t, u, "guess", ip)
+			if got.Reason != api.ReasonWrongCredentials || n != 1 {
+				t.Errorf("auth %s past the ceiling from %s = %+v, %d bcrypt checks, want checked and refused", u, ip, got, n)
+			}
+			got, n = e.auth(t, u, "guess", ip)
+			if got.Reason != api.ReasonTooManyAttempts || n != 0 {
+				t.Errorf("auth %s past the ceiling from %s again = %+v, %d bcrypt checks, want %q unchecked", u, ip, got, n, api.ReasonTooManyAttempts)
+			}
+		}
+	}
+	got, n := e.auth(t, user, pw, e.ip())
+	wantAuth(t, "the customer past the ceiling", got, "", id)
+	if n != 1 {
+		t.Errorf("the customer's login cost %d bcrypt checks, want 1", n)
+	}
 }
 
 // TestOvpnAuthBusy: with every bcrypt slot taken past the wait, a login is told to come back

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,5 +96,49 @@ func TestLimiterConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := allowed.Load(); n != 5 {
 		t.Errorf("allow from 50 goroutines at once: %d allowed, want 5", n)
+	}
+}
+
+func TestLimiterGiveBack(t *testing.T) {
+	l := newLimiter(time.Minute, 2)
+	a, ok, _ := l.take("k", t0)
+	if !ok {
+		t.Fatal("take from a full bucket refused")
+	}
+	b, _, _ := l.take("k", t0)
+	if _, ok, wait := l.take("k", t0); ok || wait != time.Minute {
+		t.Errorf("take from an empty bucket = %v, %v, want false, 1m", ok, wait)
+	}
+	tokens{a, b}.giveBack()
+	for i := range 2 {
+		if _, ok, _ := l.take("k", t0); !ok {
+			t.Errorf("take %d after two tokens were given back refused", i)
+		}
+	}
+	token{}.giveBack() // the zero token gives nothing back, and does not panic
+	wantAllow(t, l, "k", t0, false, time.Minute)
+}
+
+func TestLimitKeys(t *testing.T) {
+	for _, tc := range []struct{ ip, source, network string }{
+		{"192.0.2.7", "192.0.2.7", "192.0.2.0/24"},
+		{"::ffff:192.0.2.7", "192.0.2.7", "192.0.2.0/24"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64", "2001:db8:1:2::/64"},
+	} {
+		ip := netip.MustParseAddr(tc.ip)
+		if got := sourceKey(ip); got != tc.source {
+			t.Errorf("sourceKey(%s) = %s, want %s", tc.ip, got, tc.source)
+		}
+		if got := networkKey(ip); got != tc.network {
+			t.Errorf("networkKey(%s) = %s, want %s", tc.ip, got, tc.network)
+		}
+	}
+	for _, tc := range []struct {
+		wait time.Duration
+		want string
+	}{{0, "1"}, {time.Millisecond, "1"}, {time.Second, "1"}, {1001 * time.Millisecond, "2"}, {20 * time.Second, "20"}} {
+		if got := retryAfter(tc.wait); got != tc.want {
+			t.Errorf("retryAfter(%v) = %s, want %s", tc.wait, got, tc.want)
+		}
 	}
 }

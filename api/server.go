@@ -13,12 +13,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
 
+	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
@@ -36,8 +38,15 @@ type Config struct {
 	// on an address beyond loopback.
 	SecureCookies bool
 	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For is believed for the
-	// client IP (login rate limits). Empty: the TCP peer is the client.
+	// client IP (login rate limits), and whose X-Forwarded-Proto and X-Forwarded-Host for the
+	// origin a login's Origin header must match. Empty: the TCP peer is the client.
 	TrustedProxies []string
+	// Login tunes operator logins (bcrypt slots).
+	Login LoginConfig
+	// HeartbeatEvery is the average least time between one device's heartbeats (bursts of
+	// HeartbeatBurst are fine); beyond it a heartbeat is 429 before it touches Postgres or
+	// Temporal. 0: no limit.
+	HeartbeatEvery time.Duration
 	// Monitor is sent to every device's DeviceMonitor with its heartbeats.
 	Monitor workflows.MonitorConfig
 	// WebhookGuard checks webhook URLs when operators save them.
@@ -94,6 +103,26 @@ type Config struct {
 // DefaultPurgeInterval is Config.PurgeInterval's default.
 const DefaultPurgeInterval = 10 * time.Minute
 
+// LoginConfig tunes operator logins; zero fields take the defaults.
+type LoginConfig struct {
+	// BcryptSlots is the most operator password checks that run at once. Default GOMAXPROCS.
+	BcryptSlots int
+	// BcryptWait is how long a login waits for a slot before it is answered 503 with
+	// Retry-After. Default 2 s.
+	BcryptWait time.Duration
+	// CheckPassword compares a password with a bcrypt hash, an empty hash meaning the dummy
+	// hash. Nil means credential.CheckPassword; tests hold slots through it.
+	CheckPassword func(hash, password string) bool
+}
+
+// Defaults of the throttles.
+const (
+	DefaultLoginBcryptWait = 2 * time.Second
+	DefaultHeartbeatEvery  = 500 * time.Millisecond
+	// HeartbeatBurst is how many heartbeats a device may send at once.
+	HeartbeatBurst = 20
+)
+
 // DefaultConfig returns the defaults the api subcommand starts from.
 func DefaultConfig() Config {
 	return Config{
@@ -101,6 +130,8 @@ func DefaultConfig() Config {
 		InternalListen: DefaultInternalListen,
 		SessionTTL:     7 * 24 * time.Hour,
 		Monitor:        workflows.MonitorConfig{OfflineAfter: workflows.DefaultOfflineAfter, Cooldown: workflows.DefaultCooldown},
+
+		HeartbeatEvery: DefaultHeartbeatEvery,
 
 		UsageSignalInterval: DefaultUsageSignalInterval,
 		PurgeInterval:       DefaultPurgeInterval,
@@ -123,9 +154,19 @@ type Server struct {
 	internal *gin.Engine
 
 	loginByEmail *limiter
-	loginByIP    *limiter
+	loginByIP    *limiter // keyed by sourceKey: IPv6 per /64
 	// internalFailures counts requests without the right internal token per source address.
 	internalFailures *limiter
+	// loginSlots bounds the operator password checks that run at once.
+	loginSlots *slots
+	checkLogin func(hash, password string) bool
+	// trusted are cfg.TrustedProxies, parsed.
+	trusted []netip.Prefix
+	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
+	// so that nobody can list other operators' customers by trying names.
+	usernameConflicts *limiter
+	// heartbeats paces each device's heartbeats, by its token's hash; nil: no limit.
+	heartbeats *limiter
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
@@ -147,8 +188,18 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		loginByEmail:     newLimiter(20*time.Second, 5),
 		loginByIP:        newLimiter(3*time.Second, 20),
 		internalFailures: newInternalFailures(),
+		// Ten taken usernames at once, then one every 30 s.
+		usernameConflicts: newLimiter(30*time.Second, 10),
 	}
-	var err error
+	s.loginSlots, s.checkLogin = newLoginSlots(cfg.Login)
+	if cfg.HeartbeatEvery > 0 {
+		s.heartbeats = newLimiter(cfg.HeartbeatEvery, HeartbeatBurst)
+	}
+	trusted, err := parsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	s.trusted = trusted
 	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
@@ -369,4 +420,39 @@ func LoopbackListen(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// newLoginSlots returns the bcrypt slots of operator logins and the check they run.
+func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
+	if cfg.BcryptSlots <= 0 {
+		cfg.BcryptSlots = runtime.GOMAXPROCS(0)
+	}
+	if cfg.BcryptWait <= 0 {
+		cfg.BcryptWait = DefaultLoginBcryptWait
+	}
+	if cfg.CheckPassword == nil {
+		cfg.CheckPassword = credential.CheckPassword
+	}
+	return newSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
+}
+
+// parsePrefixes parses addresses and CIDRs (an address stands for itself alone).
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range list {
+		if strings.Contains(v, "/") {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

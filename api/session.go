@@ -3,7 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
-	"strconv"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -24,8 +24,12 @@ type operatorJSON struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// POST /api/v1/session {"email","password"}: log in, set the session cookie.
+// POST /api/v1/session {"email","password"}: log in, set the session cookie. A browser may
+// send it only from the dashboard's own origin (login CSRF).
 func (s *Server) login(c *gin.Context) error {
+	if err := s.checkOrigin(c.Request); err != nil {
+		return err
+	}
 	var req struct {
 		Email    *string `json:"email"`
 		Password *string `json:"password"`
@@ -47,27 +51,68 @@ func (s *Server) login(c *gin.Context) error {
 	}
 	email := strings.ToLower(strings.TrimSpace(*req.Email))
 	now := time.Now()
+	taken, err := s.takeLoginTokens(c, email, now)
+	if err != nil {
+		return err
+	}
+	op, ok, err := s.checkOperator(c, email, *req.Password)
+	if err != nil {
+		taken.giveBack() // not checked: no attempt
+		return err
+	}
+	if !ok {
+		return &Error{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "wrong email or password"}
+	}
+	return s.startSession(c, op, now)
+}
+
+// takeLoginTokens takes a login attempt's tokens: of its client (IPv6 per /64) and of its
+// email; 429 with Retry-After when either is spent.
+func (s *Server) takeLoginTokens(c *gin.Context, email string, now time.Time) (tokens, error) {
+	client := c.ClientIP()
+	if ip, err := netip.ParseAddr(client); err == nil {
+		client = sourceKey(ip)
+	}
+	var taken tokens
 	for _, l := range []struct {
 		lim *limiter
 		key string
-	}{{s.loginByIP, c.ClientIP()}, {s.loginByEmail, email}} {
-		if ok, wait := l.lim.allow(l.key, now); !ok {
-			c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-			return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; try again later"}
+	}{{s.loginByIP, client}, {s.loginByEmail, email}} {
+		t, ok, wait := l.lim.take(l.key, now)
+		if !ok {
+			taken.giveBack()
+			c.Header("Retry-After", retryAfter(wait))
+			return nil, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; try again later"}
 		}
+		taken = append(taken, t)
 	}
+	return taken, nil
+}
+
+// checkOperator checks an operator's password in a bcrypt slot: 503 with Retry-After when no
+// slot frees up in time. An unknown email costs the same bcrypt check as a wrong password.
+func (s *Server) checkOperator(c *gin.Context, email, password string) (store.Operator, bool, error) {
 	ctx := c.Request.Context()
 	op, err := s.store.OperatorByEmail(ctx, email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+		return store.Operator{}, false, err
 	}
-	// An unknown email costs the same bcrypt check as a wrong password.
-	if !credential.CheckPassword(op.PasswordHash, *req.Password) {
-		return &Error{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "wrong email or password"}
+	if err := s.loginSlots.acquire(ctx); errors.Is(err, errBusy) {
+		c.Header("Retry-After", retryAfter(s.loginSlots.wait))
+		return store.Operator{}, false, &Error{Status: http.StatusServiceUnavailable, Code: "busy",
+			Message: "too many logins at once; try again in a moment"}
+	} else if err != nil {
+		return store.Operator{}, false, err
 	}
+	defer s.loginSlots.release()
+	return op, s.checkLogin(op.PasswordHash, password), nil
+}
+
+// startSession creates a session of op, sets its cookie and answers the login.
+func (s *Server) startSession(c *gin.Context, op store.Operator, now time.Time) error {
 	token, hash := credential.NewToken(credential.SessionPrefix)
 	expires := now.Add(s.cfg.SessionTTL)
-	if _, err := s.store.CreateSession(ctx, op.ID, hash, expires, c.ClientIP(), c.Request.UserAgent()); err != nil {
+	if _, err := s.store.CreateSession(c.Request.Context(), op.ID, hash, expires, c.ClientIP(), c.Request.UserAgent()); err != nil {
 		return err
 	}
 	http.SetCookie(c.Writer, &http.Cookie{

@@ -81,6 +81,16 @@ func (s *Store) CreateConnection(ctx context.Context, operatorID uuid.UUID, n Ne
 	return c, nil
 }
 
+// UsernameTaken reports whether any connection, of any operator, has username.
+func (s *Store) UsernameTaken(ctx context.Context, username string) (bool, error) {
+	var taken bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM proxy_connections WHERE username = $1)`, username).Scan(&taken)
+	if err != nil {
+		return false, fmt.Errorf("look up username: %w", err)
+	}
+	return taken, nil
+}
+
 // Connections lists an operator's connections in creation order, those of one device when
 // deviceID is not uuid.Nil.
 func (s *Store) Connections(ctx context.Context, operatorID, deviceID uuid.UUID, page Page) ([]Connection, error) {

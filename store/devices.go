@@ -125,12 +125,22 @@ func (s *Store) DeleteDevice(ctx context.Context, operatorID, id uuid.UUID) erro
 // address (see TunnelDevice). An unknown or already used enrollment token is ErrNotFound, a
 // key another device has is ErrKeyInUse, and a full address pool ErrPoolFull; in each case
 // nothing changes.
+//
+// The token is looked up (by its unique index) before the address allocation's global lock is
+// taken, so requests with tokens that match nothing never wait for that lock nor hold it up;
+// the update under the lock checks the token again, for the case that another enrollment
+// spent it in between.
 func (s *Store) EnrollDevice(ctx context.Context, enrollmentHash, deviceHash, noiseKey []byte) (TunnelDevice, error) {
+	var id uuid.UUID
+	err := s.pool.QueryRow(ctx, `SELECT id FROM devices WHERE enrollment_token_hash = $1`, enrollmentHash).Scan(&id)
+	if err != nil {
+		return TunnelDevice{}, fmt.Errorf("enroll device: %w", notFound(err))
+	}
 	d, err := s.assignTunnelIP(ctx,
-		`UPDATE devices SET enrollment_token_hash = NULL, token_hash = $2, noise_public_key = $3,
+		`UPDATE devices SET enrollment_token_hash = NULL, token_hash = $3, noise_public_key = $4,
 		     tunnel_ip = coalesce(tunnel_ip, (`+freeTunnelIP+`)), enrolled_at = now(), updated_at = now()
-		 WHERE enrollment_token_hash = $1 RETURNING id, tunnel_ip, noise_public_key`,
-		enrollmentHash, deviceHash, noiseKey)
+		 WHERE id = $1 AND enrollment_token_hash = $2 RETURNING id, tunnel_ip, noise_public_key`,
+		id, enrollmentHash, deviceHash, noiseKey)
 	if err != nil {
 		return TunnelDevice{}, fmt.Errorf("enroll device: %w", err)
 	}

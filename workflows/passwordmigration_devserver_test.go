@@ -154,6 +154,7 @@ func (e *migrationE2E) authServer(skipDummy bool) http.Handler {
 	cfg := api.DefaultConfig()
 	cfg.InternalToken = "migration-e2e-internal-token"
 	cfg.OpenVPNAuth.FailuresPerMinute = 1000
+	cfg.OpenVPNAuth.UsernameFailuresPerMinute = 1000
 	if skipDummy {
 		cfg.OpenVPNAuth.CheckPassword = func(hash, password string) bool { return hash != "" && credential.CheckPassword(hash, password) }
 	}

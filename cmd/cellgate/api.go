@@ -47,6 +47,7 @@ func (c *apiConfig) register(f *flags) {
 		"that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
 	f.string(&c.api.TemporalUIURL, "temporal-ui-url", "TEMPORAL_UI_URL", "", "the Temporal Web UI (e.g. http://127.0.0.1:8233) that workflow links in API answers point to (empty: no links)")
 	f.duration(&c.api.UsageSignalInterval, "usage-signal-interval", "CELLGATE_USAGE_SIGNAL_INTERVAL", def.UsageSignalInterval, "least time between two usage signals to a connection's quota workflow for relay reports that ask for no action; reports within it are merged (0: signal every report)")
+	f.duration(&c.api.HeartbeatEvery, "heartbeat-every", "CELLGATE_HEARTBEAT_EVERY", def.HeartbeatEvery, fmt.Sprintf("least average time between one device's heartbeats (bursts of %d pass); faster ones are 429 (0: no limit)", api.HeartbeatBurst))
 	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", api.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
 }
 
@@ -81,6 +82,9 @@ func (c *apiConfig) check() error {
 	}
 	if v := c.api.UsageSignalInterval; v < 0 || v > maxUsageSignalInterval {
 		return fmt.Errorf("usage-signal-interval must be between 0 and %v, got %v", maxUsageSignalInterval, v)
+	}
+	if c.api.HeartbeatEvery < 0 {
+		return fmt.Errorf("heartbeat-every must not be negative, got %v", c.api.HeartbeatEvery)
 	}
 	if c.api.Monitor.OfflineAfter <= 0 || c.api.Monitor.Cooldown < 0 {
 		return fmt.Errorf("offline-after must be positive and alert-cooldown not negative, got %v and %v", c.api.Monitor.OfflineAfter, c.api.Monitor.Cooldown)

@@ -118,6 +118,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"DATABASE_URL=x", "CELLGATE_SESSION_TTL=abc"}, []string{"api"}, `$CELLGATE_SESSION_TTL="abc" is not a Go duration`},
 		{[]string{"CELLGATE_DATA_DIR=" + dataDir, "CELLGATE_SESSION_TTL=abc"}, []string{"dev"}, `$CELLGATE_SESSION_TTL="abc" is not a Go duration`},
 		{[]string{"DATABASE_URL=x", "CELLGATE_SESSION_TTL=-5m"}, []string{"api"}, "session TTL must be positive"},
+		{[]string{"DATABASE_URL=x", "CELLGATE_HEARTBEAT_EVERY=-1s"}, []string{"api"}, "heartbeat-every must not be negative"},
 		{[]string{"DATABASE_URL=x", "CELLGATE_SECURE_COOKIES=maybe"}, []string{"api"}, `$CELLGATE_SECURE_COOKIES="maybe" is not true or false`},
 		{[]string{"DATABASE_URL=x", "CELLGATE_LOG_LEVEL=loud"}, []string{"worker"}, `log level "loud"`},
 		{[]string{"DATABASE_URL=x"}, []string{"migrate", "extra"}, `unexpected argument "extra"`},
