@@ -13,7 +13,8 @@ import (
 // little and cannot starve the devices (issue #15):
 //
 //  1. The UDP reader checks mac1 (one BLAKE2s): a datagram not made for this relay is dropped.
-//  2. Under load (the handshake queue an eighth full, and for a second after), an initiation
+//  2. Under load (the handshake queue an eighth full or over 1,000 initiations a second, and
+//     for a second after), an initiation
 //     needs a valid mac2, or it is answered with a cookie reply and dropped; then its source
 //     address must be within its budget (20 a second, bursts of 5, as in WireGuard).
 //  3. The initiation is queued to HandshakeWorkers workers, which do the Diffie-Hellman.
@@ -25,10 +26,14 @@ import (
 //     the cache for the device's retry, so a slow API never holds up the workers.
 const (
 	handshakeQueue = 1024
-	// loadThreshold is the queue length from which the relay is under load.
+	// The relay is under load while its queue holds loadThreshold initiations or more, or
+	// more than loadRate arrive a second (measured per clock tick), and for loadLinger after.
+	// The rate matters on a relay with few cores: a queue that keeps up can still mean a core
+	// spent on Diffie-Hellman for junk. A fleet of 10,000 devices re-handshakes ~83 times a
+	// second; under load each of them only needs one more round trip (the cookie).
 	loadThreshold = handshakeQueue / 8
-	// loadLinger is how long the relay stays under load after the queue last reached it.
-	loadLinger = time.Second
+	loadRate      = 1000
+	loadLinger    = time.Second
 	// Under load, each source address may have handshakesPerAddr initiations a second
 	// answered, in bursts of handshakesPerAddrBurst (WireGuard's figures).
 	handshakesPerAddr      = 20
@@ -48,6 +53,7 @@ func (r *Relay) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
 		r.metrics.Drop(DropBadMAC)
 		return
 	}
+	r.initiationsThisTick.Add(1)
 	if r.underLoad() {
 		if !r.cookies.checkMAC2(b, from) {
 			if reply, err := r.cookies.appendReply(out, b, from); err == nil {
@@ -72,7 +78,8 @@ func (r *Relay) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
 }
 
 // underLoad reports whether initiations must prove their address: the handshake queue holds
-// loadThreshold or more, or did less than loadLinger ago.
+// loadThreshold or more, or did (or the rate was over loadRate, see countInitiations) less
+// than loadLinger ago.
 func (r *Relay) underLoad() bool {
 	now := r.clock.Load()
 	if len(r.handshakes) >= loadThreshold {
@@ -80,6 +87,15 @@ func (r *Relay) underLoad() bool {
 		return true
 	}
 	return now < r.loadUntil.Load()
+}
+
+// countInitiations ends a clock tick's count of initiations with a valid mac1, and puts the
+// relay under load when they came faster than loadRate. The housekeeping goroutine calls it
+// every clockTick.
+func (r *Relay) countInitiations() {
+	if n := r.initiationsThisTick.Swap(0); n > int64(loadRate*clockTick/time.Second) {
+		r.loadUntil.Store(r.clock.Load() + int64(loadLinger))
+	}
 }
 
 // handshakeWorker answers queued initiations until ctx ends.

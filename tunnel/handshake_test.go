@@ -299,3 +299,21 @@ func TestRelayKeepsSessionsThroughAPIOutage(t *testing.T) {
 		t.Error("after the outage: the packet was not counted")
 	}
 }
+
+func TestRelayUnderLoadByRate(t *testing.T) {
+	f := newRelayFixture(t, nil)
+	perTick := int64(loadRate * clockTick / time.Second)
+	f.relay.initiationsThisTick.Store(perTick)
+	f.relay.countInitiations()
+	if f.relay.underLoad() {
+		t.Fatalf("%d initiations in a tick (%d a second): under load, want not", perTick, loadRate)
+	}
+	f.relay.initiationsThisTick.Store(perTick + 1)
+	f.relay.countInitiations()
+	if !f.relay.underLoad() {
+		t.Fatalf("%d initiations in a tick: not under load, want under load", perTick+1)
+	}
+	if n := f.relay.initiationsThisTick.Load(); n != 0 {
+		t.Errorf("count after a tick = %d, want 0", n)
+	}
+}

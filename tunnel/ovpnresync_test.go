@@ -40,7 +40,7 @@ type fakeRouter struct {
 	refuse    string
 	undecided string
 	mu        sync.Mutex
-	asked  []string
+	asked     []string
 }
 
 func (r *fakeRouter) RouteOpenVPNClient(_ context.Context, cn string, ip netip.Addr) error {

@@ -126,6 +126,7 @@ func (r *Relay) housekeeping(ctx context.Context) {
 			return
 		case <-clock.C:
 			r.tick()
+			r.countInitiations()
 			r.expire()
 		case <-slow.C:
 			r.forgetSilent()

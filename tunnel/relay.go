@@ -116,6 +116,8 @@ type Relay struct {
 	cookies         cookieChecker
 	handshakeBudget *addrBudget
 	loadUntil       atomic.Int64
+	// initiationsThisTick counts the initiations with a valid mac1 since the last clock tick.
+	initiationsThisTick atomic.Int64
 	// handshakes carries initiations from the UDP reader to the handshake workers.
 	handshakes chan initiation
 	// now is the clock source (time.Now unless a test replaces it).

@@ -2,15 +2,18 @@
 // valid handshakes a second a relay completes for real devices while junk initiations under
 // random keys arrive at a given rate, and how much relay CPU the junk costs.
 //
-//	go run ./loadtest/handshake -junk 5000 -devices 20 -duration 10s
+//	go run ./loadtest/handshake -junk 5000 -devices 100 -every 1s -duration 10s
 //
 // It starts the relay in a child process of its own (this command with -serve: a
 // tunnel.Relay on 127.0.0.1 with an in-memory TUN and the devices' keys in a map), so the
 // relay's CPU time is measured apart from the load generator's. Valid devices send from
-// 127.0.1.x, one address each, handshaking back to back (a new handshake as soon as one
-// completes, 1 s timeout); the junk comes from 127.0.0.2–6 and, like the strongest attacker,
-// carries a valid mac1 and takes the cookies the relay sends under load. It prints one table
-// row. Only loopback addresses are used.
+// 127.0.1.x, one address each, each starting a handshake every -every (a handshake counts as
+// completed when its response comes within a second; a cookie reply is answered at once, as
+// the agent does); the junk comes from 127.0.0.2–6 and, like the strongest attacker, carries
+// a valid mac1 and takes the cookies the relay sends under load. It prints one table row:
+// code, junk/s sent, devices, handshakes started/s, completed/s, share completed, p99
+// latency, relay CPU (cores), relay CPU µs per junk initiation. Only loopback addresses are
+// used.
 package main
 
 import (
@@ -20,10 +23,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +63,8 @@ func main() {
 		serve    = flag.Bool("serve", false, "run the relay (internal: the measuring process starts it)")
 		junk     = flag.Int("junk", 5000, "junk initiations a second, spread over the junk addresses")
 		addrs    = flag.Int("junk-addrs", 5, "junk source addresses (127.0.0.2 onwards), 1..50")
-		devices  = flag.Int("devices", 20, "valid devices handshaking back to back, 0..200")
+		devices  = flag.Int("devices", 100, "valid devices, each handshaking every -every, 0..200")
+		every    = flag.Duration("every", time.Second, "how often each valid device starts a handshake")
 		duration = flag.Duration("duration", 10*time.Second, "how long to measure")
 		pool     = flag.Int("pool", 4000, "distinct junk initiations (random keys), sent round-robin")
 	)
@@ -70,11 +76,11 @@ func main() {
 		}
 		return
 	}
-	if *addrs < 1 || *addrs > 50 || *devices < 0 || *devices > 200 || *duration <= 0 || *junk < 0 {
+	if *addrs < 1 || *addrs > 50 || *devices < 0 || *devices > 200 || *duration <= 0 || *junk < 0 || *every <= 0 {
 		fmt.Fprintln(os.Stderr, "handshake: need 1..50 junk addresses, 0..200 devices, a duration and junk ≥ 0")
 		os.Exit(2)
 	}
-	if err := measure(*junk, *addrs, *devices, *pool, *duration); err != nil {
+	if err := measure(*junk, *addrs, *devices, *pool, *every, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "handshake:", err)
 		os.Exit(1)
 	}
@@ -137,7 +143,7 @@ func runRelay() error {
 }
 
 // measure starts the relay, floods it while the devices handshake, and prints the row.
-func measure(junk, addrs, devices, poolSize int, duration time.Duration) error {
+func measure(junk, addrs, devices, poolSize int, every, duration time.Duration) error {
 	relayKey, err := tunnel.GenerateKeyPair(nil)
 	if err != nil {
 		return err
@@ -162,7 +168,8 @@ func measure(junk, addrs, devices, poolSize int, duration time.Duration) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var valid, sent atomic.Int64
+	var sent, joined atomic.Int64
+	var st stats
 	measuring := atomic.Bool{}
 	for i, k := range keys {
 		d, err := newValidDevice(k, relayKey.Public, relayAddr, i)
@@ -170,7 +177,7 @@ func measure(junk, addrs, devices, poolSize int, duration time.Duration) error {
 			cancel()
 			return err
 		}
-		wg.Go(func() { d.run(ctx, &valid, &measuring) })
+		wg.Go(func() { d.run(ctx, every, &st, &joined, &measuring) })
 	}
 	for i := range addrs {
 		f, err := newJunk(pool, relayKey.Public, relayAddr, i)
@@ -180,7 +187,11 @@ func measure(junk, addrs, devices, poolSize int, duration time.Duration) error {
 		}
 		wg.Go(func() { f.run(ctx, junk/addrs, &sent, &measuring) })
 	}
-	time.Sleep(2 * time.Second) // devices known to the relay, load settled
+	// Measure once every device has handshaken (the relay knows them all) and the load settled.
+	for deadline := time.Now().Add(30 * time.Second); joined.Load() < int64(devices) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
 	cpu0, err := processCPU(child.cmd.Process.Pid)
 	if err != nil {
 		cancel()
@@ -202,10 +213,14 @@ func measure(junk, addrs, devices, poolSize int, duration time.Duration) error {
 		return err
 	}
 	relayCPU := cpu1 - cpu0
-	fmt.Printf("| %s | %d | %.0f | %d | %.0f | %.2f | %s |\n",
-		map[bool]string{true: "after", false: "before"}[hasMACs], junk, float64(sent.Load())/elapsed.Seconds(),
-		devices, float64(valid.Load())/elapsed.Seconds(), relayCPU.Seconds()/elapsed.Seconds(),
-		perJunk(relayCPU, sent.Load()))
+	success := "—"
+	if st.attempts > 0 {
+		success = fmt.Sprintf("%.1f %%", 100*float64(len(st.completed))/float64(st.attempts))
+	}
+	fmt.Printf("| %s | %.0f | %d | %.0f | %.0f | %s | %v | %.2f | %s |\n",
+		map[bool]string{true: "after", false: "before"}[hasMACs], float64(sent.Load())/elapsed.Seconds(),
+		devices, float64(st.attempts)/elapsed.Seconds(), float64(len(st.completed))/elapsed.Seconds(), success,
+		st.p99().Round(100*time.Microsecond), relayCPU.Seconds()/elapsed.Seconds(), perJunk(relayCPU, sent.Load()))
 	fmt.Fprintf(os.Stderr, "relay counters: %+v\n", rep.Counters)
 	return nil
 }
@@ -305,39 +320,91 @@ func newValidDevice(key tunnel.KeyPair, relay tunnel.PublicKey, to netip.AddrPor
 	return d, nil
 }
 
-func (d *validDevice) run(ctx context.Context, done *atomic.Int64, measuring *atomic.Bool) {
+// run handshakes every every (from a random phase) until ctx ends, like a device that
+// retries or re-keys, and records each attempt while measuring: completed within a second,
+// resent at once after a cookie reply, or failed. joined counts the devices that completed
+// one.
+func (d *validDevice) run(ctx context.Context, every time.Duration, st *stats, joined *atomic.Int64, measuring *atomic.Bool) {
 	defer d.conn.Close()
-	buf := make([]byte, 2048)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	time.Sleep(time.Duration(rand.Int64N(int64(every))))
+	first := true
 	for index := uint32(1); ctx.Err() == nil; index++ {
-		h, pkt, err := tunnel.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
-		if err != nil {
-			return
+		start := time.Now()
+		ok := d.handshake(index)
+		if ok && first {
+			first = false
+			joined.Add(1)
 		}
-		if hasMACs {
-			d.macs.AddMacs(pkt)
+		if measuring.Load() {
+			st.record(ok, time.Since(start))
 		}
-		d.conn.WriteToUDPAddrPort(pkt, d.to)
-		d.conn.SetReadDeadline(time.Now().Add(time.Second))
-		for {
-			n, _, err := d.conn.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				break
-			}
-			p, drop := tunnel.ParsePacket(buf[:n])
-			if drop != tunnel.DropNone {
-				continue
-			}
-			if hasMACs && takeCookie(&d.macs, p) {
-				break // resend at once, now with mac2
-			}
-			if _, drop := h.Complete(p, time.Now()); drop == tunnel.DropNone {
-				if measuring.Load() {
-					done.Add(1)
-				}
-				break
-			}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
 		}
 	}
+}
+
+// handshake sends an initiation and reports whether it completed within a second; a cookie
+// reply makes it send the initiation again at once, with mac2.
+func (d *validDevice) handshake(index uint32) bool {
+	h, pkt, err := tunnel.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
+	if err != nil {
+		return false
+	}
+	if hasMACs {
+		d.macs.AddMacs(pkt)
+	}
+	d.conn.WriteToUDPAddrPort(pkt, d.to)
+	d.conn.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := d.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return false
+		}
+		p, drop := tunnel.ParsePacket(buf[:n])
+		if drop != tunnel.DropNone {
+			continue
+		}
+		if hasMACs && takeCookie(&d.macs, p) {
+			d.macs.AddMacs(pkt)
+			d.conn.WriteToUDPAddrPort(pkt, d.to)
+			continue
+		}
+		if _, drop := h.Complete(p, time.Now()); drop == tunnel.DropNone {
+			return true
+		}
+	}
+}
+
+// stats are the devices' handshake attempts while measuring. mu guards all of it.
+type stats struct {
+	mu        sync.Mutex
+	attempts  int
+	completed []time.Duration
+}
+
+func (s *stats) record(ok bool, took time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	if ok {
+		s.completed = append(s.completed, took)
+	}
+}
+
+// p99 is the 99th percentile of the completed handshakes' latency.
+func (s *stats) p99() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.completed) == 0 {
+		return 0
+	}
+	slices.Sort(s.completed)
+	return s.completed[len(s.completed)*99/100]
 }
 
 // takeCookie gives a cookie reply's cookie to g and reports whether p was one.
