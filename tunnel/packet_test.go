@@ -86,14 +86,21 @@ func TestParsePacketAllocs(t *testing.T) {
 }
 
 // FuzzParsePacket feeds arbitrary datagrams to the parser and, for those that
-// parse, to a responder and a session, none of which may panic or accept a
-// packet they did not make. The seed corpus is in testdata/fuzz.
+// parse, to a responder, the relay's MAC check, a device's cookie jar and a
+// session, none of which may panic or accept a packet they did not make. The
+// seed corpus is in testdata/fuzz.
 func FuzzParsePacket(f *testing.F) {
 	p := handshake(f)
 	resp := NewHandshakeResponder(p.tunnel, func([]byte) (string, bool) { return "dev", true })
+	var checker cookieChecker
+	checker.init(p.tunnel.Public)
+	jar := newCookieJar(p.tunnel.Public)
+	_, init, _ := InitiateHandshake(nil, p.device, p.tunnel.Public, 7, epoch)
+	jar.add(init) // the jar waits for a cookie reply to this initiation
 	keepalive, _ := p.deviceSess.Encrypt(nil, nil)
 	f.Add(keepalive)
 	f.Add([]byte{byte(PacketTransport)})
+	f.Add(append([]byte{byte(PacketCookieReply), 7, 0, 0, 0}, make([]byte, CookieReplySize-5)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pkt, d := ParsePacket(b)
 		if d >= NumDrops {
@@ -118,12 +125,23 @@ func FuzzParsePacket(f *testing.F) {
 				t.Fatalf("Decrypt(%x) accepted a packet the session did not encrypt", b)
 			}
 		case PacketInitiation:
-			if _, _, d := resp.Respond(nil, pkt, 1, epoch); d == DropNone {
+			if checker.checkMAC1(b) && !bytes.Equal(b, init) {
+				t.Fatalf("checkMAC1(%x) accepted a fuzzed initiation", b)
+			}
+			if _, _, d := resp.Respond(nil, pkt, 1, epoch); d == DropNone && !bytes.Equal(b, init) {
 				t.Fatalf("Respond(%x) accepted a fuzzed initiation", b)
 			}
 		case PacketResponse:
 			if len(pkt.Body) != ResponseSize-9 {
 				t.Fatalf("ParsePacket(%x) response body %d bytes", b, len(pkt.Body))
+			}
+		case PacketCookieReply:
+			if len(b) != CookieReplySize || len(pkt.Body) != CookieReplySize-5 {
+				t.Fatalf("ParsePacket(%x) = %+v, want a %d-byte cookie reply", b, pkt, CookieReplySize)
+			}
+			// Only the relay, with the initiation's mac1, can make a reply the jar takes.
+			if jar.consume(b) {
+				t.Fatalf("consume(%x) took a fuzzed cookie reply", b)
 			}
 		case PacketUnknownSession:
 			if len(b) != UnknownSessionSize || pkt.Body != nil {
