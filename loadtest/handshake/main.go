@@ -212,17 +212,21 @@ func measure(junk, addrs, devices, poolSize int, every, duration time.Duration) 
 	if err != nil {
 		return err
 	}
-	relayCPU := cpu1 - cpu0
+	printRow(sent.Load(), devices, &st, cpu1-cpu0, elapsed)
+	fmt.Fprintf(os.Stderr, "relay counters: %+v\n", rep.Counters)
+	return nil
+}
+
+// printRow prints the table row of a run that lasted elapsed.
+func printRow(junk int64, devices int, st *stats, relayCPU, elapsed time.Duration) {
 	success := "—"
 	if st.attempts > 0 {
 		success = fmt.Sprintf("%.1f %%", 100*float64(len(st.completed))/float64(st.attempts))
 	}
 	fmt.Printf("| %s | %.0f | %d | %.0f | %.0f | %s | %v | %.2f | %s |\n",
-		map[bool]string{true: "after", false: "before"}[hasMACs], float64(sent.Load())/elapsed.Seconds(),
+		map[bool]string{true: "after", false: "before"}[hasMACs], float64(junk)/elapsed.Seconds(),
 		devices, float64(st.attempts)/elapsed.Seconds(), float64(len(st.completed))/elapsed.Seconds(), success,
-		st.p99().Round(100*time.Microsecond), relayCPU.Seconds()/elapsed.Seconds(), perJunk(relayCPU, sent.Load()))
-	fmt.Fprintf(os.Stderr, "relay counters: %+v\n", rep.Counters)
-	return nil
+		st.p99().Round(100*time.Microsecond), relayCPU.Seconds()/elapsed.Seconds(), perJunk(relayCPU, junk))
 }
 
 // perJunk is the relay's CPU time per junk initiation, in µs ("—" without junk).
