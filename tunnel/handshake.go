@@ -13,17 +13,18 @@ import (
 // little and cannot starve the devices (issue #15):
 //
 //  1. The UDP reader checks mac1 (one BLAKE2s): a datagram not made for this relay is dropped.
-//  2. Under load (the handshake queue an eighth full or over 250 initiations a second, and
-//     for a second after), an initiation
-//     needs a valid mac2, or it is answered with a cookie reply and dropped; then its source
-//     address must be within its budget (20 a second, bursts of 5, as in WireGuard).
+//  2. Under load (the handshake queue an eighth full or over loadRate initiations a second,
+//     and for a second after), an initiation needs a valid mac2, or it is answered with a
+//     cookie reply and dropped; then its source address must be within its budget (20 a
+//     second, bursts of 5, as in WireGuard).
 //  3. The initiation is queued to HandshakeWorkers workers, which do the Diffie-Hellman.
 //  4. The device's key is looked up: first in the relay's own record of the devices that hold
 //     or recently held a session (no network, so an API outage ends no session), then in the
 //     cache of Directory answers, and only then in the Directory, within a per-address and a
-//     global budget, with at most lookupSlots look-ups in flight, one per key. A worker waits
-//     at most lookupWait for its look-up; a slower one finishes in the background and fills
-//     the cache for the device's retry, so a slow API never holds up the workers.
+//     global budget, with at most lookupSlots look-ups in flight, one per key. No worker
+//     waits for the Directory: the initiation is set aside and queued again, with the
+//     answer, when its look-up is done, so a slow API holds up only the devices it is asked
+//     about.
 const (
 	handshakeQueue = 1024
 	// The relay is under load while its queue holds loadThreshold initiations or more, or
