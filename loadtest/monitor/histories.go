@@ -219,6 +219,7 @@ func (h fleetHistory) report(w io.Writer, c config, acceptedRun, acceptedSteady 
 	}
 	fmt.Fprintf(w, "heartbeats that reached Temporal (heartbeat signals): whole run %d of %d accepted by the API, steady %d of %d\n",
 		h.signalsRun, acceptedRun, h.signalsSteady, acceptedSteady)
+	fmt.Fprintln(w, "  (the API's phase is when the device sent the heartbeat, Temporal's when it took the signal: a few may cross the edge)")
 	perDH := func(n int) float64 { return float64(n) / (float64(h.devices) * c.steady.Hours()) }
 	if h.devices == 0 {
 		return
