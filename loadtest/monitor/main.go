@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
@@ -341,7 +342,7 @@ func run(ctx context.Context, c config) error {
 }
 
 // dialTemporal connects to c's Temporal, whose histories the tool reads after the run; before
-// it, so that a wrong address fails at once.
+// it, so that a wrong address or namespace fails at once.
 func dialTemporal(ctx context.Context, c config, log *slog.Logger) (client.Client, error) {
 	if c.temporal == "" {
 		return nil, errors.New("no -temporal address (set -a; . .data/dev.env; set +a sets TEMPORAL_ADDRESS)")
@@ -354,6 +355,11 @@ func dialTemporal(ctx context.Context, c config, log *slog.Logger) (client.Clien
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", c.temporal, err)
+	}
+	// Dial does not check the namespace; a wrong one would fail every history after the run.
+	if _, err := tc.WorkflowService().DescribeNamespace(dctx, &workflowservice.DescribeNamespaceRequest{Namespace: c.namespace}); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("namespace %q of Temporal at %s: %w", c.namespace, c.temporal, err)
 	}
 	return tc, nil
 }
