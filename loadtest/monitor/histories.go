@@ -26,7 +26,7 @@ const localActivityMarker = "LocalActivity"
 
 // windows are the spans of the run whose events are counted.
 type windows struct {
-	runFrom, runUntil       time.Time // the fleet's run: heartbeats sent
+	runFrom, runUntil       time.Time // the fleet's run, until it is told to stop
 	steadyFrom, steadyUntil time.Time // the steady phase
 }
 
@@ -219,7 +219,10 @@ func (h fleetHistory) report(w io.Writer, c config, acceptedRun, acceptedSteady 
 	}
 	fmt.Fprintf(w, "heartbeats that reached Temporal (heartbeat signals): whole run %d of %d accepted by the API, steady %d of %d\n",
 		h.signalsRun, acceptedRun, h.signalsSteady, acceptedSteady)
-	fmt.Fprintln(w, "  (the API's phase is when the device sent the heartbeat, Temporal's when it took the signal: a few may cross the edge)")
+	if h.signalsRun != acceptedRun || h.signalsSteady != acceptedSteady {
+		fmt.Fprintln(w, "  (a heartbeat's phase is when the device sent it, a signal's when Temporal took it, so a few may cross the\n"+
+			"  steady phase's edges; one cut off by the fleet's stop, or answered 503 after Temporal took it, is a signal too)")
+	}
 	perDH := func(n int) float64 { return float64(n) / (float64(h.devices) * c.steady.Hours()) }
 	if h.devices == 0 {
 		return

@@ -326,12 +326,14 @@ func run(ctx context.Context, c config) error {
 			break
 		}
 	}
+	// The run's window ends when the fleet is told to stop: the fleet counts no heartbeat cut
+	// off by the stop, and the histories none that Temporal took after it.
+	w := windows{runFrom: runStart, runUntil: time.Now(), steadyFrom: steadyFrom, steadyUntil: steadyUntil}
 	stopFleet()
 	<-fleetErr
 	if ctx.Err() != nil {
 		fmt.Println("\nINTERRUPTED: the numbers below cover only part of the plan")
 	}
-	w := windows{runFrom: runStart, runUntil: time.Now(), steadyFrom: steadyFrom, steadyUntil: steadyUntil}
 	rec.report(os.Stdout, c, fleet)
 	if ctx.Err() != nil {
 		return ctx.Err()
