@@ -9,9 +9,10 @@
 // their silence). It prints heartbeat latency percentiles of the steady phase, the detection
 // error percentiles, the recovery alerts' latency, and the false alerts.
 //
-// Then it reads the history of every run of every device's monitor (workflow
-// device-monitor:<device id>, following the Continue-As-New chain back from the current run)
-// from Temporal and counts, independently of the API: the heartbeat signals that reached
+// Then it reads from Temporal the history of each device's monitor (workflow
+// device-monitor:<device id>: its current run and, along the Continue-As-New chain, the
+// earlier ones back to the run in progress when the fleet started) and counts, independently
+// of the API: the heartbeat signals that reached
 // Temporal, in the whole run and in the steady phase, next to the heartbeats the API accepted;
 // and per device-hour of the steady phase, the workflow tasks completed, the heartbeat signals,
 // the timers fired and the local activities (their markers).
