@@ -9,8 +9,18 @@
 // their silence). It prints heartbeat latency percentiles of the steady phase, the detection
 // error percentiles, the recovery alerts' latency, and the false alerts.
 //
+// Then it reads from Temporal the history of each device's monitor (workflow
+// device-monitor:<device id>: its current run and, along the Continue-As-New chain, the
+// earlier ones back to the run in progress when the fleet started) and counts, independently
+// of the API: the heartbeat signals that reached
+// Temporal, in the whole run and in the steady phase, next to the heartbeats the API accepted;
+// and per device-hour of the steady phase, the workflow tasks completed, the heartbeat signals,
+// the timers fired and the local activities (their markers).
+//
 //	set -a; . .data/dev.env; set +a
 //	go run ./loadtest/monitor -devices 10000 -steady 5m -silence 50
+//
+// (dev.env gives it the API, the operator and TEMPORAL_ADDRESS.)
 //
 // The devices are kept in -state and reused by the next run. The operator's webhook points at
 // the receiver while the tool runs and is given back at the end. Only a loopback API may be
@@ -18,6 +28,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +47,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/demo"
 	"github.com/cellgate/cellgate/webhook"
@@ -48,6 +63,8 @@ type config struct {
 	offlineAfter                   time.Duration
 	warmup, steady, settle         time.Duration
 	state, prefix                  string
+	temporal, namespace            string
+	historyConcurrency             int
 }
 
 func main() {
@@ -67,6 +84,9 @@ func main() {
 	flag.DurationVar(&c.settle, "settle", time.Minute, "how long to wait for late alerts after the last one is due")
 	flag.StringVar(&c.state, "state", ".data/monitor-devices.json", "state file of the simulated devices (reused by the next run)")
 	flag.StringVar(&c.prefix, "prefix", "mon-", "name prefix of the simulated devices")
+	flag.StringVar(&c.temporal, "temporal", os.Getenv("TEMPORAL_ADDRESS"), "Temporal frontend host:port, whose device monitors' histories are read after the run [$TEMPORAL_ADDRESS]")
+	flag.StringVar(&c.namespace, "namespace", cmp.Or(os.Getenv("TEMPORAL_NAMESPACE"), "default"), "Temporal namespace of the device monitors [$TEMPORAL_NAMESPACE]")
+	flag.IntVar(&c.historyConcurrency, "history-concurrency", 16, "most workflow histories read at once")
 	flag.Parse()
 	if c.jitter < 0 {
 		c.jitter = c.interval / 10
@@ -184,10 +204,15 @@ func run(ctx context.Context, c config) error {
 	if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("-api %s: only a loopback API may be load-tested", c.apiURL)
 	}
-	if c.devices < 1 || c.silence < 0 || c.silence > c.devices || c.steady <= 0 {
-		return errors.New("need 1+ devices, 0 to -devices silenced devices and a positive -steady")
+	if c.devices < 1 || c.silence < 0 || c.silence > c.devices || c.steady <= 0 || c.historyConcurrency < 1 {
+		return errors.New("need 1+ devices, 0 to -devices silenced devices, a positive -steady and -history-concurrency")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	tc, err := dialTemporal(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
 	httpc := agent.NewHTTPClient(c.concurrency)
 	var op *agent.Operator
 	if c.token != "" {
@@ -302,13 +327,51 @@ func run(ctx context.Context, c config) error {
 			break
 		}
 	}
+	// The run's window ends when the fleet is told to stop: the fleet counts no heartbeat cut
+	// off by the stop, and the histories none that Temporal took after it.
+	w := windows{runFrom: runStart, runUntil: time.Now(), steadyFrom: steadyFrom, steadyUntil: steadyUntil}
 	stopFleet()
 	<-fleetErr
 	if ctx.Err() != nil {
 		fmt.Println("\nINTERRUPTED: the numbers below cover only part of the plan")
 	}
 	rec.report(os.Stdout, c, fleet)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	h := readFleet(ctx, tc, fleet.Devices(), w, c.historyConcurrency, log)
+	h.report(os.Stdout, c, int(fleet.Stats().OK), rec.accepted(phaseSteady))
 	return ctx.Err()
+}
+
+// dialTemporal connects to c's Temporal, whose histories the tool reads after the run; before
+// it, so that a wrong address or namespace fails at once.
+func dialTemporal(ctx context.Context, c config, log *slog.Logger) (client.Client, error) {
+	if c.temporal == "" {
+		return nil, errors.New("no -temporal address (set -a; . .data/dev.env; set +a sets TEMPORAL_ADDRESS)")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tc, err := client.DialContext(dctx, client.Options{
+		HostPort: c.temporal, Namespace: c.namespace,
+		Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", c.temporal, err)
+	}
+	// Dial does not check the namespace; a wrong one would fail every history after the run.
+	if _, err := tc.WorkflowService().DescribeNamespace(dctx, &workflowservice.DescribeNamespaceRequest{Namespace: c.namespace}); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("namespace %q of Temporal at %s: %w", c.namespace, c.temporal, err)
+	}
+	return tc, nil
+}
+
+// accepted is the number of heartbeats the API accepted in phase ph.
+func (r *recorder) accepted(ph int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.latency[ph])
 }
 
 // complete reports whether every silenced device's offline and online alerts arrived.
