@@ -11,8 +11,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/store"
@@ -309,15 +307,18 @@ func (s *Server) heartbeat(c *gin.Context) error {
 		return err
 	}
 	ctx := c.Request.Context()
-	dev, err := s.store.RecordHeartbeat(ctx, c.MustGet(deviceKey).([]byte), t)
+	rec, err := s.store.RecordHeartbeat(ctx, c.MustGet(deviceKey).([]byte), t)
 	if err != nil {
 		return authError(err)
 	}
-	// The device hears 204 only once its monitor has the heartbeat; else it retries.
-	if err := s.signalHeartbeat(ctx, dev); err != nil {
-		s.log.WarnContext(ctx, "heartbeat not signalled", "device_id", dev.ID, "err", err)
-		c.Header("Retry-After", "5")
-		return errUnavailable
+	// A heartbeat the monitor must hear of is answered 204 only once it has it; else the
+	// device retries, and its retry, finding the row unchanged, signals again.
+	if workflows.MonitorMustHear(rec, s.cfg.Monitor) {
+		if err := s.signalHeartbeat(ctx, rec.Device, rec.At); err != nil {
+			s.log.WarnContext(ctx, "heartbeat not signalled", "device_id", rec.Device.ID, "err", err)
+			c.Header("Retry-After", "5")
+			return errUnavailable
+		}
 	}
 	c.Status(http.StatusNoContent)
 	return nil
@@ -343,29 +344,6 @@ func (s *Server) paceHeartbeat(c *gin.Context) error {
 // errUnavailable: Temporal did not take the request; the caller should retry.
 var errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 	Message: "the workflow service is unavailable; retry shortly"}
-
-// signalTimeout bounds how long a request waits for Temporal to accept a signal or start.
-const signalTimeout = 5 * time.Second
-
-// signalHeartbeat hands a heartbeat to the device's DeviceMonitor, starting it if needed.
-func (s *Server) signalHeartbeat(ctx context.Context, dev store.DeviceRef) error {
-	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
-	defer cancel()
-	_, err := s.temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal,
-		workflows.Heartbeat{At: time.Now().UTC(), Config: s.cfg.Monitor},
-		client.StartWorkflowOptions{
-			ID:        workflows.DeviceMonitorID(dev.ID),
-			TaskQueue: workflows.TaskQueue,
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.OperatorIDKey.ValueSet(dev.OperatorID.String()),
-				workflows.DeviceIDKey.ValueSet(dev.ID.String())),
-			StaticSummary: "Device monitor of " + dev.Name,
-		},
-		workflows.DeviceMonitor, workflows.DeviceMonitorInput{
-			DeviceID: dev.ID, OperatorID: dev.OperatorID, DeviceName: dev.Name, Config: s.cfg.Monitor,
-		})
-	return err
-}
 
 // GET /api/v1/devices/{id}/events?limit=&before=: status transitions, newest first.
 func (s *Server) deviceEvents(c *gin.Context) error {

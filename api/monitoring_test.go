@@ -218,8 +218,8 @@ func TestHeartbeatStartsMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DescribeWorkflow(%s) after a heartbeat: %v", id, err)
 	}
-	if d.WorkflowType.Name != "DeviceMonitor" {
-		t.Errorf("DescribeWorkflow(%s) type = %q, want DeviceMonitor", id, d.WorkflowType.Name)
+	if d.WorkflowType.Name != workflows.DeviceMonitorType {
+		t.Errorf("DescribeWorkflow(%s) type = %q, want %s", id, d.WorkflowType.Name, workflows.DeviceMonitorType)
 	}
 	if d.TaskQueueName != "cellgate" {
 		t.Errorf("DescribeWorkflow(%s) task queue = %q, want cellgate", id, d.TaskQueueName)
@@ -242,27 +242,29 @@ func TestHeartbeatStartsMonitor(t *testing.T) {
 	}
 	runID := d.WorkflowExecution.RunID
 
-	// The next heartbeat signals the same run, which counts both.
-	device.must(t, http.StatusNoContent, http.MethodPost, "/api/v1/device/heartbeat", map[string]any{"battery": 79})
-	var st workflows.MonitorState
-	eventually(t, 30*time.Second, func() (bool, string) {
-		v, err := tc.QueryWorkflow(ctx, id, "", workflows.MonitorStateQuery)
-		if err != nil {
-			return false, fmt.Sprintf("QueryWorkflow(%s, %s): %v", id, workflows.MonitorStateQuery, err)
-		}
-		if err := v.Get(&st); err != nil {
-			return false, fmt.Sprintf("decode monitor state: %v", err)
-		}
-		return st.Heartbeats == 2 && st.Status == store.StatusOnline, fmt.Sprintf("monitor state = %+v, want 2 heartbeats, online", st)
-	})
-	if d, err := tc.DescribeWorkflow(ctx, id, ""); err != nil || d.WorkflowExecution.RunID != runID {
-		t.Errorf("DescribeWorkflow(%s) after a second heartbeat: run %v, %v, want the first run %s", id, d.WorkflowExecution.RunID, err, runID)
-	}
-	// The monitor wrote the transition to online.
+	// The monitor writes the transition to online, and with it the clocks it runs with.
 	eventually(t, 30*time.Second, func() (bool, string) {
 		got, raw := a.getDevice(t, dev.ID.String())
 		return got.Status == store.StatusOnline, "GET device = " + raw + ", want status online"
 	})
+	// Later heartbeats stay in Postgres: the monitor reads them at its deadline.
+	for range 3 {
+		device.must(t, http.StatusNoContent, http.MethodPost, "/api/v1/device/heartbeat", map[string]any{"battery": 79})
+	}
+	var st workflows.MonitorState
+	v, err := tc.QueryWorkflow(ctx, id, "", workflows.MonitorStateQuery)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	if err != nil || st.Wakes != 1 || st.Status != store.StatusOnline {
+		t.Errorf("monitor state after 4 heartbeats = %+v (%v), want 1 wake (the first heartbeat), online", st, err)
+	}
+	if signals := heartbeatSignals(t, tc, id); signals != 1 {
+		t.Errorf("heartbeat signals in %s's history = %d, want 1", id, signals)
+	}
+	if d, err := tc.DescribeWorkflow(ctx, id, ""); err != nil || d.WorkflowExecution.RunID != runID {
+		t.Errorf("DescribeWorkflow(%s) after more heartbeats: run %v, %v, want the first run %s", id, d.WorkflowExecution.RunID, err, runID)
+	}
 
 	// Deleting the device ends its monitor: it completes, it is not left running or killed.
 	a.must(t, http.StatusNoContent, http.MethodDelete, "/api/v1/devices/"+dev.ID.String(), nil)
@@ -354,7 +356,7 @@ func TestDeviceEventsList(t *testing.T) {
 	base := time.Date(2025, 6, 1, 12, 0, 0, 123456000, time.UTC)
 	record := func(id uuid.UUID, status string, at time.Time) {
 		t.Helper()
-		if err := e.store.RecordDeviceStatus(ctx, id, status, at); err != nil {
+		if err := e.store.RecordDeviceStatus(ctx, id, status, at, workflows.MonitorConfig{}); err != nil {
 			t.Fatalf("RecordDeviceStatus(%s, %s, %v): %v", id, status, at, err)
 		}
 	}
@@ -579,4 +581,21 @@ func TestDeviceEvents(t *testing.T) {
 	if list, _, r := b.deliveries(t, ""); len(list) != 0 {
 		t.Errorf("%s as another operator = %s, want none", r, r.raw)
 	}
+}
+
+// heartbeatSignals counts the heartbeat signals in the workflow's current run's history.
+func heartbeatSignals(t *testing.T, tc temporalclient.Client, id string) int {
+	t.Helper()
+	n := 0
+	it := tc.GetWorkflowHistory(t.Context(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", id, err)
+		}
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.HeartbeatSignal {
+			n++
+		}
+	}
+	return n
 }

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -286,10 +287,11 @@ func (s *Server) Serve(ctx context.Context, public, internal net.Listener) error
 	} else {
 		s.log.Info("internal api off: no internal token")
 	}
-	purgeCtx, stopPurge := context.WithCancel(ctx)
-	purged := make(chan struct{})
-	go func() { s.purgeExpired(purgeCtx); close(purged) }() // exits with Serve, below
-	defer func() { stopPurge(); <-purged }()
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	background.Go(func() { s.purgeExpired(bgCtx) }) // both exit with Serve, below
+	background.Go(func() { s.sweepMonitors(bgCtx) })
+	defer func() { stopBackground(); background.Wait() }()
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(listeners[i]) }() // exits when Shutdown closes the listener

@@ -146,27 +146,3 @@ func (s *Store) EnrollDevice(ctx context.Context, enrollmentHash, deviceHash, no
 	}
 	return d, nil
 }
-
-// RecordHeartbeat stores a heartbeat of the device whose token has this hash: its time and the
-// telemetry it carried. An unknown token (or a deleted device's) is ErrNotFound.
-//
-// A heartbeat is a liveness sample that the next one, seconds later, supersedes; the
-// DeviceMonitor workflow keeps the durable record. So its commit does not wait for the WAL
-// flush: set_config(..., true) turns synchronous_commit off for this statement's own
-// transaction only, in the same round trip. A crash can lose the last heartbeat's timestamp,
-// never corrupt anything, and devices are answered without an fsync each (BENCHMARKS.md:
-// about 3x the throughput on this machine's disk).
-func (s *Store) RecordHeartbeat(ctx context.Context, tokenHash []byte, t Telemetry) (DeviceRef, error) {
-	var d DeviceRef
-	err := s.pool.QueryRow(ctx,
-		`UPDATE devices SET last_heartbeat_at = now(), battery = $2, charging = $3, signal_dbm = $4,
-		     carrier = $5, network_type = $6, cellular_ip = $7, app_version = $8
-		 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-		 WHERE token_hash = $1 RETURNING id, operator_id, name`,
-		tokenHash, t.Battery, t.Charging, t.SignalDBM, t.Carrier, t.NetworkType, t.CellularIP, t.AppVersion,
-	).Scan(&d.ID, &d.OperatorID, &d.Name)
-	if err != nil {
-		return DeviceRef{}, notFound(err)
-	}
-	return d, nil
-}

@@ -23,26 +23,33 @@ type StatusEvent struct {
 	OccurredAt time.Time `json:"occurred_at"`
 }
 
-// RecordDeviceStatus writes a transition: the event row (once, however often it is retried)
-// and the device's current status, unless a later transition is already there, so writes
-// that arrive out of order leave the newest status. A deleted device is ErrNotFound.
-func (s *Store) RecordDeviceStatus(ctx context.Context, deviceID uuid.UUID, status string, at time.Time) error {
+// RecordDeviceStatus writes a transition the device's monitor made and stamps the clocks it
+// runs with: the device's current status (unless a later transition is already there, so
+// writes that arrive out of order leave the newest) and an event row, written once however
+// often it is retried and not at all when the status does not change (a monitor started again
+// finds the device online). It commits synchronously: the status is what heartbeats are
+// answered by (see RecordHeartbeat). A deleted device is ErrNotFound.
+func (s *Store) RecordDeviceStatus(ctx context.Context, deviceID uuid.UUID, status string, at time.Time, cfg MonitorConfig) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var operatorID uuid.UUID
-		err := tx.QueryRow(ctx, `SELECT operator_id FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&operatorID)
+		var current string
+		err := tx.QueryRow(ctx, `SELECT operator_id, status FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&operatorID, &current)
 		if err != nil {
 			return notFound(err)
 		}
-		if _, err := tx.Exec(ctx,
-			`INSERT INTO device_status_events (device_id, operator_id, status, occurred_at) VALUES ($1, $2, $3, $4)
-			 ON CONFLICT (device_id, status, occurred_at) DO NOTHING`,
-			deviceID, operatorID, status, at); err != nil {
-			return fmt.Errorf("insert status event: %w", err)
+		if current != status {
+			if _, err := tx.Exec(ctx,
+				`INSERT INTO device_status_events (device_id, operator_id, status, occurred_at) VALUES ($1, $2, $3, $4)
+				 ON CONFLICT (device_id, status, occurred_at) DO NOTHING`,
+				deviceID, operatorID, status, at); err != nil {
+				return fmt.Errorf("insert status event: %w", err)
+			}
 		}
 		if _, err := tx.Exec(ctx,
-			`UPDATE devices SET status = $2, status_changed_at = $3
+			`UPDATE devices SET status = $2, status_changed_at = $3, monitor_checked_at = clock_timestamp(),
+			     monitor_offline_after_ms = $4, monitor_cooldown_ms = $5
 			 WHERE id = $1 AND (status_changed_at IS NULL OR status_changed_at <= $3)`,
-			deviceID, status, at); err != nil {
+			deviceID, status, at, cfg.OfflineAfter.Milliseconds(), cfg.Cooldown.Milliseconds()); err != nil {
 			return fmt.Errorf("update device status: %w", err)
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/store"
@@ -45,7 +46,7 @@ const DefaultWorkflowCacheSize = 25000
 
 // Register adds every cellgate workflow and activity to w.
 func Register(w sdkworker.Registry, acts *activities.Activities) {
-	w.RegisterWorkflow(workflows.DeviceMonitor)
+	w.RegisterWorkflowWithOptions(workflows.DeviceMonitor, workflow.RegisterOptions{Name: workflows.DeviceMonitorType})
 	w.RegisterWorkflow(workflows.WebhookTest)
 	w.RegisterWorkflow(workflows.WebhookRedelivery)
 	w.RegisterWorkflow(workflows.ConnectionQuota)
@@ -68,6 +69,9 @@ func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log 
 		acts.Relays = []activities.Relay{&tunnel.ControlClient{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
 	}
 	Register(w, acts)
+	if _, err := RetireMonitors(ctx, c, log); err != nil {
+		return err
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start temporal worker: %w", err)
 	}

@@ -246,14 +246,14 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 	opAttr, _ := desc.TypedSearchAttributes.GetKeyword(workflows.OperatorIDKey)
 	devAttr, _ := desc.TypedSearchAttributes.GetKeyword(workflows.DeviceIDKey)
 	summary, _ := desc.GetStaticSummary()
-	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || desc.WorkflowType.Name != "DeviceMonitor" || desc.TaskQueueName != workflows.TaskQueue ||
+	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || desc.WorkflowType.Name != workflows.DeviceMonitorType || desc.TaskQueueName != workflows.TaskQueue ||
 		opAttr != op.ID.String() || devAttr != deviceID.String() || summary != "Device monitor of Pixel 7 e2e" {
 		t.Errorf("DescribeWorkflow(%s) = %s %s on %s, OperatorId %q, DeviceId %q, summary %q; want running DeviceMonitor on %s, %s, %s, %q",
 			workflowID, desc.Status, desc.WorkflowType.Name, desc.TaskQueueName, opAttr, devAttr, summary,
 			workflows.TaskQueue, op.ID, deviceID, "Device monitor of Pixel 7 e2e")
 	}
 	eventually(t, "list by OperatorId", func() string {
-		query := fmt.Sprintf("%s=%q AND WorkflowType=%q", workflows.OperatorIDKey.GetName(), op.ID.String(), "DeviceMonitor")
+		query := fmt.Sprintf("%s=%q AND WorkflowType=%q", workflows.OperatorIDKey.GetName(), op.ID.String(), workflows.DeviceMonitorType)
 		res, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
 		if err != nil {
 			return fmt.Sprintf("ListWorkflow(%s): %v", query, err)

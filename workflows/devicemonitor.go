@@ -15,7 +15,16 @@ import (
 
 // DeviceMonitor's names.
 const (
-	// HeartbeatSignal carries a Heartbeat; the API SignalWithStarts it for every heartbeat.
+	// DeviceMonitorType is DeviceMonitor's workflow type. Its second shape (issue #16) reads
+	// heartbeats from its device's row instead of hearing each one; monitors of the first
+	// shape, RetiredDeviceMonitorType, are terminated by the worker before it polls
+	// (worker.RetireMonitors) and come back in this shape from the rows they wrote.
+	DeviceMonitorType = "DeviceMonitorV2"
+	// RetiredDeviceMonitorType is the first shape's workflow type, which signalled every
+	// heartbeat.
+	RetiredDeviceMonitorType = "DeviceMonitor"
+	// HeartbeatSignal carries a Heartbeat; the API SignalWithStarts it when the monitor must
+	// hear of a heartbeat (MonitorMustHear).
 	HeartbeatSignal = "heartbeat"
 	// DeviceDeletedSignal ends the monitor of a deleted device.
 	DeviceDeletedSignal = "device-deleted"
@@ -27,37 +36,46 @@ const (
 const (
 	DefaultOfflineAfter = 2 * time.Minute
 	DefaultCooldown     = 5 * time.Minute
-	// MaxHeartbeatsPerRun bounds a run's history: Continue-As-New after this many heartbeats.
-	MaxHeartbeatsPerRun = 1000
-	// hardHeartbeatsPerRun: Continue-As-New even while a delivery is in flight (it is then
-	// sent again by the next run, with the same webhook-id).
-	hardHeartbeatsPerRun = 5 * MaxHeartbeatsPerRun
+	// MaxWakesPerRun bounds a run's history: Continue-As-New after this many signals and
+	// deadline checks (about 15 hours of a heartbeating device).
+	MaxWakesPerRun = 500
+	// hardWakesPerRun: Continue-As-New even while a delivery is in flight (it is then sent
+	// again by the next run, with the same webhook-id).
+	hardWakesPerRun = 5 * MaxWakesPerRun
 )
 
 // DeviceMonitorID is the workflow ID of a device's monitor.
 func DeviceMonitorID(deviceID uuid.UUID) string { return "device-monitor:" + deviceID.String() }
 
-// MonitorConfig sets the monitor's clocks.
-type MonitorConfig struct {
-	// OfflineAfter: a device is offline this long after its last heartbeat.
-	OfflineAfter time.Duration
-	// Cooldown: the least time between two offline alerts of one device.
-	Cooldown time.Duration
-}
+// MonitorConfig sets the monitor's clocks; the device's row records the ones its monitor runs
+// with.
+type MonitorConfig = store.MonitorConfig
 
-func (c MonitorConfig) withDefaults() MonitorConfig {
+// withDefaults fills in the default of every unset clock, at the row's millisecond precision.
+func withDefaults(c MonitorConfig) MonitorConfig {
 	if c.OfflineAfter <= 0 {
 		c.OfflineAfter = DefaultOfflineAfter
 	}
 	if c.Cooldown <= 0 {
 		c.Cooldown = DefaultCooldown
 	}
-	return c
+	return MonitorConfig{OfflineAfter: c.OfflineAfter.Truncate(time.Millisecond), Cooldown: c.Cooldown.Truncate(time.Millisecond)}
+}
+
+// MonitorMustHear tells the API whether a heartbeat it recorded must be signalled to the
+// device's monitor, which otherwise reads it from the row at its deadline: when the monitor
+// cannot know the device is alive (the row's status is not online: a first heartbeat, or a
+// device it holds offline), runs with other clocks than cfg, or has not looked at the row for
+// more than twice OfflineAfter (it no longer runs: the signal starts a new one).
+func MonitorMustHear(r store.HeartbeatRecord, cfg MonitorConfig) bool {
+	cfg = withDefaults(cfg)
+	return r.MonitorStatus != store.StatusOnline || r.MonitorConfig != cfg ||
+		r.MonitorCheckedAt == nil || r.At.Sub(*r.MonitorCheckedAt) > 2*cfg.OfflineAfter
 }
 
 // Heartbeat is the payload of HeartbeatSignal.
 type Heartbeat struct {
-	// At is when the API accepted the heartbeat.
+	// At is the heartbeat's recorded time (devices.last_heartbeat_at).
 	At time.Time
 	// Config is the API's current configuration; it replaces the monitor's, so a changed
 	// deployment setting reaches running monitors with the next heartbeat.
@@ -70,13 +88,16 @@ type DeviceMonitorInput struct {
 	OperatorID uuid.UUID
 	DeviceName string
 	Config     MonitorConfig
-	// State is carried over by Continue-As-New; nil on the first run.
+	// State is carried over by Continue-As-New; nil on a first run, which reads it from
+	// Postgres.
 	State *MonitorState
 }
 
 // MonitorState is everything the monitor knows, carried from run to run.
 type MonitorState struct {
-	Status        string // store.StatusUnknown, StatusOnline or StatusOffline
+	Status string // store.StatusUnknown, StatusOnline or StatusOffline
+	// LastHeartbeat is the latest heartbeat the monitor knows of: signalled, or read from the
+	// row at a deadline.
 	LastHeartbeat time.Time
 	// OfflineSince is LastHeartbeat + OfflineAfter of the current outage.
 	OfflineSince time.Time
@@ -86,115 +107,139 @@ type MonitorState struct {
 	LastOfflineAlert time.Time
 	// Deferred: the current outage's offline alert waits for the cooldown to end.
 	Deferred bool
-	// PendingStatus are transitions not yet written to Postgres, in order.
-	PendingStatus []activities.RecordStatusInput
 	// PendingAlerts are alerts not yet delivered, in order.
 	PendingAlerts []activities.DeliverInput
-	// Heartbeats counts this run's heartbeats.
-	Heartbeats int
+	// Wakes counts this run's signals and deadline checks.
+	Wakes int
 }
 
 // monitor is one run of DeviceMonitor. Its coroutines share it; workflow code runs one
 // coroutine at a time, so it needs no locking.
 type monitor struct {
-	in         DeviceMonitorInput
-	cfg        MonitorConfig
-	st         MonitorState
-	writing    bool // the status writer is inside an activity
-	delivering bool // the alert sender is inside an activity
+	in  DeviceMonitorInput
+	cfg MonitorConfig
+	st  MonitorState
+	// What the last wake asked of Postgres, done by sync in this order:
+	checkDue bool                          // the deadline came: check it
+	unsaved  *activities.RecordStatusInput // a transition to online to write
+	stampDue bool                          // a signal came: the row's record of the monitor is stale
+	// delivering: the alert sender is inside an activity.
+	delivering bool
 }
 
 // DeviceMonitor watches one device: offline exactly OfflineAfter after its last heartbeat,
 // an offline alert unless one went out less than Cooldown ago (then deferred to the cooldown's
 // end, and sent if the device is still offline), a recovery alert when an announced outage
-// ends. Status writes and alert deliveries run in two coroutines of their own, in order, so a
-// dead webhook endpoint never delays detection.
+// ends. Heartbeats are recorded in the device's row; the monitor reads the row when the
+// deadline of the last heartbeat it knows comes (store/monitor.go tells why that is enough),
+// and is signalled only for heartbeats it cannot read for itself (MonitorMustHear). Alert
+// deliveries run in a coroutine of their own, in order, so a dead webhook endpoint never
+// delays detection.
 func DeviceMonitor(ctx workflow.Context, in DeviceMonitorInput) error {
-	m := &monitor{in: in, cfg: in.Config.withDefaults(), st: MonitorState{Status: store.StatusUnknown}}
+	ctx = workflow.WithLocalActivityOptions(ctx, rowActivityOptions)
+	m := &monitor{in: in, cfg: withDefaults(in.Config)}
 	if in.State != nil {
 		m.st = *in.State
-		m.st.Heartbeats = 0
+		m.st.Wakes = 0
+	} else if err := m.resume(ctx); err != nil {
+		return ended(ctx, err)
 	}
 	if err := workflow.SetQueryHandler(ctx, MonitorStateQuery, func() (MonitorState, error) { return m.st, nil }); err != nil {
 		return err
 	}
-	// gone is told by the status writer that the device was deleted.
-	gone := workflow.NewBufferedChannel(ctx, 1)
-	workflow.Go(ctx, func(ctx workflow.Context) { m.writeStatus(ctx, gone) })
 	workflow.Go(ctx, m.deliverAlerts)
-
 	heartbeats := workflow.GetSignalChannel(ctx, HeartbeatSignal)
 	deleted := workflow.GetSignalChannel(ctx, DeviceDeletedSignal)
-	receiveHeartbeats := func() {
-		var hb Heartbeat
-		for heartbeats.ReceiveAsync(&hb) {
-			m.heartbeat(ctx, hb)
-		}
-	}
-	// The offline timer runs to the current deadline, LastHeartbeat + OfflineAfter. A heartbeat
-	// moves the deadline without touching the timer: when the timer fires before the deadline
-	// it is started again for the rest. The device is still marked offline at exactly the
-	// deadline, and a device heartbeating every 30 s costs one timer per OfflineAfter instead
-	// of a cancelled and a new timer per heartbeat — the history, and the worker's replay work,
-	// stay a third smaller.
 	var offline, cooldown timer
 	for {
 		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(heartbeats, func(workflow.ReceiveChannel, bool) { receiveHeartbeats() })
-		var stop bool
-		sel.AddReceive(deleted, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			stop = true
-		})
-		sel.AddReceive(gone, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			stop = true
-		})
-		if m.st.Status == store.StatusOnline {
-			offline.runUntil(ctx, m.st.LastHeartbeat.Add(m.cfg.OfflineAfter))
-			sel.AddFuture(offline.future, func(f workflow.Future) {
-				offline.fired()
-				if f.Get(ctx, nil) != nil {
-					return
-				}
-				// A heartbeat that arrived with the timer counts first.
-				receiveHeartbeats()
-				if !workflow.Now(ctx).Before(m.st.LastHeartbeat.Add(m.cfg.OfflineAfter)) {
-					m.offline(ctx)
-				}
-			})
-		} else {
-			offline.stop()
-		}
-		if m.st.Deferred {
-			cooldown.runUntil(ctx, m.st.LastOfflineAlert.Add(m.cfg.Cooldown))
-			sel.AddFuture(cooldown.future, func(f workflow.Future) {
-				cooldown.fired()
-				if f.Get(ctx, nil) == nil && m.st.Status == store.StatusOffline && m.st.Deferred &&
-					!workflow.Now(ctx).Before(m.st.LastOfflineAlert.Add(m.cfg.Cooldown)) {
-					m.st.Deferred = false
-					m.announce(ctx)
-				}
-			})
-		} else {
-			cooldown.stop()
-		}
+		sel.AddReceive(heartbeats, func(c workflow.ReceiveChannel, _ bool) { m.receive(ctx, c) })
+		sel.AddReceive(deleted, func(workflow.ReceiveChannel, bool) {})
+		m.armOffline(ctx, sel, &offline, heartbeats)
+		m.armCooldown(ctx, sel, &cooldown)
 		sel.Select(ctx)
-		if stop || deleted.ReceiveAsync(nil) {
+		if deleted.ReceiveAsync(nil) {
 			workflow.GetLogger(ctx).Info("device deleted; monitor ends")
 			return nil
 		}
+		if err := m.sync(ctx); err != nil {
+			return ended(ctx, err)
+		}
 		if m.continueAsNewDue(ctx) {
-			// Take in what arrived meanwhile, so no heartbeat is lost between runs.
-			receiveHeartbeats()
+			// Take in what arrived meanwhile, so no signal is lost between runs.
+			m.receive(ctx, heartbeats)
+			if err := m.sync(ctx); err != nil {
+				return ended(ctx, err)
+			}
 			next := m.in
 			next.Config = m.cfg
 			st := m.st
 			next.State = &st
-			return workflow.NewContinueAsNewError(ctx, DeviceMonitor, next)
+			return workflow.NewContinueAsNewError(ctx, DeviceMonitorType, next)
 		}
 	}
 }
+
+// rowActivityOptions run the monitor's Postgres statements: retried until Postgres answers
+// (for a day; after that the monitor fails, and the API's sweep starts a new one), except
+// when the device is gone.
+var rowActivityOptions = workflow.LocalActivityOptions{
+	ScheduleToCloseTimeout: 24 * time.Hour,
+	StartToCloseTimeout:    10 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+		NonRetryableErrorTypes: []string{activities.ErrDeviceGone},
+	},
+}
+
+// ended is how a run ends on a failed Postgres statement: done when the device was deleted,
+// else failed with the error.
+func ended(ctx workflow.Context, err error) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == activities.ErrDeviceGone {
+		workflow.GetLogger(ctx).Info("device deleted; monitor ends")
+		return nil
+	}
+	return err
+}
+
+// armOffline runs the offline timer while the device is online, to the current deadline,
+// LastHeartbeat + OfflineAfter. When it fires, the deadline is checked against the row.
+func (m *monitor) armOffline(ctx workflow.Context, sel workflow.Selector, t *timer, heartbeats workflow.ReceiveChannel) {
+	if m.st.Status != store.StatusOnline {
+		t.stop()
+		return
+	}
+	t.runUntil(ctx, m.deadline())
+	sel.AddFuture(t.future, func(f workflow.Future) {
+		t.fired()
+		if f.Get(ctx, nil) != nil {
+			return
+		}
+		m.receive(ctx, heartbeats) // a signal that arrived with the timer counts first
+		m.checkDue = m.st.Status == store.StatusOnline && !workflow.Now(ctx).Before(m.deadline())
+	})
+}
+
+// armCooldown runs the cooldown timer while an offline alert is deferred; at its end the
+// alert goes out if the device is still offline.
+func (m *monitor) armCooldown(ctx workflow.Context, sel workflow.Selector, t *timer) {
+	if !m.st.Deferred {
+		t.stop()
+		return
+	}
+	t.runUntil(ctx, m.st.LastOfflineAlert.Add(m.cfg.Cooldown))
+	sel.AddFuture(t.future, func(f workflow.Future) {
+		t.fired()
+		if f.Get(ctx, nil) == nil && m.st.Status == store.StatusOffline && m.st.Deferred &&
+			!workflow.Now(ctx).Before(m.st.LastOfflineAlert.Add(m.cfg.Cooldown)) {
+			m.st.Deferred = false
+			m.announce(ctx)
+		}
+	})
+}
+
+func (m *monitor) deadline() time.Time { return m.st.LastHeartbeat.Add(m.cfg.OfflineAfter) }
 
 // timer is a workflow timer that runs until a deadline and is replaced only when the deadline
 // moves earlier (a shorter OfflineAfter) or after it fired.
@@ -225,21 +270,118 @@ func (t *timer) stop() {
 	t.fired()
 }
 
-// continueAsNewDue: the server suggests it or the run has seen MaxHeartbeatsPerRun, and no
-// activity is in flight (else only past hardHeartbeatsPerRun).
+// continueAsNewDue: the server suggests it or the run has seen MaxWakesPerRun, and no
+// delivery is in flight (else only past hardWakesPerRun).
 func (m *monitor) continueAsNewDue(ctx workflow.Context) bool {
-	due := workflow.GetInfo(ctx).GetContinueAsNewSuggested() || m.st.Heartbeats >= MaxHeartbeatsPerRun
-	idle := !m.writing && !m.delivering
-	return due && (idle || m.st.Heartbeats >= hardHeartbeatsPerRun)
+	due := workflow.GetInfo(ctx).GetContinueAsNewSuggested() || m.st.Wakes >= MaxWakesPerRun
+	return due && (!m.delivering || m.st.Wakes >= hardWakesPerRun)
 }
 
-func (m *monitor) heartbeat(ctx workflow.Context, hb Heartbeat) {
-	m.st.Heartbeats++
-	if hb.Config != (MonitorConfig{}) {
-		m.cfg = hb.Config.withDefaults()
+// resume starts a first run from Postgres, where a lost predecessor (terminated by an admin,
+// retired by an upgrade) left off: the row's status and last heartbeat, and from the delivery
+// log whether the current outage was announced and when the last offline alert went out, so
+// alerts keep alternating and the cooldown holds.
+func (m *monitor) resume(ctx workflow.Context) error {
+	var a *activities.Activities
+	var r store.MonitorStart
+	if err := workflow.ExecuteLocalActivity(ctx, a.LoadMonitorStart, m.in.DeviceID).Get(ctx, &r); err != nil {
+		return err
 	}
-	if hb.At.After(m.st.LastHeartbeat) {
-		m.st.LastHeartbeat = hb.At
+	m.st = MonitorState{Status: r.Status}
+	var last time.Time
+	if r.LastHeartbeatAt != nil {
+		last = *r.LastHeartbeatAt
+	}
+	if r.LastOfflineAlert != nil {
+		m.st.LastOfflineAlert = *r.LastOfflineAlert
+	}
+	switch r.Status {
+	case store.StatusOffline:
+		if r.StatusChangedAt != nil {
+			m.st.OfflineSince = *r.StatusChangedAt
+		}
+		m.st.Announced = r.LastAlert == webhook.EventDeviceOffline
+		m.st.Deferred = !m.st.Announced
+		if last.After(m.st.OfflineSince) {
+			m.heartbeat(ctx, last) // it is back: the heartbeat that started this run
+			return nil
+		}
+	case store.StatusOnline:
+		m.stampDue = true
+	}
+	m.st.LastHeartbeat = last
+	return nil
+}
+
+// receive takes every heartbeat signal waiting. A signal says the row's record of this
+// monitor is stale (another status, other clocks, or no look for long), so it is stamped.
+func (m *monitor) receive(ctx workflow.Context, c workflow.ReceiveChannel) {
+	var hb Heartbeat
+	for c.ReceiveAsync(&hb) {
+		m.st.Wakes++
+		m.stampDue = true
+		if hb.Config != (MonitorConfig{}) {
+			m.cfg = withDefaults(hb.Config)
+		}
+		m.heartbeat(ctx, hb.At)
+	}
+}
+
+// sync does what the last wake asked of Postgres, in order: the deadline check (which may
+// find the device offline, and back since), the transition to online, the stamp.
+func (m *monitor) sync(ctx workflow.Context) error {
+	if m.checkDue {
+		m.checkDue = false
+		if err := m.check(ctx); err != nil {
+			return err
+		}
+	}
+	if in := m.unsaved; in != nil {
+		var a *activities.Activities
+		if err := workflow.ExecuteLocalActivity(ctx, a.RecordStatus, *in).Get(ctx, nil); err != nil {
+			return err
+		}
+		m.unsaved, m.stampDue = nil, false
+	}
+	if m.stampDue {
+		m.stampDue = false
+		return m.check(ctx)
+	}
+	return nil
+}
+
+// check reads the device's row; past the deadline the same statement marks the device offline
+// unless a heartbeat landed before it (store.CheckHeartbeat). A heartbeat newer than the last
+// one known is taken: it moves the deadline, or, after an offline mark, is the device's return.
+func (m *monitor) check(ctx workflow.Context) error {
+	in := store.DeadlineCheck{DeviceID: m.in.DeviceID, Seen: m.st.LastHeartbeat, Config: m.cfg}
+	deadline := m.deadline()
+	if m.st.Status == store.StatusOnline && !workflow.Now(ctx).Before(deadline) {
+		in.Deadline = &deadline
+	}
+	var a *activities.Activities
+	var res store.CheckResult
+	if err := workflow.ExecuteLocalActivity(ctx, a.CheckHeartbeat, in).Get(ctx, &res); err != nil {
+		return err
+	}
+	m.st.Wakes++
+	if res.Offline {
+		m.offline(ctx, deadline)
+	}
+	if res.LastHeartbeat.After(m.st.LastHeartbeat) {
+		m.heartbeat(ctx, res.LastHeartbeat)
+	}
+	return nil
+}
+
+// heartbeat takes a heartbeat recorded at the given time: it moves LastHeartbeat, and ends an
+// outage (with a recovery alert when the outage was announced) or the unknown status of a new
+// device. An older heartbeat than the last one known changes nothing else.
+func (m *monitor) heartbeat(ctx workflow.Context, at time.Time) {
+	if at.After(m.st.LastHeartbeat) {
+		m.st.LastHeartbeat = at
+	} else if m.st.Status != store.StatusUnknown {
+		return
 	}
 	switch m.st.Status {
 	case store.StatusOnline:
@@ -254,15 +396,14 @@ func (m *monitor) heartbeat(ctx workflow.Context, hb Heartbeat) {
 	m.st.Status = store.StatusOnline
 	m.st.OfflineSince = time.Time{}
 	m.st.Announced, m.st.Deferred = false, false
-	m.st.PendingStatus = append(m.st.PendingStatus, activities.RecordStatusInput{DeviceID: m.in.DeviceID, Status: store.StatusOnline, At: m.st.LastHeartbeat})
+	m.unsaved = &activities.RecordStatusInput{DeviceID: m.in.DeviceID, Status: store.StatusOnline, At: m.st.LastHeartbeat, Config: m.cfg}
 }
 
-// offline marks the device offline as of LastHeartbeat + OfflineAfter and alerts, or defers
-// the alert when the last one went out less than Cooldown ago.
-func (m *monitor) offline(ctx workflow.Context) {
+// offline takes the device's offline mark as of since (its deadline, already written to the
+// row) and alerts, or defers the alert when the last one went out less than Cooldown ago.
+func (m *monitor) offline(ctx workflow.Context, since time.Time) {
 	m.st.Status = store.StatusOffline
-	m.st.OfflineSince = m.st.LastHeartbeat.Add(m.cfg.OfflineAfter)
-	m.st.PendingStatus = append(m.st.PendingStatus, activities.RecordStatusInput{DeviceID: m.in.DeviceID, Status: store.StatusOffline, At: m.st.OfflineSince})
+	m.st.OfflineSince = since
 	if !m.st.LastOfflineAlert.IsZero() && workflow.Now(ctx).Sub(m.st.LastOfflineAlert) < m.cfg.Cooldown {
 		m.st.Deferred = true
 		return
@@ -289,33 +430,6 @@ func (m *monitor) alert(ctx workflow.Context, typ string, data webhook.EventData
 		EventID: id, OperatorID: m.in.OperatorID, DeviceID: &device,
 		Event: webhook.Event{Type: typ, Timestamp: workflow.Now(ctx).UTC(), Data: data},
 	})
-}
-
-// writeStatus writes transitions in order; it runs for the life of the run, or until it finds
-// the device deleted, which it reports on gone.
-func (m *monitor) writeStatus(ctx workflow.Context, gone workflow.Channel) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
-			NonRetryableErrorTypes: []string{activities.ErrDeviceGone},
-		},
-	})
-	var a *activities.Activities
-	for {
-		if err := workflow.Await(ctx, func() bool { return len(m.st.PendingStatus) > 0 }); err != nil {
-			return
-		}
-		m.writing = true
-		err := workflow.ExecuteActivity(ctx, a.RecordStatus, m.st.PendingStatus[0]).Get(ctx, nil)
-		m.writing = false
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrDeviceGone {
-			gone.Send(ctx, true)
-			return
-		}
-		m.st.PendingStatus = m.st.PendingStatus[1:]
-	}
 }
 
 // deliverAlerts delivers alerts one at a time, in order; each is retried for about a day by

@@ -19,18 +19,36 @@ import (
 	"github.com/cellgate/cellgate/workflows"
 )
 
-// monitorHarness runs DeviceMonitor in the test environment with skipped time: heartbeats are
-// signals at chosen offsets from the start, and the activities are mocks that record when they
-// ran (in workflow time) and with what.
+// monitorHarness runs DeviceMonitor in the test environment with skipped time against a fake
+// device row that follows store/monitor.go's rules: a heartbeat is recorded in the row and
+// signalled only when workflows.MonitorMustHear says so, as the API does; the monitor's local
+// activities read and write the row. Every call is recorded with when it ran (in workflow
+// time) and with what.
 type monitorHarness struct {
 	t        *testing.T
 	env      *testsuite.TestWorkflowEnvironment
 	start    time.Time
 	input    workflows.DeviceMonitorInput
+	row      fakeRow
+	signals  int // heartbeats that reached the monitor
+	checks   int // deadline checks
 	statuses []statusCall
 	alerts   []alertCall
 	// deliver answers DeliverWebhook; nil delivers at once.
 	deliver func(in activities.DeliverInput) (activities.DeliverResult, error)
+	// beforeCheck, when set, runs in a deadline check's statement before it reads the row:
+	// a heartbeat that commits just before it.
+	beforeCheck func(in store.DeadlineCheck)
+}
+
+// fakeRow is the device's row as the monitor and the API see it.
+type fakeRow struct {
+	status          string
+	statusChangedAt time.Time
+	lastHeartbeat   time.Time
+	checkedAt       *time.Time
+	config          workflows.MonitorConfig
+	lastAlert       string
 }
 
 type statusCall struct {
@@ -48,7 +66,7 @@ var startTime = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarness {
 	var s testsuite.WorkflowTestSuite
-	h := &monitorHarness{t: t, env: s.NewTestWorkflowEnvironment(), start: startTime}
+	h := &monitorHarness{t: t, env: s.NewTestWorkflowEnvironment(), start: startTime, row: fakeRow{status: store.StatusUnknown}}
 	h.env.SetStartTime(startTime)
 	h.env.SetTestTimeout(30 * time.Second)
 	h.input = workflows.DeviceMonitorInput{
@@ -57,9 +75,18 @@ func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarnes
 	}
 	a := &activities.Activities{}
 	h.env.RegisterActivity(a)
+	h.env.OnActivity(a.LoadMonitorStart, mock.Anything, mock.Anything).Return(
+		func(context.Context, uuid.UUID) (store.MonitorStart, error) { return h.load(), nil })
+	h.env.OnActivity(a.CheckHeartbeat, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in store.DeadlineCheck) (store.CheckResult, error) { return h.check(in), nil })
 	h.env.OnActivity(a.RecordStatus, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RecordStatusInput) error {
 			h.statuses = append(h.statuses, statusCall{h.env.Now(), in})
+			if h.row.statusChangedAt.After(in.At) {
+				return nil
+			}
+			h.row.status, h.row.statusChangedAt, h.row.config = in.Status, in.At, in.Config
+			h.row.checkedAt = ptrTo(h.env.Now())
 			return nil
 		})
 	h.env.OnActivity(a.DeliverWebhook, mock.Anything, mock.Anything).Return(
@@ -69,17 +96,67 @@ func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarnes
 				res, err = h.deliver(in)
 			}
 			h.alerts = append(h.alerts, alertCall{h.env.Now(), in, err == nil})
+			h.row.lastAlert = in.Event.Type
 			return res, err
 		})
 	return h
 }
 
+// load is LoadMonitorStart on the fake row.
+func (h *monitorHarness) load() store.MonitorStart {
+	m := store.MonitorStart{Status: h.row.status, LastAlert: h.row.lastAlert}
+	if !h.row.statusChangedAt.IsZero() {
+		m.StatusChangedAt = ptrTo(h.row.statusChangedAt)
+	}
+	if !h.row.lastHeartbeat.IsZero() {
+		m.LastHeartbeatAt = ptrTo(h.row.lastHeartbeat)
+	}
+	for _, a := range h.alerts {
+		if a.in.Event.Type == offline {
+			m.LastOfflineAlert = ptrTo(a.in.Event.Timestamp)
+		}
+	}
+	return m
+}
+
+// check is CheckHeartbeat on the fake row: past the deadline, offline unless a heartbeat was
+// recorded after Seen and no later than the deadline.
+func (h *monitorHarness) check(in store.DeadlineCheck) store.CheckResult {
+	h.checks++
+	if h.beforeCheck != nil {
+		h.beforeCheck(in)
+	}
+	r := &h.row
+	r.checkedAt, r.config = ptrTo(h.env.Now()), in.Config
+	res := store.CheckResult{LastHeartbeat: r.lastHeartbeat}
+	if d := in.Deadline; d != nil && (!r.lastHeartbeat.After(in.Seen) || r.lastHeartbeat.After(*d)) {
+		r.status, r.statusChangedAt, res.Offline = store.StatusOffline, *d, true
+		h.statuses = append(h.statuses, statusCall{h.env.Now(), activities.RecordStatusInput{DeviceID: in.DeviceID, Status: store.StatusOffline, At: *d}})
+	}
+	return res
+}
+
+// record records a heartbeat at the given time in the row, as the API's statement does.
+func (h *monitorHarness) record(at time.Time) store.HeartbeatRecord {
+	if at.After(h.row.lastHeartbeat) {
+		h.row.lastHeartbeat = at
+	}
+	return store.HeartbeatRecord{At: h.row.lastHeartbeat, MonitorStatus: h.row.status, MonitorCheckedAt: h.row.checkedAt, MonitorConfig: h.row.config}
+}
+
+// beat is one heartbeat now: recorded, and signalled when the monitor must hear of it.
+func (h *monitorHarness) beat() {
+	rec := h.record(h.env.Now())
+	if workflows.MonitorMustHear(rec, h.input.Config) {
+		h.signals++
+		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: rec.At, Config: h.input.Config})
+	}
+}
+
 // heartbeatAt sends a heartbeat at start + offset.
 func (h *monitorHarness) heartbeatAt(offsets ...time.Duration) {
 	for _, off := range offsets {
-		h.env.RegisterDelayedCallback(func() {
-			h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: h.env.Now()})
-		}, off)
+		h.env.RegisterDelayedCallback(h.beat, off)
 	}
 }
 
@@ -89,7 +166,7 @@ func (h *monitorHarness) heartbeatsEvery(interval, from, to time.Duration) {
 	var beat func()
 	next := from
 	beat = func() {
-		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: h.env.Now()})
+		h.beat()
 		if next += interval; next < to {
 			h.env.RegisterDelayedCallback(beat, interval)
 		}
@@ -98,6 +175,8 @@ func (h *monitorHarness) heartbeatsEvery(interval, from, to time.Duration) {
 		h.env.RegisterDelayedCallback(beat, from)
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 // run runs the monitor until the device is deleted at start + end.
 func (h *monitorHarness) run(end time.Duration) {
@@ -287,16 +366,19 @@ func TestFlappingDeviceAlertsAtMostOncePerCooldown(t *testing.T) {
 }
 
 func TestContinueAsNewCarriesState(t *testing.T) {
-	cfg := workflows.MonitorConfig{OfflineAfter: 5 * time.Second, Cooldown: 30 * time.Minute}
+	cfg := workflows.MonitorConfig{OfflineAfter: 5 * time.Second, Cooldown: 2 * time.Hour}
 	h := newMonitorHarness(t, cfg)
-	// An announced outage at +5s, then a steady device: MaxHeartbeatsPerRun heartbeats later the
-	// run continues as new.
+	// An announced outage at +5s, then a steady device: after MaxWakesPerRun signals and
+	// deadline checks (one every 4–5 s) the run continues as new.
 	h.heartbeatAt(0)
-	h.heartbeatsEvery(time.Second, 10*time.Second, 10*time.Second+time.Duration(workflows.MaxHeartbeatsPerRun)*time.Second)
+	h.heartbeatsEvery(time.Second, 10*time.Second, 10*time.Second+time.Duration(workflows.MaxWakesPerRun)*6*time.Second)
 	h.env.ExecuteWorkflow(workflows.DeviceMonitor, h.input)
 	var can *workflow.ContinueAsNewError
 	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("DeviceMonitor error = %v, want ContinueAsNew after %d heartbeats", err, workflows.MaxHeartbeatsPerRun)
+		t.Fatalf("DeviceMonitor error = %v, want ContinueAsNew after %d wakes", err, workflows.MaxWakesPerRun)
+	}
+	if h.checks+h.signals != workflows.MaxWakesPerRun {
+		t.Errorf("continued as new after %d checks and %d signals, want %d in all", h.checks, h.signals, workflows.MaxWakesPerRun)
 	}
 	var next workflows.DeviceMonitorInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
@@ -314,7 +396,8 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	h2.start = lastBeat
 	h2.env.SetStartTime(lastBeat)
 	h2.input = next
-	h2.run(40 * time.Minute)
+	h2.row = h.row
+	h2.run(3 * time.Hour)
 	cooldownEnd := h.at(5*time.Second + cfg.Cooldown)
 	got := h2.delivered()
 	if len(got) != 1 || got[0].in.Event.Type != offline || !got[0].calledAt.Equal(cooldownEnd) {
@@ -371,6 +454,7 @@ func TestMonitorEndsWhenDeviceIsGone(t *testing.T) {
 	env.SetStartTime(startTime)
 	a := &activities.Activities{}
 	env.RegisterActivity(a)
+	env.OnActivity(a.LoadMonitorStart, mock.Anything, mock.Anything).Return(store.MonitorStart{Status: store.StatusUnknown}, nil)
 	env.OnActivity(a.RecordStatus, mock.Anything, mock.Anything).Return(
 		temporal.NewNonRetryableApplicationError("device was deleted", activities.ErrDeviceGone, nil))
 	var alerts int
@@ -392,4 +476,136 @@ func TestMonitorEndsWhenDeviceIsGone(t *testing.T) {
 	if alerts != 0 {
 		t.Errorf("alerts for a deleted device = %d, want 0", alerts)
 	}
+}
+
+// TestHeartbeatsStayOutOfTemporal: a device heartbeating every 30 s for an hour reaches its
+// monitor once (the first heartbeat); the monitor reads the rest from the row, at most once
+// per OfflineAfter.
+func TestHeartbeatsStayOutOfTemporal(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatsEvery(30*time.Second, 0, time.Hour+30*time.Second)
+	h.run(time.Hour + time.Minute)
+	h.wantAlerts()
+	if h.signals != 1 {
+		t.Errorf("signals = %d, want 1 (the first heartbeat)", h.signals)
+	}
+	// A check every OfflineAfter − (age of the last heartbeat), i.e. every 90–120 s.
+	if h.checks < 30 || h.checks > 41 {
+		t.Errorf("deadline checks in an hour = %d, want 30–40", h.checks)
+	}
+}
+
+// TestCheckFirstThenHeartbeat is the race's first order: the deadline check commits first
+// (no heartbeat since the last one), then the heartbeat lands 1 s after the deadline. Its
+// statement finds the row offline, so it is signalled: an offline alert at the deadline and a
+// recovery 1 s later.
+func TestCheckFirstThenHeartbeat(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatAt(0, 2*time.Minute+time.Second)
+	h.run(10 * time.Minute)
+	// The next outage, from +4m1s, falls in the first alert's cooldown: deferred to +7m.
+	h.wantAlerts(expectedAlert{offline, 2 * time.Minute}, expectedAlert{online, 2*time.Minute + time.Second}, expectedAlert{offline, 7 * time.Minute})
+	if h.signals != 2 {
+		t.Errorf("signals = %d, want 2 (first heartbeat, return)", h.signals)
+	}
+	if h.row.status != store.StatusOffline || !h.row.statusChangedAt.Equal(h.at(2*time.Minute+time.Second+2*time.Minute)) {
+		t.Errorf("row = %s since +%v, want offline since +4m1s", h.row.status, h.row.statusChangedAt.Sub(h.start))
+	}
+}
+
+// TestHeartbeatFirstThenCheck is the race's other order: a heartbeat commits just before the
+// deadline check's statement. Landing at the deadline, it counts (no offline, the deadline
+// moves); landing after the deadline (the check ran late), the device was silent past its
+// deadline: offline as of the deadline, back at the heartbeat, though the heartbeat itself saw
+// "online" and was never signalled.
+func TestHeartbeatFirstThenCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		late   time.Duration
+		alerts []expectedAlert
+	}{
+		{"at the deadline", 0, []expectedAlert{{offline, 4 * time.Minute}}},
+		{"after the deadline", time.Second, []expectedAlert{{offline, 2 * time.Minute}, {online, 2 * time.Minute}, {offline, 7 * time.Minute}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newMonitorHarness(t, defaults)
+			h.heartbeatAt(0)
+			h.beforeCheck = func(in store.DeadlineCheck) {
+				if in.Deadline != nil && h.checks == 1 {
+					h.record(in.Deadline.Add(tc.late))
+				}
+			}
+			h.run(10 * time.Minute)
+			h.wantAlerts(tc.alerts...)
+			if h.signals != 1 {
+				t.Errorf("signals = %d, want 1: the racing heartbeat saw online", h.signals)
+			}
+			if tc.late > 0 {
+				back := h.delivered()[1].in.Event.Data.BackOnlineAt
+				if back == nil || !back.Equal(h.at(2*time.Minute+time.Second)) {
+					t.Errorf("recovery back_online_at = %v, want the racing heartbeat's +2m1s", back)
+				}
+			}
+		})
+	}
+}
+
+// TestNewClocksReachTheMonitor: a heartbeat recorded under other clocks than the row's is
+// signalled; the monitor takes them and stamps them, and later heartbeats stay in the row.
+func TestNewClocksReachTheMonitor(t *testing.T) {
+	h := newMonitorHarness(t, defaults)
+	h.heartbeatsEvery(30*time.Second, 0, 3*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.input.Config = workflows.MonitorConfig{OfflineAfter: time.Minute, Cooldown: time.Minute} }, 61*time.Second)
+	h.run(10 * time.Minute)
+	if h.signals != 2 {
+		t.Errorf("signals = %d, want 2 (first heartbeat, first under the new clocks)", h.signals)
+	}
+	if h.row.config != h.input.Config {
+		t.Errorf("row's clocks = %+v, want %+v", h.row.config, h.input.Config)
+	}
+	// The last heartbeat is at +2m30s: offline 1 minute later under the new clocks.
+	h.wantAlerts(expectedAlert{offline, 3*time.Minute + 30*time.Second})
+}
+
+// TestMonitorStartsAgainFromRow: a monitor that starts without a predecessor's state (its
+// predecessor terminated from the CLI, or retired by an upgrade) goes on from the row and the
+// delivery log.
+func TestMonitorStartsAgainFromRow(t *testing.T) {
+	t.Run("announced outage gets its recovery", func(t *testing.T) {
+		h := newMonitorHarness(t, defaults)
+		h.row = fakeRow{status: store.StatusOffline, statusChangedAt: h.at(-time.Hour), lastHeartbeat: h.at(-time.Hour - 2*time.Minute), lastAlert: offline}
+		h.heartbeatAt(time.Second)
+		h.run(time.Minute)
+		h.wantAlerts(expectedAlert{online, time.Second})
+	})
+	t.Run("unannounced outage is announced, not recovered", func(t *testing.T) {
+		h := newMonitorHarness(t, defaults)
+		h.row = fakeRow{status: store.StatusOffline, statusChangedAt: h.at(-time.Hour), lastHeartbeat: h.at(-time.Hour - 2*time.Minute), lastAlert: online}
+		h.run(time.Minute)
+		h.wantAlerts(expectedAlert{offline, 0})
+	})
+	t.Run("online device silent since", func(t *testing.T) {
+		// The API's sweep starts it: no heartbeat for 10 minutes.
+		h := newMonitorHarness(t, defaults)
+		h.row = fakeRow{status: store.StatusOnline, statusChangedAt: h.at(-time.Hour), lastHeartbeat: h.at(-10 * time.Minute), lastAlert: online}
+		h.env.RegisterDelayedCallback(func() {
+			h.signals++
+			h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: h.row.lastHeartbeat, Config: defaults})
+		}, 0)
+		h.run(time.Minute)
+		h.wantAlerts(expectedAlert{offline, 0})
+		if d := h.delivered()[0].in.Event.Data; !d.OfflineSince.Equal(h.at(-8 * time.Minute)) {
+			t.Errorf("offline_since = %v, want last heartbeat + 2m", d.OfflineSince)
+		}
+	})
+	t.Run("online device heartbeating", func(t *testing.T) {
+		h := newMonitorHarness(t, defaults)
+		h.row = fakeRow{status: store.StatusOnline, statusChangedAt: h.at(-time.Hour), lastHeartbeat: h.at(-20 * time.Second), lastAlert: online}
+		h.heartbeatsEvery(30*time.Second, 10*time.Second, 20*time.Minute)
+		h.run(20 * time.Minute)
+		h.wantAlerts()
+		for _, s := range h.statuses {
+			t.Errorf("status written: %s at +%v, want none (the device stayed online)", s.in.Status, s.calledAt.Sub(h.start))
+		}
+	})
 }

@@ -1,0 +1,23 @@
+-- +goose Up
+
+-- The device's row is the record its DeviceMonitor decides on (issue #16): the API writes
+-- last_heartbeat_at, the monitor writes status and, every time it looks at the row, when it
+-- did and with which clocks. A heartbeat whose row shows the monitor's status not online,
+-- other clocks than the API's, or no look for more than twice offline-after is handed to
+-- the monitor; every other heartbeat stays in Postgres. Monitors started before this
+-- migration are retired by the worker and come back from these rows.
+ALTER TABLE devices
+    ADD COLUMN monitor_checked_at timestamptz,
+    ADD COLUMN monitor_offline_after_ms bigint,
+    ADD COLUMN monitor_cooldown_ms bigint;
+
+-- The API's sweep finds online devices whose monitor stopped looking (terminated by an admin,
+-- lost with a namespace) and starts them again.
+CREATE INDEX devices_monitor_checked_idx ON devices (monitor_checked_at) WHERE status = 'online';
+
+-- +goose Down
+DROP INDEX devices_monitor_checked_idx;
+ALTER TABLE devices
+    DROP COLUMN monitor_checked_at,
+    DROP COLUMN monitor_offline_after_ms,
+    DROP COLUMN monitor_cooldown_ms;
