@@ -314,7 +314,11 @@ func (s *Server) heartbeat(c *gin.Context) error {
 	// A heartbeat the monitor must hear of is answered 204 only once it has it; else the
 	// device retries, and its retry, finding the row unchanged, signals again.
 	if workflows.MonitorMustHear(rec, s.cfg.Monitor) {
-		if err := s.signalHeartbeat(ctx, rec.Device, rec.At); err != nil {
+		hb := workflows.Heartbeat{At: rec.At, Config: s.cfg.Monitor}
+		if rec.Previous != nil {
+			hb.Previous = *rec.Previous
+		}
+		if err := s.signalHeartbeat(ctx, rec.Device, hb); err != nil {
 			s.log.WarnContext(ctx, "heartbeat not signalled", "device_id", rec.Device.ID, "err", err)
 			c.Header("Retry-After", "5")
 			return errUnavailable

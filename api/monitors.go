@@ -22,13 +22,12 @@ const signalTimeout = 5 * time.Second
 // sweepBatch is the most monitors one sweep starts again.
 const sweepBatch = 500
 
-// signalHeartbeat hands the heartbeat recorded at the given time to the device's DeviceMonitor,
-// starting it if needed.
-func (s *Server) signalHeartbeat(ctx context.Context, dev store.DeviceRef, at time.Time) error {
+// signalHeartbeat hands a heartbeat to the device's DeviceMonitor, starting it if needed.
+func (s *Server) signalHeartbeat(ctx context.Context, dev store.DeviceRef, hb workflows.Heartbeat) error {
 	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
 	_, err := s.temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal,
-		workflows.Heartbeat{At: at, Config: s.cfg.Monitor},
+		hb,
 		client.StartWorkflowOptions{
 			ID:        workflows.DeviceMonitorID(dev.ID),
 			TaskQueue: workflows.TaskQueue,
@@ -71,7 +70,7 @@ func (s *Server) sweepMonitors(ctx context.Context) {
 			continue
 		}
 		for _, m := range stale {
-			if err := s.signalHeartbeat(ctx, m.Device, m.LastHeartbeatAt); err != nil {
+			if err := s.signalHeartbeat(ctx, m.Device, workflows.Heartbeat{At: m.LastHeartbeatAt, Config: s.cfg.Monitor}); err != nil {
 				s.log.Warn("restart device monitor", "device_id", m.Device.ID, "err", err)
 			}
 		}

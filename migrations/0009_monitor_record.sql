@@ -4,9 +4,12 @@
 -- last_heartbeat_at, the monitor writes status and, every time it looks at the row, when it
 -- did and with which clocks. A heartbeat whose row shows the monitor's status not online,
 -- other clocks than the API's, or no look for more than twice offline-after is handed to
--- the monitor; every other heartbeat stays in Postgres. Monitors started before this
--- migration are retired by the worker and come back from these rows.
+-- the monitor, as is one that ends a silence longer than offline-after; every other heartbeat
+-- stays in Postgres (previous_heartbeat_at, the heartbeat before the last, tells the length
+-- of the silence). Monitors started before this migration are retired by the worker and come
+-- back from these rows.
 ALTER TABLE devices
+    ADD COLUMN previous_heartbeat_at timestamptz,
     ADD COLUMN monitor_checked_at timestamptz,
     ADD COLUMN monitor_offline_after_ms bigint,
     ADD COLUMN monitor_cooldown_ms bigint;
@@ -18,6 +21,7 @@ CREATE INDEX devices_monitor_checked_idx ON devices (monitor_checked_at) WHERE s
 -- +goose Down
 DROP INDEX devices_monitor_checked_idx;
 ALTER TABLE devices
+    DROP COLUMN previous_heartbeat_at,
     DROP COLUMN monitor_checked_at,
     DROP COLUMN monitor_offline_after_ms,
     DROP COLUMN monitor_cooldown_ms;

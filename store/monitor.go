@@ -11,30 +11,35 @@ import (
 // A device's row is the record its DeviceMonitor decides on. Two writers share it, and
 // Postgres's row lock orders them:
 //
-//   - the API's heartbeat statement (RecordHeartbeat) stamps last_heartbeat_at and reads, in
-//     the same statement, what the monitor last wrote: status, when it last looked
-//     (monitor_checked_at) and with which clocks;
-//   - the monitor's deadline check (CheckHeartbeat) reads last_heartbeat_at and, in the same
-//     statement, marks the device offline unless a heartbeat landed before the deadline.
+//   - the API's heartbeat statement (RecordHeartbeat) stamps last_heartbeat_at, keeps the one
+//     before in previous_heartbeat_at, and reads in the same statement what the monitor last
+//     wrote: status, when it last looked (monitor_checked_at) and with which clocks;
+//   - the monitor's deadline check (CheckHeartbeat), for the deadline D = seen + OfflineAfter
+//     of the last heartbeat it knows (seen), reads last_heartbeat_at and in the same statement
+//     marks the device offline as of D if no heartbeat came after seen.
 //
-// Why no interleaving loses a recovery or makes a false offline. The check for the deadline
-// D = seen + OfflineAfter runs at or after D; a heartbeat's time is clock_timestamp() taken
-// when its UPDATE holds the row (an UPDATE that waited for the row's lock recomputes its new
-// row after the wait), so heartbeats are stamped in the order they commit. Both statements
-// lock the row, so one commits before the other:
+// A heartbeat's time is clock_timestamp() taken while its UPDATE holds the row (an UPDATE
+// that waited for the row's lock recomputes its new row after the wait), so heartbeats are
+// stamped in the order they commit, and one that commits after the check is stamped after it,
+// hence after D. The API signals a heartbeat when the row's status is not "online" or when it
+// ends a silence longer than OfflineAfter (last − previous > OfflineAfter). Why no interleaving
+// loses a recovery or an outage, or makes a false offline — one statement commits first:
 //
-//   - The heartbeat first, stamped h. If h ≤ D, the check finds seen < h ≤ D and marks
-//     nothing: the monitor moves its deadline to h + OfflineAfter. If h > D, the device was
-//     silent from seen to past D: the check marks it offline as of D and hands h back, and the
-//     monitor takes h as the device's return at once (the heartbeat saw "online" and did not
-//     signal, so nothing else would).
-//   - The check first: it marks the device offline (no heartbeat after seen). The heartbeat,
-//     stamped h > D after the check committed, then returns status "offline", so the API
-//     signals it and the monitor records the recovery; if that signal fails the device gets
-//     503 and its retry, finding "offline" again, signals again.
+//   - The check first, no heartbeat after seen: offline as of D, correct since the device was
+//     silent from seen to D. The next heartbeat's statement returns "offline", so the API
+//     signals it and the monitor records the return; if that signal fails the device gets 503
+//     and its retry, finding "offline" again, signals again.
+//   - A heartbeat h after seen first: the check marks nothing and the monitor moves its
+//     deadline to h + OfflineAfter. If the silence before h was longer than OfflineAfter (the
+//     check ran late), that heartbeat's statement saw the gap and the API signalled h with
+//     the previous heartbeat: the monitor records the outage, offline as of previous +
+//     OfflineAfter, and the return at h.
 //
-// The API therefore never needs to tell the monitor of a heartbeat while the row says
-// "online" in the monitor's clocks: the monitor reads it when its deadline comes.
+// Every silence longer than OfflineAfter between two recorded heartbeats is thus recorded
+// exactly once: by the check when it runs before the silence ends, else by the heartbeat that
+// ends it. And no device is marked offline while a heartbeat after seen is in the row. The
+// API never needs to tell the monitor of any other heartbeat: the monitor reads it at its
+// deadline.
 
 // MonitorConfig is the clocks a DeviceMonitor runs with.
 type MonitorConfig struct {
@@ -49,6 +54,8 @@ type HeartbeatRecord struct {
 	Device DeviceRef
 	// At is the heartbeat's recorded time (devices.last_heartbeat_at).
 	At time.Time
+	// Previous is the device's heartbeat before this one; nil for its first.
+	Previous *time.Time
 	// MonitorStatus is the status the device's monitor last wrote (StatusUnknown before it
 	// wrote any).
 	MonitorStatus string
@@ -70,7 +77,8 @@ type HeartbeatRecord struct {
 //     (3 × wal_writer_delay at most) and that no synchronous commit followed. The monitor's
 //     own writes (CheckHeartbeat, RecordDeviceStatus) commit synchronously, and WAL is flushed
 //     in order, so every heartbeat the monitor ever read and acted on is durable by then.
-//   - A lost heartbeat leaves last_heartbeat_at at the device's previous one. A device that
+//   - A lost heartbeat leaves last_heartbeat_at at the device's previous one (and the next
+//     heartbeat's silence one interval longer). A device that
 //     keeps heartbeating is recorded again one interval later (30 s), long before its deadline
 //     (OfflineAfter, 2 min): no false offline, unless Postgres stays down for longer than
 //     OfflineAfter minus the interval. A device that stopped right at the crash is found
@@ -82,15 +90,16 @@ func (s *Store) RecordHeartbeat(ctx context.Context, tokenHash []byte, t Telemet
 	var r HeartbeatRecord
 	var offlineAfter, cooldown *int64
 	err := s.pool.QueryRow(ctx,
-		`UPDATE devices SET last_heartbeat_at = greatest(last_heartbeat_at, clock_timestamp()),
+		`UPDATE devices SET previous_heartbeat_at = last_heartbeat_at,
+		     last_heartbeat_at = greatest(last_heartbeat_at, clock_timestamp()),
 		     battery = $2, charging = $3, signal_dbm = $4,
 		     carrier = $5, network_type = $6, cellular_ip = $7, app_version = $8
 		 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 		 WHERE token_hash = $1
-		 RETURNING id, operator_id, name, last_heartbeat_at, status, monitor_checked_at,
+		 RETURNING id, operator_id, name, last_heartbeat_at, previous_heartbeat_at, status, monitor_checked_at,
 		     monitor_offline_after_ms, monitor_cooldown_ms`,
 		tokenHash, t.Battery, t.Charging, t.SignalDBM, t.Carrier, t.NetworkType, t.CellularIP, t.AppVersion,
-	).Scan(&r.Device.ID, &r.Device.OperatorID, &r.Device.Name, &r.At, &r.MonitorStatus, &r.MonitorCheckedAt,
+	).Scan(&r.Device.ID, &r.Device.OperatorID, &r.Device.Name, &r.At, &r.Previous, &r.MonitorStatus, &r.MonitorCheckedAt,
 		&offlineAfter, &cooldown)
 	if err != nil {
 		return HeartbeatRecord{}, notFound(err)
@@ -105,7 +114,7 @@ type DeadlineCheck struct {
 	// Seen is the last heartbeat the monitor knows of.
 	Seen time.Time
 	// Deadline, when set, is Seen + OfflineAfter, passed: mark the device offline as of it
-	// unless a heartbeat landed after Seen and no later than it. Nil: only look (and stamp).
+	// unless a heartbeat came after Seen. Nil: only look (and stamp).
 	Deadline *time.Time
 	// Config is recorded as the clocks the monitor runs with.
 	Config MonitorConfig
@@ -116,12 +125,12 @@ type CheckResult struct {
 	// LastHeartbeat is the device's recorded last heartbeat (zero if it never sent one).
 	LastHeartbeat time.Time
 	// Offline: the device was marked offline as of the deadline (and the transition
-	// recorded).
+	// recorded); LastHeartbeat is then no later than Seen.
 	Offline bool
 }
 
 // CheckHeartbeat reads the device's last heartbeat and, when in.Deadline is set and no
-// heartbeat landed in (Seen, Deadline], marks it offline as of the deadline with its
+// heartbeat came after Seen, marks it offline as of the deadline with its
 // device_status_events row, in one statement (see the top of this file for why that
 // statement is the whole protocol). It stamps monitor_checked_at and the monitor's clocks.
 // Repeating it gives the same result, writing the event once. A deleted device is
@@ -154,12 +163,10 @@ func (s *Store) CheckHeartbeat(ctx context.Context, in DeadlineCheck) (CheckResu
 }
 
 // missedDeadline is CheckHeartbeat's condition ($2 seen, $3 the deadline): a deadline was
-// given and no heartbeat was recorded after seen and no later than it. A last heartbeat at or
-// before seen means none came (or Postgres lost the newest; then the device has been silent
-// since an earlier one, and seen stands); one after the deadline means the device came back
-// after it.
-const missedDeadline = `($3::timestamptz IS NOT NULL AND (last_heartbeat_at IS NULL
-	OR last_heartbeat_at <= $2 OR last_heartbeat_at > $3))`
+// given and no heartbeat was recorded after seen. A last heartbeat before seen means
+// Postgres lost the newest (see RecordHeartbeat): the device has been silent since an earlier
+// one, and seen stands.
+const missedDeadline = `($3::timestamptz IS NOT NULL AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= $2))`
 
 // MonitorStart is what a DeviceMonitor that starts without a predecessor's state reads of its
 // device: the row and the device's alerts so far.

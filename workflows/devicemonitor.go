@@ -65,11 +65,14 @@ func withDefaults(c MonitorConfig) MonitorConfig {
 // MonitorMustHear tells the API whether a heartbeat it recorded must be signalled to the
 // device's monitor, which otherwise reads it from the row at its deadline: when the monitor
 // cannot know the device is alive (the row's status is not online: a first heartbeat, or a
-// device it holds offline), runs with other clocks than cfg, or has not looked at the row for
-// more than twice OfflineAfter (it no longer runs: the signal starts a new one).
+// device it holds offline), when the heartbeat ends a silence longer than OfflineAfter (an
+// outage the monitor's deadline check may have missed, see store/monitor.go), when the
+// monitor runs with other clocks than cfg, or when it has not looked at the row for more than
+// twice OfflineAfter (it no longer runs: the signal starts a new one).
 func MonitorMustHear(r store.HeartbeatRecord, cfg MonitorConfig) bool {
 	cfg = withDefaults(cfg)
-	return r.MonitorStatus != store.StatusOnline || r.MonitorConfig != cfg ||
+	ended := r.Previous != nil && r.At.Sub(*r.Previous) > cfg.OfflineAfter
+	return r.MonitorStatus != store.StatusOnline || ended || r.MonitorConfig != cfg ||
 		r.MonitorCheckedAt == nil || r.At.Sub(*r.MonitorCheckedAt) > 2*cfg.OfflineAfter
 }
 
@@ -77,6 +80,9 @@ func MonitorMustHear(r store.HeartbeatRecord, cfg MonitorConfig) bool {
 type Heartbeat struct {
 	// At is the heartbeat's recorded time (devices.last_heartbeat_at).
 	At time.Time
+	// Previous is the device's heartbeat before it (zero if none): when the two are more than
+	// OfflineAfter apart, the heartbeat ends an outage.
+	Previous time.Time
 	// Config is the API's current configuration; it replaces the monitor's, so a changed
 	// deployment setting reaches running monitors with the next heartbeat.
 	Config MonitorConfig
@@ -101,6 +107,9 @@ type MonitorState struct {
 	LastHeartbeat time.Time
 	// OfflineSince is LastHeartbeat + OfflineAfter of the current outage.
 	OfflineSince time.Time
+	// LastOfflineSince is OfflineSince of the latest outage, kept after it ended, so an outage
+	// is recorded once.
+	LastOfflineSince time.Time
 	// Announced: an offline alert went out for the current outage, so its end gets a recovery.
 	Announced bool
 	// LastOfflineAlert is when the last offline alert was issued; the cooldown counts from it.
@@ -120,9 +129,9 @@ type monitor struct {
 	cfg MonitorConfig
 	st  MonitorState
 	// What the last wake asked of Postgres, done by sync in this order:
-	checkDue bool                          // the deadline came: check it
-	unsaved  *activities.RecordStatusInput // a transition to online to write
-	stampDue bool                          // a signal came: the row's record of the monitor is stale
+	checkDue bool                           // the deadline came: check it
+	unsaved  []activities.RecordStatusInput // transitions to write, in order
+	stampDue bool                           // a signal came: the row's record of the monitor is stale
 	// delivering: the alert sender is inside an activity.
 	delivering bool
 }
@@ -323,8 +332,25 @@ func (m *monitor) receive(ctx workflow.Context, c workflow.ReceiveChannel) {
 		if hb.Config != (MonitorConfig{}) {
 			m.cfg = withDefaults(hb.Config)
 		}
+		m.missed(ctx, hb)
 		m.heartbeat(ctx, hb.At)
 	}
+}
+
+// missed records the outage a signalled heartbeat ends when the monitor held the device online
+// through it: its deadline check ran after the device was back (store/monitor.go). The device
+// was offline from the previous heartbeat + OfflineAfter.
+func (m *monitor) missed(ctx workflow.Context, hb Heartbeat) {
+	if m.st.Status != store.StatusOnline || hb.Previous.IsZero() || hb.At.Sub(hb.Previous) <= m.cfg.OfflineAfter {
+		return
+	}
+	since := hb.Previous.Add(m.cfg.OfflineAfter)
+	if !since.After(m.st.LastOfflineSince) {
+		return // recorded already
+	}
+	m.st.LastHeartbeat = hb.Previous // the one the offline alert names
+	m.offline(ctx, since)
+	m.unsaved = append(m.unsaved, activities.RecordStatusInput{DeviceID: m.in.DeviceID, Status: store.StatusOffline, At: since, Config: m.cfg})
 }
 
 // sync does what the last wake asked of Postgres, in order: the deadline check (which may
@@ -336,12 +362,12 @@ func (m *monitor) sync(ctx workflow.Context) error {
 			return err
 		}
 	}
-	if in := m.unsaved; in != nil {
+	for len(m.unsaved) > 0 {
 		var a *activities.Activities
-		if err := workflow.ExecuteLocalActivity(ctx, a.RecordStatus, *in).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteLocalActivity(ctx, a.RecordStatus, m.unsaved[0]).Get(ctx, nil); err != nil {
 			return err
 		}
-		m.unsaved, m.stampDue = nil, false
+		m.unsaved, m.stampDue = m.unsaved[1:], false
 	}
 	if m.stampDue {
 		m.stampDue = false
@@ -351,8 +377,8 @@ func (m *monitor) sync(ctx workflow.Context) error {
 }
 
 // check reads the device's row; past the deadline the same statement marks the device offline
-// unless a heartbeat landed before it (store.CheckHeartbeat). A heartbeat newer than the last
-// one known is taken: it moves the deadline, or, after an offline mark, is the device's return.
+// unless a heartbeat came since the last one known (store.CheckHeartbeat), which is then
+// taken: it moves the deadline.
 func (m *monitor) check(ctx workflow.Context) error {
 	in := store.DeadlineCheck{DeviceID: m.in.DeviceID, Seen: m.st.LastHeartbeat, Config: m.cfg}
 	deadline := m.deadline()
@@ -367,6 +393,7 @@ func (m *monitor) check(ctx workflow.Context) error {
 	m.st.Wakes++
 	if res.Offline {
 		m.offline(ctx, deadline)
+		return nil
 	}
 	if res.LastHeartbeat.After(m.st.LastHeartbeat) {
 		m.heartbeat(ctx, res.LastHeartbeat)
@@ -396,14 +423,14 @@ func (m *monitor) heartbeat(ctx workflow.Context, at time.Time) {
 	m.st.Status = store.StatusOnline
 	m.st.OfflineSince = time.Time{}
 	m.st.Announced, m.st.Deferred = false, false
-	m.unsaved = &activities.RecordStatusInput{DeviceID: m.in.DeviceID, Status: store.StatusOnline, At: m.st.LastHeartbeat, Config: m.cfg}
+	m.unsaved = append(m.unsaved, activities.RecordStatusInput{DeviceID: m.in.DeviceID, Status: store.StatusOnline, At: m.st.LastHeartbeat, Config: m.cfg})
 }
 
-// offline takes the device's offline mark as of since (its deadline, already written to the
-// row) and alerts, or defers the alert when the last one went out less than Cooldown ago.
+// offline takes the device offline as of since and alerts, or defers the alert when the last
+// one went out less than Cooldown ago.
 func (m *monitor) offline(ctx workflow.Context, since time.Time) {
 	m.st.Status = store.StatusOffline
-	m.st.OfflineSince = since
+	m.st.OfflineSince, m.st.LastOfflineSince = since, since
 	if !m.st.LastOfflineAlert.IsZero() && workflow.Now(ctx).Sub(m.st.LastOfflineAlert) < m.cfg.Cooldown {
 		m.st.Deferred = true
 		return

@@ -46,6 +46,7 @@ type fakeRow struct {
 	status          string
 	statusChangedAt time.Time
 	lastHeartbeat   time.Time
+	prevHeartbeat   time.Time
 	checkedAt       *time.Time
 	config          workflows.MonitorConfig
 	lastAlert       string
@@ -120,7 +121,7 @@ func (h *monitorHarness) load() store.MonitorStart {
 }
 
 // check is CheckHeartbeat on the fake row: past the deadline, offline unless a heartbeat was
-// recorded after Seen and no later than the deadline.
+// recorded after Seen.
 func (h *monitorHarness) check(in store.DeadlineCheck) store.CheckResult {
 	h.checks++
 	if h.beforeCheck != nil {
@@ -129,29 +130,34 @@ func (h *monitorHarness) check(in store.DeadlineCheck) store.CheckResult {
 	r := &h.row
 	r.checkedAt, r.config = ptrTo(h.env.Now()), in.Config
 	res := store.CheckResult{LastHeartbeat: r.lastHeartbeat}
-	if d := in.Deadline; d != nil && (!r.lastHeartbeat.After(in.Seen) || r.lastHeartbeat.After(*d)) {
+	if d := in.Deadline; d != nil && !r.lastHeartbeat.After(in.Seen) {
 		r.status, r.statusChangedAt, res.Offline = store.StatusOffline, *d, true
 		h.statuses = append(h.statuses, statusCall{h.env.Now(), activities.RecordStatusInput{DeviceID: in.DeviceID, Status: store.StatusOffline, At: *d}})
 	}
 	return res
 }
 
-// record records a heartbeat at the given time in the row, as the API's statement does.
-func (h *monitorHarness) record(at time.Time) store.HeartbeatRecord {
-	if at.After(h.row.lastHeartbeat) {
-		h.row.lastHeartbeat = at
+// record records a heartbeat at the given time in the row, as the API's statement does, and
+// signals it when the monitor must hear of it.
+func (h *monitorHarness) record(at time.Time) {
+	r := &h.row
+	rec := store.HeartbeatRecord{MonitorStatus: r.status, MonitorCheckedAt: r.checkedAt, MonitorConfig: r.config}
+	if !r.lastHeartbeat.IsZero() {
+		rec.Previous = ptrTo(r.lastHeartbeat)
 	}
-	return store.HeartbeatRecord{At: h.row.lastHeartbeat, MonitorStatus: h.row.status, MonitorCheckedAt: h.row.checkedAt, MonitorConfig: h.row.config}
-}
-
-// beat is one heartbeat now: recorded, and signalled when the monitor must hear of it.
-func (h *monitorHarness) beat() {
-	rec := h.record(h.env.Now())
+	r.prevHeartbeat = r.lastHeartbeat
+	if at.After(r.lastHeartbeat) {
+		r.lastHeartbeat = at
+	}
+	rec.At = r.lastHeartbeat
 	if workflows.MonitorMustHear(rec, h.input.Config) {
 		h.signals++
-		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: rec.At, Config: h.input.Config})
+		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: rec.At, Previous: r.prevHeartbeat, Config: h.input.Config})
 	}
 }
+
+// beat is one heartbeat now.
+func (h *monitorHarness) beat() { h.record(h.env.Now()) }
 
 // heartbeatAt sends a heartbeat at start + offset.
 func (h *monitorHarness) heartbeatAt(offsets ...time.Duration) {
@@ -514,18 +520,19 @@ func TestCheckFirstThenHeartbeat(t *testing.T) {
 }
 
 // TestHeartbeatFirstThenCheck is the race's other order: a heartbeat commits just before the
-// deadline check's statement. Landing at the deadline, it counts (no offline, the deadline
-// moves); landing after the deadline (the check ran late), the device was silent past its
-// deadline: offline as of the deadline, back at the heartbeat, though the heartbeat itself saw
-// "online" and was never signalled.
+// deadline check's statement, which then marks nothing. Landing at the deadline, it counts
+// (the deadline moves); landing after the deadline (the check ran late), it ends a silence
+// longer than OfflineAfter, so it is signalled with the previous heartbeat although it saw
+// "online": offline as of the deadline, back at the heartbeat.
 func TestHeartbeatFirstThenCheck(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		late   time.Duration
-		alerts []expectedAlert
+		name    string
+		late    time.Duration
+		signals int
+		alerts  []expectedAlert
 	}{
-		{"at the deadline", 0, []expectedAlert{{offline, 4 * time.Minute}}},
-		{"after the deadline", time.Second, []expectedAlert{{offline, 2 * time.Minute}, {online, 2 * time.Minute}, {offline, 7 * time.Minute}}},
+		{"at the deadline", 0, 1, []expectedAlert{{offline, 4 * time.Minute}}},
+		{"after the deadline", time.Second, 2, []expectedAlert{{offline, 2 * time.Minute}, {online, 2 * time.Minute}, {offline, 7 * time.Minute}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newMonitorHarness(t, defaults)
@@ -537,8 +544,8 @@ func TestHeartbeatFirstThenCheck(t *testing.T) {
 			}
 			h.run(10 * time.Minute)
 			h.wantAlerts(tc.alerts...)
-			if h.signals != 1 {
-				t.Errorf("signals = %d, want 1: the racing heartbeat saw online", h.signals)
+			if h.signals != tc.signals {
+				t.Errorf("signals = %d, want %d", h.signals, tc.signals)
 			}
 			if tc.late > 0 {
 				back := h.delivered()[1].in.Event.Data.BackOnlineAt
