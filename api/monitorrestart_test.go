@@ -38,7 +38,9 @@ func TestMonitorComesBackAfterTermination(t *testing.T) {
 	dev, enrollment := a.createDevice(t, "Pixel 6a (shelf 3)")
 	_, device := e.enroll(t, enrollment)
 	id := workflows.DeviceMonitorID(dev.ID)
-	heartbeat := func() { device.must(t, http.StatusNoContent, http.MethodPost, "/api/v1/device/heartbeat", map[string]any{"battery": 70}) }
+	heartbeat := func() {
+		device.must(t, http.StatusNoContent, http.MethodPost, "/api/v1/device/heartbeat", map[string]any{"battery": 70})
+	}
 	online := func() {
 		eventually(t, 30*time.Second, func() (bool, string) {
 			got, raw := a.getDevice(t, dev.ID.String())
