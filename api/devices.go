@@ -323,6 +323,9 @@ func (s *Server) heartbeat(c *gin.Context) error {
 			c.Header("Retry-After", "5")
 			return errUnavailable
 		}
+		if err := s.store.MarkSignalled(ctx, rec.Device.ID, rec.At); err != nil {
+			s.log.WarnContext(ctx, "heartbeat signalled, not marked so", "device_id", rec.Device.ID, "err", err)
+		}
 	}
 	c.Status(http.StatusNoContent)
 	return nil

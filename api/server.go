@@ -48,7 +48,8 @@ type Config struct {
 	// HeartbeatBurst are fine); beyond it a heartbeat is 429 before it touches Postgres or
 	// Temporal. 0: no limit.
 	HeartbeatEvery time.Duration
-	// Monitor is sent to every device's DeviceMonitor with its heartbeats.
+	// Monitor is the clocks every device's DeviceMonitor should run with; a heartbeat whose row
+	// shows others is signalled with these (workflows.MonitorMustHear).
 	Monitor workflows.MonitorConfig
 	// WebhookGuard checks webhook URLs when operators save them.
 	WebhookGuard webhook.Guard

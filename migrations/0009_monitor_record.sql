@@ -11,6 +11,10 @@
 ALTER TABLE devices
     ADD COLUMN previous_heartbeat_at timestamptz,
     ADD COLUMN monitor_checked_at timestamptz,
+    -- when the API last delivered a heartbeat signal: until the monitor looks, the API need
+    -- not repeat it (a fleet starting at once would otherwise signal every heartbeat while
+    -- the monitors' first tasks wait their turn)
+    ADD COLUMN monitor_signalled_at timestamptz,
     ADD COLUMN monitor_offline_after_ms bigint,
     ADD COLUMN monitor_cooldown_ms bigint;
 
@@ -23,5 +27,6 @@ DROP INDEX devices_monitor_checked_idx;
 ALTER TABLE devices
     DROP COLUMN previous_heartbeat_at,
     DROP COLUMN monitor_checked_at,
+    DROP COLUMN monitor_signalled_at,
     DROP COLUMN monitor_offline_after_ms,
     DROP COLUMN monitor_cooldown_ms;

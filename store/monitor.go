@@ -61,6 +61,9 @@ type HeartbeatRecord struct {
 	MonitorStatus string
 	// MonitorCheckedAt is when the monitor last looked at the row; nil if it never did.
 	MonitorCheckedAt *time.Time
+	// MonitorSignalledAt is when the API last delivered a heartbeat signal (MarkSignalled);
+	// nil if never.
+	MonitorSignalledAt *time.Time
 	// MonitorConfig is the clocks the monitor last ran with; zero if it never wrote them.
 	MonitorConfig MonitorConfig
 }
@@ -97,15 +100,29 @@ func (s *Store) RecordHeartbeat(ctx context.Context, tokenHash []byte, t Telemet
 		 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 		 WHERE token_hash = $1
 		 RETURNING id, operator_id, name, last_heartbeat_at, previous_heartbeat_at, status, monitor_checked_at,
-		     monitor_offline_after_ms, monitor_cooldown_ms`,
+		     monitor_signalled_at, monitor_offline_after_ms, monitor_cooldown_ms`,
 		tokenHash, t.Battery, t.Charging, t.SignalDBM, t.Carrier, t.NetworkType, t.CellularIP, t.AppVersion,
 	).Scan(&r.Device.ID, &r.Device.OperatorID, &r.Device.Name, &r.At, &r.Previous, &r.MonitorStatus, &r.MonitorCheckedAt,
-		&offlineAfter, &cooldown)
+		&r.MonitorSignalledAt, &offlineAfter, &cooldown)
 	if err != nil {
 		return HeartbeatRecord{}, notFound(err)
 	}
 	r.MonitorConfig = configFromMillis(offlineAfter, cooldown)
 	return r, nil
+}
+
+// MarkSignalled records that the device's monitor was signalled a heartbeat recorded at the
+// given time, so the API need not signal again until the monitor has looked. Like a heartbeat
+// it does not wait for the WAL flush: losing it costs one more signal.
+func (s *Store) MarkSignalled(ctx context.Context, deviceID uuid.UUID, at time.Time) error {
+	_, err := s.pool.Exec(ctx,
+		`UPDATE devices SET monitor_signalled_at = greatest(monitor_signalled_at, $2)
+		 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+		 WHERE id = $1`, deviceID, at)
+	if err != nil {
+		return fmt.Errorf("mark monitor signalled: %w", err)
+	}
+	return nil
 }
 
 // DeadlineCheck is a DeviceMonitor's look at its device's row.

@@ -50,6 +50,12 @@ func TestHeartbeatRecordTellsWhatTheMonitorWrote(t *testing.T) {
 	if first.Previous != nil || !second.At.After(first.At) || second.MonitorStatus != store.StatusOnline || second.MonitorCheckedAt == nil || second.MonitorConfig != monitorClocks {
 		t.Errorf("second heartbeat = %+v, want later than %v, online, checked, %+v", second, first.At, monitorClocks)
 	}
+	if err := f.s.MarkSignalled(f.ctx, d.ID, second.At); err != nil {
+		t.Fatal(err)
+	}
+	if third := f.heartbeat(token); third.MonitorSignalledAt == nil || !third.MonitorSignalledAt.Equal(second.At) {
+		t.Errorf("heartbeat after MarkSignalled shows signalled at %v, want %v", third.MonitorSignalledAt, second.At)
+	}
 	// A repeated transition writes no second event.
 	if err := f.s.RecordDeviceStatus(f.ctx, d.ID, store.StatusOnline, second.At, monitorClocks); err != nil {
 		t.Fatal(err)

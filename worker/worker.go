@@ -31,8 +31,8 @@ type Config struct {
 	WebhookGuard webhook.Guard
 	// WorkflowCacheSize is how many workflows the worker keeps in memory (the SDK's sticky
 	// cache); 0 means DefaultWorkflowCacheSize. Every device has a DeviceMonitor, and one
-	// evicted from the cache is replayed from its history on its next heartbeat, so it should
-	// exceed the fleet size.
+	// evicted from the cache is replayed from its history at its next deadline check, so it
+	// should exceed the fleet size.
 	WorkflowCacheSize int
 	// TunnelControlURL and TunnelControlToken reach the relay's control API, where quota
 	// cutoffs block connections and kill their OpenVPN sessions. Empty: no relay.

@@ -63,17 +63,21 @@ func withDefaults(c MonitorConfig) MonitorConfig {
 }
 
 // MonitorMustHear tells the API whether a heartbeat it recorded must be signalled to the
-// device's monitor, which otherwise reads it from the row at its deadline: when the monitor
-// cannot know the device is alive (the row's status is not online: a first heartbeat, or a
-// device it holds offline), when the heartbeat ends a silence longer than OfflineAfter (an
-// outage the monitor's deadline check may have missed, see store/monitor.go), when the
-// monitor runs with other clocks than cfg, or when it has not looked at the row for more than
-// twice OfflineAfter (it no longer runs: the signal starts a new one).
+// device's monitor, which otherwise reads it from the row at its deadline: when it ends a
+// silence longer than OfflineAfter (an outage the monitor's deadline check may have missed, see
+// store/monitor.go); and, unless a signal delivered since the monitor last looked is still
+// waiting for it (pending), when the monitor cannot know the device is alive (the row's status
+// is not online: a first heartbeat, or a device it holds offline), runs with other clocks than
+// cfg, or has not looked at the row for more than twice OfflineAfter (it no longer runs: the
+// signal starts a new one).
 func MonitorMustHear(r store.HeartbeatRecord, cfg MonitorConfig) bool {
 	cfg = withDefaults(cfg)
-	ended := r.Previous != nil && r.At.Sub(*r.Previous) > cfg.OfflineAfter
-	return r.MonitorStatus != store.StatusOnline || ended || r.MonitorConfig != cfg ||
-		r.MonitorCheckedAt == nil || r.At.Sub(*r.MonitorCheckedAt) > 2*cfg.OfflineAfter
+	if r.Previous != nil && r.At.Sub(*r.Previous) > cfg.OfflineAfter {
+		return true
+	}
+	stale := func(t *time.Time) bool { return t == nil || r.At.Sub(*t) > 2*cfg.OfflineAfter }
+	pending := !stale(r.MonitorSignalledAt) && (r.MonitorCheckedAt == nil || r.MonitorSignalledAt.After(*r.MonitorCheckedAt))
+	return !pending && (r.MonitorStatus != store.StatusOnline || r.MonitorConfig != cfg || stale(r.MonitorCheckedAt))
 }
 
 // Heartbeat is the payload of HeartbeatSignal.

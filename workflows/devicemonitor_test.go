@@ -48,6 +48,7 @@ type fakeRow struct {
 	lastHeartbeat   time.Time
 	prevHeartbeat   time.Time
 	checkedAt       *time.Time
+	signalledAt     *time.Time
 	config          workflows.MonitorConfig
 	lastAlert       string
 }
@@ -141,7 +142,7 @@ func (h *monitorHarness) check(in store.DeadlineCheck) store.CheckResult {
 // signals it when the monitor must hear of it.
 func (h *monitorHarness) record(at time.Time) {
 	r := &h.row
-	rec := store.HeartbeatRecord{MonitorStatus: r.status, MonitorCheckedAt: r.checkedAt, MonitorConfig: r.config}
+	rec := store.HeartbeatRecord{MonitorStatus: r.status, MonitorCheckedAt: r.checkedAt, MonitorSignalledAt: r.signalledAt, MonitorConfig: r.config}
 	if !r.lastHeartbeat.IsZero() {
 		rec.Previous = ptrTo(r.lastHeartbeat)
 	}
@@ -153,6 +154,7 @@ func (h *monitorHarness) record(at time.Time) {
 	if workflows.MonitorMustHear(rec, h.input.Config) {
 		h.signals++
 		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: rec.At, Previous: r.prevHeartbeat, Config: h.input.Config})
+		r.signalledAt = ptrTo(rec.At)
 	}
 }
 
@@ -615,4 +617,41 @@ func TestMonitorStartsAgainFromRow(t *testing.T) {
 			t.Errorf("status written: %s at +%v, want none (the device stayed online)", s.in.Status, s.calledAt.Sub(h.start))
 		}
 	})
+}
+
+// TestMonitorMustHear: the API's rule, case by case; a signal delivered since the monitor's
+// last look holds back the repeats a slow monitor would otherwise get with every heartbeat.
+func TestMonitorMustHear(t *testing.T) {
+	at := startTime
+	ago := func(d time.Duration) *time.Time { return ptrTo(at.Add(-d)) }
+	online := store.HeartbeatRecord{At: at, Previous: ago(30 * time.Second), MonitorStatus: store.StatusOnline,
+		MonitorCheckedAt: ago(time.Minute), MonitorConfig: defaults}
+	with := func(f func(r *store.HeartbeatRecord)) store.HeartbeatRecord { r := online; f(&r); return r }
+	for _, tc := range []struct {
+		name string
+		rec  store.HeartbeatRecord
+		want bool
+	}{
+		{"online, looked at lately", online, false},
+		{"first heartbeat", store.HeartbeatRecord{At: at, MonitorStatus: store.StatusUnknown}, true},
+		{"first heartbeat's repeat, signal pending", store.HeartbeatRecord{At: at, MonitorStatus: store.StatusUnknown, MonitorSignalledAt: ago(30 * time.Second)}, false},
+		{"first heartbeat, signal lost", store.HeartbeatRecord{At: at, MonitorStatus: store.StatusUnknown, MonitorSignalledAt: ago(5 * time.Minute)}, true},
+		{"held offline", with(func(r *store.HeartbeatRecord) { r.MonitorStatus = store.StatusOffline }), true},
+		{"held offline, signal pending", with(func(r *store.HeartbeatRecord) {
+			r.MonitorStatus, r.MonitorSignalledAt = store.StatusOffline, ago(time.Second)
+		}), false},
+		{"held offline, signalled before the last look", with(func(r *store.HeartbeatRecord) {
+			r.MonitorStatus, r.MonitorSignalledAt = store.StatusOffline, ago(2*time.Minute)
+		}), true},
+		{"ends a silence", with(func(r *store.HeartbeatRecord) { r.Previous = ago(2*time.Minute + time.Millisecond) }), true},
+		{"ends a silence, signal pending", with(func(r *store.HeartbeatRecord) {
+			r.Previous, r.MonitorSignalledAt = ago(3*time.Minute), ago(time.Second)
+		}), true},
+		{"other clocks", with(func(r *store.HeartbeatRecord) { r.MonitorConfig.OfflineAfter = time.Minute }), true},
+		{"no look for 4m1s", with(func(r *store.HeartbeatRecord) { r.MonitorCheckedAt = ago(4*time.Minute + time.Second) }), true},
+	} {
+		if got := workflows.MonitorMustHear(tc.rec, defaults); got != tc.want {
+			t.Errorf("%s: MonitorMustHear = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
