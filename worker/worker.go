@@ -63,7 +63,16 @@ func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log 
 		cache = DefaultWorkflowCacheSize
 	}
 	sdkworker.SetStickyWorkflowCacheSize(cache)
-	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{WorkerStopTimeout: 10 * time.Second})
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
+		WorkerStopTimeout: 10 * time.Second,
+		// Every device's monitor wakes about every 105 s (BENCHMARKS.md, "Device
+		// monitoring"): 10,000 devices are ~95 workflow tasks a second. Two pollers (the SDK's
+		// default) each wait for the server to record a task's start before the next poll, and
+		// a sticky task waiting longer than 5 s is timed out and scheduled again, which under a
+		// burst of deadlines only adds work.
+		MaxConcurrentWorkflowTaskPollers: 8,
+		StickyScheduleToStartTimeout:     15 * time.Second,
+	})
 	acts := &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)}
 	if cfg.TunnelControlURL != "" {
 		acts.Relays = []activities.Relay{&tunnel.ControlClient{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
