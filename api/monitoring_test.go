@@ -461,10 +461,7 @@ func TestDeviceEvents(t *testing.T) {
 	e, _ := newWorkerEnv(t, cfg)
 	a, op := e.session(t)
 	b, _ := e.session(t)
-	rcv := newReceiver(t, http.StatusNoContent)
-	var saved webhookSetting
-	a.must(t, http.StatusOK, http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": rcv.URL + "/hooks", "enabled": true}).decode(t, &saved)
-	rcv.setSecret(saved.Secret)
+	rcv := a.webhookReceiver(t)
 
 	dev, enrollment := a.createDevice(t, "Pixel 7 (rack 2)")
 	_, device := e.enroll(t, enrollment)

@@ -31,10 +31,7 @@ func TestMonitorComesBackAfterTermination(t *testing.T) {
 	e, tc := newWorkerEnv(t, cfg)
 	serve(t, e) // the sweep runs inside Serve
 	a, _ := e.session(t)
-	rcv := newReceiver(t, http.StatusNoContent)
-	var saved webhookSetting
-	a.must(t, http.StatusOK, http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": rcv.URL + "/hooks", "enabled": true}).decode(t, &saved)
-	rcv.setSecret(saved.Secret)
+	rcv := a.webhookReceiver(t)
 	dev, enrollment := a.createDevice(t, "Pixel 6a (shelf 3)")
 	_, device := e.enroll(t, enrollment)
 	id := workflows.DeviceMonitorID(dev.ID)
@@ -133,4 +130,15 @@ func alertAt(t *testing.T, rcv *receiver, i int, typ string) webhook.Event {
 		t.Fatalf("webhook %d = %s (%v, signature %v), want a signed %s", i, h.body, err, h.verifyErr, typ)
 	}
 	return ev
+}
+
+// webhookReceiver points the operator's webhook at a new receiver that verifies signatures
+// with the secret it was given.
+func (a *client) webhookReceiver(t *testing.T) *receiver {
+	t.Helper()
+	rcv := newReceiver(t, http.StatusNoContent)
+	var saved webhookSetting
+	a.must(t, http.StatusOK, http.MethodPut, "/api/v1/settings/webhook", map[string]any{"url": rcv.URL + "/hooks", "enabled": true}).decode(t, &saved)
+	rcv.setSecret(saved.Secret)
+	return rcv
 }

@@ -21,6 +21,18 @@ func (f *fixture) heartbeat(tokenHash []byte) store.HeartbeatRecord {
 	return rec
 }
 
+// onlineDevice enrolls a device, records its first heartbeat and its monitor's transition to
+// online; it returns the device, its token's hash and the heartbeat's time.
+func (f *fixture) onlineDevice() (store.TunnelDevice, []byte, time.Time) {
+	f.t.Helper()
+	d, token := f.enrolled(nil)
+	seen := f.heartbeat(token).At
+	if err := f.s.RecordDeviceStatus(f.ctx, d.ID, store.StatusOnline, seen, monitorClocks); err != nil {
+		f.t.Fatal(err)
+	}
+	return d, token, seen
+}
+
 func (f *fixture) check(in store.DeadlineCheck) store.CheckResult {
 	f.t.Helper()
 	res, err := f.s.CheckHeartbeat(f.ctx, in)
@@ -66,17 +78,13 @@ func TestHeartbeatRecordTellsWhatTheMonitorWrote(t *testing.T) {
 }
 
 // TestDeadlineCheck covers CheckHeartbeat's cases, each order of the heartbeat/check race as
-// it leaves the row: a heartbeat committed before the check within the deadline keeps the
-// device online; one after the deadline is a return after an offline mark; with none the
-// device is marked offline, and the next heartbeat's statement sees it.
+// it leaves the row: a heartbeat committed before the check keeps the device online, whether
+// it came before the deadline or after it (then its own statement reported the silence); with
+// none the device is marked offline, once, and the next heartbeat's statement sees it.
 func TestDeadlineCheck(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	d, token := f.enrolled(nil)
-	seen := f.heartbeat(token).At
-	if err := f.s.RecordDeviceStatus(f.ctx, d.ID, store.StatusOnline, seen, monitorClocks); err != nil {
-		t.Fatal(err)
-	}
+	d, token, seen := f.onlineDevice()
 	// A look without a deadline only reads.
 	if res := f.check(store.DeadlineCheck{DeviceID: d.ID, Seen: seen, Config: monitorClocks}); res.Offline || !res.LastHeartbeat.Equal(seen) {
 		t.Errorf("look = %+v, want last heartbeat %v, not offline", res, seen)
@@ -124,11 +132,7 @@ func TestDeadlineCheck(t *testing.T) {
 func TestRowLockOrdersHeartbeatAndCheck(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	d, token := f.enrolled(nil)
-	seen := f.heartbeat(token).At
-	if err := f.s.RecordDeviceStatus(f.ctx, d.ID, store.StatusOnline, seen, monitorClocks); err != nil {
-		t.Fatal(err)
-	}
+	d, token, seen := f.onlineDevice()
 
 	// The offline mark holds the row; the heartbeat waits.
 	tx, err := f.s.Pool().Begin(f.ctx)
