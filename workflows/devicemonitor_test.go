@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,10 +26,13 @@ import (
 // activities read and write the row. Every call is recorded with when it ran (in workflow
 // time) and with what.
 type monitorHarness struct {
-	t        *testing.T
-	env      *testsuite.TestWorkflowEnvironment
-	start    time.Time
-	input    workflows.DeviceMonitorInput
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	start time.Time
+	input workflows.DeviceMonitorInput
+	// mu guards what the mocks (run on the activity goroutines) and the delayed callbacks
+	// share: row, signals, checks, statuses, alerts.
+	mu       sync.Mutex
 	row      fakeRow
 	signals  int // heartbeats that reached the monitor
 	checks   int // deadline checks
@@ -83,6 +87,8 @@ func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarnes
 		func(_ context.Context, in store.DeadlineCheck) (store.CheckResult, error) { return h.check(in), nil })
 	h.env.OnActivity(a.RecordStatus, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RecordStatusInput) error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
 			h.statuses = append(h.statuses, statusCall{h.env.Now(), in})
 			if h.row.statusChangedAt.After(in.At) {
 				return nil
@@ -97,6 +103,8 @@ func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarnes
 			if h.deliver != nil {
 				res, err = h.deliver(in)
 			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
 			h.alerts = append(h.alerts, alertCall{h.env.Now(), in, err == nil})
 			h.row.lastAlert = in.Event.Type
 			return res, err
@@ -106,6 +114,8 @@ func newMonitorHarness(t *testing.T, cfg workflows.MonitorConfig) *monitorHarnes
 
 // load is LoadMonitorStart on the fake row.
 func (h *monitorHarness) load() store.MonitorStart {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	m := store.MonitorStart{Status: h.row.status, LastAlert: h.row.lastAlert}
 	if !h.row.statusChangedAt.IsZero() {
 		m.StatusChangedAt = ptrTo(h.row.statusChangedAt)
@@ -124,10 +134,12 @@ func (h *monitorHarness) load() store.MonitorStart {
 // check is CheckHeartbeat on the fake row: past the deadline, offline unless a heartbeat was
 // recorded after Seen.
 func (h *monitorHarness) check(in store.DeadlineCheck) store.CheckResult {
-	h.checks++
 	if h.beforeCheck != nil {
 		h.beforeCheck(in)
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks++
 	r := &h.row
 	r.checkedAt, r.config = ptrTo(h.env.Now()), in.Config
 	res := store.CheckResult{LastHeartbeat: r.lastHeartbeat}
@@ -141,6 +153,7 @@ func (h *monitorHarness) check(in store.DeadlineCheck) store.CheckResult {
 // record records a heartbeat at the given time in the row, as the API's statement does, and
 // signals it when the monitor must hear of it.
 func (h *monitorHarness) record(at time.Time) {
+	h.mu.Lock()
 	r := &h.row
 	rec := store.HeartbeatRecord{MonitorStatus: r.status, MonitorCheckedAt: r.checkedAt, MonitorSignalledAt: r.signalledAt, MonitorConfig: r.config}
 	if !r.lastHeartbeat.IsZero() {
@@ -151,10 +164,15 @@ func (h *monitorHarness) record(at time.Time) {
 		r.lastHeartbeat = at
 	}
 	rec.At = r.lastHeartbeat
-	if workflows.MonitorMustHear(rec, h.input.Config) {
+	must := workflows.MonitorMustHear(rec, h.input.Config)
+	hb := workflows.Heartbeat{At: rec.At, Previous: r.prevHeartbeat, Config: h.input.Config}
+	if must {
 		h.signals++
-		h.env.SignalWorkflow(workflows.HeartbeatSignal, workflows.Heartbeat{At: rec.At, Previous: r.prevHeartbeat, Config: h.input.Config})
 		r.signalledAt = ptrTo(rec.At)
+	}
+	h.mu.Unlock()
+	if must {
+		h.env.SignalWorkflow(workflows.HeartbeatSignal, hb)
 	}
 }
 
@@ -540,7 +558,7 @@ func TestHeartbeatFirstThenCheck(t *testing.T) {
 			h := newMonitorHarness(t, defaults)
 			h.heartbeatAt(0)
 			h.beforeCheck = func(in store.DeadlineCheck) {
-				if in.Deadline != nil && h.checks == 1 {
+				if in.Deadline != nil && h.checks == 0 {
 					h.record(in.Deadline.Add(tc.late))
 				}
 			}
