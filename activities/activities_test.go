@@ -19,8 +19,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/webhook"
 )
 

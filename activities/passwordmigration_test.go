@@ -18,8 +18,8 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // legacyRows is a database of the test's own with one operator's device, for legacy rows.

@@ -22,8 +22,8 @@ import (
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

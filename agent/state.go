@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cellgate/cellgate/atomicfile"
+	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
 // fleetState is the state file: the simulated devices' ids and tokens, so a second run

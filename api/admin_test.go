@@ -29,8 +29,8 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/workflows"
 )
 

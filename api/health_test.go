@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/cellgate/cellgate/api"
-	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/internal/testenv"
 )
 
 func TestHealthz(t *testing.T) {

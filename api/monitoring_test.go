@@ -24,8 +24,8 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"

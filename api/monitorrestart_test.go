@@ -13,8 +13,8 @@ import (
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )

@@ -19,8 +19,8 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // ovpnEnv is an API with the internal API on, whose OpenVPN authenticator counts its bcrypt

@@ -11,8 +11,8 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 func TestAPITokens(t *testing.T) {

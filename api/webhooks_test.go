@@ -23,8 +23,8 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/webhook"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cellgate/cellgate/childproc"
+	"github.com/cellgate/cellgate/internal/childproc"
 )
 
 // StopTimeout is how long Proc.Stop waits after SIGTERM before it sends SIGKILL.

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cellgate/cellgate/childproc"
+	"github.com/cellgate/cellgate/internal/childproc"
 )
 
 // DefaultBinary is where Debian's openvpn package installs the server.

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cellgate/cellgate/atomicfile"
+	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
 // Init sets up an OpenVPN server in c.Dir: CA, server certificate, tls-crypt key, management

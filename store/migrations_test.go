@@ -11,8 +11,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", which goose runs on
 	"github.com/pressly/goose/v3"
 
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/migrations"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // goosed opens a migrated test database with a goose provider over the embedded migrations,

@@ -7,8 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -14,8 +14,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // fixture is a store with one operator.

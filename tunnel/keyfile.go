@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cellgate/cellgate/atomicfile"
+	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
 // ErrInsecureKeyFile is returned by ReadKeyFile for a key file that group or others may read.

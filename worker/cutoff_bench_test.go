@@ -22,8 +22,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"

@@ -9,7 +9,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
 )

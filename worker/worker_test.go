@@ -22,9 +22,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellgate/cellgate/api"
-	"github.com/cellgate/cellgate/demo"
+	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"

@@ -17,9 +17,9 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/cellgate/cellgate/activities"
-	"github.com/cellgate/cellgate/demo"
+	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"

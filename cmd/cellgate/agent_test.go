@@ -18,8 +18,8 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // agentAPI is a real API (Postgres and the Temporal dev server of the test binary; no worker)

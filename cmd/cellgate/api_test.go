@@ -5,7 +5,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/internal/testenv"
 )
 
 // startAPI starts `cellgate api` on a migrated database and the test Temporal server, waits

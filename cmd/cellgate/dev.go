@@ -25,17 +25,17 @@ import (
 
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/api"
-	"github.com/cellgate/cellgate/childproc"
 	"github.com/cellgate/cellgate/credential"
-	"github.com/cellgate/cellgate/demo"
-	"github.com/cellgate/cellgate/localpg"
+	"github.com/cellgate/cellgate/internal/childproc"
+	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/localpg"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
 
-	"github.com/cellgate/cellgate/atomicfile"
+	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
 type devConfig struct {

@@ -20,9 +20,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // devRun is one `cellgate dev` and what it printed.

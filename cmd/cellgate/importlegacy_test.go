@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 )
 
 // rowsOf describes parsed rows compactly: line:username/password@device/protocol/limit/used.

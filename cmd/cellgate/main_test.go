@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

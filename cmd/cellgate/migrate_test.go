@@ -14,9 +14,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/migrations"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/testenv"
 	"github.com/cellgate/cellgate/workflows"
 )
 

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellgate/cellgate/credential"
-	"github.com/cellgate/cellgate/testenv"
+	"github.com/cellgate/cellgate/internal/testenv"
 )
 
 var generatedPassword = regexp.MustCompile(`(?m)^password: (\S+)$`)

@@ -52,7 +52,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/cellgate/cellgate/agent"
-	"github.com/cellgate/cellgate/demo"
+	"github.com/cellgate/cellgate/internal/demo"
 	"github.com/cellgate/cellgate/webhook"
 )
 

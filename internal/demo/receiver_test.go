@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/demo"
+	"github.com/cellgate/cellgate/internal/demo"
 	"github.com/cellgate/cellgate/webhook"
 )
 

@@ -31,7 +31,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/cellgate/cellgate/localpg"
+	"github.com/cellgate/cellgate/internal/localpg"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )

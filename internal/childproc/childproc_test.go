@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/childproc"
+	"github.com/cellgate/cellgate/internal/childproc"
 )
 
 // parentEnv makes the test binary act as a parent: it starts `sleep 300` with Start, prints
