@@ -176,7 +176,7 @@ func (s *Server) listConnections(c *gin.Context) error {
 	}
 	out := make([]connectionJSON, len(conns))
 	for i, conn := range conns {
-		out[i] = connectionJSON{Connection: conn, QuotaWorkflowURL: s.workflowURL(workflows.ConnectionQuotaID(conn.ID))}
+		out[i] = connectionJSON{Connection: conn}
 		if r, ok := resets[conn.ID]; ok {
 			out[i].LastReset = &r
 		}

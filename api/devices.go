@@ -116,7 +116,10 @@ func (s *Server) getDevice(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := deviceJSON{Device: d, MonitorWorkflowURL: s.workflowURL(workflows.DeviceMonitorID(d.ID))}
+	out := deviceJSON{Device: d}
+	if d.LastHeartbeatAt != nil { // the first heartbeat starts the monitor: no dead link before
+		out.MonitorWorkflowURL = s.workflowURL(workflows.DeviceMonitorID(d.ID))
+	}
 	if sessions := s.ovpn.sessions; sessions != nil {
 		lctx, cancel := context.WithTimeout(ctx, liveTimeout)
 		live, err := sessions.DeviceLive(lctx, d.ID)

@@ -307,8 +307,9 @@ func (l liveDevices) DeviceLive(_ context.Context, id uuid.UUID) (bool, error) {
 }
 
 // TestGetDeviceLinksAndTunnel: GET /devices/{id} links the device's DeviceMonitor in the
-// Temporal Web UI and says whether the relay has its tunnel session; without a relay (or when
-// it does not answer) tunnel_live is absent, and without a Web UI there is no link.
+// Temporal Web UI once its first heartbeat has started it, and says whether the relay has its
+// tunnel session; without a relay (or when it does not answer) tunnel_live is absent, and
+// without a Web UI, or before the first heartbeat, there is no link.
 func TestGetDeviceLinksAndTunnel(t *testing.T) {
 	t.Parallel()
 	sessions := liveDevices{live: map[uuid.UUID]bool{}}
@@ -317,9 +318,11 @@ func TestGetDeviceLinksAndTunnel(t *testing.T) {
 	cfg.DeviceSessions = sessions
 	e := newEnvConfig(t, cfg)
 	a, _ := e.session(t)
-	up, _ := a.createDevice(t, "up")
+	up, enroll := a.createDevice(t, "up")
 	down, _ := a.createDevice(t, "down")
 	sessions.live[up.ID] = true
+	_, phone := e.enroll(t, enroll)
+	phone.must(t, http.StatusNoContent, http.MethodPost, "/api/v1/device/heartbeat", map[string]any{})
 
 	get := func(e *env, c *client, id uuid.UUID) map[string]any {
 		t.Helper()
@@ -331,8 +334,9 @@ func TestGetDeviceLinksAndTunnel(t *testing.T) {
 		d["monitor_workflow_url"] != "http://ui.example:8233/namespaces/prod%20ns/workflows/device-monitor:"+up.ID.String() {
 		t.Errorf("GET device (live) = tunnel_live %v, monitor_workflow_url %v; want true and the Web UI link", d["tunnel_live"], d["monitor_workflow_url"])
 	}
-	if d := get(e, a, down.ID); d["tunnel_live"] != false {
-		t.Errorf("GET device (no session) tunnel_live = %v, want false", d["tunnel_live"])
+	if d := get(e, a, down.ID); d["tunnel_live"] != false || d["monitor_workflow_url"] != nil {
+		t.Errorf("GET device (no session, never heartbeated) = tunnel_live %v, monitor_workflow_url %v; want false and no link",
+			d["tunnel_live"], d["monitor_workflow_url"])
 	}
 
 	failing := api.DefaultConfig()

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -1030,5 +1031,37 @@ func TestInternalUsageLarge(t *testing.T) {
 			t.Errorf("quota workflow of %s got %d reports (first with %d sessions), want one of %d sessions of %d bytes",
 				c.ID, len(got), n, api.MaxReportEntries/2, 2*counter)
 		}
+	}
+}
+
+// TestQuotaWorkflowLink: a connection's quota workflow starts with its first usage report, so
+// GET /connections/{id} links it in the Web UI only from then on (before, the link would be
+// dead); lists never link it, since they do not ask Temporal.
+func TestQuotaWorkflowLink(t *testing.T) {
+	t.Parallel()
+	cfg := signalEveryReport()
+	cfg.TemporalUIURL, cfg.TemporalNamespace = "http://ui.example:8233/", "default"
+	e := newEnvConfig(t, cfg)
+	a, op := e.session(t)
+	dev, _ := a.createDevice(t, "phone")
+	conn := e.connection(t, op.ID, dev.ID)
+	link := func() any {
+		t.Helper()
+		var body struct{ Connection map[string]any }
+		a.must(t, http.StatusOK, http.MethodGet, "/api/v1/connections/"+conn.ID.String(), nil).decode(t, &body)
+		return body.Connection["quota_workflow_url"]
+	}
+	if got := link(); got != nil {
+		t.Errorf("before any usage report: quota_workflow_url = %v, want none", got)
+	}
+	e.internal(internalToken).usageReport(t, usageEntry(conn.ID, uuid.New(), 1, 10, 10))
+	want := "http://ui.example:8233/namespaces/default/workflows/" + url.PathEscape(workflows.ConnectionQuotaID(conn.ID))
+	if got := link(); got != want {
+		t.Errorf("after a usage report: quota_workflow_url = %v, want %s", got, want)
+	}
+	var list struct{ Connections []map[string]any }
+	a.must(t, http.StatusOK, http.MethodGet, "/api/v1/connections", nil).decode(t, &list)
+	if len(list.Connections) != 1 || list.Connections[0]["quota_workflow_url"] != nil {
+		t.Errorf("GET /connections = %v, want the connection without quota_workflow_url", list.Connections)
 	}
 }

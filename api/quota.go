@@ -157,25 +157,28 @@ func saturatingAdd(a, b int64) int64 {
 
 // quotaUsed is a connection's usage as its quota workflow knows it, when that is newer than
 // Postgres's (which it saves at most every workflows.SaveInterval); otherwise, or when the
-// workflow cannot be asked, Postgres's. It is for showing; a login or connect is decided by
-// admission, which never goes on Postgres's figure when the workflow cannot be asked.
-func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) int64 {
+// workflow cannot be asked, Postgres's. exists is false only when Temporal says there is no
+// such workflow: it starts with the connection's first usage report, limit change or reset.
+// It is for showing; a login or connect is decided by admission, which never goes on
+// Postgres's figure when the workflow cannot be asked.
+func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) (used int64, exists bool) {
 	ctx, cancel := context.WithTimeout(ctx, quotaQueryTimeout)
 	defer cancel()
 	s.flushUsage(ctx, conn.ID)
 	v, err := s.quotaView(ctx, conn.ID)
 	if err != nil {
 		var notFound *serviceerror.NotFound
-		if !errors.As(err, &notFound) {
-			s.log.WarnContext(ctx, "quota workflow not asked for usage; using Postgres's",
-				slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
+		if errors.As(err, &notFound) {
+			return conn.BandwidthUsed, false
 		}
-		return conn.BandwidthUsed
+		s.log.WarnContext(ctx, "quota workflow not asked for usage; using Postgres's",
+			slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
+		return conn.BandwidthUsed, true
 	}
 	if v.Epoch != conn.UsageEpoch {
-		return conn.BandwidthUsed
+		return conn.BandwidthUsed, true
 	}
-	return max(v.Used, conn.BandwidthUsed)
+	return max(v.Used, conn.BandwidthUsed), true
 }
 
 // ReasonQuotaUnavailable refuses an OpenVPN login whose usage cannot be decided now (the
@@ -316,7 +319,8 @@ func (s *Server) workflowURL(workflowID string) string {
 		"/workflows/" + url.PathEscape(workflowID)
 }
 
-// connectionJSON is a connection as GET /connections/{id} and reset-usage show it.
+// connectionJSON is a connection as the API shows it. QuotaWorkflowURL is set only by
+// connectionDetails, which knows whether the workflow runs; lists leave it out.
 type connectionJSON struct {
 	store.Connection
 	LastReset        *store.UsageReset `json:"last_reset"`
@@ -324,10 +328,14 @@ type connectionJSON struct {
 }
 
 // connectionDetails adds the last reset and the quota workflow's link to a connection; used
-// is the quota workflow's figure when it is newer than Postgres's.
+// is the quota workflow's figure when it is newer than Postgres's. The link is left out while
+// the workflow does not exist: it would be dead.
 func (s *Server) connectionDetails(ctx context.Context, conn store.Connection) (connectionJSON, error) {
-	out := connectionJSON{Connection: conn, QuotaWorkflowURL: s.workflowURL(workflows.ConnectionQuotaID(conn.ID))}
-	out.BandwidthUsed = s.quotaUsed(ctx, conn)
+	out := connectionJSON{Connection: conn}
+	var exists bool
+	if out.BandwidthUsed, exists = s.quotaUsed(ctx, conn); exists {
+		out.QuotaWorkflowURL = s.workflowURL(workflows.ConnectionQuotaID(conn.ID))
+	}
 	resets, err := s.store.LastUsageResets(ctx, []uuid.UUID{conn.ID})
 	if err != nil {
 		return out, err
