@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
@@ -90,7 +92,7 @@ func (s *Server) passwordMigration(c *gin.Context) error {
 // migrationStatus describes the migration with the platform's figures, and returns the
 // migration's cursor (the last row it went past; uuid.Nil when unknown).
 func (s *Server) migrationStatus(ctx context.Context, who store.Principal) (passwordMigrationJSON, uuid.UUID, error) {
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, "")
+	desc, err := describe(ctx, s.temporal, workflows.PasswordMigrationID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		out := passwordMigrationJSON{Status: MigrationNotStarted, WorkflowURL: s.migrationURL("")}
@@ -194,7 +196,7 @@ const migrateActivity = "MigratePasswords"
 // are clamped so that Done + Failed stays within Total. Without a heartbeat, or with one that
 // does not decode, p stays as it is.
 func (s *Server) addRunningBatch(ctx context.Context, runID string, p *workflows.PasswordMigrationProgress) {
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, runID)
+	desc, err := describe(ctx, s.temporal, workflows.PasswordMigrationID, runID)
 	if err != nil {
 		s.log.DebugContext(ctx, "describe password migration for its running batch", "err", err)
 		return
@@ -284,4 +286,14 @@ func (s *Server) migrationURL(runID string) string {
 		return base + "?" + url.Values{"query": {`WorkflowId="` + workflows.PasswordMigrationID + `"`}}.Encode()
 	}
 	return base + "/" + url.PathEscape(workflows.PasswordMigrationID) + "/" + url.PathEscape(runID) + "/history"
+}
+
+// describe is DescribeWorkflow's raw answer, which has what the SDK's summary leaves out
+// (pending activities and their heartbeats); nil with an error.
+func describe(ctx context.Context, c client.Client, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	d, err := c.DescribeWorkflow(ctx, workflowID, runID)
+	if err != nil {
+		return nil, err
+	}
+	return d.RawResponse, nil
 }

@@ -95,7 +95,7 @@ func (e *adminEnv) forgetMigrations() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		_, err := e.tc.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, "")
+		_, err := testenv.Describe(ctx, e.tc, workflows.PasswordMigrationID, "")
 		var notFound *serviceerror.NotFound
 		if errors.As(err, &notFound) {
 			return
@@ -362,7 +362,7 @@ func TestPasswordMigrationProgress(t *testing.T) {
 		t.Errorf("after the re-run: %s; want completed with nothing to do", raw)
 	}
 	e.own(b, "after the re-run", MigrationCompleted, 1, 1, 0)
-	if desc, err := e.tc.DescribeWorkflowExecution(e.ctx, workflows.PasswordMigrationID, ""); err != nil ||
+	if desc, err := testenv.Describe(e.ctx, e.tc, workflows.PasswordMigrationID, ""); err != nil ||
 		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		t.Errorf("the re-run's status = %v (%v), want completed", desc.GetWorkflowExecutionInfo().GetStatus(), err)
 	}

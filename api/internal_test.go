@@ -22,6 +22,7 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/workflows"
@@ -882,7 +883,7 @@ func TestInternalUsage(t *testing.T) {
 		e.unchanged(t, before, &response{method: http.MethodPost, path: "/internal/v1/usage (" + step.name + ")"})
 	}
 	// The workflows carry their connection's operator, device and id for the Web UI and CLI.
-	desc, err := e.tc.DescribeWorkflowExecution(t.Context(), workflows.ConnectionQuotaID(ca.ID), "")
+	desc, err := testenv.Describe(t.Context(), e.tc, workflows.ConnectionQuotaID(ca.ID), "")
 	if err != nil {
 		t.Fatalf("describe A's quota workflow: %v", err)
 	}

@@ -149,7 +149,7 @@ func parseClient(f []string, col map[string]int) (Client, error) {
 	if v := get("Virtual Address"); v != "" {
 		a, err := netip.ParseAddr(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("Virtual Address %q: %w", v, err))
+			errs = append(errs, fmt.Errorf("%s %q: %w", "Virtual Address", v, err))
 		}
 		c.VirtualAddress = a
 	}

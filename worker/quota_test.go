@@ -322,7 +322,7 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		"bytes_received": 0, "bytes_sent": 0}, http.StatusOK, nil)
 	operator.call(http.MethodDelete, path, nil, http.StatusNoContent, nil)
 	eventually(t, "the quota workflow ended", func() string {
-		desc, err := tc.DescribeWorkflowExecution(ctx, workflows.ConnectionQuotaID(connID), "")
+		desc, err := testenv.Describe(ctx, tc, workflows.ConnectionQuotaID(connID), "")
 		if err != nil {
 			return err.Error()
 		}

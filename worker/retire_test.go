@@ -43,7 +43,7 @@ func TestRetireMonitors(t *testing.T) {
 		}
 		retired += n
 		for _, run := range old {
-			d, err := tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+			d, err := testenv.Describe(ctx, tc, run.GetID(), run.GetRunID())
 			if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 				return "first-shape monitor " + run.GetID() + " still runs"
 			}
@@ -53,7 +53,7 @@ func TestRetireMonitors(t *testing.T) {
 	if retired < len(old) {
 		t.Errorf("RetireMonitors counted %d, want at least %d", retired, len(old))
 	}
-	d, err := tc.DescribeWorkflowExecution(ctx, current.GetID(), current.GetRunID())
+	d, err := testenv.Describe(ctx, tc, current.GetID(), current.GetRunID())
 	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		t.Errorf("today's monitor after RetireMonitors: %v (%v), want running", d.GetWorkflowExecutionInfo().GetStatus(), err)
 	}

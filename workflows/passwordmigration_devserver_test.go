@@ -324,7 +324,7 @@ func TestPasswordMigrationDevServer(t *testing.T) {
 		t.Fatalf("temporal workflow start: %v\n%s", err, out)
 	}
 	start := time.Now()
-	desc, err := e.tc.DescribeWorkflowExecution(e.ctx, workflows.PasswordMigrationID, "")
+	desc, err := testenv.Describe(e.ctx, e.tc, workflows.PasswordMigrationID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestPasswordMigrationDevServer(t *testing.T) {
 	defer cancel()
 	var progressSeen string
 	for {
-		desc, err := e.tc.DescribeWorkflowExecution(ctx, workflows.PasswordMigrationID, "")
+		desc, err := testenv.Describe(ctx, e.tc, workflows.PasswordMigrationID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,7 +462,7 @@ func TestPasswordMigrationDevServer(t *testing.T) {
 
 	e.checkHashes(regenerated, killed, firstRun)
 	if os.Getenv(recordMigrationHistoryEnv) == "1" && !t.Failed() {
-		last, err := e.tc.DescribeWorkflowExecution(e.ctx, workflows.PasswordMigrationID, "")
+		last, err := testenv.Describe(e.ctx, e.tc, workflows.PasswordMigrationID, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -203,9 +203,9 @@ func TestMigrateStartsPasswordMigration(t *testing.T) {
 	if m == nil || !strings.Contains(p.stdout.String(), "temporal workflow query --workflow-id password-migration --type progress") {
 		t.Fatalf("%s: stdout does not match %q or lacks the progress command\n%s", p.name, started, p.output())
 	}
-	desc, err := tc.DescribeWorkflowExecution(context.Background(), workflows.PasswordMigrationID, "")
+	desc, err := testenv.Describe(context.Background(), tc, workflows.PasswordMigrationID, "")
 	if err != nil {
-		t.Fatalf("DescribeWorkflowExecution(%s): %v", workflows.PasswordMigrationID, err)
+		t.Fatalf("Describe(%s): %v", workflows.PasswordMigrationID, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetType().GetName() != workflows.PasswordMigrationType ||
@@ -219,7 +219,7 @@ func TestMigrateStartsPasswordMigration(t *testing.T) {
 	if !strings.Contains(again.stdout.String(), "the password migration (workflow password-migration) is already running") {
 		t.Errorf("%s while one runs: stdout lacks \"already running\"\n%s", again.name, again.output())
 	}
-	if desc, err := tc.DescribeWorkflowExecution(context.Background(), workflows.PasswordMigrationID, ""); err != nil || desc.GetWorkflowExecutionInfo().GetExecution().GetRunId() != m[1] {
+	if desc, err := testenv.Describe(context.Background(), tc, workflows.PasswordMigrationID, ""); err != nil || desc.GetWorkflowExecutionInfo().GetExecution().GetRunId() != m[1] {
 		t.Errorf("after the second migrate the workflow's run = %v (%v), want still %s", desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), err, m[1])
 	}
 

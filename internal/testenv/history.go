@@ -9,6 +9,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -34,4 +35,14 @@ func WriteHistory(t testing.TB, tc client.Client, workflowID, runID, path string
 	}
 	abs, _ := filepath.Abs(path)
 	t.Logf("wrote %d history events of %s to %s", len(h.Events), workflowID, abs)
+}
+
+// Describe is DescribeWorkflow's raw answer (status, search attributes, pending activities),
+// nil with an error; tests read it with the proto getters, which take nil.
+func Describe(ctx context.Context, tc client.Client, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	d, err := tc.DescribeWorkflow(ctx, workflowID, runID)
+	if err != nil {
+		return nil, err
+	}
+	return d.RawResponse, nil
 }
