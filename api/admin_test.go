@@ -157,7 +157,7 @@ func (e *adminEnv) worker(fn any, register func(sdkworker.Worker)) sdkworker.Wor
 // start starts the migration and waits for it to close when wait is set.
 func (e *adminEnv) start(wait bool) client.WorkflowRun {
 	e.t.Helper()
-	opts := workflows.PasswordMigrationStartOptions()
+	opts := workflows.PasswordMigrationStart()
 	opts.TaskQueue = adminQueue
 	run, err := e.tc.ExecuteWorkflow(e.ctx, opts, workflows.PasswordMigrationType, workflows.PasswordMigrationInput{})
 	if err != nil {

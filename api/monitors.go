@@ -4,9 +4,6 @@ import (
 	"context"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
-
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -26,17 +23,8 @@ const sweepBatch = 500
 func (s *Server) signalHeartbeat(ctx context.Context, dev store.DeviceRef, hb workflows.Heartbeat) error {
 	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
-	_, err := s.temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal,
-		hb,
-		client.StartWorkflowOptions{
-			ID:        workflows.DeviceMonitorID(dev.ID),
-			TaskQueue: workflows.TaskQueue,
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.OperatorIDKey.ValueSet(dev.OperatorID.String()),
-				workflows.DeviceIDKey.ValueSet(dev.ID.String())),
-			StaticSummary: "Device monitor of " + dev.Name,
-		},
-		workflows.DeviceMonitorType, workflows.DeviceMonitorInput{
+	_, err := s.temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal, hb,
+		workflows.DeviceMonitorStart(dev.ID, dev.OperatorID, dev.Name), workflows.DeviceMonitorType, workflows.DeviceMonitorInput{
 			DeviceID: dev.ID, OperatorID: dev.OperatorID, DeviceName: dev.Name, Config: s.cfg.Monitor,
 		})
 	return err

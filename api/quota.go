@@ -14,7 +14,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
@@ -39,17 +38,10 @@ const (
 func (s *Server) signalQuota(ctx context.Context, q store.QuotaRow, signal string, arg any) error {
 	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
-	id := workflows.ConnectionQuotaID(q.ConnectionID)
-	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, signal, arg,
-		client.StartWorkflowOptions{
-			ID:        id,
-			TaskQueue: workflows.TaskQueue,
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.OperatorIDKey.ValueSet(q.OperatorID.String()),
-				workflows.ConnectionIDKey.ValueSet(q.ConnectionID.String()),
-				workflows.DeviceIDKey.ValueSet(q.DeviceID.String())),
-			StaticSummary: "Quota of " + q.Name + " (" + q.Username + ")",
-		},
+	opts := workflows.ConnectionQuotaStart(workflows.ConnectionLabels{
+		ConnectionID: q.ConnectionID, OperatorID: q.OperatorID, DeviceID: q.DeviceID, Name: q.Name, Username: q.Username})
+	id := opts.ID
+	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, signal, arg, opts,
 		workflows.ConnectionQuotaType, workflows.ConnectionQuotaInput{ConnectionID: q.ConnectionID})
 	if err != nil {
 		return fmt.Errorf("signal %s to %s: %w", signal, id, err)
@@ -420,15 +412,9 @@ func (s *Server) resetDeviceUsage(c *gin.Context) error {
 func (s *Server) resetUsage(ctx context.Context, conn store.Connection, p store.Principal) (workflows.ResetUsageResult, error) {
 	s.flushUsage(ctx, conn.ID) // so the reset records every byte the API acknowledged
 	requestID := uuid.NewString()
-	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflows.ResetUsageID(conn.ID, requestID),
-		TaskQueue: workflows.TaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.OperatorIDKey.ValueSet(conn.OperatorID.String()),
-			workflows.ConnectionIDKey.ValueSet(conn.ID.String()),
-			workflows.DeviceIDKey.ValueSet(conn.DeviceID.String())),
-		StaticSummary: "Reset usage of " + conn.Name + " (" + conn.Username + ")",
-	}, workflows.ResetUsageType, workflows.ResetUsageInput{ConnectionID: conn.ID, RequestID: requestID, RequestedBy: p.Email})
+	labels := workflows.ConnectionLabels{
+		ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID, Name: conn.Name, Username: conn.Username}
+	run, err := s.temporal.ExecuteWorkflow(ctx, workflows.ResetUsageStart(labels, requestID), workflows.ResetUsageType, workflows.ResetUsageInput{ConnectionID: conn.ID, RequestID: requestID, RequestedBy: p.Email})
 	if err != nil {
 		s.log.WarnContext(ctx, "start reset usage", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
 		return workflows.ResetUsageResult{}, errUnavailable

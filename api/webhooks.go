@@ -8,8 +8,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/store"
@@ -100,13 +98,7 @@ func (s *Server) testWebhook(c *gin.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), testWebhookWait)
 	defer cancel()
 	op := principal(c).OperatorID
-	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    workflows.WebhookTestID(op, uuid.New()),
-		TaskQueue:             workflows.TaskQueue,
-		WorkflowRunTimeout:    testWebhookWait,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.OperatorIDKey.ValueSet(op.String())),
-		StaticSummary:         "Send test webhook",
-	}, workflows.WebhookTest, workflows.WebhookTestInput{OperatorID: op})
+	run, err := s.temporal.ExecuteWorkflow(ctx, workflows.WebhookTestStart(op, testWebhookWait), workflows.WebhookTest, workflows.WebhookTestInput{OperatorID: op})
 	if err != nil {
 		s.log.WarnContext(ctx, "start webhook test", "err", err)
 		return errUnavailable
@@ -181,13 +173,9 @@ func (s *Server) redeliver(c *gin.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
-	workflowID := workflows.WebhookRedeliveryID(id, uuid.New())
-	if _, err := s.temporal.ExecuteWorkflow(sctx, client.StartWorkflowOptions{
-		ID:                    workflowID,
-		TaskQueue:             workflows.TaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.OperatorIDKey.ValueSet(op.String())),
-		StaticSummary:         "Redeliver webhook " + id.String(),
-	}, workflows.WebhookRedelivery, workflows.WebhookRedeliveryInput{EventID: id, OperatorID: op}); err != nil {
+	opts := workflows.WebhookRedeliveryStart(id, op)
+	workflowID := opts.ID
+	if _, err := s.temporal.ExecuteWorkflow(sctx, opts, workflows.WebhookRedelivery, workflows.WebhookRedeliveryInput{EventID: id, OperatorID: op}); err != nil {
 		s.log.WarnContext(ctx, "start webhook redelivery", "err", err)
 		return errUnavailable
 	}

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -45,20 +43,6 @@ const (
 	// details carry up to activities.MaxNamedProblems.
 	maxVerificationNames = 20
 )
-
-// PasswordMigrationStartOptions start the migration under its fixed ID on task queue
-// "cellgate": a second start while one runs is refused (WorkflowExecutionAlreadyStarted), a
-// finished one may be run again.
-func PasswordMigrationStartOptions() client.StartWorkflowOptions {
-	return client.StartWorkflowOptions{
-		ID:                                       PasswordMigrationID,
-		TaskQueue:                                TaskQueue,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            "Hash legacy plaintext passwords with bcrypt",
-	}
-}
 
 // PasswordMigrationInput tunes the migration; the zero value (what `temporal workflow start`
 // without --input sends) takes the defaults.

@@ -329,7 +329,7 @@ func TestPasswordMigrationDevServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstRun := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	if _, err := e.tc.ExecuteWorkflow(e.ctx, workflows.PasswordMigrationStartOptions(), workflows.PasswordMigration, workflows.PasswordMigrationInput{}); !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+	if _, err := e.tc.ExecuteWorkflow(e.ctx, workflows.PasswordMigrationStart(), workflows.PasswordMigration, workflows.PasswordMigrationInput{}); !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		t.Errorf("a second start while the migration runs = %v, want refused (already started)", err)
 	}
 

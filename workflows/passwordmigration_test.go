@@ -286,10 +286,10 @@ func TestPasswordMigrationRefusesSecondStart(t *testing.T) {
 		}
 	})
 	t.Run("start options", func(t *testing.T) {
-		o := workflows.PasswordMigrationStartOptions()
+		o := workflows.PasswordMigrationStart()
 		if o.ID != workflows.PasswordMigrationID || o.TaskQueue != workflows.TaskQueue || o.WorkflowIDConflictPolicy != enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL ||
 			!o.WorkflowExecutionErrorWhenAlreadyStarted || o.WorkflowIDReusePolicy != enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE {
-			t.Errorf("PasswordMigrationStartOptions() = %+v, want ID %s on %s, refusing a running duplicate with an error, allowing a re-run",
+			t.Errorf("PasswordMigrationStart() = %+v, want ID %s on %s, refusing a running duplicate with an error, allowing a re-run",
 				o, workflows.PasswordMigrationID, workflows.TaskQueue)
 		}
 	})

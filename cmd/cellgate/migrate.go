@@ -82,7 +82,7 @@ func runMigrate(ctx context.Context, args []string) error {
 // startPasswordMigration starts the PasswordMigration workflow for legacy rows, or reports the
 // one that runs.
 func startPasswordMigration(ctx context.Context, tc client.Client, legacy int64, out io.Writer) error {
-	run, err := tc.ExecuteWorkflow(ctx, workflows.PasswordMigrationStartOptions(), workflows.PasswordMigration, workflows.PasswordMigrationInput{})
+	run, err := tc.ExecuteWorkflow(ctx, workflows.PasswordMigrationStart(), workflows.PasswordMigration, workflows.PasswordMigrationInput{})
 	if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		fmt.Fprintf(out, "%d connections hold a legacy plaintext password; the password migration (workflow %s) is already running\n",
 			legacy, workflows.PasswordMigrationID)
