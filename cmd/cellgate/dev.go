@@ -28,6 +28,7 @@ import (
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/internal/childproc"
 	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/internal/localpg"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
@@ -348,7 +349,7 @@ func runDemo(ctx context.Context, cfg devConfig, st *store.Store, email, apiURL 
 	interval, flapPeriod := demo.Timing(cfg.api.Monitor.OfflineAfter)
 	return demo.Run(ctx, demo.Config{
 		APIURL:     apiURL,
-		Operator:   agent.NewOperator(apiURL, agent.NewHTTPClient(4), token),
+		Operator:   fleet.NewOperator(apiURL, agent.NewHTTPClient(4), token),
 		Devices:    cfg.demo,
 		Interval:   interval,
 		FlapPeriod: flapPeriod,

@@ -1,5 +1,5 @@
 // Command monitor measures device monitoring end to end on a running stack: a simulated fleet
-// (package agent) heartbeats at a steady interval while a local receiver (package demo)
+// (package fleet) heartbeats at a steady interval while a local receiver (package demo)
 // verifies the operator's webhooks. After a steady phase it silences a sample of devices at
 // known times and measures when each offline alert arrives:
 //
@@ -53,6 +53,7 @@ import (
 
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/webhook"
 )
 
@@ -74,7 +75,7 @@ func main() {
 	flag.StringVar(&c.email, "email", os.Getenv("CELLGATE_OPERATOR_EMAIL"), "operator email [$CELLGATE_OPERATOR_EMAIL]")
 	flag.StringVar(&c.password, "password", os.Getenv("CELLGATE_OPERATOR_PASSWORD"), "operator password [$CELLGATE_OPERATOR_PASSWORD]")
 	flag.IntVar(&c.devices, "devices", 1000, "simulated devices")
-	flag.IntVar(&c.concurrency, "concurrency", agent.DefaultConcurrency, "most heartbeats in flight")
+	flag.IntVar(&c.concurrency, "concurrency", fleet.DefaultConcurrency, "most heartbeats in flight")
 	flag.DurationVar(&c.interval, "interval", 30*time.Second, "heartbeat interval of every device")
 	flag.DurationVar(&c.jitter, "jitter", -1, "± jitter of each heartbeat (default: 10% of the interval)")
 	flag.DurationVar(&c.offlineAfter, "offline-after", 2*time.Minute, "the server's CELLGATE_OFFLINE_AFTER (checked against the alerts)")
@@ -139,7 +140,7 @@ const (
 
 var phaseNames = [3]string{"warm-up", "steady", "silencing"}
 
-func (r *recorder) beat(b agent.Beat) {
+func (r *recorder) beat(b fleet.Beat) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ph := r.phaseOf(b.Start)
@@ -214,10 +215,10 @@ func run(ctx context.Context, c config) error {
 	}
 	defer tc.Close()
 	httpc := agent.NewHTTPClient(c.concurrency)
-	var op *agent.Operator
+	var op *fleet.Operator
 	if c.token != "" {
-		op = agent.NewOperator(c.apiURL, httpc, c.token)
-	} else if op, err = agent.Login(ctx, c.apiURL, httpc, c.email, c.password); err != nil {
+		op = fleet.NewOperator(c.apiURL, httpc, c.token)
+	} else if op, err = fleet.LoginOperator(ctx, c.apiURL, httpc, c.email, c.password); err != nil {
 		return err
 	}
 
@@ -262,7 +263,7 @@ func run(ctx context.Context, c config) error {
 	go srv.Serve(l) // exits when Shutdown closes the listener
 	defer srv.Shutdown(context.Background())
 
-	fleet, err := agent.NewFleet(agent.FleetConfig{
+	sim, err := fleet.New(fleet.Config{
 		Devices: c.devices, Prefix: c.prefix, StateFile: c.state, Interval: c.interval, Jitter: c.jitter,
 		Concurrency: c.concurrency, ReportEvery: 30 * time.Second, OnBeat: rec.beat,
 	}, &agent.Client{BaseURL: c.apiURL, HTTP: httpc}, op, log)
@@ -270,7 +271,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	provisionStart := time.Now()
-	if err := fleet.Provision(ctx); err != nil {
+	if err := sim.Provision(ctx); err != nil {
 		return err
 	}
 	fmt.Printf("%d devices ready in %v\n", c.devices, time.Since(provisionStart).Round(time.Second))
@@ -286,7 +287,7 @@ func run(ctx context.Context, c config) error {
 		from := steadyUntil.Add(c.interval * time.Duration(k) / time.Duration(c.silence))
 		until := from.Add(silenceFor)
 		rec.probes[n-1].silenceFrom, rec.probes[n-1].silenceUntil = from, until
-		fleet.Silence(n, from, until)
+		sim.Silence(n, from, until)
 		lastDue = until.Add(c.interval)
 	}
 	if c.silence == 0 {
@@ -308,7 +309,7 @@ func run(ctx context.Context, c config) error {
 	fctx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
 	fleetErr := make(chan error, 1)
-	go func() { fleetErr <- fleet.Run(fctx) }() // exits when fctx ends
+	go func() { fleetErr <- sim.Run(fctx) }() // exits when fctx ends
 
 	// Wait for every alert, at most until lastDue + settle.
 	tick := time.NewTicker(time.Second)
@@ -335,12 +336,12 @@ func run(ctx context.Context, c config) error {
 	if ctx.Err() != nil {
 		fmt.Println("\nINTERRUPTED: the numbers below cover only part of the plan")
 	}
-	rec.report(os.Stdout, c, fleet)
+	rec.report(os.Stdout, c, sim)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	h := readFleet(ctx, tc, fleet.Devices(), w, c.historyConcurrency, log)
-	h.report(os.Stdout, c, int(fleet.Stats().OK), rec.accepted(phaseSteady))
+	h := readFleet(ctx, tc, sim.Devices(), w, c.historyConcurrency, log)
+	h.report(os.Stdout, c, int(sim.Stats().OK), rec.accepted(phaseSteady))
 	return ctx.Err()
 }
 
@@ -386,7 +387,7 @@ func (r *recorder) complete() bool {
 	return true
 }
 
-func (r *recorder) report(w io.Writer, c config, fleet *agent.Fleet) {
+func (r *recorder) report(w io.Writer, c config, sim *fleet.Fleet) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	fmt.Fprintf(w, "\n%d devices, interval %v ± %v, offline-after %v\n", c.devices, c.interval, c.jitter, c.offlineAfter)
@@ -413,7 +414,7 @@ func (r *recorder) report(w io.Writer, c config, fleet *agent.Fleet) {
 		if p.silenceFrom.IsZero() {
 			continue
 		}
-		name := fleet.Name(i + 1)
+		name := sim.Name(i + 1)
 		if p.offline == nil {
 			missingOffline = append(missingOffline, name)
 		} else {
@@ -466,7 +467,7 @@ func (r *recorder) report(w io.Writer, c config, fleet *agent.Fleet) {
 	for _, s := range r.badPayload {
 		fmt.Fprintf(w, "bad payload: %s\n", s)
 	}
-	st := fleet.Stats()
+	st := sim.Stats()
 	fmt.Fprintf(w, "fleet total: %d sent, %d accepted, %d failed (retried), %d refused\n", st.Sent, st.OK, st.Failed, st.Rejected)
 }
 
