@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,43 +9,8 @@ import (
 	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
-// fleetState is the state file: the simulated devices' ids and tokens, so a second run
-// heartbeats as the same devices. It holds device tokens: it is written with mode 0600.
-type fleetState struct {
-	Version int           `json:"version"`
-	APIURL  string        `json:"api_url"`
-	Devices []stateDevice `json:"devices"`
-}
-
-type stateDevice struct {
-	Name  string `json:"name"`
-	ID    string `json:"id"`
-	Token string `json:"token"`
-}
-
+// stateVersion is the version of the device's state file (deviceState).
 const stateVersion = 1
-
-// loadState reads the state file; a missing file is an empty state.
-func loadState(path string) (fleetState, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fleetState{Version: stateVersion}, nil
-	}
-	if err != nil {
-		return fleetState{}, fmt.Errorf("read state file: %w", err)
-	}
-	var s fleetState
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fleetState{}, fmt.Errorf("state file %s: %w (delete it to start over)", path, err)
-	}
-	if s.Version != stateVersion {
-		return fleetState{}, fmt.Errorf("state file %s has version %d, want %d (delete it to start over)", path, s.Version, stateVersion)
-	}
-	return s, nil
-}
-
-// save writes the state atomically, mode 0600.
-func (s fleetState) save(path string) error { return saveJSON(path, s) }
 
 // saveJSON writes v as JSON to path atomically (a temp file renamed over the old one), mode
 // 0600: state files hold device tokens and keys.

@@ -21,8 +21,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/firewall"
+	"github.com/cellgate/cellgate/internal/fleet"
 )
 
 // TestDevRunsRelay checks that `cellgate dev`, run as root, starts the relay in its process —
@@ -98,7 +98,7 @@ func TestDevRunsRelay(t *testing.T) {
 
 	// A profile downloads with the relay's address.
 	apiURL := "http://127.0.0.1:" + apiPort
-	op, err := agent.Login(ctx, apiURL, top.Relay.HTTPClient(), env["CELLGATE_OPERATOR_EMAIL"], env["CELLGATE_OPERATOR_PASSWORD"])
+	op, err := fleet.LoginOperator(ctx, apiURL, top.Relay.HTTPClient(), env["CELLGATE_OPERATOR_EMAIL"], env["CELLGATE_OPERATOR_PASSWORD"])
 	if err != nil {
 		t.Fatalf("operator login: %v", err)
 	}

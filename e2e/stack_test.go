@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/internal/fleet"
 )
 
 // stack is cellgate running in a Topology: `cellgate dev` (Postgres, Temporal dev server, api
@@ -32,7 +32,7 @@ type stack struct {
 	// apiURL is the API as the relay's processes reach it; phoneAPI as the phone reaches it;
 	// internalURL its internal listener (/internal/v1), on the relay's loopback.
 	apiURL, phoneAPI, internalURL string
-	op                            *agent.Operator
+	op                            *fleet.Operator
 	tunnel                        *Proc
 }
 
@@ -74,7 +74,7 @@ func startStackDev(t testing.TB, top *Topology, devArgs []string, tunnelArgs ...
 	s.startTunnel(ctx, tunnelArgs...)
 
 	var err error
-	s.op, err = agent.Login(ctx, s.apiURL, top.Relay.HTTPClient(), s.env["CELLGATE_OPERATOR_EMAIL"], s.env["CELLGATE_OPERATOR_PASSWORD"])
+	s.op, err = fleet.LoginOperator(ctx, s.apiURL, top.Relay.HTTPClient(), s.env["CELLGATE_OPERATOR_EMAIL"], s.env["CELLGATE_OPERATOR_PASSWORD"])
 	if err != nil {
 		t.Fatalf("operator login: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/tunnel"
 )
 
@@ -27,7 +28,7 @@ type agentConfig struct {
 	jitter      string
 	flap        int
 	flapPeriod  time.Duration
-	outages     []agent.Outage
+	outages     []fleet.Outage
 	concurrency int
 	reportEvery time.Duration
 	logLevel    string
@@ -53,19 +54,19 @@ func (c *agentConfig) register(f *flags) {
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "device: the proxy clients' addresses, NATed out of the uplink and routed back into the TUN")
 	f.bool(&c.device.NoKernelSetup, "no-kernel-setup", "CELLGATE_AGENT_NO_KERNEL_SETUP", false, "device: leave the firewall chains, forwarding, NAT and routes to the operator (README: Running a device agent)")
 	f.string(&c.stateFile, "state", "CELLGATE_SIM_STATE", ".data/sim-devices.json", "file that keeps the simulated devices' ids and tokens (mode 0600), so the next run reuses them")
-	f.string(&c.prefix, "prefix", "CELLGATE_SIM_PREFIX", agent.DefaultPrefix, "name prefix of the simulated devices: sim-0001, sim-0002, …")
+	f.string(&c.prefix, "prefix", "CELLGATE_SIM_PREFIX", fleet.DefaultPrefix, "name prefix of the simulated devices: sim-0001, sim-0002, …")
 	f.duration(&c.interval, "interval", "CELLGATE_HEARTBEAT_INTERVAL", agent.DefaultInterval, "time between two heartbeats of a device")
 	f.string(&c.jitter, "jitter", "CELLGATE_HEARTBEAT_JITTER", "10%", "each heartbeat moves by a random amount within ± this: a percentage of the interval or a duration")
 	f.int(&c.flap, "flap", "CELLGATE_SIM_FLAP", 0, "devices 1…K flap: silent for the second half of every flap period")
 	f.duration(&c.flapPeriod, "flap-period", "CELLGATE_SIM_FLAP_PERIOD", 10*time.Minute, "period of the flapping devices; half of it must exceed the server's offline-after plus one interval")
 	f.Func("outage", "a scripted outage `device:start:duration`, e.g. 3:1m:5m: device 3 (sim-0003) is silent from 1 minute after the start for 5 minutes (repeatable)", func(s string) error {
-		o, err := agent.ParseOutage(s)
+		o, err := fleet.ParseOutage(s)
 		if err == nil {
 			c.outages = append(c.outages, o)
 		}
 		return err
 	})
-	f.int(&c.concurrency, "concurrency", "CELLGATE_SIM_CONCURRENCY", agent.DefaultConcurrency, "most heartbeats in flight at once, and so HTTP connections to the API")
+	f.int(&c.concurrency, "concurrency", "CELLGATE_SIM_CONCURRENCY", fleet.DefaultConcurrency, "most heartbeats in flight at once, and so HTTP connections to the API")
 	f.duration(&c.reportEvery, "report-every", "CELLGATE_SIM_REPORT_EVERY", 10*time.Second, "period of the summary log line (heartbeats, errors, p99 latency); 0: only at the end")
 	f.string(&c.logLevel, "log-level", "CELLGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	f.string(&c.logFormat, "log-format", "CELLGATE_LOG_FORMAT", "text", "log format: text or json")
@@ -147,13 +148,13 @@ is logged every --report-every. Ctrl-C or SIGTERM stops it.`)
 		return err
 	}
 	httpc := agent.NewHTTPClient(cfg.concurrency)
-	op := agent.NewOperator(cfg.apiURL, httpc, cfg.token)
+	op := fleet.NewOperator(cfg.apiURL, httpc, cfg.token)
 	if cfg.token == "" {
-		if op, err = agent.Login(ctx, cfg.apiURL, httpc, cfg.email, cfg.password); err != nil {
+		if op, err = fleet.LoginOperator(ctx, cfg.apiURL, httpc, cfg.email, cfg.password); err != nil {
 			return err
 		}
 	}
-	fleet, err := agent.NewFleet(agent.FleetConfig{
+	sim, err := fleet.New(fleet.Config{
 		Devices: cfg.simulate, Prefix: cfg.prefix, StateFile: cfg.stateFile,
 		Interval: cfg.interval, Jitter: jitter, Flap: cfg.flap, FlapPeriod: cfg.flapPeriod, Outages: cfg.outages,
 		Concurrency: cfg.concurrency, ReportEvery: cfg.reportEvery,
@@ -161,11 +162,11 @@ is logged every --report-every. Ctrl-C or SIGTERM stops it.`)
 	if err != nil {
 		return err
 	}
-	if err := fleet.Provision(ctx); err != nil {
+	if err := sim.Provision(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted: what was created is in the state file
 		}
 		return err
 	}
-	return fleet.Run(ctx)
+	return sim.Run(ctx)
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cellgate/cellgate/internal/testenv"
-	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 )
 
@@ -393,33 +392,6 @@ func TestDevKilledStopsTemporal(t *testing.T) {
 	}
 }
 
-func TestDevRunsOpenVPN(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "openvpn")
-	if err := os.WriteFile(bin, nil, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	missing := filepath.Join(t.TempDir(), "openvpn")
-	tests := []struct {
-		mode      string
-		runTunnel bool
-		bin       string
-		want      bool
-		why       string
-	}{
-		{"auto", true, bin, true, ""},
-		{"auto", false, bin, false, "runs with the tunnel"},
-		{"auto", true, missing, false, missing + " not found"},
-		{"true", false, missing, true, ""},
-		{"false", true, bin, false, "--openvpn=false"},
-	}
-	for _, tt := range tests {
-		run, why := devRunsOpenVPN(tt.mode, tt.runTunnel, tt.bin)
-		if run != tt.want || !strings.Contains(why, tt.why) || (run && why != "") {
-			t.Errorf("devRunsOpenVPN(%s, tunnel %v, %s) = %v, %q; want %v, %q", tt.mode, tt.runTunnel, tt.bin, run, why, tt.want, tt.why)
-		}
-	}
-}
-
 func TestDevOpenVPNFlags(t *testing.T) {
 	parse := func(t *testing.T, args ...string) (devOpenVPNFlags, error) {
 		t.Helper()
@@ -448,47 +420,5 @@ func TestDevOpenVPNFlags(t *testing.T) {
 		if _, err := parse(t, args...); err == nil {
 			t.Errorf("dev's OpenVPN flags %v: nil error, want one", args)
 		}
-	}
-}
-
-// TestDevOpenVPNInit checks the `openvpn init` that dev runs: its settings, and that a second
-// run for another public host keeps the keys (the profiles) and renews the server certificate.
-func TestDevOpenVPNInit(t *testing.T) {
-	var cfg devConfig
-	cfg.api.TunnelEndpoint = "192.0.2.5:7400"
-	cfg.openvpn.port = 1194
-	dir := filepath.Join(t.TempDir(), "openvpn")
-	c := cfg.openvpnInit(dir, "http://127.0.0.1:8090", "internal-token-0123456789", "/usr/local/bin/cellgate")
-	if c.Dir != dir || c.PublicHost != "192.0.2.5" || c.Port != 1194 || c.InternalURL != "http://127.0.0.1:8090" ||
-		c.InternalToken != "internal-token-0123456789" || c.HookBinary != "/usr/local/bin/cellgate" || !c.RenewServerCert || c.Force {
-		t.Errorf("openvpnInit(tunnel endpoint 192.0.2.5:7400) = %+v, want the tunnel's host, port 1194, the internal API, its token, renewal and no force", c)
-	}
-	cfg.api.TunnelEndpoint = "[2001:db8::5]:7400"
-	if got := cfg.openvpnInit(dir, "", "", "").PublicHost; got != "2001:db8::5" {
-		t.Errorf("openvpnInit(tunnel endpoint [2001:db8::5]:7400).PublicHost = %q, want 2001:db8::5", got)
-	}
-
-	first, err := openvpn.Init(c)
-	if err != nil {
-		t.Fatalf("openvpn.Init(dev's config) = %v", err)
-	}
-	ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.openvpn.publicHost, cfg.openvpn.port = "relay.example.com", 1195
-	second, err := openvpn.Init(cfg.openvpnInit(dir, "http://127.0.0.1:8090", "internal-token-0123456789", "/usr/local/bin/cellgate"))
-	if err != nil {
-		t.Fatalf("openvpn.Init(dev's config for another host) = %v, want the server certificate renewed", err)
-	}
-	if again, _ := os.ReadFile(filepath.Join(dir, "ca.crt")); !bytes.Equal(again, ca) {
-		t.Errorf("a second dev run replaced ca.crt, want it kept (profiles handed out keep working)")
-	}
-	if first.Server.PublicHost != "192.0.2.5" || second.Server.PublicHost != "relay.example.com" || second.Server.Port != 1195 {
-		t.Errorf("public hosts = %s, %s:%d; want 192.0.2.5, then relay.example.com:1195", first.Server.PublicHost, second.Server.PublicHost, second.Server.Port)
-	}
-	profile, err := second.Server.Profile("", "")
-	if err != nil || !strings.Contains(profile, "\nremote relay.example.com 1195\n") {
-		t.Errorf("profile after the second run = %v:\n%s\nwant remote relay.example.com 1195", err, profile)
 	}
 }

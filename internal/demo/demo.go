@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/internal/fleet"
 )
 
 // ReceiverPath is the path the demo receiver serves; a webhook URL with it is the demo's.
@@ -21,7 +22,7 @@ const ReceiverPath = "/cellgate-demo/webhook"
 type Config struct {
 	// APIURL is the API's URL and Operator the operator whose webhook the demo takes over.
 	APIURL   string
-	Operator *agent.Operator
+	Operator *fleet.Operator
 	// Devices is the fleet's size; device 1 flaps.
 	Devices int
 	// Interval between heartbeats, and the flapping device's period: it is silent for the
@@ -84,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 		<-served
 	}()
 
-	fleet, err := agent.NewFleet(agent.FleetConfig{
+	sim, err := fleet.New(fleet.Config{
 		Devices: cfg.Devices, Prefix: cfg.Prefix, StateFile: cfg.StateFile,
 		Interval: cfg.Interval, Jitter: cfg.Interval / 10,
 		Flap: 1, FlapPeriod: cfg.FlapPeriod,
@@ -93,7 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	if err := fleet.Provision(ctx); err != nil {
+	if err := sim.Provision(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -105,7 +106,7 @@ are printed here. Device states: the dashboard, GET /api/v1/devices, or the Temp
 (workflows device-monitor:<device id>).
 
 `, cfg.Devices, cfg.Prefix, cfg.Interval, cfg.Prefix, cfg.FlapPeriod/2, cfg.FlapPeriod, hookURL)
-	err = fleet.Run(ctx)
+	err = sim.Run(ctx)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -113,7 +114,7 @@ are printed here. Device states: the dashboard, GET /api/v1/devices, or the Temp
 }
 
 // restore gives the operator's webhook back (see Run).
-func restore(cfg Config, prev agent.WebhookSetting, hookURL string) {
+func restore(cfg Config, prev fleet.WebhookSetting, hookURL string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	u, enabled := hookURL, false

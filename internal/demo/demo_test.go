@@ -17,6 +17,7 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
@@ -93,7 +94,7 @@ func TestRun(t *testing.T) {
 	if _, err := st.CreateAPIToken(ctx, op.ID, "demo test", tokenHash, nil); err != nil {
 		t.Fatal(err)
 	}
-	operator := agent.NewOperator(ts.URL, agent.NewHTTPClient(2), token)
+	operator := fleet.NewOperator(ts.URL, agent.NewHTTPClient(2), token)
 	// The operator had a webhook of its own: the demo gives it back.
 	if _, err := operator.SetWebhook(ctx, "http://127.0.0.1:9/hooks", false); err != nil {
 		t.Fatal(err)

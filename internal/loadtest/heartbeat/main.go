@@ -67,14 +67,32 @@ func run(apiURL, email, password string, devices, concurrency int, warmup, durat
 		return err
 	}
 	fmt.Printf("creating and enrolling %d devices\n", devices)
-	ids := make([]string, 0, devices)
+	ids, tokens, err := enroll(op, devices)
 	defer func() {
 		for _, id := range ids {
 			op.call(http.MethodDelete, "/api/v1/devices/"+id, nil, nil)
 		}
 	}()
-	tokens := make([]string, 0, devices)
-	for i := range devices {
+	if err != nil {
+		return err
+	}
+
+	all, errs := measure(httpc, apiURL, tokens, concurrency, warmup, duration)
+	if len(all) == 0 {
+		return fmt.Errorf("no heartbeat succeeded (%d errors)", errs)
+	}
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
+	fmt.Printf("heartbeats: %d in %v = %.0f/s, errors %d\n", len(all), duration, float64(len(all))/duration.Seconds(), errs)
+	fmt.Printf("latency: p50 %v  p90 %v  p99 %v  max %v\n",
+		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond))
+	return nil
+}
+
+// enroll creates and enrolls n devices and returns their ids and device tokens; after a
+// failure, the ids of those created, which the caller deletes.
+func enroll(op *operator, n int) (ids, tokens []string, err error) {
+	for i := range n {
 		var created struct {
 			Device struct {
 				ID string `json:"id"`
@@ -82,18 +100,24 @@ func run(apiURL, email, password string, devices, concurrency int, warmup, durat
 			EnrollmentToken string `json:"enrollment_token"`
 		}
 		if err := op.call(http.MethodPost, "/api/v1/devices", map[string]string{"name": fmt.Sprintf("load-%d", i)}, &created); err != nil {
-			return err
+			return ids, tokens, err
 		}
 		ids = append(ids, created.Device.ID)
 		var enrolled struct {
 			DeviceToken string `json:"device_token"`
 		}
 		if err := op.call(http.MethodPost, "/api/v1/device/enroll", map[string]string{"enrollment_token": created.EnrollmentToken}, &enrolled); err != nil {
-			return err
+			return ids, tokens, err
 		}
 		tokens = append(tokens, enrolled.DeviceToken)
 	}
+	return ids, tokens, nil
+}
 
+// measure has concurrency workers send heartbeats as the devices of tokens, each waiting for
+// its answer, for warmup + duration. It returns the latencies of the heartbeats answered 204
+// after the warm-up, and the number of failed ones.
+func measure(httpc *http.Client, apiURL string, tokens []string, concurrency int, warmup, duration time.Duration) ([]time.Duration, int64) {
 	body := []byte(`{"battery":87,"charging":false,"signal_dbm":-91,"carrier":"Example Mobile","network_type":"LTE","cellular_ip":"100.64.12.34","app_version":"1.4.2"}`)
 	var (
 		measuring atomic.Bool
@@ -138,15 +162,7 @@ func run(apiURL, email, password string, devices, concurrency int, warmup, durat
 		}()
 	}
 	wg.Wait()
-	if len(all) == 0 {
-		return fmt.Errorf("no heartbeat succeeded (%d errors)", errs.Load())
-	}
-	slices.Sort(all)
-	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
-	fmt.Printf("heartbeats: %d in %v = %.0f/s, errors %d\n", len(all), duration, float64(len(all))/duration.Seconds(), errs.Load())
-	fmt.Printf("latency: p50 %v  p90 %v  p99 %v  max %v\n",
-		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond))
-	return nil
+	return all, errs.Load()
 }
 
 // operator is an API client logged in with a session cookie.

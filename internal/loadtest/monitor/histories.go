@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -148,9 +148,9 @@ type fleetHistory struct {
 
 // readFleet reads the monitor of every device of the fleet, conc at once, and logs its
 // progress every 5 seconds.
-func readFleet(ctx context.Context, tc client.Client, devs []agent.SimDevice, w windows, conc int, log *slog.Logger) fleetHistory {
+func readFleet(ctx context.Context, tc client.Client, devs []fleet.Device, w windows, conc int, log *slog.Logger) fleetHistory {
 	start := time.Now()
-	jobs := make(chan agent.SimDevice)
+	jobs := make(chan fleet.Device)
 	var done atomic.Int64
 	var mu sync.Mutex // guards h
 	var h fleetHistory
@@ -178,7 +178,7 @@ func readFleet(ctx context.Context, tc client.Client, devs []agent.SimDevice, w 
 }
 
 // collect adds one device's tally, or its error.
-func (h *fleetHistory) collect(d agent.SimDevice, t tally, err error) {
+func (h *fleetHistory) collect(d fleet.Device, t tally, err error) {
 	switch {
 	case errors.Is(err, errNoMonitor):
 		h.noMonitor++

@@ -1,5 +1,5 @@
 // Command monitor measures device monitoring end to end on a running stack: a simulated fleet
-// (package agent) heartbeats at a steady interval while a local receiver (package demo)
+// (package fleet) heartbeats at a steady interval while a local receiver (package demo)
 // verifies the operator's webhooks. After a steady phase it silences a sample of devices at
 // known times and measures when each offline alert arrives:
 //
@@ -53,6 +53,7 @@ import (
 
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/internal/demo"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/webhook"
 )
 
@@ -74,7 +75,7 @@ func main() {
 	flag.StringVar(&c.email, "email", os.Getenv("CELLGATE_OPERATOR_EMAIL"), "operator email [$CELLGATE_OPERATOR_EMAIL]")
 	flag.StringVar(&c.password, "password", os.Getenv("CELLGATE_OPERATOR_PASSWORD"), "operator password [$CELLGATE_OPERATOR_PASSWORD]")
 	flag.IntVar(&c.devices, "devices", 1000, "simulated devices")
-	flag.IntVar(&c.concurrency, "concurrency", agent.DefaultConcurrency, "most heartbeats in flight")
+	flag.IntVar(&c.concurrency, "concurrency", fleet.DefaultConcurrency, "most heartbeats in flight")
 	flag.DurationVar(&c.interval, "interval", 30*time.Second, "heartbeat interval of every device")
 	flag.DurationVar(&c.jitter, "jitter", -1, "± jitter of each heartbeat (default: 10% of the interval)")
 	flag.DurationVar(&c.offlineAfter, "offline-after", 2*time.Minute, "the server's CELLGATE_OFFLINE_AFTER (checked against the alerts)")
@@ -139,7 +140,7 @@ const (
 
 var phaseNames = [3]string{"warm-up", "steady", "silencing"}
 
-func (r *recorder) beat(b agent.Beat) {
+func (r *recorder) beat(b fleet.Beat) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ph := r.phaseOf(b.Start)
@@ -197,6 +198,79 @@ func (r *recorder) delivery(prefix string, runStart time.Time, d demo.Delivery) 
 }
 
 func run(ctx context.Context, c config) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	tc, err := dialTemporal(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	httpc := agent.NewHTTPClient(c.concurrency)
+	op, err := operator(ctx, c, httpc)
+	if err != nil {
+		return err
+	}
+
+	rec := &recorder{probes: make([]probe, c.devices), seen: map[string]bool{}}
+	var runStart time.Time // set before the fleet runs; read by the receiver after that
+	var started sync.WaitGroup
+	started.Add(1)
+	stopReceiver, err := receive(ctx, op, log, func(d demo.Delivery) {
+		started.Wait()
+		rec.delivery(c.prefix, runStart, d)
+	})
+	if err != nil {
+		return err
+	}
+	defer stopReceiver()
+
+	sim, err := fleet.New(fleet.Config{
+		Devices: c.devices, Prefix: c.prefix, StateFile: c.state, Interval: c.interval, Jitter: c.jitter,
+		Concurrency: c.concurrency, ReportEvery: 30 * time.Second, OnBeat: rec.beat,
+	}, &agent.Client{BaseURL: c.apiURL, HTTP: httpc}, op, log)
+	if err != nil {
+		return err
+	}
+	provisionStart := time.Now()
+	if err := sim.Provision(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("%d devices ready in %v\n", c.devices, time.Since(provisionStart).Round(time.Second))
+
+	runStart = time.Now()
+	p := schedule(c, runStart, rec, sim)
+	started.Done()
+	fmt.Printf("warm-up %v, steady %v, then %d devices silenced for %v each, staggered over %v; done by about %s\n",
+		c.warmup, c.steady, c.silence, p.silenceFor, c.interval, p.lastDue.Add(c.settle).Format(time.TimeOnly))
+
+	fctx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	fleetErr := make(chan error, 1)
+	go func() { fleetErr <- sim.Run(fctx) }() // exits when fctx ends
+	if err := waitForAlerts(ctx, c, rec, fleetErr, p.lastDue); err != nil {
+		return err
+	}
+	// The run's window ends when the fleet is told to stop: the fleet counts no heartbeat cut
+	// off by the stop, and the histories none that Temporal took after it.
+	w := windows{runFrom: runStart, runUntil: time.Now(), steadyFrom: p.steadyFrom, steadyUntil: p.steadyUntil}
+	stopFleet()
+	<-fleetErr
+	if ctx.Err() != nil {
+		fmt.Println("\nINTERRUPTED: the numbers below cover only part of the plan")
+	}
+	rec.report(os.Stdout, c, sim)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	h := readFleet(ctx, tc, sim.Devices(), w, c.historyConcurrency, log)
+	h.report(os.Stdout, c, int(sim.Stats().OK), rec.accepted(phaseSteady))
+	return ctx.Err()
+}
+
+// check refuses an API that is not this machine's, and numbers that make no run.
+func (c config) check() error {
 	u, err := url.Parse(c.apiURL)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("-api %q is not a URL", c.apiURL)
@@ -207,41 +281,41 @@ func run(ctx context.Context, c config) error {
 	if c.devices < 1 || c.silence < 0 || c.silence > c.devices || c.steady <= 0 || c.historyConcurrency < 1 {
 		return errors.New("need 1+ devices, 0 to -devices silenced devices, a positive -steady and -history-concurrency")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	tc, err := dialTemporal(ctx, c, log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	httpc := agent.NewHTTPClient(c.concurrency)
-	var op *agent.Operator
+	return nil
+}
+
+// operator is the operator API client: with -token, else logged in with -email and -password.
+func operator(ctx context.Context, c config, httpc *http.Client) (*fleet.Operator, error) {
 	if c.token != "" {
-		op = agent.NewOperator(c.apiURL, httpc, c.token)
-	} else if op, err = agent.Login(ctx, c.apiURL, httpc, c.email, c.password); err != nil {
-		return err
+		return fleet.NewOperator(c.apiURL, httpc, c.token), nil
 	}
+	return fleet.LoginOperator(ctx, c.apiURL, httpc, c.email, c.password)
+}
 
-	rec := &recorder{probes: make([]probe, c.devices), seen: map[string]bool{}}
-	var runStart time.Time // set before the fleet runs; read by the receiver after that
-	var started sync.WaitGroup
-	started.Add(1)
-
-	// The receiver, and the operator's webhook pointing at it.
+// receive points the operator's webhook at a local receiver that verifies each delivery and
+// hands it to deliver. stop shuts the receiver down and gives the webhook back: the operator's
+// earlier URL, or else the receiver's, disabled.
+func receive(ctx context.Context, op *fleet.Operator, log *slog.Logger, deliver func(demo.Delivery)) (stop func(), err error) {
 	prev, err := op.Webhook(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hookURL := "http://" + l.Addr().String() + demo.ReceiverPath
 	set, err := op.SetWebhook(ctx, hookURL, true)
 	if err != nil {
 		l.Close()
-		return fmt.Errorf("save webhook (is CELLGATE_WEBHOOK_ALLOW_PRIVATE=true?): %w", err)
+		return nil, fmt.Errorf("save webhook (is CELLGATE_WEBHOOK_ALLOW_PRIVATE=true?): %w", err)
 	}
-	defer func() {
+	mux := http.NewServeMux()
+	mux.Handle(demo.ReceiverPath, demo.NewReceiver(set.Secret, deliver, log))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l) // exits when Shutdown closes the listener
+	return func() {
+		srv.Shutdown(context.Background())
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		u, enabled := hookURL, false
@@ -251,97 +325,61 @@ func run(ctx context.Context, c config) error {
 		if _, err := op.SetWebhook(rctx, u, enabled); err != nil {
 			log.Warn("webhook not given back", "err", err)
 		}
-	}()
-	rcv := demo.NewReceiver(set.Secret, func(d demo.Delivery) {
-		started.Wait()
-		rec.delivery(c.prefix, runStart, d)
-	}, log)
-	mux := http.NewServeMux()
-	mux.Handle(demo.ReceiverPath, rcv)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l) // exits when Shutdown closes the listener
-	defer srv.Shutdown(context.Background())
+	}, nil
+}
 
-	fleet, err := agent.NewFleet(agent.FleetConfig{
-		Devices: c.devices, Prefix: c.prefix, StateFile: c.state, Interval: c.interval, Jitter: c.jitter,
-		Concurrency: c.concurrency, ReportEvery: 30 * time.Second, OnBeat: rec.beat,
-	}, &agent.Client{BaseURL: c.apiURL, HTTP: httpc}, op, log)
-	if err != nil {
-		return err
-	}
-	provisionStart := time.Now()
-	if err := fleet.Provision(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("%d devices ready in %v\n", c.devices, time.Since(provisionStart).Round(time.Second))
+// plan is a run's timeline.
+type plan struct {
+	steadyFrom, steadyUntil time.Time
+	silenceFor              time.Duration // of each silenced device
+	lastDue                 time.Time     // when the last alert is due
+}
 
-	// The plan: warm-up, steady phase, then the silences, staggered over one interval.
-	runStart = time.Now()
-	steadyFrom := runStart.Add(c.warmup)
-	steadyUntil := steadyFrom.Add(c.steady)
-	silenceFor := c.offlineAfter + 2*c.interval
-	var lastDue time.Time
+// schedule plans the run that starts at start: warm-up, steady phase, then the silences,
+// staggered over one interval. It silences the devices in sim and tells rec the plan.
+func schedule(c config, start time.Time, rec *recorder, sim *fleet.Fleet) plan {
+	p := plan{steadyFrom: start.Add(c.warmup), silenceFor: c.offlineAfter + 2*c.interval}
+	p.steadyUntil = p.steadyFrom.Add(c.steady)
 	for k := range c.silence {
 		n := 1 + (k*c.devices)/c.silence + (c.devices/c.silence)/2
-		from := steadyUntil.Add(c.interval * time.Duration(k) / time.Duration(c.silence))
-		until := from.Add(silenceFor)
+		from := p.steadyUntil.Add(c.interval * time.Duration(k) / time.Duration(c.silence))
+		until := from.Add(p.silenceFor)
 		rec.probes[n-1].silenceFrom, rec.probes[n-1].silenceUntil = from, until
-		fleet.Silence(n, from, until)
-		lastDue = until.Add(c.interval)
+		sim.Silence(n, from, until)
+		p.lastDue = until.Add(c.interval)
 	}
 	if c.silence == 0 {
-		lastDue = steadyUntil
+		p.lastDue = p.steadyUntil
 	}
 	rec.phaseOf = func(t time.Time) int {
 		switch {
-		case t.Before(steadyFrom):
+		case t.Before(p.steadyFrom):
 			return phaseWarmup
-		case t.Before(steadyUntil):
+		case t.Before(p.steadyUntil):
 			return phaseSteady
 		}
 		return phaseSilence
 	}
-	started.Done()
-	fmt.Printf("warm-up %v, steady %v, then %d devices silenced for %v each, staggered over %v; done by about %s\n",
-		c.warmup, c.steady, c.silence, silenceFor, c.interval, lastDue.Add(c.settle).Format(time.TimeOnly))
+	return p
+}
 
-	fctx, stopFleet := context.WithCancel(ctx)
-	defer stopFleet()
-	fleetErr := make(chan error, 1)
-	go func() { fleetErr <- fleet.Run(fctx) }() // exits when fctx ends
-
-	// Wait for every alert, at most until lastDue + settle.
+// waitForAlerts waits for every alert, at most until lastDue + settle, or until ctx ends. It
+// fails when the fleet stops.
+func waitForAlerts(ctx context.Context, c config, rec *recorder, fleetErr <-chan error, lastDue time.Time) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		done := false
 		select {
 		case <-ctx.Done():
-			done = true
+			return nil
 		case err := <-fleetErr:
 			return fmt.Errorf("fleet stopped: %w", err)
 		case now := <-tick.C:
-			done = now.After(lastDue.Add(c.settle)) || (now.After(lastDue) && rec.complete())
+			if now.After(lastDue.Add(c.settle)) || (now.After(lastDue) && rec.complete()) {
+				return nil
+			}
 		}
-		if done {
-			break
-		}
 	}
-	// The run's window ends when the fleet is told to stop: the fleet counts no heartbeat cut
-	// off by the stop, and the histories none that Temporal took after it.
-	w := windows{runFrom: runStart, runUntil: time.Now(), steadyFrom: steadyFrom, steadyUntil: steadyUntil}
-	stopFleet()
-	<-fleetErr
-	if ctx.Err() != nil {
-		fmt.Println("\nINTERRUPTED: the numbers below cover only part of the plan")
-	}
-	rec.report(os.Stdout, c, fleet)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	h := readFleet(ctx, tc, fleet.Devices(), w, c.historyConcurrency, log)
-	h.report(os.Stdout, c, int(fleet.Stats().OK), rec.accepted(phaseSteady))
-	return ctx.Err()
 }
 
 // dialTemporal connects to c's Temporal, whose histories the tool reads after the run; before
@@ -386,10 +424,49 @@ func (r *recorder) complete() bool {
 	return true
 }
 
-func (r *recorder) report(w io.Writer, c config, fleet *agent.Fleet) {
+// report prints the heartbeats of each phase and the silenced devices' alerts.
+func (r *recorder) report(w io.Writer, c config, sim *fleet.Fleet) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	fmt.Fprintf(w, "\n%d devices, interval %v ± %v, offline-after %v\n", c.devices, c.interval, c.jitter, c.offlineAfter)
+	r.reportHeartbeats(w, c)
+	a := r.alerts(c, sim)
+	fmt.Fprintf(w, "silenced devices: %d; offline alerts for %d, online alerts for %d\n", c.silence, c.silence-len(a.missingOffline), c.silence-len(a.missingOnline))
+	fmt.Fprintf(w, "detection error (alert arrival − last heartbeat as the API stamped it − offline-after): %s\n", pcts(a.detect))
+	fmt.Fprintf(w, "  upper bound (alert arrival − when the device sent its last accepted heartbeat − offline-after): %s\n", pcts(a.detectDevice))
+	fmt.Fprintf(w, "  alerts whose last_heartbeat_at is not the device's last accepted heartbeat: %d\n", len(a.mismatch))
+	for _, s := range a.mismatch[:min(len(a.mismatch), 10)] {
+		fmt.Fprintf(w, "    %s\n", s)
+	}
+	fmt.Fprintf(w, "recovery (online alert arrival − first heartbeat after the silence sent): %s\n", pcts(a.recovery))
+	for d, n := range a.payloadOfflineAfter {
+		if d != c.offlineAfter {
+			fmt.Fprintf(w, "WARNING: %d alerts say offline_since − last_heartbeat_at = %v, not -offline-after %v\n", n, d, c.offlineAfter)
+		}
+	}
+	fmt.Fprintf(w, "false offline alerts: %d\n", len(r.falseAlert))
+	for _, s := range r.falseAlert[:min(len(r.falseAlert), 20)] {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	if r.stale > 0 || r.unexpected > 0 {
+		fmt.Fprintf(w, "(ignored: %d offline alerts of outages from before this run, %d online alerts of devices not silenced by this run)\n", r.stale, r.unexpected)
+	}
+	if len(a.missingOffline) > 0 {
+		fmt.Fprintf(w, "MISSING offline alerts: %s\n", strings.Join(a.missingOffline, " "))
+	}
+	if len(a.missingOnline) > 0 {
+		fmt.Fprintf(w, "MISSING online alerts: %s\n", strings.Join(a.missingOnline, " "))
+	}
+	for _, s := range r.badPayload {
+		fmt.Fprintf(w, "bad payload: %s\n", s)
+	}
+	st := sim.Stats()
+	fmt.Fprintf(w, "fleet total: %d sent, %d accepted, %d failed (retried), %d refused\n", st.Sent, st.OK, st.Failed, st.Rejected)
+}
+
+// reportHeartbeats prints the accepted heartbeats of each phase, their rate and latency. r.mu
+// is held.
+func (r *recorder) reportHeartbeats(w io.Writer, c config) {
 	for ph, name := range phaseNames {
 		lat := r.latency[ph]
 		d := c.steady
@@ -405,69 +482,51 @@ func (r *recorder) report(w io.Writer, c config, fleet *agent.Fleet) {
 		}
 		fmt.Fprintf(w, "heartbeats %-9s %7d accepted%s, %d failed (retried); latency %s\n", name, len(lat), rate, r.errs[ph], pcts(lat))
 	}
+}
 
-	var detect, detectDevice, recovery []time.Duration
-	var missingOffline, missingOnline, mismatch []string
-	payloadOfflineAfter := map[time.Duration]int{}
+// alertStats are the silenced devices' alerts, measured.
+type alertStats struct {
+	detect       []time.Duration // alert arrival − last_heartbeat_at − offline-after
+	detectDevice []time.Duration // alert arrival − the device's last accepted heartbeat − offline-after
+	recovery     []time.Duration // online alert arrival − first heartbeat after the silence
+	// Devices without an offline or online alert, and alerts whose last_heartbeat_at is not
+	// the device's last accepted heartbeat.
+	missingOffline, missingOnline, mismatch []string
+	payloadOfflineAfter                     map[time.Duration]int // alerts by offline_since − last_heartbeat_at
+}
+
+// alerts measures the silenced devices' alerts. r.mu is held.
+func (r *recorder) alerts(c config, sim *fleet.Fleet) alertStats {
+	a := alertStats{payloadOfflineAfter: map[time.Duration]int{}}
 	for i, p := range r.probes {
 		if p.silenceFrom.IsZero() {
 			continue
 		}
-		name := fleet.Name(i + 1)
+		name := sim.Name(i + 1)
 		if p.offline == nil {
-			missingOffline = append(missingOffline, name)
+			a.missingOffline = append(a.missingOffline, name)
 		} else {
-			detectDevice = append(detectDevice, p.offline.arrived.Sub(p.lastBefore)-c.offlineAfter)
+			a.detectDevice = append(a.detectDevice, p.offline.arrived.Sub(p.lastBefore)-c.offlineAfter)
 			data := p.offline.event.Data
 			if last := data.LastHeartbeatAt; last != nil {
-				detect = append(detect, p.offline.arrived.Sub(*last)-c.offlineAfter)
+				a.detect = append(a.detect, p.offline.arrived.Sub(*last)-c.offlineAfter)
 				if data.OfflineSince != nil {
-					payloadOfflineAfter[data.OfflineSince.Sub(*last)]++
+					a.payloadOfflineAfter[data.OfflineSince.Sub(*last)]++
 				}
 				// The API stamps a heartbeat while the device waits for its answer.
 				if last.Before(p.lastBefore) || last.After(p.lastBeforeDone) {
-					mismatch = append(mismatch, fmt.Sprintf("%s: last_heartbeat_at %s, device's last accepted heartbeat %s–%s",
+					a.mismatch = append(a.mismatch, fmt.Sprintf("%s: last_heartbeat_at %s, device's last accepted heartbeat %s–%s",
 						name, last.Format("15:04:05.000"), p.lastBefore.Format("15:04:05.000"), p.lastBeforeDone.Format("15:04:05.000")))
 				}
 			}
 		}
 		if p.online == nil {
-			missingOnline = append(missingOnline, name)
+			a.missingOnline = append(a.missingOnline, name)
 		} else if !p.firstAfter.IsZero() {
-			recovery = append(recovery, p.online.arrived.Sub(p.firstAfter))
+			a.recovery = append(a.recovery, p.online.arrived.Sub(p.firstAfter))
 		}
 	}
-	fmt.Fprintf(w, "silenced devices: %d; offline alerts for %d, online alerts for %d\n", c.silence, c.silence-len(missingOffline), c.silence-len(missingOnline))
-	fmt.Fprintf(w, "detection error (alert arrival − last heartbeat as the API stamped it − offline-after): %s\n", pcts(detect))
-	fmt.Fprintf(w, "  upper bound (alert arrival − when the device sent its last accepted heartbeat − offline-after): %s\n", pcts(detectDevice))
-	fmt.Fprintf(w, "  alerts whose last_heartbeat_at is not the device's last accepted heartbeat: %d\n", len(mismatch))
-	for _, s := range mismatch[:min(len(mismatch), 10)] {
-		fmt.Fprintf(w, "    %s\n", s)
-	}
-	fmt.Fprintf(w, "recovery (online alert arrival − first heartbeat after the silence sent): %s\n", pcts(recovery))
-	for d, n := range payloadOfflineAfter {
-		if d != c.offlineAfter {
-			fmt.Fprintf(w, "WARNING: %d alerts say offline_since − last_heartbeat_at = %v, not -offline-after %v\n", n, d, c.offlineAfter)
-		}
-	}
-	fmt.Fprintf(w, "false offline alerts: %d\n", len(r.falseAlert))
-	for _, s := range r.falseAlert[:min(len(r.falseAlert), 20)] {
-		fmt.Fprintf(w, "  %s\n", s)
-	}
-	if r.stale > 0 || r.unexpected > 0 {
-		fmt.Fprintf(w, "(ignored: %d offline alerts of outages from before this run, %d online alerts of devices not silenced by this run)\n", r.stale, r.unexpected)
-	}
-	if len(missingOffline) > 0 {
-		fmt.Fprintf(w, "MISSING offline alerts: %s\n", strings.Join(missingOffline, " "))
-	}
-	if len(missingOnline) > 0 {
-		fmt.Fprintf(w, "MISSING online alerts: %s\n", strings.Join(missingOnline, " "))
-	}
-	for _, s := range r.badPayload {
-		fmt.Fprintf(w, "bad payload: %s\n", s)
-	}
-	st := fleet.Stats()
-	fmt.Fprintf(w, "fleet total: %d sent, %d accepted, %d failed (retried), %d refused\n", st.Sent, st.OK, st.Failed, st.Rejected)
+	return a
 }
 
 // pcts formats p50, p90, p99 and max of ds.

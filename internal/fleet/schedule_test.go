@@ -1,4 +1,4 @@
-package agent
+package fleet
 
 import (
 	"io"
@@ -25,32 +25,32 @@ func TestParseOutage(t *testing.T) {
 	}
 }
 
-func TestNewFleetChecksConfig(t *testing.T) {
+func TestNewChecksConfig(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ok := FleetConfig{Devices: 2, StateFile: "s.json"}
-	if _, err := NewFleet(ok, nil, nil, log); err != nil {
-		t.Fatalf("NewFleet(%+v) = %v", ok, err)
+	ok := Config{Devices: 2, StateFile: "s.json"}
+	if _, err := New(ok, nil, nil, log); err != nil {
+		t.Fatalf("New(%+v) = %v", ok, err)
 	}
-	for name, mutate := range map[string]func(*FleetConfig){
-		"no devices":       func(c *FleetConfig) { c.Devices = 0 },
-		"jitter≥interval":  func(c *FleetConfig) { c.Interval, c.Jitter = time.Second, time.Second },
-		"negative jitter":  func(c *FleetConfig) { c.Jitter = -time.Second },
-		"flap > devices":   func(c *FleetConfig) { c.Flap = 3 },
-		"flap, no period":  func(c *FleetConfig) { c.Flap = 1 },
-		"outage of no one": func(c *FleetConfig) { c.Outages = []Outage{{Device: 3, Duration: time.Second}} },
-		"no state file":    func(c *FleetConfig) { c.StateFile = "" },
+	for name, mutate := range map[string]func(*Config){
+		"no devices":       func(c *Config) { c.Devices = 0 },
+		"jitter≥interval":  func(c *Config) { c.Interval, c.Jitter = time.Second, time.Second },
+		"negative jitter":  func(c *Config) { c.Jitter = -time.Second },
+		"flap > devices":   func(c *Config) { c.Flap = 3 },
+		"flap, no period":  func(c *Config) { c.Flap = 1 },
+		"outage of no one": func(c *Config) { c.Outages = []Outage{{Device: 3, Duration: time.Second}} },
+		"no state file":    func(c *Config) { c.StateFile = "" },
 	} {
 		c := ok
 		mutate(&c)
-		if _, err := NewFleet(c, nil, nil, log); err == nil {
-			t.Errorf("NewFleet with %s (%+v) = nil error, want one", name, c)
+		if _, err := New(c, nil, nil, log); err == nil {
+			t.Errorf("New with %s (%+v) = nil error, want one", name, c)
 		}
 	}
 }
 
 func TestSilentUntil(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f, err := NewFleet(FleetConfig{Devices: 4, StateFile: "s.json", Flap: 2, FlapPeriod: 10 * time.Minute}, nil, nil, log)
+	f, err := New(Config{Devices: 4, StateFile: "s.json", Flap: 2, FlapPeriod: 10 * time.Minute}, nil, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package agent
+package fleet
 
 import (
 	"context"
@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+
+	"github.com/cellgate/cellgate/agent"
 )
 
 // Operator calls the operator API as one operator: with a personal API token, or with a
-// dashboard session (cookie and CSRF token) from Login.
+// dashboard session (cookie and CSRF token) from LoginOperator.
 type Operator struct {
 	base   string
 	http   *http.Client
@@ -22,9 +24,9 @@ func NewOperator(baseURL string, hc *http.Client, apiToken string) *Operator {
 	return &Operator{base: baseURL, http: hc, header: http.Header{"Authorization": {"Bearer " + apiToken}}}
 }
 
-// Login logs in with email and password and returns a client on that session. It uses a copy
+// LoginOperator logs in with email and password and returns a client on that session. It uses a copy
 // of hc with a cookie jar of its own.
-func Login(ctx context.Context, baseURL string, hc *http.Client, email, password string) (*Operator, error) {
+func LoginOperator(ctx context.Context, baseURL string, hc *http.Client, email, password string) (*Operator, error) {
 	if email == "" || password == "" {
 		return nil, errors.New("login: email and password are required")
 	}
@@ -37,7 +39,7 @@ func Login(ctx context.Context, baseURL string, hc *http.Client, email, password
 	var out struct {
 		CSRFToken string `json:"csrf_token"`
 	}
-	if err := call(ctx, &c, baseURL, http.MethodPost, "/api/v1/session", nil,
+	if err := agent.Call(ctx, &c, baseURL, http.MethodPost, "/api/v1/session", nil,
 		map[string]string{"email": email, "password": password}, &out); err != nil {
 		return nil, fmt.Errorf("log in as %s: %w", email, err)
 	}
@@ -45,9 +47,9 @@ func Login(ctx context.Context, baseURL string, hc *http.Client, email, password
 }
 
 // Call sends in as JSON to the operator API and decodes the answer into out (when not nil).
-// An answer other than 2xx is an *APIError.
+// An answer other than 2xx is an *agent.APIError.
 func (o *Operator) Call(ctx context.Context, method, path string, in, out any) error {
-	return call(ctx, o.http, o.base, method, path, o.header, in, out)
+	return agent.Call(ctx, o.http, o.base, method, path, o.header, in, out)
 }
 
 // NewDevice is a device just created, waiting for enrollment.

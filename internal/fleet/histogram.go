@@ -1,4 +1,4 @@
-package agent
+package fleet
 
 import (
 	"math/bits"

@@ -1,4 +1,7 @@
-package agent
+// Package fleet is the dev and load-test side of the device API: Fleet simulates many devices
+// in one process (`cellgate agent --simulate N`, the `make dev` demo, the load tools), and
+// Operator calls the operator API as one operator. The real device is package agent.
+package fleet
 
 import (
 	"container/heap"
@@ -14,10 +17,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cellgate/cellgate/agent"
 )
 
-// FleetConfig describes a simulated fleet.
-type FleetConfig struct {
+// Config describes a simulated fleet.
+type Config struct {
 	// Devices is how many devices to simulate.
 	Devices int
 	// Prefix starts every device name; the rest is the device's number, from 1:
@@ -81,16 +86,16 @@ type Beat struct {
 	Err     error         // nil when the API accepted the heartbeat
 }
 
-// SimDevice is one simulated device.
-type SimDevice struct {
+// Device is one simulated device.
+type Device struct {
 	Number int
 	Name   string
 	ID     string
 }
 
-// Defaults of FleetConfig.
+// Defaults of Config.
 const (
-	DefaultInterval    = 30 * time.Second
+	DefaultInterval    = agent.DefaultInterval
 	DefaultConcurrency = 64
 	DefaultPrefix      = "sim-"
 	// heartbeatTimeout bounds one heartbeat request; the API itself waits at most 5 s for
@@ -104,11 +109,11 @@ const (
 // Fleet simulates many devices in one process. One scheduler goroutine keeps every device's
 // next heartbeat in a min-heap and hands due devices to Concurrency workers, which send the
 // heartbeat and put the device back with its next time; so the process holds N small structs
-// and a fixed number of goroutines, whatever N is. Create it with NewFleet, then call
+// and a fixed number of goroutines, whatever N is. Create it with New, then call
 // Provision and Run.
 type Fleet struct {
-	cfg FleetConfig
-	api *Client
+	cfg Config
+	api *agent.Client
 	op  *Operator
 	log *slog.Logger
 
@@ -148,9 +153,9 @@ type simDevice struct {
 
 type window struct{ from, until time.Time }
 
-// NewFleet checks cfg and returns a fleet that heartbeats through api and creates its devices
+// New checks cfg and returns a fleet that heartbeats through api and creates its devices
 // with op.
-func NewFleet(cfg FleetConfig, api *Client, op *Operator, log *slog.Logger) (*Fleet, error) {
+func New(cfg Config, api *agent.Client, op *Operator, log *slog.Logger) (*Fleet, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
@@ -186,10 +191,10 @@ func NewFleet(cfg FleetConfig, api *Client, op *Operator, log *slog.Logger) (*Fl
 func (f *Fleet) Name(n int) string { return fmt.Sprintf("%s%04d", f.cfg.Prefix, n) }
 
 // Devices returns the provisioned devices, in number order.
-func (f *Fleet) Devices() []SimDevice {
-	out := make([]SimDevice, len(f.devices))
+func (f *Fleet) Devices() []Device {
+	out := make([]Device, len(f.devices))
 	for i, d := range f.devices {
-		out[i] = SimDevice{Number: i + 1, Name: d.name, ID: d.id}
+		out[i] = Device{Number: i + 1, Name: d.name, ID: d.id}
 	}
 	return out
 }
@@ -458,9 +463,9 @@ func (f *Fleet) beat(ctx context.Context, j due) {
 	}
 	msg := d.name + ": " + err.Error()
 	f.lastErr.Store(&msg)
-	var apiErr *APIError
+	var apiErr *agent.APIError
 	switch {
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, agent.ErrUnauthorized):
 		f.rejected.Add(1)
 		f.dead.Add(1)
 		f.log.Warn("device token refused; the device stops", "device", d.name, "err", err)
@@ -489,7 +494,7 @@ func (f *Fleet) nextInterval() time.Duration {
 // retryDelay is the wait before retrying after the n-th consecutive failure: 1 s doubling up
 // to the interval, at least the answer's Retry-After, plus up to 20% so a fleet that failed
 // together does not retry together.
-func (f *Fleet) retryDelay(n int, apiErr *APIError) time.Duration {
+func (f *Fleet) retryDelay(n int, apiErr *agent.APIError) time.Duration {
 	d := f.cfg.Interval
 	if n < 30 {
 		d = min(firstRetry<<(n-1), f.cfg.Interval)
@@ -509,7 +514,7 @@ var (
 
 // telemetry is the device's next plausible report: a battery that drains and charges, a
 // signal that wanders, a fixed carrier and CGNAT address.
-func (d *simDevice) telemetry() Telemetry {
+func (d *simDevice) telemetry() agent.Telemetry {
 	if d.charging {
 		d.battery = min(d.battery+rand.N(3), 100)
 		d.charging = d.battery < 100
@@ -522,7 +527,7 @@ func (d *simDevice) telemetry() Telemetry {
 	battery := d.battery
 	carrier := simCarriers[d.index%len(simCarriers)]
 	network := simNetworks[d.index%len(simNetworks)]
-	return Telemetry{Battery: &battery, Charging: &charging, SignalDBM: &signal, Carrier: &carrier,
+	return agent.Telemetry{Battery: &battery, Charging: &charging, SignalDBM: &signal, Carrier: &carrier,
 		NetworkType: &network, CellularIP: &d.ip, AppVersion: &simVersion}
 }
 

@@ -1,4 +1,4 @@
-package agent_test
+package fleet_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
 )
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type stack struct {
 	url   string
 	store *store.Store
-	op    *agent.Operator
+	op    *fleet.Operator
 	opID  uuid.UUID
 
 	// fail503, when set, answers a heartbeat with 503 instead of passing it on.
@@ -86,7 +87,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.opID = op.ID
-	s.op = agent.NewOperator(s.url, agent.NewHTTPClient(8), token)
+	s.op = fleet.NewOperator(s.url, agent.NewHTTPClient(8), token)
 	return s
 }
 
@@ -98,15 +99,15 @@ func (s *stack) heartbeats(token string) []time.Time {
 }
 
 // fleet returns a provisioned fleet on the stack.
-func (s *stack) fleet(t *testing.T, cfg agent.FleetConfig) *agent.Fleet {
+func (s *stack) fleet(t *testing.T, cfg fleet.Config) *fleet.Fleet {
 	t.Helper()
 	if cfg.StateFile == "" {
 		cfg.StateFile = filepath.Join(t.TempDir(), "sim-devices.json")
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f, err := agent.NewFleet(cfg, &agent.Client{BaseURL: s.url, HTTP: agent.NewHTTPClient(cfg.Concurrency + 1)}, s.op, log)
+	f, err := fleet.New(cfg, &agent.Client{BaseURL: s.url, HTTP: agent.NewHTTPClient(cfg.Concurrency + 1)}, s.op, log)
 	if err != nil {
-		t.Fatalf("NewFleet(%+v): %v", cfg, err)
+		t.Fatalf("New(%+v): %v", cfg, err)
 	}
 	if err := f.Provision(context.Background()); err != nil {
 		t.Fatalf("Provision: %v", err)
@@ -122,7 +123,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // run runs f in the background; stop ends it and returns Run's error.
-func run(t *testing.T, f *agent.Fleet) (stop func() error) {
+func run(t *testing.T, f *fleet.Fleet) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -183,7 +184,7 @@ func TestFleetProvisionsAndHeartbeats(t *testing.T) {
 	s := newStack(t)
 	state := filepath.Join(t.TempDir(), "state", "sim-devices.json")
 	const n = 20
-	f := s.fleet(t, agent.FleetConfig{Devices: n, StateFile: state, Interval: 300 * time.Millisecond, Jitter: 30 * time.Millisecond, Concurrency: 4})
+	f := s.fleet(t, fleet.Config{Devices: n, StateFile: state, Interval: 300 * time.Millisecond, Jitter: 30 * time.Millisecond, Concurrency: 4})
 
 	listed, err := s.op.Devices(context.Background())
 	if err != nil {
@@ -251,7 +252,7 @@ func TestFleetReusesStateFile(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	state := filepath.Join(t.TempDir(), "sim-devices.json")
-	s.fleet(t, agent.FleetConfig{Devices: 3, StateFile: state})
+	s.fleet(t, fleet.Config{Devices: 3, StateFile: state})
 	first := readState(t, state)
 
 	// Device 2 is deleted meanwhile: it is created again; 1 and 3 are reused; 4 is new.
@@ -262,7 +263,7 @@ func TestFleetReusesStateFile(t *testing.T) {
 	if err := s.store.DeleteDevice(context.Background(), s.opID, id2); err != nil {
 		t.Fatal(err)
 	}
-	f := s.fleet(t, agent.FleetConfig{Devices: 4, StateFile: state})
+	f := s.fleet(t, fleet.Config{Devices: 4, StateFile: state})
 	second := readState(t, state)
 	for _, name := range []string{"sim-0001", "sim-0003"} {
 		if second[name] != first[name] {
@@ -287,7 +288,7 @@ func TestFleetReusesStateFile(t *testing.T) {
 	}
 
 	// A smaller fleet keeps the larger one's other devices in the file.
-	s.fleet(t, agent.FleetConfig{Devices: 1, StateFile: state})
+	s.fleet(t, fleet.Config{Devices: 1, StateFile: state})
 	if third := readState(t, state); len(third) != 4 || third["sim-0004"] != second["sim-0004"] {
 		t.Errorf("after a run with 1 device the state file holds %d devices (sim-0004 %+v), want all 4", len(third), third["sim-0004"])
 	}
@@ -300,12 +301,12 @@ func TestFleetOutage(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	const interval = 100 * time.Millisecond
-	outage := agent.Outage{Device: 1, Start: 300 * time.Millisecond, Duration: time.Second}
+	outage := fleet.Outage{Device: 1, Start: 300 * time.Millisecond, Duration: time.Second}
 	var mu sync.Mutex // guards starts
 	starts := map[int][]time.Time{}
 	state := filepath.Join(t.TempDir(), "sim-devices.json")
-	f := s.fleet(t, agent.FleetConfig{Devices: 2, StateFile: state, Interval: interval, Outages: []agent.Outage{outage}, Concurrency: 2,
-		OnBeat: func(b agent.Beat) {
+	f := s.fleet(t, fleet.Config{Devices: 2, StateFile: state, Interval: interval, Outages: []fleet.Outage{outage}, Concurrency: 2,
+		OnBeat: func(b fleet.Beat) {
 			mu.Lock()
 			starts[b.Device] = append(starts[b.Device], b.Start)
 			mu.Unlock()
@@ -369,7 +370,7 @@ func TestFleetRetries503(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "sim-devices.json")
 	// A long interval: the heartbeat after the 503 can only be the retry.
-	f := s.fleet(t, agent.FleetConfig{Devices: 1, StateFile: state, Interval: time.Minute})
+	f := s.fleet(t, fleet.Config{Devices: 1, StateFile: state, Interval: time.Minute})
 	token := readState(t, state)["sim-0001"].Token
 	stop := run(t, f)
 	eventually(t, "the API accepts the retried heartbeat", func() bool {
@@ -397,7 +398,7 @@ func TestFleetStopsWhenEveryTokenIsRefused(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	state := filepath.Join(t.TempDir(), "sim-devices.json")
-	f := s.fleet(t, agent.FleetConfig{Devices: 1, StateFile: state, Interval: time.Second})
+	f := s.fleet(t, fleet.Config{Devices: 1, StateFile: state, Interval: time.Second})
 	id, _ := uuid.Parse(f.Devices()[0].ID)
 	if err := s.store.DeleteDevice(context.Background(), s.opID, id); err != nil {
 		t.Fatal(err)
@@ -417,20 +418,20 @@ func TestFleetStopsWhenEveryTokenIsRefused(t *testing.T) {
 	}
 }
 
-func TestLogin(t *testing.T) {
+func TestLoginOperator(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	ctx := context.Background()
-	op, err := agent.Login(ctx, s.url, agent.NewHTTPClient(2), "fleet@example.com", "correct horse battery staple")
+	op, err := fleet.LoginOperator(ctx, s.url, agent.NewHTTPClient(2), "fleet@example.com", "correct horse battery staple")
 	if err != nil {
-		t.Fatalf("Login: %v", err)
+		t.Fatalf("LoginOperator: %v", err)
 	}
 	// A write with the session: needs the CSRF token.
 	d, err := op.CreateDevice(ctx, "via session")
 	if err != nil || !strings.HasPrefix(d.EnrollmentToken, credential.EnrollmentPrefix) {
 		t.Fatalf("CreateDevice on a session = %+v, %v; want an enrollment token", d, err)
 	}
-	if _, err := agent.Login(ctx, s.url, agent.NewHTTPClient(2), "fleet@example.com", "wrong password!!"); !errors.Is(err, agent.ErrUnauthorized) {
-		t.Errorf("Login with a wrong password = %v, want ErrUnauthorized", err)
+	if _, err := fleet.LoginOperator(ctx, s.url, agent.NewHTTPClient(2), "fleet@example.com", "wrong password!!"); !errors.Is(err, agent.ErrUnauthorized) {
+		t.Errorf("LoginOperator with a wrong password = %v, want ErrUnauthorized", err)
 	}
 }
