@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 )
 
@@ -173,15 +174,15 @@ func (a *ovpnAuth) authenticate(ctx context.Context, username, password string, 
 	ok, err = a.verify(ctx, login, cred, password)
 	switch {
 	case errors.Is(err, errBusy):
-		taken.giveBack()
+		taken.GiveBack()
 		return a.deny(ctx, username, ip, ReasonBusy), nil
 	case err != nil:
-		taken.giveBack()
+		taken.GiveBack()
 		return authDecision{}, err
 	case !ok:
 		return a.deny(ctx, username, ip, ReasonWrongCredentials), nil
 	}
-	taken.giveBack() // the right password is no failure
+	taken.GiveBack() // the right password is no failure
 	return a.admit(ctx, login, username, ip)
 }
 
@@ -306,50 +307,54 @@ func (a *ovpnAuth) forget(connID uuid.UUID) { a.cache.drop(connID) }
 type failureLimits struct {
 	// byNet counts a username's failures per source network: the tight limit, which only
 	// that network's own failures exhaust.
-	byNet *limiter
+	byNet *ratelimit.Limiter[userNet]
 	// bySource counts a source address's failures over every username (a sprayer's).
-	bySource *limiter
+	bySource *ratelimit.Limiter[netip.Prefix]
 	// byUser is a username's ceiling over every network. Past it a login is slowed, not
 	// locked out: slow gives each network one checked attempt per slowEvery, so guessers
 	// spread over many networks get few guesses, and a customer whose own network has no
 	// failures is still checked at the first try.
-	byUser *limiter
-	slow   *limiter
+	byUser *ratelimit.Limiter[string]
+	slow   *ratelimit.Limiter[userNet]
+}
+
+// userNet is the key of a username's failures from one network (ratelimit.NetworkPrefix).
+type userNet struct {
+	username string
+	network  netip.Prefix
 }
 
 func newFailureLimits(perMinute, userPerMinute int) *failureLimits {
 	return &failureLimits{
-		byNet:    newLimiter(time.Minute/time.Duration(perMinute), perMinute),
-		bySource: newLimiter(time.Minute/time.Duration(perMinute), perMinute),
-		byUser:   newLimiter(time.Minute/time.Duration(userPerMinute), userPerMinute),
-		slow:     newLimiter(slowEvery, 1),
+		byNet:    ratelimit.New[userNet](time.Minute/time.Duration(perMinute), perMinute),
+		bySource: ratelimit.New[netip.Prefix](time.Minute/time.Duration(perMinute), perMinute),
+		byUser:   ratelimit.New[string](time.Minute/time.Duration(userPerMinute), userPerMinute),
+		slow:     ratelimit.New[userNet](slowEvery, 1),
 	}
 }
 
 // take takes the tokens a login of username from ip must spend to be checked; false when it
 // is to be refused unchecked (and then it holds none).
-func (f *failureLimits) take(username string, ip netip.Addr, now time.Time) (tokens, bool) {
-	// Network keys hold no NUL, so the last NUL splits the key unambiguously.
-	netKey := username + "\x00" + networkKey(ip)
-	var taken tokens
-	for _, l := range []struct {
-		lim *limiter
-		key string
-	}{{f.byNet, netKey}, {f.bySource, sourceKey(ip)}} {
-		t, ok, _ := l.lim.take(l.key, now)
-		if !ok {
-			taken.giveBack()
-			return nil, false
-		}
-		taken = append(taken, t)
+func (f *failureLimits) take(username string, ip netip.Addr, now time.Time) (ratelimit.Tokens, bool) {
+	netKey := userNet{username: username, network: ratelimit.NetworkPrefix(ip)}
+	var taken ratelimit.Tokens
+	t, ok, _ := f.byNet.Take(netKey, now)
+	if !ok {
+		return nil, false
 	}
-	if t, ok, _ := f.byUser.take(username, now); ok {
+	taken = append(taken, t)
+	if t, ok, _ = f.bySource.Take(ratelimit.SourcePrefix(ip), now); !ok {
+		taken.GiveBack()
+		return nil, false
+	}
+	taken = append(taken, t)
+	if t, ok, _ := f.byUser.Take(username, now); ok {
 		return append(taken, t), true
 	}
-	if t, ok, _ := f.slow.take(netKey, now); ok {
+	if t, ok, _ := f.slow.Take(netKey, now); ok {
 		return append(taken, t), true
 	}
-	taken.giveBack()
+	taken.GiveBack()
 	return nil, false
 }
 

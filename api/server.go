@@ -23,6 +23,7 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
@@ -155,10 +156,10 @@ type Server struct {
 	engine   *gin.Engine
 	internal *gin.Engine
 
-	loginByEmail *limiter
-	loginByIP    *limiter // keyed by sourceKey: IPv6 per /64
+	loginByEmail *ratelimit.Limiter[string]
+	loginByIP    *ratelimit.Limiter[string] // keyed by ratelimit.SourcePrefix: IPv6 per /64
 	// internalFailures counts requests without the right internal token per source address.
-	internalFailures *limiter
+	internalFailures *ratelimit.Limiter[string]
 	// loginSlots bounds the operator password checks that run at once.
 	loginSlots *slots
 	checkLogin func(hash, password string) bool
@@ -166,9 +167,9 @@ type Server struct {
 	trusted []netip.Prefix
 	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
 	// so that nobody can list other operators' customers by trying names.
-	usernameConflicts *limiter
+	usernameConflicts *ratelimit.Limiter[string]
 	// heartbeats paces each device's heartbeats, by its token's hash; nil: no limit.
-	heartbeats *limiter
+	heartbeats *ratelimit.Limiter[string]
 	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
 	// which the handlers that change credentials revoke from.
 	ovpn *openVPN
@@ -187,15 +188,15 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		temporal: tc,
 		log:      log,
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
-		loginByEmail:     newLimiter(20*time.Second, 5),
-		loginByIP:        newLimiter(3*time.Second, 20),
+		loginByEmail:     ratelimit.New[string](20*time.Second, 5),
+		loginByIP:        ratelimit.New[string](3*time.Second, 20),
 		internalFailures: newInternalFailures(),
 		// Ten taken usernames at once, then one every 30 s.
-		usernameConflicts: newLimiter(30*time.Second, 10),
+		usernameConflicts: ratelimit.New[string](30*time.Second, 10),
 	}
 	s.loginSlots, s.checkLogin = newLoginSlots(cfg.Login)
 	if cfg.HeartbeatEvery > 0 {
-		s.heartbeats = newLimiter(cfg.HeartbeatEvery, HeartbeatBurst)
+		s.heartbeats = ratelimit.New[string](cfg.HeartbeatEvery, HeartbeatBurst)
 	}
 	trusted, err := parsePrefixes(cfg.TrustedProxies)
 	if err != nil {
