@@ -104,7 +104,7 @@ type ovpnAuth struct {
 	log      *slog.Logger
 	sessions DeviceSessions // nil: devices are not checked
 	check    func(hash, password string) bool
-	slots    *slots
+	slots    *credential.Slots
 	cache    *credCache
 	limits   *failureLimits
 	// flight lets identical logins that arrive together (a reconnect storm of one credential)
@@ -142,7 +142,7 @@ func newOvpnAuth(cfg OpenVPNAuthConfig, sessions DeviceSessions, st *store.Store
 		log:      log,
 		sessions: sessions,
 		check:    cfg.CheckPassword,
-		slots:    newSlots(cfg.BcryptSlots, cfg.BcryptWait),
+		slots:    credential.NewSlots(cfg.BcryptSlots, cfg.BcryptWait),
 		cache:    newCredCache(cfg.CacheTTL, cfg.CacheSize),
 		limits:   newFailureLimits(cfg.FailuresPerMinute, cfg.UsernameFailuresPerMinute),
 	}
@@ -173,7 +173,7 @@ func (a *ovpnAuth) authenticate(ctx context.Context, username, password string, 
 	}
 	ok, err = a.verify(ctx, login, cred, password)
 	switch {
-	case errors.Is(err, errBusy):
+	case errors.Is(err, credential.ErrBusy):
 		taken.GiveBack()
 		return a.deny(ctx, username, ip, ReasonBusy), nil
 	case err != nil:
@@ -260,8 +260,8 @@ func (a *ovpnAuth) credential(login store.ConnectionLogin, found bool, password 
 
 // verify reports whether password is the login's, at the cost of exactly one bcrypt check
 // (against the dummy hash when there is no real one), so that unknown usernames, other
-// protocols, legacy rows and wrong passwords all take the same time. It returns errBusy when
-// no bcrypt slot frees up within the wait.
+// protocols, legacy rows and wrong passwords all take the same time. It returns
+// credential.ErrBusy when no bcrypt slot frees up within the wait.
 func (a *ovpnAuth) verify(ctx context.Context, login store.ConnectionLogin, cred loginCredential, password string) (bool, error) {
 	if !cred.usable {
 		return a.check1(ctx, login, cred, password)
@@ -273,7 +273,7 @@ func (a *ovpnAuth) verify(ctx context.Context, login store.ConnectionLogin, cred
 
 // check1 is verify's one bcrypt check, in a slot.
 func (a *ovpnAuth) check1(ctx context.Context, login store.ConnectionLogin, cred loginCredential, password string) (bool, error) {
-	if err := a.slots.acquire(ctx); err != nil {
+	if err := a.slots.Acquire(ctx); err != nil {
 		return false, err
 	}
 	ok := false
@@ -290,7 +290,7 @@ func (a *ovpnAuth) check1(ctx context.Context, login store.ConnectionLogin, cred
 		ok = login.PasswordPlain != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
 		a.check("", password)
 	}
-	a.slots.release()
+	a.slots.Release()
 	if ok {
 		a.cache.put(login.ConnectionID, login.PasswordVersion, cred.mac, time.Now())
 	}

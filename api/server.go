@@ -161,7 +161,7 @@ type Server struct {
 	// internalFailures counts requests without the right internal token per source address.
 	internalFailures *ratelimit.Limiter[string]
 	// loginSlots bounds the operator password checks that run at once.
-	loginSlots *slots
+	loginSlots *credential.Slots
 	checkLogin func(hash, password string) bool
 	// trusted are cfg.TrustedProxies, parsed.
 	trusted []netip.Prefix
@@ -427,7 +427,7 @@ func LoopbackListen(addr string) bool {
 }
 
 // newLoginSlots returns the bcrypt slots of operator logins and the check they run.
-func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
+func newLoginSlots(cfg LoginConfig) (*credential.Slots, func(hash, password string) bool) {
 	if cfg.BcryptSlots <= 0 {
 		cfg.BcryptSlots = runtime.GOMAXPROCS(0)
 	}
@@ -437,7 +437,7 @@ func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = credential.CheckPassword
 	}
-	return newSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
+	return credential.NewSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
 }
 
 // parsePrefixes parses addresses and CIDRs (an address stands for itself alone).

@@ -98,14 +98,14 @@ func (s *Server) checkOperator(c *gin.Context, email, password string) (store.Op
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Operator{}, false, err
 	}
-	if err := s.loginSlots.acquire(ctx); errors.Is(err, errBusy) {
-		c.Header("Retry-After", retryAfter(s.loginSlots.wait))
+	if err := s.loginSlots.Acquire(ctx); errors.Is(err, credential.ErrBusy) {
+		c.Header("Retry-After", retryAfter(s.loginSlots.Wait()))
 		return store.Operator{}, false, &Error{Status: http.StatusServiceUnavailable, Code: "busy",
 			Message: "too many logins at once; try again in a moment"}
 	} else if err != nil {
 		return store.Operator{}, false, err
 	}
-	defer s.loginSlots.release()
+	defer s.loginSlots.Release()
 	return op, s.checkLogin(op.PasswordHash, password), nil
 }
 
