@@ -23,6 +23,7 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
@@ -73,20 +74,22 @@ type Config struct {
 	TunnelControlURL string
 	// TunnelControlToken is the relay control API's shared token.
 	TunnelControlToken string
-	// DeviceSessions tells whether a connection's device has a live tunnel session; OpenVPN
-	// logins through a device without one are refused for now (TEMP). Nil: the relay at
-	// TunnelControlURL is asked when that is set, else devices are not checked.
-	DeviceSessions DeviceSessions
-	// SessionKiller ends a connection's live OpenVPN sessions when its password is
+	// DeviceLiveness tells whether a connection's device has a live tunnel session; OpenVPN
+	// logins through a device without one are refused for now (TEMP), and GET /devices/{id}
+	// shows it. Nil: the relay at TunnelControlURL is asked when that is set, else devices
+	// are not checked.
+	DeviceLiveness proxyauth.DeviceLiveness
+	// OpenVPNDisconnector ends a connection's live OpenVPN sessions when its password is
 	// regenerated or it is deleted or disabled. Nil: the relay at TunnelControlURL does it
 	// (POST /openvpn/kill) when that is set, else sessions are left to end by themselves
 	// (their next authentication fails).
-	SessionKiller SessionKiller
+	OpenVPNDisconnector OpenVPNDisconnector
 	// OpenVPN is the relay's OpenVPN server (CA, tls-crypt key, public host and port), for
 	// client profiles; nil: no profiles.
 	OpenVPN *openvpn.Server
-	// OpenVPNAuth tunes the OpenVPN authenticator (bcrypt slots, cache, failure limits).
-	OpenVPNAuth OpenVPNAuthConfig
+	// OpenVPNAuth tunes the OpenVPN logins' credential engine (bcrypt slots, cache, failure
+	// limits).
+	OpenVPNAuth proxyauth.Config
 	// TemporalUIURL is the Temporal Web UI (e.g. http://127.0.0.1:8233) that answers link
 	// workflows in; empty: no links. TemporalNamespace is the namespace in those links.
 	TemporalUIURL     string
@@ -170,8 +173,8 @@ type Server struct {
 	usernameConflicts *ratelimit.Limiter[string]
 	// heartbeats paces each device's heartbeats, by its token's hash; nil: no limit.
 	heartbeats *ratelimit.Limiter[string]
-	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
-	// which the handlers that change credentials revoke from.
+	// ovpn is the OpenVPN hooks' side: their credential engine, which the handlers that
+	// change credentials revoke from, and the relay they route clients through.
 	ovpn *openVPN
 	// hold merges usage reports that ask for no action between a connection's signals.
 	hold *usageHold
