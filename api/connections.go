@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -34,12 +35,12 @@ func (s *Server) createConnection(c *gin.Context) error {
 		return err
 	}
 	if n.PasswordHash, err = credential.HashPassword(password); err != nil {
-		conflict.giveBack()
+		conflict.GiveBack()
 		return err
 	}
 	conn, err := s.store.CreateConnection(ctx, op, n)
 	if !errors.Is(err, store.ErrConflict) {
-		conflict.giveBack()
+		conflict.GiveBack()
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -118,23 +119,23 @@ func newConnectionRequest(c *gin.Context) (n store.NewConnection, password strin
 // the caller's conflict bucket, so that other operators' customers cannot be listed by trying
 // names: 429 with Retry-After once it is empty. The token returned is given back when the
 // username turns out free. A generated username spends nothing.
-func (s *Server) reserveUsername(c *gin.Context, username string, chosen bool) (token, error) {
+func (s *Server) reserveUsername(c *gin.Context, username string, chosen bool) (ratelimit.Token, error) {
 	if !chosen {
-		return token{}, nil
+		return ratelimit.Token{}, nil
 	}
-	t, ok, wait := s.usernameConflicts.take(principal(c).OperatorID.String(), time.Now())
+	t, ok, wait := s.usernameConflicts.Take(principal(c).OperatorID.String(), time.Now())
 	if !ok {
 		c.Header("Retry-After", retryAfter(wait))
-		return token{}, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		return ratelimit.Token{}, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 			Message: "too many taken usernames tried; try again later", Field: "username"}
 	}
 	taken, err := s.store.UsernameTaken(c.Request.Context(), username)
 	switch {
 	case err != nil:
-		t.giveBack()
-		return token{}, err
+		t.GiveBack()
+		return ratelimit.Token{}, err
 	case taken:
-		return token{}, errUsernameTaken
+		return ratelimit.Token{}, errUsernameTaken
 	}
 	return t, nil
 }

@@ -342,7 +342,7 @@ func (s *Server) paceHeartbeat(c *gin.Context) error {
 	if s.heartbeats == nil {
 		return nil
 	}
-	ok, wait := s.heartbeats.allow(string(c.MustGet(deviceKey).([]byte)), time.Now())
+	_, ok, wait := s.heartbeats.Take(string(c.MustGet(deviceKey).([]byte)), time.Now())
 	if ok {
 		return nil
 	}

@@ -296,7 +296,7 @@ func jsonString(v any) string {
 	return string(b)
 }
 
-// liveDevices is a DeviceSessions that knows which devices have a tunnel session, or fails.
+// liveDevices is a proxyauth.DeviceLiveness that knows which devices have a tunnel session, or fails.
 type liveDevices struct {
 	live map[uuid.UUID]bool
 	err  error
@@ -315,7 +315,7 @@ func TestGetDeviceLinksAndTunnel(t *testing.T) {
 	sessions := liveDevices{live: map[uuid.UUID]bool{}}
 	cfg := api.DefaultConfig()
 	cfg.TemporalUIURL, cfg.TemporalNamespace = "http://ui.example:8233/", "prod ns"
-	cfg.DeviceSessions = sessions
+	cfg.DeviceLiveness = sessions
 	e := newEnvConfig(t, cfg)
 	a, _ := e.session(t)
 	up, enroll := a.createDevice(t, "up")
@@ -340,7 +340,7 @@ func TestGetDeviceLinksAndTunnel(t *testing.T) {
 	}
 
 	failing := api.DefaultConfig()
-	failing.DeviceSessions = liveDevices{err: errors.New("relay unreachable")}
+	failing.DeviceLiveness = liveDevices{err: errors.New("relay unreachable")}
 	for name, cfg := range map[string]api.Config{"no relay, no Web UI": api.DefaultConfig(), "relay failing": failing} {
 		e := newEnvConfig(t, cfg)
 		b, _ := e.session(t)

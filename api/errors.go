@@ -9,7 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -211,4 +213,10 @@ func checkPassword(field, p string) error {
 // text cannot store).
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, unicode.IsControl) >= 0
+}
+
+// retryAfter is a wait as a Retry-After value: whole seconds, rounded up, at least 1.
+func retryAfter(wait time.Duration) string {
+	secs := int((wait + time.Second - 1) / time.Second)
+	return strconv.Itoa(max(secs, 1))
 }

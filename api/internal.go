@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 )
@@ -51,8 +52,8 @@ var (
 
 // newInternalFailures is the failure limit of the internal token: InternalFailuresPerMinute
 // per source address, one more coming back every minute / InternalFailuresPerMinute.
-func newInternalFailures() *limiter {
-	return newLimiter(time.Minute/InternalFailuresPerMinute, InternalFailuresPerMinute)
+func newInternalFailures() *ratelimit.Limiter[string] {
+	return ratelimit.New[string](time.Minute/InternalFailuresPerMinute, InternalFailuresPerMinute)
 }
 
 // authInternal lets through requests that carry the internal token as "Authorization:
@@ -69,7 +70,7 @@ func (s *Server) authInternal(c *gin.Context) {
 		c.Next()
 		return
 	}
-	if allowed, wait := s.internalFailures.allow(peerKey(c.Request.RemoteAddr), time.Now()); !allowed {
+	if _, allowed, wait := s.internalFailures.Take(peerKey(c.Request.RemoteAddr), time.Now()); !allowed {
 		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 		s.writeError(c, errInternalRateLimited)
 		return
@@ -77,13 +78,14 @@ func (s *Server) authInternal(c *gin.Context) {
 	s.writeError(c, errInternalUnauthorized)
 }
 
-// peerKey is the failure-limit key of a connection's peer ("ip:port"): see sourceKey.
+// peerKey is the failure-limit key of a connection's peer ("ip:port"): its
+// ratelimit.SourcePrefix.
 func peerKey(remoteAddr string) string {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return remoteAddr
 	}
-	return sourceKey(ap.Addr())
+	return ratelimit.SourcePrefix(ap.Addr()).String()
 }
 
 // GET /internal/v1/tunnel/devices/{key}: the device whose Noise static public key is key

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 )
@@ -26,35 +27,39 @@ const (
 	maxOvpnPassword = 4096
 )
 
-// killTimeout bounds a SessionKiller call made on behalf of an operator's request.
+// OpenVPNDisconnector ends a connection's live OpenVPN sessions; tunnel.ControlClient
+// implements it through the relay, which holds the OpenVPN server's management interface.
+type OpenVPNDisconnector interface {
+	// KillSessions disconnects every OpenVPN client logged in as username.
+	KillSessions(ctx context.Context, username string) error
+}
+
+// killTimeout bounds an OpenVPNDisconnector call made on behalf of an operator's request.
 const killTimeout = 5 * time.Second
 
-// openVPN holds the OpenVPN auth path's state and the relay it routes clients through. The
-// connection handlers that change credentials reach it too, to revoke what was verified.
+// openVPN holds the OpenVPN hooks' credential engine and the relay it routes clients through.
+// The connection handlers that change credentials reach it too, to revoke what was verified.
 type openVPN struct {
 	s        *Server
-	auth     *ovpnAuth
-	tunnel   *tunnel.ControlClient // nil: no tunnel configured
-	killer   SessionKiller         // nil: sessions are not killed
-	sessions DeviceSessions        // nil: devices' tunnel sessions cannot be checked
+	auth     *proxyauth.Engine
+	tunnel   *tunnel.ControlClient    // nil: no tunnel configured
+	killer   OpenVPNDisconnector      // nil: sessions are not killed
+	sessions proxyauth.DeviceLiveness // nil: devices' tunnel sessions cannot be checked
 }
 
 // newOpenVPN builds the OpenVPN side from the server's configuration.
 func (s *Server) newOpenVPN() *openVPN {
-	o := &openVPN{s: s, killer: s.cfg.SessionKiller}
+	o := &openVPN{s: s, killer: s.cfg.OpenVPNDisconnector, sessions: s.cfg.DeviceLiveness}
 	if s.cfg.TunnelControlURL != "" {
 		o.tunnel = &tunnel.ControlClient{BaseURL: s.cfg.TunnelControlURL, Token: s.cfg.TunnelControlToken}
 	}
-	sessions := s.cfg.DeviceSessions
-	if sessions == nil && o.tunnel != nil {
-		sessions = o.tunnel
+	if o.sessions == nil && o.tunnel != nil {
+		o.sessions = o.tunnel
 	}
 	if o.killer == nil && o.tunnel != nil {
 		o.killer = o.tunnel // the relay holds the OpenVPN management connection
 	}
-	o.sessions = sessions
-	o.auth = newOvpnAuth(s.cfg.OpenVPNAuth, sessions, s.store, s.log)
-	o.auth.quota = s.quotaRefusal
+	o.auth = proxyauth.New(s.cfg.OpenVPNAuth, s.store, proxyauth.Admission{Usage: s.quotaRefusal, Devices: o.sessions}, s.log)
 	return o
 }
 
@@ -87,11 +92,12 @@ func (o *openVPN) authenticate(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := o.auth.authenticate(c.Request.Context(), *req.Username, *req.Password, ip)
+	d, err := o.auth.Authenticate(c.Request.Context(), proxyauth.Attempt{Protocol: store.ProtocolOpenVPN,
+		Username: *req.Username, Password: *req.Password, Source: ip})
 	if err != nil {
 		return err
 	}
-	ans := authAnswer{Allow: d.Allow, Reason: d.Reason}
+	ans := authAnswer{Allow: d.Allow, Reason: string(d.Reason)}
 	if d.Allow {
 		ans.ConnectionID = &d.ConnectionID
 	}
@@ -163,9 +169,9 @@ func (o *openVPN) connection(ctx context.Context, username string) (store.Connec
 	case conn.Protocol != store.ProtocolOpenVPN:
 		reason = "not an OpenVPN connection"
 	case !conn.Enabled:
-		reason = ReasonDisabled
+		reason = string(proxyauth.ReasonDisabled)
 	case conn.CutOff:
-		reason = ReasonQuotaExceeded
+		reason = string(proxyauth.ReasonQuotaExceeded)
 	default:
 		return conn, nil
 	}
@@ -181,13 +187,13 @@ func (o *openVPN) usage(ctx context.Context, conn store.Connection) (int64, erro
 		epoch: conn.UsageEpoch, cutOff: conn.CutOff})
 	switch {
 	case errors.Is(err, errQuotaUndecided):
-		return 0, &Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: ReasonQuotaUnavailable}
+		return 0, &Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: string(proxyauth.ReasonQuotaUnavailable)}
 	case err != nil:
 		return 0, err
 	case adm.exhausted:
 		o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", conn.Username),
-			slog.String("reason", ReasonQuotaExceeded))
-		return 0, &Error{Status: http.StatusForbidden, Code: "refused", Message: ReasonQuotaExceeded}
+			slog.String("reason", string(proxyauth.ReasonQuotaExceeded)))
+		return 0, &Error{Status: http.StatusForbidden, Code: "refused", Message: string(proxyauth.ReasonQuotaExceeded)}
 	}
 	return adm.used, nil
 }
@@ -295,7 +301,7 @@ func (o *openVPN) tunnelError(ctx context.Context, what string, err error) error
 // fails anyway since the credential is gone from the cache (and, for a regenerate, the
 // password version moved on for every API replica).
 func (o *openVPN) revoke(ctx context.Context, conn store.Connection, why string) {
-	o.auth.forget(conn.ID)
+	o.auth.Forget(conn.ID)
 	if o.killer == nil || conn.Protocol != store.ProtocolOpenVPN {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/api"
+	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 )
@@ -99,9 +100,9 @@ func TestOpenVPNConnectDisconnect(t *testing.T) {
 	const pw = "connect-through-the-relay"
 	id, user := e.addConnection(t, ovpnConn{hash: minCostHash(t, pw), limit: 5000, used: 1200, epoch: 3})
 
-	// Auth asks the relay whether the device is live (DeviceSessions defaults to it).
+	// Auth asks the relay whether the device is live (Config.DeviceLiveness defaults to it).
 	got, _ := e.auth(t, user, pw, e.ip())
-	wantAuth(t, "device without a session on the relay", got, api.ReasonDeviceOffline, id)
+	wantAuth(t, "device without a session on the relay", got, proxyauth.ReasonDeviceOffline, id)
 	relay.stats.setLive(e.device, true)
 	got, _ = e.auth(t, user, pw, e.ip())
 	wantAuth(t, "device live on the relay", got, "", id)
@@ -166,8 +167,8 @@ func TestOpenVPNConnectRefused(t *testing.T) {
 	_, httpConn := e.addConnection(t, ovpnConn{hash: hash, protocol: store.ProtocolHTTP})
 	for _, tc := range []struct{ name, user, message string }{
 		{"unknown", "no-such-user", "no such connection"},
-		{"disabled", disabled, api.ReasonDisabled},
-		{"cut off", cutOff, api.ReasonQuotaExceeded},
+		{"disabled", disabled, string(proxyauth.ReasonDisabled)},
+		{"cut off", cutOff, string(proxyauth.ReasonQuotaExceeded)},
 		{"http connection", httpConn, "not an OpenVPN connection"},
 	} {
 		r := in.do(t, http.MethodPost, "/internal/v1/openvpn/connect", connectBody(tc.user, "10.9.0.7"))
@@ -213,7 +214,7 @@ func TestOpenVPNTunnelUnavailable(t *testing.T) {
 	}
 	// Auth cannot ask the relay about the device: refused for now.
 	got, _ := down.auth(t, user, "whatever-password", down.ip())
-	wantAuth(t, "relay down", got, api.ReasonDeviceOffline, uuid.Nil)
+	wantAuth(t, "relay down", got, proxyauth.ReasonDeviceOffline, uuid.Nil)
 
 	// No tunnel configured: connect is 503, disconnect has nothing to remove.
 	none := newOvpnEnv(t, tunnelConfig())
@@ -337,9 +338,9 @@ func TestOpenVPNConnectExhaustedByPostgres(t *testing.T) {
 	relay.stats.setLive(e.device, true)
 
 	got, _ := e.auth(t, user, pw, e.ip())
-	wantAuth(t, "usage at the limit", got, api.ReasonQuotaExceeded, uuid.Nil)
+	wantAuth(t, "usage at the limit", got, proxyauth.ReasonQuotaExceeded, uuid.Nil)
 	r := in.do(t, http.MethodPost, "/internal/v1/openvpn/connect", connectBody(user, "10.9.0.6"))
-	if code := wantError(t, r, http.StatusForbidden, ""); code != "refused" || !strings.Contains(string(r.raw), api.ReasonQuotaExceeded) {
+	if code := wantError(t, r, http.StatusForbidden, ""); code != "refused" || !strings.Contains(string(r.raw), string(proxyauth.ReasonQuotaExceeded)) {
 		t.Errorf("connect with usage at the limit = %d %s, want 403 refused, quota exceeded", r.status, r.raw)
 	}
 	if n := relay.routes.Len(); n != 0 {

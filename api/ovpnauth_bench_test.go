@@ -5,7 +5,8 @@
 //
 //	go test -run '^$' -bench 'OvpnAuth' -benchtime 5s -count=1 ./api/
 //
-// The timing test beside them is in ovpnauth_timing_test.go.
+// They measure the whole path (HTTP handler, Postgres, proxyauth.Engine); the engine's own
+// tests, and its timing test, are in package proxyauth.
 
 package api_test
 

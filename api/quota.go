@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -173,11 +174,6 @@ func (s *Server) quotaUsed(ctx context.Context, conn store.Connection) (used int
 	return max(v.Used, conn.BandwidthUsed), true
 }
 
-// ReasonQuotaUnavailable refuses an OpenVPN login whose usage cannot be decided now (the
-// quota workflow does not answer: Temporal or the worker is down or slow). It is a TEMP
-// reason: the client tries again after the backoff.
-const ReasonQuotaUnavailable = "TEMP[backoff 15]: usage cannot be checked now"
-
 // errQuotaUndecided: a connection's usage cannot be decided now, so it may not be routed.
 var errQuotaUndecided = errors.New("the quota workflow did not say how much the connection used")
 
@@ -263,9 +259,10 @@ func (s *Server) askQuota(ctx context.Context, id uuid.UUID) (*workflowQuota, er
 	return &workflowQuota{view: v}, nil
 }
 
-// quotaRefusal is the OpenVPN login's quota check (ovpnAuth.quota): "" when the connection
-// may be routed, else the reason to refuse it with.
-func (s *Server) quotaRefusal(ctx context.Context, id uuid.UUID) (string, error) {
+// quotaRefusal is the OpenVPN login's quota check (proxyauth.Admission.Usage): "" when the
+// connection may be routed, else the reason to refuse it with (proxyauth.ReasonQuotaUnavailable
+// when the quota workflow does not answer: Temporal or the worker is down or slow).
+func (s *Server) quotaRefusal(ctx context.Context, id uuid.UUID) (proxyauth.Reason, error) {
 	q, err := s.store.QuotaRow(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("openvpn auth: read the quota: %w", err)
@@ -273,11 +270,11 @@ func (s *Server) quotaRefusal(ctx context.Context, id uuid.UUID) (string, error)
 	adm, err := s.admission(ctx, savedQuota{id: id, limit: q.Limit, used: q.Used, epoch: q.Epoch, cutOff: q.CutOff})
 	switch {
 	case errors.Is(err, errQuotaUndecided):
-		return ReasonQuotaUnavailable, nil
+		return proxyauth.ReasonQuotaUnavailable, nil
 	case err != nil:
 		return "", err
 	case adm.exhausted:
-		return ReasonQuotaExceeded, nil
+		return proxyauth.ReasonQuotaExceeded, nil
 	}
 	return "", nil
 }

@@ -23,6 +23,8 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/proxyauth"
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
@@ -72,20 +74,22 @@ type Config struct {
 	TunnelControlURL string
 	// TunnelControlToken is the relay control API's shared token.
 	TunnelControlToken string
-	// DeviceSessions tells whether a connection's device has a live tunnel session; OpenVPN
-	// logins through a device without one are refused for now (TEMP). Nil: the relay at
-	// TunnelControlURL is asked when that is set, else devices are not checked.
-	DeviceSessions DeviceSessions
-	// SessionKiller ends a connection's live OpenVPN sessions when its password is
+	// DeviceLiveness tells whether a connection's device has a live tunnel session; OpenVPN
+	// logins through a device without one are refused for now (TEMP), and GET /devices/{id}
+	// shows it. Nil: the relay at TunnelControlURL is asked when that is set, else devices
+	// are not checked.
+	DeviceLiveness proxyauth.DeviceLiveness
+	// OpenVPNDisconnector ends a connection's live OpenVPN sessions when its password is
 	// regenerated or it is deleted or disabled. Nil: the relay at TunnelControlURL does it
 	// (POST /openvpn/kill) when that is set, else sessions are left to end by themselves
 	// (their next authentication fails).
-	SessionKiller SessionKiller
+	OpenVPNDisconnector OpenVPNDisconnector
 	// OpenVPN is the relay's OpenVPN server (CA, tls-crypt key, public host and port), for
 	// client profiles; nil: no profiles.
 	OpenVPN *openvpn.Server
-	// OpenVPNAuth tunes the OpenVPN authenticator (bcrypt slots, cache, failure limits).
-	OpenVPNAuth OpenVPNAuthConfig
+	// OpenVPNAuth tunes the OpenVPN logins' credential engine (bcrypt slots, cache, failure
+	// limits).
+	OpenVPNAuth proxyauth.Config
 	// TemporalUIURL is the Temporal Web UI (e.g. http://127.0.0.1:8233) that answers link
 	// workflows in; empty: no links. TemporalNamespace is the namespace in those links.
 	TemporalUIURL     string
@@ -155,22 +159,22 @@ type Server struct {
 	engine   *gin.Engine
 	internal *gin.Engine
 
-	loginByEmail *limiter
-	loginByIP    *limiter // keyed by sourceKey: IPv6 per /64
+	loginByEmail *ratelimit.Limiter[string]
+	loginByIP    *ratelimit.Limiter[string] // keyed by ratelimit.SourcePrefix: IPv6 per /64
 	// internalFailures counts requests without the right internal token per source address.
-	internalFailures *limiter
+	internalFailures *ratelimit.Limiter[string]
 	// loginSlots bounds the operator password checks that run at once.
-	loginSlots *slots
+	loginSlots *credential.Slots
 	checkLogin func(hash, password string) bool
 	// trusted are cfg.TrustedProxies, parsed.
 	trusted []netip.Prefix
 	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
 	// so that nobody can list other operators' customers by trying names.
-	usernameConflicts *limiter
+	usernameConflicts *ratelimit.Limiter[string]
 	// heartbeats paces each device's heartbeats, by its token's hash; nil: no limit.
-	heartbeats *limiter
-	// ovpn is the OpenVPN auth path's state (credential cache, bcrypt slots, failure limits),
-	// which the handlers that change credentials revoke from.
+	heartbeats *ratelimit.Limiter[string]
+	// ovpn is the OpenVPN hooks' side: their credential engine, which the handlers that
+	// change credentials revoke from, and the relay they route clients through.
 	ovpn *openVPN
 	// hold merges usage reports that ask for no action between a connection's signals.
 	hold *usageHold
@@ -187,15 +191,15 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		temporal: tc,
 		log:      log,
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
-		loginByEmail:     newLimiter(20*time.Second, 5),
-		loginByIP:        newLimiter(3*time.Second, 20),
+		loginByEmail:     ratelimit.New[string](20*time.Second, 5),
+		loginByIP:        ratelimit.New[string](3*time.Second, 20),
 		internalFailures: newInternalFailures(),
 		// Ten taken usernames at once, then one every 30 s.
-		usernameConflicts: newLimiter(30*time.Second, 10),
+		usernameConflicts: ratelimit.New[string](30*time.Second, 10),
 	}
 	s.loginSlots, s.checkLogin = newLoginSlots(cfg.Login)
 	if cfg.HeartbeatEvery > 0 {
-		s.heartbeats = newLimiter(cfg.HeartbeatEvery, HeartbeatBurst)
+		s.heartbeats = ratelimit.New[string](cfg.HeartbeatEvery, HeartbeatBurst)
 	}
 	trusted, err := parsePrefixes(cfg.TrustedProxies)
 	if err != nil {
@@ -426,7 +430,7 @@ func LoopbackListen(addr string) bool {
 }
 
 // newLoginSlots returns the bcrypt slots of operator logins and the check they run.
-func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
+func newLoginSlots(cfg LoginConfig) (*credential.Slots, func(hash, password string) bool) {
 	if cfg.BcryptSlots <= 0 {
 		cfg.BcryptSlots = runtime.GOMAXPROCS(0)
 	}
@@ -436,7 +440,7 @@ func newLoginSlots(cfg LoginConfig) (*slots, func(hash, password string) bool) {
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = credential.CheckPassword
 	}
-	return newSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
+	return credential.NewSlots(cfg.BcryptSlots, cfg.BcryptWait), cfg.CheckPassword
 }
 
 // parsePrefixes parses addresses and CIDRs (an address stands for itself alone).

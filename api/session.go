@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 )
 
@@ -57,7 +58,7 @@ func (s *Server) login(c *gin.Context) error {
 	}
 	op, ok, err := s.checkOperator(c, email, *req.Password)
 	if err != nil {
-		taken.giveBack() // not checked: no attempt
+		taken.GiveBack() // not checked: no attempt
 		return err
 	}
 	if !ok {
@@ -68,19 +69,19 @@ func (s *Server) login(c *gin.Context) error {
 
 // takeLoginTokens takes a login attempt's tokens: of its client (IPv6 per /64) and of its
 // email; 429 with Retry-After when either is spent.
-func (s *Server) takeLoginTokens(c *gin.Context, email string, now time.Time) (tokens, error) {
+func (s *Server) takeLoginTokens(c *gin.Context, email string, now time.Time) (ratelimit.Tokens, error) {
 	client := c.ClientIP()
 	if ip, err := netip.ParseAddr(client); err == nil {
-		client = sourceKey(ip)
+		client = ratelimit.SourcePrefix(ip).String()
 	}
-	var taken tokens
+	var taken ratelimit.Tokens
 	for _, l := range []struct {
-		lim *limiter
+		lim *ratelimit.Limiter[string]
 		key string
 	}{{s.loginByIP, client}, {s.loginByEmail, email}} {
-		t, ok, wait := l.lim.take(l.key, now)
+		t, ok, wait := l.lim.Take(l.key, now)
 		if !ok {
-			taken.giveBack()
+			taken.GiveBack()
 			c.Header("Retry-After", retryAfter(wait))
 			return nil, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; try again later"}
 		}
@@ -97,14 +98,14 @@ func (s *Server) checkOperator(c *gin.Context, email, password string) (store.Op
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Operator{}, false, err
 	}
-	if err := s.loginSlots.acquire(ctx); errors.Is(err, errBusy) {
-		c.Header("Retry-After", retryAfter(s.loginSlots.wait))
+	if err := s.loginSlots.Acquire(ctx); errors.Is(err, credential.ErrBusy) {
+		c.Header("Retry-After", retryAfter(s.loginSlots.Wait()))
 		return store.Operator{}, false, &Error{Status: http.StatusServiceUnavailable, Code: "busy",
 			Message: "too many logins at once; try again in a moment"}
 	} else if err != nil {
 		return store.Operator{}, false, err
 	}
-	defer s.loginSlots.release()
+	defer s.loginSlots.Release()
 	return op, s.checkLogin(op.PasswordHash, password), nil
 }
 

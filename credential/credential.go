@@ -1,5 +1,6 @@
 // Package credential makes and checks the secrets cellgate hands out: bcrypt password hashes,
-// generated passwords, and bearer tokens that are stored only as their SHA-256.
+// generated passwords, and bearer tokens that are stored only as their SHA-256; and it bounds
+// how many bcrypt checks run at once (Slots).
 package credential
 
 import (

@@ -486,8 +486,9 @@ func (s *stack) runAuthHook(ctx context.Context, bin, dir string, i int, user, p
 	return nil
 }
 
-// TestOpenVPNAuthTiming runs the API's timing test, api.TestOvpnAuthTiming: an unknown
-// username and a wrong password are refused in the same time, within 10 %. It times cost-12
+// TestOpenVPNAuthTiming runs the credential engine's timing test,
+// proxyauth.TestAuthenticateTiming: an unknown username and a wrong password are refused in
+// the same time, within 10 %. It times cost-12
 // bcrypt checks, which the race detector slows many times over, so its file is built only
 // without -race and `go test -race ./...` leaves it out; this suite is built without -race,
 // so `make test` runs it here.
@@ -498,11 +499,11 @@ func TestOpenVPNAuthTiming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^TestOvpnAuthTiming$", "-v", "./api/")
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^TestAuthenticateTiming$", "-v", "./proxyauth/")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestOvpnAuthTiming") {
-		t.Fatalf("go test -run TestOvpnAuthTiming ./api/ = %v, want it to run and pass:\n%s", err, out)
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestAuthenticateTiming") {
+		t.Fatalf("go test -run TestAuthenticateTiming ./proxyauth/ = %v, want it to run and pass:\n%s", err, out)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.Contains(line, "refusal time") {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/internal/testenv"
+	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
@@ -196,7 +197,7 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	internal.call(http.MethodPost, "/internal/v1/openvpn/connect", connect, http.StatusForbidden, nil)
 	internal.call(http.MethodPost, "/internal/v1/openvpn/auth", map[string]any{"username": username, "password": "whatever-it-is",
 		"untrusted_ip": "192.0.2.1"}, http.StatusOK, &auth)
-	if auth.Allow || (auth.Reason != api.ReasonQuotaExceeded && auth.Reason != "wrong username or password") {
+	if auth.Allow || (auth.Reason != string(proxyauth.ReasonQuotaExceeded) && auth.Reason != "wrong username or password") {
 		t.Errorf("auth of a cut-off connection = %+v, want a refusal", auth)
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/webhook"
@@ -48,7 +49,7 @@ func (c *apiConfig) register(f *flags) {
 	f.string(&c.api.TemporalUIURL, "temporal-ui-url", "TEMPORAL_UI_URL", "", "the Temporal Web UI (e.g. http://127.0.0.1:8233) that workflow links in API answers point to (empty: no links)")
 	f.duration(&c.api.UsageSignalInterval, "usage-signal-interval", "CELLGATE_USAGE_SIGNAL_INTERVAL", def.UsageSignalInterval, "least time between two usage signals to a connection's quota workflow for relay reports that ask for no action; reports within it are merged (0: signal every report)")
 	f.duration(&c.api.HeartbeatEvery, "heartbeat-every", "CELLGATE_HEARTBEAT_EVERY", def.HeartbeatEvery, fmt.Sprintf("least average time between one device's heartbeats (bursts of %d pass); faster ones are 429 (0: no limit)", api.HeartbeatBurst))
-	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", api.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
+	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", proxyauth.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
 }
 
 // maxUsageSignalInterval bounds how long the API may hold a connection's usage figures.
