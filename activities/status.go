@@ -19,7 +19,7 @@ import (
 // RecordStatusInput is a device's status transition, with the clocks its monitor runs with.
 type RecordStatusInput struct {
 	DeviceID uuid.UUID
-	Status   string // store.StatusOnline or store.StatusOffline
+	Status   store.DeviceStatus // store.StatusOnline or store.StatusOffline
 	At       time.Time
 	Config   store.MonitorConfig
 }

@@ -9,14 +9,14 @@ import (
 )
 
 // recordStatus runs RecordStatus once.
-func (f *fixture) recordStatus(status string, at time.Time) error {
+func (f *fixture) recordStatus(status store.DeviceStatus, at time.Time) error {
 	f.t.Helper()
 	_, err := f.activityEnv().ExecuteActivity(f.acts.RecordStatus, activities.RecordStatusInput{DeviceID: f.device.ID, Status: status, At: at})
 	return err
 }
 
 // deviceStatus returns the device's status and status_changed_at, and its events newest first.
-func (f *fixture) deviceStatus() (string, *time.Time, []store.StatusEvent) {
+func (f *fixture) deviceStatus() (store.DeviceStatus, *time.Time, []store.StatusEvent) {
 	f.t.Helper()
 	d, err := f.store.Device(f.ctx, f.operator.ID, f.device.ID)
 	if err != nil {

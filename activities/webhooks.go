@@ -42,7 +42,7 @@ type DeliverInput struct {
 
 // DeliverResult is how a delivery ended.
 type DeliverResult struct {
-	Status     string // store.DeliveryDelivered or store.DeliverySkipped
+	Status     store.DeliveryStatus // store.DeliveryDelivered or store.DeliverySkipped
 	StatusCode int
 }
 

@@ -23,37 +23,44 @@ import (
 	"github.com/cellgate/cellgate/workflows"
 )
 
-// The password migration's statuses, as GET /api/v1/admin/password-migration shows them.
+// MigrationStatus is where the password migration stands, as GET
+// /api/v1/admin/password-migration shows it.
+type MigrationStatus string
+
+// The password migration's statuses.
 const (
-	MigrationNotStarted = "not_started"
-	MigrationRunning    = "running"
-	MigrationCompleted  = "completed"
-	MigrationFailed     = "failed"
+	MigrationNotStarted MigrationStatus = "not_started"
+	MigrationRunning    MigrationStatus = "running"
+	MigrationCompleted  MigrationStatus = "completed"
+	MigrationFailed     MigrationStatus = "failed"
 )
 
 // migrationWait bounds the Temporal calls of one progress request.
 const migrationWait = 10 * time.Second
 
+// MigrationScope says whose rows the password migration's figures count.
+type MigrationScope string
+
 // The scopes of the password migration's figures.
 const (
 	// ScopePlatform: every operator's rows, for admins (store.Operator.IsAdmin).
-	ScopePlatform = "platform"
+	ScopePlatform MigrationScope = "platform"
 	// ScopeOperator: the caller's own rows.
-	ScopeOperator = "operator"
+	ScopeOperator MigrationScope = "operator"
 )
 
 // passwordMigrationJSON is the PasswordMigration workflow as the dashboard shows it.
 type passwordMigrationJSON struct {
-	Status        string     `json:"status"`
-	Scope         string     `json:"scope"`
-	Total         int64      `json:"total"`
-	Done          int64      `json:"done"`
-	Failed        int64      `json:"failed"`
-	RowsPerSecond float64    `json:"rows_per_second"`
-	StartedAt     *time.Time `json:"started_at"`
-	FinishedAt    *time.Time `json:"finished_at,omitempty"`
-	Error         string     `json:"error,omitempty"`
-	WorkflowURL   string     `json:"workflow_url"`
+	Status        MigrationStatus `json:"status"`
+	Scope         MigrationScope  `json:"scope"`
+	Total         int64           `json:"total"`
+	Done          int64           `json:"done"`
+	Failed        int64           `json:"failed"`
+	RowsPerSecond float64         `json:"rows_per_second"`
+	StartedAt     *time.Time      `json:"started_at"`
+	FinishedAt    *time.Time      `json:"finished_at,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	WorkflowURL   string          `json:"workflow_url"`
 }
 
 func (j *passwordMigrationJSON) progress(p workflows.PasswordMigrationProgress) {

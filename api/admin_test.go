@@ -262,7 +262,7 @@ func onlyPairs(t *testing.T, when string, seen []string, want ...string) {
 }
 
 // own checks operator op's answer: its own rows only, scope "operator", in status.
-func (e *adminEnv) own(op store.Operator, when, status string, total, done, failed int64) passwordMigrationJSON {
+func (e *adminEnv) own(op store.Operator, when string, status MigrationStatus, total, done, failed int64) passwordMigrationJSON {
 	e.t.Helper()
 	got, raw := e.get(op, http.StatusOK)
 	if got.Status != status || got.Scope != ScopeOperator || got.Total != total || got.Done != done || got.Failed != failed {

@@ -62,12 +62,12 @@ func (s *Server) createConnection(c *gin.Context) error {
 // to create (without its hash), its password, and whether the caller chose the username.
 func newConnectionRequest(c *gin.Context) (n store.NewConnection, password string, chosen bool, err error) {
 	var req struct {
-		DeviceID       *string `json:"device_id"`
-		Name           *string `json:"name"`
-		Protocol       *string `json:"protocol"`
-		Username       *string `json:"username"`
-		Password       *string `json:"password"`
-		BandwidthLimit *int64  `json:"bandwidth_limit"`
+		DeviceID       *string         `json:"device_id"`
+		Name           *string         `json:"name"`
+		Protocol       *store.Protocol `json:"protocol"`
+		Username       *string         `json:"username"`
+		Password       *string         `json:"password"`
+		BandwidthLimit *int64          `json:"bandwidth_limit"`
 	}
 	if err := decode(c, &req); err != nil {
 		return n, "", false, err

@@ -354,7 +354,7 @@ func TestDeviceEventsList(t *testing.T) {
 
 	ctx := t.Context()
 	base := time.Date(2025, 6, 1, 12, 0, 0, 123456000, time.UTC)
-	record := func(id uuid.UUID, status string, at time.Time) {
+	record := func(id uuid.UUID, status store.DeviceStatus, at time.Time) {
 		t.Helper()
 		if err := e.store.RecordDeviceStatus(ctx, id, status, at, workflows.MonitorConfig{}); err != nil {
 			t.Fatalf("RecordDeviceStatus(%s, %s, %v): %v", id, status, at, err)
@@ -362,7 +362,7 @@ func TestDeviceEventsList(t *testing.T) {
 	}
 	var want []store.StatusEvent // oldest first
 	for i := range 5 {
-		status := []string{store.StatusOnline, store.StatusOffline}[i%2]
+		status := []store.DeviceStatus{store.StatusOnline, store.StatusOffline}[i%2]
 		at := base.Add(time.Duration(i) * time.Minute)
 		record(dev.ID, status, at)
 		record(other.ID, status, at)

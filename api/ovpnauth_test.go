@@ -105,8 +105,8 @@ func minCostHash(t testing.TB, password string) string {
 
 // ovpnConn describes a connection row to insert.
 type ovpnConn struct {
-	hash, plain string // password_hash, password_plain ("" = NULL)
-	protocol    string // default openvpn
+	hash, plain string         // password_hash, password_plain ("" = NULL)
+	protocol    store.Protocol // default openvpn
 	disabled    bool
 	cutOff      bool
 	device      uuid.UUID // default the env's device

@@ -120,7 +120,7 @@ func (s *Server) listDeliveries(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	f := store.DeliveryFilter{Limit: limit, Type: c.Query("type"), Status: c.Query("status")}
+	f := store.DeliveryFilter{Limit: limit, Type: c.Query("type"), Status: store.DeliveryStatus(c.Query("status"))}
 	if v, ok := c.GetQuery("device_id"); ok {
 		if f.DeviceID, err = uuid.Parse(v); err != nil {
 			return badRequest("device_id", "invalid", "device_id must be a device id")

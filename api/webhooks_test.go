@@ -236,7 +236,7 @@ func TestWebhookSettingsBadInput(t *testing.T) {
 
 // insertDelivery logs a delivery straight in Postgres and returns its id (UUIDv7, so later
 // inserts sort after earlier ones).
-func insertDelivery(t testing.TB, st *store.Store, operatorID uuid.UUID, deviceID *uuid.UUID, typ, status string) uuid.UUID {
+func insertDelivery(t testing.TB, st *store.Store, operatorID uuid.UUID, deviceID *uuid.UUID, typ string, status store.DeliveryStatus) uuid.UUID {
 	t.Helper()
 	id := uuid.Must(uuid.NewV7())
 	body, _ := json.Marshal(webhook.Event{Type: typ, Timestamp: time.Now().UTC(), Data: webhook.EventData{OperatorID: operatorID.String()}})
@@ -305,10 +305,10 @@ func TestWebhookDeliveries(t *testing.T) {
 		id     uuid.UUID
 		device *uuid.UUID
 		typ    string
-		status string
+		status store.DeliveryStatus
 	}
 	var rows []row // A's, oldest first
-	add := func(dev *uuid.UUID, typ, status string) {
+	add := func(dev *uuid.UUID, typ string, status store.DeliveryStatus) {
 		rows = append(rows, row{insertDelivery(t, e.store, opA.ID, dev, typ, status), dev, typ, status})
 	}
 	bRows := []uuid.UUID{insertDelivery(t, e.store, opB.ID, &bDev.ID, webhook.EventDeviceOffline, store.DeliveryDelivered)}

@@ -244,7 +244,7 @@ func check(line int, lf fields) (store.LegacyConnection, []store.LegacyRowError)
 		Username:   strings.TrimSpace(lf.username),
 		Password:   lf.password,
 		DeviceName: strings.TrimSpace(lf.device),
-		Protocol:   strings.ToLower(strings.TrimSpace(lf.protocol)),
+		Protocol:   store.Protocol(strings.ToLower(strings.TrimSpace(lf.protocol))),
 	}
 	if !validUsername.MatchString(row.Username) {
 		bad("username", "must be 3 to 64 characters of A-Z a-z 0-9 _ . @ -")

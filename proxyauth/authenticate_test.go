@@ -88,16 +88,17 @@ func TestAuthenticateProtocol(t *testing.T) {
 	httpID, httpUser := e.addConnection(t, conn{hash: minCostHash(t, pw), protocol: store.ProtocolHTTP})
 	_, vpnUser := e.addConnection(t, conn{hash: minCostHash(t, pw)})
 	for _, tc := range []struct {
-		protocol, user string
-		reason         proxyauth.Reason
-		id             uuid.UUID
+		protocol store.Protocol
+		user     string
+		reason   proxyauth.Reason
+		id       uuid.UUID
 	}{
 		{store.ProtocolHTTP, httpUser, "", httpID},
 		{store.ProtocolSOCKS5, httpUser, proxyauth.ReasonWrongCredentials, uuid.Nil},
 		{store.ProtocolHTTP, vpnUser, proxyauth.ReasonWrongCredentials, uuid.Nil},
 	} {
 		got, n := e.authAs(t, tc.protocol, tc.user, pw, e.ip())
-		wantAuth(t, tc.protocol+" login of "+tc.user, got, tc.reason, tc.id)
+		wantAuth(t, string(tc.protocol)+" login of "+tc.user, got, tc.reason, tc.id)
 		if n != 1 {
 			t.Errorf("%s login of %s cost %d bcrypt checks, want 1", tc.protocol, tc.user, n)
 		}

@@ -165,7 +165,7 @@ func New(cfg Config, logins Logins, adm Admission, log *slog.Logger) *Engine {
 // ProtocolHTTP, ProtocolSOCKS5) from a source address. Only a connection of that protocol
 // can be logged in to.
 type Attempt struct {
-	Protocol string
+	Protocol store.Protocol
 	Username string
 	Password string
 	Source   netip.Addr
@@ -233,21 +233,21 @@ func (e *Engine) admit(ctx context.Context, a Attempt, login store.ConnectionLog
 	if e.adm.Devices != nil {
 		live, err := e.adm.Devices.DeviceLive(ctx, login.DeviceID)
 		if err != nil {
-			e.log.WarnContext(ctx, a.Protocol+" auth: device liveness unknown, refusing",
+			e.log.WarnContext(ctx, string(a.Protocol)+" auth: device liveness unknown, refusing",
 				slog.String("device_id", login.DeviceID.String()), slog.Any("err", err))
 		}
 		if err != nil || !live {
 			return e.deny(ctx, a, ReasonDeviceOffline), nil
 		}
 	}
-	e.log.DebugContext(ctx, a.Protocol+" auth allowed", slog.String("username", a.Username),
+	e.log.DebugContext(ctx, string(a.Protocol)+" auth allowed", slog.String("username", a.Username),
 		slog.String("ip", a.Source.String()), slog.String("connection_id", login.ConnectionID.String()))
 	return Decision{Allow: true, ConnectionID: login.ConnectionID}, nil
 }
 
 // deny logs a refusal (never the password) and returns it.
 func (e *Engine) deny(ctx context.Context, a Attempt, reason Reason) Decision {
-	e.log.InfoContext(ctx, a.Protocol+" auth denied", slog.String("username", a.Username),
+	e.log.InfoContext(ctx, string(a.Protocol)+" auth denied", slog.String("username", a.Username),
 		slog.String("ip", a.Source.String()), slog.String("reason", string(reason)))
 	return Decision{Reason: reason}
 }

@@ -109,8 +109,8 @@ func (e *env) newDevice(t testing.TB) uuid.UUID {
 
 // conn describes a connection row to insert.
 type conn struct {
-	hash, plain string // password_hash, password_plain ("" = NULL)
-	protocol    string // default openvpn
+	hash, plain string         // password_hash, password_plain ("" = NULL)
+	protocol    store.Protocol // default openvpn
 	disabled    bool
 	cutOff      bool
 	device      uuid.UUID // default the env's device
@@ -153,7 +153,7 @@ func (e *env) auth(t testing.TB, username, password, ip string) (proxyauth.Decis
 }
 
 // authAs is auth for a login of protocol.
-func (e *env) authAs(t testing.TB, protocol, username, password, ip string) (proxyauth.Decision, int64) {
+func (e *env) authAs(t testing.TB, protocol store.Protocol, username, password, ip string) (proxyauth.Decision, int64) {
 	t.Helper()
 	before := e.bcrypts.Load()
 	d, err := e.eng.Authenticate(t.Context(), proxyauth.Attempt{Protocol: protocol, Username: username,

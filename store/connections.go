@@ -9,11 +9,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Protocol is what a proxy connection is sold as (proxy_connections.protocol).
+type Protocol string
+
 // Protocols a proxy connection can be sold as.
 const (
-	ProtocolOpenVPN = "openvpn"
-	ProtocolHTTP    = "http"
-	ProtocolSOCKS5  = "socks5"
+	ProtocolOpenVPN Protocol = "openvpn"
+	ProtocolHTTP    Protocol = "http"
+	ProtocolSOCKS5  Protocol = "socks5"
 )
 
 // Connection is a proxy connection sold to a customer. Its password never leaves the store:
@@ -24,7 +27,7 @@ type Connection struct {
 	OperatorID        uuid.UUID  `json:"-"`
 	DeviceID          uuid.UUID  `json:"device_id"`
 	Name              string     `json:"name"`
-	Protocol          string     `json:"protocol"`
+	Protocol          Protocol   `json:"protocol"`
 	Username          string     `json:"username"`
 	BandwidthLimit    int64      `json:"bandwidth_limit"`
 	BandwidthUsed     int64      `json:"bandwidth_used"`
@@ -41,7 +44,7 @@ type Connection struct {
 type NewConnection struct {
 	DeviceID       uuid.UUID
 	Name           string
-	Protocol       string
+	Protocol       Protocol
 	Username       string
 	PasswordHash   string
 	BandwidthLimit int64
@@ -187,7 +190,7 @@ func (s *Store) ConnectionCredentialByUsername(ctx context.Context, username str
 type ConnectionLogin struct {
 	ConnectionID    uuid.UUID
 	DeviceID        uuid.UUID
-	Protocol        string
+	Protocol        Protocol
 	PasswordHash    string // empty for a legacy row not yet migrated
 	PasswordPlain   string // legacy plaintext, empty once migrated
 	PasswordVersion int

@@ -12,13 +12,13 @@ import (
 
 // Device is an operator's phone.
 type Device struct {
-	ID              uuid.UUID  `json:"id"`
-	OperatorID      uuid.UUID  `json:"-"`
-	Name            string     `json:"name"`
-	Status          string     `json:"status"`
-	StatusChangedAt *time.Time `json:"status_changed_at"`
-	LastHeartbeatAt *time.Time `json:"last_heartbeat_at"`
-	EnrolledAt      *time.Time `json:"enrolled_at"`
+	ID              uuid.UUID    `json:"id"`
+	OperatorID      uuid.UUID    `json:"-"`
+	Name            string       `json:"name"`
+	Status          DeviceStatus `json:"status"`
+	StatusChangedAt *time.Time   `json:"status_changed_at"`
+	LastHeartbeatAt *time.Time   `json:"last_heartbeat_at"`
+	EnrolledAt      *time.Time   `json:"enrolled_at"`
 	// TunnelIP is the device's address in the tunnel network, nil until it enrolls.
 	TunnelIP *netip.Addr `json:"tunnel_ip"`
 	// HasTunnelKey tells whether the device registered a Noise static key (the key itself

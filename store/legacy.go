@@ -313,7 +313,7 @@ type LegacyConnection struct {
 	Username       string
 	Password       string
 	DeviceName     string
-	Protocol       string
+	Protocol       Protocol
 	BandwidthLimit int64
 	BandwidthUsed  int64
 }

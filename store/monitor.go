@@ -58,7 +58,7 @@ type HeartbeatRecord struct {
 	Previous *time.Time
 	// MonitorStatus is the status the device's monitor last wrote (StatusUnknown before it
 	// wrote any).
-	MonitorStatus string
+	MonitorStatus DeviceStatus
 	// MonitorCheckedAt is when the monitor last looked at the row; nil if it never did.
 	MonitorCheckedAt *time.Time
 	// MonitorSignalledAt is when the API last delivered a heartbeat signal (MarkSignalled);
@@ -188,7 +188,7 @@ const missedDeadline = `($3::timestamptz IS NOT NULL AND (last_heartbeat_at IS N
 // MonitorStart is what a DeviceMonitor that starts without a predecessor's state reads of its
 // device: the row and the device's alerts so far.
 type MonitorStart struct {
-	Status          string
+	Status          DeviceStatus
 	StatusChangedAt *time.Time
 	LastHeartbeatAt *time.Time
 	// LastOfflineAlert is when the device's latest offline alert was issued; nil if none.

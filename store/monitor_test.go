@@ -115,7 +115,7 @@ func TestDeadlineCheck(t *testing.T) {
 	ev, err := f.s.DeviceStatusEvents(f.ctx, f.op.ID, d.ID, 0, 10)
 	var got []string
 	for _, e := range ev {
-		got = append(got, e.Status+"@"+e.OccurredAt.Sub(seen).String())
+		got = append(got, string(e.Status)+"@"+e.OccurredAt.Sub(seen).String())
 	}
 	if err != nil || len(ev) != 2 || ev[0].Status != store.StatusOffline || !ev[0].OccurredAt.Equal(deadline) {
 		t.Errorf("status events (newest first) = %v (%v), want offline at the deadline, online", got, err)

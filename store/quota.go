@@ -18,7 +18,7 @@ type QuotaRow struct {
 	DeviceName   string
 	Name         string
 	Username     string
-	Protocol     string
+	Protocol     Protocol
 	Limit        int64 // 0: unlimited
 	Used         int64
 	Epoch        int64

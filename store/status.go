@@ -9,18 +9,21 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// DeviceStatus is what a device's monitor last decided about it (devices.status).
+type DeviceStatus string
+
 // Device statuses.
 const (
-	StatusUnknown = "unknown"
-	StatusOnline  = "online"
-	StatusOffline = "offline"
+	StatusUnknown DeviceStatus = "unknown"
+	StatusOnline  DeviceStatus = "online"
+	StatusOffline DeviceStatus = "offline"
 )
 
 // StatusEvent is one online/offline transition of a device.
 type StatusEvent struct {
-	ID         int64     `json:"id"`
-	Status     string    `json:"status"`
-	OccurredAt time.Time `json:"occurred_at"`
+	ID         int64        `json:"id"`
+	Status     DeviceStatus `json:"status"`
+	OccurredAt time.Time    `json:"occurred_at"`
 }
 
 // RecordDeviceStatus writes a transition the device's monitor made and stamps the clocks it
@@ -29,10 +32,10 @@ type StatusEvent struct {
 // often it is retried and not at all when the status does not change (a monitor started again
 // finds the device online). It commits synchronously: the status is what heartbeats are
 // answered by (see RecordHeartbeat). A deleted device is ErrNotFound.
-func (s *Store) RecordDeviceStatus(ctx context.Context, deviceID uuid.UUID, status string, at time.Time, cfg MonitorConfig) error {
+func (s *Store) RecordDeviceStatus(ctx context.Context, deviceID uuid.UUID, status DeviceStatus, at time.Time, cfg MonitorConfig) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var operatorID uuid.UUID
-		var current string
+		var current DeviceStatus
 		err := tx.QueryRow(ctx, `SELECT operator_id, status FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&operatorID, &current)
 		if err != nil {
 			return notFound(err)

@@ -61,12 +61,15 @@ func (s *Store) RotateWebhookSecret(ctx context.Context, operatorID uuid.UUID, s
 	return e, nil
 }
 
+// DeliveryStatus is where a webhook delivery stands (webhook_deliveries.status).
+type DeliveryStatus string
+
 // Delivery statuses.
 const (
-	DeliveryPending   = "pending"
-	DeliveryDelivered = "delivered"
-	DeliveryFailed    = "failed"
-	DeliverySkipped   = "skipped"
+	DeliveryPending   DeliveryStatus = "pending"
+	DeliveryDelivered DeliveryStatus = "delivered"
+	DeliveryFailed    DeliveryStatus = "failed"
+	DeliverySkipped   DeliveryStatus = "skipped"
 )
 
 // WebhookDelivery is one event sent (or to be sent) to an operator's webhook.
@@ -77,7 +80,7 @@ type WebhookDelivery struct {
 	ConnectionID  *uuid.UUID      `json:"connection_id"`
 	Type          string          `json:"type"`
 	Payload       json.RawMessage `json:"payload"`
-	Status        string          `json:"status"`
+	Status        DeliveryStatus  `json:"status"`
 	Attempts      int             `json:"attempts"`
 	LastStatus    *int            `json:"last_status_code"`
 	LastError     *string         `json:"last_error"` // a webhook.ErrorCategory
@@ -111,7 +114,7 @@ type NewDelivery struct {
 	ConnectionID *uuid.UUID
 	Type         string
 	Payload      []byte
-	Status       string
+	Status       DeliveryStatus
 }
 
 // CreateDelivery logs an event once: a retried call finds the row and returns it unchanged.
@@ -128,7 +131,7 @@ func (s *Store) CreateDelivery(ctx context.Context, n NewDelivery) (WebhookDeliv
 
 // Attempt is the outcome of one delivery attempt.
 type Attempt struct {
-	Status     string                // DeliveryDelivered, DeliveryPending (will retry) or DeliveryFailed (gave up)
+	Status     DeliveryStatus        // DeliveryDelivered, DeliveryPending (will retry) or DeliveryFailed (gave up)
 	StatusCode int                   // 0: no response
 	Error      webhook.ErrorCategory // never an error's text: operators read it
 	Latency    time.Duration
@@ -159,7 +162,7 @@ func (s *Store) RecordAttempt(ctx context.Context, id uuid.UUID, a Attempt) erro
 
 // SetDeliveryStatus changes a delivery's status without counting an attempt (skipped, or
 // pending again before a redelivery).
-func (s *Store) SetDeliveryStatus(ctx context.Context, id uuid.UUID, status string) error {
+func (s *Store) SetDeliveryStatus(ctx context.Context, id uuid.UUID, status DeliveryStatus) error {
 	_, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, updated_at = now() WHERE id = $1`, id, status)
 	if err != nil {
 		return fmt.Errorf("set webhook delivery status: %w", err)
@@ -181,7 +184,7 @@ func (s *Store) Delivery(ctx context.Context, operatorID, id uuid.UUID) (Webhook
 type DeliveryFilter struct {
 	DeviceID uuid.UUID
 	Type     string
-	Status   string
+	Status   DeliveryStatus
 	// Before lists deliveries older than this id (ids are UUIDv7: time-ordered).
 	Before uuid.UUID
 	Limit  int

@@ -216,7 +216,7 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 		operator.call(http.MethodGet, "/api/v1/devices/"+deviceID.String()+"/events", nil, http.StatusOK, &res)
 		var got []string
 		for _, e := range res.Events {
-			got = append(got, e.Status)
+			got = append(got, string(e.Status))
 		}
 		if strings.Join(got, ",") != "online,offline,online,offline,online" {
 			return fmt.Sprintf("GET /api/v1/devices/%s/events = %v, want online,offline,online,offline,online", deviceID, got)

@@ -105,7 +105,7 @@ type DeviceMonitorInput struct {
 
 // MonitorState is everything the monitor knows, carried from run to run.
 type MonitorState struct {
-	Status string // store.StatusUnknown, StatusOnline or StatusOffline
+	Status store.DeviceStatus // store.StatusUnknown, StatusOnline or StatusOffline
 	// LastHeartbeat is the latest heartbeat the monitor knows of: signalled, or read from the
 	// row at a deadline.
 	LastHeartbeat time.Time

@@ -47,7 +47,7 @@ type monitorHarness struct {
 
 // fakeRow is the device's row as the monitor and the API see it.
 type fakeRow struct {
-	status          string
+	status          store.DeviceStatus
 	statusChangedAt time.Time
 	lastHeartbeat   time.Time
 	prevHeartbeat   time.Time
