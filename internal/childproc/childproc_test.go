@@ -27,7 +27,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Println(cmd.Process.Pid)
-		select {}
+		// Sleep, not select{}: with every goroutine blocked the runtime would end the
+		// process as deadlocked (and the child with it) unless a timer is pending.
+		time.Sleep(time.Hour)
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
