@@ -17,6 +17,7 @@ import (
 
 	"github.com/cellgate/cellgate/firewall"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // DeviceConfig configures the reference device (`cellgate agent` without --simulate).
@@ -46,12 +47,12 @@ type DeviceConfig struct {
 // deviceState is the reference device's state file. It holds the device token and the private
 // key: mode 0600.
 type deviceState struct {
-	Version     int               `json:"version"`
-	APIURL      string            `json:"api_url"`
-	DeviceID    string            `json:"device_id"`
-	DeviceToken string            `json:"device_token"`
-	PrivateKey  tunnel.PrivateKey `json:"private_key"`
-	Tunnel      tunnelAssignment  `json:"tunnel"`
+	Version     int              `json:"version"`
+	APIURL      string           `json:"api_url"`
+	DeviceID    string           `json:"device_id"`
+	DeviceToken string           `json:"device_token"`
+	PrivateKey  wire.PrivateKey  `json:"private_key"`
+	Tunnel      tunnelAssignment `json:"tunnel"`
 }
 
 // tunnelAssignment is what the API said about the device's tunnel.
@@ -74,7 +75,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 		cfg.HeartbeatInterval = DefaultInterval
 	}
 	if cfg.MTU == 0 {
-		cfg.MTU = tunnel.DefaultMTU
+		cfg.MTU = wire.DefaultMTU
 	}
 	api := &Client{BaseURL: cfg.APIURL, HTTP: &http.Client{Timeout: 15 * time.Second}}
 	st, key, err := provisionDevice(ctx, cfg, api, log)
@@ -85,7 +86,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	if cfg.TunnelEndpoint != "" {
 		endpoint = cfg.TunnelEndpoint
 	}
-	serverKey, err := tunnel.ParsePublicKey(st.Tunnel.PublicKey)
+	serverKey, err := wire.ParsePublicKey(st.Tunnel.PublicKey)
 	if err != nil || endpoint == "" {
 		return errors.New("the API has no tunnel configured (CELLGATE_TUNNEL_PUBLIC_KEY and CELLGATE_TUNNEL_ENDPOINT on the api), or give --tunnel-endpoint")
 	}
@@ -131,33 +132,33 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 
 // provisionDevice loads the state file or enrolls, and registers the device's key, which also
 // refreshes the tunnel's public key and address.
-func provisionDevice(ctx context.Context, cfg DeviceConfig, api *Client, log *slog.Logger) (deviceState, tunnel.KeyPair, error) {
+func provisionDevice(ctx context.Context, cfg DeviceConfig, api *Client, log *slog.Logger) (deviceState, wire.KeyPair, error) {
 	st, err := loadDeviceState(cfg.StateFile)
 	if err != nil {
-		return st, tunnel.KeyPair{}, err
+		return st, wire.KeyPair{}, err
 	}
 	if st.DeviceToken == "" {
 		if cfg.EnrollmentToken == "" {
-			return st, tunnel.KeyPair{}, fmt.Errorf("no state file at %s: give --enroll with the enrollment token the dashboard showed", cfg.StateFile)
+			return st, wire.KeyPair{}, fmt.Errorf("no state file at %s: give --enroll with the enrollment token the dashboard showed", cfg.StateFile)
 		}
-		key, err := tunnel.GenerateKeyPair(nil)
+		key, err := wire.GenerateKeyPair(nil)
 		if err != nil {
-			return st, tunnel.KeyPair{}, err
+			return st, wire.KeyPair{}, err
 		}
 		e, err := api.Enroll(ctx, cfg.EnrollmentToken, &key.Public)
 		if err != nil {
-			return st, tunnel.KeyPair{}, fmt.Errorf("enroll: %w", err)
+			return st, wire.KeyPair{}, fmt.Errorf("enroll: %w", err)
 		}
 		st = deviceState{Version: stateVersion, APIURL: cfg.APIURL, DeviceID: e.DeviceID,
 			DeviceToken: e.DeviceToken, PrivateKey: key.Private}
 		st.Tunnel.from(e)
 		if err := saveJSON(cfg.StateFile, st); err != nil {
-			return st, tunnel.KeyPair{}, err
+			return st, wire.KeyPair{}, err
 		}
 		log.Info("agent: enrolled", "device_id", e.DeviceID, "state", cfg.StateFile)
 		return st, key, nil
 	}
-	key, err := tunnel.NewKeyPair(st.PrivateKey)
+	key, err := wire.NewKeyPair(st.PrivateKey)
 	if err != nil {
 		return st, key, fmt.Errorf("state file %s: %w", cfg.StateFile, err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -55,7 +55,7 @@ type Config struct {
 	WebhookGuard webhook.Guard
 	// TunnelPublicKey is the relay's Noise static public key, handed to devices at enrollment.
 	// The zero key means not configured (devices then get "").
-	TunnelPublicKey tunnel.PublicKey
+	TunnelPublicKey wire.PublicKey
 	// TunnelEndpoint is the host:port devices send their tunnel packets to ("" when not
 	// configured), handed to devices at enrollment.
 	TunnelEndpoint string

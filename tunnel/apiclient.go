@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"io"
 	"net/http"
 	"net/netip"
@@ -76,15 +77,15 @@ func describeHTTPError(service string, status int, code, message, field string) 
 
 // deviceJSON is a device as the internal endpoints describe it.
 type deviceJSON struct {
-	DeviceID       uuid.UUID  `json:"device_id"`
-	TunnelIP       netip.Addr `json:"tunnel_ip,omitzero"`
-	NoisePublicKey PublicKey  `json:"noise_public_key"`
+	DeviceID       uuid.UUID      `json:"device_id"`
+	TunnelIP       netip.Addr     `json:"tunnel_ip,omitzero"`
+	NoisePublicKey wire.PublicKey `json:"noise_public_key"`
 }
 
 // LookupKey returns the device whose static public key is pub (GET
 // /internal/v1/tunnel/devices/{key}), or an error wrapping ErrUnknownKey when the API answers
 // 404.
-func (c *APIClient) LookupKey(ctx context.Context, pub PublicKey) (Device, error) {
+func (c *APIClient) LookupKey(ctx context.Context, pub wire.PublicKey) (Device, error) {
 	path := "/internal/v1/tunnel/devices/" + base64.RawURLEncoding.EncodeToString(pub[:])
 	var resp deviceJSON
 	if err := c.do(ctx, http.MethodGet, path, nil, &resp); err != nil {

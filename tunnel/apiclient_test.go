@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -216,7 +217,7 @@ func TestAPIClientReportUsage(t *testing.T) {
 func TestAPIClientGone(t *testing.T) {
 	var devices []Device
 	for range MaxGoneBatch + 1 {
-		devices = append(devices, Device{ID: uuid.New(), Key: PublicKey{1, 2, 3}, TunnelIP: netip.MustParseAddr("100.72.0.9")})
+		devices = append(devices, Device{ID: uuid.New(), Key: wire.PublicKey{1, 2, 3}, TunnelIP: netip.MustParseAddr("100.72.0.9")})
 	}
 	goneA, goneB := devices[5].ID, devices[MaxGoneBatch].ID
 	api, client := newFakeInternalAPI(t, func(w http.ResponseWriter, r *http.Request, body []byte) {

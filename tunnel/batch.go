@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 )
@@ -39,7 +40,7 @@ func newDatagrams(size, spareSize int) *datagrams {
 	d := &datagrams{bufs: make([][]byte, size), spares: make([][]byte, 2*size),
 		pkts: make([][]byte, size*gsoMaxSegments), from: make([]netip.AddrPort, size*gsoMaxSegments)}
 	for i := range d.bufs {
-		d.bufs[i] = make([]byte, MaxPacketSize)
+		d.bufs[i] = make([]byte, wire.MaxPacketSize)
 	}
 	for i := range d.spares {
 		d.spares[i] = make([]byte, spareSize)
@@ -122,7 +123,7 @@ func newTUNBatch(size, mtu int) *tunBatch {
 	b := &tunBatch{bufs: make([][]byte, size), sizes: make([]int, size),
 		out: make([][]byte, 0, udpBatchSize), lens: make([]int, 0, udpBatchSize)}
 	for i := range b.bufs {
-		b.bufs[i] = make([]byte, TransportHeaderSize+mtu, TransportHeaderSize+mtu+TagSize)
+		b.bufs[i] = make([]byte, wire.TransportHeaderSize+mtu, wire.TransportHeaderSize+mtu+wire.TagSize)
 	}
 	return b
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"syscall"
@@ -123,7 +124,7 @@ func newPlatformBatchIO(conn *net.UDPConn, size int) (batchIO, error) {
 		return nil, fmt.Errorf("batch io: getsockname: %w", serr)
 	}
 	m := &mmsgIO{rc: rc, rx: newMmsgState(size), tx: newMmsgState(size), gso: true,
-		runs: make([]gsoRun, size), arena: make([]byte, 0, size*(TransportHeaderSize+DefaultMTU+TagSize)),
+		runs: make([]gsoRun, size), arena: make([]byte, 0, size*(wire.TransportHeaderSize+wire.DefaultMTU+wire.TagSize)),
 		control: make([]byte, size*gsoControlSpace)}
 	switch sa.(type) {
 	case *unix.SockaddrInet4:

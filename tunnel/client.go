@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -21,9 +22,9 @@ const clientResolveTimeout = 3 * time.Second
 // ClientConfig configures the device side of the tunnel session.
 type ClientConfig struct {
 	// Key is the device's static key pair, whose public half the API registered at enrollment.
-	Key KeyPair
+	Key wire.KeyPair
 	// ServerKey is the tunnel's static public key, given to the device at enrollment.
-	ServerKey PublicKey
+	ServerKey wire.PublicKey
 	// Endpoint is the tunnel's UDP address, "host:port" with a numeric port. A host name is
 	// resolved again before every handshake initiation, so a DNS change is followed.
 	Endpoint string
@@ -95,8 +96,8 @@ type ClientCounters struct {
 // The per-packet paths load the sessions and the endpoint from atomic pointers that only the
 // timer loop stores, and do not allocate.
 type Client struct {
-	key       KeyPair
-	serverKey PublicKey
+	key       wire.KeyPair
+	serverKey wire.PublicKey
 	tun       TUN
 	mtu       int
 	keepalive time.Duration
@@ -120,7 +121,7 @@ type Client struct {
 
 	// current is the newest session, the one packets are sent on; previous is the session
 	// it replaced, kept for receiving until it expires. Only the timer loop stores them.
-	current, previous atomic.Pointer[Session]
+	current, previous atomic.Pointer[wire.Session]
 	// endpoint is the tunnel's resolved address (unmapped), nil before the first
 	// resolution. Only the timer loop stores it.
 	endpoint atomic.Pointer[netip.AddrPort]
@@ -128,11 +129,11 @@ type Client struct {
 	// responses carries handshake responses from the socket reader to the timer loop;
 	// hints carries the receiver index of unknown-session hints the same way. Both are
 	// buffered; the socket reader never blocks on them.
-	responses chan [ResponseSize]byte
+	responses chan [wire.ResponseSize]byte
 	hints     chan uint32
 	// cookies puts the MACs on initiations (the timer loop) and takes the tunnel's cookie
 	// replies (the socket reader); it locks for itself.
-	cookies *cookieJar
+	cookies *wire.CookieJar
 
 	// tx is written by the TUN reader (and by the timer loop's keepalives), rx by the socket
 	// reader (and by the timer loop when a handshake completes). The pad keeps tx's counters
@@ -141,7 +142,7 @@ type Client struct {
 	tx, rx clientPath
 	// drops counts refused packets by reason; handshakes and initiations are written by the
 	// timer loop.
-	drops                            [NumDrops]atomic.Uint64
+	drops                            [wire.NumDrops]atomic.Uint64
 	handshakes, initiations, cookied atomic.Uint64
 }
 
@@ -166,10 +167,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.TUN == nil {
 		return nil, errors.New("new client: a TUN is required")
 	}
-	if cfg.ServerKey == (PublicKey{}) {
+	if cfg.ServerKey == (wire.PublicKey{}) {
 		return nil, errors.New("new client: the tunnel's public key is required")
 	}
-	kp, err := NewKeyPair(cfg.Key.Private)
+	kp, err := wire.NewKeyPair(cfg.Key.Private)
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
@@ -177,17 +178,17 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("new client: the public key does not belong to the private key")
 	}
 	if cfg.MTU == 0 {
-		cfg.MTU = DefaultMTU
+		cfg.MTU = wire.DefaultMTU
 	}
-	if cfg.MTU < 576 || cfg.MTU > MaxPlaintextSize {
-		return nil, fmt.Errorf("new client: mtu %d outside 576..%d", cfg.MTU, MaxPlaintextSize)
+	if cfg.MTU < 576 || cfg.MTU > wire.MaxPlaintextSize {
+		return nil, fmt.Errorf("new client: mtu %d outside 576..%d", cfg.MTU, wire.MaxPlaintextSize)
 	}
 	if cfg.KeepaliveInterval == 0 {
-		cfg.KeepaliveInterval = KeepaliveInterval
+		cfg.KeepaliveInterval = wire.KeepaliveInterval
 	}
-	if cfg.KeepaliveInterval < 0 || cfg.KeepaliveInterval >= DeadAfter {
+	if cfg.KeepaliveInterval < 0 || cfg.KeepaliveInterval >= wire.DeadAfter {
 		// An idle client hears from the tunnel only in answer to its keepalives.
-		return nil, fmt.Errorf("new client: keepalive interval %v outside 0..%v", cfg.KeepaliveInterval, DeadAfter)
+		return nil, fmt.Errorf("new client: keepalive interval %v outside 0..%v", cfg.KeepaliveInterval, wire.DeadAfter)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -215,9 +216,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		port:      uint16(port),
 		lookup:    net.DefaultResolver.LookupNetIP,
 		base:      cfg.Now(),
-		responses: make(chan [ResponseSize]byte, 4),
+		responses: make(chan [wire.ResponseSize]byte, 4),
 		hints:     make(chan uint32, 1),
-		cookies:   newCookieJar(cfg.ServerKey),
+		cookies:   wire.NewCookieJar(cfg.ServerKey),
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		c.addr = netip.AddrPortFrom(ip.Unmap(), c.port)
@@ -283,7 +284,7 @@ func (c *Client) Status() ClientStatus {
 	}
 	if cur := c.current.Load(); cur != nil {
 		st.Established = cur.Created()
-		st.Connected = !cur.Expired(now) && now.Sub(st.LastReceived) < DeadAfter
+		st.Connected = !cur.Expired(now) && now.Sub(st.LastReceived) < wire.DeadAfter
 	}
 	st.Counters = ClientCounters{
 		SentPackets:        c.tx.packets.Load(),
@@ -295,9 +296,9 @@ func (c *Client) Status() ClientStatus {
 		Initiations:        c.initiations.Load(),
 		Handshakes:         c.handshakes.Load(),
 		Cookies:            c.cookied.Load(),
-		Drops:              make(map[string]uint64, NumDrops-1),
+		Drops:              make(map[string]uint64, wire.NumDrops-1),
 	}
-	for d := Drop(1); d < NumDrops; d++ {
+	for d := wire.Drop(1); d < wire.NumDrops; d++ {
 		st.Counters.Drops[d.String()] = c.drops[d].Load()
 	}
 	return st
@@ -310,7 +311,7 @@ func (c *Client) stamp(t time.Time) int64 { return max(int64(t.Sub(c.base)), 0) 
 // when turns a stamp back into a clock reading.
 func (c *Client) when(stamp int64) time.Time { return c.base.Add(time.Duration(stamp - 1)) }
 
-func (c *Client) drop(d Drop) { c.drops[d].Add(1) }
+func (c *Client) drop(d wire.Drop) { c.drops[d].Add(1) }
 
 // write sends one datagram to the tunnel's endpoint and reports whether the socket took it.
 func (c *Client) write(b []byte) bool {
@@ -330,7 +331,7 @@ func (c *Client) readTUN(ctx context.Context, io batchIO) error {
 	tb := newTUNBatch(c.tun.BatchSize(), c.mtu)
 	o := newOutbox(len(tb.bufs))
 	for {
-		n, err := c.tun.Read(tb.bufs, tb.sizes, TransportHeaderSize)
+		n, err := c.tun.Read(tb.bufs, tb.sizes, wire.TransportHeaderSize)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -338,7 +339,7 @@ func (c *Client) readTUN(ctx context.Context, io batchIO) error {
 			if !errors.Is(err, ErrTooManySegments) {
 				return fmt.Errorf("read tun: %w", err)
 			}
-			c.drop(DropOversize) // the rest of the super-packet is lost
+			c.drop(wire.DropOversize) // the rest of the super-packet is lost
 		}
 		now := c.now()
 		for i := range n {
@@ -354,28 +355,28 @@ func (c *Client) readTUN(ctx context.Context, io batchIO) error {
 // on the current session and queues it in o; buf has TagSize bytes of room after the packet.
 // It does not allocate.
 func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *outbox) {
-	plain := buf[TransportHeaderSize : TransportHeaderSize+n]
+	plain := buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	if n == 0 || plain[0]>>4 != 4 {
-		c.drop(DropNotIPv4) // the relay forwards IPv4 only: do not spend the uplink on it
+		c.drop(wire.DropNotIPv4) // the relay forwards IPv4 only: do not spend the uplink on it
 		return
 	}
 	s := c.current.Load()
 	if s == nil {
-		c.drop(DropDeviceOffline) // no session yet
+		c.drop(wire.DropDeviceOffline) // no session yet
 		return
 	}
 	if s.Expired(now) {
-		c.drop(DropExpired) // and no new session yet: the timer loop is handshaking
+		c.drop(wire.DropExpired) // and no new session yet: the timer loop is handshaking
 		return
 	}
 	ep := c.endpoint.Load()
 	if ep == nil {
-		c.drop(DropWriteFailed)
+		c.drop(wire.DropWriteFailed)
 		return
 	}
 	pkt, err := s.Encrypt(buf[:0], plain)
 	if err != nil {
-		c.drop(DropExpired) // counter exhausted; n ≤ mtu rules out ErrPayloadTooLong
+		c.drop(wire.DropExpired) // counter exhausted; n ≤ mtu rules out ErrPayloadTooLong
 		return
 	}
 	o.add(pkt, *ep, n)
@@ -394,7 +395,7 @@ func (c *Client) sendBatch(io batchIO, o *outbox, now time.Time) error {
 			packets++
 			bytes += uint64(o.lens[i])
 		} else {
-			c.drop(DropWriteFailed)
+			c.drop(wire.DropWriteFailed)
 		}
 	}
 	o.n = 0
@@ -409,7 +410,7 @@ func (c *Client) sendBatch(io batchIO, o *outbox, now time.Time) error {
 // readSocket is the socket reader: it reads batches of datagrams (recvmmsg), handles each,
 // and writes the packets they carry to the TUN in one batch, until Run closes the socket.
 func (c *Client) readSocket(ctx context.Context, io batchIO) {
-	d := newDatagrams(udpBatchSize, TransportHeaderSize+c.mtu+TagSize)
+	d := newDatagrams(udpBatchSize, wire.TransportHeaderSize+c.mtu+wire.TagSize)
 	tb := newTUNBatch(0, c.mtu)
 	for {
 		if err := io.read(d); err != nil {
@@ -432,7 +433,7 @@ func (c *Client) receiveBatch(d *datagrams, tb *tunBatch) {
 	for i := range d.n {
 		// The plaintext is decrypted in place, right behind the transport header.
 		if plain := c.receive(d.pkts[i], d.from[i]); len(plain) > 0 {
-			tb.out = append(tb.out, d.pkts[i][:TransportHeaderSize+len(plain)])
+			tb.out = append(tb.out, d.pkts[i][:wire.TransportHeaderSize+len(plain)])
 			tb.lens = append(tb.lens, len(plain))
 		}
 	}
@@ -440,9 +441,9 @@ func (c *Client) receiveBatch(d *datagrams, tb *tunBatch) {
 		return
 	}
 	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.out.
-	if _, err := c.tun.Write(tb.out, TransportHeaderSize); err != nil {
+	if _, err := c.tun.Write(tb.out, wire.TransportHeaderSize); err != nil {
 		for range tb.lens {
-			c.drop(DropWriteFailed)
+			c.drop(wire.DropWriteFailed)
 		}
 		return
 	}
@@ -457,35 +458,35 @@ func (c *Client) receiveBatch(d *datagrams, tb *tunBatch) {
 // receive handles one datagram from the network and returns the packet it carries for the
 // TUN, decrypted in place (at b[TransportHeaderSize:]), or nil. It does not allocate.
 func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
-	p, d := ParsePacket(b)
-	if d != DropNone {
+	p, d := wire.ParsePacket(b)
+	if d != wire.DropNone {
 		c.drop(d)
 		return nil
 	}
 	switch p.Type {
-	case PacketTransport:
+	case wire.PacketTransport:
 		return c.receiveTransport(p)
-	case PacketResponse:
-		var r [ResponseSize]byte
+	case wire.PacketResponse:
+		var r [wire.ResponseSize]byte
 		copy(r[:], b)
 		select {
 		case c.responses <- r:
 		default:
-			c.drop(DropHandshakeBusy)
+			c.drop(wire.DropHandshakeBusy)
 		}
-	case PacketCookieReply:
+	case wire.PacketCookieReply:
 		// Authenticated by the initiation's mac1 it answers; taken only from the endpoint.
-		if !c.fromEndpoint(from) || !c.cookies.consume(b) {
-			c.drop(DropBadAuth)
+		if !c.fromEndpoint(from) || !c.cookies.Consume(b) {
+			c.drop(wire.DropBadAuth)
 			return nil
 		}
 		c.cookied.Add(1)
-	case PacketUnknownSession:
+	case wire.PacketUnknownSession:
 		// Unauthenticated: believe it only from the endpoint and for the index this side
 		// sends to, and then only as a reason to handshake.
 		cur := c.current.Load()
 		if cur == nil || p.Receiver != cur.RemoteIndex() || !c.fromEndpoint(from) {
-			c.drop(DropUnknownIndex)
+			c.drop(wire.DropUnknownIndex)
 			return nil
 		}
 		select {
@@ -493,7 +494,7 @@ func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
 		default: // a hint is already pending
 		}
 	default:
-		c.drop(DropUnexpected)
+		c.drop(wire.DropUnexpected)
 	}
 	return nil
 }
@@ -506,22 +507,22 @@ func (c *Client) fromEndpoint(from netip.AddrPort) bool {
 
 // receiveTransport decrypts a transport packet in place with the session it names and returns
 // its plaintext for the TUN, nil for a keepalive or a refused packet.
-func (c *Client) receiveTransport(p Packet) []byte {
+func (c *Client) receiveTransport(p wire.Packet) []byte {
 	s := c.current.Load()
 	if s == nil || s.LocalIndex() != p.Receiver {
 		s = c.previous.Load()
 		if s == nil || s.LocalIndex() != p.Receiver {
-			c.drop(DropUnknownIndex)
+			c.drop(wire.DropUnknownIndex)
 			return nil
 		}
 	}
 	now := c.now()
 	if s.Expired(now) {
-		c.drop(DropExpired)
+		c.drop(wire.DropExpired)
 		return nil
 	}
 	plain, d := s.Decrypt(p.Body[:0], p)
-	if d != DropNone {
+	if d != wire.DropNone {
 		c.drop(d)
 		return nil
 	}
@@ -531,7 +532,7 @@ func (c *Client) receiveTransport(p Packet) []byte {
 		return nil
 	}
 	if len(plain) > c.mtu {
-		c.drop(DropOversize)
+		c.drop(wire.DropOversize)
 		return nil
 	}
 	return plain
@@ -543,7 +544,7 @@ type clientTimers struct {
 	pending bool
 	reason  string
 	// init is the handshake in flight (its initiation sent, no response yet), or nil.
-	init *HandshakeInitiator
+	init *wire.HandshakeInitiator
 	// last is when the last initiation went out (zero before the first); next is when the
 	// next one may; gap is the wait after the next one, doubling to MaxHandshakeBackoff.
 	last, next time.Time
@@ -561,7 +562,7 @@ type clientTimers struct {
 // peer, handshake retry, expiry) or until the socket reader hands it a handshake response or
 // an unknown-session hint, acts, and ends when ctx ends.
 func (c *Client) runTimers(ctx context.Context) {
-	t := clientTimers{gap: HandshakeRetry, buf: make([]byte, 0, InitiationSize)}
+	t := clientTimers{gap: wire.HandshakeRetry, buf: make([]byte, 0, wire.InitiationSize)}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -593,7 +594,7 @@ func (c *Client) tick(ctx context.Context, t *clientTimers) time.Duration {
 		t.pending, t.reason = true, "connect"
 	case cur.RekeyDue(now):
 		t.pending, t.reason = true, "rekey"
-	case now.Sub(lastRecv) >= DeadAfter:
+	case now.Sub(lastRecv) >= wire.DeadAfter:
 		t.pending, t.reason = true, "tunnel silent"
 		c.log.Info("tunnel: nothing heard from the tunnel, handshaking",
 			"endpoint", c.endpointAttr(), "silent_for", now.Sub(lastRecv).Round(time.Millisecond))
@@ -628,12 +629,12 @@ func (c *Client) tick(ctx context.Context, t *clientTimers) time.Duration {
 			probe = t.lastKeepalive
 		}
 		soonest(probe.Add(c.keepalive))
-		soonest(lastRecv.Add(DeadAfter))
-		soonest(cur.Created().Add(RekeyAfterTime))
-		soonest(cur.Created().Add(RejectAfterTime))
+		soonest(lastRecv.Add(wire.DeadAfter))
+		soonest(cur.Created().Add(wire.RekeyAfterTime))
+		soonest(cur.Created().Add(wire.RejectAfterTime))
 	}
 	if prev := c.previous.Load(); prev != nil {
-		soonest(prev.Created().Add(RejectAfterTime))
+		soonest(prev.Created().Add(wire.RejectAfterTime))
 	}
 	return next.Sub(now)
 }
@@ -645,8 +646,8 @@ func (c *Client) initiate(ctx context.Context, t *clientTimers, now time.Time) {
 	// retry comes sooner than HandshakeRetry.
 	jitter := time.Duration(rand.Int64N(int64(t.gap)/5+1)) - t.gap/10
 	t.last = now
-	t.next = now.Add(max(t.gap+jitter, HandshakeRetry))
-	t.gap = min(2*t.gap, MaxHandshakeBackoff)
+	t.next = now.Add(max(t.gap+jitter, wire.HandshakeRetry))
+	t.gap = min(2*t.gap, wire.MaxHandshakeBackoff)
 
 	if !c.resolve(ctx, t) {
 		return
@@ -655,16 +656,16 @@ func (c *Client) initiate(ctx context.Context, t *clientTimers, now time.Time) {
 	// device. Stamp it with the wall clock at base plus the time elapsed since, so that a
 	// wall clock stepped back (an NTP correction on the phone) cannot lock the device out.
 	stamp := c.base.Round(0).Add(now.Sub(c.base))
-	h, pkt, err := InitiateHandshake(t.buf[:0], c.key, c.serverKey, c.newIndex(), stamp)
+	h, pkt, err := wire.InitiateHandshake(t.buf[:0], c.key, c.serverKey, c.newIndex(), stamp)
 	if err != nil {
 		c.log.Error("tunnel: handshake initiation", "err", err)
 		return
 	}
-	c.cookies.add(pkt)
+	c.cookies.Add(pkt)
 	t.init = h
 	c.initiations.Add(1)
 	if !c.write(pkt) {
-		c.drop(DropWriteFailed)
+		c.drop(wire.DropWriteFailed)
 		if !t.sendFailed {
 			t.sendFailed = true
 			c.log.Warn("tunnel: cannot send to the tunnel, retrying", "endpoint", c.endpointAttr())
@@ -726,31 +727,31 @@ func (c *Client) newIndex() uint32 {
 	}
 }
 
-func (c *Client) usesIndex(s *Session, i uint32) bool { return s != nil && s.LocalIndex() == i }
+func (c *Client) usesIndex(s *wire.Session, i uint32) bool { return s != nil && s.LocalIndex() == i }
 
 // completeHandshake reads a handshake response. One that completes the handshake in flight
 // makes its session current (the old one stays for receiving) and is confirmed to the tunnel
 // at once with a keepalive; any other is dropped, and the handshake keeps waiting.
-func (c *Client) completeHandshake(t *clientTimers, r [ResponseSize]byte) {
+func (c *Client) completeHandshake(t *clientTimers, r [wire.ResponseSize]byte) {
 	if t.init == nil {
-		c.drop(DropUnknownIndex)
+		c.drop(wire.DropUnknownIndex)
 		return
 	}
-	p, d := ParsePacket(r[:])
-	if d != DropNone {
+	p, d := wire.ParsePacket(r[:])
+	if d != wire.DropNone {
 		c.drop(d)
 		return
 	}
 	now := c.now()
 	s, d := t.init.Complete(p, now)
-	if d != DropNone {
+	if d != wire.DropNone {
 		c.drop(d)
 		return
 	}
 	reason := t.reason
 	t.init, t.pending, t.reason = nil, false, ""
-	t.gap = HandshakeRetry
-	t.next = t.last.Add(HandshakeRetry)
+	t.gap = wire.HandshakeRetry
+	t.next = t.last.Add(wire.HandshakeRetry)
 
 	if old := c.current.Load(); old != nil {
 		c.previous.Store(old)
@@ -781,22 +782,22 @@ func (c *Client) hinted(t *clientTimers, index uint32) {
 		t.pending, t.reason = true, "unknown session"
 		c.log.Info("tunnel: the tunnel does not know this session, handshaking", "endpoint", c.endpointAttr())
 	}
-	t.gap = HandshakeRetry
-	if soon := t.last.Add(HandshakeRetry); soon.Before(t.next) {
+	t.gap = wire.HandshakeRetry
+	if soon := t.last.Add(wire.HandshakeRetry); soon.Before(t.next) {
 		t.next = soon
 	}
 }
 
 // sendKeepalive sends an empty transport packet on s.
-func (c *Client) sendKeepalive(t *clientTimers, s *Session, now time.Time) {
+func (c *Client) sendKeepalive(t *clientTimers, s *wire.Session, now time.Time) {
 	t.lastKeepalive = now
 	pkt, err := s.Encrypt(t.buf[:0], nil)
 	if err != nil {
-		c.drop(DropExpired)
+		c.drop(wire.DropExpired)
 		return
 	}
 	if !c.write(pkt) {
-		c.drop(DropWriteFailed)
+		c.drop(wire.DropWriteFailed)
 		return
 	}
 	c.tx.last.Store(c.stamp(now))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"sync"
@@ -19,8 +20,8 @@ import (
 // answers packets for sessions it does not have with an unknown-session hint.
 type echoRelay struct {
 	t         *testing.T
-	key       KeyPair
-	responder *HandshakeResponder
+	key       wire.KeyPair
+	responder *wire.HandshakeResponder
 	conn      *net.UDPConn
 	addr      netip.AddrPort
 	// received carries the plaintext of every data packet from the device.
@@ -32,8 +33,8 @@ type echoRelay struct {
 	mu sync.Mutex
 	// sessions are the relay's sessions by local index; latest is the newest one, confirmed
 	// the newest one the device confirmed by a transport packet.
-	sessions          map[uint32]*Session
-	latest, confirmed *Session
+	sessions          map[uint32]*wire.Session
+	latest, confirmed *wire.Session
 	// device is where the device last sent from.
 	device netip.AddrPort
 	// ignore is how many more initiations to leave unanswered; forge how many more
@@ -48,7 +49,7 @@ type echoRelay struct {
 
 // newEchoRelay starts an echoRelay with static key key on addr ("127.0.0.1:0" for any port)
 // that accepts the device key device. It stops at the end of the test.
-func newEchoRelay(t *testing.T, key KeyPair, device PublicKey, addr string) *echoRelay {
+func newEchoRelay(t *testing.T, key wire.KeyPair, device wire.PublicKey, addr string) *echoRelay {
 	t.Helper()
 	ua, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
@@ -61,14 +62,14 @@ func newEchoRelay(t *testing.T, key KeyPair, device PublicKey, addr string) *ech
 	r := &echoRelay{
 		t:   t,
 		key: key,
-		responder: NewHandshakeResponder(key, func(pub []byte) (string, bool) {
+		responder: wire.NewHandshakeResponder(key, func(pub []byte) (string, bool) {
 			return "dev-1", bytes.Equal(pub, device[:])
 		}),
 		conn:      conn,
 		addr:      conn.LocalAddr().(*net.UDPAddr).AddrPort(),
 		received:  make(chan []byte, 64),
 		done:      make(chan struct{}),
-		sessions:  map[uint32]*Session{},
+		sessions:  map[uint32]*wire.Session{},
 		nextIndex: 0x1000,
 	}
 	go r.loop()
@@ -84,26 +85,26 @@ func (r *echoRelay) close() {
 
 func (r *echoRelay) loop() {
 	defer close(r.done)
-	buf := make([]byte, MaxPacketSize)
+	buf := make([]byte, wire.MaxPacketSize)
 	for {
 		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return
 		}
-		p, d := ParsePacket(buf[:n])
-		if d != DropNone {
+		p, d := wire.ParsePacket(buf[:n])
+		if d != wire.DropNone {
 			continue
 		}
 		switch p.Type {
-		case PacketInitiation:
+		case wire.PacketInitiation:
 			r.answer(p, from)
-		case PacketTransport:
+		case wire.PacketTransport:
 			r.transport(p, from)
 		}
 	}
 }
 
-func (r *echoRelay) answer(p Packet, from netip.AddrPort) {
+func (r *echoRelay) answer(p wire.Packet, from netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.device = from
@@ -113,7 +114,7 @@ func (r *echoRelay) answer(p Packet, from netip.AddrPort) {
 	}
 	r.nextIndex++
 	sess, resp, d := r.responder.Respond(nil, p, r.nextIndex, time.Now())
-	if d != DropNone {
+	if d != wire.DropNone {
 		r.t.Errorf("echoRelay: Respond drop = %v, want none", d)
 		return
 	}
@@ -128,16 +129,16 @@ func (r *echoRelay) answer(p Packet, from netip.AddrPort) {
 	r.conn.WriteToUDPAddrPort(resp, from)
 }
 
-func (r *echoRelay) transport(p Packet, from netip.AddrPort) {
+func (r *echoRelay) transport(p wire.Packet, from netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sess := r.sessions[p.Receiver]
 	if sess == nil {
-		r.conn.WriteToUDPAddrPort(AppendUnknownSession(nil, p.Receiver), from)
+		r.conn.WriteToUDPAddrPort(wire.AppendUnknownSession(nil, p.Receiver), from)
 		return
 	}
 	plain, d := sess.Decrypt(p.Body[:0], p)
-	if d != DropNone {
+	if d != wire.DropNone {
 		return
 	}
 	r.device = from
@@ -181,7 +182,7 @@ func (r *echoRelay) sealed(plain []byte) []byte {
 	}
 }
 
-func (r *echoRelay) sealedOn(sess *Session, plain []byte) []byte {
+func (r *echoRelay) sealedOn(sess *wire.Session, plain []byte) []byte {
 	r.t.Helper()
 	b, err := sess.Encrypt(nil, plain)
 	if err != nil {
@@ -228,7 +229,7 @@ type clientRig struct {
 	c     *Client
 	tun   *tuntest.Device
 	relay *echoRelay
-	key   KeyPair
+	key   wire.KeyPair
 }
 
 // newClientRig starts a relay and a Client for it. tweak, if not nil, changes the config
@@ -353,7 +354,7 @@ func TestClientHandshakeAndTraffic(t *testing.T) {
 	}
 	// The receive counters move just after the TUN write.
 	st = rig.waitFor("the IPv6 packet dropped and 2 packets received", time.Second, func(st ClientStatus) bool {
-		return st.Counters.Drops[DropNotIPv4.String()] == 1 && st.Counters.ReceivedPackets == 2
+		return st.Counters.Drops[wire.DropNotIPv4.String()] == 1 && st.Counters.ReceivedPackets == 2
 	})
 	c := st.Counters
 	if c.Handshakes != 1 || c.Initiations != 1 {
@@ -374,7 +375,7 @@ func TestClientRetriesAndIgnoresForgedResponses(t *testing.T) {
 		rig.relay.set(func(r *echoRelay) { r.ignore, r.forge = 1, 1 })
 	})
 	st := rig.connected()
-	if got := st.Counters.Drops[DropBadAuth.String()]; got != 1 {
+	if got := st.Counters.Drops[wire.DropBadAuth.String()]; got != 1 {
 		t.Errorf("bad_auth drops = %d, want 1", got)
 	}
 	if st.Counters.Initiations < 2 || st.Counters.Handshakes != 1 {
@@ -410,8 +411,8 @@ func TestClientKeepaliveKeepsSessionAlive(t *testing.T) {
 	last := clientPacket(0x77, 40)
 	rig.relay.sendRaw(rig.relay.sealed(last))
 	rig.expectTUN(last)
-	clock.Advance(DeadAfter)
-	rig.waitFor("a new handshake after DeadAfter of silence", 2*time.Second, func(st ClientStatus) bool {
+	clock.Advance(wire.DeadAfter)
+	rig.waitFor("a new handshake after wire.DeadAfter of silence", 2*time.Second, func(st ClientStatus) bool {
 		return st.Counters.Handshakes == 2
 	})
 	rig.roundTrip(0x20)
@@ -441,7 +442,7 @@ func TestClientRekeys(t *testing.T) {
 	// rekeyed once it is due.
 	const step = 6 * time.Second
 	elapsed := time.Duration(0)
-	for ; elapsed+step < RekeyAfterTime; elapsed += step {
+	for ; elapsed+step < wire.RekeyAfterTime; elapsed += step {
 		rig.step(&clock, step)
 	}
 	if st = rig.c.Status(); st.Counters.Initiations != 1 {
@@ -464,13 +465,13 @@ func TestClientRekeys(t *testing.T) {
 	r.sendRaw(r.sealedOn(old, late))
 	rig.expectTUN(late)
 
-	for ; elapsed < RejectAfterTime; elapsed += step {
+	for ; elapsed < wire.RejectAfterTime; elapsed += step {
 		rig.step(&clock, step)
 	}
-	unknown := rig.c.Status().Counters.Drops[DropUnknownIndex.String()]
+	unknown := rig.c.Status().Counters.Drops[wire.DropUnknownIndex.String()]
 	r.sendRaw(r.sealedOn(old, clientPacket(0x51, 50)))
 	rig.waitFor("the expired session forgotten", time.Second, func(st ClientStatus) bool {
-		return st.Counters.Drops[DropUnknownIndex.String()] == unknown+1
+		return st.Counters.Drops[wire.DropUnknownIndex.String()] == unknown+1
 	})
 	if st = rig.c.Status(); st.Counters.Handshakes != 2 {
 		t.Errorf("Handshakes = %d, want 2", st.Counters.Handshakes)
@@ -491,13 +492,13 @@ func TestClientStopsSendingOnExpiredSession(t *testing.T) {
 	last := clientPacket(0x10, 40)
 	rig.relay.sendRaw(rig.relay.sealed(last))
 	rig.expectTUN(last)
-	clock.Advance(RejectAfterTime)
+	clock.Advance(wire.RejectAfterTime)
 
 	if err := rig.tun.Inject(clientPacket(0x11, 40)); err != nil {
 		t.Fatal(err)
 	}
 	st := rig.waitFor("the packet dropped and the client handshaking", 3*time.Second, func(st ClientStatus) bool {
-		return st.Counters.Drops[DropExpired.String()] == 1 && st.Counters.Initiations >= 3
+		return st.Counters.Drops[wire.DropExpired.String()] == 1 && st.Counters.Initiations >= 3
 	})
 	if st.Connected || st.Counters.SentPackets != 0 {
 		t.Errorf("Connected, SentPackets = %v, %d, want false, 0", st.Connected, st.Counters.SentPackets)
@@ -534,10 +535,10 @@ func TestClientUnknownSessionHint(t *testing.T) {
 	rig.connected()
 	r := rig.relay
 	remote := rig.c.current.Load().RemoteIndex()
-	unknown := func() uint64 { return rig.c.Status().Counters.Drops[DropUnknownIndex.String()] }
+	unknown := func() uint64 { return rig.c.Status().Counters.Drops[wire.DropUnknownIndex.String()] }
 
 	// A hint for another index is forged or stale.
-	r.sendRaw(AppendUnknownSession(nil, remote+1))
+	r.sendRaw(wire.AppendUnknownSession(nil, remote+1))
 	rig.waitFor("the hint for another index dropped", time.Second, func(ClientStatus) bool { return unknown() == 1 })
 
 	// A hint from another address is forged.
@@ -549,7 +550,7 @@ func TestClientUnknownSessionHint(t *testing.T) {
 	r.mu.Lock()
 	device := r.device
 	r.mu.Unlock()
-	if _, err := other.WriteToUDPAddrPort(AppendUnknownSession(nil, remote), device); err != nil {
+	if _, err := other.WriteToUDPAddrPort(wire.AppendUnknownSession(nil, remote), device); err != nil {
 		t.Fatal(err)
 	}
 	rig.waitFor("the hint from another address dropped", time.Second, func(ClientStatus) bool { return unknown() == 2 })
@@ -560,7 +561,7 @@ func TestClientUnknownSessionHint(t *testing.T) {
 	// A real-looking hint makes the client handshake, but the relay does not answer: the
 	// session stays in use both ways, since the hint is unauthenticated.
 	r.set(func(r *echoRelay) { r.ignore = 1 << 30 })
-	r.sendRaw(AppendUnknownSession(nil, remote))
+	r.sendRaw(wire.AppendUnknownSession(nil, remote))
 	rig.waitFor("a handshake initiation", 2*time.Second, func(st ClientStatus) bool { return st.Counters.Initiations == 2 })
 	rig.roundTrip(0xc0)
 	if st := rig.c.Status(); st.Counters.Handshakes != 1 || rig.c.current.Load().RemoteIndex() != remote {
@@ -573,18 +574,18 @@ func TestClientDropsReplayedPackets(t *testing.T) {
 	rig.connected()
 	r := rig.relay
 	pkt := clientPacket(0xd0, 64)
-	wire := r.sealed(pkt)
-	r.sendRaw(wire)
+	sealed := r.sealed(pkt)
+	r.sendRaw(sealed)
 	rig.expectTUN(pkt)
 
-	r.sendRaw(wire)
+	r.sendRaw(sealed)
 	fresh := clientPacket(0xd1, 64)
 	r.sendRaw(r.sealed(fresh))
 	// The fresh packet comes out next: the replay was dropped, not delayed.
 	rig.expectTUN(fresh)
 	// The counters move just after the TUN write.
 	rig.waitFor("the replay counted and 2 packets received", time.Second, func(st ClientStatus) bool {
-		return st.Counters.Drops[DropReplay.String()] == 1 && st.Counters.ReceivedPackets == 2
+		return st.Counters.Drops[wire.DropReplay.String()] == 1 && st.Counters.ReceivedPackets == 2
 	})
 }
 
@@ -611,7 +612,7 @@ func TestClientFollowsEndpointChange(t *testing.T) {
 	moved := netip.MustParseAddr("127.0.0.2")
 	next := newEchoRelay(t, old.key, rig.key.Public, netip.AddrPortFrom(moved, old.addr.Port()).String())
 	resolved.Store(&moved)
-	old.sendRaw(AppendUnknownSession(nil, rig.c.current.Load().RemoteIndex()))
+	old.sendRaw(wire.AppendUnknownSession(nil, rig.c.current.Load().RemoteIndex()))
 	st := rig.waitFor("a handshake with the moved relay", 2*time.Second, func(st ClientStatus) bool {
 		return st.Counters.Handshakes == 2
 	})
@@ -686,9 +687,9 @@ func TestNewClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewClient(valid) error %v, want nil", err)
 	}
-	if c.mtu != DefaultMTU || c.keepalive != KeepaliveInterval || c.addr.IsValid() {
+	if c.mtu != wire.DefaultMTU || c.keepalive != wire.KeepaliveInterval || c.addr.IsValid() {
 		t.Errorf("NewClient(valid) mtu, keepalive, addr = %d, %v, %v, want %d, %v, none",
-			c.mtu, c.keepalive, c.addr, DefaultMTU, KeepaliveInterval)
+			c.mtu, c.keepalive, c.addr, wire.DefaultMTU, wire.KeepaliveInterval)
 	}
 	cfg := valid()
 	cfg.Endpoint = "[::ffff:10.0.0.1]:7400"
@@ -698,16 +699,16 @@ func TestNewClient(t *testing.T) {
 
 	for name, mutate := range map[string]func(*ClientConfig){
 		"no TUN":            func(c *ClientConfig) { c.TUN = nil },
-		"no server key":     func(c *ClientConfig) { c.ServerKey = PublicKey{} },
+		"no server key":     func(c *ClientConfig) { c.ServerKey = wire.PublicKey{} },
 		"mismatched key":    func(c *ClientConfig) { c.Key.Public = serverKey.Public },
 		"no port":           func(c *ClientConfig) { c.Endpoint = "tunnel.example" },
 		"port 0":            func(c *ClientConfig) { c.Endpoint = "tunnel.example:0" },
 		"named port":        func(c *ClientConfig) { c.Endpoint = "tunnel.example:http" },
 		"no host":           func(c *ClientConfig) { c.Endpoint = ":7400" },
 		"small MTU":         func(c *ClientConfig) { c.MTU = 100 },
-		"huge MTU":          func(c *ClientConfig) { c.MTU = MaxPlaintextSize + 1 },
+		"huge MTU":          func(c *ClientConfig) { c.MTU = wire.MaxPlaintextSize + 1 },
 		"negative interval": func(c *ClientConfig) { c.KeepaliveInterval = -time.Second },
-		"interval too long": func(c *ClientConfig) { c.KeepaliveInterval = DeadAfter },
+		"interval too long": func(c *ClientConfig) { c.KeepaliveInterval = wire.DeadAfter },
 	} {
 		cfg := valid()
 		mutate(&cfg)
@@ -728,7 +729,7 @@ func (clientNullTUN) Close() error                            { return nil }
 // pathClient is a Client that is not running, with a session installed by hand and a socket
 // sending to a sink nobody reads, so tests and benchmarks call its packet paths directly.
 // relay is the other end of the session.
-func pathClient(tb testing.TB) (c *Client, relay *Session) {
+func pathClient(tb testing.TB) (c *Client, relay *wire.Session) {
 	tb.Helper()
 	key, serverKey := mustKeyPair(tb), mustKeyPair(tb)
 	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -749,18 +750,18 @@ func pathClient(tb testing.TB) (c *Client, relay *Session) {
 	c.endpoint.Store(&to)
 
 	now := time.Now()
-	h, init, err := InitiateHandshake(nil, key, serverKey.Public, 0x51, now)
+	h, init, err := wire.InitiateHandshake(nil, key, serverKey.Public, 0x51, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p, _ := ParsePacket(init)
-	relay, resp, d := NewHandshakeResponder(serverKey, func([]byte) (string, bool) { return "dev-1", true }).Respond(nil, p, 0x52, now)
-	if d != DropNone {
+	p, _ := wire.ParsePacket(init)
+	relay, resp, d := wire.NewHandshakeResponder(serverKey, func([]byte) (string, bool) { return "dev-1", true }).Respond(nil, p, 0x52, now)
+	if d != wire.DropNone {
 		tb.Fatalf("Respond drop = %v, want none", d)
 	}
-	p, _ = ParsePacket(resp)
+	p, _ = wire.ParsePacket(resp)
 	sess, d := h.Complete(p, now)
-	if d != DropNone {
+	if d != wire.DropNone {
 		tb.Fatalf("Complete drop = %v, want none", d)
 	}
 	c.current.Store(sess)
@@ -771,7 +772,7 @@ func pathClient(tb testing.TB) (c *Client, relay *Session) {
 func sendBatchOf(tb testing.TB, c *Client, io batchIO, in *tunBatch, o *outbox, pkt []byte) {
 	now := c.now()
 	for i := range in.bufs {
-		in.sizes[i] = copy(in.bufs[i][TransportHeaderSize:], pkt) // sealing overwrote it
+		in.sizes[i] = copy(in.bufs[i][wire.TransportHeaderSize:], pkt) // sealing overwrote it
 		c.sealPacket(in.bufs[i], in.sizes[i], now, o)
 	}
 	if err := c.sendBatch(io, o, now); err != nil {
@@ -781,7 +782,7 @@ func sendBatchOf(tb testing.TB, c *Client, io batchIO, in *tunBatch, o *outbox, 
 
 // receiveBatchOf hands c a batch of datagrams carrying pkt, sealed by relay, as readSocket
 // does.
-func receiveBatchOf(c *Client, relay *Session, d *datagrams, out *tunBatch, pkt []byte) {
+func receiveBatchOf(c *Client, relay *wire.Session, d *datagrams, out *tunBatch, pkt []byte) {
 	from := netip.MustParseAddrPort("127.0.0.1:7400")
 	d.n = 0
 	for i := range d.bufs {
@@ -809,7 +810,7 @@ func TestClientPacketPathDoesNotAllocate(t *testing.T) {
 		t.Errorf("sent %d packets, want %d (drops %v)", got, want, c.Status().Counters.Drops)
 	}
 
-	d, out := newDatagrams(batch, TransportHeaderSize+c.mtu+TagSize), newTUNBatch(0, c.mtu)
+	d, out := newDatagrams(batch, wire.TransportHeaderSize+c.mtu+wire.TagSize), newTUNBatch(0, c.mtu)
 	allocs = testing.AllocsPerRun(runs, func() { receiveBatchOf(c, relay, d, out, pkt) })
 	if allocs != 0 {
 		t.Errorf("receive path allocs per batch of %d = %v, want 0", batch, allocs)
@@ -840,7 +841,7 @@ func BenchmarkClientReceive1400(b *testing.B) {
 	c, relay := pathClient(b)
 	const batch = 32
 	pkt := clientPacket(0x42, 1400)
-	d, out := newDatagrams(batch, TransportHeaderSize+c.mtu+TagSize), newTUNBatch(0, c.mtu)
+	d, out := newDatagrams(batch, wire.TransportHeaderSize+c.mtu+wire.TagSize), newTUNBatch(0, c.mtu)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)) * batch)
 	for b.Loop() {

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 
 	"github.com/google/uuid"
@@ -14,7 +15,7 @@ var ErrUnknownKey = errors.New("no device has this key")
 // Device is a device as the tunnel knows it: its static key and its tunnel address.
 type Device struct {
 	ID       uuid.UUID
-	Key      PublicKey
+	Key      wire.PublicKey
 	TunnelIP netip.Addr
 }
 
@@ -22,7 +23,7 @@ type Device struct {
 // /internal/v1 (the tunnel reaches Postgres only through the API); tests use a map.
 type Directory interface {
 	// LookupKey returns the device whose static public key is pub, or ErrUnknownKey.
-	LookupKey(ctx context.Context, pub PublicKey) (Device, error)
+	LookupKey(ctx context.Context, pub wire.PublicKey) (Device, error)
 	// Gone returns the IDs of those devices that no longer exist or no longer have the given
 	// key, so that the tunnel ends their sessions.
 	Gone(ctx context.Context, devices []Device) ([]uuid.UUID, error)

@@ -4,6 +4,7 @@ package tunnel
 
 import (
 	"context"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"sync"
@@ -20,19 +21,19 @@ import (
 type flooder struct {
 	conn  *net.UDPConn
 	pool  [][]byte
-	macs  *cookieJar
+	macs  *wire.CookieJar
 	sent  atomic.Int64
 	relay netip.AddrPort
 }
 
 // newFlooders makes n flooders, one per address 127.0.0.2, 127.0.0.3, ..., sharing a pool
 // of distinct initiations.
-func newFlooders(t *testing.T, relay netip.AddrPort, relayKey PublicKey, n, poolSize int) []*flooder {
+func newFlooders(t *testing.T, relay netip.AddrPort, relayKey wire.PublicKey, n, poolSize int) []*flooder {
 	t.Helper()
 	pool := make([][]byte, poolSize)
 	for i := range pool {
 		k := mustKeyPair(t)
-		_, pkt, err := InitiateHandshake(nil, k, relayKey, uint32(i+1), time.Now())
+		_, pkt, err := wire.InitiateHandshake(nil, k, relayKey, uint32(i+1), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +46,7 @@ func newFlooders(t *testing.T, relay netip.AddrPort, relayKey PublicKey, n, pool
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		fs = append(fs, &flooder{conn: conn, pool: pool, macs: newCookieJar(relayKey), relay: relay})
+		fs = append(fs, &flooder{conn: conn, pool: pool, macs: wire.NewCookieJar(relayKey), relay: relay})
 	}
 	return fs
 }
@@ -53,22 +54,22 @@ func newFlooders(t *testing.T, relay netip.AddrPort, relayKey PublicKey, n, pool
 // run sends rate initiations a second until ctx ends, and consumes the relay's cookie replies.
 func (fl *flooder) run(ctx context.Context, rate int) {
 	go func() {
-		buf := make([]byte, MaxPacketSize)
+		buf := make([]byte, wire.MaxPacketSize)
 		for {
 			n, _, err := fl.conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
-			fl.macs.consume(buf[:n])
+			fl.macs.Consume(buf[:n])
 		}
 	}()
 	start := time.Now()
-	buf := make([]byte, 0, InitiationSize)
+	buf := make([]byte, 0, wire.InitiationSize)
 	for i := 0; ctx.Err() == nil; {
 		due := int(time.Since(start).Seconds() * float64(rate))
 		for ; i < due; i++ {
 			buf = append(buf[:0], fl.pool[i%len(fl.pool)]...)
-			fl.macs.add(buf)
+			fl.macs.Add(buf)
 			if _, err := fl.conn.WriteToUDPAddrPort(buf, fl.relay); err == nil {
 				fl.sent.Add(1)
 			}
@@ -100,7 +101,7 @@ func TestRelayHandshakeFlood(t *testing.T) {
 	}
 	start := time.Now()
 	time.Sleep(time.Second) // the flood is on before the devices re-handshake
-	fl.clock.Advance(RekeyAfterTime)
+	fl.clock.Advance(wire.RekeyAfterTime)
 	got := fl.waitLive(f, devices, 2, 25*time.Second)
 	cancel()
 	wg.Wait()

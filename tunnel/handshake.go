@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 	"time"
 )
@@ -51,21 +52,21 @@ const (
 // admitInitiation runs the checks of the UDP reader on the initiation b from from and queues
 // it for a handshake worker. out is scratch space for a cookie reply.
 func (r *Relay) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
-	if !r.cookies.checkMAC1(b) {
-		r.metrics.Drop(DropBadMAC)
+	if !r.cookies.CheckMAC1(b) {
+		r.metrics.Drop(wire.DropBadMAC)
 		return
 	}
 	r.initiationsThisTick.Add(1)
 	if r.underLoad() {
-		if !r.cookies.checkMAC2(b, from) {
-			if reply, err := r.cookies.appendReply(out, b, from); err == nil {
+		if !r.cookies.CheckMAC2(b, from) {
+			if reply, err := r.cookies.AppendReply(out, b, from); err == nil {
 				r.send(reply, from)
 			}
-			r.metrics.Drop(DropCookieSent)
+			r.metrics.Drop(wire.DropCookieSent)
 			return
 		}
 		if !r.handshakeBudget.Allow(from.Addr(), r.now()) {
-			r.metrics.Drop(DropRateLimited)
+			r.metrics.Drop(wire.DropRateLimited)
 			return
 		}
 	}
@@ -75,7 +76,7 @@ func (r *Relay) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
 	select {
 	case r.handshakes <- in:
 	default:
-		r.metrics.Drop(DropHandshakeBusy)
+		r.metrics.Drop(wire.DropHandshakeBusy)
 	}
 }
 
@@ -102,7 +103,7 @@ func (r *Relay) countInitiations() {
 
 // handshakeWorker answers queued initiations until ctx ends.
 func (r *Relay) handshakeWorker(ctx context.Context) {
-	resp := make([]byte, 0, ResponseSize)
+	resp := make([]byte, 0, wire.ResponseSize)
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,8 +118,8 @@ func (r *Relay) handshakeWorker(ctx context.Context) {
 // session until the device confirms it. An initiation whose key needs a Directory look-up is
 // set aside until the look-up ends, and then queued again.
 func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
-	p, drop := ParsePacket(in.buf[:])
-	if drop != DropNone {
+	p, drop := wire.ParsePacket(in.buf[:])
+	if drop != wire.DropNone {
 		r.metrics.Drop(drop)
 		return
 	}
@@ -128,14 +129,14 @@ func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
 		return
 	}
 	var (
-		key        PublicKey
+		key        wire.PublicKey
 		dev        Device
 		ask        bool
-		lookupDrop = DropUnknownKey
+		lookupDrop = wire.DropUnknownKey
 	)
-	responder := NewHandshakeResponder(r.cfg.Key, func(pub []byte) (string, bool) {
+	responder := wire.NewHandshakeResponder(r.cfg.Key, func(pub []byte) (string, bool) {
 		var ok bool
-		key = PublicKey(pub)
+		key = wire.PublicKey(pub)
 		if in.device != nil && in.device.Key == key {
 			dev, ok = *in.device, true
 		} else {
@@ -148,13 +149,13 @@ func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
 		r.lookupThenRetry(ctx, key, *in)
 		return
 	}
-	if drop == DropUnknownKey {
+	if drop == wire.DropUnknownKey {
 		drop = lookupDrop
 	}
-	if drop == DropNone {
+	if drop == wire.DropNone {
 		drop = r.install(sess, dev)
 	}
-	if drop != DropNone {
+	if drop != wire.DropNone {
 		r.metrics.Drop(drop)
 		return
 	}
@@ -167,20 +168,20 @@ func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
 // not newer than the last one accepted while a session from that one may still be in use
 // (DropStaleHandshake); and, very rarely, a session whose index another worker took
 // meanwhile (DropHandshakeBusy: the device retries).
-func (r *Relay) install(sess *Session, dev Device) Drop {
+func (r *Relay) install(sess *wire.Session, dev Device) wire.Drop {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m := r.indexes.Load(); m != nil && (*m)[sess.LocalIndex()].sess != nil {
-		return DropHandshakeBusy
+		return wire.DropHandshakeBusy
 	}
 	now := r.clock.Load()
 	pe := r.peer(dev.ID)
 	if pe != nil && pe.device.Key != dev.Key {
 		pe = nil // the device re-keyed: start over
 	}
-	if pe != nil && now-pe.handshakeAt < int64(RejectAfterTime) &&
+	if pe != nil && now-pe.handshakeAt < int64(wire.RejectAfterTime) &&
 		!sess.InitiatedAt().After(pe.lastInitiation) {
-		return DropStaleHandshake
+		return wire.DropStaleHandshake
 	}
 	if pe == nil {
 		pe = &peer{device: dev}
@@ -192,12 +193,12 @@ func (r *Relay) install(sess *Session, dev Device) Drop {
 		r.unindex(old)
 	}
 	r.index(sess, pe)
-	return DropNone
+	return wire.DropNone
 }
 
 // confirm makes sess, the device's first packet on which just authenticated, its current
 // session.
-func (r *Relay) confirm(pe *peer, sess *Session) {
+func (r *Relay) confirm(pe *peer, sess *wire.Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if pe.next.Load() != sess {
@@ -213,29 +214,29 @@ func (r *Relay) confirm(pe *peer, sess *Session) {
 // deviceForKey finds the device whose static key is key, for an initiation from addr: in the
 // relay's own record or in the cache. When neither knows the key and the budgets allow a
 // Directory look-up, it reports ask; when it finds no device, drop says why.
-func (r *Relay) deviceForKey(key PublicKey, addr netip.Addr) (dev Device, drop Drop, ask, ok bool) {
+func (r *Relay) deviceForKey(key wire.PublicKey, addr netip.Addr) (dev Device, drop wire.Drop, ask, ok bool) {
 	if pe := r.peerByKey(key); pe != nil {
-		return pe.device, DropNone, false, true
+		return pe.device, wire.DropNone, false, true
 	}
 	if dev, known, cached := r.keys.get(key); cached {
 		if !known {
-			return Device{}, DropUnknownKey, false, false
+			return Device{}, wire.DropUnknownKey, false, false
 		}
-		return dev, DropNone, false, true
+		return dev, wire.DropNone, false, true
 	}
 	if !r.lookupBudget.Allow(addr, r.now()) {
-		return Device{}, DropRateLimited, false, false
+		return Device{}, wire.DropRateLimited, false, false
 	}
 	if !r.lookups.Allow() {
-		return Device{}, DropHandshakeBusy, false, false
+		return Device{}, wire.DropHandshakeBusy, false, false
 	}
-	return Device{}, DropNone, true, false
+	return Device{}, wire.DropNone, true, false
 }
 
 // lookupThenRetry asks the Directory for key, sharing a look-up already in flight for it,
 // and when the answer is a device queues in again with it. The goroutine it starts ends with
 // the look-up, within directoryWait.
-func (r *Relay) lookupThenRetry(ctx context.Context, key PublicKey, in initiation) {
+func (r *Relay) lookupThenRetry(ctx context.Context, key wire.PublicKey, in initiation) {
 	ch := r.inflight.DoChan(string(key[:]), func() (any, error) {
 		select {
 		case r.lookupSlots <- struct{}{}:
@@ -249,10 +250,10 @@ func (r *Relay) lookupThenRetry(ctx context.Context, key PublicKey, in initiatio
 		res := <-ch
 		switch {
 		case errors.Is(res.Err, errLookupsBusy):
-			r.metrics.Drop(DropHandshakeBusy)
+			r.metrics.Drop(wire.DropHandshakeBusy)
 			return
 		case res.Err != nil:
-			r.metrics.Drop(DropUnknownKey)
+			r.metrics.Drop(wire.DropUnknownKey)
 			return
 		}
 		dev := res.Val.(Device)
@@ -260,7 +261,7 @@ func (r *Relay) lookupThenRetry(ctx context.Context, key PublicKey, in initiatio
 		select {
 		case r.handshakes <- in:
 		default:
-			r.metrics.Drop(DropHandshakeBusy)
+			r.metrics.Drop(wire.DropHandshakeBusy)
 		}
 	}()
 }
@@ -268,7 +269,7 @@ func (r *Relay) lookupThenRetry(ctx context.Context, key PublicKey, in initiatio
 var errLookupsBusy = errors.New("too many key look-ups in flight")
 
 // askDirectory looks key up in the Directory and caches the answer.
-func (r *Relay) askDirectory(ctx context.Context, key PublicKey) (Device, error) {
+func (r *Relay) askDirectory(ctx context.Context, key wire.PublicKey) (Device, error) {
 	ctx, cancel := context.WithTimeout(ctx, directoryWait)
 	defer cancel()
 	dev, err := r.cfg.Directory.LookupKey(ctx, key)

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"sync"
 	"testing"
 	"time"
@@ -13,13 +14,13 @@ func (f *relayFixture) forceLoad() { f.relay.loadUntil.Store(f.relay.clock.Load(
 func TestRelayDropsInitiationWithBadMAC1(t *testing.T) {
 	f := newRelayFixture(t, nil)
 	d := f.newDevice(true)
-	_, init, err := InitiateHandshake(nil, d.key, f.key.Public, 7, time.Now())
+	_, init, err := wire.InitiateHandshake(nil, d.key, f.key.Public, 7, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	init[InitiationSize-2*MacSize] ^= 1
+	init[wire.InitiationSize-2*wire.MacSize] ^= 1
 	d.sendRaw(init)
-	f.waitDrop(DropBadMAC, 1)
+	f.waitDrop(wire.DropBadMAC, 1)
 	if _, ok := d.recvPacket(100 * time.Millisecond); ok {
 		t.Error("the relay answered an initiation with a bad mac1")
 	}
@@ -31,36 +32,36 @@ func TestRelayDropsInitiationWithBadMAC1(t *testing.T) {
 func TestRelayAsksForCookieUnderLoad(t *testing.T) {
 	f := newRelayFixture(t, nil)
 	d := f.newDevice(true)
-	jar := newCookieJar(f.key.Public)
-	h, init, err := InitiateHandshake(nil, d.key, f.key.Public, 7, time.Now())
+	jar := wire.NewCookieJar(f.key.Public)
+	h, init, err := wire.InitiateHandshake(nil, d.key, f.key.Public, 7, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	jar.add(init)
+	jar.Add(init)
 	f.forceLoad()
 	d.sendRaw(init)
 	p, ok := d.recvPacket(time.Second)
-	if !ok || p.Type != PacketCookieReply || p.Receiver != 7 {
+	if !ok || p.Type != wire.PacketCookieReply || p.Receiver != 7 {
 		t.Fatalf("answer under load = %+v (received %v), want a cookie reply to index 7", p, ok)
 	}
-	f.waitDrop(DropCookieSent, 1)
+	f.waitDrop(wire.DropCookieSent, 1)
 	if f.dir.lookupCount() != 0 {
 		t.Errorf("Directory look-ups = %d, want 0 before the sender proved its address", f.dir.lookupCount())
 	}
 	reply := append([]byte{byte(p.Type), 7, 0, 0, 0}, p.Body...)
-	if !jar.consume(reply) {
+	if !jar.Consume(reply) {
 		t.Fatal("the device could not take the cookie")
 	}
 
 	// With the cookie the same handshake goes through, still under load.
-	jar.add(init)
+	jar.Add(init)
 	f.forceLoad()
 	d.sendRaw(init)
 	p, ok = d.recvPacket(time.Second)
-	if !ok || p.Type != PacketResponse {
+	if !ok || p.Type != wire.PacketResponse {
 		t.Fatalf("answer to an initiation with the cookie = %+v (received %v), want a response", p, ok)
 	}
-	if _, drop := h.Complete(p, time.Now()); drop != DropNone {
+	if _, drop := h.Complete(p, time.Now()); drop != wire.DropNone {
 		t.Fatalf("Complete = %v", drop)
 	}
 }
@@ -68,21 +69,21 @@ func TestRelayAsksForCookieUnderLoad(t *testing.T) {
 func TestRelayRateLimitsAddressUnderLoad(t *testing.T) {
 	f := newRelayFixture(t, nil)
 	d := f.newDevice(true)
-	jar := newCookieJar(f.key.Public)
+	jar := wire.NewCookieJar(f.key.Public)
 	// Get a cookie, then send more initiations than the per-address burst at once.
-	_, first, _ := InitiateHandshake(nil, d.key, f.key.Public, 1, time.Now())
-	jar.add(first)
+	_, first, _ := wire.InitiateHandshake(nil, d.key, f.key.Public, 1, time.Now())
+	jar.Add(first)
 	f.forceLoad()
 	d.sendRaw(first)
 	p, ok := d.recvPacket(time.Second)
-	if !ok || !jar.consume(append([]byte{byte(p.Type), 1, 0, 0, 0}, p.Body...)) {
+	if !ok || !jar.Consume(append([]byte{byte(p.Type), 1, 0, 0, 0}, p.Body...)) {
 		t.Fatalf("no cookie: %+v", p)
 	}
 	const n = handshakesPerAddrBurst + 5
 	var inits [][]byte
 	for i := range n {
-		_, init, _ := InitiateHandshake(nil, d.key, f.key.Public, uint32(10+i), time.Now())
-		jar.add(init)
+		_, init, _ := wire.InitiateHandshake(nil, d.key, f.key.Public, uint32(10+i), time.Now())
+		jar.Add(init)
 		inits = append(inits, init)
 	}
 	for _, init := range inits { // at once: well within one token's refill
@@ -90,10 +91,10 @@ func TestRelayRateLimitsAddressUnderLoad(t *testing.T) {
 		d.sendRaw(init)
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for f.relay.metrics.drops[DropRateLimited].Load() < n-handshakesPerAddrBurst-1 {
+	for f.relay.metrics.drops[wire.DropRateLimited].Load() < n-handshakesPerAddrBurst-1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("rate-limited drops = %d, want ≥ %d; counters %+v",
-				f.relay.metrics.drops[DropRateLimited].Load(), n-handshakesPerAddrBurst-1, f.relay.Counters())
+				f.relay.metrics.drops[wire.DropRateLimited].Load(), n-handshakesPerAddrBurst-1, f.relay.Counters())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -151,7 +152,7 @@ func TestRelayForgetsRememberedDeviceThatIsGone(t *testing.T) {
 	if err := d.tryHandshake(f.key.Public, clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(RejectAfterTime)
+	clock.Advance(wire.RejectAfterTime)
 	f.relay.tick()
 	f.relay.expire()
 	f.dir.remove(d.dev.Key)
@@ -174,11 +175,11 @@ func TestRelayTakesOlderInitiationOnceSessionsCannotBeLive(t *testing.T) {
 	if err := d.tryHandshake(f.key.Public, back); err == nil {
 		t.Fatal("an older initiation was answered while the session it could replay is live")
 	}
-	f.waitDrop(DropStaleHandshake, 1)
-	clock.Advance(RejectAfterTime)
+	f.waitDrop(wire.DropStaleHandshake, 1)
+	clock.Advance(wire.RejectAfterTime)
 	f.relay.tick()
 	if err := d.tryHandshake(f.key.Public, back); err != nil {
-		t.Errorf("after RejectAfterTime the device is still locked out: %v", err)
+		t.Errorf("after wire.RejectAfterTime the device is still locked out: %v", err)
 	}
 }
 
@@ -188,7 +189,7 @@ type slowDirectory struct {
 	delay time.Duration
 }
 
-func (d slowDirectory) LookupKey(ctx context.Context, pub PublicKey) (Device, error) {
+func (d slowDirectory) LookupKey(ctx context.Context, pub wire.PublicKey) (Device, error) {
 	select {
 	case <-time.After(d.delay):
 	case <-ctx.Done():
@@ -277,7 +278,7 @@ func TestRelayKeepsSessionsThroughAPIOutage(t *testing.T) {
 		clock.Advance(step)
 		f.relay.tick()
 		f.relay.expire()
-		if clock.Now().Sub(lastHandshake) >= RekeyAfterTime {
+		if clock.Now().Sub(lastHandshake) >= wire.RekeyAfterTime {
 			if err := d.tryHandshake(f.key.Public, clock.Now()); err != nil {
 				t.Fatalf("%v into the outage: re-handshake: %v (relay counters %+v)", elapsed, err, f.relay.Counters())
 			}

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"sync"
 	"time"
 )
@@ -14,7 +15,7 @@ type keyCache struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	entries map[PublicKey]keyEntry
+	entries map[wire.PublicKey]keyEntry
 }
 
 type keyEntry struct {
@@ -30,10 +31,10 @@ const maxKeyCache = 100_000
 func (c *keyCache) init(ttl time.Duration, now func() time.Time) {
 	c.ttl = ttl
 	c.now = now
-	c.entries = make(map[PublicKey]keyEntry)
+	c.entries = make(map[wire.PublicKey]keyEntry)
 }
 
-func (c *keyCache) get(k PublicKey) (dev Device, known, cached bool) {
+func (c *keyCache) get(k wire.PublicKey) (dev Device, known, cached bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
@@ -47,11 +48,11 @@ func (c *keyCache) put(dev Device) {
 	c.set(dev.Key, keyEntry{dev: dev, known: true, expires: c.now().Add(c.ttl)})
 }
 
-func (c *keyCache) putUnknown(k PublicKey) {
+func (c *keyCache) putUnknown(k wire.PublicKey) {
 	c.set(k, keyEntry{expires: c.now().Add(c.ttl / 5)})
 }
 
-func (c *keyCache) set(k PublicKey, e keyEntry) {
+func (c *keyCache) set(k wire.PublicKey, e keyEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxKeyCache {
@@ -68,7 +69,7 @@ func (c *keyCache) set(k PublicKey, e keyEntry) {
 	c.entries[k] = e
 }
 
-func (c *keyCache) forget(k PublicKey) {
+func (c *keyCache) forget(k wire.PublicKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, k)

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,7 @@ func (r *Relay) peer(id uuid.UUID) *peer {
 }
 
 // peerByKey returns the peer whose device has the static key k, or nil.
-func (r *Relay) peerByKey(k PublicKey) *peer {
+func (r *Relay) peerByKey(k wire.PublicKey) *peer {
 	if m := r.keyed.Load(); m != nil {
 		return (*m)[k]
 	}
@@ -37,14 +38,14 @@ func (r *Relay) peerByKey(k PublicKey) *peer {
 }
 
 // index publishes sess under its local index. r.mu must be held.
-func (r *Relay) index(sess *Session, pe *peer) {
+func (r *Relay) index(sess *wire.Session, pe *peer) {
 	next := copyMap(r.indexes.Load(), 1)
 	next[sess.LocalIndex()] = indexEntry{sess: sess, peer: pe}
 	r.indexes.Store(&next)
 }
 
 // unindex removes sess's index. r.mu must be held.
-func (r *Relay) unindex(sess *Session) {
+func (r *Relay) unindex(sess *wire.Session) {
 	next := copyMap(r.indexes.Load(), 0)
 	delete(next, sess.LocalIndex())
 	r.indexes.Store(&next)
@@ -89,8 +90,8 @@ func (r *Relay) dropSessions(pe *peer) {
 }
 
 // sessions are the pointers to pe's three sessions.
-func (pe *peer) sessions() [3]*atomic.Pointer[Session] {
-	return [3]*atomic.Pointer[Session]{&pe.current, &pe.next, &pe.previous}
+func (pe *peer) sessions() [3]*atomic.Pointer[wire.Session] {
+	return [3]*atomic.Pointer[wire.Session]{&pe.current, &pe.next, &pe.previous}
 }
 
 // lastActive is the relay clock of pe's last handshake or authenticated packet. r.mu must be
@@ -215,7 +216,7 @@ func (r *Relay) revalidate(ctx context.Context) {
 	if len(gone) == 0 {
 		return
 	}
-	asked := make(map[uuid.UUID]PublicKey, len(list))
+	asked := make(map[uuid.UUID]wire.PublicKey, len(list))
 	for _, d := range list {
 		asked[d.ID] = d.Key
 	}

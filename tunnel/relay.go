@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -22,7 +23,7 @@ import (
 // RelayConfig configures a Relay.
 type RelayConfig struct {
 	// Key is the tunnel's static key pair; devices know its public half from enrollment.
-	Key KeyPair
+	Key wire.KeyPair
 	// TUN is cg0. Run reads client packets from it and writes device packets to it, and
 	// closes it when it returns.
 	TUN TUN
@@ -89,7 +90,7 @@ type Relay struct {
 	// published; replaced with mu held.
 	indexes atomic.Pointer[map[uint32]indexEntry]
 	devices atomic.Pointer[map[uuid.UUID]*peer]
-	keyed   atomic.Pointer[map[PublicKey]*peer]
+	keyed   atomic.Pointer[map[wire.PublicKey]*peer]
 	// mu serializes writers of indexes, devices and keyed, and guards every peer's
 	// lastInitiation and handshakeAt.
 	mu sync.Mutex
@@ -113,7 +114,7 @@ type Relay struct {
 	// cookies checks initiations' MACs and makes cookie replies; handshakeBudget bounds each
 	// source address's initiations under load; loadUntil is the relay clock until which the
 	// relay stays under load (see handshake.go).
-	cookies         cookieChecker
+	cookies         wire.CookieChecker
 	handshakeBudget *addrBudget
 	loadUntil       atomic.Int64
 	// initiationsThisTick counts the initiations with a valid mac1 since the last clock tick.
@@ -133,7 +134,7 @@ const (
 
 // indexEntry is what a local session index leads to.
 type indexEntry struct {
-	sess *Session
+	sess *wire.Session
 	peer *peer
 }
 
@@ -145,7 +146,7 @@ type peer struct {
 	// the device's first transport packet (its confirmation); previous the session current
 	// replaced, kept for receiving packets sent before the switch. Written with Relay.mu held
 	// (promotion also from the packet path, under mu), read lock-free.
-	current, next, previous atomic.Pointer[Session]
+	current, next, previous atomic.Pointer[wire.Session]
 	// endpoint is the address the device's last authenticated transport packet came from:
 	// where its packets go. Replaced (allocation) only when the device's address changes.
 	endpoint atomic.Pointer[netip.AddrPort]
@@ -160,7 +161,7 @@ type peer struct {
 // initiation is a queued handshake initiation: a copy of its bytes and where it came from,
 // and, once the Directory was asked for its key (see handshake.go), the answer.
 type initiation struct {
-	buf    [InitiationSize]byte
+	buf    [wire.InitiationSize]byte
 	from   netip.AddrPort
 	device *Device
 }
@@ -171,13 +172,13 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, errors.New("new relay: TUN, Conn, Routes and Directory are required")
 	}
 	if cfg.MTU == 0 {
-		cfg.MTU = DefaultMTU
+		cfg.MTU = wire.DefaultMTU
 	}
-	if cfg.MTU < 576 || cfg.MTU > MaxPlaintextSize {
-		return nil, fmt.Errorf("new relay: mtu %d outside 576..%d", cfg.MTU, MaxPlaintextSize)
+	if cfg.MTU < 576 || cfg.MTU > wire.MaxPlaintextSize {
+		return nil, fmt.Errorf("new relay: mtu %d outside 576..%d", cfg.MTU, wire.MaxPlaintextSize)
 	}
 	if cfg.SessionTimeout <= 0 {
-		cfg.SessionTimeout = SessionTimeout
+		cfg.SessionTimeout = wire.SessionTimeout
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = defaultCacheTTL
@@ -208,7 +209,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		now:             time.Now,
 	}
 	r.keys.init(cfg.KeyCacheTTL, func() time.Time { return r.now() })
-	r.cookies.init(cfg.Key.Public)
+	r.cookies.Init(cfg.Key.Public)
 	r.tick()
 	return r, nil
 }
@@ -287,9 +288,9 @@ func (r *Relay) live(p *peer, now int64) bool {
 // decrypts each in place, and writes the admitted packets to the TUN in one batch. It exits
 // when the socket is closed.
 func (r *Relay) readUDP(ctx context.Context, io batchIO) error {
-	d := newDatagrams(udpBatchSize, TransportHeaderSize+r.cfg.MTU+TagSize)
+	d := newDatagrams(udpBatchSize, wire.TransportHeaderSize+r.cfg.MTU+wire.TagSize)
 	tb := newTUNBatch(0, r.cfg.MTU)
-	reply := make([]byte, 0, max(KeepaliveSize, CookieReplySize))
+	reply := make([]byte, 0, max(wire.KeepaliveSize, wire.CookieReplySize))
 	for {
 		if err := io.read(d); err != nil {
 			if ctx.Err() != nil {
@@ -298,7 +299,7 @@ func (r *Relay) readUDP(ctx context.Context, io batchIO) error {
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			r.metrics.Drop(DropWriteFailed)
+			r.metrics.Drop(wire.DropWriteFailed)
 			continue
 		}
 		r.handleDatagrams(d, tb, reply)
@@ -312,7 +313,7 @@ func (r *Relay) handleDatagrams(d *datagrams, tb *tunBatch, reply []byte) {
 	for i := range d.n {
 		// The plaintext is decrypted in place, right behind the transport header.
 		if plain := r.handleDatagram(d.pkts[i], d.from[i], reply[:0]); len(plain) > 0 {
-			tb.out = append(tb.out, d.pkts[i][:TransportHeaderSize+len(plain)])
+			tb.out = append(tb.out, d.pkts[i][:wire.TransportHeaderSize+len(plain)])
 			tb.lens = append(tb.lens, len(plain))
 		}
 	}
@@ -320,9 +321,9 @@ func (r *Relay) handleDatagrams(d *datagrams, tb *tunBatch, reply []byte) {
 		return
 	}
 	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.out.
-	if _, err := r.cfg.TUN.Write(tb.out, TransportHeaderSize); err != nil {
+	if _, err := r.cfg.TUN.Write(tb.out, wire.TransportHeaderSize); err != nil {
 		for range tb.lens {
-			r.metrics.Drop(DropWriteFailed)
+			r.metrics.Drop(wire.DropWriteFailed)
 		}
 		return
 	}
@@ -335,18 +336,18 @@ func (r *Relay) handleDatagrams(d *datagrams, tb *tunBatch, reply []byte) {
 // carries for a client, decrypted in place (at b[TransportHeaderSize:]), or nil. out is
 // scratch space for a keepalive or hint reply. It does not allocate.
 func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte {
-	p, drop := ParsePacket(b)
-	if drop != DropNone {
+	p, drop := wire.ParsePacket(b)
+	if drop != wire.DropNone {
 		r.metrics.Drop(drop)
 		return nil
 	}
 	switch p.Type {
-	case PacketInitiation:
+	case wire.PacketInitiation:
 		r.admitInitiation(b, from, out)
-	case PacketTransport:
+	case wire.PacketTransport:
 		return r.handleTransport(p, from, out)
 	default:
-		r.metrics.Drop(DropUnexpected)
+		r.metrics.Drop(wire.DropUnexpected)
 	}
 	return nil
 }
@@ -354,25 +355,25 @@ func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte
 // handleTransport authenticates a transport packet and returns its plaintext if it is a
 // packet for a client of the sending device that the client's connection admits; it answers
 // keepalives itself.
-func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) []byte {
+func (r *Relay) handleTransport(p wire.Packet, from netip.AddrPort, out []byte) []byte {
 	var e indexEntry
 	if m := r.indexes.Load(); m != nil {
 		e = (*m)[p.Receiver]
 	}
 	if e.sess == nil {
-		r.metrics.Drop(DropUnknownIndex)
+		r.metrics.Drop(wire.DropUnknownIndex)
 		if r.hints.Add(-1) >= 0 {
-			r.send(AppendUnknownSession(out, p.Receiver), from)
+			r.send(wire.AppendUnknownSession(out, p.Receiver), from)
 		}
 		return nil
 	}
 	now := r.clock.Load()
 	if e.sess.Expired(time.Unix(0, now)) {
-		r.metrics.Drop(DropExpired)
+		r.metrics.Drop(wire.DropExpired)
 		return nil
 	}
 	plain, drop := e.sess.Decrypt(p.Body[:0], p)
-	if drop != DropNone {
+	if drop != wire.DropNone {
 		r.metrics.Drop(drop)
 		return nil
 	}
@@ -398,16 +399,16 @@ func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) []byt
 	}
 	dst, ok := ipv4Addr(plain, 16)
 	if !ok {
-		r.metrics.Drop(DropNotIPv4)
+		r.metrics.Drop(wire.DropNotIPv4)
 		return nil
 	}
 	route, ok := r.cfg.Routes.Lookup4(dst)
 	if !ok {
-		r.metrics.Drop(DropNoRoute)
+		r.metrics.Drop(wire.DropNoRoute)
 		return nil
 	}
 	if route.DeviceID != pe.device.ID {
-		r.metrics.Drop(DropWrongDevice)
+		r.metrics.Drop(wire.DropWrongDevice)
 		return nil
 	}
 	if !r.cfg.NoAccounting && !route.Admit(len(plain), ToClient) {
@@ -418,17 +419,17 @@ func (r *Relay) handleTransport(p Packet, from netip.AddrPort, out []byte) []byt
 }
 
 // refusal names why route's connection refused a packet.
-func refusal(route *Route) Drop {
+func refusal(route *Route) wire.Drop {
 	if route.Conn.Blocked() {
-		return DropBlocked
+		return wire.DropBlocked
 	}
-	return DropOverLimit
+	return wire.DropOverLimit
 }
 
 // send writes one datagram to a device; a failure is counted, not returned.
 func (r *Relay) send(b []byte, to netip.AddrPort) {
 	if _, err := r.cfg.Conn.WriteToUDPAddrPort(b, to); err != nil {
-		r.metrics.Drop(DropWriteFailed)
+		r.metrics.Drop(wire.DropWriteFailed)
 	}
 }
 
@@ -442,7 +443,7 @@ func (r *Relay) readTUN(ctx context.Context, io batchIO) error {
 	tb := newTUNBatch(r.cfg.TUN.BatchSize(), r.cfg.MTU)
 	o := newOutbox(len(tb.bufs))
 	for {
-		n, err := r.cfg.TUN.Read(tb.bufs, tb.sizes, TransportHeaderSize)
+		n, err := r.cfg.TUN.Read(tb.bufs, tb.sizes, wire.TransportHeaderSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -450,7 +451,7 @@ func (r *Relay) readTUN(ctx context.Context, io batchIO) error {
 			if !errors.Is(err, ErrTooManySegments) {
 				return fmt.Errorf("read tun: %w", err)
 			}
-			r.metrics.Drop(DropOversize) // the rest of the super-packet is lost
+			r.metrics.Drop(wire.DropOversize) // the rest of the super-packet is lost
 		}
 		for i := range n {
 			r.handleClientPacket(tb.bufs[i], tb.sizes[i], o)
@@ -475,7 +476,7 @@ func (r *Relay) sendBatch(io batchIO, o *outbox) error {
 		if o.ok[i] {
 			r.metrics.Forwarded(FromClient, o.lens[i])
 		} else {
-			r.metrics.Drop(DropWriteFailed)
+			r.metrics.Drop(wire.DropWriteFailed)
 		}
 	}
 	o.n = 0
@@ -485,15 +486,15 @@ func (r *Relay) sendBatch(io batchIO, o *outbox) error {
 // handleClientPacket seals the n-byte packet at buf[TransportHeaderSize:] for its client's
 // device, in place, and queues it in o. It does not allocate.
 func (r *Relay) handleClientPacket(buf []byte, n int, o *outbox) {
-	pkt := buf[TransportHeaderSize : TransportHeaderSize+n]
+	pkt := buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	src, ok := ipv4Addr(pkt, 12)
 	if !ok {
-		r.metrics.Drop(DropNotIPv4)
+		r.metrics.Drop(wire.DropNotIPv4)
 		return
 	}
 	route, ok := r.cfg.Routes.Lookup4(src)
 	if !ok {
-		r.metrics.Drop(DropNoRoute)
+		r.metrics.Drop(wire.DropNoRoute)
 		return
 	}
 	var pe *peer
@@ -501,7 +502,7 @@ func (r *Relay) handleClientPacket(buf []byte, n int, o *outbox) {
 		pe = (*m)[route.DeviceID]
 	}
 	if pe == nil || !r.live(pe, r.clock.Load()) {
-		r.metrics.Drop(DropDeviceOffline)
+		r.metrics.Drop(wire.DropDeviceOffline)
 		return
 	}
 	sess, ep := pe.current.Load(), pe.endpoint.Load()
@@ -511,7 +512,7 @@ func (r *Relay) handleClientPacket(buf []byte, n int, o *outbox) {
 	}
 	out, err := sess.Encrypt(buf[:0], pkt)
 	if err != nil {
-		r.metrics.Drop(DropExpired)
+		r.metrics.Drop(wire.DropExpired)
 		return
 	}
 	o.add(out, *ep, n)

@@ -3,6 +3,8 @@ package tunnel
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"sync"
@@ -17,13 +19,13 @@ import (
 // mapDirectory is a Directory over a map, for tests.
 type mapDirectory struct {
 	mu      sync.Mutex
-	devices map[PublicKey]Device
+	devices map[wire.PublicKey]Device
 	lookups int
 	// down makes every call fail, as when the API cannot be reached.
 	down bool
 }
 
-var errDirectoryDown = errString("directory down")
+var errDirectoryDown = errors.New("directory down")
 
 func (d *mapDirectory) lookupCount() int {
 	d.mu.Lock()
@@ -41,18 +43,18 @@ func (d *mapDirectory) add(dev Device) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.devices == nil {
-		d.devices = make(map[PublicKey]Device)
+		d.devices = make(map[wire.PublicKey]Device)
 	}
 	d.devices[dev.Key] = dev
 }
 
-func (d *mapDirectory) remove(k PublicKey) {
+func (d *mapDirectory) remove(k wire.PublicKey) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.devices, k)
 }
 
-func (d *mapDirectory) LookupKey(_ context.Context, pub PublicKey) (Device, error) {
+func (d *mapDirectory) LookupKey(_ context.Context, pub wire.PublicKey) (Device, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lookups++
@@ -85,7 +87,7 @@ func (d *mapDirectory) Gone(_ context.Context, devs []Device) ([]uuid.UUID, erro
 type relayFixture struct {
 	t      *testing.T
 	relay  *Relay
-	key    KeyPair
+	key    wire.KeyPair
 	addr   netip.AddrPort
 	tun    *tuntest.Device
 	routes *RouteTable
@@ -100,7 +102,7 @@ func newRelayFixture(t *testing.T, tweak func(*RelayConfig)) *relayFixture {
 // newRelayFixtureAt is newRelayFixture with the relay's clock set to now.
 func newRelayFixtureAt(t *testing.T, tweak func(*RelayConfig), now func() time.Time) *relayFixture {
 	t.Helper()
-	key, err := GenerateKeyPair(nil)
+	key, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,15 +139,15 @@ func newRelayFixtureAt(t *testing.T, tweak func(*RelayConfig), now func() time.T
 type testDevice struct {
 	t    *testing.T
 	dev  Device
-	key  KeyPair
+	key  wire.KeyPair
 	conn *net.UDPConn
-	sess *Session
+	sess *wire.Session
 	to   netip.AddrPort
 }
 
 func (f *relayFixture) newDevice(register bool) *testDevice {
 	f.t.Helper()
-	key, err := GenerateKeyPair(nil)
+	key, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func (f *relayFixture) newDevice(register bool) *testDevice {
 }
 
 // handshake runs a handshake initiated now and confirms the session with a keepalive.
-func (d *testDevice) handshake(serverKey PublicKey) {
+func (d *testDevice) handshake(serverKey wire.PublicKey) {
 	d.t.Helper()
 	if err := d.tryHandshake(serverKey, time.Now()); err != nil {
 		d.t.Fatal(err)
@@ -174,32 +176,32 @@ func (d *testDevice) handshake(serverKey PublicKey) {
 	}
 }
 
-func (d *testDevice) tryHandshake(serverKey PublicKey, at time.Time) error {
+func (d *testDevice) tryHandshake(serverKey wire.PublicKey, at time.Time) error {
 	return d.tryHandshakeWithin(serverKey, at, 500*time.Millisecond)
 }
 
 // tryHandshakeWithin sends one initiation and waits for its response up to timeout.
-func (d *testDevice) tryHandshakeWithin(serverKey PublicKey, at time.Time, timeout time.Duration) error {
-	h, init, err := InitiateHandshake(nil, d.key, serverKey, 7, at)
+func (d *testDevice) tryHandshakeWithin(serverKey wire.PublicKey, at time.Time, timeout time.Duration) error {
+	h, init, err := wire.InitiateHandshake(nil, d.key, serverKey, 7, at)
 	if err != nil {
 		return err
 	}
 	if _, err := d.conn.WriteToUDPAddrPort(init, d.to); err != nil {
 		return err
 	}
-	buf := make([]byte, MaxPacketSize)
+	buf := make([]byte, wire.MaxPacketSize)
 	d.conn.SetReadDeadline(time.Now().Add(timeout))
 	n, _, err := d.conn.ReadFromUDPAddrPort(buf)
 	if err != nil {
-		return errString("no handshake response: " + err.Error())
+		return errors.New("no handshake response: " + err.Error())
 	}
-	p, drop := ParsePacket(buf[:n])
-	if drop != DropNone {
-		return errString("response: " + drop.String())
+	p, drop := wire.ParsePacket(buf[:n])
+	if drop != wire.DropNone {
+		return errors.New("response: " + drop.String())
 	}
 	sess, drop := h.Complete(p, time.Now())
-	if drop != DropNone {
-		return errString("complete: " + drop.String())
+	if drop != wire.DropNone {
+		return errors.New("complete: " + drop.String())
 	}
 	d.sess = sess
 	return nil
@@ -232,21 +234,21 @@ func (d *testDevice) recv(timeout time.Duration) []byte {
 		d.t.Fatal("device received nothing")
 	}
 	plain, drop := d.sess.Decrypt(nil, p)
-	if drop != DropNone {
+	if drop != wire.DropNone {
 		d.t.Fatalf("device Decrypt = %v", drop)
 	}
 	return plain
 }
 
-func (d *testDevice) recvPacket(timeout time.Duration) (Packet, bool) {
-	buf := make([]byte, MaxPacketSize)
+func (d *testDevice) recvPacket(timeout time.Duration) (wire.Packet, bool) {
+	buf := make([]byte, wire.MaxPacketSize)
 	d.conn.SetReadDeadline(time.Now().Add(timeout))
 	n, _, err := d.conn.ReadFromUDPAddrPort(buf)
 	if err != nil {
-		return Packet{}, false
+		return wire.Packet{}, false
 	}
-	p, drop := ParsePacket(buf[:n])
-	if drop != DropNone {
+	p, drop := wire.ParsePacket(buf[:n])
+	if drop != wire.DropNone {
 		d.t.Fatalf("device got a malformed packet: %v", drop)
 	}
 	return p, true
@@ -279,7 +281,7 @@ func (f *relayFixture) route(client string, dev *testDevice, limit int64) *Route
 }
 
 // waitDrop waits until the relay has counted want drops of reason d.
-func (f *relayFixture) waitDrop(d Drop, want uint64) {
+func (f *relayFixture) waitDrop(d wire.Drop, want uint64) {
 	f.t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -369,7 +371,7 @@ func TestRelayDropsUnknownKey(t *testing.T) {
 	if err := d.tryHandshake(f.key.Public, time.Now()); err == nil {
 		t.Fatal("handshake under a key no device has succeeded, want no response")
 	}
-	f.waitDrop(DropUnknownKey, 1)
+	f.waitDrop(wire.DropUnknownKey, 1)
 	if n := len(f.relay.Sessions()); n != 0 {
 		t.Errorf("Sessions() has %d entries, want 0", n)
 	}
@@ -387,12 +389,12 @@ func TestRelayDropsReplayedAndForgedPackets(t *testing.T) {
 		t.Fatalf("first copy not forwarded: %v", err)
 	}
 	d.sendRaw(pkt)
-	f.waitDrop(DropReplay, 1)
+	f.waitDrop(wire.DropReplay, 1)
 
 	forged := d.sealed(ipv4Packet("203.0.113.10", "10.9.0.2", 100))
 	forged[len(forged)-20] ^= 0x01
 	d.sendRaw(forged)
-	f.waitDrop(DropBadAuth, 1)
+	f.waitDrop(wire.DropBadAuth, 1)
 	f.wantNothingOnTUN()
 	if got := f.relay.Counters().ToClientPackets; got != 1 {
 		t.Errorf("ToClientPackets = %d, want 1", got)
@@ -407,9 +409,9 @@ func TestRelayRefusesClientsOfAnotherDevice(t *testing.T) {
 	r := f.route("10.9.0.2", b, 0)
 
 	a.send(ipv4Packet("203.0.113.10", "10.9.0.2", 100))
-	f.waitDrop(DropWrongDevice, 1)
+	f.waitDrop(wire.DropWrongDevice, 1)
 	a.send(ipv4Packet("203.0.113.10", "10.9.0.99", 100))
-	f.waitDrop(DropNoRoute, 1)
+	f.waitDrop(wire.DropNoRoute, 1)
 	f.wantNothingOnTUN()
 	if u := r.Usage(); u.RxBytes != 0 {
 		t.Errorf("route of device b counted %d bytes sent by device a, want 0", u.RxBytes)
@@ -427,9 +429,9 @@ func TestRelayEndsSessionOfDeletedDevice(t *testing.T) {
 	if err := f.tun.Inject(ipv4Packet("10.9.0.2", "203.0.113.10", 100)); err != nil {
 		t.Fatal(err)
 	}
-	f.waitDrop(DropDeviceOffline, 1)
+	f.waitDrop(wire.DropDeviceOffline, 1)
 	d.send(ipv4Packet("203.0.113.10", "10.9.0.2", 100))
-	f.waitDrop(DropUnknownIndex, 1)
+	f.waitDrop(wire.DropUnknownIndex, 1)
 	f.wantNothingOnTUN()
 }
 
@@ -475,7 +477,7 @@ func TestRelayFollowsDeviceToNewAddress(t *testing.T) {
 	if _, err := attacker.WriteToUDPAddrPort(pkt, f.addr); err != nil {
 		t.Fatal(err)
 	}
-	f.waitDrop(DropReplay, 1)
+	f.waitDrop(wire.DropReplay, 1)
 	if got := f.relay.Sessions()[0].Endpoint; got != ep {
 		t.Errorf("endpoint after a replay from %v = %v, want %v", attacker.LocalAddr(), got, ep)
 	}
@@ -490,7 +492,7 @@ func TestRelayHintsUnknownSession(t *testing.T) {
 	d.to = g.addr
 	d.send(nil)
 	p, ok := d.recvPacket(time.Second)
-	if !ok || p.Type != PacketUnknownSession || p.Receiver != d.sess.RemoteIndex() {
+	if !ok || p.Type != wire.PacketUnknownSession || p.Receiver != d.sess.RemoteIndex() {
 		t.Fatalf("answer of a restarted relay = %+v (received %v), want an unknown-session hint for index %d", p, ok, d.sess.RemoteIndex())
 	}
 	g.dir.add(d.dev)
@@ -510,7 +512,7 @@ func TestRelayRefusesReplayedInitiation(t *testing.T) {
 	if err := d.tryHandshake(f.key.Public, at); err == nil {
 		t.Error("a second initiation with the same timestamp was answered, want it refused")
 	}
-	f.waitDrop(DropStaleHandshake, 1)
+	f.waitDrop(wire.DropStaleHandshake, 1)
 	if err := d.tryHandshake(f.key.Public, at.Add(time.Millisecond)); err != nil {
 		t.Errorf("a newer initiation was refused: %v", err)
 	}
@@ -530,12 +532,12 @@ func TestRelayStopsAtTheLimit(t *testing.T) {
 			t.Fatalf("packet under the limit not forwarded: %v", err)
 		}
 	}
-	f.waitDrop(DropOverLimit, 1)
+	f.waitDrop(wire.DropOverLimit, 1)
 	f.wantNothingOnTUN()
 	if err := f.tun.Inject(ipv4Packet("10.9.0.2", "203.0.113.10", 501)); err != nil {
 		t.Fatal(err)
 	}
-	f.waitDrop(DropOverLimit, 2)
+	f.waitDrop(wire.DropOverLimit, 2)
 	if err := f.tun.Inject(ipv4Packet("10.9.0.2", "203.0.113.10", 500)); err != nil {
 		t.Fatal(err)
 	}
@@ -549,25 +551,25 @@ func TestRelayStopsAtTheLimit(t *testing.T) {
 	r.Conn.Block()
 	r.Conn.SetLimit(0)
 	d.send(ipv4Packet("203.0.113.10", "10.9.0.2", 100))
-	f.waitDrop(DropBlocked, 1)
+	f.waitDrop(wire.DropBlocked, 1)
 }
 
 func TestRelayDropsJunk(t *testing.T) {
 	f := newRelayFixture(t, nil)
 	d := f.newDevice(true)
-	for _, b := range [][]byte{{}, {9, 1, 2, 3}, {byte(PacketInitiation), 1}, {byte(PacketResponse), 0, 0, 0, 0}} {
+	for _, b := range [][]byte{{}, {9, 1, 2, 3}, {byte(wire.PacketInitiation), 1}, {byte(wire.PacketResponse), 0, 0, 0, 0}} {
 		d.sendRaw(b)
 	}
-	f.waitDrop(DropShort, 3)
-	f.waitDrop(DropUnknownType, 1)
+	f.waitDrop(wire.DropShort, 3)
+	f.waitDrop(wire.DropUnknownType, 1)
 	d.handshake(f.key.Public)
 	f.route("10.9.0.2", d, 0)
 	d.send([]byte{0x60, 0, 0, 0})
-	f.waitDrop(DropNotIPv4, 1)
+	f.waitDrop(wire.DropNotIPv4, 1)
 	if err := f.tun.Inject(ipv4Packet("10.9.0.77", "203.0.113.10", 100)); err != nil {
 		t.Fatal(err)
 	}
-	f.waitDrop(DropNoRoute, 1)
+	f.waitDrop(wire.DropNoRoute, 1)
 }
 
 func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
@@ -602,9 +604,9 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 	for i := range pkts {
 		pkts[i] = d.sealed(down)
 	}
-	dg := newDatagrams(batch, TransportHeaderSize+DefaultMTU+TagSize)
-	tb := newTUNBatch(0, DefaultMTU)
-	reply := make([]byte, 0, KeepaliveSize)
+	dg := newDatagrams(batch, wire.TransportHeaderSize+wire.DefaultMTU+wire.TagSize)
+	tb := newTUNBatch(0, wire.DefaultMTU)
+	reply := make([]byte, 0, wire.KeepaliveSize)
 	fill := func(pkts [][]byte) {
 		dg.n = 0
 		for i, p := range pkts {
@@ -644,12 +646,12 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 
 	// Client→device: a TUN batch sealed in place and sent with one sendmmsg.
 	up := ipv4Packet("10.9.0.2", "203.0.113.10", 1400)
-	in := newTUNBatch(batch, DefaultMTU)
+	in := newTUNBatch(batch, wire.DefaultMTU)
 	o := newOutbox(batch)
 	before = r.Counters().FromClientPackets
 	allocs = testing.AllocsPerRun(runs, func() {
 		for i := range batch {
-			in.sizes[i] = copy(in.bufs[i][TransportHeaderSize:], up)
+			in.sizes[i] = copy(in.bufs[i][wire.TransportHeaderSize:], up)
 			r.handleClientPacket(in.bufs[i], in.sizes[i], o)
 		}
 		if err := r.sendBatch(io, o); err != nil {

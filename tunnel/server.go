@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"net"
 	"net/http"
@@ -56,7 +57,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.ControlToken == "" {
 		return errors.New("tunnel: a control token is required")
 	}
-	key, err := ReadKeyFile(cfg.KeyFile)
+	key, err := wire.ReadKeyFile(cfg.KeyFile)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,7 @@ import (
 // struct is never copied. The zero value is ready to use.
 type Metrics struct {
 	// drops counts refused packets by reason (DropNone unused).
-	drops [NumDrops]atomic.Uint64
+	drops [wire.NumDrops]atomic.Uint64
 
 	// The packets and bytes forwarded in each direction: FromClient read from the TUN and
 	// sent to a device, ToClient received from a device and written to the TUN. Bytes are
@@ -25,7 +26,7 @@ type Metrics struct {
 }
 
 // Drop counts one packet refused for reason d.
-func (m *Metrics) Drop(d Drop) {
+func (m *Metrics) Drop(d wire.Drop) {
 	if int(d) < len(m.drops) {
 		m.drops[d].Add(1)
 	}
@@ -62,9 +63,9 @@ func (m *Metrics) Counters() Counters {
 		ToClientBytes:     m.toClientBytes.Load(),
 		Handshakes:        m.handshakes.Load(),
 		Keepalives:        m.keepalives.Load(),
-		Drops:             make(map[string]uint64, NumDrops-1),
+		Drops:             make(map[string]uint64, wire.NumDrops-1),
 	}
-	for d := Drop(1); d < NumDrops; d++ {
+	for d := wire.Drop(1); d < wire.NumDrops; d++ {
 		c.Drops[d.String()] = m.drops[d].Load()
 	}
 	return c

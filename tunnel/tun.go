@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 	"os/exec"
 	"strconv"
@@ -58,10 +59,6 @@ type TUNConfig struct {
 	MTU int
 }
 
-// DefaultMTU leaves room for the tunnel's own headers (IPv4 20 + UDP 8 + transport 13 + tag 16
-// = 57 bytes) inside a 1500-byte path, rounded down.
-const DefaultMTU = 1420
-
 // OpenTUN creates the TUN device cfg names, with offloads when the kernel offers them (IFF_VNET_HDR,
 // TSO and USO), gives it its address and MTU and brings it up (with the ip command of iproute2).
 // It needs CAP_NET_ADMIN. Closing the device removes it.
@@ -69,8 +66,8 @@ func OpenTUN(ctx context.Context, cfg TUNConfig) (TUN, error) {
 	if cfg.Name == "" || !cfg.Prefix.IsValid() {
 		return nil, errors.New("open tun: a name and an address prefix are required")
 	}
-	if cfg.MTU < 576 || cfg.MTU > MaxPlaintextSize {
-		return nil, fmt.Errorf("open tun %s: mtu %d outside 576..%d", cfg.Name, cfg.MTU, MaxPlaintextSize)
+	if cfg.MTU < 576 || cfg.MTU > wire.MaxPlaintextSize {
+		return nil, fmt.Errorf("open tun %s: mtu %d outside 576..%d", cfg.Name, cfg.MTU, wire.MaxPlaintextSize)
 	}
 	dev, err := wgtun.CreateTUN(cfg.Name, cfg.MTU)
 	if err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
 
@@ -532,17 +533,17 @@ const devTunnelControl = "127.0.0.1:7401"
 // and the tokens of the internal and control APIs (in dev.env), all kept across runs.
 type devTunnelSetup struct {
 	keyFile       string
-	key           tunnel.PublicKey
+	key           wire.PublicKey
 	internalToken string
 	controlToken  string
 }
 
 func devTunnel(cfg devConfig, env map[string]string) (devTunnelSetup, error) {
 	t := devTunnelSetup{keyFile: filepath.Join(cfg.dataDir, "tunnel.key")}
-	kp, err := tunnel.ReadKeyFile(t.keyFile)
+	kp, err := wire.ReadKeyFile(t.keyFile)
 	if errors.Is(err, os.ErrNotExist) {
-		if kp, err = tunnel.GenerateKeyPair(nil); err == nil {
-			err = tunnel.WriteKeyFile(t.keyFile, kp, false)
+		if kp, err = wire.GenerateKeyPair(nil); err == nil {
+			err = wire.WriteKeyFile(t.keyFile, kp, false)
 		}
 	}
 	if err != nil {
@@ -565,7 +566,7 @@ func (t devTunnelSetup) config(internalURL, openvpnDir string) tunnel.Config {
 		KeyFile:       t.keyFile,
 		InternalURL:   internalURL,
 		InternalToken: t.internalToken,
-		TUN:           tunnel.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: tunnel.DefaultMTU},
+		TUN:           tunnel.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: wire.DefaultMTU},
 		Routing:       &tunnel.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 type tunnelConfig struct {
@@ -31,12 +32,12 @@ func (c *tunnelConfig) register(f *flags) {
 	f.string(&c.cfg.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "token of the API's /internal/v1 (required)")
 	f.string(&c.cfg.TUN.Name, "tun", "CELLGATE_TUNNEL_DEVICE", "cg0", "name of the TUN device")
 	f.string(&c.address, "address", "CELLGATE_TUNNEL_ADDRESS", tunnel.DefaultAddress.String(), "the TUN's address and the devices' network")
-	f.int(&c.cfg.TUN.MTU, "mtu", "CELLGATE_TUNNEL_MTU", tunnel.DefaultMTU, "MTU of the TUN (the path to the devices must carry it plus 57 bytes)")
+	f.int(&c.cfg.TUN.MTU, "mtu", "CELLGATE_TUNNEL_MTU", wire.DefaultMTU, "MTU of the TUN (the path to the devices must carry it plus 57 bytes)")
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "proxy clients' addresses (OpenVPN's pool): routed into the TUN by a policy rule")
 	f.int(&c.table, "route-table", "CELLGATE_TUNNEL_ROUTE_TABLE", 7400, "routing table (and rule priority) of that policy rule")
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave the firewall chain, forwarding, rp_filter and the policy rule to the operator (README: Running a relay)")
 	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", tunnel.DefaultReportInterval, "period of usage reports to the API")
-	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", tunnel.SessionTimeout, "a device silent this long is offline for its clients")
+	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", wire.SessionTimeout, "a device silent this long is offline for its clients")
 	f.duration(&c.cfg.UsageGrace, "usage-grace", "CELLGATE_TUNNEL_USAGE_GRACE", tunnel.DefaultUsageGrace, "how long a connection's usage, limit, epoch and cutoff are kept after its last client left: a client back within it goes on from them")
 	f.string(&c.cfg.OpenVPNDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory (cellgate openvpn init): hold its management connection to kill sessions (empty: no OpenVPN)")
 	f.bool(&c.cfg.NoAccounting, "benchmark-no-accounting", "CELLGATE_TUNNEL_BENCHMARK_NO_ACCOUNTING", false, "benchmarks only: forward without counting bytes or enforcing limits")
@@ -113,11 +114,11 @@ func runTunnelKeygen(args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	kp, err := tunnel.GenerateKeyPair(nil)
+	kp, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		return err
 	}
-	if err := tunnel.WriteKeyFile(path, kp, force); err != nil {
+	if err := wire.WriteKeyFile(path, kp, force); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s exists; keep it, or give -force to replace it (devices then need the new public key)", path)
 		}

@@ -40,12 +40,13 @@ import (
 
 	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // directory is the relay's Directory: the devices' keys, fixed at start.
-type directory map[tunnel.PublicKey]tunnel.Device
+type directory map[wire.PublicKey]tunnel.Device
 
-func (d directory) LookupKey(_ context.Context, k tunnel.PublicKey) (tunnel.Device, error) {
+func (d directory) LookupKey(_ context.Context, k wire.PublicKey) (tunnel.Device, error) {
 	if dev, ok := d[k]; ok {
 		return dev, nil
 	}
@@ -56,7 +57,7 @@ func (d directory) Gone(context.Context, []tunnel.Device) ([]uuid.UUID, error) {
 
 // hasMACs is false on a tree from before issue #15, whose initiations end without MACs, so
 // that this file also measures the relay as it was (BENCHMARKS.md, "before").
-const hasMACs = tunnel.InitiationSize >= 141
+const hasMACs = wire.InitiationSize >= 141
 
 func main() {
 	var (
@@ -88,8 +89,8 @@ func main() {
 
 // setup is what the measuring process tells the relay process on its stdin.
 type setup struct {
-	Key     tunnel.PrivateKey
-	Devices []tunnel.PublicKey
+	Key     wire.PrivateKey
+	Devices []wire.PublicKey
 }
 
 // report is what the relay process prints when its stdin closes.
@@ -110,7 +111,7 @@ func runRelay() error {
 	if err := json.Unmarshal(line, &s); err != nil {
 		return err
 	}
-	key, err := tunnel.NewKeyPair(s.Key)
+	key, err := wire.NewKeyPair(s.Key)
 	if err != nil {
 		return err
 	}
@@ -144,14 +145,14 @@ func runRelay() error {
 
 // measure starts the relay, floods it while the devices handshake, and prints the row.
 func measure(junk, addrs, devices, poolSize int, every, duration time.Duration) error {
-	relayKey, err := tunnel.GenerateKeyPair(nil)
+	relayKey, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		return err
 	}
-	keys := make([]tunnel.KeyPair, devices)
+	keys := make([]wire.KeyPair, devices)
 	s := setup{Key: relayKey.Private}
 	for i := range keys {
-		if keys[i], err = tunnel.GenerateKeyPair(nil); err != nil {
+		if keys[i], err = wire.GenerateKeyPair(nil); err != nil {
 			return err
 		}
 		s.Devices = append(s.Devices, keys[i].Public)
@@ -307,14 +308,14 @@ func (p *relayProcess) kill() {
 
 // validDevice handshakes back to back from its own loopback address.
 type validDevice struct {
-	key   tunnel.KeyPair
-	relay tunnel.PublicKey
+	key   wire.KeyPair
+	relay wire.PublicKey
 	to    netip.AddrPort
 	conn  *net.UDPConn
 	macs  device.CookieGenerator
 }
 
-func newValidDevice(key tunnel.KeyPair, relay tunnel.PublicKey, to netip.AddrPort, i int) (*validDevice, error) {
+func newValidDevice(key wire.KeyPair, relay wire.PublicKey, to netip.AddrPort, i int) (*validDevice, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))})
 	if err != nil {
 		return nil, err
@@ -354,7 +355,7 @@ func (d *validDevice) run(ctx context.Context, every time.Duration, st *stats, j
 // handshake sends an initiation and reports whether it completed within a second; a cookie
 // reply makes it send the initiation again at once, with mac2.
 func (d *validDevice) handshake(index uint32) bool {
-	h, pkt, err := tunnel.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
+	h, pkt, err := wire.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
 	if err != nil {
 		return false
 	}
@@ -369,8 +370,8 @@ func (d *validDevice) handshake(index uint32) bool {
 		if err != nil {
 			return false
 		}
-		p, drop := tunnel.ParsePacket(buf[:n])
-		if drop != tunnel.DropNone {
+		p, drop := wire.ParsePacket(buf[:n])
+		if drop != wire.DropNone {
 			continue
 		}
 		if hasMACs && takeCookie(&d.macs, p) {
@@ -378,7 +379,7 @@ func (d *validDevice) handshake(index uint32) bool {
 			d.conn.WriteToUDPAddrPort(pkt, d.to)
 			continue
 		}
-		if _, drop := h.Complete(p, time.Now()); drop == tunnel.DropNone {
+		if _, drop := h.Complete(p, time.Now()); drop == wire.DropNone {
 			return true
 		}
 	}
@@ -412,8 +413,8 @@ func (s *stats) p99() time.Duration {
 }
 
 // takeCookie gives a cookie reply's cookie to g and reports whether p was one.
-func takeCookie(g *device.CookieGenerator, p tunnel.Packet) bool {
-	if p.Type != tunnel.PacketType(5) || len(p.Body) != 56 { // PacketCookieReply
+func takeCookie(g *device.CookieGenerator, p wire.Packet) bool {
+	if p.Type != wire.PacketType(5) || len(p.Body) != 56 { // PacketCookieReply
 		return false
 	}
 	var msg device.MessageCookieReply
@@ -424,14 +425,14 @@ func takeCookie(g *device.CookieGenerator, p tunnel.Packet) bool {
 }
 
 // junkPool makes n initiations under fresh random keys no device has.
-func junkPool(relay tunnel.PublicKey, n int) ([][]byte, error) {
+func junkPool(relay wire.PublicKey, n int) ([][]byte, error) {
 	pool := make([][]byte, n)
 	for i := range pool {
-		k, err := tunnel.GenerateKeyPair(nil)
+		k, err := wire.GenerateKeyPair(nil)
 		if err != nil {
 			return nil, err
 		}
-		if _, pool[i], err = tunnel.InitiateHandshake(nil, k, relay, uint32(i+1), time.Now()); err != nil {
+		if _, pool[i], err = wire.InitiateHandshake(nil, k, relay, uint32(i+1), time.Now()); err != nil {
 			return nil, err
 		}
 	}
@@ -446,7 +447,7 @@ type junkSender struct {
 	macs device.CookieGenerator
 }
 
-func newJunk(pool [][]byte, relay tunnel.PublicKey, to netip.AddrPort, i int) (*junkSender, error) {
+func newJunk(pool [][]byte, relay wire.PublicKey, to netip.AddrPort, i int) (*junkSender, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(i+2))})
 	if err != nil {
 		return nil, err
@@ -465,7 +466,7 @@ func (j *junkSender) run(ctx context.Context, rate int, sent *atomic.Int64, meas
 			if err != nil {
 				return
 			}
-			if p, drop := tunnel.ParsePacket(buf[:n]); drop == tunnel.DropNone && hasMACs {
+			if p, drop := wire.ParsePacket(buf[:n]); drop == wire.DropNone && hasMACs {
 				takeCookie(&j.macs, p)
 			}
 		}

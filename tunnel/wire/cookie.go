@@ -1,4 +1,4 @@
-package tunnel
+package wire
 
 import (
 	"encoding/binary"
@@ -32,26 +32,26 @@ const (
 	cookieSealedSize = MacSize + TagSize
 )
 
-// cookieJar is the device side: it puts mac1 and, with a fresh cookie, mac2 on initiations,
+// CookieJar is the device side: it puts mac1 and, with a fresh cookie, mac2 on initiations,
 // and takes the cookies the relay sends. It is safe for concurrent use.
-type cookieJar struct {
+type CookieJar struct {
 	gen device.CookieGenerator
 }
 
-// newCookieJar returns a jar for the relay whose static public key is relay.
-func newCookieJar(relay PublicKey) *cookieJar {
-	j := &cookieJar{}
+// NewCookieJar returns a jar for the relay whose static public key is relay.
+func NewCookieJar(relay PublicKey) *CookieJar {
+	j := &CookieJar{}
 	j.gen.Init(device.NoisePublicKey(relay))
 	return j
 }
 
-// add writes mac1, and mac2 when the jar holds a cookie younger than 2 minutes, into the last
+// Add writes mac1, and mac2 when the jar holds a cookie younger than 2 minutes, into the last
 // 2×MacSize bytes of the initiation b.
-func (j *cookieJar) add(b []byte) { j.gen.AddMacs(b) }
+func (j *CookieJar) Add(b []byte) { j.gen.AddMacs(b) }
 
-// consume takes the cookie of a cookie reply to the last initiation add saw, and reports
+// Consume takes the cookie of a cookie reply to the last initiation Add saw, and reports
 // whether b was one (a reply that does not decrypt is ignored).
-func (j *cookieJar) consume(b []byte) bool {
+func (j *CookieJar) Consume(b []byte) bool {
 	p, drop := ParsePacket(b)
 	if drop != DropNone || p.Type != PacketCookieReply {
 		return false
@@ -64,26 +64,27 @@ func (j *cookieJar) consume(b []byte) bool {
 }
 
 // addMAC1 writes mac1 into the initiation b and leaves mac2 zero.
-func addMAC1(b []byte, relay PublicKey) { newCookieJar(relay).add(b) }
+func addMAC1(b []byte, relay PublicKey) { NewCookieJar(relay).Add(b) }
 
-// cookieChecker is the relay side. It is safe for concurrent use.
-type cookieChecker struct {
+// CookieChecker is the relay side. Init it before use; then it is safe for concurrent use.
+type CookieChecker struct {
 	c device.CookieChecker
 }
 
-func (c *cookieChecker) init(relay PublicKey) { c.c.Init(device.NoisePublicKey(relay)) }
+// Init keys the checker with the relay's static public key.
+func (c *CookieChecker) Init(relay PublicKey) { c.c.Init(device.NoisePublicKey(relay)) }
 
-// checkMAC1 reports whether the initiation b carries a valid mac1.
-func (c *cookieChecker) checkMAC1(b []byte) bool { return c.c.CheckMAC1(b) }
+// CheckMAC1 reports whether the initiation b carries a valid mac1.
+func (c *CookieChecker) CheckMAC1(b []byte) bool { return c.c.CheckMAC1(b) }
 
-// checkMAC2 reports whether the initiation b carries a valid mac2 for a cookie given to from.
-func (c *cookieChecker) checkMAC2(b []byte, from netip.AddrPort) bool {
+// CheckMAC2 reports whether the initiation b carries a valid mac2 for a cookie given to from.
+func (c *CookieChecker) CheckMAC2(b []byte, from netip.AddrPort) bool {
 	src := addrBytes(from)
 	return c.c.CheckMAC2(b, src[:])
 }
 
-// appendReply appends a cookie reply for the initiation b, which came from from, to dst.
-func (c *cookieChecker) appendReply(dst, b []byte, from netip.AddrPort) ([]byte, error) {
+// AppendReply appends a cookie reply for the initiation b, which came from from, to dst.
+func (c *CookieChecker) AppendReply(dst, b []byte, from netip.AddrPort) ([]byte, error) {
 	p, drop := ParsePacket(b)
 	if drop != DropNone || p.Type != PacketInitiation {
 		return dst, errNotInitiation

@@ -1,4 +1,4 @@
-package tunnel
+package wire
 
 // Replay window geometry: a ring of 64-bit blocks, 2048 bits in all. The
 // block holding the newest counter is only partly in use, so the window

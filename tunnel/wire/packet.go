@@ -1,4 +1,4 @@
-package tunnel
+package wire
 
 import "encoding/binary"
 
@@ -90,6 +90,10 @@ const (
 	MaxPacketSize = 1<<16 - 1
 	// MaxPlaintextSize is the largest payload one transport packet carries.
 	MaxPlaintextSize = MaxPacketSize - TransportHeaderSize - TagSize
+	// DefaultMTU is the TUN MTU at both ends: it leaves room for the tunnel's own headers
+	// (IPv4 20 + UDP 8 + transport 13 + tag 16 = 57 bytes) inside a 1500-byte path, rounded
+	// down.
+	DefaultMTU = 1420
 
 	timestampSize = 8
 )

@@ -1,4 +1,4 @@
-package tunnel
+package wire
 
 import (
 	"bytes"
@@ -92,11 +92,11 @@ func TestParsePacketAllocs(t *testing.T) {
 func FuzzParsePacket(f *testing.F) {
 	p := handshake(f)
 	resp := NewHandshakeResponder(p.tunnel, func([]byte) (string, bool) { return "dev", true })
-	var checker cookieChecker
-	checker.init(p.tunnel.Public)
-	jar := newCookieJar(p.tunnel.Public)
+	var checker CookieChecker
+	checker.Init(p.tunnel.Public)
+	jar := NewCookieJar(p.tunnel.Public)
 	_, init, _ := InitiateHandshake(nil, p.device, p.tunnel.Public, 7, epoch)
-	jar.add(init) // the jar waits for a cookie reply to this initiation
+	jar.Add(init) // the jar waits for a cookie reply to this initiation
 	keepalive, _ := p.deviceSess.Encrypt(nil, nil)
 	f.Add(keepalive)
 	f.Add([]byte{byte(PacketTransport)})
@@ -125,7 +125,7 @@ func FuzzParsePacket(f *testing.F) {
 				t.Fatalf("Decrypt(%x) accepted a packet the session did not encrypt", b)
 			}
 		case PacketInitiation:
-			if checker.checkMAC1(b) && !bytes.Equal(b, init) {
+			if checker.CheckMAC1(b) && !bytes.Equal(b, init) {
 				t.Fatalf("checkMAC1(%x) accepted a fuzzed initiation", b)
 			}
 			if _, _, d := resp.Respond(nil, pkt, 1, epoch); d == DropNone && !bytes.Equal(b, init) {
@@ -140,7 +140,7 @@ func FuzzParsePacket(f *testing.F) {
 				t.Fatalf("ParsePacket(%x) = %+v, want a %d-byte cookie reply", b, pkt, CookieReplySize)
 			}
 			// Only the relay, with the initiation's mac1, can make a reply the jar takes.
-			if jar.consume(b) {
+			if jar.Consume(b) {
 				t.Fatalf("consume(%x) took a fuzzed cookie reply", b)
 			}
 		case PacketUnknownSession:

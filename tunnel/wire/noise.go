@@ -1,4 +1,4 @@
-package tunnel
+package wire
 
 import (
 	"crypto/cipher"
@@ -123,7 +123,7 @@ func (k *PublicKey) UnmarshalText(b []byte) error { return decodeKey(k[:], strin
 func (k PrivateKey) String() string { return "[redacted]" }
 
 // GoString returns a placeholder, never the key.
-func (k PrivateKey) GoString() string { return "tunnel.PrivateKey{[redacted]}" }
+func (k PrivateKey) GoString() string { return "wire.PrivateKey{[redacted]}" }
 
 // MarshalText returns the key in base64, for the key file.
 func (k PrivateKey) MarshalText() ([]byte, error) {
@@ -150,7 +150,7 @@ type HandshakeInitiator struct {
 // remote. localIndex is the index the tunnel will address this session's
 // packets to; now goes into the initiation so the tunnel can refuse a replayed
 // one. The initiation packet is appended to dst, with its mac1 and a zero mac2
-// (a device holding a cookie replaces them, see cookieJar).
+// (a device holding a cookie replaces them, see CookieJar).
 func InitiateHandshake(dst []byte, local KeyPair, remote PublicKey, localIndex uint32, now time.Time) (*HandshakeInitiator, []byte, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   cipherSuite,
