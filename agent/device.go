@@ -17,6 +17,7 @@ import (
 
 	"github.com/cellgate/cellgate/firewall"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
@@ -95,7 +96,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 		return fmt.Errorf("tunnel ip %q from the API: %w", st.Tunnel.IP, err)
 	}
 
-	tun, err := tunnel.OpenTUN(ctx, tunnel.TUNConfig{Name: cfg.TUNName, Prefix: netip.PrefixFrom(ip, 16), MTU: cfg.MTU})
+	tun, err := netio.OpenTUN(ctx, netio.TUNConfig{Name: cfg.TUNName, Prefix: netip.PrefixFrom(ip, 16), MTU: cfg.MTU})
 	if err != nil {
 		return err
 	}
@@ -201,7 +202,7 @@ func loadDeviceState(path string) (deviceState, error) {
 // nothing to the device itself), forwarding on, loose reverse-path filtering on the TUN,
 // MASQUERADE of the client pool out of the uplink, and the client pool routed back into the
 // TUN. The filter comes first, so that no client packet is forwarded before it is in place.
-func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*tunnel.KernelSetup, error) {
+func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*netio.KernelSetup, error) {
 	uplink := cfg.Uplink
 	if uplink == "" {
 		var err error
@@ -210,7 +211,7 @@ func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*tunnel.KernelSetup,
 		}
 	}
 	pool := cfg.ClientPool.Masked().String()
-	k := &tunnel.KernelSetup{}
+	k := &netio.KernelSetup{}
 	rule := []string{"POSTROUTING", "-s", pool, "-o", uplink, "-j", "MASQUERADE", "-m", "comment", "--comment", "cellgate agent"}
 	steps := []func() error{
 		func() error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"math/rand/v2"
@@ -30,7 +31,7 @@ type ClientConfig struct {
 	Endpoint string
 	// TUN is the device's packet device: packets read from it go to the tunnel, packets from
 	// the tunnel are written to it. The caller owns it: Run never closes it (see Run).
-	TUN TUN
+	TUN netio.TUN
 	// MTU is the TUN's MTU, the largest packet read from or written to it; 0 means
 	// DefaultMTU.
 	MTU int
@@ -98,7 +99,7 @@ type ClientCounters struct {
 type Client struct {
 	key       wire.KeyPair
 	serverKey wire.PublicKey
-	tun       TUN
+	tun       netio.TUN
 	mtu       int
 	keepalive time.Duration
 	log       *slog.Logger
@@ -247,7 +248,7 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("run client: listen udp: %w", err)
 	}
 	c.conn = pc.(*net.UDPConn)
-	io, err := newBatchIO(c.conn, udpBatchSize)
+	io, err := netio.NewBatchIO(c.conn, netio.BatchSize)
 	if err != nil {
 		c.conn.Close()
 		return fmt.Errorf("run client: %w", err)
@@ -327,23 +328,23 @@ func (c *Client) write(b []byte) bool {
 // split into MTU-sized packets), seals each in place behind headroom for the transport
 // header, and sends the batch with one sendmmsg. It returns nil at the first read that
 // returns after ctx ended, and the read's error if the TUN fails before.
-func (c *Client) readTUN(ctx context.Context, io batchIO) error {
-	tb := newTUNBatch(c.tun.BatchSize(), c.mtu)
-	o := newOutbox(len(tb.bufs))
+func (c *Client) readTUN(ctx context.Context, io netio.BatchIO) error {
+	tb := netio.NewTUNBatch(c.tun.BatchSize(), c.mtu)
+	o := netio.NewOutbox(len(tb.Bufs))
 	for {
-		n, err := c.tun.Read(tb.bufs, tb.sizes, wire.TransportHeaderSize)
+		n, err := c.tun.Read(tb.Bufs, tb.Sizes, wire.TransportHeaderSize)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			if !errors.Is(err, ErrTooManySegments) {
+			if !errors.Is(err, netio.ErrTooManySegments) {
 				return fmt.Errorf("read tun: %w", err)
 			}
 			c.drop(wire.DropOversize) // the rest of the super-packet is lost
 		}
 		now := c.now()
 		for i := range n {
-			c.sealPacket(tb.bufs[i], tb.sizes[i], now, o)
+			c.sealPacket(tb.Bufs[i], tb.Sizes[i], now, o)
 		}
 		if err := c.sendBatch(io, o, now); err != nil {
 			return nil // the socket is closed: Run is ending
@@ -354,7 +355,7 @@ func (c *Client) readTUN(ctx context.Context, io batchIO) error {
 // sealPacket encrypts the packet at buf[TransportHeaderSize:TransportHeaderSize+n] in place
 // on the current session and queues it in o; buf has TagSize bytes of room after the packet.
 // It does not allocate.
-func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *outbox) {
+func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *netio.Outbox) {
 	plain := buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	if n == 0 || plain[0]>>4 != 4 {
 		c.drop(wire.DropNotIPv4) // the relay forwards IPv4 only: do not spend the uplink on it
@@ -379,26 +380,26 @@ func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *outbox) {
 		c.drop(wire.DropExpired) // counter exhausted; n ≤ mtu rules out ErrPayloadTooLong
 		return
 	}
-	o.add(pkt, *ep, n)
+	o.Add(pkt, *ep, n)
 }
 
 // sendBatch sends o's datagrams to the tunnel, counts each as sent or dropped and empties o.
 // It fails only when the socket is closed.
-func (c *Client) sendBatch(io batchIO, o *outbox, now time.Time) error {
-	if o.n == 0 {
+func (c *Client) sendBatch(io netio.BatchIO, o *netio.Outbox, now time.Time) error {
+	if o.N == 0 {
 		return nil
 	}
-	err := io.write(o)
+	err := io.Write(o)
 	var packets, bytes uint64
-	for i := range o.n {
-		if o.ok[i] {
+	for i := range o.N {
+		if o.OK[i] {
 			packets++
-			bytes += uint64(o.lens[i])
+			bytes += uint64(o.Lens[i])
 		} else {
 			c.drop(wire.DropWriteFailed)
 		}
 	}
-	o.n = 0
+	o.N = 0
 	if packets > 0 {
 		c.tx.last.Store(c.stamp(now))
 		c.tx.bytes.Add(bytes)
@@ -409,11 +410,11 @@ func (c *Client) sendBatch(io batchIO, o *outbox, now time.Time) error {
 
 // readSocket is the socket reader: it reads batches of datagrams (recvmmsg), handles each,
 // and writes the packets they carry to the TUN in one batch, until Run closes the socket.
-func (c *Client) readSocket(ctx context.Context, io batchIO) {
-	d := newDatagrams(udpBatchSize, wire.TransportHeaderSize+c.mtu+wire.TagSize)
-	tb := newTUNBatch(0, c.mtu)
+func (c *Client) readSocket(ctx context.Context, io netio.BatchIO) {
+	d := netio.NewDatagrams(netio.BatchSize, wire.TransportHeaderSize+c.mtu+wire.TagSize)
+	tb := netio.NewTUNBatch(0, c.mtu)
 	for {
-		if err := io.read(d); err != nil {
+		if err := io.Read(d); err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -428,31 +429,31 @@ func (c *Client) readSocket(ctx context.Context, io batchIO) {
 
 // receiveBatch handles the datagrams d holds and writes the packets they carry to the TUN,
 // with tb's out and lens as scratch space. It does not allocate.
-func (c *Client) receiveBatch(d *datagrams, tb *tunBatch) {
-	tb.out, tb.lens = tb.out[:0], tb.lens[:0]
-	for i := range d.n {
+func (c *Client) receiveBatch(d *netio.Datagrams, tb *netio.TUNBatch) {
+	tb.Out, tb.Lens = tb.Out[:0], tb.Lens[:0]
+	for i := range d.N {
 		// The plaintext is decrypted in place, right behind the transport header.
-		if plain := c.receive(d.pkts[i], d.from[i]); len(plain) > 0 {
-			tb.out = append(tb.out, d.pkts[i][:wire.TransportHeaderSize+len(plain)])
-			tb.lens = append(tb.lens, len(plain))
+		if plain := c.receive(d.Pkts[i], d.From[i]); len(plain) > 0 {
+			tb.Out = append(tb.Out, d.Pkts[i][:wire.TransportHeaderSize+len(plain)])
+			tb.Lens = append(tb.Lens, len(plain))
 		}
 	}
-	if len(tb.out) == 0 {
+	if len(tb.Out) == 0 {
 		return
 	}
-	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.out.
-	if _, err := c.tun.Write(tb.out, wire.TransportHeaderSize); err != nil {
-		for range tb.lens {
+	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.Out.
+	if _, err := c.tun.Write(tb.Out, wire.TransportHeaderSize); err != nil {
+		for range tb.Lens {
 			c.drop(wire.DropWriteFailed)
 		}
 		return
 	}
 	var bytes uint64
-	for _, n := range tb.lens {
+	for _, n := range tb.Lens {
 		bytes += uint64(n)
 	}
 	c.rx.bytes.Add(bytes)
-	c.rx.packets.Add(uint64(len(tb.lens)))
+	c.rx.packets.Add(uint64(len(tb.Lens)))
 }
 
 // receive handles one datagram from the network and returns the packet it carries for the

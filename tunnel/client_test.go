@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
@@ -412,7 +413,7 @@ func TestClientKeepaliveKeepsSessionAlive(t *testing.T) {
 	rig.relay.sendRaw(rig.relay.sealed(last))
 	rig.expectTUN(last)
 	clock.Advance(wire.DeadAfter)
-	rig.waitFor("a new handshake after wire.DeadAfter of silence", 2*time.Second, func(st ClientStatus) bool {
+	rig.waitFor("a new handshake after DeadAfter of silence", 2*time.Second, func(st ClientStatus) bool {
 		return st.Counters.Handshakes == 2
 	})
 	rig.roundTrip(0x20)
@@ -769,11 +770,11 @@ func pathClient(tb testing.TB) (c *Client, relay *wire.Session) {
 }
 
 // sendBatchOf seals and sends a batch of copies of pkt through c's packet path, as readTUN does.
-func sendBatchOf(tb testing.TB, c *Client, io batchIO, in *tunBatch, o *outbox, pkt []byte) {
+func sendBatchOf(tb testing.TB, c *Client, io netio.BatchIO, in *netio.TUNBatch, o *netio.Outbox, pkt []byte) {
 	now := c.now()
-	for i := range in.bufs {
-		in.sizes[i] = copy(in.bufs[i][wire.TransportHeaderSize:], pkt) // sealing overwrote it
-		c.sealPacket(in.bufs[i], in.sizes[i], now, o)
+	for i := range in.Bufs {
+		in.Sizes[i] = copy(in.Bufs[i][wire.TransportHeaderSize:], pkt) // sealing overwrote it
+		c.sealPacket(in.Bufs[i], in.Sizes[i], now, o)
 	}
 	if err := c.sendBatch(io, o, now); err != nil {
 		tb.Fatal(err)
@@ -782,26 +783,26 @@ func sendBatchOf(tb testing.TB, c *Client, io batchIO, in *tunBatch, o *outbox, 
 
 // receiveBatchOf hands c a batch of datagrams carrying pkt, sealed by relay, as readSocket
 // does.
-func receiveBatchOf(c *Client, relay *wire.Session, d *datagrams, out *tunBatch, pkt []byte) {
+func receiveBatchOf(c *Client, relay *wire.Session, d *netio.Datagrams, out *netio.TUNBatch, pkt []byte) {
 	from := netip.MustParseAddrPort("127.0.0.1:7400")
-	d.n = 0
-	for i := range d.bufs {
-		b, _ := relay.Encrypt(d.bufs[i][:0], pkt)
-		d.add(b, from)
+	d.N = 0
+	for i := range d.Bufs {
+		b, _ := relay.Encrypt(d.Bufs[i][:0], pkt)
+		d.Add(b, from)
 	}
 	c.receiveBatch(d, out)
 }
 
 func TestClientPacketPathDoesNotAllocate(t *testing.T) {
 	c, relay := pathClient(t)
-	io, err := newBatchIO(c.conn, udpBatchSize)
+	io, err := netio.NewBatchIO(c.conn, netio.BatchSize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const runs, batch = 200, 16
 	pkt := clientPacket(0x42, 1400)
 
-	in, o := newTUNBatch(batch, c.mtu), newOutbox(batch)
+	in, o := netio.NewTUNBatch(batch, c.mtu), netio.NewOutbox(batch)
 	allocs := testing.AllocsPerRun(runs, func() { sendBatchOf(t, c, io, in, o, pkt) })
 	if allocs != 0 {
 		t.Errorf("send path allocs per batch of %d = %v, want 0", batch, allocs)
@@ -810,7 +811,7 @@ func TestClientPacketPathDoesNotAllocate(t *testing.T) {
 		t.Errorf("sent %d packets, want %d (drops %v)", got, want, c.Status().Counters.Drops)
 	}
 
-	d, out := newDatagrams(batch, wire.TransportHeaderSize+c.mtu+wire.TagSize), newTUNBatch(0, c.mtu)
+	d, out := netio.NewDatagrams(batch, wire.TransportHeaderSize+c.mtu+wire.TagSize), netio.NewTUNBatch(0, c.mtu)
 	allocs = testing.AllocsPerRun(runs, func() { receiveBatchOf(c, relay, d, out, pkt) })
 	if allocs != 0 {
 		t.Errorf("receive path allocs per batch of %d = %v, want 0", batch, allocs)
@@ -822,13 +823,13 @@ func TestClientPacketPathDoesNotAllocate(t *testing.T) {
 
 func BenchmarkClientSend1400(b *testing.B) {
 	c, _ := pathClient(b)
-	io, err := newBatchIO(c.conn, udpBatchSize)
+	io, err := netio.NewBatchIO(c.conn, netio.BatchSize)
 	if err != nil {
 		b.Fatal(err)
 	}
 	const batch = 32
 	pkt := clientPacket(0x42, 1400)
-	in, o := newTUNBatch(batch, c.mtu), newOutbox(batch)
+	in, o := netio.NewTUNBatch(batch, c.mtu), netio.NewOutbox(batch)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)) * batch)
 	for b.Loop() {
@@ -841,7 +842,7 @@ func BenchmarkClientReceive1400(b *testing.B) {
 	c, relay := pathClient(b)
 	const batch = 32
 	pkt := clientPacket(0x42, 1400)
-	d, out := newDatagrams(batch, wire.TransportHeaderSize+c.mtu+wire.TagSize), newTUNBatch(0, c.mtu)
+	d, out := netio.NewDatagrams(batch, wire.TransportHeaderSize+c.mtu+wire.TagSize), netio.NewTUNBatch(0, c.mtu)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)) * batch)
 	for b.Loop() {

@@ -179,7 +179,7 @@ func TestRelayTakesOlderInitiationOnceSessionsCannotBeLive(t *testing.T) {
 	clock.Advance(wire.RejectAfterTime)
 	f.relay.tick()
 	if err := d.tryHandshake(f.key.Public, back); err != nil {
-		t.Errorf("after wire.RejectAfterTime the device is still locked out: %v", err)
+		t.Errorf("after RejectAfterTime the device is still locked out: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"net"
@@ -26,7 +27,7 @@ type RelayConfig struct {
 	Key wire.KeyPair
 	// TUN is cg0. Run reads client packets from it and writes device packets to it, and
 	// closes it when it returns.
-	TUN TUN
+	TUN netio.TUN
 	// Conn is the UDP socket devices send to. Run closes it when it returns.
 	Conn *net.UDPConn
 	// MTU is the largest packet read from or written to the TUN.
@@ -217,7 +218,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 // Run forwards packets until ctx ends, then closes the socket and the TUN and returns nil; it
 // returns an error if a reader fails for another reason.
 func (r *Relay) Run(ctx context.Context) error {
-	io, err := newBatchIO(r.cfg.Conn, udpBatchSize)
+	io, err := netio.NewBatchIO(r.cfg.Conn, netio.BatchSize)
 	if err != nil {
 		r.cfg.Conn.Close()
 		r.cfg.TUN.Close()
@@ -287,12 +288,12 @@ func (r *Relay) live(p *peer, now int64) bool {
 // readUDP is the device side of the packet path: it reads batches of datagrams (recvmmsg),
 // decrypts each in place, and writes the admitted packets to the TUN in one batch. It exits
 // when the socket is closed.
-func (r *Relay) readUDP(ctx context.Context, io batchIO) error {
-	d := newDatagrams(udpBatchSize, wire.TransportHeaderSize+r.cfg.MTU+wire.TagSize)
-	tb := newTUNBatch(0, r.cfg.MTU)
+func (r *Relay) readUDP(ctx context.Context, io netio.BatchIO) error {
+	d := netio.NewDatagrams(netio.BatchSize, wire.TransportHeaderSize+r.cfg.MTU+wire.TagSize)
+	tb := netio.NewTUNBatch(0, r.cfg.MTU)
 	reply := make([]byte, 0, max(wire.KeepaliveSize, wire.CookieReplySize))
 	for {
-		if err := io.read(d); err != nil {
+		if err := io.Read(d); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -308,26 +309,26 @@ func (r *Relay) readUDP(ctx context.Context, io batchIO) error {
 
 // handleDatagrams handles the datagrams d holds and writes the packets they carry for the
 // clients to the TUN, with tb's out and lens as scratch space. It does not allocate.
-func (r *Relay) handleDatagrams(d *datagrams, tb *tunBatch, reply []byte) {
-	tb.out, tb.lens = tb.out[:0], tb.lens[:0]
-	for i := range d.n {
+func (r *Relay) handleDatagrams(d *netio.Datagrams, tb *netio.TUNBatch, reply []byte) {
+	tb.Out, tb.Lens = tb.Out[:0], tb.Lens[:0]
+	for i := range d.N {
 		// The plaintext is decrypted in place, right behind the transport header.
-		if plain := r.handleDatagram(d.pkts[i], d.from[i], reply[:0]); len(plain) > 0 {
-			tb.out = append(tb.out, d.pkts[i][:wire.TransportHeaderSize+len(plain)])
-			tb.lens = append(tb.lens, len(plain))
+		if plain := r.handleDatagram(d.Pkts[i], d.From[i], reply[:0]); len(plain) > 0 {
+			tb.Out = append(tb.Out, d.Pkts[i][:wire.TransportHeaderSize+len(plain)])
+			tb.Lens = append(tb.Lens, len(plain))
 		}
 	}
-	if len(tb.out) == 0 {
+	if len(tb.Out) == 0 {
 		return
 	}
-	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.out.
-	if _, err := r.cfg.TUN.Write(tb.out, wire.TransportHeaderSize); err != nil {
-		for range tb.lens {
+	// The TUN may coalesce segments into the buffers' spare capacity and rewrite tb.Out.
+	if _, err := r.cfg.TUN.Write(tb.Out, wire.TransportHeaderSize); err != nil {
+		for range tb.Lens {
 			r.metrics.Drop(wire.DropWriteFailed)
 		}
 		return
 	}
-	for _, n := range tb.lens {
+	for _, n := range tb.Lens {
 		r.metrics.Forwarded(ToClient, n)
 	}
 }
@@ -437,24 +438,24 @@ func (r *Relay) send(b []byte, to netip.AddrPort) {
 // their client's device. It reads a batch from the TUN (a super-packet arrives split into
 // MTU-sized packets), admits and seals each in place, and sends the batch with one sendmmsg.
 // It exits when the TUN is closed.
-func (r *Relay) readTUN(ctx context.Context, io batchIO) error {
+func (r *Relay) readTUN(ctx context.Context, io netio.BatchIO) error {
 	// Packets are read TransportHeaderSize bytes into their buffers so they are sealed in
 	// place; the buffers have room for the tag after the MTU.
-	tb := newTUNBatch(r.cfg.TUN.BatchSize(), r.cfg.MTU)
-	o := newOutbox(len(tb.bufs))
+	tb := netio.NewTUNBatch(r.cfg.TUN.BatchSize(), r.cfg.MTU)
+	o := netio.NewOutbox(len(tb.Bufs))
 	for {
-		n, err := r.cfg.TUN.Read(tb.bufs, tb.sizes, wire.TransportHeaderSize)
+		n, err := r.cfg.TUN.Read(tb.Bufs, tb.Sizes, wire.TransportHeaderSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if !errors.Is(err, ErrTooManySegments) {
+			if !errors.Is(err, netio.ErrTooManySegments) {
 				return fmt.Errorf("read tun: %w", err)
 			}
 			r.metrics.Drop(wire.DropOversize) // the rest of the super-packet is lost
 		}
 		for i := range n {
-			r.handleClientPacket(tb.bufs[i], tb.sizes[i], o)
+			r.handleClientPacket(tb.Bufs[i], tb.Sizes[i], o)
 		}
 		if err := r.sendBatch(io, o); err != nil {
 			if ctx.Err() != nil {
@@ -467,25 +468,25 @@ func (r *Relay) readTUN(ctx context.Context, io batchIO) error {
 
 // sendBatch sends o's datagrams to the devices, counts each as forwarded or dropped and
 // empties o. It fails only when the socket is closed.
-func (r *Relay) sendBatch(io batchIO, o *outbox) error {
-	if o.n == 0 {
+func (r *Relay) sendBatch(io netio.BatchIO, o *netio.Outbox) error {
+	if o.N == 0 {
 		return nil
 	}
-	err := io.write(o)
-	for i := range o.n {
-		if o.ok[i] {
-			r.metrics.Forwarded(FromClient, o.lens[i])
+	err := io.Write(o)
+	for i := range o.N {
+		if o.OK[i] {
+			r.metrics.Forwarded(FromClient, o.Lens[i])
 		} else {
 			r.metrics.Drop(wire.DropWriteFailed)
 		}
 	}
-	o.n = 0
+	o.N = 0
 	return err
 }
 
 // handleClientPacket seals the n-byte packet at buf[TransportHeaderSize:] for its client's
 // device, in place, and queues it in o. It does not allocate.
-func (r *Relay) handleClientPacket(buf []byte, n int, o *outbox) {
+func (r *Relay) handleClientPacket(buf []byte, n int, o *netio.Outbox) {
 	pkt := buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	src, ok := ipv4Addr(pkt, 12)
 	if !ok {
@@ -515,7 +516,7 @@ func (r *Relay) handleClientPacket(buf []byte, n int, o *outbox) {
 		r.metrics.Drop(wire.DropExpired)
 		return
 	}
-	o.add(out, *ep, n)
+	o.Add(out, *ep, n)
 }
 
 // ipv4Addr checks that pkt is an IPv4 packet whose header and total length fit, and returns

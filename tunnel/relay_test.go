@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
@@ -592,7 +593,7 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 	r.devices.Store(f.relay.devices.Load())
 	from := d.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 
-	io, err := newBatchIO(conn, udpBatchSize)
+	io, err := netio.NewBatchIO(conn, netio.BatchSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,13 +605,13 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 	for i := range pkts {
 		pkts[i] = d.sealed(down)
 	}
-	dg := newDatagrams(batch, wire.TransportHeaderSize+wire.DefaultMTU+wire.TagSize)
-	tb := newTUNBatch(0, wire.DefaultMTU)
+	dg := netio.NewDatagrams(batch, wire.TransportHeaderSize+wire.DefaultMTU+wire.TagSize)
+	tb := netio.NewTUNBatch(0, wire.DefaultMTU)
 	reply := make([]byte, 0, wire.KeepaliveSize)
 	fill := func(pkts [][]byte) {
-		dg.n = 0
+		dg.N = 0
 		for i, p := range pkts {
-			dg.add(dg.bufs[i][:copy(dg.bufs[i], p)], from)
+			dg.Add(dg.Bufs[i][:copy(dg.Bufs[i], p)], from)
 		}
 	}
 	next := 0
@@ -646,13 +647,13 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 
 	// Client→device: a TUN batch sealed in place and sent with one sendmmsg.
 	up := ipv4Packet("10.9.0.2", "203.0.113.10", 1400)
-	in := newTUNBatch(batch, wire.DefaultMTU)
-	o := newOutbox(batch)
+	in := netio.NewTUNBatch(batch, wire.DefaultMTU)
+	o := netio.NewOutbox(batch)
 	before = r.Counters().FromClientPackets
 	allocs = testing.AllocsPerRun(runs, func() {
 		for i := range batch {
-			in.sizes[i] = copy(in.bufs[i][wire.TransportHeaderSize:], up)
-			r.handleClientPacket(in.bufs[i], in.sizes[i], o)
+			in.Sizes[i] = copy(in.Bufs[i][wire.TransportHeaderSize:], up)
+			r.handleClientPacket(in.Bufs[i], in.Sizes[i], o)
 		}
 		if err := r.sendBatch(io, o); err != nil {
 			t.Fatal(err)

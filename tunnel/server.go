@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"net"
@@ -32,7 +33,7 @@ type Config struct {
 	InternalURL   string
 	InternalToken string
 	// TUN is cg0: its name, address (100.72.0.1/16) and MTU.
-	TUN TUNConfig
+	TUN netio.TUNConfig
 	// Routing is the policy routing from the client pool into cg0 and the filter keeping the
 	// pool off the relay host; nil leaves both to the operator.
 	Routing *RelayRouting
@@ -65,7 +66,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tun, err := OpenTUN(ctx, cfg.TUN)
+	tun, err := netio.OpenTUN(ctx, cfg.TUN)
 	if err != nil {
 		conn.Close()
 		return err

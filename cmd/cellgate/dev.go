@@ -32,6 +32,7 @@ import (
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
@@ -566,7 +567,7 @@ func (t devTunnelSetup) config(internalURL, openvpnDir string) tunnel.Config {
 		KeyFile:       t.keyFile,
 		InternalURL:   internalURL,
 		InternalToken: t.internalToken,
-		TUN:           tunnel.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: wire.DefaultMTU},
+		TUN:           netio.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: wire.DefaultMTU},
 		Routing:       &tunnel.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
 	}
 }

@@ -1,4 +1,4 @@
-package tunnel
+package netio
 
 import (
 	"encoding/binary"
@@ -37,7 +37,7 @@ type mmsghdr struct {
 	len uint32
 }
 
-// mmsgIO is batchIO with recvmmsg and sendmmsg. Its read state is the reading goroutine's and
+// mmsgIO is BatchIO with recvmmsg and sendmmsg. Its read state is the reading goroutine's and
 // its write state the writing goroutine's; the system calls run in the callbacks of
 // syscall.RawConn, which wait on the runtime's poller when the socket would block. The
 // callbacks are method values made once, so a batch allocates nothing.
@@ -53,7 +53,7 @@ type mmsgIO struct {
 	// gro is whether the socket coalesces received datagrams (UDP_GRO); rxControl holds
 	// each receive header's control messages. rxCoalesced is whether the last read
 	// returned a coalesced datagram: then the next one asks for only as many datagrams as
-	// the spares can split (datagrams.coalescedReads), since each may be 64 segments.
+	// the spares can split (Datagrams.coalescedReads), since each may be 64 segments.
 	gro         bool
 	rxControl   []byte
 	rxCoalesced bool
@@ -110,7 +110,7 @@ func newMmsgState(size int) mmsgState {
 	return s
 }
 
-func newPlatformBatchIO(conn *net.UDPConn, size int) (batchIO, error) {
+func newPlatformBatchIO(conn *net.UDPConn, size int) (BatchIO, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("batch io: %w", err)
@@ -167,22 +167,22 @@ func (m *mmsgIO) send(fd uintptr) bool {
 	return true
 }
 
-func (m *mmsgIO) read(d *datagrams) error {
+func (m *mmsgIO) Read(d *Datagrams) error {
 	s := &m.rx
-	size := min(len(d.bufs), len(s.hdrs))
+	size := min(len(d.Bufs), len(s.hdrs))
 	if m.rxCoalesced {
 		size = min(size, d.coalescedReads())
 	}
 	for i := range size {
-		s.iovs[i].Base = &d.bufs[i][0]
-		s.iovs[i].SetLen(len(d.bufs[i]))
+		s.iovs[i].Base = &d.Bufs[i][0]
+		s.iovs[i].SetLen(len(d.Bufs[i]))
 		s.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		s.hdrs[i].hdr.Flags = 0
 		if m.gro {
 			s.hdrs[i].hdr.SetControllen(groControlSpace)
 		}
 	}
-	d.n, s.n = 0, size
+	d.N, s.n = 0, size
 	for {
 		if err := m.rc.Read(m.rxFn); err != nil {
 			return err
@@ -203,7 +203,7 @@ func (m *mmsgIO) read(d *datagrams) error {
 			gso = groSize(m.rxControl[i*groControlSpace:][:s.hdrs[i].hdr.Controllen])
 			m.rxCoalesced = m.rxCoalesced || gso > 0 && gso < size
 		}
-		spare = d.split(d.bufs[i], size, gso, sockaddrToAddrPort(&s.names[i]), spare)
+		spare = d.split(d.Bufs[i], size, gso, sockaddrToAddrPort(&s.names[i]), spare)
 	}
 	return nil
 }
@@ -224,12 +224,12 @@ func groSize(control []byte) int {
 	return 0
 }
 
-func (m *mmsgIO) write(o *outbox) error {
-	for i := range o.n {
-		o.ok[i] = false
+func (m *mmsgIO) Write(o *Outbox) error {
+	for i := range o.N {
+		o.OK[i] = false
 	}
 	s := &m.tx
-	for first := 0; first < o.n; {
+	for first := 0; first < o.N; {
 		m.txFrom, m.txTo = 0, m.pack(o, first)
 		last := m.runs[m.txTo-1]
 		first = last.first + last.count // unless GSO is refused below
@@ -258,7 +258,7 @@ func (m *mmsgIO) write(o *outbox) error {
 				for k := m.txFrom; k < m.txFrom+s.n; k++ {
 					r := m.runs[k]
 					for i := r.first; i < r.first+r.count; i++ {
-						o.ok[i] = true
+						o.OK[i] = true
 					}
 				}
 				m.txFrom += s.n
@@ -276,35 +276,35 @@ func gsoRefused(errno syscall.Errno) bool {
 // pack fills tx.hdrs with o's messages from first on and returns how many headers it filled.
 // With GSO, a run of messages to one address whose lengths are equal (the last may be
 // shorter) is copied into the arena and sent as one datagram that the kernel segments.
-func (m *mmsgIO) pack(o *outbox, first int) int {
+func (m *mmsgIO) pack(o *Outbox, first int) int {
 	s := &m.tx
 	m.arena = m.arena[:0]
 	k := 0
-	for i := first; i < o.n && k < len(s.hdrs); k++ {
+	for i := first; i < o.N && k < len(s.hdrs); k++ {
 		count := 1
 		if m.gso {
-			size, total := len(o.msgs[i]), len(o.msgs[i])
-			for j := i + 1; j < o.n && count < gsoMaxSegments && o.to[j] == o.to[i] &&
-				len(o.msgs[j]) <= size && total+len(o.msgs[j]) <= gsoMaxBytes; j++ {
+			size, total := len(o.Msgs[i]), len(o.Msgs[i])
+			for j := i + 1; j < o.N && count < gsoMaxSegments && o.To[j] == o.To[i] &&
+				len(o.Msgs[j]) <= size && total+len(o.Msgs[j]) <= gsoMaxBytes; j++ {
 				count++
-				total += len(o.msgs[j])
-				if len(o.msgs[j]) < size {
+				total += len(o.Msgs[j])
+				if len(o.Msgs[j]) < size {
 					break // a shorter datagram ends a run
 				}
 			}
 		}
 		m.runs[k] = gsoRun{first: i, count: count}
 		h := &s.hdrs[k].hdr
-		h.Namelen = m.putSockaddr(&s.names[k], o.to[i])
+		h.Namelen = m.putSockaddr(&s.names[k], o.To[i])
 		if count == 1 {
-			s.iovs[k].Base = unsafe.SliceData(o.msgs[i])
-			s.iovs[k].SetLen(len(o.msgs[i]))
+			s.iovs[k].Base = unsafe.SliceData(o.Msgs[i])
+			s.iovs[k].SetLen(len(o.Msgs[i]))
 			h.Control = nil
 			h.SetControllen(0)
 		} else {
 			start := len(m.arena)
 			for j := i; j < i+count; j++ {
-				m.arena = append(m.arena, o.msgs[j]...) // grows only for an unusually large batch
+				m.arena = append(m.arena, o.Msgs[j]...) // grows only for an unusually large batch
 			}
 			s.iovs[k].Base = &m.arena[start]
 			s.iovs[k].SetLen(len(m.arena) - start)
@@ -312,7 +312,7 @@ func (m *mmsgIO) pack(o *outbox, first int) int {
 			ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
 			ch.Level, ch.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 			ch.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(len(o.msgs[i]))
+			*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(len(o.Msgs[i]))
 			h.Control = &c[0]
 			h.SetControllen(gsoControlSpace)
 		}

@@ -1,4 +1,4 @@
-package tunnel
+package netio
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 )
 
 // batchPair is a sending and a receiving socket with their batched I/O.
-func batchPair(t *testing.T, sendNet, recvNet string, recvAddr *net.UDPAddr) (send, recv batchIO, recvConn *net.UDPConn, to netip.AddrPort) {
+func batchPair(t *testing.T, sendNet, recvNet string, recvAddr *net.UDPAddr) (send, recv BatchIO, recvConn *net.UDPConn, to netip.AddrPort) {
 	t.Helper()
 	sc, err := net.ListenUDP(sendNet, nil)
 	if err != nil {
@@ -24,10 +24,10 @@ func batchPair(t *testing.T, sendNet, recvNet string, recvAddr *net.UDPAddr) (se
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rc.Close() })
-	if send, err = newBatchIO(sc, udpBatchSize); err != nil {
+	if send, err = NewBatchIO(sc, BatchSize); err != nil {
 		t.Fatal(err)
 	}
-	if recv, err = newBatchIO(rc, udpBatchSize); err != nil {
+	if recv, err = NewBatchIO(rc, BatchSize); err != nil {
 		t.Fatal(err)
 	}
 	port := uint16(rc.LocalAddr().(*net.UDPAddr).Port)
@@ -36,20 +36,20 @@ func batchPair(t *testing.T, sendNet, recvNet string, recvAddr *net.UDPAddr) (se
 
 // readAll reads until want datagrams arrived or a second passed, and returns copies of them
 // with the address of the first.
-func readAll(t *testing.T, io batchIO, conn *net.UDPConn, want int) ([][]byte, netip.AddrPort) {
+func readAll(t *testing.T, io BatchIO, conn *net.UDPConn, want int) ([][]byte, netip.AddrPort) {
 	t.Helper()
-	d := newDatagrams(udpBatchSize, 1500)
+	d := NewDatagrams(BatchSize, 1500)
 	var got [][]byte
 	var from netip.AddrPort
 	conn.SetReadDeadline(time.Now().Add(time.Second))
 	for len(got) < want {
-		if err := io.read(d); err != nil {
-			t.Fatalf("read after %d of %d datagrams: %v", len(got), want, err)
+		if err := io.Read(d); err != nil {
+			t.Fatalf("read after %d of %d Datagrams: %v", len(got), want, err)
 		}
-		for i := range d.n {
-			got = append(got, append([]byte(nil), d.pkts[i]...))
+		for i := range d.N {
+			got = append(got, append([]byte(nil), d.Pkts[i]...))
 			if !from.IsValid() {
-				from = d.from[i]
+				from = d.From[i]
 			}
 		}
 	}
@@ -71,7 +71,7 @@ func TestBatchIOCoalescedSends(t *testing.T) {
 				recvAddr = nil
 			}
 			send, recv, rc, to := batchPair(t, c.send, c.recv, recvAddr)
-			o := newOutbox(udpBatchSize)
+			o := NewOutbox(BatchSize)
 			var want [][]byte
 			for i := range 100 {
 				size := 1449
@@ -80,19 +80,19 @@ func TestBatchIOCoalescedSends(t *testing.T) {
 				}
 				msg := bytes.Repeat([]byte{byte(i)}, size)
 				want = append(want, msg)
-				o.add(msg, to, size)
+				o.Add(msg, to, size)
 			}
-			if err := send.write(o); err != nil {
+			if err := send.Write(o); err != nil {
 				t.Fatal(err)
 			}
-			for i := range o.n {
-				if !o.ok[i] {
+			for i := range o.N {
+				if !o.OK[i] {
 					t.Fatalf("write: ok[%d] = false, want every datagram sent", i)
 				}
 			}
 			got, from := readAll(t, recv, rc, len(want))
 			if len(got) != len(want) {
-				t.Fatalf("read %d datagrams, want %d", len(got), len(want))
+				t.Fatalf("read %d Datagrams, want %d", len(got), len(want))
 			}
 			for i := range want {
 				if !bytes.Equal(got[i], want[i]) {
@@ -111,14 +111,14 @@ func TestBatchIOCoalescedSends(t *testing.T) {
 // alone: the datagrams around it are sent.
 func TestBatchIOUnreachableAddress(t *testing.T) {
 	send, recv, rc, to := batchPair(t, "udp4", "udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	o := newOutbox(4)
-	o.add([]byte("one"), to, 3)
-	o.add([]byte("two"), netip.MustParseAddrPort("[2001:db8::1]:7400"), 3)
-	o.add([]byte("three"), to, 5)
-	if err := send.write(o); err != nil {
+	o := NewOutbox(4)
+	o.Add([]byte("one"), to, 3)
+	o.Add([]byte("two"), netip.MustParseAddrPort("[2001:db8::1]:7400"), 3)
+	o.Add([]byte("three"), to, 5)
+	if err := send.Write(o); err != nil {
 		t.Fatal(err)
 	}
-	if got := o.ok[:3]; !got[0] || got[1] || !got[2] {
+	if got := o.OK[:3]; !got[0] || got[1] || !got[2] {
 		t.Errorf("write ok = %v, want [true false true]", got)
 	}
 	got, _ := readAll(t, recv, rc, 2)
@@ -130,30 +130,30 @@ func TestBatchIOUnreachableAddress(t *testing.T) {
 func TestBatchIODoesNotAllocate(t *testing.T) {
 	send, recv, _, to := batchPair(t, "udp4", "udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	const batch = 32
-	o := newOutbox(batch)
+	o := NewOutbox(batch)
 	msg := make([]byte, 1449)
-	d := newDatagrams(udpBatchSize, 1500)
+	d := NewDatagrams(BatchSize, 1500)
 	got := 0
 	allocs := testing.AllocsPerRun(100, func() {
-		o.n = 0
+		o.N = 0
 		for range batch {
-			o.add(msg, to, len(msg))
+			o.Add(msg, to, len(msg))
 		}
-		if err := send.write(o); err != nil {
+		if err := send.Write(o); err != nil {
 			t.Fatal(err)
 		}
-		for n := 0; n < batch; n += d.n {
-			if err := recv.read(d); err != nil {
+		for n := 0; n < batch; n += d.N {
+			if err := recv.Read(d); err != nil {
 				t.Fatal(err)
 			}
-			got += d.n
+			got += d.N
 		}
 	})
 	if allocs != 0 {
 		t.Errorf("write and read of a batch of %d: allocs = %v, want 0", batch, allocs)
 	}
 	if want := 101 * batch; got != want {
-		t.Errorf("read %d datagrams, want %d", got, want)
+		t.Errorf("read %d Datagrams, want %d", got, want)
 	}
 }
 
@@ -168,7 +168,7 @@ func TestBatchIOSocketBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := newBatchIO(conn, udpBatchSize); err != nil {
+	if _, err := NewBatchIO(conn, BatchSize); err != nil {
 		t.Fatal(err)
 	}
 	rc, err := conn.SyscallConn()
