@@ -50,7 +50,7 @@ type ControlConfig struct {
 	// Reporter, if not nil, gets the final usage of every route the API removes or replaces.
 	Reporter *Reporter
 	// OpenVPN ends OpenVPN sessions for POST /openvpn/kill; nil answers 503.
-	OpenVPN SessionKiller
+	OpenVPN SessionRestarter
 	// Log receives route changes and internal errors; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -111,7 +111,7 @@ type controlServer struct {
 	routes   *RouteTable
 	stats    StatsSource
 	reporter *Reporter
-	openvpn  SessionKiller
+	openvpn  SessionRestarter
 	log      *slog.Logger
 	mux      *http.ServeMux
 	// tokenSum is the SHA-256 of the token; comparing digests in constant time reveals

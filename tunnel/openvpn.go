@@ -2,48 +2,16 @@ package tunnel
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-
-	"github.com/cellgate/cellgate/openvpn"
 )
 
-// SessionKiller ends the OpenVPN sessions of a proxy connection, named by its username (the
-// sessions' common name), and reports how many there were.
-type SessionKiller interface {
-	KillCommonName(ctx context.Context, commonName string) (int, error)
-}
-
-// OpenVPNSessions is the SessionKiller of the relay's OpenVPN server: it finds the
-// connection's clients in the management interface's status and has OpenVPN tell each one to
-// restart (client-kill), so the client logs in again at once and hears why it is refused —
-// unlike `kill <cn>`, which over UDP drops the session without telling the client.
-type OpenVPNSessions struct {
-	Management *openvpn.Management
-}
-
-// KillCommonName implements SessionKiller.
-func (o OpenVPNSessions) KillCommonName(ctx context.Context, commonName string) (int, error) {
-	clients, err := o.Management.Status(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("openvpn status: %w", err)
-	}
-	var killed int
-	var errs []error
-	for _, c := range clients {
-		if c.CommonName != commonName {
-			continue
-		}
-		if err := o.Management.ClientKill(ctx, c.ClientID, ""); err != nil {
-			errs = append(errs, fmt.Errorf("client-kill %d: %w", c.ClientID, err))
-			continue
-		}
-		killed++
-	}
-	return killed, errors.Join(errs...)
+// SessionRestarter ends the OpenVPN sessions of a proxy connection, named by its username (the
+// sessions' common name), by telling each of its clients to restart, and reports how many there
+// were; *openvpn.Management is one (RestartCommonName).
+type SessionRestarter interface {
+	RestartCommonName(ctx context.Context, commonName string) (int, error)
 }
 
 // killResponse answers POST /openvpn/kill.
@@ -70,7 +38,7 @@ func (s *controlServer) killSessions(w http.ResponseWriter, r *http.Request) err
 	if len(*req.CommonName) > 256 || strings.ContainsAny(*req.CommonName, "\r\n\x00") {
 		return controlBadRequest("common_name", "invalid", "common_name must be one line of at most 256 bytes")
 	}
-	n, err := s.openvpn.KillCommonName(r.Context(), *req.CommonName)
+	n, err := s.openvpn.RestartCommonName(r.Context(), *req.CommonName)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "kill openvpn sessions", slog.String("common_name", *req.CommonName), slog.Any("err", err))
 		return &controlError{Status: http.StatusBadGateway, Code: "openvpn_failed", Message: err.Error()}

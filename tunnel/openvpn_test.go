@@ -18,7 +18,7 @@ type fakeKiller struct {
 	err    error
 }
 
-func (f *fakeKiller) KillCommonName(_ context.Context, cn string) (int, error) {
+func (f *fakeKiller) RestartCommonName(_ context.Context, cn string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.names = append(f.names, cn)

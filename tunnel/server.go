@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		tun.Close()
 		return err
 	}
-	var sessions SessionKiller
+	var sessions SessionRestarter
 	var mgmt *openvpn.Management
 	if cfg.OpenVPNDir != "" {
 		srv, err := openvpn.LoadServer(cfg.OpenVPNDir)
@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("openvpn management: %w", err)
 		}
 		mgmt = openvpn.NewManagement(srv.ManagementAddr, password, log)
-		sessions = OpenVPNSessions{Management: mgmt}
+		sessions = mgmt
 	}
 	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
 	control := controlHTTPServer(NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay,

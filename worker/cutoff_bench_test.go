@@ -47,7 +47,7 @@ var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLaten
 // at once, with a real tunnel.APIClient), the API (POST /internal/v1/usage → SignalWithStart),
 // the Temporal dev server, the worker running ConnectionQuota (BlockAtRelays → SaveUsage →
 // KillConnectionSessions) on Postgres, and the relay's control API (POST /openvpn/kill), whose
-// SessionKiller records the time of each kill instead of talking to OpenVPN.
+// SessionRestarter records the time of each kill instead of talking to OpenVPN.
 //
 // Each iteration creates a connection with a 1 MiB limit, routes it as the OpenVPN connect
 // hook does, and admits packets until the relay refuses one. The reporter runs with the
@@ -364,7 +364,7 @@ func (s *cutoffStack) waitUsed(b *testing.B, id uuid.UUID, used int64) {
 	}
 }
 
-// cutoffKiller is the relay's OpenVPN SessionKiller: it records when it was told to kill each
+// cutoffKiller is the relay's OpenVPN SessionRestarter: it records when it was told to kill each
 // common name.
 type cutoffKiller struct {
 	mu      sync.Mutex                // guards waiting
@@ -382,8 +382,8 @@ func (k *cutoffKiller) expect(name string) <-chan time.Time {
 	return ch
 }
 
-// KillCommonName implements tunnel.SessionKiller.
-func (k *cutoffKiller) KillCommonName(_ context.Context, name string) (int, error) {
+// RestartCommonName implements tunnel.SessionRestarter.
+func (k *cutoffKiller) RestartCommonName(_ context.Context, name string) (int, error) {
 	at := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()

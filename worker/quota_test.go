@@ -33,7 +33,7 @@ type killRecorder struct {
 	names []string
 }
 
-func (k *killRecorder) KillCommonName(_ context.Context, name string) (int, error) {
+func (k *killRecorder) RestartCommonName(_ context.Context, name string) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.names = append(k.names, name)
