@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/firewall"
-	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/uplink"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
@@ -115,7 +115,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 		}()
 	}
 
-	tc, err := tunnel.NewClient(tunnel.ClientConfig{
+	tc, err := uplink.New(uplink.Config{
 		Key: key, ServerKey: serverKey, Endpoint: endpoint, TUN: tun, MTU: cfg.MTU, Log: log,
 	})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"io"
 	"net/http"
 	"net/netip"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // Limits of the API client.

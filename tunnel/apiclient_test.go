@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 const apiTestToken = "internal-test-token"

@@ -3,10 +3,11 @@ package tunnel
 import (
 	"context"
 	"errors"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // ErrUnknownKey is returned by Directory.LookupKey when no device has the key.

@@ -4,18 +4,28 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/tunnel/tuntest"
+	"github.com/cellgate/cellgate/tunnel/uplink"
 )
 
-// fleet is n real Clients of one relay fixture, all on one offset clock, each registered in
+// offsetClock is a clock that a test moves forward: now plus an offset (a copy of uplink's
+// test clock, which the fleet's Links read).
+type offsetClock struct{ offset atomic.Int64 }
+
+func (k *offsetClock) Now() time.Time { return time.Now().Add(time.Duration(k.offset.Load())) }
+
+func (k *offsetClock) Advance(d time.Duration) { k.offset.Add(int64(d)) }
+
+// fleet is n real uplink Links of one relay fixture, all on one offset clock, each registered in
 // the fixture's directory.
 type fleet struct {
 	clock   *offsetClock
-	clients []*Client
+	clients []*uplink.Link
 	devices []Device
 }
 
@@ -38,14 +48,14 @@ func (f *relayFixture) startFleet(n int) *fleet {
 		f.dir.add(dev)
 		tun := tuntest.New(64)
 		tuns = append(tuns, tun)
-		c, err := NewClient(ClientConfig{Key: key, ServerKey: f.key.Public, Endpoint: f.addr.String(),
+		c, err := uplink.New(uplink.Config{Key: key, ServerKey: f.key.Public, Endpoint: f.addr.String(),
 			TUN: tun, Now: fl.clock.Now})
 		if err != nil {
 			f.t.Fatal(err)
 		}
 		wg.Go(func() {
 			if err := c.Run(ctx); err != nil {
-				f.t.Errorf("Client.Run() = %v, want nil", err)
+				f.t.Errorf("Link.Run() = %v, want nil", err)
 			}
 		})
 		fl.clients = append(fl.clients, c)

@@ -4,13 +4,14 @@ package tunnel
 
 import (
 	"context"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // flooder sends handshake initiations under random static keys the directory does not know,

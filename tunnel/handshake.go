@@ -5,9 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 	"time"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // The relay's handshake path, cheapest checks first, so that a flood of initiations costs

@@ -2,10 +2,11 @@ package tunnel
 
 import (
 	"context"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // forceLoad puts the relay under load for the next loadLinger.

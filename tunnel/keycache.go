@@ -1,9 +1,10 @@
 package tunnel
 
 import (
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"sync"
 	"time"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // keyCache remembers Directory answers for a while.

@@ -2,11 +2,12 @@ package tunnel
 
 import (
 	"context"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // The relay's own record of devices: a peer for every device that holds a session or held

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/cellgate/cellgate/tunnel/netio"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -19,6 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
+
+	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // RelayConfig configures a Relay.

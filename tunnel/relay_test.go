@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"github.com/cellgate/cellgate/tunnel/netio"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,7 +12,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // mapDirectory is a Directory over a map, for tests.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cellgate/cellgate/tunnel/netio"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +13,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // Config is a relay process's configuration (`cellgate tunnel`).

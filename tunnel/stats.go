@@ -1,12 +1,13 @@
 package tunnel
 
 import (
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // Metrics are the data path's counters. Every field is an atomic the packet path adds to; the

@@ -1,9 +1,10 @@
 package netio
 
 import (
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // BatchSize is how many datagrams one batched socket read or write moves at most (as

@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // setSocketBuffers asks for size-byte socket buffers: with SO_RCVBUFFORCE and SO_SNDBUFFORCE

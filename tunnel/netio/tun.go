@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // TUN is the packet device the data path reads and writes, a batch of IPv4 packets per call,

@@ -1,11 +1,9 @@
-package tunnel
+package uplink
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/cellgate/cellgate/tunnel/netio"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
-// echoRelay is a minimal tunnel for Client tests: it answers initiations, decrypts transport
+// echoRelay is a minimal tunnel for Link tests: it answers initiations, decrypts transport
 // packets with the session they name, echoes keepalives on the newest confirmed session and
 // answers packets for sessions it does not have with an unknown-session hint.
 type echoRelay struct {
@@ -224,24 +224,24 @@ func (k *offsetClock) Now() time.Time { return time.Now().Add(time.Duration(k.of
 
 func (k *offsetClock) Advance(d time.Duration) { k.offset.Add(int64(d)) }
 
-// clientRig is a running Client with its fake TUN and the relay it talks to.
+// clientRig is a running Link with its fake TUN and the relay it talks to.
 type clientRig struct {
 	t     *testing.T
-	c     *Client
+	c     *Link
 	tun   *tuntest.Device
 	relay *echoRelay
 	key   wire.KeyPair
 }
 
-// newClientRig starts a relay and a Client for it. tweak, if not nil, changes the config
-// before NewClient; prep, if not nil, sees the rig (relay and client) before Run. The client
+// newClientRig starts a relay and a Link for it. tweak, if not nil, changes the config
+// before New; prep, if not nil, sees the rig (relay and client) before Run. The client
 // stops at the end of the test.
-func newClientRig(t *testing.T, tweak func(*ClientConfig), prep func(*clientRig)) *clientRig {
+func newClientRig(t *testing.T, tweak func(*Config), prep func(*clientRig)) *clientRig {
 	t.Helper()
 	rig := &clientRig{t: t, key: mustKeyPair(t), tun: tuntest.New(64)}
 	serverKey := mustKeyPair(t)
 	rig.relay = newEchoRelay(t, serverKey, rig.key.Public, "127.0.0.1:0")
-	cfg := ClientConfig{
+	cfg := Config{
 		Key:       rig.key,
 		ServerKey: serverKey.Public,
 		Endpoint:  rig.relay.addr.String(),
@@ -250,9 +250,9 @@ func newClientRig(t *testing.T, tweak func(*ClientConfig), prep func(*clientRig)
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	c, err := NewClient(cfg)
+	c, err := New(cfg)
 	if err != nil {
-		t.Fatalf("NewClient: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	rig.c = c
 	if prep != nil {
@@ -267,17 +267,17 @@ func newClientRig(t *testing.T, tweak func(*ClientConfig), prep func(*clientRig)
 		select {
 		case err := <-errc:
 			if err != nil {
-				t.Errorf("Client.Run() = %v, want nil", err)
+				t.Errorf("Link.Run() = %v, want nil", err)
 			}
 		case <-time.After(5 * time.Second):
-			t.Error("Client.Run did not return after the context ended and the TUN closed")
+			t.Error("Link.Run did not return after the context ended and the TUN closed")
 		}
 	})
 	return rig
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
-func (rig *clientRig) waitFor(what string, timeout time.Duration, cond func(ClientStatus) bool) ClientStatus {
+func (rig *clientRig) waitFor(what string, timeout time.Duration, cond func(Status) bool) Status {
 	rig.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -293,9 +293,9 @@ func (rig *clientRig) waitFor(what string, timeout time.Duration, cond func(Clie
 }
 
 // connected waits for the first session.
-func (rig *clientRig) connected() ClientStatus {
+func (rig *clientRig) connected() Status {
 	rig.t.Helper()
-	return rig.waitFor("connected", 3*time.Second, func(st ClientStatus) bool { return st.Connected })
+	return rig.waitFor("connected", 3*time.Second, func(st Status) bool { return st.Connected })
 }
 
 // roundTrip checks that packets flow both ways: one injected into the TUN reaches the relay
@@ -342,7 +342,7 @@ func TestClientHandshakeAndTraffic(t *testing.T) {
 	}
 	// The relay's first transport packet on the session is the confirming keepalive, which
 	// it echoes.
-	rig.waitFor("the confirming keepalive echoed", time.Second, func(st ClientStatus) bool {
+	rig.waitFor("the confirming keepalive echoed", time.Second, func(st Status) bool {
 		return st.Counters.KeepalivesReceived >= 1
 	})
 
@@ -354,7 +354,7 @@ func TestClientHandshakeAndTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The receive counters move just after the TUN write.
-	st = rig.waitFor("the IPv6 packet dropped and 2 packets received", time.Second, func(st ClientStatus) bool {
+	st = rig.waitFor("the IPv6 packet dropped and 2 packets received", time.Second, func(st Status) bool {
 		return st.Counters.Drops[wire.DropNotIPv4.String()] == 1 && st.Counters.ReceivedPackets == 2
 	})
 	c := st.Counters
@@ -387,12 +387,12 @@ func TestClientRetriesAndIgnoresForgedResponses(t *testing.T) {
 
 func TestClientKeepaliveKeepsSessionAlive(t *testing.T) {
 	var clock offsetClock
-	rig := newClientRig(t, func(cfg *ClientConfig) {
+	rig := newClientRig(t, func(cfg *Config) {
 		cfg.Now = clock.Now
 		cfg.KeepaliveInterval = 50 * time.Millisecond
 	}, nil)
 	rig.connected()
-	rig.waitFor("idle keepalives echoed", 2*time.Second, func(st ClientStatus) bool {
+	rig.waitFor("idle keepalives echoed", 2*time.Second, func(st Status) bool {
 		return st.Counters.KeepalivesSent >= 3 && st.Counters.KeepalivesReceived >= 3
 	})
 
@@ -413,7 +413,7 @@ func TestClientKeepaliveKeepsSessionAlive(t *testing.T) {
 	rig.relay.sendRaw(rig.relay.sealed(last))
 	rig.expectTUN(last)
 	clock.Advance(wire.DeadAfter)
-	rig.waitFor("a new handshake after DeadAfter of silence", 2*time.Second, func(st ClientStatus) bool {
+	rig.waitFor("a new handshake after DeadAfter of silence", 2*time.Second, func(st Status) bool {
 		return st.Counters.Handshakes == 2
 	})
 	rig.roundTrip(0x20)
@@ -424,14 +424,14 @@ func (rig *clientRig) step(clock *offsetClock, d time.Duration) {
 	rig.t.Helper()
 	clock.Advance(d)
 	after := clock.Now()
-	rig.waitFor("an echo after the clock moved", 2*time.Second, func(st ClientStatus) bool {
+	rig.waitFor("an echo after the clock moved", 2*time.Second, func(st Status) bool {
 		return !st.LastReceived.Before(after)
 	})
 }
 
 func TestClientRekeys(t *testing.T) {
 	var clock offsetClock
-	rig := newClientRig(t, func(cfg *ClientConfig) {
+	rig := newClientRig(t, func(cfg *Config) {
 		cfg.Now = clock.Now
 		cfg.KeepaliveInterval = 20 * time.Millisecond
 	}, nil)
@@ -451,7 +451,7 @@ func TestClientRekeys(t *testing.T) {
 	}
 	rig.step(&clock, step)
 	elapsed += step
-	rig.waitFor("the rekey", 2*time.Second, func(st ClientStatus) bool { return st.Counters.Handshakes == 2 })
+	rig.waitFor("the rekey", 2*time.Second, func(st Status) bool { return st.Counters.Handshakes == 2 })
 	if rig.c.current.Load() == first {
 		t.Fatal("after the rekey the first session is still current")
 	}
@@ -471,7 +471,7 @@ func TestClientRekeys(t *testing.T) {
 	}
 	unknown := rig.c.Status().Counters.Drops[wire.DropUnknownIndex.String()]
 	r.sendRaw(r.sealedOn(old, clientPacket(0x51, 50)))
-	rig.waitFor("the expired session forgotten", time.Second, func(st ClientStatus) bool {
+	rig.waitFor("the expired session forgotten", time.Second, func(st Status) bool {
 		return st.Counters.Drops[wire.DropUnknownIndex.String()] == unknown+1
 	})
 	if st = rig.c.Status(); st.Counters.Handshakes != 2 {
@@ -482,7 +482,7 @@ func TestClientRekeys(t *testing.T) {
 
 func TestClientStopsSendingOnExpiredSession(t *testing.T) {
 	var clock offsetClock
-	rig := newClientRig(t, func(cfg *ClientConfig) {
+	rig := newClientRig(t, func(cfg *Config) {
 		cfg.Now = clock.Now
 		cfg.KeepaliveInterval = 50 * time.Millisecond // the timer loop notices the clock jump soon
 	}, nil)
@@ -498,7 +498,7 @@ func TestClientStopsSendingOnExpiredSession(t *testing.T) {
 	if err := rig.tun.Inject(clientPacket(0x11, 40)); err != nil {
 		t.Fatal(err)
 	}
-	st := rig.waitFor("the packet dropped and the client handshaking", 3*time.Second, func(st ClientStatus) bool {
+	st := rig.waitFor("the packet dropped and the client handshaking", 3*time.Second, func(st Status) bool {
 		return st.Counters.Drops[wire.DropExpired.String()] == 1 && st.Counters.Initiations >= 3
 	})
 	if st.Connected || st.Counters.SentPackets != 0 {
@@ -512,7 +512,7 @@ func TestClientStopsSendingOnExpiredSession(t *testing.T) {
 }
 
 func TestClientFollowsRelayRestart(t *testing.T) {
-	rig := newClientRig(t, func(cfg *ClientConfig) {
+	rig := newClientRig(t, func(cfg *Config) {
 		cfg.KeepaliveInterval = 5 * time.Second // only the data packet below can provoke the hint
 	}, nil)
 	rig.connected()
@@ -525,7 +525,7 @@ func TestClientFollowsRelayRestart(t *testing.T) {
 	if err := rig.tun.Inject(clientPacket(0x80, 40)); err != nil {
 		t.Fatal(err)
 	}
-	rig.waitFor("a handshake with the restarted relay", 1500*time.Millisecond, func(st ClientStatus) bool {
+	rig.waitFor("a handshake with the restarted relay", 1500*time.Millisecond, func(st Status) bool {
 		return st.Counters.Handshakes == 2
 	})
 	rig.roundTrip(0x90)
@@ -540,7 +540,7 @@ func TestClientUnknownSessionHint(t *testing.T) {
 
 	// A hint for another index is forged or stale.
 	r.sendRaw(wire.AppendUnknownSession(nil, remote+1))
-	rig.waitFor("the hint for another index dropped", time.Second, func(ClientStatus) bool { return unknown() == 1 })
+	rig.waitFor("the hint for another index dropped", time.Second, func(Status) bool { return unknown() == 1 })
 
 	// A hint from another address is forged.
 	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -554,7 +554,7 @@ func TestClientUnknownSessionHint(t *testing.T) {
 	if _, err := other.WriteToUDPAddrPort(wire.AppendUnknownSession(nil, remote), device); err != nil {
 		t.Fatal(err)
 	}
-	rig.waitFor("the hint from another address dropped", time.Second, func(ClientStatus) bool { return unknown() == 2 })
+	rig.waitFor("the hint from another address dropped", time.Second, func(Status) bool { return unknown() == 2 })
 	if st := rig.c.Status(); st.Counters.Initiations != 1 || !st.Connected {
 		t.Fatalf("after forged hints: Initiations, Connected = %d, %v, want 1, true", st.Counters.Initiations, st.Connected)
 	}
@@ -563,7 +563,7 @@ func TestClientUnknownSessionHint(t *testing.T) {
 	// session stays in use both ways, since the hint is unauthenticated.
 	r.set(func(r *echoRelay) { r.ignore = 1 << 30 })
 	r.sendRaw(wire.AppendUnknownSession(nil, remote))
-	rig.waitFor("a handshake initiation", 2*time.Second, func(st ClientStatus) bool { return st.Counters.Initiations == 2 })
+	rig.waitFor("a handshake initiation", 2*time.Second, func(st Status) bool { return st.Counters.Initiations == 2 })
 	rig.roundTrip(0xc0)
 	if st := rig.c.Status(); st.Counters.Handshakes != 1 || rig.c.current.Load().RemoteIndex() != remote {
 		t.Errorf("Handshakes = %d, want 1 with the session kept", st.Counters.Handshakes)
@@ -585,7 +585,7 @@ func TestClientDropsReplayedPackets(t *testing.T) {
 	// The fresh packet comes out next: the replay was dropped, not delayed.
 	rig.expectTUN(fresh)
 	// The counters move just after the TUN write.
-	rig.waitFor("the replay counted and 2 packets received", time.Second, func(st ClientStatus) bool {
+	rig.waitFor("the replay counted and 2 packets received", time.Second, func(st Status) bool {
 		return st.Counters.Drops[wire.DropReplay.String()] == 1 && st.Counters.ReceivedPackets == 2
 	})
 }
@@ -594,7 +594,7 @@ func TestClientFollowsEndpointChange(t *testing.T) {
 	var resolved atomic.Pointer[netip.Addr]
 	first := netip.MustParseAddr("127.0.0.1")
 	resolved.Store(&first)
-	rig := newClientRig(t, func(cfg *ClientConfig) {
+	rig := newClientRig(t, func(cfg *Config) {
 		_, port, _ := net.SplitHostPort(cfg.Endpoint)
 		cfg.Endpoint = net.JoinHostPort("relay.invalid", port)
 	}, func(rig *clientRig) {
@@ -614,7 +614,7 @@ func TestClientFollowsEndpointChange(t *testing.T) {
 	next := newEchoRelay(t, old.key, rig.key.Public, netip.AddrPortFrom(moved, old.addr.Port()).String())
 	resolved.Store(&moved)
 	old.sendRaw(wire.AppendUnknownSession(nil, rig.c.current.Load().RemoteIndex()))
-	st := rig.waitFor("a handshake with the moved relay", 2*time.Second, func(st ClientStatus) bool {
+	st := rig.waitFor("a handshake with the moved relay", 2*time.Second, func(st Status) bool {
 		return st.Counters.Handshakes == 2
 	})
 	if st.Endpoint != next.addr {
@@ -627,10 +627,10 @@ func TestClientFollowsEndpointChange(t *testing.T) {
 func TestClientRunEnds(t *testing.T) {
 	serverKey, key := mustKeyPair(t), mustKeyPair(t)
 	relay := newEchoRelay(t, serverKey, key.Public, "127.0.0.1:0")
-	start := func() (*Client, *tuntest.Device, context.CancelFunc, chan error) {
+	start := func() (*Link, *tuntest.Device, context.CancelFunc, chan error) {
 		dev := tuntest.New(4)
 		t.Cleanup(func() { dev.Close() })
-		c, err := NewClient(ClientConfig{Key: key, ServerKey: serverKey.Public, Endpoint: relay.addr.String(), TUN: dev})
+		c, err := New(Config{Key: key, ServerKey: serverKey.Public, Endpoint: relay.addr.String(), TUN: dev})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -646,7 +646,7 @@ func TestClientRunEnds(t *testing.T) {
 		case err := <-errc:
 			return err
 		case <-time.After(5 * time.Second):
-			t.Fatal("Client.Run did not return")
+			t.Fatal("Link.Run did not return")
 			return nil
 		}
 	}
@@ -681,40 +681,40 @@ func TestClientRunEnds(t *testing.T) {
 
 func TestNewClient(t *testing.T) {
 	key, serverKey := mustKeyPair(t), mustKeyPair(t)
-	valid := func() ClientConfig {
-		return ClientConfig{Key: key, ServerKey: serverKey.Public, Endpoint: "tunnel.example:7400", TUN: tuntest.New(1)}
+	valid := func() Config {
+		return Config{Key: key, ServerKey: serverKey.Public, Endpoint: "tunnel.example:7400", TUN: tuntest.New(1)}
 	}
-	c, err := NewClient(valid())
+	c, err := New(valid())
 	if err != nil {
-		t.Fatalf("NewClient(valid) error %v, want nil", err)
+		t.Fatalf("New(valid) error %v, want nil", err)
 	}
 	if c.mtu != wire.DefaultMTU || c.keepalive != wire.KeepaliveInterval || c.addr.IsValid() {
-		t.Errorf("NewClient(valid) mtu, keepalive, addr = %d, %v, %v, want %d, %v, none",
+		t.Errorf("New(valid) mtu, keepalive, addr = %d, %v, %v, want %d, %v, none",
 			c.mtu, c.keepalive, c.addr, wire.DefaultMTU, wire.KeepaliveInterval)
 	}
 	cfg := valid()
 	cfg.Endpoint = "[::ffff:10.0.0.1]:7400"
-	if c, err := NewClient(cfg); err != nil || c.addr != netip.MustParseAddrPort("10.0.0.1:7400") {
-		t.Errorf("NewClient(%q) addr = %v, %v, want 10.0.0.1:7400", cfg.Endpoint, c.addr, err)
+	if c, err := New(cfg); err != nil || c.addr != netip.MustParseAddrPort("10.0.0.1:7400") {
+		t.Errorf("New(%q) addr = %v, %v, want 10.0.0.1:7400", cfg.Endpoint, c.addr, err)
 	}
 
-	for name, mutate := range map[string]func(*ClientConfig){
-		"no TUN":            func(c *ClientConfig) { c.TUN = nil },
-		"no server key":     func(c *ClientConfig) { c.ServerKey = wire.PublicKey{} },
-		"mismatched key":    func(c *ClientConfig) { c.Key.Public = serverKey.Public },
-		"no port":           func(c *ClientConfig) { c.Endpoint = "tunnel.example" },
-		"port 0":            func(c *ClientConfig) { c.Endpoint = "tunnel.example:0" },
-		"named port":        func(c *ClientConfig) { c.Endpoint = "tunnel.example:http" },
-		"no host":           func(c *ClientConfig) { c.Endpoint = ":7400" },
-		"small MTU":         func(c *ClientConfig) { c.MTU = 100 },
-		"huge MTU":          func(c *ClientConfig) { c.MTU = wire.MaxPlaintextSize + 1 },
-		"negative interval": func(c *ClientConfig) { c.KeepaliveInterval = -time.Second },
-		"interval too long": func(c *ClientConfig) { c.KeepaliveInterval = wire.DeadAfter },
+	for name, mutate := range map[string]func(*Config){
+		"no TUN":            func(c *Config) { c.TUN = nil },
+		"no server key":     func(c *Config) { c.ServerKey = wire.PublicKey{} },
+		"mismatched key":    func(c *Config) { c.Key.Public = serverKey.Public },
+		"no port":           func(c *Config) { c.Endpoint = "tunnel.example" },
+		"port 0":            func(c *Config) { c.Endpoint = "tunnel.example:0" },
+		"named port":        func(c *Config) { c.Endpoint = "tunnel.example:http" },
+		"no host":           func(c *Config) { c.Endpoint = ":7400" },
+		"small MTU":         func(c *Config) { c.MTU = 100 },
+		"huge MTU":          func(c *Config) { c.MTU = wire.MaxPlaintextSize + 1 },
+		"negative interval": func(c *Config) { c.KeepaliveInterval = -time.Second },
+		"interval too long": func(c *Config) { c.KeepaliveInterval = wire.DeadAfter },
 	} {
 		cfg := valid()
 		mutate(&cfg)
-		if _, err := NewClient(cfg); err == nil {
-			t.Errorf("NewClient(%s) error nil, want an error", name)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%s) error nil, want an error", name)
 		}
 	}
 }
@@ -727,10 +727,10 @@ func (clientNullTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs)
 func (clientNullTUN) BatchSize() int                          { return 1 }
 func (clientNullTUN) Close() error                            { return nil }
 
-// pathClient is a Client that is not running, with a session installed by hand and a socket
+// pathClient is a Link that is not running, with a session installed by hand and a socket
 // sending to a sink nobody reads, so tests and benchmarks call its packet paths directly.
 // relay is the other end of the session.
-func pathClient(tb testing.TB) (c *Client, relay *wire.Session) {
+func pathClient(tb testing.TB) (c *Link, relay *wire.Session) {
 	tb.Helper()
 	key, serverKey := mustKeyPair(tb), mustKeyPair(tb)
 	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -739,7 +739,7 @@ func pathClient(tb testing.TB) (c *Client, relay *wire.Session) {
 	}
 	tb.Cleanup(func() { sink.Close() })
 	to := sink.LocalAddr().(*net.UDPAddr).AddrPort()
-	c, err = NewClient(ClientConfig{Key: key, ServerKey: serverKey.Public, Endpoint: to.String(), TUN: clientNullTUN{}})
+	c, err = New(Config{Key: key, ServerKey: serverKey.Public, Endpoint: to.String(), TUN: clientNullTUN{}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -770,7 +770,7 @@ func pathClient(tb testing.TB) (c *Client, relay *wire.Session) {
 }
 
 // sendBatchOf seals and sends a batch of copies of pkt through c's packet path, as readTUN does.
-func sendBatchOf(tb testing.TB, c *Client, io netio.BatchIO, in *netio.TUNBatch, o *netio.Outbox, pkt []byte) {
+func sendBatchOf(tb testing.TB, c *Link, io netio.BatchIO, in *netio.TUNBatch, o *netio.Outbox, pkt []byte) {
 	now := c.now()
 	for i := range in.Bufs {
 		in.Sizes[i] = copy(in.Bufs[i][wire.TransportHeaderSize:], pkt) // sealing overwrote it
@@ -783,7 +783,7 @@ func sendBatchOf(tb testing.TB, c *Client, io netio.BatchIO, in *netio.TUNBatch,
 
 // receiveBatchOf hands c a batch of datagrams carrying pkt, sealed by relay, as readSocket
 // does.
-func receiveBatchOf(c *Client, relay *wire.Session, d *netio.Datagrams, out *netio.TUNBatch, pkt []byte) {
+func receiveBatchOf(c *Link, relay *wire.Session, d *netio.Datagrams, out *netio.TUNBatch, pkt []byte) {
 	from := netip.MustParseAddrPort("127.0.0.1:7400")
 	d.N = 0
 	for i := range d.Bufs {

@@ -1,11 +1,9 @@
-package tunnel
+package uplink
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cellgate/cellgate/tunnel/netio"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -14,14 +12,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
-// clientResolveTimeout bounds one look-up of the tunnel's host name, so that a dead resolver delays
-// keepalives and handshake retries by at most this long.
-const clientResolveTimeout = 3 * time.Second
+// cacheLine is the size the per-direction counters are padded to: the line size of the amd64
+// and arm64 cores the agent runs on.
+const cacheLine = 64
 
-// ClientConfig configures the device side of the tunnel session.
-type ClientConfig struct {
+// resolveTimeout bounds one look-up of the tunnel's host name, so that a dead resolver delays
+// keepalives and handshake retries by at most this long.
+const resolveTimeout = 3 * time.Second
+
+// Config configures the device side of the tunnel session.
+type Config struct {
 	// Key is the device's static key pair, whose public half the API registered at enrollment.
 	Key wire.KeyPair
 	// ServerKey is the tunnel's static public key, given to the device at enrollment.
@@ -44,8 +49,8 @@ type ClientConfig struct {
 	Now func() time.Time
 }
 
-// ClientStatus is a snapshot of a Client, e.g. for the agent's heartbeat.
-type ClientStatus struct {
+// Status is a snapshot of a Link, e.g. for the agent's heartbeat.
+type Status struct {
 	// Connected is true while the client has a session that is not expired and it heard from
 	// the tunnel within DeadAfter.
 	Connected bool `json:"connected"`
@@ -55,13 +60,13 @@ type ClientStatus struct {
 	Established time.Time `json:"established_at"`
 	// LastReceived is when an authenticated packet last arrived; zero if none has.
 	LastReceived time.Time `json:"last_received_at"`
-	// Counters are the client's counters since NewClient.
-	Counters ClientCounters `json:"counters"`
+	// Counters are the client's counters since New.
+	Counters Counters `json:"counters"`
 }
 
-// ClientCounters are a Client's cumulative counters. Bytes are IP packet bytes, the same
+// Counters are a Link's cumulative counters. Bytes are IP packet bytes, the same
 // bytes the relay accounts.
-type ClientCounters struct {
+type Counters struct {
 	// SentPackets and SentBytes count packets read from the TUN and sent to the tunnel.
 	SentPackets uint64 `json:"sent_packets"`
 	SentBytes   uint64 `json:"sent_bytes"`
@@ -81,7 +86,7 @@ type ClientCounters struct {
 	Drops map[string]uint64 `json:"drops"`
 }
 
-// Client is the device side of the tunnel session, run by the agent. It keeps a Noise session
+// Link is the device side of the tunnel session, run by the agent. It keeps a Noise session
 // with the tunnel (handshake, keepalives, rekeying, recovery from a dead or restarted tunnel)
 // and moves packets between the TUN and the tunnel's UDP endpoint.
 //
@@ -96,7 +101,7 @@ type ClientCounters struct {
 //
 // The per-packet paths load the sessions and the endpoint from atomic pointers that only the
 // timer loop stores, and do not allocate.
-type Client struct {
+type Link struct {
 	key       wire.KeyPair
 	serverKey wire.PublicKey
 	tun       netio.TUN
@@ -140,18 +145,18 @@ type Client struct {
 	// reader (and by the timer loop when a handshake completes). The pad keeps tx's counters
 	// off the line of the session pointers above, which both packet paths read.
 	_      [cacheLine]byte
-	tx, rx clientPath
+	tx, rx linkPath
 	// drops counts refused packets by reason; handshakes and initiations are written by the
 	// timer loop.
 	drops                            [wire.NumDrops]atomic.Uint64
 	handshakes, initiations, cookied atomic.Uint64
 }
 
-// clientPath is one direction's counters, followed by a whole cache line of padding, so that
+// linkPath is one direction's counters, followed by a whole cache line of padding, so that
 // whatever the struct's alignment the counters the TUN reader writes and those the socket
 // reader writes never share a line.
-type clientPath struct {
-	// last is the stamp (see Client.stamp) of the last packet sent (tx) or authenticated
+type linkPath struct {
+	// last is the stamp (see Link.stamp) of the last packet sent (tx) or authenticated
 	// packet received (rx), keepalives included; 0 means never.
 	last atomic.Int64
 	// packets and bytes count data packets (not keepalives) and their IP bytes; bytes is
@@ -163,8 +168,8 @@ type clientPath struct {
 	_ [cacheLine]byte
 }
 
-// NewClient checks cfg and returns a Client ready to Run.
-func NewClient(cfg ClientConfig) (*Client, error) {
+// New checks cfg and returns a Link ready to Run.
+func New(cfg Config) (*Link, error) {
 	if cfg.TUN == nil {
 		return nil, errors.New("new client: a TUN is required")
 	}
@@ -205,7 +210,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil || port == 0 || host == "" {
 		return nil, fmt.Errorf("new client: endpoint %q: want host:port with a port in 1..65535", cfg.Endpoint)
 	}
-	c := &Client{
+	c := &Link{
 		key:       cfg.Key,
 		serverKey: cfg.ServerKey,
 		tun:       cfg.TUN,
@@ -235,7 +240,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // closed; so after ctx ends Run waits for its TUN reader to return from that read, and the
 // caller ends the wait by closing the TUN (e.g. with context.AfterFunc(ctx, ...)) or by
 // letting one more packet arrive. The socket reader and the timer loop end with ctx.
-func (c *Client) Run(ctx context.Context) error {
+func (c *Link) Run(ctx context.Context) error {
 	if !c.ran.CompareAndSwap(false, true) {
 		return errors.New("run client: already run")
 	}
@@ -274,9 +279,9 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // Status returns a snapshot of the client's session and counters.
-func (c *Client) Status() ClientStatus {
+func (c *Link) Status() Status {
 	now := c.now()
-	var st ClientStatus
+	var st Status
 	if ep := c.endpoint.Load(); ep != nil {
 		st.Endpoint = *ep
 	}
@@ -287,7 +292,7 @@ func (c *Client) Status() ClientStatus {
 		st.Established = cur.Created()
 		st.Connected = !cur.Expired(now) && now.Sub(st.LastReceived) < wire.DeadAfter
 	}
-	st.Counters = ClientCounters{
+	st.Counters = Counters{
 		SentPackets:        c.tx.packets.Load(),
 		SentBytes:          c.tx.bytes.Load(),
 		ReceivedPackets:    c.rx.packets.Load(),
@@ -307,15 +312,15 @@ func (c *Client) Status() ClientStatus {
 
 // stamp turns a clock reading into the form tx.last and rx.last hold: nanoseconds since
 // base, plus one so that 0 means never.
-func (c *Client) stamp(t time.Time) int64 { return max(int64(t.Sub(c.base)), 0) + 1 }
+func (c *Link) stamp(t time.Time) int64 { return max(int64(t.Sub(c.base)), 0) + 1 }
 
 // when turns a stamp back into a clock reading.
-func (c *Client) when(stamp int64) time.Time { return c.base.Add(time.Duration(stamp - 1)) }
+func (c *Link) when(stamp int64) time.Time { return c.base.Add(time.Duration(stamp - 1)) }
 
-func (c *Client) drop(d wire.Drop) { c.drops[d].Add(1) }
+func (c *Link) drop(d wire.Drop) { c.drops[d].Add(1) }
 
 // write sends one datagram to the tunnel's endpoint and reports whether the socket took it.
-func (c *Client) write(b []byte) bool {
+func (c *Link) write(b []byte) bool {
 	ep := c.endpoint.Load()
 	if ep == nil {
 		return false
@@ -328,7 +333,7 @@ func (c *Client) write(b []byte) bool {
 // split into MTU-sized packets), seals each in place behind headroom for the transport
 // header, and sends the batch with one sendmmsg. It returns nil at the first read that
 // returns after ctx ended, and the read's error if the TUN fails before.
-func (c *Client) readTUN(ctx context.Context, io netio.BatchIO) error {
+func (c *Link) readTUN(ctx context.Context, io netio.BatchIO) error {
 	tb := netio.NewTUNBatch(c.tun.BatchSize(), c.mtu)
 	o := netio.NewOutbox(len(tb.Bufs))
 	for {
@@ -355,7 +360,7 @@ func (c *Client) readTUN(ctx context.Context, io netio.BatchIO) error {
 // sealPacket encrypts the packet at buf[TransportHeaderSize:TransportHeaderSize+n] in place
 // on the current session and queues it in o; buf has TagSize bytes of room after the packet.
 // It does not allocate.
-func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *netio.Outbox) {
+func (c *Link) sealPacket(buf []byte, n int, now time.Time, o *netio.Outbox) {
 	plain := buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	if n == 0 || plain[0]>>4 != 4 {
 		c.drop(wire.DropNotIPv4) // the relay forwards IPv4 only: do not spend the uplink on it
@@ -385,7 +390,7 @@ func (c *Client) sealPacket(buf []byte, n int, now time.Time, o *netio.Outbox) {
 
 // sendBatch sends o's datagrams to the tunnel, counts each as sent or dropped and empties o.
 // It fails only when the socket is closed.
-func (c *Client) sendBatch(io netio.BatchIO, o *netio.Outbox, now time.Time) error {
+func (c *Link) sendBatch(io netio.BatchIO, o *netio.Outbox, now time.Time) error {
 	if o.N == 0 {
 		return nil
 	}
@@ -410,7 +415,7 @@ func (c *Client) sendBatch(io netio.BatchIO, o *netio.Outbox, now time.Time) err
 
 // readSocket is the socket reader: it reads batches of datagrams (recvmmsg), handles each,
 // and writes the packets they carry to the TUN in one batch, until Run closes the socket.
-func (c *Client) readSocket(ctx context.Context, io netio.BatchIO) {
+func (c *Link) readSocket(ctx context.Context, io netio.BatchIO) {
 	d := netio.NewDatagrams(netio.BatchSize, wire.TransportHeaderSize+c.mtu+wire.TagSize)
 	tb := netio.NewTUNBatch(0, c.mtu)
 	for {
@@ -429,7 +434,7 @@ func (c *Client) readSocket(ctx context.Context, io netio.BatchIO) {
 
 // receiveBatch handles the datagrams d holds and writes the packets they carry to the TUN,
 // with tb's out and lens as scratch space. It does not allocate.
-func (c *Client) receiveBatch(d *netio.Datagrams, tb *netio.TUNBatch) {
+func (c *Link) receiveBatch(d *netio.Datagrams, tb *netio.TUNBatch) {
 	tb.Out, tb.Lens = tb.Out[:0], tb.Lens[:0]
 	for i := range d.N {
 		// The plaintext is decrypted in place, right behind the transport header.
@@ -458,7 +463,7 @@ func (c *Client) receiveBatch(d *netio.Datagrams, tb *netio.TUNBatch) {
 
 // receive handles one datagram from the network and returns the packet it carries for the
 // TUN, decrypted in place (at b[TransportHeaderSize:]), or nil. It does not allocate.
-func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
+func (c *Link) receive(b []byte, from netip.AddrPort) []byte {
 	p, d := wire.ParsePacket(b)
 	if d != wire.DropNone {
 		c.drop(d)
@@ -501,14 +506,14 @@ func (c *Client) receive(b []byte, from netip.AddrPort) []byte {
 }
 
 // fromEndpoint reports whether from is the tunnel's endpoint.
-func (c *Client) fromEndpoint(from netip.AddrPort) bool {
+func (c *Link) fromEndpoint(from netip.AddrPort) bool {
 	ep := c.endpoint.Load()
 	return ep != nil && netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == *ep
 }
 
 // receiveTransport decrypts a transport packet in place with the session it names and returns
 // its plaintext for the TUN, nil for a keepalive or a refused packet.
-func (c *Client) receiveTransport(p wire.Packet) []byte {
+func (c *Link) receiveTransport(p wire.Packet) []byte {
 	s := c.current.Load()
 	if s == nil || s.LocalIndex() != p.Receiver {
 		s = c.previous.Load()
@@ -539,8 +544,8 @@ func (c *Client) receiveTransport(p wire.Packet) []byte {
 	return plain
 }
 
-// clientTimers is the timer loop's state; only the timer loop touches it.
-type clientTimers struct {
+// linkTimers is the timer loop's state; only the timer loop touches it.
+type linkTimers struct {
 	// pending is set while the client wants a new session; reason says why, for the log.
 	pending bool
 	reason  string
@@ -562,8 +567,8 @@ type clientTimers struct {
 // runTimers is the timer loop: it sleeps until the next deadline (keepalive, rekey, dead
 // peer, handshake retry, expiry) or until the socket reader hands it a handshake response or
 // an unknown-session hint, acts, and ends when ctx ends.
-func (c *Client) runTimers(ctx context.Context) {
-	t := clientTimers{gap: wire.HandshakeRetry, buf: make([]byte, 0, wire.InitiationSize)}
+func (c *Link) runTimers(ctx context.Context) {
+	t := linkTimers{gap: wire.HandshakeRetry, buf: make([]byte, 0, wire.InitiationSize)}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -582,7 +587,7 @@ func (c *Client) runTimers(ctx context.Context) {
 
 // tick does what is due at the clock's current reading and returns how long the loop may
 // sleep before something else is.
-func (c *Client) tick(ctx context.Context, t *clientTimers) time.Duration {
+func (c *Link) tick(ctx context.Context, t *linkTimers) time.Duration {
 	now := c.now()
 	if prev := c.previous.Load(); prev != nil && prev.Expired(now) {
 		c.previous.Store(nil)
@@ -642,7 +647,7 @@ func (c *Client) tick(ctx context.Context, t *clientTimers) time.Duration {
 
 // initiate sends a new handshake initiation, with a new ephemeral key and index, to the
 // freshly resolved endpoint, and schedules the retry.
-func (c *Client) initiate(ctx context.Context, t *clientTimers, now time.Time) {
+func (c *Link) initiate(ctx context.Context, t *linkTimers, now time.Time) {
 	// Jitter of ±10 % keeps a fleet that lost its tunnel at once from retrying in step; no
 	// retry comes sooner than HandshakeRetry.
 	jitter := time.Duration(rand.Int64N(int64(t.gap)/5+1)) - t.gap/10
@@ -680,10 +685,10 @@ func (c *Client) initiate(ctx context.Context, t *clientTimers, now time.Time) {
 // resolve looks the tunnel's host name up and switches to a new address when the old one is
 // no longer among the answers. It reports whether there is an endpoint to send to; when the
 // look-up fails the previous endpoint, if any, stays.
-func (c *Client) resolve(ctx context.Context, t *clientTimers) bool {
+func (c *Link) resolve(ctx context.Context, t *linkTimers) bool {
 	ep := c.addr
 	if !ep.IsValid() {
-		lctx, cancel := context.WithTimeout(ctx, clientResolveTimeout)
+		lctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 		addrs, err := c.lookup(lctx, "ip", c.host)
 		cancel()
 		if err == nil && len(addrs) == 0 {
@@ -719,7 +724,7 @@ func (c *Client) resolve(ctx context.Context, t *clientTimers) bool {
 }
 
 // newIndex returns a random non-zero index that no kept session uses.
-func (c *Client) newIndex() uint32 {
+func (c *Link) newIndex() uint32 {
 	for {
 		i := rand.Uint32()
 		if i != 0 && !c.usesIndex(c.current.Load(), i) && !c.usesIndex(c.previous.Load(), i) {
@@ -728,12 +733,12 @@ func (c *Client) newIndex() uint32 {
 	}
 }
 
-func (c *Client) usesIndex(s *wire.Session, i uint32) bool { return s != nil && s.LocalIndex() == i }
+func (c *Link) usesIndex(s *wire.Session, i uint32) bool { return s != nil && s.LocalIndex() == i }
 
 // completeHandshake reads a handshake response. One that completes the handshake in flight
 // makes its session current (the old one stays for receiving) and is confirmed to the tunnel
 // at once with a keepalive; any other is dropped, and the handshake keeps waiting.
-func (c *Client) completeHandshake(t *clientTimers, r [wire.ResponseSize]byte) {
+func (c *Link) completeHandshake(t *linkTimers, r [wire.ResponseSize]byte) {
 	if t.init == nil {
 		c.drop(wire.DropUnknownIndex)
 		return
@@ -774,7 +779,7 @@ func (c *Client) completeHandshake(t *clientTimers, r [wire.ResponseSize]byte) {
 // sends to, the tunnel lost the session (e.g. it restarted), so a handshake starts as soon
 // as HandshakeRetry allows. The current session stays in use until a new one exists: the
 // hint is unauthenticated.
-func (c *Client) hinted(t *clientTimers, index uint32) {
+func (c *Link) hinted(t *linkTimers, index uint32) {
 	cur := c.current.Load()
 	if cur == nil || cur.RemoteIndex() != index {
 		return // a new session replaced it meanwhile
@@ -790,7 +795,7 @@ func (c *Client) hinted(t *clientTimers, index uint32) {
 }
 
 // sendKeepalive sends an empty transport packet on s.
-func (c *Client) sendKeepalive(t *clientTimers, s *wire.Session, now time.Time) {
+func (c *Link) sendKeepalive(t *linkTimers, s *wire.Session, now time.Time) {
 	t.lastKeepalive = now
 	pkt, err := s.Encrypt(t.buf[:0], nil)
 	if err != nil {
@@ -806,7 +811,7 @@ func (c *Client) sendKeepalive(t *clientTimers, s *wire.Session, now time.Time) 
 }
 
 // endpointAttr is the endpoint for a log line.
-func (c *Client) endpointAttr() string {
+func (c *Link) endpointAttr() string {
 	if ep := c.endpoint.Load(); ep != nil {
 		return ep.String()
 	}
