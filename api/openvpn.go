@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 )
 
 // The OpenVPN side of the internal API: the hooks of the OpenVPN server on the relay host
@@ -34,16 +34,16 @@ const killTimeout = 5 * time.Second
 type openVPN struct {
 	s        *Server
 	auth     *ovpnAuth
-	tunnel   *tunnel.ControlClient // nil: no tunnel configured
-	killer   SessionKiller         // nil: sessions are not killed
-	sessions DeviceSessions        // nil: devices' tunnel sessions cannot be checked
+	tunnel   *control.Client // nil: no tunnel configured
+	killer   SessionKiller   // nil: sessions are not killed
+	sessions DeviceSessions  // nil: devices' tunnel sessions cannot be checked
 }
 
 // newOpenVPN builds the OpenVPN side from the server's configuration.
 func (s *Server) newOpenVPN() *openVPN {
 	o := &openVPN{s: s, killer: s.cfg.SessionKiller}
 	if s.cfg.TunnelControlURL != "" {
-		o.tunnel = &tunnel.ControlClient{BaseURL: s.cfg.TunnelControlURL, Token: s.cfg.TunnelControlToken}
+		o.tunnel = &control.Client{BaseURL: s.cfg.TunnelControlURL, Token: s.cfg.TunnelControlToken}
 	}
 	sessions := s.cfg.DeviceSessions
 	if sessions == nil && o.tunnel != nil {
@@ -138,7 +138,7 @@ func (o *openVPN) connect(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := tunnel.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
+	reg := control.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
 		Limit: conn.BandwidthLimit, Used: used, Epoch: uint64(conn.UsageEpoch)}
 	route, err := o.tunnel.AddClient(ctx, reg)
 	if err != nil {
@@ -246,7 +246,7 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 	if o.tunnel != nil {
 		u, err := o.tunnel.RemoveClient(ctx, poolIP)
 		switch {
-		case errors.Is(err, tunnel.ErrNotFound):
+		case errors.Is(err, control.ErrNotFound):
 		case err != nil:
 			return o.tunnelError(ctx, "unroute", err)
 		default:
@@ -281,7 +281,7 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 // 503 when it could not be reached, so the hook exits non-zero.
 func (o *openVPN) tunnelError(ctx context.Context, what string, err error) error {
 	o.s.log.WarnContext(ctx, "openvpn hook: tunnel control call failed", slog.String("call", what), slog.Any("err", err))
-	if ce := (*tunnel.ControlError)(nil); errors.As(err, &ce) {
+	if ce := (*control.Error)(nil); errors.As(err, &ce) {
 		return &Error{Status: http.StatusBadGateway, Code: "tunnel_refused",
 			Message: "the tunnel refused to " + what + " the client: " + ce.Code}
 	}

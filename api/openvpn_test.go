@@ -17,6 +17,7 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 )
 
 // controlToken is the relay control API's token in tests.
@@ -34,17 +35,17 @@ func (s *relayStats) setLive(id uuid.UUID, live bool) {
 	s.live[id] = live
 }
 
-func (s *relayStats) Sessions() []tunnel.SessionInfo {
+func (s *relayStats) Sessions() []control.SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []tunnel.SessionInfo
+	var out []control.SessionInfo
 	for id, live := range s.live {
-		out = append(out, tunnel.SessionInfo{DeviceID: id, Live: live})
+		out = append(out, control.SessionInfo{DeviceID: id, Live: live})
 	}
 	return out
 }
 
-func (s *relayStats) Counters() tunnel.Counters { return new(tunnel.Metrics).Counters() }
+func (s *relayStats) Counters() control.Counters { return new(tunnel.Metrics).Counters() }
 
 // testRelay is a relay's real control API on a loopback port, over its own route table.
 type testRelay struct {
@@ -56,8 +57,9 @@ type testRelay struct {
 func newTestRelay(t *testing.T) *testRelay {
 	t.Helper()
 	r := &testRelay{routes: &tunnel.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
-	srv := httptest.NewServer(tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: r.routes,
-		Sessions: r.stats, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
+		Relay: tunnel.NewControl(tunnel.ControlConfig{Routes: r.routes, Sessions: r.stats, Log: log}), Log: log}))
 	t.Cleanup(srv.Close)
 	r.url = srv.URL
 	return r
@@ -184,7 +186,7 @@ func TestOpenVPNConnectRefused(t *testing.T) {
 
 	// The relay refuses a registration of an epoch older than the one it has: 502.
 	id, user := e.addConnection(t, ovpnConn{hash: hash})
-	if _, err := relay.routes.Add(tunnel.Registration{ClientIP: netip.MustParseAddr("10.9.0.50"), ConnectionID: id,
+	if _, err := relay.routes.Add(control.Registration{ClientIP: netip.MustParseAddr("10.9.0.50"), ConnectionID: id,
 		DeviceID: e.device, SessionID: uuid.New(), Epoch: 9}); err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ const (
 	ReasonBusy             = "TEMP[backoff 10]: busy"
 )
 
-// DeviceSessions tells whether a device has a live tunnel session; tunnel.ControlClient
+// DeviceSessions tells whether a device has a live tunnel session; control.Client
 // implements it.
 type DeviceSessions interface {
 	// DeviceLive reports whether the device has a live session on the relay.

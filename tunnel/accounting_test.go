@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -252,7 +253,7 @@ func BenchmarkAdmit(b *testing.B) {
 	var rt RouteTable
 	ips := benchIPs()
 	for _, ip := range ips {
-		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New(), Limit: 1 << 62, Epoch: 1}); err != nil {
+		if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: uuid.New(), Limit: 1 << 62, Epoch: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,35 +1,21 @@
 package tunnel
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
-// Limits of the API client.
-const (
-	// MaxGoneBatch is the most devices one Gone request asks about.
-	MaxGoneBatch = 10_000
-	// maxAPIResponse is the most bytes of a response body the client reads.
-	maxAPIResponse = 1 << 20
-	// defaultAPITimeout is the timeout of the HTTP client used when APIClient.HTTP is nil.
-	defaultAPITimeout = 10 * time.Second
-)
-
-// defaultAPIHTTP is the HTTP client of an APIClient without one.
-var defaultAPIHTTP = &http.Client{Timeout: defaultAPITimeout}
+// MaxGoneBatch is the most devices one Gone request asks about.
+const MaxGoneBatch = 10_000
 
 // APIClient is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
 // relay's Directory and UsageSink. Its methods are safe for concurrent use.
@@ -56,24 +42,7 @@ type APIError struct {
 
 // Error describes the answer: status, code, message and field.
 func (e *APIError) Error() string {
-	return describeHTTPError("api", e.Status, e.Code, e.Message, e.Field)
-}
-
-// describeHTTPError formats an error answer of service: status, then code, message and field
-// where the body named them.
-func describeHTTPError(service string, status int, code, message, field string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d %s", service, status, http.StatusText(status))
-	if code != "" {
-		fmt.Fprintf(&b, ": %s", code)
-	}
-	if message != "" {
-		fmt.Fprintf(&b, ": %s", message)
-	}
-	if field != "" {
-		fmt.Fprintf(&b, " (field %s)", field)
-	}
-	return b.String()
+	return jsonhttp.Describe("api", e.Status, e.Code, e.Message, e.Field)
 }
 
 // deviceJSON is a device as the internal endpoints describe it.
@@ -149,8 +118,7 @@ func (c *APIClient) ReportUsage(ctx context.Context, usage []RouteUsage) error {
 	}
 	body := make([]usageJSON, len(usage))
 	for i, u := range usage {
-		body[i] = usageJSON{ConnectionID: u.ConnectionID, SessionID: u.SessionID, Epoch: u.Epoch,
-			RxBytes: u.RxBytes, TxBytes: u.TxBytes, Limit: u.Limit, LimitReached: u.LimitReached}
+		body[i] = usageJSON(u)
 	}
 	var resp struct {
 		Accepted int `json:"accepted"`
@@ -165,55 +133,9 @@ func (c *APIClient) ReportUsage(ctx context.Context, usage []RouteUsage) error {
 // do sends a request with a JSON body (if in is not nil) and decodes a 2xx answer into out; a
 // non-2xx answer is an *APIError.
 func (c *APIClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
+	err := jsonhttp.Do(ctx, c.HTTP, c.BaseURL, c.Token, method, path, in, out)
+	if e := (*jsonhttp.Error)(nil); errors.As(err, &e) {
+		return fmt.Errorf("%s %s: %w", method, path, &APIError{Status: e.Status, Code: e.Code, Message: e.Message, Field: e.Field})
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = defaultAPIHTTP
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIResponse+1))
-	if err != nil {
-		return fmt.Errorf("%s %s: read response: %w", method, path, err)
-	}
-	if len(data) > maxAPIResponse {
-		return fmt.Errorf("%s %s: response body larger than %d bytes", method, path, maxAPIResponse)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		apiErr := &APIError{Status: resp.StatusCode}
-		var e struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-				Field   string `json:"field"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil {
-			apiErr.Code, apiErr.Message, apiErr.Field = e.Error.Code, e.Error.Message, e.Error.Field
-		}
-		return fmt.Errorf("%s %s: %w", method, path, apiErr)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
-	}
-	return nil
+	return err
 }

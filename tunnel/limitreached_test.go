@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -13,7 +14,7 @@ import (
 func TestLimitReached(t *testing.T) {
 	var routes RouteTable
 	conn := uuid.New()
-	r, err := routes.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.9"), ConnectionID: conn, DeviceID: uuid.New(),
+	r, err := routes.Add(control.Registration{ClientIP: netip.MustParseAddr("10.9.0.9"), ConnectionID: conn, DeviceID: uuid.New(),
 		SessionID: uuid.New(), Limit: 1000, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/tunnel/control"
 )
 
 type fakeOpenVPN struct {
@@ -53,14 +54,14 @@ func (r *fakeRouter) RouteOpenVPNClient(_ context.Context, cn string, ip netip.A
 	case r.undecided:
 		return errors.New("503 quota_unavailable: TEMP[backoff 15]: usage cannot be checked now")
 	}
-	_, err := r.routes.Add(Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1})
+	_, err := r.routes.Add(control.Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1})
 	return err
 }
 
 func TestResyncOpenVPN(t *testing.T) {
 	routes := &RouteTable{}
 	kept := netip.MustParseAddr("10.9.0.2")
-	if _, err := routes.Add(Registration{ClientIP: kept, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1}); err != nil {
+	if _, err := routes.Add(control.Registration{ClientIP: kept, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var killed []string

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
@@ -248,21 +249,21 @@ func (r *Relay) tick() {
 }
 
 // Counters returns the data path's counters.
-func (r *Relay) Counters() Counters { return r.metrics.Counters() }
+func (r *Relay) Counters() control.Counters { return r.metrics.Counters() }
 
 // Metrics returns the relay's live metrics.
 func (r *Relay) Metrics() *Metrics { return &r.metrics }
 
 // Sessions describes the device sessions, for GET /stats.
-func (r *Relay) Sessions() []SessionInfo {
+func (r *Relay) Sessions() []control.SessionInfo {
 	devs := r.devices.Load()
 	if devs == nil {
-		return []SessionInfo{}
+		return []control.SessionInfo{}
 	}
 	now := r.clock.Load()
-	out := make([]SessionInfo, 0, len(*devs))
+	out := make([]control.SessionInfo, 0, len(*devs))
 	for _, p := range *devs {
-		info := SessionInfo{DeviceID: p.device.ID, TunnelIP: p.device.TunnelIP}
+		info := control.SessionInfo{DeviceID: p.device.ID, TunnelIP: p.device.TunnelIP}
 		if ep := p.endpoint.Load(); ep != nil {
 			info.Endpoint = *ep
 		}

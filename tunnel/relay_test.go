@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -273,7 +274,7 @@ func ipv4Packet(src, dst string, size int) []byte {
 
 func (f *relayFixture) route(client string, dev *testDevice, limit int64) *Route {
 	f.t.Helper()
-	r, err := f.routes.Add(Registration{ClientIP: netip.MustParseAddr(client), ConnectionID: uuid.New(),
+	r, err := f.routes.Add(control.Registration{ClientIP: netip.MustParseAddr(client), ConnectionID: uuid.New(),
 		DeviceID: dev.dev.ID, SessionID: uuid.New(), Limit: limit, Epoch: 1})
 	if err != nil {
 		f.t.Fatal(err)

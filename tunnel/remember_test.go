@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -29,10 +30,10 @@ func exhaust(r *Route) int64 {
 // counts on from the larger figure: reconnecting never buys bytes.
 func TestRouteRemembersConnectionAfterLastRoute(t *testing.T) {
 	ip := netip.MustParseAddr("10.9.0.2")
-	start := func(t *testing.T, limit, used int64, epoch uint64) (*RouteTable, Registration, *Route) {
+	start := func(t *testing.T, limit, used int64, epoch uint64) (*RouteTable, control.Registration, *Route) {
 		t.Helper()
 		rt := &RouteTable{}
-		reg := Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(),
+		reg := control.Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(),
 			Limit: limit, Used: used, Epoch: epoch}
 		r, err := rt.Add(reg)
 		if err != nil {
@@ -41,7 +42,7 @@ func TestRouteRemembersConnectionAfterLastRoute(t *testing.T) {
 		return rt, reg, r
 	}
 	// reconnect removes the route and adds it again as a new session with the API's figures.
-	reconnect := func(t *testing.T, rt *RouteTable, reg Registration, limit, used int64, epoch uint64) (*Route, error) {
+	reconnect := func(t *testing.T, rt *RouteTable, reg control.Registration, limit, used int64, epoch uint64) (*Route, error) {
 		t.Helper()
 		if _, ok := rt.Remove(ip); !ok {
 			t.Fatalf("Remove(%v) = not found", ip)
@@ -173,8 +174,8 @@ func (c *fakeClock) now() time.Time      { return c.t }
 func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newFakeClock() *fakeClock           { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
 func ip4(i int) netip.Addr               { return netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}) }
-func regOf(conn uuid.UUID, i int) Registration {
-	return Registration{ClientIP: ip4(i), ConnectionID: conn, DeviceID: uuid.New(), SessionID: uuid.New(), Limit: 5000, Epoch: 1}
+func regOf(conn uuid.UUID, i int) control.Registration {
+	return control.Registration{ClientIP: ip4(i), ConnectionID: conn, DeviceID: uuid.New(), SessionID: uuid.New(), Limit: 5000, Epoch: 1}
 }
 
 func TestRouteMemoryExpires(t *testing.T) {
@@ -280,11 +281,11 @@ func TestControlChangesRememberedConnection(t *testing.T) {
 	if m := decodeAnswer(t, rec); rec.Code != http.StatusOK || m["blocked"] != true || m["used"] != float64(used) {
 		t.Fatalf("POST block of a remembered connection = %d %v, want 200, blocked, used %d", rec.Code, m, used)
 	}
-	var stats statsResponse
+	var stats control.Stats
 	if err := json.Unmarshal(f.do(http.MethodGet, "/stats", "").Body.Bytes(), &stats); err != nil {
 		t.Fatal(err)
 	}
-	want := connectionStats{ConnectionID: conn, Epoch: 1, Used: used, Limit: 5000, Blocked: true, RxBytes: used, RefusedPackets: 1}
+	want := control.ConnectionStats{ConnectionID: conn, Epoch: 1, Used: used, Limit: 5000, Blocked: true, RxBytes: used, RefusedPackets: 1}
 	if stats.Routes != 0 || len(stats.Connections) != 1 || stats.Connections[0] != want {
 		t.Errorf("GET /stats with one remembered connection = routes %d, %+v, want 0 routes, [%+v]", stats.Routes, stats.Connections, want)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -46,19 +47,6 @@ type ReporterConfig struct {
 	Interval time.Duration
 	// Log receives delivery failures; nil means slog.Default().
 	Log *slog.Logger
-}
-
-// ReporterStats counts what a Reporter did, for tests and GET /stats.
-type ReporterStats struct {
-	// Reports is the number of ReportUsage calls that succeeded, Entries the entries they
-	// carried, Failures the calls that failed.
-	Reports  uint64 `json:"reports"`
-	Entries  uint64 `json:"entries"`
-	Failures uint64 `json:"failures"`
-	// PendingRemoved is the number of removed routes whose final usage is not delivered yet;
-	// DroppedRemoved the number dropped undelivered because too many were pending.
-	PendingRemoved int    `json:"pending_removed"`
-	DroppedRemoved uint64 `json:"dropped_removed"`
 }
 
 // Reporter delivers the route sessions' cumulative usage to a UsageSink: every Interval the
@@ -188,11 +176,11 @@ func (r *Reporter) Removed(route *Route) {
 }
 
 // Stats returns the reporter's counters.
-func (r *Reporter) Stats() ReporterStats {
+func (r *Reporter) Stats() control.ReporterStats {
 	r.mu.Lock()
 	pending := len(r.pending)
 	r.mu.Unlock()
-	return ReporterStats{
+	return control.ReporterStats{
 		Reports:        r.reports.Load(),
 		Entries:        r.entries.Load(),
 		Failures:       r.failures.Load(),

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -92,7 +93,7 @@ func untilDeadline(t *testing.T, what string, cond func() bool) {
 // addTestRoute routes ip to a new or existing connection with the given limit.
 func addTestRoute(t *testing.T, rt *RouteTable, ip string, conn uuid.UUID, limit int64) *Route {
 	t.Helper()
-	r, err := rt.Add(Registration{ClientIP: netip.MustParseAddr(ip), ConnectionID: conn, DeviceID: uuid.New(),
+	r, err := rt.Add(control.Registration{ClientIP: netip.MustParseAddr(ip), ConnectionID: conn, DeviceID: uuid.New(),
 		SessionID: uuid.New(), Limit: limit, Epoch: 1})
 	if err != nil {
 		t.Fatalf("Add(%s) = %v", ip, err)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -117,19 +118,6 @@ func (r *Route) Usage() RouteUsage {
 	return u
 }
 
-// Registration is a client route as the control API receives it (POST /clients).
-type Registration struct {
-	ClientIP     netip.Addr
-	ConnectionID uuid.UUID
-	DeviceID     uuid.UUID
-	SessionID    uuid.UUID
-	// Limit is the connection's byte limit; 0 means unlimited.
-	Limit int64
-	// Used is the bytes the connection has already used in Epoch, as the API knows it.
-	Used  int64
-	Epoch uint64
-}
-
 // routeMap is one immutable version of the table. It is keyed by the 4 address bytes, which
 // hash faster than a netip.Addr and can be taken straight from a packet header.
 type routeMap map[[4]byte]*Route
@@ -204,7 +192,7 @@ type idleConn struct {
 // limit, used bytes and epoch. Otherwise reg is merged into the connection's counters (see
 // Connection.merge): the same epoch goes on from the larger usage, a newer one starts over,
 // and an older one is refused with ErrStaleEpoch.
-func (t *RouteTable) Add(reg Registration) (*Route, error) {
+func (t *RouteTable) Add(reg control.Registration) (*Route, error) {
 	ip := reg.ClientIP.Unmap()
 	if !ip.Is4() {
 		return nil, fmt.Errorf("route %v: %w", reg.ClientIP, ErrRouteNotIPv4)

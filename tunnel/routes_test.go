@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
 
@@ -15,7 +16,7 @@ func TestRouteAddLookupRemove(t *testing.T) {
 	if _, ok := rt.Lookup(ip); ok {
 		t.Fatal("Lookup(10.9.0.2) in an empty table = ok, want not found")
 	}
-	reg := Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(),
+	reg := control.Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(),
 		Limit: 5000, Used: 1000, Epoch: 3}
 	added, err := rt.Add(reg)
 	if err != nil {
@@ -73,7 +74,7 @@ func TestRouteAddLookupRemove(t *testing.T) {
 func TestRouteAddRejectsNonIPv4(t *testing.T) {
 	var rt RouteTable
 	for _, ip := range []netip.Addr{{}, netip.MustParseAddr("fd00::1")} {
-		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New()}); !errors.Is(err, ErrRouteNotIPv4) {
+		if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: uuid.New()}); !errors.Is(err, ErrRouteNotIPv4) {
 			t.Errorf("Add(%v) = %v, want ErrRouteNotIPv4", ip, err)
 		}
 		if _, ok := rt.Lookup(ip); ok {
@@ -87,14 +88,14 @@ func TestRoutesShareConnection(t *testing.T) {
 	conn := uuid.New()
 	dev := uuid.New()
 	a, b := netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.1.7")
-	ra, err := rt.Add(Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 3000, Epoch: 1})
+	ra, err := rt.Add(control.Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 3000, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The second route comes with the API's (older) usage figure for the same epoch: the
 	// tunnel's counters, which are newer, are kept; the limit is taken.
 	ra.Conn.Admit(1000, ToClient)
-	rb, err := rt.Add(Registration{ClientIP: b, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 2500, Used: 0, Epoch: 1})
+	rb, err := rt.Add(control.Registration{ClientIP: b, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 2500, Used: 0, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +122,13 @@ func TestRoutesShareConnection(t *testing.T) {
 	}
 
 	// A stale registration is refused; a newer epoch restarts the counters from its used.
-	if _, err := rt.Add(Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, Epoch: 0}); !errors.Is(err, ErrStaleEpoch) {
+	if _, err := rt.Add(control.Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, Epoch: 0}); !errors.Is(err, ErrStaleEpoch) {
 		t.Errorf("Add with epoch 0 < 1 = %v, want ErrStaleEpoch", err)
 	}
 	if _, ok := rt.Lookup(a); ok {
 		t.Errorf("Lookup(%v) after a refused Add = ok, want not found", a)
 	}
-	rc, err := rt.Add(Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, Limit: 4000, Used: 700, Epoch: 2})
+	rc, err := rt.Add(control.Registration{ClientIP: a, ConnectionID: conn, DeviceID: dev, Limit: 4000, Used: 700, Epoch: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,10 +142,10 @@ func TestRouteReplaceMovesClient(t *testing.T) {
 	var rt RouteTable
 	ip := netip.MustParseAddr("10.9.0.9")
 	first, second := uuid.New(), uuid.New()
-	if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: first, Epoch: 1}); err != nil {
+	if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: first, Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := rt.Add(Registration{ClientIP: ip, ConnectionID: second, Epoch: 1})
+	r, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: second, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestRouteReplaceMovesClient(t *testing.T) {
 		t.Errorf("Len() = %d, want 1", rt.Len())
 	}
 	// Re-registering the same IP to the same connection keeps the connection.
-	if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: second, Epoch: 1}); err != nil {
+	if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: second, Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := rt.Connection(second); !ok {
@@ -173,7 +174,7 @@ func TestRouteLookupDuringWrites(t *testing.T) {
 	// Readers never see a torn table: a routed IP stays routed while others come and go.
 	var rt RouteTable
 	stable := netip.MustParseAddr("10.9.0.1")
-	if _, err := rt.Add(Registration{ClientIP: stable, ConnectionID: uuid.New(), Epoch: 1}); err != nil {
+	if _, err := rt.Add(control.Registration{ClientIP: stable, ConnectionID: uuid.New(), Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -199,7 +200,7 @@ func TestRouteLookupDuringWrites(t *testing.T) {
 	conn := uuid.New()
 	for i := range 500 {
 		ip := netip.AddrFrom4([4]byte{10, 9, 1, byte(i)})
-		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: conn, Epoch: 1}); err != nil {
+		if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: conn, Epoch: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if i%2 == 0 {
@@ -218,7 +219,7 @@ func TestRouteLookupDuringWrites(t *testing.T) {
 func TestLookupAllocs(t *testing.T) {
 	var rt RouteTable
 	ip := netip.MustParseAddr("10.9.0.2")
-	if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New(), Limit: 1 << 62, Epoch: 1}); err != nil {
+	if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: uuid.New(), Limit: 1 << 62, Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// The whole per-packet accounting step: route lookup, then Admit.
@@ -240,7 +241,7 @@ func BenchmarkRouteLookup(b *testing.B) {
 	var rt RouteTable
 	ips := benchIPs()
 	for _, ip := range ips {
-		if _, err := rt.Add(Registration{ClientIP: ip, ConnectionID: uuid.New(), Epoch: 1}); err != nil {
+		if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: uuid.New(), Epoch: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -260,12 +261,12 @@ func BenchmarkRouteLookup(b *testing.B) {
 func TestRouteUsageFollowsEpochs(t *testing.T) {
 	var tab RouteTable
 	conn := uuid.New()
-	a, err := tab.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: conn,
+	a, err := tab.Add(control.Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: conn,
 		DeviceID: uuid.New(), SessionID: uuid.New(), Limit: 1000, Used: 100, Epoch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := tab.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.3"), ConnectionID: conn,
+	b, err := tab.Add(control.Registration{ClientIP: netip.MustParseAddr("10.9.0.3"), ConnectionID: conn,
 		DeviceID: a.DeviceID, SessionID: uuid.New(), Limit: 1000, Used: 100, Epoch: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +303,7 @@ func TestRouteUsageFollowsEpochs(t *testing.T) {
 
 func TestRouteAdmitDoesNotAllocate(t *testing.T) {
 	var tab RouteTable
-	r, err := tab.Add(Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: uuid.New(),
+	r, err := tab.Add(control.Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: uuid.New(),
 		DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1})
 	if err != nil {
 		t.Fatal(err)

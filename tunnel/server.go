@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
@@ -99,7 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		tun.Close()
 		return err
 	}
-	var sessions SessionRestarter
+	var sessions control.SessionRestarter
 	var mgmt *openvpn.Management
 	if cfg.OpenVPNDir != "" {
 		srv, err := openvpn.LoadServer(cfg.OpenVPNDir)
@@ -116,8 +117,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		sessions = mgmt
 	}
 	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
-	control := controlHTTPServer(NewControl(ControlConfig{Token: cfg.ControlToken, Routes: routes, Sessions: relay,
-		Reporter: reporter, OpenVPN: sessions, Log: log}))
+	controlAPI := control.NewHTTPServer(control.NewHandler(control.Config{Token: cfg.ControlToken,
+		Relay:   NewControl(ControlConfig{Routes: routes, Sessions: relay, Reporter: reporter, Log: log}),
+		OpenVPN: sessions, Log: log}))
 	ln, err := net.Listen("tcp", cfg.ControlListen)
 	if err != nil {
 		conn.Close()
@@ -142,7 +144,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		})
 	}
 	g.Go(func() error {
-		if err := control.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := controlAPI.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("control api: %w", err)
 		}
 		return nil
@@ -151,29 +153,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
-		return control.Shutdown(sctx)
+		return controlAPI.Shutdown(sctx)
 	})
 	err = g.Wait()
 	log.Info("tunnel: stopped")
 	return err
-}
-
-// controlHTTPServer is the control API's HTTP server around its handler h. Every phase of a
-// request has a deadline, so a client that trickles its headers or body, or holds an idle
-// connection, cannot keep a connection (and its goroutine) forever: headers within 5 s, the
-// whole request (bodies are at most MaxControlBody) within 10 s, the answer within 30 s (POST
-// /openvpn/kill waits for OpenVPN's management interface, up to 10 s per command), and 2
-// minutes idle between requests, longer than Go clients keep theirs. Headers are at most
-// 16 KiB.
-func controlHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
 }
 
 // listenUDP opens the devices' UDP socket. Relay.Run gives it large buffers (socketBufferSize,

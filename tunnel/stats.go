@@ -1,12 +1,9 @@
 package tunnel
 
 import (
-	"net/netip"
 	"sync/atomic"
-	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
@@ -44,20 +41,9 @@ func (m *Metrics) Forwarded(dir Direction, n int) {
 	}
 }
 
-// Counters is a copy of Metrics at one moment, as GET /stats shows it.
-type Counters struct {
-	FromClientPackets uint64            `json:"from_client_packets"`
-	FromClientBytes   uint64            `json:"from_client_bytes"`
-	ToClientPackets   uint64            `json:"to_client_packets"`
-	ToClientBytes     uint64            `json:"to_client_bytes"`
-	Handshakes        uint64            `json:"handshakes"`
-	Keepalives        uint64            `json:"keepalives"`
-	Drops             map[string]uint64 `json:"drops"`
-}
-
 // Counters returns the current counters, with every drop reason present (zero or not).
-func (m *Metrics) Counters() Counters {
-	c := Counters{
+func (m *Metrics) Counters() control.Counters {
+	c := control.Counters{
 		FromClientPackets: m.fromClientPackets.Load(),
 		FromClientBytes:   m.fromClientBytes.Load(),
 		ToClientPackets:   m.toClientPackets.Load(),
@@ -70,14 +56,4 @@ func (m *Metrics) Counters() Counters {
 		c.Drops[d.String()] = m.drops[d].Load()
 	}
 	return c
-}
-
-// SessionInfo describes one device session for GET /stats.
-type SessionInfo struct {
-	DeviceID     uuid.UUID      `json:"device_id"`
-	TunnelIP     netip.Addr     `json:"tunnel_ip"`
-	Endpoint     netip.AddrPort `json:"endpoint"`
-	Established  time.Time      `json:"established_at"`
-	LastReceived time.Time      `json:"last_received_at"`
-	Live         bool           `json:"live"`
 }

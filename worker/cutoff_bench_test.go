@@ -25,6 +25,7 @@ import (
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
 )
@@ -172,8 +173,8 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 	rep := tunnel.NewReporter(tunnel.ReporterConfig{Routes: s.routes, Log: log,
 		Sink: &tunnel.APIClient{BaseURL: internalSrv.URL, Token: internalToken}})
 	s.rep = rep
-	relay.Config.Handler = tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: s.routes,
-		OpenVPN: s.kills, Reporter: rep, Log: log})
+	relay.Config.Handler = control.NewHandler(control.Config{Token: controlToken,
+		Relay: tunnel.NewControl(tunnel.ControlConfig{Routes: s.routes, Reporter: rep, Log: log}), OpenVPN: s.kills, Log: log})
 	relay.Start()
 	repCtx, stopRep := context.WithCancel(context.Background())
 	repDone := make(chan error, 1)
@@ -210,7 +211,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 			b.Fatalf("create background connection %d: %v", i, err)
 		}
 		ip := netip.AddrFrom4([4]byte{10, 10, byte(i / 250), byte(i%250 + 2)})
-		if routes[i], err = s.routes.Add(tunnel.Registration{ClientIP: ip, ConnectionID: conn.ID, DeviceID: s.deviceID,
+		if routes[i], err = s.routes.Add(control.Registration{ClientIP: ip, ConnectionID: conn.ID, DeviceID: s.deviceID,
 			SessionID: uuid.New(), Limit: 1 << 40, Epoch: uint64(conn.UsageEpoch)}); err != nil {
 			b.Fatalf("route background connection %d: %v", i, err)
 		}

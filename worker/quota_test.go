@@ -21,6 +21,7 @@ import (
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
@@ -74,7 +75,8 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	const controlToken, internalToken = "control-token-0123456789", "internal-token-0123456789"
 	routes := new(tunnel.RouteTable)
 	kills := &killRecorder{}
-	relay := httptest.NewServer(tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: routes, OpenVPN: kills, Log: log}))
+	relay := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
+		Relay: tunnel.NewControl(tunnel.ControlConfig{Routes: routes, Log: log}), OpenVPN: kills, Log: log}))
 	t.Cleanup(relay.Close)
 	startWorkerConfig(t, worker.Config{WebhookGuard: webhook.Guard{AllowPrivate: true},
 		TunnelControlURL: relay.URL, TunnelControlToken: controlToken}, tc, st, log)
@@ -124,12 +126,12 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	}
 	connect := map[string]any{"common_name": username, "pool_ip": "10.9.0.7", "untrusted_ip": "192.0.2.1"}
 	internal.call(http.MethodPost, "/internal/v1/openvpn/connect", connect, http.StatusOK, &routed)
-	relayConn := func() tunnel.ConnectionState {
+	relayConn := func() control.ConnectionState {
 		c, ok := routes.Connection(connID)
 		if !ok {
 			t.Fatalf("the relay has no route for connection %s", connID)
 		}
-		return tunnel.ConnectionState{ConnectionID: connID, Blocked: c.Blocked(), Epoch: c.Epoch(), Limit: c.Limit()}
+		return control.ConnectionState{ConnectionID: connID, Blocked: c.Blocked(), Epoch: c.Epoch(), Limit: c.Limit()}
 	}
 	report := func(epoch, rx, tx int64) {
 		t.Helper()

@@ -39,6 +39,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
@@ -95,8 +96,8 @@ type setup struct {
 
 // report is what the relay process prints when its stdin closes.
 type report struct {
-	CPU      time.Duration   `json:"cpu"`
-	Counters tunnel.Counters `json:"counters"`
+	CPU      time.Duration    `json:"cpu"`
+	Counters control.Counters `json:"counters"`
 }
 
 // runRelay is the child: it reads the setup, serves, prints its address, and when its stdin

@@ -1,33 +1,58 @@
-package tunnel
+package control_test
 
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 )
+
+const controlTestToken = "control-test-token"
+
+// The Client's tests run it against the real server over the relay's side of the API
+// (relay.Control on a fresh route table), so what the relay does shows in the answers.
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fixedStats is a StatsSource with one live session.
+type fixedStats struct{}
+
+var fixedSession = control.SessionInfo{
+	DeviceID: uuid.MustParse("6f1c2b3a-0000-4000-8000-000000000001"), TunnelIP: netip.MustParseAddr("100.72.0.9"),
+	Endpoint: netip.MustParseAddrPort("127.0.0.1:5555"), Established: time.Unix(1700000000, 0).UTC(), Live: true,
+}
+
+func (fixedStats) Sessions() []control.SessionInfo { return []control.SessionInfo{fixedSession} }
+
+func (fixedStats) Counters() control.Counters { return new(tunnel.Metrics).Counters() }
 
 // newControlClient serves a control API over a fresh route table (with fixedStats) on a
 // loopback port and returns a client of it.
-func newControlClient(t *testing.T) (*ControlClient, *RouteTable) {
+func newControlClient(t *testing.T) (*control.Client, *tunnel.RouteTable) {
 	t.Helper()
-	routes := &RouteTable{}
-	srv := httptest.NewServer(NewControl(ControlConfig{Token: controlTestToken, Routes: routes,
-		Sessions: fixedStats{}, Log: discardLog()}))
+	routes := &tunnel.RouteTable{}
+	relay := tunnel.NewControl(tunnel.ControlConfig{Routes: routes, Sessions: fixedStats{}, Log: discardLog()})
+	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlTestToken, Relay: relay, Log: discardLog()}))
 	t.Cleanup(srv.Close)
-	return &ControlClient{BaseURL: srv.URL + "/", Token: controlTestToken}, routes
+	return &control.Client{BaseURL: srv.URL + "/", Token: controlTestToken}, routes
 }
 
 func TestControlClientRoutes(t *testing.T) {
 	c, routes := newControlClient(t)
 	ctx := context.Background()
 	ip := netip.MustParseAddr("10.9.0.7")
-	reg := Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), Limit: 5000, Used: 700, Epoch: 3}
+	reg := control.Registration{ClientIP: ip, ConnectionID: uuid.New(), DeviceID: uuid.New(), Limit: 5000, Used: 700, Epoch: 3}
 
 	got, err := c.AddClient(ctx, reg)
 	if err != nil {
@@ -37,7 +62,7 @@ func TestControlClientRoutes(t *testing.T) {
 	if !ok {
 		t.Fatalf("Lookup(%s) after AddClient = not routed, want routed", ip)
 	}
-	want := ClientRoute{ClientIP: ip, ConnectionID: reg.ConnectionID, DeviceID: reg.DeviceID, SessionID: r.SessionID,
+	want := control.ClientRoute{ClientIP: ip, ConnectionID: reg.ConnectionID, DeviceID: reg.DeviceID, SessionID: r.SessionID,
 		Epoch: 3, Limit: 5000, Used: 700}
 	if got != want || got.SessionID == uuid.Nil {
 		t.Errorf("AddClient(%+v) = %+v, want %+v", reg, got, want)
@@ -54,27 +79,27 @@ func TestControlClientRoutes(t *testing.T) {
 		}
 	}
 
-	r.Admit(100, ToClient)
-	r.Admit(40, FromClient)
+	r.Admit(100, tunnel.ToClient)
+	r.Admit(40, tunnel.FromClient)
 	u, err := c.RemoveClient(ctx, ip)
-	wantUsage := RouteUsage{ConnectionID: reg.ConnectionID, SessionID: r.SessionID, Epoch: 3, RxBytes: 100, TxBytes: 40}
+	wantUsage := control.RemovedRoute{ClientIP: ip, ConnectionID: reg.ConnectionID, SessionID: r.SessionID, Epoch: 3, RxBytes: 100, TxBytes: 40}
 	if err != nil || u != wantUsage {
 		t.Errorf("RemoveClient(%s) = %+v, %v, want %+v", ip, u, err, wantUsage)
 	}
-	if _, err := c.RemoveClient(ctx, ip); !errors.Is(err, ErrNotFound) {
-		t.Errorf("RemoveClient(%s) twice = %v, want ErrNotFound", ip, err)
+	if _, err := c.RemoveClient(ctx, ip); !errors.Is(err, control.ErrNotFound) {
+		t.Errorf("RemoveClient(%s) twice = %v, want control.ErrNotFound", ip, err)
 	}
 
 	// A stale epoch is refused with the control API's status and code.
 	stale := reg
 	stale.ClientIP, stale.Epoch = netip.MustParseAddr("10.9.0.9"), 2
 	_, err = c.AddClient(ctx, stale)
-	var ce *ControlError
+	var ce *control.Error
 	if !errors.As(err, &ce) || ce.Status != http.StatusConflict || ce.Code != "stale_epoch" || ce.Field != "epoch" {
-		t.Errorf("AddClient(epoch 2 after 3) = %v, want a 409 stale_epoch ControlError on epoch", err)
+		t.Errorf("AddClient(epoch 2 after 3) = %v, want a 409 stale_epoch Error on epoch", err)
 	}
-	if errors.Is(err, ErrNotFound) {
-		t.Errorf("AddClient(stale epoch) error %v matches ErrNotFound, want not", err)
+	if errors.Is(err, control.ErrNotFound) {
+		t.Errorf("AddClient(stale epoch) error %v matches control.ErrNotFound, want not", err)
 	}
 }
 
@@ -82,21 +107,21 @@ func TestControlClientConnections(t *testing.T) {
 	c, _ := newControlClient(t)
 	ctx := context.Background()
 	conn := uuid.New()
-	if _, err := c.AddClient(ctx, Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: conn,
+	if _, err := c.AddClient(ctx, control.Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: conn,
 		DeviceID: uuid.New(), Limit: 1000, Epoch: 1}); err != nil {
 		t.Fatalf("AddClient: %v", err)
 	}
 
 	st, err := c.Block(ctx, conn)
-	if want := (ConnectionState{ConnectionID: conn, Blocked: true, Epoch: 1, Limit: 1000}); err != nil || st != want {
+	if want := (control.ConnectionState{ConnectionID: conn, Blocked: true, Epoch: 1, Limit: 1000}); err != nil || st != want {
 		t.Errorf("Block(%s) = %+v, %v, want %+v", conn, st, err, want)
 	}
 	st, err = c.SetLimit(ctx, conn, 2500)
-	if want := (ConnectionState{ConnectionID: conn, Blocked: true, Epoch: 1, Limit: 2500}); err != nil || st != want {
+	if want := (control.ConnectionState{ConnectionID: conn, Blocked: true, Epoch: 1, Limit: 2500}); err != nil || st != want {
 		t.Errorf("SetLimit(%s, 2500) = %+v, %v, want %+v", conn, st, err, want)
 	}
 	st, err = c.Unblock(ctx, conn)
-	if want := (ConnectionState{ConnectionID: conn, Epoch: 1, Limit: 2500}); err != nil || st != want {
+	if want := (control.ConnectionState{ConnectionID: conn, Epoch: 1, Limit: 2500}); err != nil || st != want {
 		t.Errorf("Unblock(%s) = %+v, %v, want %+v", conn, st, err, want)
 	}
 
@@ -116,13 +141,13 @@ func TestControlClientConnections(t *testing.T) {
 		"SetLimit": func() error { _, err := c.SetLimit(ctx, unknown, 1); return err },
 		"Reset":    func() error { _, err := c.Reset(ctx, unknown, 5); return err },
 	} {
-		if err := call(); !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s(unrouted connection) = %v, want ErrNotFound", name, err)
+		if err := call(); !errors.Is(err, control.ErrNotFound) {
+			t.Errorf("%s(unrouted connection) = %v, want control.ErrNotFound", name, err)
 		}
 	}
-	var ce *ControlError
+	var ce *control.Error
 	if _, err := c.SetLimit(ctx, conn, -1); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || ce.Field != "limit" {
-		t.Errorf("SetLimit(-1) = %v, want a 400 ControlError on limit", err)
+		t.Errorf("SetLimit(-1) = %v, want a 400 Error on limit", err)
 	}
 }
 
@@ -144,20 +169,20 @@ func TestControlClientErrors(t *testing.T) {
 	wrong := *c
 	wrong.Token = "wrong"
 	_, err := wrong.DeviceLive(ctx, uuid.New())
-	var ce *ControlError
+	var ce *control.Error
 	if !errors.As(err, &ce) || ce.Status != http.StatusUnauthorized || ce.Code != "unauthorized" {
-		t.Errorf("DeviceLive with a wrong token = %v, want a 401 unauthorized ControlError", err)
+		t.Errorf("DeviceLive with a wrong token = %v, want a 401 unauthorized Error", err)
 	}
 
-	// Nothing listens: a transport error, not a ControlError.
+	// Nothing listens: a transport error, not an Error.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	down := &ControlClient{BaseURL: "http://" + addr, Token: controlTestToken}
-	_, err = down.AddClient(ctx, Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: uuid.New(),
+	down := &control.Client{BaseURL: "http://" + addr, Token: controlTestToken}
+	_, err = down.AddClient(ctx, control.Registration{ClientIP: netip.MustParseAddr("10.9.0.2"), ConnectionID: uuid.New(),
 		DeviceID: uuid.New(), Epoch: 1})
 	if err == nil || errors.As(err, &ce) {
 		t.Errorf("AddClient to a closed port = %v, want a transport error", err)
@@ -165,15 +190,16 @@ func TestControlClientErrors(t *testing.T) {
 
 	// A device liveness answer about another device is an error.
 	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeControlJSON(w, http.StatusOK, deviceResponse{DeviceID: uuid.New(), Live: true})
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"device_id":"`+uuid.NewString()+`","live":true}`)
 	}))
 	defer liar.Close()
-	lc := &ControlClient{BaseURL: liar.URL, Token: controlTestToken}
+	lc := &control.Client{BaseURL: liar.URL, Token: controlTestToken}
 	if live, err := lc.DeviceLive(ctx, uuid.New()); err == nil || live {
 		t.Errorf("DeviceLive answered for another device = %v, %v, want an error", live, err)
 	}
 
-	if got := (&ControlError{Status: 409, Code: "stale_epoch", Message: "too old", Field: "epoch"}).Error(); got != "tunnel control: 409 Conflict: stale_epoch: too old (field epoch)" {
-		t.Errorf("ControlError.Error() = %q, want the status, code, message and field", got)
+	if got := (&control.Error{Status: 409, Code: "stale_epoch", Message: "too old", Field: "epoch"}).Error(); got != "tunnel control: 409 Conflict: stale_epoch: too old (field epoch)" {
+		t.Errorf("Error.Error() = %q, want the status, code, message and field", got)
 	}
 }

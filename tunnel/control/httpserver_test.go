@@ -1,4 +1,4 @@
-package tunnel
+package control
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 // management interface: up to openvpn.DefaultCommandTimeout per command).
 func TestControlServerLimits(t *testing.T) {
 	t.Parallel()
-	srv := controlHTTPServer(http.NotFoundHandler())
+	srv := NewHTTPServer(http.NotFoundHandler())
 	for _, c := range []struct {
 		name     string
 		got      time.Duration
@@ -40,7 +40,7 @@ func TestControlServerLimits(t *testing.T) {
 // oversized headers with 431 without handing them to the handler.
 func TestControlServerSlowClients(t *testing.T) {
 	t.Parallel()
-	srv := controlHTTPServer(NewControl(ControlConfig{Token: controlTestToken, Routes: &RouteTable{}}))
+	srv := NewHTTPServer(NewHandler(Config{Token: controlTestToken, Relay: &fakeRelay{}}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
