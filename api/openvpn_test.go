@@ -16,8 +16,8 @@ import (
 
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/tunnel/control"
+	tunnelrelay "github.com/cellgate/cellgate/tunnel/relay"
 )
 
 // controlToken is the relay control API's token in tests.
@@ -45,21 +45,21 @@ func (s *relayStats) Sessions() []control.SessionInfo {
 	return out
 }
 
-func (s *relayStats) Counters() control.Counters { return new(tunnel.Metrics).Counters() }
+func (s *relayStats) Counters() control.Counters { return new(tunnelrelay.Metrics).Counters() }
 
 // testRelay is a relay's real control API on a loopback port, over its own route table.
 type testRelay struct {
 	url    string
-	routes *tunnel.RouteTable
+	routes *tunnelrelay.RouteTable
 	stats  *relayStats
 }
 
 func newTestRelay(t *testing.T) *testRelay {
 	t.Helper()
-	r := &testRelay{routes: &tunnel.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
+	r := &testRelay{routes: &tunnelrelay.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
-		Relay: tunnel.NewControl(tunnel.ControlConfig{Routes: r.routes, Sessions: r.stats, Log: log}), Log: log}))
+		Relay: tunnelrelay.NewControl(tunnelrelay.ControlConfig{Routes: r.routes, Sessions: r.stats, Log: log}), Log: log}))
 	t.Cleanup(srv.Close)
 	r.url = srv.URL
 	return r
@@ -119,15 +119,15 @@ func TestOpenVPNConnectDisconnect(t *testing.T) {
 	if !ok {
 		t.Fatalf("%s: relay has no route for 10.9.0.6", r)
 	}
-	snap := route.Conn.Snapshot()
+	snap := route.Quota.Snapshot()
 	if conn.ConnectionID != id || conn.SessionID != route.SessionID || route.DeviceID != e.device ||
 		snap.ConnectionID != id || snap.LimitBytes != 5000 || snap.UsedBytes != 1200 || snap.Epoch != 3 {
 		t.Errorf("%s = %s, route %+v %+v; want connection %s on device %s, limit 5000, used 1200, epoch 3",
 			r, r.raw, route, snap, id, e.device)
 	}
 
-	route.Admit(300, tunnel.ToClient)
-	route.Admit(200, tunnel.FromClient)
+	route.Admit(300, tunnelrelay.ToClient)
+	route.Admit(200, tunnelrelay.FromClient)
 	r = in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/disconnect", disconnectBody(user, "10.9.0.6", 250, 350))
 	want := `{"common_name":"` + user + `","openvpn":{"bytes_received":250,"bytes_sent":350},"pool_ip":"10.9.0.6",` +
 		`"tunnel":{"connection_id":"` + id.String() + `","session_id":"` + conn.SessionID.String() + `","epoch":3,"rx_bytes":300,"tx_bytes":200}}`
@@ -304,7 +304,7 @@ func TestOpenVPNConnectFailsClosed(t *testing.T) {
 	if !ok {
 		t.Fatal("relay has no route for 10.9.0.6")
 	}
-	for route.Admit(1400, tunnel.ToClient) {
+	for route.Admit(1400, tunnelrelay.ToClient) {
 	}
 	// The disconnect hands the session's final usage to the quota workflow, which no worker
 	// runs: from now on the workflow cannot be asked.

@@ -31,8 +31,8 @@ import (
 	"github.com/cellgate/cellgate/internal/localpg"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
@@ -225,7 +225,7 @@ Everything is written to <data-dir>/dev.env; Ctrl-C stops what it started; a sec
 	}
 	tunnelLine := "not started (needs root; run cellgate tunnel with the CELLGATE_TUNNEL_* of dev.env)"
 	if runTunnel {
-		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", cfg.api.TunnelEndpoint, tunnel.DefaultAddress, devTunnelControl)
+		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", cfg.api.TunnelEndpoint, relay.DefaultAddress, devTunnelControl)
 	}
 	openvpnLine := "not started (" + noOpenVPN + ")"
 	if ovpn != nil {
@@ -274,7 +274,7 @@ Written to %s (source it: set -a; . %s; set +a)
 			openvpnDir = ovpn.server.Dir // the tunnel holds its management connection
 		}
 		g.Go(func() error {
-			err := tunnel.Run(tunnelCtx, tun.config(internalURL, openvpnDir), log)
+			err := relay.Run(tunnelCtx, tun.config(internalURL, openvpnDir), log)
 			if err != nil && gctx.Err() == nil {
 				// A laptop without /dev/net/tun still gets the rest of the stack.
 				log.Error("tunnel stopped; the rest keeps running", "err", err)
@@ -558,8 +558,8 @@ func devTunnel(cfg devConfig, env map[string]string) (devTunnelSetup, error) {
 
 // config is the in-process tunnel's configuration, reaching the API's internal listener at
 // internalURL; openvpnDir, when set, is the OpenVPN server whose management interface it holds.
-func (t devTunnelSetup) config(internalURL, openvpnDir string) tunnel.Config {
-	return tunnel.Config{
+func (t devTunnelSetup) config(internalURL, openvpnDir string) relay.Config {
+	return relay.Config{
 		OpenVPNDir:    openvpnDir,
 		Listen:        ":7400",
 		ControlListen: devTunnelControl,
@@ -567,8 +567,8 @@ func (t devTunnelSetup) config(internalURL, openvpnDir string) tunnel.Config {
 		KeyFile:       t.keyFile,
 		InternalURL:   internalURL,
 		InternalToken: t.internalToken,
-		TUN:           netio.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: wire.DefaultMTU},
-		Routing:       &tunnel.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
+		TUN:           netio.TUNConfig{Name: "cg0", Prefix: relay.DefaultAddress, MTU: wire.DefaultMTU},
+		Routing:       &relay.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
 	}
 }
 

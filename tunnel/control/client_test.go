@@ -14,8 +14,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/tunnel/control"
+	"github.com/cellgate/cellgate/tunnel/relay"
 )
 
 const controlTestToken = "control-test-token"
@@ -35,15 +35,15 @@ var fixedSession = control.SessionInfo{
 
 func (fixedStats) Sessions() []control.SessionInfo { return []control.SessionInfo{fixedSession} }
 
-func (fixedStats) Counters() control.Counters { return new(tunnel.Metrics).Counters() }
+func (fixedStats) Counters() control.Counters { return new(relay.Metrics).Counters() }
 
 // newControlClient serves a control API over a fresh route table (with fixedStats) on a
 // loopback port and returns a client of it.
-func newControlClient(t *testing.T) (*control.Client, *tunnel.RouteTable) {
+func newControlClient(t *testing.T) (*control.Client, *relay.RouteTable) {
 	t.Helper()
-	routes := &tunnel.RouteTable{}
-	relay := tunnel.NewControl(tunnel.ControlConfig{Routes: routes, Sessions: fixedStats{}, Log: discardLog()})
-	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlTestToken, Relay: relay, Log: discardLog()}))
+	routes := &relay.RouteTable{}
+	rc := relay.NewControl(relay.ControlConfig{Routes: routes, Sessions: fixedStats{}, Log: discardLog()})
+	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlTestToken, Relay: rc, Log: discardLog()}))
 	t.Cleanup(srv.Close)
 	return &control.Client{BaseURL: srv.URL + "/", Token: controlTestToken}, routes
 }
@@ -79,8 +79,8 @@ func TestControlClientRoutes(t *testing.T) {
 		}
 	}
 
-	r.Admit(100, tunnel.ToClient)
-	r.Admit(40, tunnel.FromClient)
+	r.Admit(100, relay.ToClient)
+	r.Admit(40, relay.FromClient)
 	u, err := c.RemoveClient(ctx, ip)
 	wantUsage := control.RemovedRoute{ClientIP: ip, ConnectionID: reg.ConnectionID, SessionID: r.SessionID, Epoch: 3, RxBytes: 100, TxBytes: 40}
 	if err != nil || u != wantUsage {

@@ -5,7 +5,7 @@
 //	go run ./loadtest/handshake -junk 5000 -devices 100 -every 1s -duration 10s
 //
 // It starts the relay in a child process of its own (this command with -serve: a
-// tunnel.Relay on 127.0.0.1 with an in-memory TUN and the devices' keys in a map), so the
+// relay.DataPlane on 127.0.0.1 with an in-memory TUN and the devices' keys in a map), so the
 // relay's CPU time is measured apart from the load generator's. Valid devices send from
 // 127.0.1.x, one address each, each starting a handshake every -every (a handshake counts as
 // completed when its response comes within a second; a cookie reply is answered at once, as
@@ -38,23 +38,23 @@ import (
 	"github.com/google/uuid"
 	"golang.zx2c4.com/wireguard/device"
 
-	"github.com/cellgate/cellgate/tunnel"
 	"github.com/cellgate/cellgate/tunnel/control"
+	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // directory is the relay's Directory: the devices' keys, fixed at start.
-type directory map[wire.PublicKey]tunnel.Device
+type directory map[wire.PublicKey]relay.Device
 
-func (d directory) LookupKey(_ context.Context, k wire.PublicKey) (tunnel.Device, error) {
+func (d directory) LookupKey(_ context.Context, k wire.PublicKey) (relay.Device, error) {
 	if dev, ok := d[k]; ok {
 		return dev, nil
 	}
-	return tunnel.Device{}, tunnel.ErrUnknownKey
+	return relay.Device{}, relay.ErrUnknownKey
 }
 
-func (d directory) Gone(context.Context, []tunnel.Device) ([]uuid.UUID, error) { return nil, nil }
+func (d directory) Gone(context.Context, []relay.Device) ([]uuid.UUID, error) { return nil, nil }
 
 // hasMACs is false on a tree from before issue #15, whose initiations end without MACs, so
 // that this file also measures the relay as it was (BENCHMARKS.md, "before").
@@ -118,26 +118,26 @@ func runRelay() error {
 	}
 	dir := directory{}
 	for i, k := range s.Devices {
-		dir[k] = tunnel.Device{ID: uuid.New(), Key: k, TunnelIP: netip.AddrFrom4([4]byte{100, 72, 1, byte(i + 2)})}
+		dir[k] = relay.Device{ID: uuid.New(), Key: k, TunnelIP: netip.AddrFrom4([4]byte{100, 72, 1, byte(i + 2)})}
 	}
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
 	}
 	tun := tuntest.New(64)
-	relay, err := tunnel.NewRelay(tunnel.RelayConfig{Key: key, TUN: tun, Conn: conn, Routes: &tunnel.RouteTable{}, Directory: dir})
+	plane, err := relay.NewDataPlane(relay.DataPlaneConfig{Key: key, TUN: tun, Conn: conn, Routes: &relay.RouteTable{}, Directory: dir})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
+	go func() { done <- plane.Run(ctx) }()
 	fmt.Println(conn.LocalAddr().String())
 	io.Copy(io.Discard, in) // until the parent closes stdin
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	counters := relay.Counters()
+	counters := plane.Counters()
 	cancel()
 	tun.Close()
 	<-done

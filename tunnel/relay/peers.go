@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -19,11 +19,11 @@ import (
 // record stands as it is (a device deleted meanwhile keeps its session until the Directory
 // answers again).
 //
-// The maps are immutable once published and replaced with Relay.mu held (copy on write), so
+// The maps are immutable once published and replaced with DataPlane.mu held (copy on write), so
 // the packet path reads them without a lock.
 
 // peer returns the peer of device id, or nil.
-func (r *Relay) peer(id uuid.UUID) *peer {
+func (r *DataPlane) peer(id uuid.UUID) *peer {
 	if m := r.devices.Load(); m != nil {
 		return (*m)[id]
 	}
@@ -31,7 +31,7 @@ func (r *Relay) peer(id uuid.UUID) *peer {
 }
 
 // peerByKey returns the peer whose device has the static key k, or nil.
-func (r *Relay) peerByKey(k wire.PublicKey) *peer {
+func (r *DataPlane) peerByKey(k wire.PublicKey) *peer {
 	if m := r.keyed.Load(); m != nil {
 		return (*m)[k]
 	}
@@ -39,14 +39,14 @@ func (r *Relay) peerByKey(k wire.PublicKey) *peer {
 }
 
 // index publishes sess under its local index. r.mu must be held.
-func (r *Relay) index(sess *wire.Session, pe *peer) {
+func (r *DataPlane) index(sess *wire.Session, pe *peer) {
 	next := copyMap(r.indexes.Load(), 1)
 	next[sess.LocalIndex()] = indexEntry{sess: sess, peer: pe}
 	r.indexes.Store(&next)
 }
 
 // unindex removes sess's index. r.mu must be held.
-func (r *Relay) unindex(sess *wire.Session) {
+func (r *DataPlane) unindex(sess *wire.Session) {
 	next := copyMap(r.indexes.Load(), 0)
 	delete(next, sess.LocalIndex())
 	r.indexes.Store(&next)
@@ -54,7 +54,7 @@ func (r *Relay) unindex(sess *wire.Session) {
 
 // publishDevice adds or replaces pe in the device maps, dropping the sessions of a peer it
 // replaces. r.mu must be held.
-func (r *Relay) publishDevice(pe *peer) {
+func (r *DataPlane) publishDevice(pe *peer) {
 	devs := copyMap(r.devices.Load(), 1)
 	keyed := copyMap(r.keyed.Load(), 1)
 	if old := devs[pe.device.ID]; old != nil {
@@ -68,7 +68,7 @@ func (r *Relay) publishDevice(pe *peer) {
 }
 
 // removeDevice drops pe and its sessions, if pe is still the device's peer. r.mu must be held.
-func (r *Relay) removeDevice(pe *peer) {
+func (r *DataPlane) removeDevice(pe *peer) {
 	if r.peer(pe.device.ID) != pe {
 		return
 	}
@@ -82,7 +82,7 @@ func (r *Relay) removeDevice(pe *peer) {
 }
 
 // dropSessions unindexes every session of pe. r.mu must be held.
-func (r *Relay) dropSessions(pe *peer) {
+func (r *DataPlane) dropSessions(pe *peer) {
 	for _, p := range pe.sessions() {
 		if s := p.Swap(nil); s != nil {
 			r.unindex(s)
@@ -115,7 +115,7 @@ func copyMap[K comparable, V any](cur *map[K]V, extra int) map[K]V {
 
 // housekeeping advances the clock, forgets expired sessions and long-silent devices, and
 // checks the devices it knows against the Directory, until ctx ends.
-func (r *Relay) housekeeping(ctx context.Context) {
+func (r *DataPlane) housekeeping(ctx context.Context) {
 	clock := time.NewTicker(clockTick)
 	defer clock.Stop()
 	slow := time.NewTicker(time.Second)
@@ -142,7 +142,7 @@ func (r *Relay) housekeeping(ctx context.Context) {
 }
 
 // expire forgets sessions past RejectAfterTime.
-func (r *Relay) expire() {
+func (r *DataPlane) expire() {
 	now := time.Unix(0, r.clock.Load())
 	devs := r.devices.Load()
 	if devs == nil {
@@ -173,7 +173,7 @@ func (r *Relay) expire() {
 
 // forgetSilent forgets the devices without a session that were last active more than
 // RememberDevices ago.
-func (r *Relay) forgetSilent() {
+func (r *DataPlane) forgetSilent() {
 	now := r.clock.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -191,7 +191,7 @@ func (r *Relay) forgetSilent() {
 
 // revalidate asks the Directory which of the devices the relay knows are gone (deleted or
 // re-keyed) and forgets them with their sessions. A failure is logged once per streak.
-func (r *Relay) revalidate(ctx context.Context) {
+func (r *DataPlane) revalidate(ctx context.Context) {
 	devs := r.devices.Load()
 	if devs == nil || len(*devs) == 0 {
 		return

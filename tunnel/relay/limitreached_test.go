@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"net/netip"
@@ -19,7 +19,7 @@ func TestLimitReached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := r.Conn
+	c := r.Quota
 	check := func(step string, want bool) {
 		t.Helper()
 		if got := c.Snapshot().LimitReached; got != want {

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -38,7 +38,7 @@ type Config struct {
 	// Routing is the policy routing from the client pool into cg0 and the filter keeping the
 	// pool off the relay host; nil leaves both to the operator.
 	Routing *RelayRouting
-	// ReportEvery is the usage reporter's period; SessionTimeout see RelayConfig.
+	// ReportEvery is the usage reporter's period; SessionTimeout see DataPlaneConfig.
 	ReportEvery    time.Duration
 	SessionTimeout time.Duration
 	// OpenVPNDir is the relay's OpenVPN server directory (cellgate openvpn init): the relay
@@ -47,7 +47,7 @@ type Config struct {
 	// UsageGrace is how long a connection is remembered after its last route went (see
 	// RouteTable.Grace); 0 means DefaultUsageGrace.
 	UsageGrace time.Duration
-	// RevalidateEvery and NoAccounting see RelayConfig.
+	// RevalidateEvery and NoAccounting see DataPlaneConfig.
 	RevalidateEvery time.Duration
 	NoAccounting    bool
 }
@@ -89,9 +89,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	api := &APIClient{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}
+	api := &InternalAPI{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}
 	routes := &RouteTable{Grace: cfg.UsageGrace}
-	relay, err := NewRelay(RelayConfig{
+	relay, err := NewDataPlane(DataPlaneConfig{
 		Key: key, TUN: tun, Conn: conn, MTU: cfg.TUN.MTU, Routes: routes, Directory: api, Log: log,
 		SessionTimeout: cfg.SessionTimeout, RevalidateEvery: cfg.RevalidateEvery, NoAccounting: cfg.NoAccounting,
 	})
@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return err
 }
 
-// listenUDP opens the devices' UDP socket. Relay.Run gives it large buffers (socketBufferSize,
+// listenUDP opens the devices' UDP socket. DataPlane.Run gives it large buffers (socketBufferSize,
 // forced past net.core.rmem_max when permitted) before it reads.
 func listenUDP(addr string) (*net.UDPConn, error) {
 	ap, err := net.ResolveUDPAddr("udp", addr)

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 // MaxGoneBatch is the most devices one Gone request asks about.
 const MaxGoneBatch = 10_000
 
-// APIClient is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
+// InternalAPI is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
 // relay's Directory and UsageSink. Its methods are safe for concurrent use.
-type APIClient struct {
+type InternalAPI struct {
 	// BaseURL is the API's internal listener, e.g. http://10.0.0.5:8090.
 	BaseURL string
 	// Token is the internal shared token, sent as "Authorization: Bearer <token>".
@@ -55,7 +55,7 @@ type deviceJSON struct {
 // LookupKey returns the device whose static public key is pub (GET
 // /internal/v1/tunnel/devices/{key}), or an error wrapping ErrUnknownKey when the API answers
 // 404.
-func (c *APIClient) LookupKey(ctx context.Context, pub wire.PublicKey) (Device, error) {
+func (c *InternalAPI) LookupKey(ctx context.Context, pub wire.PublicKey) (Device, error) {
 	path := "/internal/v1/tunnel/devices/" + base64.RawURLEncoding.EncodeToString(pub[:])
 	var resp deviceJSON
 	if err := c.do(ctx, http.MethodGet, path, nil, &resp); err != nil {
@@ -78,7 +78,7 @@ func (c *APIClient) LookupKey(ctx context.Context, pub wire.PublicKey) (Device, 
 // Gone returns the IDs of those devices that no longer exist or no longer have the given key
 // (POST /internal/v1/tunnel/devices/gone), asking about at most MaxGoneBatch devices per
 // request.
-func (c *APIClient) Gone(ctx context.Context, devices []Device) ([]uuid.UUID, error) {
+func (c *InternalAPI) Gone(ctx context.Context, devices []Device) ([]uuid.UUID, error) {
 	var gone []uuid.UUID
 	for start := 0; start < len(devices); start += MaxGoneBatch {
 		part := devices[start:min(start+MaxGoneBatch, len(devices))]
@@ -112,7 +112,7 @@ type usageJSON struct {
 
 // ReportUsage delivers cumulative route session counters in one POST /internal/v1/usage; the
 // caller keeps batches within what the API accepts (the Reporter sends at most MaxReportBatch).
-func (c *APIClient) ReportUsage(ctx context.Context, usage []RouteUsage) error {
+func (c *InternalAPI) ReportUsage(ctx context.Context, usage []RouteUsage) error {
 	if len(usage) == 0 {
 		return nil
 	}
@@ -132,7 +132,7 @@ func (c *APIClient) ReportUsage(ctx context.Context, usage []RouteUsage) error {
 
 // do sends a request with a JSON body (if in is not nil) and decodes a 2xx answer into out; a
 // non-2xx answer is an *APIError.
-func (c *APIClient) do(ctx context.Context, method, path string, in, out any) error {
+func (c *InternalAPI) do(ctx context.Context, method, path string, in, out any) error {
 	err := jsonhttp.Do(ctx, c.HTTP, c.BaseURL, c.Token, method, path, in, out)
 	if e := (*jsonhttp.Error)(nil); errors.As(err, &e) {
 		return fmt.Errorf("%s %s: %w", method, path, &APIError{Status: e.Status, Code: e.Code, Message: e.Message, Field: e.Field})

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -23,8 +23,8 @@ import (
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
-// RelayConfig configures a Relay.
-type RelayConfig struct {
+// DataPlaneConfig configures a DataPlane.
+type DataPlaneConfig struct {
 	// Key is the tunnel's static key pair; devices know its public half from enrollment.
 	Key wire.KeyPair
 	// TUN is cg0. Run reads client packets from it and writes device packets to it, and
@@ -66,7 +66,7 @@ type RelayConfig struct {
 	NoAccounting bool
 }
 
-// Relay is the tunnel's data plane: it answers device handshakes, keeps one session set per
+// DataPlane is the relay's data plane: it answers device handshakes, keeps one session set per
 // device, and forwards packets between cg0 and the devices, counting each against its proxy
 // connection.
 //
@@ -83,8 +83,8 @@ type RelayConfig struct {
 // pointers to immutable maps (copy on write, like RouteTable), and a peer's sessions and
 // address through atomic pointers. mu serializes the writers (handshakes, confirmations,
 // expiry, revalidation), which are rare.
-type Relay struct {
-	cfg     RelayConfig
+type DataPlane struct {
+	cfg     DataPlaneConfig
 	log     *slog.Logger
 	metrics Metrics
 
@@ -147,16 +147,16 @@ type peer struct {
 
 	// current is the confirmed session the relay sends on; next a newer session waiting for
 	// the device's first transport packet (its confirmation); previous the session current
-	// replaced, kept for receiving packets sent before the switch. Written with Relay.mu held
+	// replaced, kept for receiving packets sent before the switch. Written with DataPlane.mu held
 	// (promotion also from the packet path, under mu), read lock-free.
 	current, next, previous atomic.Pointer[wire.Session]
 	// endpoint is the address the device's last authenticated transport packet came from:
 	// where its packets go. Replaced (allocation) only when the device's address changes.
 	endpoint atomic.Pointer[netip.AddrPort]
-	// lastReceived is when the last authenticated packet arrived (Relay clock, Unix ns).
+	// lastReceived is when the last authenticated packet arrived (DataPlane clock, Unix ns).
 	lastReceived atomic.Int64
 	// lastInitiation is the initiator timestamp of the last accepted handshake, handshakeAt
-	// the relay clock (Unix ns) when it was accepted; guarded by Relay.mu.
+	// the relay clock (Unix ns) when it was accepted; guarded by DataPlane.mu.
 	lastInitiation time.Time
 	handshakeAt    int64
 }
@@ -169,8 +169,8 @@ type initiation struct {
 	device *Device
 }
 
-// NewRelay checks cfg and returns a relay; Run starts it.
-func NewRelay(cfg RelayConfig) (*Relay, error) {
+// NewDataPlane checks cfg and returns a relay; Run starts it.
+func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 	if cfg.TUN == nil || cfg.Conn == nil || cfg.Routes == nil || cfg.Directory == nil {
 		return nil, errors.New("new relay: TUN, Conn, Routes and Directory are required")
 	}
@@ -201,7 +201,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Relay{
+	r := &DataPlane{
 		cfg:             cfg,
 		log:             cfg.Log,
 		lookups:         rate.NewLimiter(rate.Limit(cfg.LookupRate), int(cfg.LookupRate)),
@@ -219,7 +219,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 
 // Run forwards packets until ctx ends, then closes the socket and the TUN and returns nil; it
 // returns an error if a reader fails for another reason.
-func (r *Relay) Run(ctx context.Context) error {
+func (r *DataPlane) Run(ctx context.Context) error {
 	io, err := netio.NewBatchIO(r.cfg.Conn, netio.BatchSize)
 	if err != nil {
 		r.cfg.Conn.Close()
@@ -243,19 +243,19 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // tick advances the coarse clock and refills the hint budget.
-func (r *Relay) tick() {
+func (r *DataPlane) tick() {
 	r.clock.Store(r.now().UnixNano())
 	r.hints.Store(hintsPerTick)
 }
 
 // Counters returns the data path's counters.
-func (r *Relay) Counters() control.Counters { return r.metrics.Counters() }
+func (r *DataPlane) Counters() control.Counters { return r.metrics.Counters() }
 
 // Metrics returns the relay's live metrics.
-func (r *Relay) Metrics() *Metrics { return &r.metrics }
+func (r *DataPlane) Metrics() *Metrics { return &r.metrics }
 
 // Sessions describes the device sessions, for GET /stats.
-func (r *Relay) Sessions() []control.SessionInfo {
+func (r *DataPlane) Sessions() []control.SessionInfo {
 	devs := r.devices.Load()
 	if devs == nil {
 		return []control.SessionInfo{}
@@ -280,7 +280,7 @@ func (r *Relay) Sessions() []control.SessionInfo {
 }
 
 // live reports whether p has a usable session and was heard from within SessionTimeout.
-func (r *Relay) live(p *peer, now int64) bool {
+func (r *DataPlane) live(p *peer, now int64) bool {
 	s := p.current.Load()
 	return s != nil && p.endpoint.Load() != nil &&
 		now-p.lastReceived.Load() < int64(r.cfg.SessionTimeout) &&
@@ -290,7 +290,7 @@ func (r *Relay) live(p *peer, now int64) bool {
 // readUDP is the device side of the packet path: it reads batches of datagrams (recvmmsg),
 // decrypts each in place, and writes the admitted packets to the TUN in one batch. It exits
 // when the socket is closed.
-func (r *Relay) readUDP(ctx context.Context, io netio.BatchIO) error {
+func (r *DataPlane) readUDP(ctx context.Context, io netio.BatchIO) error {
 	d := netio.NewDatagrams(netio.BatchSize, wire.TransportHeaderSize+r.cfg.MTU+wire.TagSize)
 	tb := netio.NewTUNBatch(0, r.cfg.MTU)
 	reply := make([]byte, 0, max(wire.KeepaliveSize, wire.CookieReplySize))
@@ -311,7 +311,7 @@ func (r *Relay) readUDP(ctx context.Context, io netio.BatchIO) error {
 
 // handleDatagrams handles the datagrams d holds and writes the packets they carry for the
 // clients to the TUN, with tb's out and lens as scratch space. It does not allocate.
-func (r *Relay) handleDatagrams(d *netio.Datagrams, tb *netio.TUNBatch, reply []byte) {
+func (r *DataPlane) handleDatagrams(d *netio.Datagrams, tb *netio.TUNBatch, reply []byte) {
 	tb.Out, tb.Lens = tb.Out[:0], tb.Lens[:0]
 	for i := range d.N {
 		// The plaintext is decrypted in place, right behind the transport header.
@@ -338,7 +338,7 @@ func (r *Relay) handleDatagrams(d *netio.Datagrams, tb *netio.TUNBatch, reply []
 // handleDatagram handles one datagram from a device, and returns the admitted packet it
 // carries for a client, decrypted in place (at b[TransportHeaderSize:]), or nil. out is
 // scratch space for a keepalive or hint reply. It does not allocate.
-func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte {
+func (r *DataPlane) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte {
 	p, drop := wire.ParsePacket(b)
 	if drop != wire.DropNone {
 		r.metrics.Drop(drop)
@@ -358,7 +358,7 @@ func (r *Relay) handleDatagram(b []byte, from netip.AddrPort, out []byte) []byte
 // handleTransport authenticates a transport packet and returns its plaintext if it is a
 // packet for a client of the sending device that the client's connection admits; it answers
 // keepalives itself.
-func (r *Relay) handleTransport(p wire.Packet, from netip.AddrPort, out []byte) []byte {
+func (r *DataPlane) handleTransport(p wire.Packet, from netip.AddrPort, out []byte) []byte {
 	var e indexEntry
 	if m := r.indexes.Load(); m != nil {
 		e = (*m)[p.Receiver]
@@ -423,14 +423,14 @@ func (r *Relay) handleTransport(p wire.Packet, from netip.AddrPort, out []byte) 
 
 // refusal names why route's connection refused a packet.
 func refusal(route *Route) wire.Drop {
-	if route.Conn.Blocked() {
+	if route.Quota.Blocked() {
 		return wire.DropBlocked
 	}
 	return wire.DropOverLimit
 }
 
 // send writes one datagram to a device; a failure is counted, not returned.
-func (r *Relay) send(b []byte, to netip.AddrPort) {
+func (r *DataPlane) send(b []byte, to netip.AddrPort) {
 	if _, err := r.cfg.Conn.WriteToUDPAddrPort(b, to); err != nil {
 		r.metrics.Drop(wire.DropWriteFailed)
 	}
@@ -440,7 +440,7 @@ func (r *Relay) send(b []byte, to netip.AddrPort) {
 // their client's device. It reads a batch from the TUN (a super-packet arrives split into
 // MTU-sized packets), admits and seals each in place, and sends the batch with one sendmmsg.
 // It exits when the TUN is closed.
-func (r *Relay) readTUN(ctx context.Context, io netio.BatchIO) error {
+func (r *DataPlane) readTUN(ctx context.Context, io netio.BatchIO) error {
 	// Packets are read TransportHeaderSize bytes into their buffers so they are sealed in
 	// place; the buffers have room for the tag after the MTU.
 	tb := netio.NewTUNBatch(r.cfg.TUN.BatchSize(), r.cfg.MTU)
@@ -470,7 +470,7 @@ func (r *Relay) readTUN(ctx context.Context, io netio.BatchIO) error {
 
 // sendBatch sends o's datagrams to the devices, counts each as forwarded or dropped and
 // empties o. It fails only when the socket is closed.
-func (r *Relay) sendBatch(io netio.BatchIO, o *netio.Outbox) error {
+func (r *DataPlane) sendBatch(io netio.BatchIO, o *netio.Outbox) error {
 	if o.N == 0 {
 		return nil
 	}
@@ -488,7 +488,7 @@ func (r *Relay) sendBatch(io netio.BatchIO, o *netio.Outbox) error {
 
 // handleClientPacket seals the n-byte packet at buf[TransportHeaderSize:] for its client's
 // device, in place, and queues it in o. It does not allocate.
-func (r *Relay) handleClientPacket(buf []byte, n int, o *netio.Outbox) {
+func (r *DataPlane) handleClientPacket(buf []byte, n int, o *netio.Outbox) {
 	pkt := buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	src, ok := ipv4Addr(pkt, 12)
 	if !ok {

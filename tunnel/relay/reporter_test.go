@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -139,7 +139,7 @@ func TestReporterReportsOnlyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries := sink.entries()
-	want := RouteUsage{ConnectionID: a.Conn.ID(), SessionID: a.SessionID, Epoch: 1, RxBytes: 100, TxBytes: 50}
+	want := RouteUsage{ConnectionID: a.Quota.ID(), SessionID: a.SessionID, Epoch: 1, RxBytes: 100, TxBytes: 50}
 	if len(entries) != 3 || entries[2] != want {
 		t.Fatalf("second report = %+v, want only %+v added", entries, want)
 	}
@@ -203,7 +203,7 @@ func TestReporterRemovedRouteFinalReport(t *testing.T) {
 	if err := r.report(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := RouteUsage{ConnectionID: route.Conn.ID(), SessionID: route.SessionID, Epoch: 1, RxBytes: 100, TxBytes: 42}
+	want := RouteUsage{ConnectionID: route.Quota.ID(), SessionID: route.SessionID, Epoch: 1, RxBytes: 100, TxBytes: 42}
 	if u, ok := sink.last(route.SessionID); !ok || u != want {
 		t.Errorf("final report = %+v, %v, want %+v", u, ok, want)
 	}
@@ -278,7 +278,7 @@ func TestReporterRetriesWithoutLoss(t *testing.T) {
 	if u, ok := sink.last(live.SessionID); !ok || u.RxBytes != 10 || u.TxBytes != 5 {
 		t.Errorf("delivered usage of the live route = %+v, %v, want rx 10 tx 5", u, ok)
 	}
-	want := RouteUsage{ConnectionID: gone.Conn.ID(), SessionID: gone.SessionID, Epoch: 1, TxBytes: 7}
+	want := RouteUsage{ConnectionID: gone.Quota.ID(), SessionID: gone.SessionID, Epoch: 1, TxBytes: 7}
 	if u, ok := sink.last(gone.SessionID); !ok || u != want {
 		t.Errorf("delivered final usage of the removed route = %+v, %v, want %+v", u, ok, want)
 	}
@@ -391,10 +391,10 @@ func TestReporterBatches(t *testing.T) {
 	rt := &RouteTable{}
 	sink := &recordingSink{}
 	r := NewReporter(ReporterConfig{Routes: rt, Sink: sink, Log: discardLog()})
-	conn := NewConnection(uuid.New(), 0, 0, 1)
+	conn := NewQuota(uuid.New(), 0, 0, 1)
 	n := MaxReportBatch + 1
 	for range n {
-		route := &Route{ClientIP: netip.MustParseAddr("10.9.0.2"), Conn: conn, SessionID: uuid.New()}
+		route := &Route{ClientIP: netip.MustParseAddr("10.9.0.2"), Quota: conn, SessionID: uuid.New()}
 		route.counters.Store(&routeCounters{epoch: 1})
 		r.Removed(route)
 	}

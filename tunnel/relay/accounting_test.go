@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"math/rand/v2"
@@ -13,8 +13,8 @@ import (
 )
 
 func TestAccountingStructsFillCacheLines(t *testing.T) {
-	if got := unsafe.Sizeof(Connection{}); got%cacheLine != 0 {
-		t.Errorf("unsafe.Sizeof(Connection{}) = %d, want a multiple of %d", got, cacheLine)
+	if got := unsafe.Sizeof(Quota{}); got%cacheLine != 0 {
+		t.Errorf("unsafe.Sizeof(Quota{}) = %d, want a multiple of %d", got, cacheLine)
 	}
 	if got := unsafe.Sizeof(epochCounters{}); got%cacheLine != 0 {
 		t.Errorf("unsafe.Sizeof(epochCounters{}) = %d, want a multiple of %d", got, cacheLine)
@@ -22,7 +22,7 @@ func TestAccountingStructsFillCacheLines(t *testing.T) {
 }
 
 func TestAdmitCountsBothDirections(t *testing.T) {
-	c := NewConnection(uuid.New(), 0, 100, 1)
+	c := NewQuota(uuid.New(), 0, 100, 1)
 	for _, p := range []struct {
 		n   int
 		dir Direction
@@ -43,7 +43,7 @@ func TestAdmitCountsBothDirections(t *testing.T) {
 
 func TestAdmitLimitExact(t *testing.T) {
 	// limit 1000, 200 already used before this tunnel: 800 bytes left.
-	c := NewConnection(uuid.New(), 1000, 200, 1)
+	c := NewQuota(uuid.New(), 1000, 200, 1)
 	if !c.Admit(500, FromClient) {
 		t.Fatal("Admit(500) with 800 left = false, want true")
 	}
@@ -67,7 +67,7 @@ func TestAdmitLimitExact(t *testing.T) {
 	}
 
 	// Used already over the limit at registration: nothing goes through.
-	over := NewConnection(uuid.New(), 1000, 1500, 1)
+	over := NewQuota(uuid.New(), 1000, 1500, 1)
 	if over.Admit(1, FromClient) {
 		t.Error("Admit(1) with used 1500 > limit 1000 = true, want false")
 	}
@@ -93,7 +93,7 @@ func TestAdmitLimitExactUnderConcurrency(t *testing.T) {
 		maxPacket = 1500
 	)
 	for _, workers := range []int{2, 4, 8} {
-		c := NewConnection(uuid.New(), limit, 0, 1)
+		c := NewQuota(uuid.New(), limit, 0, 1)
 		var (
 			wg       sync.WaitGroup
 			mu       sync.Mutex // protects admitted and refused below
@@ -147,7 +147,7 @@ func TestAdmitLimitExactUnderConcurrency(t *testing.T) {
 }
 
 func TestBlockedAdmitsNothing(t *testing.T) {
-	c := NewConnection(uuid.New(), 0, 0, 1)
+	c := NewQuota(uuid.New(), 0, 0, 1)
 	c.Block()
 	if !c.Blocked() {
 		t.Fatal("Blocked() after Block() = false, want true")
@@ -165,7 +165,7 @@ func TestBlockedAdmitsNothing(t *testing.T) {
 }
 
 func TestResetEpoch(t *testing.T) {
-	c := NewConnection(uuid.New(), 1000, 400, 5)
+	c := NewQuota(uuid.New(), 1000, 400, 5)
 	c.Admit(600, ToClient)
 	if c.Admit(1, ToClient) {
 		t.Fatal("Admit(1) at the limit = true, want false")
@@ -205,7 +205,7 @@ func TestResetEpoch(t *testing.T) {
 func TestResetDuringTraffic(t *testing.T) {
 	// Packets racing a reset are counted in exactly one epoch, consistently: in the final
 	// state every epoch's used equals its rx + tx.
-	c := NewConnection(uuid.New(), 0, 0, 1)
+	c := NewQuota(uuid.New(), 0, 0, 1)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 2 {
@@ -231,8 +231,8 @@ func TestResetDuringTraffic(t *testing.T) {
 }
 
 func TestAdmitAllocs(t *testing.T) {
-	limited := NewConnection(uuid.New(), 1<<62, 0, 1)
-	unlimited := NewConnection(uuid.New(), 0, 0, 1)
+	limited := NewQuota(uuid.New(), 1<<62, 0, 1)
+	unlimited := NewQuota(uuid.New(), 0, 0, 1)
 	if n := testing.AllocsPerRun(1000, func() {
 		limited.Admit(1400, FromClient)
 		limited.Admit(1400, ToClient)
@@ -268,7 +268,7 @@ func BenchmarkAdmit(b *testing.B) {
 				}
 				for pb.Next() {
 					r, ok := rt.Lookup(ip)
-					if !ok || !r.Conn.Admit(1400, FromClient) {
+					if !ok || !r.Quota.Admit(1400, FromClient) {
 						b.Error("packet refused")
 						return
 					}

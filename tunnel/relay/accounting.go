@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"sync/atomic"
@@ -22,10 +22,10 @@ const (
 	ToClient
 )
 
-// Connection holds the accounting state of one proxy connection. Every client IP routed to the
+// Quota holds the accounting state of one proxy connection. Every client IP routed to the
 // connection shares it, so the limit covers all of them, both directions together.
 //
-// The packet path reaches a Connection through its route and calls Admit for every packet; the
+// The packet path reaches a Quota through its route and calls Admit for every packet; the
 // control API changes it with SetLimit, Block, Unblock and Reset; the usage reporter reads it
 // with Snapshot. Nothing here takes a lock.
 //
@@ -36,7 +36,7 @@ const (
 // keeps control-plane reads (Snapshot, the stats endpoint) of the read-mostly fields from
 // bouncing the line the packet path writes. Both sizes are multiples of cacheLine, and Go
 // allocates such objects at multiples of their size class, so each starts on a line boundary.
-type Connection struct {
+type Quota struct {
 	// cur points at the counters of the current epoch. Reset publishes a fresh epochCounters
 	// with CompareAndSwap; a packet admitted concurrently with a Reset is counted, used, rx or
 	// tx, entirely in the epoch whose counters it loaded, so the limit check and the reported
@@ -54,7 +54,7 @@ type Connection struct {
 }
 
 // epochCounters are one epoch's counters. epoch is set before the struct is published through
-// Connection.cur and never written again; the atomics are written by Admit, and used and base
+// Quota.cur and never written again; the atomics are written by Admit, and used and base
 // also by raise.
 type epochCounters struct {
 	// epoch is the billing epoch these counters belong to.
@@ -82,11 +82,11 @@ type epochCounters struct {
 	// would add a word).
 }
 
-// NewConnection returns the accounting state of proxy connection id in the given epoch, with a
+// NewQuota returns the accounting state of proxy connection id in the given epoch, with a
 // byte limit (0 means unlimited) and the bytes already used in that epoch before this tunnel
 // started counting.
-func NewConnection(id uuid.UUID, limit, used int64, epoch uint64) *Connection {
-	c := &Connection{id: id}
+func NewQuota(id uuid.UUID, limit, used int64, epoch uint64) *Quota {
+	c := &Quota{id: id}
 	c.limit.Store(limit)
 	c.cur.Store(newEpochCounters(epoch, used))
 	return c
@@ -119,7 +119,7 @@ func (e *epochCounters) raise(floor int64) {
 }
 
 // ID returns the proxy connection's ID.
-func (c *Connection) ID() uuid.UUID { return c.id }
+func (c *Quota) ID() uuid.UUID { return c.id }
 
 // Admit decides whether a packet of n bytes travelling in direction dir may be forwarded, and
 // if so counts it. It is called for every packet before the packet is sent on.
@@ -128,14 +128,14 @@ func (c *Connection) ID() uuid.UUID { return c.id }
 // when counting it would take the epoch's used bytes past the limit: the connection never
 // forwards one byte over its limit. Concurrent callers are safe; the last bytes under the limit
 // go to exactly one of them. Admit does not allocate.
-func (c *Connection) Admit(n int, dir Direction) bool {
+func (c *Quota) Admit(n int, dir Direction) bool {
 	_, ok := c.admit(n, dir)
 	return ok
 }
 
 // admit is Admit that also returns the epoch counters the packet was counted in (nil when
 // refused), so a Route can count the packet in the same epoch.
-func (c *Connection) admit(n int, dir Direction) (*epochCounters, bool) {
+func (c *Quota) admit(n int, dir Direction) (*epochCounters, bool) {
 	if n < 0 || c.blocked.Load() {
 		return nil, false
 	}
@@ -168,35 +168,35 @@ func (c *Connection) admit(n int, dir Direction) (*epochCounters, bool) {
 // SetLimit changes the connection's byte limit for the current and later epochs; 0 or less
 // means unlimited. Lowering it below what is already used refuses every further packet; it
 // does not undo bytes already forwarded.
-func (c *Connection) SetLimit(limit int64) { c.limit.Store(limit) }
+func (c *Quota) SetLimit(limit int64) { c.limit.Store(limit) }
 
 // Limit returns the connection's byte limit; 0 or less means unlimited.
-func (c *Connection) Limit() int64 { return c.limit.Load() }
+func (c *Quota) Limit() int64 { return c.limit.Load() }
 
 // Block makes Admit refuse every packet of the connection until Unblock. Packets already
 // admitted when Block is called may still be forwarded.
-func (c *Connection) Block() { c.blocked.Store(true) }
+func (c *Quota) Block() { c.blocked.Store(true) }
 
 // Unblock lets the connection forward packets again, within its limit.
-func (c *Connection) Unblock() { c.blocked.Store(false) }
+func (c *Quota) Unblock() { c.blocked.Store(false) }
 
 // Blocked reports whether the connection is blocked.
-func (c *Connection) Blocked() bool { return c.blocked.Load() }
+func (c *Quota) Blocked() bool { return c.blocked.Load() }
 
 // Epoch returns the connection's current epoch.
-func (c *Connection) Epoch() uint64 { return c.cur.Load().epoch }
+func (c *Quota) Epoch() uint64 { return c.cur.Load().epoch }
 
 // Reset starts epoch with zeroed counters (no bytes used, none counted). It reports false, and
 // changes nothing, when epoch is not newer than the current one, so a late or repeated reset is
 // harmless. prev is the final snapshot of the epoch that ended; a packet admitted at the very
 // moment of the reset may still be added to the old counters after prev was taken (at most one
 // packet per forwarding goroutine).
-func (c *Connection) Reset(epoch uint64) (prev Snapshot, ok bool) {
+func (c *Quota) Reset(epoch uint64) (prev Snapshot, ok bool) {
 	return c.reset(epoch, 0)
 }
 
 // reset starts epoch with base bytes already used, if epoch is newer than the current one.
-func (c *Connection) reset(epoch uint64, base int64) (Snapshot, bool) {
+func (c *Quota) reset(epoch uint64, base int64) (Snapshot, bool) {
 	next := newEpochCounters(epoch, base)
 	for {
 		old := c.cur.Load()
@@ -222,7 +222,7 @@ func (c *Connection) reset(epoch uint64, base int64) (Snapshot, bool) {
 //     and tells the relay so too, but the registration may come first).
 //
 // In every case the limit becomes limit. The caller serializes merges of one connection.
-func (c *Connection) merge(limit, used int64, epoch uint64) error {
+func (c *Quota) merge(limit, used int64, epoch uint64) error {
 	cur := c.cur.Load()
 	switch {
 	case epoch < cur.epoch:
@@ -271,9 +271,9 @@ type Snapshot struct {
 }
 
 // Snapshot returns the connection's current counters.
-func (c *Connection) Snapshot() Snapshot { return c.snapshot(c.cur.Load()) }
+func (c *Quota) Snapshot() Snapshot { return c.snapshot(c.cur.Load()) }
 
-func (c *Connection) snapshot(e *epochCounters) Snapshot {
+func (c *Quota) snapshot(e *epochCounters) Snapshot {
 	return Snapshot{
 		ConnectionID:   c.id,
 		Epoch:          e.epoch,

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -94,8 +94,8 @@ type Reporter struct {
 
 	// marks remembers each routed connection's refused-packet count at the last limit poll;
 	// hit collects the connections whose count rose. Both are reused between polls.
-	marks   map[*Connection]refusedMark
-	hit     map[*Connection]struct{}
+	marks   map[*Quota]refusedMark
+	hit     map[*Quota]struct{}
 	pollGen uint64
 }
 
@@ -127,7 +127,7 @@ type refusedMark struct {
 // cfg.Sink is nil.
 func NewReporter(cfg ReporterConfig) *Reporter {
 	if cfg.Routes == nil || cfg.Sink == nil {
-		panic("tunnel.NewReporter: nil Routes or Sink")
+		panic("relay.NewReporter: nil Routes or Sink")
 	}
 	r := &Reporter{
 		routes:     cfg.Routes,
@@ -138,8 +138,8 @@ func NewReporter(cfg ReporterConfig) *Reporter {
 		pollEvery:  limitPollInterval,
 		maxPending: MaxPendingRemoved,
 		delivered:  make(map[uuid.UUID]RouteUsage),
-		marks:      make(map[*Connection]refusedMark),
-		hit:        make(map[*Connection]struct{}),
+		marks:      make(map[*Quota]refusedMark),
+		hit:        make(map[*Quota]struct{}),
 	}
 	if r.interval <= 0 {
 		r.interval = DefaultReportInterval
@@ -233,7 +233,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 func (r *Reporter) reportLimits(ctx context.Context) {
 	poll := time.NewTicker(r.pollEvery)
 	defer poll.Stop()
-	owed := make(map[*Connection]struct{})
+	owed := make(map[*Quota]struct{})
 	var batch []RouteUsage
 	var failed int
 	var quietUntil time.Time
@@ -253,7 +253,7 @@ func (r *Reporter) reportLimits(ctx context.Context) {
 		}
 		batch = batch[:0]
 		for _, route := range r.routes.Routes() {
-			if _, ok := owed[route.Conn]; ok {
+			if _, ok := owed[route.Quota]; ok {
 				batch = append(batch, route.Usage())
 			}
 		}
@@ -435,7 +435,7 @@ func (r *Reporter) pollLimits() bool {
 	clear(r.hit)
 	if m := r.routes.routes.Load(); m != nil {
 		for _, route := range *m {
-			c := route.Conn
+			c := route.Quota
 			last, known := r.marks[c]
 			if known && last.gen == r.pollGen {
 				continue // shared by an earlier route of this poll

@@ -1,6 +1,6 @@
 //go:build !race
 
-package tunnel
+package relay
 
 import (
 	"context"
@@ -88,7 +88,7 @@ func TestRelayHandshakeFlood(t *testing.T) {
 		t.Skip("a 10-second flood")
 	}
 	const devices, addrs, perAddr = 50, 5, 1100
-	f := newRelayFixture(t, func(c *RelayConfig) { c.KeyCacheTTL = 500 * time.Millisecond })
+	f := newRelayFixture(t, func(c *DataPlaneConfig) { c.KeyCacheTTL = 500 * time.Millisecond })
 	fl := f.startFleet(devices)
 	if n := fl.waitLive(f, devices, 1, 20*time.Second); n != devices {
 		t.Fatalf("before the flood: %d of %d devices live, want all", n, devices)

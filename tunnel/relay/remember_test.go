@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"encoding/json"
@@ -54,12 +54,12 @@ func TestRouteRemembersConnectionAfterLastRoute(t *testing.T) {
 	t.Run("cut off stays cut off", func(t *testing.T) {
 		rt, reg, r := start(t, 5000, 0, 1)
 		used := exhaust(r)
-		r.Conn.Block() // the quota workflow cut it off
+		r.Quota.Block() // the quota workflow cut it off
 		r2, err := reconnect(t, rt, reg, 5000, 0, 1)
 		if err != nil {
 			t.Fatalf("Add after reconnect = %v", err)
 		}
-		if s := r2.Conn.Snapshot(); !s.Blocked || s.UsedBytes != used || s.Epoch != 1 {
+		if s := r2.Quota.Snapshot(); !s.Blocked || s.UsedBytes != used || s.Epoch != 1 {
 			t.Errorf("Snapshot() after reconnect with used 0 = %+v, want blocked, used %d (the relay's), epoch 1", s, used)
 		}
 		if r2.Admit(1, FromClient) {
@@ -82,13 +82,13 @@ func TestRouteRemembersConnectionAfterLastRoute(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Add after reconnect = %v", err)
 			}
-			if s := r2.Conn.Snapshot(); s.UsedBytes != round.wantUsed || s.Blocked {
+			if s := r2.Quota.Snapshot(); s.UsedBytes != round.wantUsed || s.Blocked {
 				t.Errorf("Snapshot() after reconnect with used %d = %+v, want used %d, not blocked", round.apiUsed, s, round.wantUsed)
 			}
 		}
 		r2, _ := rt.Lookup(ip)
 		if r2.Admit(501, ToClient) || !r2.Admit(500, ToClient) || r2.Admit(1, FromClient) {
-			t.Errorf("after reconnects at 4500 of 5000: want exactly 500 more bytes admitted; snapshot %+v", r2.Conn.Snapshot())
+			t.Errorf("after reconnects at 4500 of 5000: want exactly 500 more bytes admitted; snapshot %+v", r2.Quota.Snapshot())
 		}
 	})
 	t.Run("an older epoch is stale", func(t *testing.T) {
@@ -101,39 +101,39 @@ func TestRouteRemembersConnectionAfterLastRoute(t *testing.T) {
 	t.Run("a newer epoch starts over", func(t *testing.T) {
 		rt, reg, r := start(t, 5000, 0, 1)
 		exhaust(r)
-		r.Conn.Block()
+		r.Quota.Block()
 		r2, err := reconnect(t, rt, reg, 5000, 300, 2)
 		if err != nil {
 			t.Fatalf("Add of epoch 2 = %v", err)
 		}
-		if s := r2.Conn.Snapshot(); s.Blocked || s.UsedBytes != 300 || s.Epoch != 2 {
+		if s := r2.Quota.Snapshot(); s.Blocked || s.UsedBytes != 300 || s.Epoch != 2 {
 			t.Errorf("Snapshot() after a reset while disconnected = %+v, want epoch 2, used 300, not blocked", s)
 		}
 	})
 	t.Run("a raised limit lifts the block", func(t *testing.T) {
 		rt, reg, r := start(t, 5000, 0, 1)
 		used := exhaust(r)
-		r.Conn.Block()
+		r.Quota.Block()
 		r2, err := reconnect(t, rt, reg, 10000, 0, 1)
 		if err != nil {
 			t.Fatalf("Add with a raised limit = %v", err)
 		}
-		if s := r2.Conn.Snapshot(); s.Blocked || s.UsedBytes != used || s.LimitBytes != 10000 {
+		if s := r2.Quota.Snapshot(); s.Blocked || s.UsedBytes != used || s.LimitBytes != 10000 {
 			t.Errorf("Snapshot() after the limit was raised while disconnected = %+v, want used %d, limit 10000, not blocked", s, used)
 		}
 		if !r2.Admit(int(10000-used), ToClient) || r2.Admit(1, ToClient) {
-			t.Errorf("after the raise: want exactly %d more bytes admitted; snapshot %+v", 10000-used, r2.Conn.Snapshot())
+			t.Errorf("after the raise: want exactly %d more bytes admitted; snapshot %+v", 10000-used, r2.Quota.Snapshot())
 		}
 	})
 	t.Run("a limit still under the usage keeps the block", func(t *testing.T) {
 		rt, reg, r := start(t, 5000, 0, 1)
 		exhaust(r)
-		r.Conn.Block()
+		r.Quota.Block()
 		r2, err := reconnect(t, rt, reg, 3000, 0, 1)
 		if err != nil {
 			t.Fatalf("Add with a lowered limit = %v", err)
 		}
-		if s := r2.Conn.Snapshot(); !s.Blocked || s.LimitBytes != 3000 {
+		if s := r2.Quota.Snapshot(); !s.Blocked || s.LimitBytes != 3000 {
 			t.Errorf("Snapshot() after a lower limit = %+v, want blocked, limit 3000", s)
 		}
 	})
@@ -163,7 +163,7 @@ func TestControlReconnectKeepsUsage(t *testing.T) {
 	}
 	r, _ = f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
 	if r.Admit(int(5000-used)+1, ToClient) {
-		t.Errorf("Admit past the limit after a reconnect = true, want false; snapshot %+v", r.Conn.Snapshot())
+		t.Errorf("Admit past the limit after a reconnect = true, want false; snapshot %+v", r.Quota.Snapshot())
 	}
 }
 
@@ -190,31 +190,31 @@ func TestRouteMemoryExpires(t *testing.T) {
 	rt.Remove(r.ClientIP)
 
 	clock.add(time.Minute - time.Second)
-	if c, ok := rt.Connection(conn); !ok || c.Snapshot().UsedBytes != used {
-		t.Fatalf("Connection(%v) 59 s after its last route went = %v, %v, want it remembered with used %d", conn, c, ok, used)
+	if c, ok := rt.Quota(conn); !ok || c.Snapshot().UsedBytes != used {
+		t.Fatalf("Quota(%v) 59 s after its last route went = %v, %v, want it remembered with used %d", conn, c, ok, used)
 	}
 	clock.add(time.Second)
-	if c, ok := rt.Connection(conn); ok {
-		t.Errorf("Connection(%v) a Grace after its last route went = %+v, want forgotten", conn, c.Snapshot())
+	if c, ok := rt.Quota(conn); ok {
+		t.Errorf("Quota(%v) a Grace after its last route went = %+v, want forgotten", conn, c.Snapshot())
 	}
 	r, err = rt.Add(regOf(conn, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := r.Conn.Snapshot(); s.UsedBytes != 0 {
+	if s := r.Quota.Snapshot(); s.UsedBytes != 0 {
 		t.Errorf("Snapshot() of a forgotten connection routed again = %+v, want the API's figure, used 0", s)
 	}
 
 	// A connection that is routed again is not forgotten while routed, and its grace starts
 	// over when its last route goes again.
 	clock.add(time.Hour)
-	if _, ok := rt.Connection(conn); !ok {
-		t.Fatal("Connection of a routed connection after an hour = not found")
+	if _, ok := rt.Quota(conn); !ok {
+		t.Fatal("Quota of a routed connection after an hour = not found")
 	}
 	rt.Remove(r.ClientIP)
 	clock.add(30 * time.Second)
-	if _, ok := rt.Connection(conn); !ok {
-		t.Error("Connection 30 s after its last route went again = not found, want remembered")
+	if _, ok := rt.Quota(conn); !ok {
+		t.Error("Quota 30 s after its last route went again = not found, want remembered")
 	}
 
 	// The zero value remembers for DefaultUsageGrace.
@@ -223,12 +223,12 @@ func TestRouteMemoryExpires(t *testing.T) {
 	r, _ = zero.Add(regOf(conn, 2))
 	zero.Remove(r.ClientIP)
 	clock.add(DefaultUsageGrace - time.Second)
-	if _, ok := zero.Connection(conn); !ok {
-		t.Errorf("zero RouteTable: Connection %v before DefaultUsageGrace = not found, want remembered", DefaultUsageGrace-time.Second)
+	if _, ok := zero.Quota(conn); !ok {
+		t.Errorf("zero RouteTable: Quota %v before DefaultUsageGrace = not found, want remembered", DefaultUsageGrace-time.Second)
 	}
 	clock.add(time.Second)
-	if _, ok := zero.Connection(conn); ok {
-		t.Errorf("zero RouteTable: Connection after DefaultUsageGrace = found, want forgotten")
+	if _, ok := zero.Quota(conn); ok {
+		t.Errorf("zero RouteTable: Quota after DefaultUsageGrace = found, want forgotten")
 	}
 }
 
@@ -252,11 +252,11 @@ func TestRouteMemoryIsBounded(t *testing.T) {
 	if len(rt.idle) != rt.idleOrder.Len() {
 		t.Errorf("memory index has %d entries, its order %d: want them equal", len(rt.idle), rt.idleOrder.Len())
 	}
-	if _, ok := rt.Connection(ids[899]); ok {
-		t.Error("Connection of the 900th of 1000 = remembered, want pushed out by the 100 after it")
+	if _, ok := rt.Quota(ids[899]); ok {
+		t.Error("Quota of the 900th of 1000 = remembered, want pushed out by the 100 after it")
 	}
-	if _, ok := rt.Connection(ids[900]); !ok {
-		t.Error("Connection of the 901st of 1000 = forgotten, want remembered (among the last 100)")
+	if _, ok := rt.Quota(ids[900]); !ok {
+		t.Error("Quota of the 901st of 1000 = forgotten, want remembered (among the last 100)")
 	}
 }
 
@@ -293,7 +293,7 @@ func TestControlChangesRememberedConnection(t *testing.T) {
 		t.Fatalf("POST /clients = %d %s", rec.Code, rec.Body.String())
 	}
 	r, _ = f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
-	if !r.Conn.Blocked() {
+	if !r.Quota.Blocked() {
 		t.Error("a connection blocked while remembered, routed again under the same limit: not blocked, want blocked")
 	}
 	f.do(http.MethodDelete, "/clients/10.9.0.2", "")
@@ -305,7 +305,7 @@ func TestControlChangesRememberedConnection(t *testing.T) {
 	if rec := f.do(http.MethodPost, base+"/unblock", ""); rec.Code != http.StatusOK {
 		t.Fatalf("POST unblock of a remembered connection = %d %s", rec.Code, rec.Body.String())
 	}
-	if c, _ := f.routes.Connection(conn); c.Blocked() || c.Limit() != 8000 {
+	if c, _ := f.routes.Quota(conn); c.Blocked() || c.Limit() != 8000 {
 		t.Errorf("remembered connection after limit 8000 and unblock = %+v, want unblocked with limit 8000", c.Snapshot())
 	}
 

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"errors"
@@ -26,11 +26,11 @@ func TestRouteAddLookupRemove(t *testing.T) {
 	if !ok || r != added {
 		t.Fatalf("Lookup(%v) = %v, %v, want the added route", ip, r, ok)
 	}
-	if r.DeviceID != reg.DeviceID || r.SessionID != reg.SessionID || r.ClientIP != ip || r.Conn.ID() != reg.ConnectionID {
+	if r.DeviceID != reg.DeviceID || r.SessionID != reg.SessionID || r.ClientIP != ip || r.Quota.ID() != reg.ConnectionID {
 		t.Errorf("Lookup(%v) = %+v, want device %v session %v connection %v", ip, r, reg.DeviceID, reg.SessionID, reg.ConnectionID)
 	}
 	want := Snapshot{ConnectionID: reg.ConnectionID, Epoch: 3, BaseBytes: 1000, UsedBytes: 1000, LimitBytes: 5000}
-	if s := r.Conn.Snapshot(); s != want {
+	if s := r.Quota.Snapshot(); s != want {
 		t.Errorf("Snapshot() of a new route's connection = %+v, want %+v", s, want)
 	}
 	if r2, ok := rt.Lookup4([4]byte{10, 9, 0, 2}); !ok || r2 != r {
@@ -42,8 +42,8 @@ func TestRouteAddLookupRemove(t *testing.T) {
 	if _, ok := rt.Lookup(netip.MustParseAddr("10.9.0.3")); ok {
 		t.Error("Lookup(10.9.0.3), not routed = ok, want not found")
 	}
-	if c, ok := rt.Connection(reg.ConnectionID); !ok || c != r.Conn {
-		t.Errorf("Connection(%v) = %v, %v, want the route's connection", reg.ConnectionID, c, ok)
+	if c, ok := rt.Quota(reg.ConnectionID); !ok || c != r.Quota {
+		t.Errorf("Quota(%v) = %v, %v, want the route's connection", reg.ConnectionID, c, ok)
 	}
 	if rt.Len() != 1 {
 		t.Errorf("Len() = %d, want 1", rt.Len())
@@ -60,10 +60,10 @@ func TestRouteAddLookupRemove(t *testing.T) {
 		t.Errorf("Remove(%v) twice = ok, want not found", ip)
 	}
 	// The connection is remembered without routes (see TestRouteRemembersConnectionAfterLastRoute).
-	if c, ok := rt.Connection(reg.ConnectionID); !ok || c != r.Conn {
-		t.Errorf("Connection(%v) after its last route was removed = %v, %v, want the remembered connection", reg.ConnectionID, c, ok)
+	if c, ok := rt.Quota(reg.ConnectionID); !ok || c != r.Quota {
+		t.Errorf("Quota(%v) after its last route was removed = %v, %v, want the remembered connection", reg.ConnectionID, c, ok)
 	}
-	if n, m := len(rt.Connections()), len(rt.Remembered()); n != 0 || m != 1 {
+	if n, m := len(rt.Quotas()), len(rt.Remembered()); n != 0 || m != 1 {
 		t.Errorf("after its last route was removed: %d routed, %d remembered connections, want 0 and 1", n, m)
 	}
 	if rt.Len() != 0 {
@@ -94,31 +94,31 @@ func TestRoutesShareConnection(t *testing.T) {
 	}
 	// The second route comes with the API's (older) usage figure for the same epoch: the
 	// tunnel's counters, which are newer, are kept; the limit is taken.
-	ra.Conn.Admit(1000, ToClient)
+	ra.Quota.Admit(1000, ToClient)
 	rb, err := rt.Add(control.Registration{ClientIP: b, ConnectionID: conn, DeviceID: dev, SessionID: uuid.New(), Limit: 2500, Used: 0, Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ra.Conn != rb.Conn {
-		t.Fatalf("routes of one connection got different Connections %p and %p", ra.Conn, rb.Conn)
+	if ra.Quota != rb.Quota {
+		t.Fatalf("routes of one connection got different Connections %p and %p", ra.Quota, rb.Quota)
 	}
-	if !rb.Conn.Admit(1500, FromClient) {
+	if !rb.Quota.Admit(1500, FromClient) {
 		t.Fatal("Admit(1500) via the second IP with 1500 left = false, want true")
 	}
-	if ra.Conn.Admit(1, ToClient) {
+	if ra.Quota.Admit(1, ToClient) {
 		t.Error("Admit(1) via the first IP after the shared limit is reached = true, want false")
 	}
-	if s := ra.Conn.Snapshot(); s.UsedBytes != 2500 || s.RxBytes != 1000 || s.TxBytes != 1500 || s.LimitBytes != 2500 {
+	if s := ra.Quota.Snapshot(); s.UsedBytes != 2500 || s.RxBytes != 1000 || s.TxBytes != 1500 || s.LimitBytes != 2500 {
 		t.Errorf("Snapshot() = %+v, want used 2500, rx 1000, tx 1500, limit 2500", s)
 	}
-	if got := len(rt.Connections()); got != 1 {
+	if got := len(rt.Quotas()); got != 1 {
 		t.Errorf("len(Connections()) = %d, want 1", got)
 	}
 
 	// Removing one IP keeps the connection for the other.
 	rt.Remove(a)
-	if c, ok := rt.Connection(conn); !ok || c != rb.Conn {
-		t.Errorf("Connection(%v) after removing one of two routes = %v, %v, want the shared connection", conn, c, ok)
+	if c, ok := rt.Quota(conn); !ok || c != rb.Quota {
+		t.Errorf("Quota(%v) after removing one of two routes = %v, %v, want the shared connection", conn, c, ok)
 	}
 
 	// A stale registration is refused; a newer epoch restarts the counters from its used.
@@ -133,8 +133,8 @@ func TestRoutesShareConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Snapshot{ConnectionID: conn, Epoch: 2, BaseBytes: 700, UsedBytes: 700, LimitBytes: 4000}
-	if s := rc.Conn.Snapshot(); rc.Conn != rb.Conn || s != want {
-		t.Errorf("Snapshot() after a newer-epoch registration = %+v (shared %v), want %+v (shared)", s, rc.Conn == rb.Conn, want)
+	if s := rc.Quota.Snapshot(); rc.Quota != rb.Quota || s != want {
+		t.Errorf("Snapshot() after a newer-epoch registration = %+v (shared %v), want %+v (shared)", s, rc.Quota == rb.Quota, want)
 	}
 }
 
@@ -149,7 +149,7 @@ func TestRouteReplaceMovesClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := rt.Lookup(ip); got != r || got.Conn.ID() != second {
+	if got, _ := rt.Lookup(ip); got != r || got.Quota.ID() != second {
 		t.Errorf("Lookup(%v) after re-registration = %+v, want the route to connection %v", ip, got, second)
 	}
 	if got := rt.Remembered(); len(got) != 1 || got[0].ID() != first {
@@ -162,8 +162,8 @@ func TestRouteReplaceMovesClient(t *testing.T) {
 	if _, err := rt.Add(control.Registration{ClientIP: ip, ConnectionID: second, Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := rt.Connection(second); !ok {
-		t.Errorf("Connection(%v) after re-registering its only route = not found, want it kept", second)
+	if _, ok := rt.Quota(second); !ok {
+		t.Errorf("Quota(%v) after re-registering its only route = not found, want it kept", second)
 	}
 	if got := rt.Remembered(); len(got) != 1 || got[0].ID() != first {
 		t.Errorf("Remembered() after re-registering a routed connection = %v, want only %v", got, first)
@@ -225,7 +225,7 @@ func TestLookupAllocs(t *testing.T) {
 	// The whole per-packet accounting step: route lookup, then Admit.
 	if n := testing.AllocsPerRun(1000, func() {
 		r, ok := rt.Lookup(ip)
-		if !ok || !r.Conn.Admit(1400, FromClient) {
+		if !ok || !r.Quota.Admit(1400, FromClient) {
 			panic("route lost")
 		}
 		if _, ok := rt.Lookup4([4]byte{10, 9, 0, 2}); !ok {
@@ -284,7 +284,7 @@ func TestRouteUsageFollowsEpochs(t *testing.T) {
 		t.Errorf("b.Usage() = %+v, want %+v", got, want)
 	}
 
-	if _, ok := a.Conn.Reset(4); !ok {
+	if _, ok := a.Quota.Reset(4); !ok {
 		t.Fatal("Reset(4) = false, want true")
 	}
 	if got, want := a.Usage(), (RouteUsage{ConnectionID: conn, SessionID: a.SessionID, Epoch: 4, Limit: 1000}); got != want {

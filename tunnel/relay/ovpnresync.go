@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -82,7 +82,7 @@ func ResyncOpenVPN(ctx context.Context, clients OpenVPNClients, routes *RouteTab
 
 // RouteOpenVPNClient asks the API to route an OpenVPN client (POST /internal/v1/openvpn/connect),
 // as the connect hook does; the API registers the route on this relay.
-func (c *APIClient) RouteOpenVPNClient(ctx context.Context, commonName string, poolIP netip.Addr) error {
+func (c *InternalAPI) RouteOpenVPNClient(ctx context.Context, commonName string, poolIP netip.Addr) error {
 	var resp struct{}
 	body := map[string]string{"common_name": commonName, "pool_ip": poolIP.String()}
 	if err := c.do(ctx, http.MethodPost, "/internal/v1/openvpn/connect", body, &resp); err != nil {

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"encoding/json"
@@ -179,7 +179,7 @@ func TestControlAddClient(t *testing.T) {
 		t.Errorf("POST /clients = %+v, want %+v", got, want)
 	}
 	r, ok := f.routes.Lookup(want.ClientIP)
-	if !ok || r.SessionID != sess || r.DeviceID != dev || r.Conn.ID() != conn {
+	if !ok || r.SessionID != sess || r.DeviceID != dev || r.Quota.ID() != conn {
 		t.Fatalf("Lookup(10.9.0.2) after POST /clients = %+v, %v, want the registered route", r, ok)
 	}
 
@@ -353,7 +353,7 @@ func TestControlBlockUnblockLimit(t *testing.T) {
 	} {
 		wantControlError(t, "POST limit "+tt.body, f.do(http.MethodPost, base+"/limit", tt.body), http.StatusBadRequest, tt.code, tt.field)
 	}
-	if c, _ := f.routes.Connection(conn); c.Limit() != 11 {
+	if c, _ := f.routes.Quota(conn); c.Limit() != 11 {
 		t.Errorf("Limit() after refused limit changes = %d, want 11", c.Limit())
 	}
 
@@ -386,7 +386,7 @@ func TestControlReset(t *testing.T) {
 	if got.ConnectionID != want.ConnectionID || got.Epoch != want.Epoch || !got.Reset || got.Previous == nil || *got.Previous != *want.Previous {
 		t.Errorf("POST reset epoch 2 = %s, want %+v previous %+v", rec.Body.String(), want, *want.Previous)
 	}
-	if s := r.Conn.Snapshot(); s.Epoch != 2 || s.UsedBytes != 0 {
+	if s := r.Quota.Snapshot(); s.Epoch != 2 || s.UsedBytes != 0 {
 		t.Errorf("Snapshot() after reset = %+v, want epoch 2, used 0", s)
 	}
 
@@ -399,7 +399,7 @@ func TestControlReset(t *testing.T) {
 			t.Errorf("POST reset %s again = %d %v, want 200, reset false, epoch 2, previous null", body, rec.Code, m)
 		}
 	}
-	if s := r.Conn.Snapshot(); s.UsedBytes != 10 {
+	if s := r.Quota.Snapshot(); s.UsedBytes != 10 {
 		t.Errorf("Snapshot().UsedBytes after retried resets = %d, want 10", s.UsedBytes)
 	}
 

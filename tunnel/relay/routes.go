@@ -1,11 +1,8 @@
-// Package tunnel is cellgate's device tunnel: it carries proxy clients' packets between the
-// relay's TUN and the phones over encrypted device sessions, and accounts every packet to its
-// proxy connection in the packet path.
-//
+package relay
+
 // This file and accounting.go hold the routing and accounting state the packet path reads: a
-// RouteTable from client IP to Route, and a Connection with lock-free counters per proxy
+// RouteTable from client IP to Route, and a Quota with lock-free counters per proxy
 // connection.
-package tunnel
 
 import (
 	"cmp"
@@ -30,13 +27,13 @@ var ErrStaleEpoch = errors.New("registration epoch is older than the connection'
 
 // Route is where the packets of one client IP go and what they are counted against. Its
 // exported fields are immutable once the route is in the table; several routes may share one
-// Connection. The packet path calls Admit, which counts the packet against the Connection (the
+// Quota. The packet path calls Admit, which counts the packet against the Quota (the
 // limit) and against the route (the route session's usage report).
 type Route struct {
 	// ClientIP is the routed client's address in the client pool.
 	ClientIP netip.Addr
 	// Conn is the proxy connection the client's packets are counted against.
-	Conn *Connection
+	Quota *Quota
 	// DeviceID is the device whose session carries the client's packets.
 	DeviceID uuid.UUID
 	// SessionID identifies this routing of the client (the route session the usage reporter
@@ -59,11 +56,11 @@ type routeCounters struct {
 }
 
 // Admit decides whether a packet of n bytes of this route's client may be forwarded in
-// direction dir (see Connection.Admit) and, if so, counts it against the connection and the
+// direction dir (see Quota.Admit) and, if so, counts it against the connection and the
 // route session. It takes no lock and allocates only for the first packet after the
 // connection's epoch changed.
 func (r *Route) Admit(n int, dir Direction) bool {
-	e, ok := r.Conn.admit(n, dir)
+	e, ok := r.Quota.admit(n, dir)
 	if !ok {
 		return false
 	}
@@ -109,8 +106,8 @@ type RouteUsage struct {
 // Usage returns the route session's counters in the connection's current epoch: zeros when
 // the connection moved to a new epoch and the route forwarded nothing in it yet.
 func (r *Route) Usage() RouteUsage {
-	e := r.Conn.cur.Load()
-	u := RouteUsage{ConnectionID: r.Conn.ID(), SessionID: r.SessionID, Epoch: e.epoch, Limit: r.Conn.Limit()}
+	e := r.Quota.cur.Load()
+	u := RouteUsage{ConnectionID: r.Quota.ID(), SessionID: r.SessionID, Epoch: e.epoch, Limit: r.Quota.Limit()}
 	u.LimitReached = e.limitReached(u.Limit)
 	if rc := r.counters.Load(); rc.epoch == u.Epoch {
 		u.RxBytes, u.TxBytes = rc.rx.Load(), rc.tx.Load()
@@ -140,7 +137,7 @@ const (
 // A connection whose last route goes is remembered for Grace (or until MaxRemembered newer
 // ones push it out): its epoch, counters, limit and blocked flag. When a route of it is
 // added again, the registration's figures are merged into the remembered ones (see
-// Connection.merge): a customer who disconnects and reconnects goes on from the larger of the
+// Quota.merge): a customer who disconnects and reconnects goes on from the larger of the
 // relay's and the API's usage, still blocked if cut off, and the API's figure, which lags the
 // relay's by the reporting delay, buys no bytes. A remembered connection is also what the
 // control API's block, unblock, limit and reset change, so a cutoff, a lift or a reset made
@@ -163,8 +160,8 @@ type RouteTable struct {
 	// mu serializes writers: it protects the copy-and-publish of routes, the conns and refs
 	// maps and the memory (idle, idleOrder). Never taken in the packet path.
 	mu sync.Mutex
-	// conns holds the Connection of every connection that has at least one route.
-	conns map[uuid.UUID]*Connection
+	// conns holds the Quota of every connection that has at least one route.
+	conns map[uuid.UUID]*Quota
 	// refs counts the routes that point at each connection in conns.
 	refs map[uuid.UUID]int
 	// idle holds the remembered connections without routes, by ID; each element's value is
@@ -180,7 +177,7 @@ type RouteTable struct {
 
 // idleConn is a remembered connection and when its last route went.
 type idleConn struct {
-	conn  *Connection
+	conn  *Quota
 	since time.Time
 }
 
@@ -188,9 +185,9 @@ type idleConn struct {
 // reg.ConnectionID, and returns the new route. It replaces an earlier route of the same client
 // IP.
 //
-// A connection the table has neither routed nor remembered gets a Connection with reg's
+// A connection the table has neither routed nor remembered gets a Quota with reg's
 // limit, used bytes and epoch. Otherwise reg is merged into the connection's counters (see
-// Connection.merge): the same epoch goes on from the larger usage, a newer one starts over,
+// Quota.merge): the same epoch goes on from the larger usage, a newer one starts over,
 // and an older one is refused with ErrStaleEpoch.
 func (t *RouteTable) Add(reg control.Registration) (*Route, error) {
 	ip := reg.ClientIP.Unmap()
@@ -200,20 +197,20 @@ func (t *RouteTable) Add(reg control.Registration) (*Route, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conns == nil {
-		t.conns = make(map[uuid.UUID]*Connection)
+		t.conns = make(map[uuid.UUID]*Quota)
 		t.refs = make(map[uuid.UUID]int)
 	}
 
 	conn := t.known(reg.ConnectionID)
 	if conn == nil {
-		conn = NewConnection(reg.ConnectionID, reg.Limit, reg.Used, reg.Epoch)
+		conn = NewQuota(reg.ConnectionID, reg.Limit, reg.Used, reg.Epoch)
 	} else if err := conn.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
 		return nil, fmt.Errorf("route %v: connection %v epoch %d < %d: %w",
 			ip, reg.ConnectionID, reg.Epoch, conn.Epoch(), err)
 	}
 	t.recall(reg.ConnectionID)
 
-	r := &Route{ClientIP: ip, Conn: conn, DeviceID: reg.DeviceID, SessionID: reg.SessionID}
+	r := &Route{ClientIP: ip, Quota: conn, DeviceID: reg.DeviceID, SessionID: reg.SessionID}
 	r.counters.Store(&routeCounters{epoch: conn.Epoch()})
 	key := ip.As4()
 	next := t.copyRoutes(1)
@@ -224,7 +221,7 @@ func (t *RouteTable) Add(reg control.Registration) (*Route, error) {
 	if old != nil {
 		// After the new route's reference: a route replaced by one of the same
 		// connection never leaves it without routes.
-		t.release(old.Conn)
+		t.release(old.Quota)
 	}
 	t.routes.Store(&next)
 	return r, nil
@@ -248,7 +245,7 @@ func (t *RouteTable) Remove(ip netip.Addr) (*Route, bool) {
 	next := t.copyRoutes(0)
 	old := next[key]
 	delete(next, key)
-	t.release(old.Conn)
+	t.release(old.Quota)
 	t.routes.Store(&next)
 	return old, true
 }
@@ -272,7 +269,7 @@ func (t *RouteTable) copyRoutes(extra int) routeMap {
 
 // release drops one route's reference to conn; a connection left without routes is
 // remembered. t.mu must be held.
-func (t *RouteTable) release(conn *Connection) {
+func (t *RouteTable) release(conn *Quota) {
 	id := conn.ID()
 	t.refs[id]--
 	if t.refs[id] <= 0 {
@@ -282,9 +279,9 @@ func (t *RouteTable) release(conn *Connection) {
 	}
 }
 
-// known returns the Connection of connection id, routed or remembered, or nil. t.mu must be
+// known returns the Quota of connection id, routed or remembered, or nil. t.mu must be
 // held.
-func (t *RouteTable) known(id uuid.UUID) *Connection {
+func (t *RouteTable) known(id uuid.UUID) *Quota {
 	if c := t.conns[id]; c != nil {
 		return c
 	}
@@ -297,7 +294,7 @@ func (t *RouteTable) known(id uuid.UUID) *Connection {
 
 // remember keeps conn, which just lost its last route, for t.Grace; when MaxRemembered
 // connections are remembered already, the oldest is forgotten. t.mu must be held.
-func (t *RouteTable) remember(conn *Connection) {
+func (t *RouteTable) remember(conn *Quota) {
 	if t.idle == nil {
 		t.idle = make(map[uuid.UUID]*list.Element)
 	}
@@ -369,34 +366,34 @@ func (t *RouteTable) Len() int {
 	return len(*m)
 }
 
-// Connection returns the Connection of connection id, routed or remembered, for the control
+// Quota returns the Quota of connection id, routed or remembered, for the control
 // API's block, unblock, limit and reset, or reports false if the table has neither.
-func (t *RouteTable) Connection(id uuid.UUID) (*Connection, bool) {
+func (t *RouteTable) Quota(id uuid.UUID) (*Quota, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.known(id)
 	return c, c != nil
 }
 
-// Connections returns the Connection of every connection that has a route, in no particular
+// Quotas returns the Quota of every connection that has a route, in no particular
 // order, for the usage reporter and the stats endpoint.
-func (t *RouteTable) Connections() []*Connection {
+func (t *RouteTable) Quotas() []*Quota {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]*Connection, 0, len(t.conns))
+	out := make([]*Quota, 0, len(t.conns))
 	for _, c := range t.conns {
 		out = append(out, c)
 	}
 	return out
 }
 
-// Remembered returns the Connection of every connection remembered without a route, in no
+// Remembered returns the Quota of every connection remembered without a route, in no
 // particular order, for the stats endpoint.
-func (t *RouteTable) Remembered() []*Connection {
+func (t *RouteTable) Remembered() []*Quota {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.expire()
-	out := make([]*Connection, 0, t.idleOrder.Len())
+	out := make([]*Quota, 0, t.idleOrder.Len())
 	for e := t.idleOrder.Front(); e != nil; e = e.Next() {
 		out = append(out, e.Value.(*idleConn).conn)
 	}

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -65,7 +65,7 @@ var _ control.Relay = (*Control)(nil)
 // NewControl returns the relay's side of the control API. It panics if cfg.Routes is nil.
 func NewControl(cfg ControlConfig) *Control {
 	if cfg.Routes == nil {
-		panic("tunnel.NewControl: nil Routes")
+		panic("relay.NewControl: nil Routes")
 	}
 	c := &Control{routes: cfg.Routes, stats: cfg.Sessions, reporter: cfg.Reporter, log: cfg.Log}
 	if c.log == nil {
@@ -86,11 +86,11 @@ func (c *Control) AddClient(ctx context.Context, reg control.Registration) (cont
 	old, replacing := c.routes.Lookup(reg.ClientIP)
 	var route *Route
 	if replacing && old.SessionID == reg.SessionID {
-		if old.Conn.ID() != reg.ConnectionID || old.DeviceID != reg.DeviceID {
+		if old.Quota.ID() != reg.ConnectionID || old.DeviceID != reg.DeviceID {
 			return control.ClientRoute{}, control.ErrSessionConflict
 		}
-		if reg.Epoch == old.Conn.Epoch() {
-			if err := old.Conn.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
+		if reg.Epoch == old.Quota.Epoch() {
+			if err := old.Quota.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
 				return control.ClientRoute{}, fmt.Errorf("merge a retried registration: %w", err)
 			}
 			route = old
@@ -113,9 +113,9 @@ func (c *Control) AddClient(ctx context.Context, reg control.Registration) (cont
 		c.log.InfoContext(ctx, "client routed",
 			slog.String("client_ip", reg.ClientIP.String()), slog.String("connection_id", reg.ConnectionID.String()),
 			slog.String("device_id", reg.DeviceID.String()), slog.String("session_id", route.SessionID.String()),
-			slog.Uint64("epoch", route.Conn.Epoch()), slog.Bool("replaced", replacing))
+			slog.Uint64("epoch", route.Quota.Epoch()), slog.Bool("replaced", replacing))
 	}
-	snap := route.Conn.Snapshot()
+	snap := route.Quota.Snapshot()
 	return control.ClientRoute{ClientIP: route.ClientIP, ConnectionID: snap.ConnectionID, DeviceID: route.DeviceID,
 		SessionID: route.SessionID, Epoch: snap.Epoch, Limit: snap.LimitBytes, Used: snap.UsedBytes}, nil
 }
@@ -123,7 +123,7 @@ func (c *Control) AddClient(ctx context.Context, reg control.Registration) (cont
 // currentEpoch returns connection id's epoch, 0 when the relay neither routes nor remembers
 // it. c.mu must be held.
 func (c *Control) currentEpoch(id uuid.UUID) uint64 {
-	if conn, ok := c.routes.Connection(id); ok {
+	if conn, ok := c.routes.Quota(id); ok {
 		return conn.Epoch()
 	}
 	return 0
@@ -149,8 +149,8 @@ func (c *Control) RemoveClient(ctx context.Context, ip netip.Addr) (control.Remo
 }
 
 // connection finds connection id, routed or remembered (see RouteTable). c.mu must be held.
-func (c *Control) connection(id uuid.UUID) (*Connection, error) {
-	conn, ok := c.routes.Connection(id)
+func (c *Control) connection(id uuid.UUID) (*Quota, error) {
+	conn, ok := c.routes.Quota(id)
 	if !ok {
 		return nil, fmt.Errorf("connection %s: %w", id, control.ErrNotFound)
 	}
@@ -158,7 +158,7 @@ func (c *Control) connection(id uuid.UUID) (*Connection, error) {
 }
 
 // connectionState is conn's state for the control API's answers.
-func connectionState(conn *Connection) control.ConnectionState {
+func connectionState(conn *Quota) control.ConnectionState {
 	snap := conn.Snapshot()
 	return control.ConnectionState{ConnectionID: snap.ConnectionID, Blocked: snap.Blocked, Epoch: snap.Epoch,
 		Used: snap.UsedBytes, Limit: snap.LimitBytes}
@@ -255,9 +255,9 @@ func (c *Control) Stats(context.Context) (control.Stats, error) {
 		st.Counters = c.stats.Counters()
 	}
 	for _, list := range []struct {
-		conns  []*Connection
+		conns  []*Quota
 		routed bool
-	}{{c.routes.Connections(), true}, {c.routes.Remembered(), false}} {
+	}{{c.routes.Quotas(), true}, {c.routes.Remembered(), false}} {
 		for _, conn := range sortedConnections(list.conns) {
 			snap := conn.Snapshot()
 			st.Connections = append(st.Connections, control.ConnectionStats{
@@ -275,7 +275,7 @@ func (c *Control) Stats(context.Context) (control.Stats, error) {
 }
 
 // sortedConnections orders connections by ID, for a stable GET /stats.
-func sortedConnections(conns []*Connection) []*Connection {
-	slices.SortFunc(conns, func(a, b *Connection) int { return strings.Compare(a.ID().String(), b.ID().String()) })
+func sortedConnections(conns []*Quota) []*Quota {
+	slices.SortFunc(conns, func(a, b *Quota) int { return strings.Compare(a.ID().String(), b.ID().String()) })
 	return conns
 }

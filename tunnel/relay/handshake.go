@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -52,7 +52,7 @@ const (
 
 // admitInitiation runs the checks of the UDP reader on the initiation b from from and queues
 // it for a handshake worker. out is scratch space for a cookie reply.
-func (r *Relay) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
+func (r *DataPlane) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
 	if !r.cookies.CheckMAC1(b) {
 		r.metrics.Drop(wire.DropBadMAC)
 		return
@@ -84,7 +84,7 @@ func (r *Relay) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
 // underLoad reports whether initiations must prove their address: the handshake queue holds
 // loadThreshold or more, or did (or the rate was over loadRate, see countInitiations) less
 // than loadLinger ago.
-func (r *Relay) underLoad() bool {
+func (r *DataPlane) underLoad() bool {
 	now := r.clock.Load()
 	if len(r.handshakes) >= loadThreshold {
 		r.loadUntil.Store(now + int64(loadLinger))
@@ -96,14 +96,14 @@ func (r *Relay) underLoad() bool {
 // countInitiations ends a clock tick's count of initiations with a valid mac1, and puts the
 // relay under load when they came faster than loadRate. The housekeeping goroutine calls it
 // every clockTick.
-func (r *Relay) countInitiations() {
+func (r *DataPlane) countInitiations() {
 	if n := r.initiationsThisTick.Swap(0); n > int64(loadRate*clockTick/time.Second) {
 		r.loadUntil.Store(r.clock.Load() + int64(loadLinger))
 	}
 }
 
 // handshakeWorker answers queued initiations until ctx ends.
-func (r *Relay) handshakeWorker(ctx context.Context) {
+func (r *DataPlane) handshakeWorker(ctx context.Context) {
 	resp := make([]byte, 0, wire.ResponseSize)
 	for {
 		select {
@@ -118,7 +118,7 @@ func (r *Relay) handshakeWorker(ctx context.Context) {
 // handshake answers one initiation: a new session for a known device, installed as its next
 // session until the device confirms it. An initiation whose key needs a Directory look-up is
 // set aside until the look-up ends, and then queued again.
-func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
+func (r *DataPlane) handshake(ctx context.Context, in *initiation, resp []byte) {
 	p, drop := wire.ParsePacket(in.buf[:])
 	if drop != wire.DropNone {
 		r.metrics.Drop(drop)
@@ -169,7 +169,7 @@ func (r *Relay) handshake(ctx context.Context, in *initiation, resp []byte) {
 // not newer than the last one accepted while a session from that one may still be in use
 // (DropStaleHandshake); and, very rarely, a session whose index another worker took
 // meanwhile (DropHandshakeBusy: the device retries).
-func (r *Relay) install(sess *wire.Session, dev Device) wire.Drop {
+func (r *DataPlane) install(sess *wire.Session, dev Device) wire.Drop {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m := r.indexes.Load(); m != nil && (*m)[sess.LocalIndex()].sess != nil {
@@ -199,7 +199,7 @@ func (r *Relay) install(sess *wire.Session, dev Device) wire.Drop {
 
 // confirm makes sess, the device's first packet on which just authenticated, its current
 // session.
-func (r *Relay) confirm(pe *peer, sess *wire.Session) {
+func (r *DataPlane) confirm(pe *peer, sess *wire.Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if pe.next.Load() != sess {
@@ -215,7 +215,7 @@ func (r *Relay) confirm(pe *peer, sess *wire.Session) {
 // deviceForKey finds the device whose static key is key, for an initiation from addr: in the
 // relay's own record or in the cache. When neither knows the key and the budgets allow a
 // Directory look-up, it reports ask; when it finds no device, drop says why.
-func (r *Relay) deviceForKey(key wire.PublicKey, addr netip.Addr) (dev Device, drop wire.Drop, ask, ok bool) {
+func (r *DataPlane) deviceForKey(key wire.PublicKey, addr netip.Addr) (dev Device, drop wire.Drop, ask, ok bool) {
 	if pe := r.peerByKey(key); pe != nil {
 		return pe.device, wire.DropNone, false, true
 	}
@@ -237,7 +237,7 @@ func (r *Relay) deviceForKey(key wire.PublicKey, addr netip.Addr) (dev Device, d
 // lookupThenRetry asks the Directory for key, sharing a look-up already in flight for it,
 // and when the answer is a device queues in again with it. The goroutine it starts ends with
 // the look-up, within directoryWait.
-func (r *Relay) lookupThenRetry(ctx context.Context, key wire.PublicKey, in initiation) {
+func (r *DataPlane) lookupThenRetry(ctx context.Context, key wire.PublicKey, in initiation) {
 	ch := r.inflight.DoChan(string(key[:]), func() (any, error) {
 		select {
 		case r.lookupSlots <- struct{}{}:
@@ -270,7 +270,7 @@ func (r *Relay) lookupThenRetry(ctx context.Context, key wire.PublicKey, in init
 var errLookupsBusy = errors.New("too many key look-ups in flight")
 
 // askDirectory looks key up in the Directory and caches the answer.
-func (r *Relay) askDirectory(ctx context.Context, key wire.PublicKey) (Device, error) {
+func (r *DataPlane) askDirectory(ctx context.Context, key wire.PublicKey) (Device, error) {
 	ctx, cancel := context.WithTimeout(ctx, directoryWait)
 	defer cancel()
 	dev, err := r.cfg.Directory.LookupKey(ctx, key)
@@ -289,7 +289,7 @@ func (r *Relay) askDirectory(ctx context.Context, key wire.PublicKey) (Device, e
 }
 
 // newIndex picks a random session index not in use.
-func (r *Relay) newIndex() (uint32, error) {
+func (r *DataPlane) newIndex() (uint32, error) {
 	var b [4]byte
 	for range 16 {
 		if _, err := rand.Read(b[:]); err != nil {

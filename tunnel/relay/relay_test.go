@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -88,7 +88,7 @@ func (d *mapDirectory) Gone(_ context.Context, devs []Device) ([]uuid.UUID, erro
 // relayFixture is a running relay on 127.0.0.1 with an in-memory TUN.
 type relayFixture struct {
 	t      *testing.T
-	relay  *Relay
+	relay  *DataPlane
 	key    wire.KeyPair
 	addr   netip.AddrPort
 	tun    *tuntest.Device
@@ -96,13 +96,13 @@ type relayFixture struct {
 	dir    *mapDirectory
 }
 
-func newRelayFixture(t *testing.T, tweak func(*RelayConfig)) *relayFixture {
+func newRelayFixture(t *testing.T, tweak func(*DataPlaneConfig)) *relayFixture {
 	t.Helper()
 	return newRelayFixtureAt(t, tweak, time.Now)
 }
 
 // newRelayFixtureAt is newRelayFixture with the relay's clock set to now.
-func newRelayFixtureAt(t *testing.T, tweak func(*RelayConfig), now func() time.Time) *relayFixture {
+func newRelayFixtureAt(t *testing.T, tweak func(*DataPlaneConfig), now func() time.Time) *relayFixture {
 	t.Helper()
 	key, err := wire.GenerateKeyPair(nil)
 	if err != nil {
@@ -114,12 +114,12 @@ func newRelayFixtureAt(t *testing.T, tweak func(*RelayConfig), now func() time.T
 	}
 	f := &relayFixture{t: t, key: key, tun: tuntest.New(64), routes: &RouteTable{}, dir: &mapDirectory{},
 		addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
-	cfg := RelayConfig{Key: key, TUN: f.tun, Conn: conn, Routes: f.routes, Directory: f.dir,
+	cfg := DataPlaneConfig{Key: key, TUN: f.tun, Conn: conn, Routes: f.routes, Directory: f.dir,
 		RevalidateEvery: 50 * time.Millisecond}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	f.relay, err = NewRelay(cfg)
+	f.relay, err = NewDataPlane(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func newRelayFixtureAt(t *testing.T, tweak func(*RelayConfig), now func() time.T
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Relay.Run() = %v, want nil", err)
+			t.Errorf("DataPlane.Run() = %v, want nil", err)
 		}
 	})
 	return f
@@ -347,7 +347,7 @@ func TestRelayForwardsBothWays(t *testing.T) {
 		t.Errorf("device got %d bytes, want the client's %d", len(got), len(up))
 	}
 
-	if got, want := r.Usage(), (RouteUsage{ConnectionID: r.Conn.ID(), SessionID: r.SessionID, Epoch: 1, RxBytes: 1200, TxBytes: 300}); got != want {
+	if got, want := r.Usage(), (RouteUsage{ConnectionID: r.Quota.ID(), SessionID: r.SessionID, Epoch: 1, RxBytes: 1200, TxBytes: 300}); got != want {
 		t.Errorf("route Usage() = %+v, want %+v", got, want)
 	}
 	// The relay counts a packet after writing it, a moment after the other side has it.
@@ -490,7 +490,7 @@ func TestRelayHintsUnknownSession(t *testing.T) {
 	d := f.newDevice(true)
 	d.handshake(f.key.Public)
 	// A second relay with the same key stands for the first one after a restart.
-	g := newRelayFixture(t, func(c *RelayConfig) { c.Key = f.key })
+	g := newRelayFixture(t, func(c *DataPlaneConfig) { c.Key = f.key })
 	d.to = g.addr
 	d.send(nil)
 	p, ok := d.recvPacket(time.Second)
@@ -546,12 +546,12 @@ func TestRelayStopsAtTheLimit(t *testing.T) {
 	if got := d.recv(time.Second); len(got) != 500 {
 		t.Errorf("last 500 bytes under the limit: device got %d bytes", len(got))
 	}
-	if s := r.Conn.Snapshot(); s.UsedBytes != 2500 {
+	if s := r.Quota.Snapshot(); s.UsedBytes != 2500 {
 		t.Errorf("UsedBytes = %d, want exactly the limit 2500", s.UsedBytes)
 	}
 
-	r.Conn.Block()
-	r.Conn.SetLimit(0)
+	r.Quota.Block()
+	r.Quota.SetLimit(0)
 	d.send(ipv4Packet("203.0.113.10", "10.9.0.2", 100))
 	f.waitDrop(wire.DropBlocked, 1)
 }
@@ -586,7 +586,7 @@ func TestRelayPacketPathDoesNotAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	r, err := NewRelay(RelayConfig{Key: f.key, TUN: discardTUN{}, Conn: conn, Routes: f.routes, Directory: f.dir})
+	r, err := NewDataPlane(DataPlaneConfig{Key: f.key, TUN: discardTUN{}, Conn: conn, Routes: f.routes, Directory: f.dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -103,7 +103,7 @@ func TestRelayRateLimitsAddressUnderLoad(t *testing.T) {
 
 func TestRelayRemembersDevices(t *testing.T) {
 	clock := &offsetClock{}
-	f := newRelayFixtureAt(t, func(c *RelayConfig) {
+	f := newRelayFixtureAt(t, func(c *DataPlaneConfig) {
 		c.KeyCacheTTL = time.Millisecond
 		c.RememberDevices = 10 * time.Minute
 	}, clock.Now)
@@ -148,7 +148,7 @@ func TestRelayRemembersDevices(t *testing.T) {
 
 func TestRelayForgetsRememberedDeviceThatIsGone(t *testing.T) {
 	clock := &offsetClock{}
-	f := newRelayFixtureAt(t, func(c *RelayConfig) { c.KeyCacheTTL = time.Millisecond }, clock.Now)
+	f := newRelayFixtureAt(t, func(c *DataPlaneConfig) { c.KeyCacheTTL = time.Millisecond }, clock.Now)
 	d := f.newDevice(true)
 	if err := d.tryHandshake(f.key.Public, clock.Now()); err != nil {
 		t.Fatal(err)
@@ -201,7 +201,7 @@ func (d slowDirectory) LookupKey(ctx context.Context, pub wire.PublicKey) (Devic
 
 func TestRelaySlowDirectoryHoldsNoWorker(t *testing.T) {
 	dir := &mapDirectory{}
-	f := newRelayFixture(t, func(c *RelayConfig) {
+	f := newRelayFixture(t, func(c *DataPlaneConfig) {
 		c.Directory = slowDirectory{dir, time.Second}
 		c.HandshakeWorkers = 1
 	})
@@ -263,7 +263,7 @@ func TestClientTakesCookieUnderLoad(t *testing.T) {
 // is moved forward in steps, the device sending a keepalive at each.
 func TestRelayKeepsSessionsThroughAPIOutage(t *testing.T) {
 	clock := &offsetClock{}
-	f := newRelayFixtureAt(t, func(c *RelayConfig) { c.KeyCacheTTL = 100 * time.Millisecond }, clock.Now)
+	f := newRelayFixtureAt(t, func(c *DataPlaneConfig) { c.KeyCacheTTL = 100 * time.Millisecond }, clock.Now)
 	d := f.newDevice(true)
 	if err := d.tryHandshake(f.key.Public, clock.Now()); err != nil {
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func TestRelayKeepsSessionsThroughAPIOutage(t *testing.T) {
 	if got, err := f.tun.Receive(time.Second); err != nil || len(got) != len(pkt) {
 		t.Fatalf("after the outage: TUN got %d bytes, %v; want the %d-byte packet", len(got), err, len(pkt))
 	}
-	if route.Conn.Snapshot().RxBytes == 0 {
+	if route.Quota.Snapshot().RxBytes == 0 {
 		t.Error("after the outage: the packet was not counted")
 	}
 }

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"context"
@@ -35,7 +35,7 @@ type recordedRequest struct {
 	body               []byte
 }
 
-func newFakeInternalAPI(t *testing.T, handler func(w http.ResponseWriter, r *http.Request, body []byte)) (*fakeInternalAPI, *APIClient) {
+func newFakeInternalAPI(t *testing.T, handler func(w http.ResponseWriter, r *http.Request, body []byte)) (*fakeInternalAPI, *InternalAPI) {
 	t.Helper()
 	f := &fakeInternalAPI{handler: handler}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +51,7 @@ func newFakeInternalAPI(t *testing.T, handler func(w http.ResponseWriter, r *htt
 		f.handler(w, r, body)
 	}))
 	t.Cleanup(f.srv.Close)
-	return f, &APIClient{BaseURL: f.srv.URL + "/", Token: apiTestToken}
+	return f, &InternalAPI{BaseURL: f.srv.URL + "/", Token: apiTestToken}
 }
 
 func (f *fakeInternalAPI) recorded() []recordedRequest {
