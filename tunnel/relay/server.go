@@ -54,8 +54,45 @@ type Config struct {
 
 // Run runs a relay until ctx ends: it opens cg0 and the UDP socket, sets up the kernel's
 // routing, forwards packets, serves the control API and reports usage; at the end it reports
-// usage one last time and undoes its kernel changes.
+// usage one last time, undoes its kernel routing and closes cg0, in that order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return run(ctx, cfg, log, kernel)
+}
+
+// host is what a relay asks of the host's kernel: cg0, and the routing into it. Run uses the
+// kernel's; tests use fakes, to see the order of the shutdown without root.
+type host struct {
+	openTUN func(context.Context, netio.TUNConfig) (netio.TUN, error)
+	route   func(context.Context, RelayRouting) (undoer, error)
+}
+
+// undoer reverts kernel changes; *netio.KernelSetup is one.
+type undoer interface{ Undo(context.Context) error }
+
+var kernel = host{
+	openTUN: netio.OpenTUN,
+	route: func(ctx context.Context, r RelayRouting) (undoer, error) {
+		return SetupRelayRouting(ctx, r)
+	},
+}
+
+// process is a running relay's parts, made by run's stages.
+type process struct {
+	cfg      Config
+	log      *slog.Logger
+	key      wire.KeyPair
+	side     *hostSide
+	routes   *RouteTable
+	api      *InternalAPI
+	plane    *DataPlane
+	mgmt     *openvpn.Management // nil without OpenVPN
+	reporter *Reporter
+	control  *http.Server
+	listener net.Listener
+}
+
+// run is Run with the host's kernel given.
+func run(ctx context.Context, cfg Config, log *slog.Logger, h host) error {
 	if cfg.ControlToken == "" {
 		return errors.New("tunnel: a control token is required")
 	}
@@ -63,88 +100,79 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	conn, err := listenUDP(cfg.Listen)
+	side, err := openHost(ctx, cfg, h, log)
 	if err != nil {
 		return err
 	}
-	tun, err := netio.OpenTUN(ctx, cfg.TUN)
-	if err != nil {
-		conn.Close()
+	p := &process{cfg: cfg, log: log, key: key, side: side, routes: &RouteTable{Grace: cfg.UsageGrace},
+		api: &InternalAPI{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}}
+	if err := p.build(); err != nil {
+		side.close()
 		return err
 	}
-	if cfg.Routing != nil {
-		setup, err := SetupRelayRouting(ctx, *cfg.Routing)
-		if err != nil {
-			conn.Close()
-			tun.Close()
-			return err
-		}
-		defer func() {
-			// ctx is over: undo with a fresh, bounded context.
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := setup.Undo(uctx); err != nil {
-				log.Warn("tunnel: undo kernel routing", "err", err)
-			}
-		}()
-	}
+	log.Info("tunnel: running", "udp", side.conn.LocalAddr().String(), "tun", cfg.TUN.Name,
+		"address", cfg.TUN.Prefix.String(), "control", p.listener.Addr().String(), "public_key", key.Public.String())
+	err = p.serve(ctx)
+	log.Info("tunnel: stopped")
+	return err
+}
 
-	api := &InternalAPI{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}
-	routes := &RouteTable{Grace: cfg.UsageGrace}
-	relay, err := NewDataPlane(DataPlaneConfig{
-		Key: key, TUN: tun, Conn: conn, MTU: cfg.TUN.MTU, Routes: routes, Directory: api, Log: log,
-		SessionTimeout: cfg.SessionTimeout, RevalidateEvery: cfg.RevalidateEvery, NoAccounting: cfg.NoAccounting,
+// build makes the data plane, the OpenVPN management client, the reporter and the control
+// API's listener. On an error the caller closes the host side.
+func (p *process) build() error {
+	plane, err := NewDataPlane(DataPlaneConfig{
+		Key: p.key, TUN: p.side.tun, Conn: p.side.conn, MTU: p.cfg.TUN.MTU, Routes: p.routes, Directory: p.api, Log: p.log,
+		SessionTimeout: p.cfg.SessionTimeout, RevalidateEvery: p.cfg.RevalidateEvery, NoAccounting: p.cfg.NoAccounting,
 	})
 	if err != nil {
-		conn.Close()
-		tun.Close()
 		return err
 	}
+	p.plane = plane
 	var sessions control.SessionRestarter
-	var mgmt *openvpn.Management
-	if cfg.OpenVPNDir != "" {
-		srv, err := openvpn.LoadServer(cfg.OpenVPNDir)
-		var password string
-		if err == nil {
-			password, err = srv.ManagementPassword()
+	if p.cfg.OpenVPNDir != "" {
+		if p.mgmt, err = openVPNManagement(p.cfg.OpenVPNDir, p.log); err != nil {
+			return err
 		}
-		if err != nil {
-			conn.Close()
-			tun.Close()
-			return fmt.Errorf("openvpn management: %w", err)
-		}
-		mgmt = openvpn.NewManagement(srv.ManagementAddr, password, log)
-		sessions = mgmt
+		sessions = p.mgmt
 	}
-	reporter := NewReporter(ReporterConfig{Routes: routes, Sink: api, Interval: cfg.ReportEvery, Log: log})
-	controlAPI := control.NewHTTPServer(control.NewHandler(control.Config{Token: cfg.ControlToken,
-		Relay:   NewControl(ControlConfig{Routes: routes, Sessions: relay, Reporter: reporter, Log: log}),
-		OpenVPN: sessions, Log: log}))
-	ln, err := net.Listen("tcp", cfg.ControlListen)
-	if err != nil {
-		conn.Close()
-		tun.Close()
+	p.reporter = NewReporter(ReporterConfig{Routes: p.routes, Sink: p.api, Interval: p.cfg.ReportEvery, Log: p.log})
+	p.control = control.NewHTTPServer(control.NewHandler(control.Config{Token: p.cfg.ControlToken,
+		Relay:   NewControl(ControlConfig{Routes: p.routes, Sessions: plane, Reporter: p.reporter, Log: p.log}),
+		OpenVPN: sessions, Log: p.log}))
+	if p.listener, err = net.Listen("tcp", p.cfg.ControlListen); err != nil {
 		return fmt.Errorf("control api: %w", err)
 	}
+	return nil
+}
 
-	log.Info("tunnel: running", "udp", conn.LocalAddr().String(), "tun", cfg.TUN.Name,
-		"address", cfg.TUN.Prefix.String(), "control", ln.Addr().String(), "public_key", key.Public.String())
+// serve runs the parts until ctx ends or one fails. The data plane closes cg0 when it
+// stops, which removes the routes through cg0 with it; so it runs on a context of its own,
+// ended only once the kernel routing has been undone.
+func (p *process) serve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return reporter.Run(gctx) })
-	if mgmt != nil {
-		g.Go(func() error { return mgmt.Run(gctx) })
+	planeCtx, stopPlane := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPlane()
+	g.Go(func() error { return p.plane.Run(planeCtx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		p.side.undoRouting()
+		stopPlane()
+		return nil
+	})
+	g.Go(func() error { return p.reporter.Run(gctx) })
+	if p.mgmt != nil {
+		g.Go(func() error { return p.mgmt.Run(gctx) })
 		g.Go(func() error {
 			// After a restart OpenVPN still has its clients: route them again.
-			n, err := ResyncOpenVPN(gctx, mgmt, routes, api, log)
+			n, err := ResyncOpenVPN(gctx, p.mgmt, p.routes, p.api, p.log)
 			if err != nil {
-				log.Warn("tunnel: openvpn clients not all routed again", "routed", n, "err", err)
+				p.log.Warn("tunnel: openvpn clients not all routed again", "routed", n, "err", err)
 			}
 			return nil
 		})
 	}
 	g.Go(func() error {
-		if err := controlAPI.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := p.control.Serve(p.listener); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("control api: %w", err)
 		}
 		return nil
@@ -153,11 +181,77 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
-		return controlAPI.Shutdown(sctx)
+		return p.control.Shutdown(sctx)
 	})
-	err = g.Wait()
-	log.Info("tunnel: stopped")
-	return err
+	return g.Wait()
+}
+
+// hostSide is the part of a relay on the host: cg0, the devices' UDP socket and the kernel
+// routing into cg0 (nil when the operator routes).
+type hostSide struct {
+	conn    *net.UDPConn
+	tun     netio.TUN
+	routing undoer
+	log     *slog.Logger
+}
+
+// openHost opens the devices' socket and cg0 and routes the client pool into cg0; on an
+// error it closes what it opened.
+func openHost(ctx context.Context, cfg Config, h host, log *slog.Logger) (*hostSide, error) {
+	conn, err := listenUDP(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	tun, err := h.openTUN(ctx, cfg.TUN)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	side := &hostSide{conn: conn, tun: tun, log: log}
+	if cfg.Routing != nil {
+		if side.routing, err = h.route(ctx, *cfg.Routing); err != nil {
+			conn.Close()
+			tun.Close()
+			return nil, err
+		}
+	}
+	return side, nil
+}
+
+// undoRouting undoes the kernel routing, once; cg0 must still exist, or the routes through it
+// are gone and their undo fails.
+func (s *hostSide) undoRouting() {
+	if s.routing == nil {
+		return
+	}
+	// The run's context is over: undo with a fresh, bounded one.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.routing.Undo(ctx); err != nil {
+		s.log.Warn("tunnel: undo kernel routing", "err", err)
+	}
+	s.routing = nil
+}
+
+// close undoes the routing, then closes cg0 and the socket: for a relay whose data plane
+// never ran (which would close them itself).
+func (s *hostSide) close() {
+	s.undoRouting()
+	s.tun.Close()
+	s.conn.Close()
+}
+
+// openVPNManagement is the management client of the OpenVPN server in dir.
+func openVPNManagement(dir string, log *slog.Logger) (*openvpn.Management, error) {
+	srv, err := openvpn.LoadServer(dir)
+	var password string
+	if err == nil {
+		password, err = srv.ManagementPassword()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("openvpn management: %w", err)
+	}
+	return openvpn.NewManagement(srv.ManagementAddr, password, log), nil
 }
 
 // listenUDP opens the devices' UDP socket. DataPlane.Run gives it large buffers (socketBufferSize,
