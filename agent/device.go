@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -70,7 +71,7 @@ func (a *tunnelAssignment) from(e Enrollment) {
 // RunDevice runs the reference device until ctx ends: it enrolls (or loads its state),
 // registers its key, opens its TUN with its tunnel IP, sets up forwarding and NAT for the
 // proxy clients' traffic, holds the tunnel session and heartbeats. On the way out it undoes
-// its kernel changes and closes the TUN.
+// its kernel changes and then closes the TUN.
 func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultInterval
@@ -101,18 +102,22 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 		return err
 	}
 	defer tun.Close()
+	// undo reverts the kernel setup, once. It must run while the TUN exists: closing the TUN
+	// removes the routes through it, and their undo would fail.
+	undo := func() {}
 	if !cfg.NoKernelSetup {
 		setup, err := setupDeviceNAT(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		defer func() {
+		undo = sync.OnceFunc(func() {
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			if err := setup.Undo(uctx); err != nil {
 				log.Warn("agent: undo kernel setup", "err", err)
 			}
-		}()
+		})
+		defer undo()
 	}
 
 	tc, err := uplink.New(uplink.Config{
@@ -123,8 +128,12 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	}
 	log.Info("agent: running", "device_id", st.DeviceID, "tunnel_ip", ip.String(), "tunnel", endpoint, "tun", cfg.TUNName)
 	g, gctx := errgroup.WithContext(ctx)
-	// The client's TUN reader ends when the TUN closes: close it as soon as the run ends.
-	stopTUN := context.AfterFunc(gctx, func() { tun.Close() })
+	// The link's TUN reader ends when the TUN closes: close it as soon as the run ends, after
+	// undoing the kernel setup.
+	stopTUN := context.AfterFunc(gctx, func() {
+		undo()
+		tun.Close()
+	})
 	defer stopTUN()
 	g.Go(func() error { return tc.Run(gctx) })
 	g.Go(func() error { return heartbeat(gctx, api, st.DeviceToken, cfg, log) })
