@@ -66,7 +66,7 @@ func writeTestJSON(w http.ResponseWriter, status int, body string) {
 	_, _ = io.WriteString(w, body)
 }
 
-func TestAPIClientLookupKey(t *testing.T) {
+func TestInternalAPILookupKey(t *testing.T) {
 	kp := mustKeyPair(t)
 	dev := uuid.New()
 	answer := `{"device_id":"` + dev.String() + `","tunnel_ip":"100.72.0.5","noise_public_key":"` + kp.Public.String() + `","name":"extra fields are fine"}`
@@ -97,7 +97,7 @@ func TestAPIClientLookupKey(t *testing.T) {
 	}
 }
 
-func TestAPIClientLookupKeyBadAnswers(t *testing.T) {
+func TestInternalAPILookupKeyBadAnswers(t *testing.T) {
 	kp := mustKeyPair(t)
 	other := mustKeyPair(t)
 	dev := uuid.NewString()
@@ -121,7 +121,7 @@ func TestAPIClientLookupKeyBadAnswers(t *testing.T) {
 	}
 }
 
-func TestAPIClientErrors(t *testing.T) {
+func TestInternalAPIErrors(t *testing.T) {
 	_, client := newFakeInternalAPI(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		writeTestJSON(w, http.StatusBadRequest, `{"error":{"code":"invalid","message":"epoch must be at least 1","field":"epoch"}}`)
 	})
@@ -169,7 +169,7 @@ func TestAPIClientErrors(t *testing.T) {
 	}
 }
 
-func TestAPIClientReportUsage(t *testing.T) {
+func TestInternalAPIReportUsage(t *testing.T) {
 	api, client := newFakeInternalAPI(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		if r.Method != http.MethodPost || r.URL.Path != "/internal/v1/usage" || r.Header.Get("Content-Type") != "application/json" {
 			writeTestJSON(w, http.StatusNotFound, `{"error":{"code":"not_found","message":"not found"}}`)
@@ -216,7 +216,7 @@ func TestAPIClientReportUsage(t *testing.T) {
 	}
 }
 
-func TestAPIClientGone(t *testing.T) {
+func TestInternalAPIGone(t *testing.T) {
 	var devices []Device
 	for range MaxGoneBatch + 1 {
 		devices = append(devices, Device{ID: uuid.New(), Key: wire.PublicKey{1, 2, 3}, TunnelIP: netip.MustParseAddr("100.72.0.9")})
@@ -271,7 +271,7 @@ func TestAPIClientGone(t *testing.T) {
 	}
 }
 
-func TestAPIClientDefaultHTTPClient(t *testing.T) {
+func TestInternalAPIDefaultHTTPClient(t *testing.T) {
 	_, client := newFakeInternalAPI(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		writeTestJSON(w, http.StatusOK, `{"accepted":1,"ignored":0}`)
 	})

@@ -2,7 +2,8 @@ package wire
 
 import "time"
 
-// Timers of the device session protocol, shared by the tunnel (Relay) and the device (Client).
+// Timers of the device session protocol, shared by the relay (relay.DataPlane) and the device
+// (uplink.Link).
 //
 //   - The device sends a keepalive when it has sent nothing for KeepaliveInterval; the tunnel
 //     answers every keepalive with one, so both sides hear from each other at least that often.
