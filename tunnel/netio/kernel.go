@@ -11,8 +11,8 @@ import (
 	"github.com/cellgate/cellgate/firewall"
 )
 
-// Sysctl reads a kernel setting under /proc/sys, given in dotted form (net.ipv4.ip_forward).
-func Sysctl(name string) (string, error) {
+// sysctl reads a kernel setting under /proc/sys, given in dotted form (net.ipv4.ip_forward).
+func sysctl(name string) (string, error) {
 	b, err := os.ReadFile(sysctlPath(name))
 	if err != nil {
 		return "", fmt.Errorf("read sysctl %s: %w", name, err)
@@ -20,9 +20,9 @@ func Sysctl(name string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// SetSysctl writes a kernel setting and returns its previous value.
-func SetSysctl(name, value string) (prev string, err error) {
-	prev, err = Sysctl(name)
+// setSysctl writes a kernel setting and returns its previous value.
+func setSysctl(name, value string) (prev string, err error) {
+	prev, err = sysctl(name)
 	if err != nil {
 		return "", err
 	}
@@ -45,13 +45,13 @@ type KernelSetup struct {
 
 // Sysctl sets name to value and remembers the previous value for Undo.
 func (k *KernelSetup) Sysctl(name, value string) error {
-	prev, err := SetSysctl(name, value)
+	prev, err := setSysctl(name, value)
 	if err != nil {
 		return err
 	}
 	if prev != value {
 		k.undo = append(k.undo, func(context.Context) error {
-			_, err := SetSysctl(name, prev)
+			_, err := setSysctl(name, prev)
 			return err
 		})
 	}
