@@ -290,7 +290,7 @@ type clientRequest struct {
 	Epoch        *int64  `json:"epoch"`
 }
 
-// registration validates the request; a missing session_id gets a new one.
+// registration validates the request; a missing session_id stays zero, for the Relay to make.
 func (req *clientRequest) registration() (Registration, error) {
 	var reg Registration
 	var err error
@@ -306,8 +306,7 @@ func (req *clientRequest) registration() (Registration, error) {
 	if reg.DeviceID, err = parseUUID("device_id", req.DeviceID); err != nil {
 		return reg, err
 	}
-	reg.SessionID = uuid.New()
-	if req.SessionID != nil {
+	if req.SessionID != nil { // else the Relay makes one
 		if reg.SessionID, err = parseUUID("session_id", req.SessionID); err != nil {
 			return reg, err
 		}
