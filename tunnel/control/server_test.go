@@ -103,16 +103,6 @@ func serveControl(h http.Handler, method, path, auth, body string) *httptest.Res
 	return rec
 }
 
-// decodeAnswer decodes a JSON response body into a generic map.
-func decodeAnswer(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
-		t.Fatalf("response body %q is not a JSON object: %v", rec.Body.String(), err)
-	}
-	return m
-}
-
 // wantControlError checks that rec is an error answer with the given status, code and field.
 func wantControlError(t *testing.T, what string, rec *httptest.ResponseRecorder, status int, code, field string) {
 	t.Helper()

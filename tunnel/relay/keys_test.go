@@ -15,6 +15,3 @@ func mustKeyPair(t testing.TB) wire.KeyPair {
 	}
 	return kp
 }
-
-// head is the start of a packet, for failure messages.
-func head(b []byte) []byte { return b[:min(len(b), 16)] }
