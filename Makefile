@@ -30,8 +30,8 @@ test: deps bin/temporal build
 	$(GO) vet ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -timeout 30m -run '^TestPasswordMigrationDevServer$$' ./workflows
-	$(GO) test -count=1 -run '^TestRelayHandshakeFlood$$' ./tunnel
-	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime $(FUZZ_TIME) ./tunnel
+	$(GO) test -count=1 -run '^TestRelayHandshakeFlood$$' ./tunnel/relay
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime $(FUZZ_TIME) ./tunnel/wire
 	scripts/web-test.sh
 	$(GO) vet -tags e2e ./e2e/...
 	@if [[ $$(id -u) -eq 0 ]]; then \

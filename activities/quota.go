@@ -10,17 +10,17 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 )
 
-// Relay is a relay's control API as the quota activities use it; *tunnel.ControlClient is one.
-// A connection the relay has no route for is an error wrapping tunnel.ErrNotFound: nothing
+// Relay is a relay's control API as the quota activities use it; *control.Client is one.
+// A connection the relay has no route for is an error wrapping control.ErrNotFound: nothing
 // to change there.
 type Relay interface {
-	Block(ctx context.Context, id uuid.UUID) (tunnel.ConnectionState, error)
-	Unblock(ctx context.Context, id uuid.UUID) (tunnel.ConnectionState, error)
-	SetLimit(ctx context.Context, id uuid.UUID, limit int64) (tunnel.ConnectionState, error)
-	Reset(ctx context.Context, id uuid.UUID, epoch uint64) (tunnel.ResetResult, error)
+	Block(ctx context.Context, id uuid.UUID) (control.ConnectionState, error)
+	Unblock(ctx context.Context, id uuid.UUID) (control.ConnectionState, error)
+	SetLimit(ctx context.Context, id uuid.UUID, limit int64) (control.ConnectionState, error)
+	Reset(ctx context.Context, id uuid.UUID, epoch uint64) (control.ResetResult, error)
 	KillSessions(ctx context.Context, username string) error
 }
 
@@ -141,7 +141,7 @@ func (a *Activities) ResetAtRelays(ctx context.Context, in RelayResetInput) erro
 func (a *Activities) eachRelay(f func(Relay) error) error {
 	var errs []error
 	for _, r := range a.Relays {
-		if err := f(r); err != nil && !errors.Is(err, tunnel.ErrNotFound) {
+		if err := f(r); err != nil && !errors.Is(err, control.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // maxResponseBody caps how much of an API answer is read.
@@ -90,10 +90,10 @@ type Enrollment struct {
 // Enroll spends a single-use enrollment token and returns the device's token and tunnel
 // settings. key is the device's Noise static public key, or nil to register one later with
 // RegisterKey.
-func (c *Client) Enroll(ctx context.Context, enrollmentToken string, key *tunnel.PublicKey) (Enrollment, error) {
+func (c *Client) Enroll(ctx context.Context, enrollmentToken string, key *wire.PublicKey) (Enrollment, error) {
 	req := struct {
-		EnrollmentToken string            `json:"enrollment_token"`
-		NoisePublicKey  *tunnel.PublicKey `json:"noise_public_key,omitempty"`
+		EnrollmentToken string          `json:"enrollment_token"`
+		NoisePublicKey  *wire.PublicKey `json:"noise_public_key,omitempty"`
 	}{enrollmentToken, key}
 	var e Enrollment
 	err := call(ctx, c.HTTP, c.BaseURL, http.MethodPost, "/api/v1/device/enroll", nil, req, &e)
@@ -106,11 +106,11 @@ func (c *Client) Enroll(ctx context.Context, enrollmentToken string, key *tunnel
 // RegisterKey registers (or rotates) the Noise static public key of the device with this
 // token and returns its tunnel settings; the Enrollment's DeviceToken is deviceToken. A
 // key another device has is an *APIError with status 409 and code "key_in_use".
-func (c *Client) RegisterKey(ctx context.Context, deviceToken string, key tunnel.PublicKey) (Enrollment, error) {
+func (c *Client) RegisterKey(ctx context.Context, deviceToken string, key wire.PublicKey) (Enrollment, error) {
 	h := http.Header{"Authorization": {"Bearer " + deviceToken}}
 	var e Enrollment
 	err := call(ctx, c.HTTP, c.BaseURL, http.MethodPut, "/api/v1/device/key", h,
-		map[string]tunnel.PublicKey{"noise_public_key": key}, &e)
+		map[string]wire.PublicKey{"noise_public_key": key}, &e)
 	if err != nil {
 		return Enrollment{}, err
 	}

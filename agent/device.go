@@ -11,12 +11,15 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/firewall"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/uplink"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // DeviceConfig configures the reference device (`cellgate agent` without --simulate).
@@ -46,12 +49,12 @@ type DeviceConfig struct {
 // deviceState is the reference device's state file. It holds the device token and the private
 // key: mode 0600.
 type deviceState struct {
-	Version     int               `json:"version"`
-	APIURL      string            `json:"api_url"`
-	DeviceID    string            `json:"device_id"`
-	DeviceToken string            `json:"device_token"`
-	PrivateKey  tunnel.PrivateKey `json:"private_key"`
-	Tunnel      tunnelAssignment  `json:"tunnel"`
+	Version     int              `json:"version"`
+	APIURL      string           `json:"api_url"`
+	DeviceID    string           `json:"device_id"`
+	DeviceToken string           `json:"device_token"`
+	PrivateKey  wire.PrivateKey  `json:"private_key"`
+	Tunnel      tunnelAssignment `json:"tunnel"`
 }
 
 // tunnelAssignment is what the API said about the device's tunnel.
@@ -68,13 +71,13 @@ func (a *tunnelAssignment) from(e Enrollment) {
 // RunDevice runs the reference device until ctx ends: it enrolls (or loads its state),
 // registers its key, opens its TUN with its tunnel IP, sets up forwarding and NAT for the
 // proxy clients' traffic, holds the tunnel session and heartbeats. On the way out it undoes
-// its kernel changes and closes the TUN.
+// its kernel changes and then closes the TUN.
 func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultInterval
 	}
 	if cfg.MTU == 0 {
-		cfg.MTU = tunnel.DefaultMTU
+		cfg.MTU = wire.DefaultMTU
 	}
 	api := &Client{BaseURL: cfg.APIURL, HTTP: &http.Client{Timeout: 15 * time.Second}}
 	st, key, err := provisionDevice(ctx, cfg, api, log)
@@ -85,7 +88,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	if cfg.TunnelEndpoint != "" {
 		endpoint = cfg.TunnelEndpoint
 	}
-	serverKey, err := tunnel.ParsePublicKey(st.Tunnel.PublicKey)
+	serverKey, err := wire.ParsePublicKey(st.Tunnel.PublicKey)
 	if err != nil || endpoint == "" {
 		return errors.New("the API has no tunnel configured (CELLGATE_TUNNEL_PUBLIC_KEY and CELLGATE_TUNNEL_ENDPOINT on the api), or give --tunnel-endpoint")
 	}
@@ -94,26 +97,30 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 		return fmt.Errorf("tunnel ip %q from the API: %w", st.Tunnel.IP, err)
 	}
 
-	tun, err := tunnel.OpenTUN(ctx, tunnel.TUNConfig{Name: cfg.TUNName, Prefix: netip.PrefixFrom(ip, 16), MTU: cfg.MTU})
+	tun, err := netio.OpenTUN(ctx, netio.TUNConfig{Name: cfg.TUNName, Prefix: netip.PrefixFrom(ip, 16), MTU: cfg.MTU})
 	if err != nil {
 		return err
 	}
 	defer tun.Close()
+	// undo reverts the kernel setup, once. It must run while the TUN exists: closing the TUN
+	// removes the routes through it, and their undo would fail.
+	undo := func() {}
 	if !cfg.NoKernelSetup {
 		setup, err := setupDeviceNAT(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		defer func() {
+		undo = sync.OnceFunc(func() {
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			if err := setup.Undo(uctx); err != nil {
 				log.Warn("agent: undo kernel setup", "err", err)
 			}
-		}()
+		})
+		defer undo()
 	}
 
-	tc, err := tunnel.NewClient(tunnel.ClientConfig{
+	tc, err := uplink.New(uplink.Config{
 		Key: key, ServerKey: serverKey, Endpoint: endpoint, TUN: tun, MTU: cfg.MTU, Log: log,
 	})
 	if err != nil {
@@ -121,8 +128,12 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	}
 	log.Info("agent: running", "device_id", st.DeviceID, "tunnel_ip", ip.String(), "tunnel", endpoint, "tun", cfg.TUNName)
 	g, gctx := errgroup.WithContext(ctx)
-	// The client's TUN reader ends when the TUN closes: close it as soon as the run ends.
-	stopTUN := context.AfterFunc(gctx, func() { tun.Close() })
+	// The link's TUN reader ends when the TUN closes: close it as soon as the run ends, after
+	// undoing the kernel setup.
+	stopTUN := context.AfterFunc(gctx, func() {
+		undo()
+		tun.Close()
+	})
 	defer stopTUN()
 	g.Go(func() error { return tc.Run(gctx) })
 	g.Go(func() error { return heartbeat(gctx, api, st.DeviceToken, cfg, log) })
@@ -131,33 +142,33 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 
 // provisionDevice loads the state file or enrolls, and registers the device's key, which also
 // refreshes the tunnel's public key and address.
-func provisionDevice(ctx context.Context, cfg DeviceConfig, api *Client, log *slog.Logger) (deviceState, tunnel.KeyPair, error) {
+func provisionDevice(ctx context.Context, cfg DeviceConfig, api *Client, log *slog.Logger) (deviceState, wire.KeyPair, error) {
 	st, err := loadDeviceState(cfg.StateFile)
 	if err != nil {
-		return st, tunnel.KeyPair{}, err
+		return st, wire.KeyPair{}, err
 	}
 	if st.DeviceToken == "" {
 		if cfg.EnrollmentToken == "" {
-			return st, tunnel.KeyPair{}, fmt.Errorf("no state file at %s: give --enroll with the enrollment token the dashboard showed", cfg.StateFile)
+			return st, wire.KeyPair{}, fmt.Errorf("no state file at %s: give --enroll with the enrollment token the dashboard showed", cfg.StateFile)
 		}
-		key, err := tunnel.GenerateKeyPair(nil)
+		key, err := wire.GenerateKeyPair(nil)
 		if err != nil {
-			return st, tunnel.KeyPair{}, err
+			return st, wire.KeyPair{}, err
 		}
 		e, err := api.Enroll(ctx, cfg.EnrollmentToken, &key.Public)
 		if err != nil {
-			return st, tunnel.KeyPair{}, fmt.Errorf("enroll: %w", err)
+			return st, wire.KeyPair{}, fmt.Errorf("enroll: %w", err)
 		}
 		st = deviceState{Version: stateVersion, APIURL: cfg.APIURL, DeviceID: e.DeviceID,
 			DeviceToken: e.DeviceToken, PrivateKey: key.Private}
 		st.Tunnel.from(e)
 		if err := saveJSON(cfg.StateFile, st); err != nil {
-			return st, tunnel.KeyPair{}, err
+			return st, wire.KeyPair{}, err
 		}
 		log.Info("agent: enrolled", "device_id", e.DeviceID, "state", cfg.StateFile)
 		return st, key, nil
 	}
-	key, err := tunnel.NewKeyPair(st.PrivateKey)
+	key, err := wire.NewKeyPair(st.PrivateKey)
 	if err != nil {
 		return st, key, fmt.Errorf("state file %s: %w", cfg.StateFile, err)
 	}
@@ -200,7 +211,7 @@ func loadDeviceState(path string) (deviceState, error) {
 // nothing to the device itself), forwarding on, loose reverse-path filtering on the TUN,
 // MASQUERADE of the client pool out of the uplink, and the client pool routed back into the
 // TUN. The filter comes first, so that no client packet is forwarded before it is in place.
-func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*tunnel.KernelSetup, error) {
+func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*netio.KernelSetup, error) {
 	uplink := cfg.Uplink
 	if uplink == "" {
 		var err error
@@ -209,7 +220,7 @@ func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*tunnel.KernelSetup,
 		}
 	}
 	pool := cfg.ClientPool.Masked().String()
-	k := &tunnel.KernelSetup{}
+	k := &netio.KernelSetup{}
 	rule := []string{"POSTROUTING", "-s", pool, "-o", uplink, "-j", "MASQUERADE", "-m", "comment", "--comment", "cellgate agent"}
 	steps := []func() error{
 		func() error {

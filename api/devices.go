@@ -14,7 +14,7 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -253,12 +253,12 @@ func (s *Server) putDeviceKey(c *gin.Context) error {
 
 // parseNoiseKey checks a Noise static public key as a device sends it: the canonical standard
 // base64 of 32 bytes that are not all zero.
-func parseNoiseKey(s string) (tunnel.PublicKey, error) {
-	k, err := tunnel.ParsePublicKey(s)
+func parseNoiseKey(s string) (wire.PublicKey, error) {
+	k, err := wire.ParsePublicKey(s)
 	if err != nil || k.String() != s {
 		return k, badRequest("noise_public_key", "invalid", "noise_public_key must be 32 bytes in standard base64")
 	}
-	if k == (tunnel.PublicKey{}) {
+	if k == (wire.PublicKey{}) {
 		return k, badRequest("noise_public_key", "invalid", "noise_public_key must not be all zero")
 	}
 	return k, nil
@@ -281,7 +281,7 @@ func tunnelError(err error) error {
 // relay's public key and endpoint ("" when not configured).
 func (s *Server) tunnelSettings(d store.TunnelDevice) gin.H {
 	var relayKey string
-	if s.cfg.TunnelPublicKey != (tunnel.PublicKey{}) {
+	if s.cfg.TunnelPublicKey != (wire.PublicKey{}) {
 		relayKey = s.cfg.TunnelPublicKey.String()
 	}
 	return gin.H{

@@ -21,7 +21,7 @@ import (
 
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // The internal API (/internal/v1) serves the relay and its OpenVPN hooks: device key look-ups,
@@ -93,8 +93,8 @@ func peerKey(remoteAddr string) string {
 func (s *Server) tunnelDevice(c *gin.Context) error {
 	raw := c.Param("key")
 	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil || len(b) != tunnel.KeySize || base64.RawURLEncoding.EncodeToString(b) != raw {
-		return badRequest("key", "invalid", "key must be the %d-byte public key in unpadded base64url", tunnel.KeySize)
+	if err != nil || len(b) != wire.KeySize || base64.RawURLEncoding.EncodeToString(b) != raw {
+		return badRequest("key", "invalid", "key must be the %d-byte public key in unpadded base64url", wire.KeySize)
 	}
 	d, err := s.store.TunnelDeviceByKey(c.Request.Context(), b)
 	if err != nil {
@@ -141,9 +141,9 @@ func (s *Server) goneDevices(c *gin.Context) error {
 		if d.NoisePublicKey == nil {
 			return badRequest(field, "required", "%s is required", field)
 		}
-		k, err := tunnel.ParsePublicKey(*d.NoisePublicKey)
+		k, err := wire.ParsePublicKey(*d.NoisePublicKey)
 		if err != nil || k.String() != *d.NoisePublicKey {
-			return badRequest(field, "invalid", "%s must be %d bytes in standard base64", field, tunnel.KeySize)
+			return badRequest(field, "invalid", "%s must be %d bytes in standard base64", field, wire.KeySize)
 		}
 		devices[i] = store.DeviceKey{DeviceID: id, NoisePublicKey: k[:]}
 	}

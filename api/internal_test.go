@@ -24,7 +24,7 @@ import (
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -54,8 +54,8 @@ func tunnelConfig() api.Config {
 	return cfg
 }
 
-func newKey() tunnel.PublicKey {
-	kp, err := tunnel.GenerateKeyPair(nil)
+func newKey() wire.PublicKey {
+	kp, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		panic(err)
 	}
@@ -63,7 +63,7 @@ func newKey() tunnel.PublicKey {
 }
 
 // urlKey is a key as the look-up path carries it.
-func urlKey(k tunnel.PublicKey) string { return base64.RawURLEncoding.EncodeToString(k[:]) }
+func urlKey(k wire.PublicKey) string { return base64.RawURLEncoding.EncodeToString(k[:]) }
 
 // internal is a client of the internal listener: from loopback, with token ("" for none).
 func (e *env) internal(token string) *client {
@@ -80,7 +80,7 @@ type tunnelAnswer struct {
 }
 
 // enrollKey enrolls with a Noise key (nil for none) and returns the answer and the device.
-func (e *env) enrollKey(t testing.TB, enrollmentToken string, key *tunnel.PublicKey) (tunnelAnswer, *client) {
+func (e *env) enrollKey(t testing.TB, enrollmentToken string, key *wire.PublicKey) (tunnelAnswer, *client) {
 	t.Helper()
 	body := map[string]any{"enrollment_token": enrollmentToken}
 	if key != nil {
@@ -166,7 +166,7 @@ func TestEnrollTunnelNotConfigured(t *testing.T) {
 func badKeys() []badBody {
 	k := newKey()
 	std := k.String()
-	zero := tunnel.PublicKey{}
+	zero := wire.PublicKey{}
 	// The last base64 digit carries 4 bits of the key and 2 unused ones, zero in the
 	// canonical form: set one.
 	const digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -450,7 +450,7 @@ func TestInternalTunnelDevices(t *testing.T) {
 
 	// Look-ups find any operator's device by its key: the relay serves them all.
 	for _, tc := range []struct {
-		key  tunnel.PublicKey
+		key  wire.PublicKey
 		want lookup
 	}{
 		{aKey, lookup{aDev.DeviceID, aDev.TunnelIP, aKey.String()}},
@@ -464,13 +464,13 @@ func TestInternalTunnelDevices(t *testing.T) {
 			t.Errorf("%s = %+v, want %+v", r, got, tc.want)
 		}
 	}
-	for _, k := range []tunnel.PublicKey{newKey(), {}} {
+	for _, k := range []wire.PublicKey{newKey(), {}} {
 		r := in.do(t, http.MethodGet, "/internal/v1/tunnel/devices/"+urlKey(k), nil)
 		if code := wantError(t, r, http.StatusNotFound, ""); code != "not_found" {
 			t.Errorf("%s code = %q, want not_found", r, code)
 		}
 	}
-	plus := tunnel.PublicKey{0xf8} // "+AAA…A=" in standard base64, "-AAA…A" in base64url
+	plus := wire.PublicKey{0xf8} // "+AAA…A=" in standard base64, "-AAA…A" in base64url
 	for name, bad := range map[string]string{
 		"standard base64":           strings.ReplaceAll(plus.String(), "+", "%2B"),
 		"standard base64, unpadded": strings.ReplaceAll(strings.TrimRight(plus.String(), "="), "+", "%2B"),
@@ -492,7 +492,7 @@ func TestInternalTunnelDevices(t *testing.T) {
 	b.must(t, http.StatusNoContent, http.MethodDelete, "/api/v1/devices/"+bDev.DeviceID, nil)
 	wantError(t, bDevice.do(t, http.MethodPut, "/api/v1/device/key", map[string]any{"noise_public_key": newKey().String()}), http.StatusUnauthorized, "")
 	never := uuid.New()
-	entry := func(id string, k tunnel.PublicKey) map[string]any {
+	entry := func(id string, k wire.PublicKey) map[string]any {
 		return map[string]any{"device_id": id, "noise_public_key": k.String()}
 	}
 	r := in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", map[string]any{"devices": []any{

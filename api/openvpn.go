@@ -13,7 +13,7 @@ import (
 
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 )
 
 // The OpenVPN side of the internal API: the hooks of the OpenVPN server on the relay host
@@ -27,7 +27,7 @@ const (
 	maxOvpnPassword = 4096
 )
 
-// OpenVPNDisconnector ends a connection's live OpenVPN sessions; tunnel.ControlClient
+// OpenVPNDisconnector ends a connection's live OpenVPN sessions; control.Client
 // implements it through the relay, which holds the OpenVPN server's management interface.
 type OpenVPNDisconnector interface {
 	// KillSessions disconnects every OpenVPN client logged in as username.
@@ -42,7 +42,7 @@ const killTimeout = 5 * time.Second
 type openVPN struct {
 	s        *Server
 	auth     *proxyauth.Engine
-	tunnel   *tunnel.ControlClient    // nil: no tunnel configured
+	tunnel   *control.Client          // nil: no tunnel configured
 	killer   OpenVPNDisconnector      // nil: sessions are not killed
 	sessions proxyauth.DeviceLiveness // nil: devices' tunnel sessions cannot be checked
 }
@@ -51,7 +51,7 @@ type openVPN struct {
 func (s *Server) newOpenVPN() *openVPN {
 	o := &openVPN{s: s, killer: s.cfg.OpenVPNDisconnector, sessions: s.cfg.DeviceLiveness}
 	if s.cfg.TunnelControlURL != "" {
-		o.tunnel = &tunnel.ControlClient{BaseURL: s.cfg.TunnelControlURL, Token: s.cfg.TunnelControlToken}
+		o.tunnel = &control.Client{BaseURL: s.cfg.TunnelControlURL, Token: s.cfg.TunnelControlToken}
 	}
 	if o.sessions == nil && o.tunnel != nil {
 		o.sessions = o.tunnel
@@ -144,7 +144,7 @@ func (o *openVPN) connect(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := tunnel.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
+	reg := control.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
 		Limit: conn.BandwidthLimit, Used: used, Epoch: uint64(conn.UsageEpoch)}
 	route, err := o.tunnel.AddClient(ctx, reg)
 	if err != nil {
@@ -252,7 +252,7 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 	if o.tunnel != nil {
 		u, err := o.tunnel.RemoveClient(ctx, poolIP)
 		switch {
-		case errors.Is(err, tunnel.ErrNotFound):
+		case errors.Is(err, control.ErrNotFound):
 		case err != nil:
 			return o.tunnelError(ctx, "unroute", err)
 		default:
@@ -287,7 +287,7 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 // 503 when it could not be reached, so the hook exits non-zero.
 func (o *openVPN) tunnelError(ctx context.Context, what string, err error) error {
 	o.s.log.WarnContext(ctx, "openvpn hook: tunnel control call failed", slog.String("call", what), slog.Any("err", err))
-	if ce := (*tunnel.ControlError)(nil); errors.As(err, &ce) {
+	if ce := (*control.Error)(nil); errors.As(err, &ce) {
 		return &Error{Status: http.StatusBadGateway, Code: "tunnel_refused",
 			Message: "the tunnel refused to " + what + " the client: " + ce.Code}
 	}

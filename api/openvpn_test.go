@@ -17,7 +17,8 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
+	tunnelrelay "github.com/cellgate/cellgate/tunnel/relay"
 )
 
 // controlToken is the relay control API's token in tests.
@@ -35,30 +36,31 @@ func (s *relayStats) setLive(id uuid.UUID, live bool) {
 	s.live[id] = live
 }
 
-func (s *relayStats) Sessions() []tunnel.SessionInfo {
+func (s *relayStats) Sessions() []control.SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []tunnel.SessionInfo
+	var out []control.SessionInfo
 	for id, live := range s.live {
-		out = append(out, tunnel.SessionInfo{DeviceID: id, Live: live})
+		out = append(out, control.SessionInfo{DeviceID: id, Live: live})
 	}
 	return out
 }
 
-func (s *relayStats) Counters() tunnel.Counters { return new(tunnel.Metrics).Counters() }
+func (s *relayStats) Counters() control.Counters { return new(tunnelrelay.Metrics).Counters() }
 
 // testRelay is a relay's real control API on a loopback port, over its own route table.
 type testRelay struct {
 	url    string
-	routes *tunnel.RouteTable
+	routes *tunnelrelay.RouteTable
 	stats  *relayStats
 }
 
 func newTestRelay(t *testing.T) *testRelay {
 	t.Helper()
-	r := &testRelay{routes: &tunnel.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
-	srv := httptest.NewServer(tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: r.routes,
-		Sessions: r.stats, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	r := &testRelay{routes: &tunnelrelay.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
+		Relay: tunnelrelay.NewControl(tunnelrelay.ControlConfig{Routes: r.routes, Sessions: r.stats, Log: log}), Log: log}))
 	t.Cleanup(srv.Close)
 	r.url = srv.URL
 	return r
@@ -118,15 +120,15 @@ func TestOpenVPNConnectDisconnect(t *testing.T) {
 	if !ok {
 		t.Fatalf("%s: relay has no route for 10.9.0.6", r)
 	}
-	snap := route.Conn.Snapshot()
+	snap := route.Quota.Snapshot()
 	if conn.ConnectionID != id || conn.SessionID != route.SessionID || route.DeviceID != e.device ||
 		snap.ConnectionID != id || snap.LimitBytes != 5000 || snap.UsedBytes != 1200 || snap.Epoch != 3 {
 		t.Errorf("%s = %s, route %+v %+v; want connection %s on device %s, limit 5000, used 1200, epoch 3",
 			r, r.raw, route, snap, id, e.device)
 	}
 
-	route.Admit(300, tunnel.ToClient)
-	route.Admit(200, tunnel.FromClient)
+	route.Admit(300, tunnelrelay.ToClient)
+	route.Admit(200, tunnelrelay.FromClient)
 	r = in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/disconnect", disconnectBody(user, "10.9.0.6", 250, 350))
 	want := `{"common_name":"` + user + `","openvpn":{"bytes_received":250,"bytes_sent":350},"pool_ip":"10.9.0.6",` +
 		`"tunnel":{"connection_id":"` + id.String() + `","session_id":"` + conn.SessionID.String() + `","epoch":3,"rx_bytes":300,"tx_bytes":200}}`
@@ -185,7 +187,7 @@ func TestOpenVPNConnectRefused(t *testing.T) {
 
 	// The relay refuses a registration of an epoch older than the one it has: 502.
 	id, user := e.addConnection(t, ovpnConn{hash: hash})
-	if _, err := relay.routes.Add(tunnel.Registration{ClientIP: netip.MustParseAddr("10.9.0.50"), ConnectionID: id,
+	if _, err := relay.routes.Add(control.Registration{ClientIP: netip.MustParseAddr("10.9.0.50"), ConnectionID: id,
 		DeviceID: e.device, SessionID: uuid.New(), Epoch: 9}); err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,7 @@ func TestOpenVPNConnectFailsClosed(t *testing.T) {
 	if !ok {
 		t.Fatal("relay has no route for 10.9.0.6")
 	}
-	for route.Admit(1400, tunnel.ToClient) {
+	for route.Admit(1400, tunnelrelay.ToClient) {
 	}
 	// The disconnect hands the session's final usage to the quota workflow, which no worker
 	// runs: from now on the workflow cannot be asked.

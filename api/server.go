@@ -26,7 +26,7 @@ import (
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -57,7 +57,7 @@ type Config struct {
 	WebhookGuard webhook.Guard
 	// TunnelPublicKey is the relay's Noise static public key, handed to devices at enrollment.
 	// The zero key means not configured (devices then get "").
-	TunnelPublicKey tunnel.PublicKey
+	TunnelPublicKey wire.PublicKey
 	// TunnelEndpoint is the host:port devices send their tunnel packets to ("" when not
 	// configured), handed to devices at enrollment.
 	TunnelEndpoint string

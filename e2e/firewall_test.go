@@ -137,6 +137,15 @@ func TestFirewall(t *testing.T) {
 				t.Errorf("%s after the relay and the agent exited:\n%s\nwant no CELLGATE rule or chain", ns.Name, got)
 			}
 		}
+		// A clean stop undoes the routing while the TUN still exists: no undo fails.
+		for _, p := range []struct {
+			name, warn string
+			proc       *Proc
+		}{{"cellgate tunnel", "undo kernel routing", s.tunnel}, {"cellgate agent", "undo kernel setup", agent2}} {
+			if out := p.proc.Output(); strings.Contains(out, p.warn) {
+				t.Errorf("%s logged %q on a clean stop:\n%s", p.name, p.warn, out)
+			}
+		}
 	})
 }
 

@@ -60,6 +60,31 @@ func (m *Management) KillCommonName(ctx context.Context, cn string) (int, error)
 	return n, nil
 }
 
+// RestartCommonName tells every client with common name cn (with username-as-common-name:
+// every session of that username) to restart, and returns how many there were: it finds them
+// in Status and sends each a client-kill, so each client logs in again at once and hears why
+// it is refused, unlike KillCommonName, which over UDP drops the sessions without telling the
+// clients. It goes on past a client it cannot kill and returns those errors joined.
+func (m *Management) RestartCommonName(ctx context.Context, cn string) (int, error) {
+	clients, err := m.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("openvpn status: %w", err)
+	}
+	var restarted int
+	var errs []error
+	for _, c := range clients {
+		if c.CommonName != cn {
+			continue
+		}
+		if err := m.ClientKill(ctx, c.ClientID, ""); err != nil {
+			errs = append(errs, fmt.Errorf("client-kill %d: %w", c.ClientID, err))
+			continue
+		}
+		restarted++
+	}
+	return restarted, errors.Join(errs...)
+}
+
 // ClientKill disconnects the client with id cid (Client.ClientID). message is what the
 // client is told: "" for OpenVPN's default RESTART, "HALT" to make it exit.
 func (m *Management) ClientKill(ctx context.Context, cid uint64, message string) error {

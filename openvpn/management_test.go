@@ -177,6 +177,28 @@ func TestOpenVPNManagementCommands(t *testing.T) {
 	}
 }
 
+// TestOpenVPNManagementRestartCommonName checks that a connection's clients are found in the
+// status and each told to restart, and that a common name without clients restarts none.
+func TestOpenVPNManagementRestartCommonName(t *testing.T) {
+	f := newFakeManagement(t, "", openvpnAnswers)
+	m := runManagement(t, f, "", 5*time.Second)
+	ctx := context.Background()
+	if n, err := m.RestartCommonName(ctx, "alice"); n != 1 || err != nil {
+		t.Errorf("RestartCommonName(alice) = %d, %v, want 1, nil", n, err)
+	}
+	if n, err := m.RestartCommonName(ctx, "bob"); n != 0 || err != nil {
+		t.Errorf("RestartCommonName(bob) = %d, %v, want 0, nil", n, err)
+	}
+	// Client 4 (UNDEF) cannot be killed here: the error names it.
+	if n, err := m.RestartCommonName(ctx, "UNDEF"); n != 0 || err == nil || !strings.Contains(err.Error(), "client-kill 4") {
+		t.Errorf("RestartCommonName(UNDEF) = %d, %v, want 0 and an error naming client-kill 4", n, err)
+	}
+	want := []string{"status 3", "client-kill 3", "status 3", "status 3", "client-kill 4"}
+	if got := f.commands(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("commands sent = %q, want %q", got, want)
+	}
+}
+
 // TestOpenVPNManagementConcurrent checks that commands from many goroutines each get their
 // own answer over the one connection.
 func TestOpenVPNManagementConcurrent(t *testing.T) {

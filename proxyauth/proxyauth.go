@@ -48,7 +48,7 @@ type Logins interface {
 	ConnectionLoginByUsername(ctx context.Context, username string) (store.ConnectionLogin, error)
 }
 
-// DeviceLiveness tells whether a device has a live tunnel session; tunnel.ControlClient
+// DeviceLiveness tells whether a device has a live tunnel session; control.Client
 // implements it.
 type DeviceLiveness interface {
 	// DeviceLive reports whether the device has a live session on the relay.

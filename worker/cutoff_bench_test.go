@@ -24,7 +24,8 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
+	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
 )
@@ -42,12 +43,12 @@ var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLaten
 
 // BenchmarkCutoffLatency measures how long a connection that reached its limit at the relay
 // keeps its OpenVPN session: from the packet the relay refused (t0) to the relay's OpenVPN
-// killer being told to kill the client. Everything in between is real: a tunnel.RouteTable
-// and tunnel.Reporter (its limit poll notices the refusal within 250 ms and posts the report
-// at once, with a real tunnel.APIClient), the API (POST /internal/v1/usage → SignalWithStart),
+// killer being told to kill the client. Everything in between is real: a relay.RouteTable
+// and relay.Reporter (its limit poll notices the refusal within 250 ms and posts the report
+// at once, with a real relay.InternalAPI), the API (POST /internal/v1/usage → SignalWithStart),
 // the Temporal dev server, the worker running ConnectionQuota (BlockAtRelays → SaveUsage →
 // KillConnectionSessions) on Postgres, and the relay's control API (POST /openvpn/kill), whose
-// SessionKiller records the time of each kill instead of talking to OpenVPN.
+// SessionRestarter records the time of each kill instead of talking to OpenVPN.
 //
 // Each iteration creates a connection with a 1 MiB limit, routes it as the OpenVPN connect
 // hook does, and admits packets until the relay refuses one. The reporter runs with the
@@ -57,7 +58,7 @@ var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLaten
 //   - cold: the limit report is its first and starts the workflow (LoadQuota first).
 //   - loaded: warm, while 1,000 other routed connections carry traffic, so every periodic
 //     report holds 1,000 entries (200 reports/s, issue #6's target) in batches of
-//     tunnel.MaxReportBatch, which the API merges into signals (api.Config.
+//     relay.MaxReportBatch, which the API merges into signals (api.Config.
 //     UsageSignalInterval). The limit report goes out from the reporter's own goroutine,
 //     alongside a bulk report in flight: bulk-p50/max-ms is how long the full-batch POSTs
 //     took. The count is the test flag -cutoff-background (go test ... ./worker -args
@@ -88,7 +89,7 @@ func BenchmarkCutoffLatency(b *testing.B) {
 		s.measure(b, true)
 		bulk := s.posts.bulkDurations()[from:]
 		if len(bulk) == 0 {
-			b.Fatalf("no periodic report of %d+ entries reached the API during the measurement", min(*cutoffBackground, tunnel.MaxReportBatch))
+			b.Fatalf("no periodic report of %d+ entries reached the API during the measurement", min(*cutoffBackground, relay.MaxReportBatch))
 		}
 		reportCutoffMetrics(b, "bulk", bulk, true)
 	})
@@ -98,8 +99,8 @@ func BenchmarkCutoffLatency(b *testing.B) {
 // benchmark drives.
 type cutoffStack struct {
 	st                   *store.Store
-	rep                  *tunnel.Reporter
-	routes               *tunnel.RouteTable
+	rep                  *relay.Reporter
+	routes               *relay.RouteTable
 	kills                *cutoffKiller
 	posts                *cutoffPosts
 	internal             *apiClient // the OpenVPN hooks' side of the internal API
@@ -112,14 +113,14 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 	st := testenv.Store(b)
 	tc := testenv.TemporalClient(b)
 	log := slog.New(slog.NewTextHandler(cutoffLogWriter{b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := &cutoffStack{st: st, routes: new(tunnel.RouteTable), kills: newCutoffKiller(), posts: &cutoffPosts{at: make(map[uuid.UUID]time.Time)}}
+	s := &cutoffStack{st: st, routes: new(relay.RouteTable), kills: newCutoffKiller(), posts: &cutoffPosts{at: make(map[uuid.UUID]time.Time)}}
 
 	// The relay's control API listens now and serves once its reporter exists, which needs
 	// the API's URL.
 	const controlToken, internalToken = "control-token-0123456789", "internal-token-0123456789"
-	relay := httptest.NewUnstartedServer(nil)
-	relayURL := "http://" + relay.Listener.Addr().String()
-	b.Cleanup(relay.Close)
+	relaySrv := httptest.NewUnstartedServer(nil)
+	relayURL := "http://" + relaySrv.Listener.Addr().String()
+	b.Cleanup(relaySrv.Close)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	workerDone := make(chan error, 1)
@@ -158,7 +159,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 			r.Body = io.NopCloser(bytes.NewReader(raw))
 			entries := s.posts.record(at, raw)
 			h.ServeHTTP(w, r)
-			if entries >= max(min(*cutoffBackground, tunnel.MaxReportBatch), 2) { // the reporter's batches
+			if entries >= max(min(*cutoffBackground, relay.MaxReportBatch), 2) { // the reporter's batches
 				s.posts.bulk(time.Since(at))
 			}
 			return
@@ -169,12 +170,12 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 
 	// The relay's usage reporter posts to the API as a relay does; it stops (with its final
 	// report) before the API does.
-	rep := tunnel.NewReporter(tunnel.ReporterConfig{Routes: s.routes, Log: log,
-		Sink: &tunnel.APIClient{BaseURL: internalSrv.URL, Token: internalToken}})
+	rep := relay.NewReporter(relay.ReporterConfig{Routes: s.routes, Log: log,
+		Sink: &relay.InternalAPI{BaseURL: internalSrv.URL, Token: internalToken}})
 	s.rep = rep
-	relay.Config.Handler = tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: s.routes,
-		OpenVPN: s.kills, Reporter: rep, Log: log})
-	relay.Start()
+	relaySrv.Config.Handler = control.NewHandler(control.Config{Token: controlToken,
+		Relay: relay.NewControl(relay.ControlConfig{Routes: s.routes, Reporter: rep, Log: log}), OpenVPN: s.kills, Log: log})
+	relaySrv.Start()
 	repCtx, stopRep := context.WithCancel(context.Background())
 	repDone := make(chan error, 1)
 	go func() { repDone <- rep.Run(repCtx) }() // ends when stopRep is called
@@ -200,7 +201,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 	ctx := context.Background()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("background password"), bcrypt.MinCost)
-	routes := make([]*tunnel.Route, n)
+	routes := make([]*relay.Route, n)
 	s.seq++
 	for i := range n {
 		conn, err := s.st.CreateConnection(ctx, s.operatorID, store.NewConnection{DeviceID: s.deviceID,
@@ -210,7 +211,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 			b.Fatalf("create background connection %d: %v", i, err)
 		}
 		ip := netip.AddrFrom4([4]byte{10, 10, byte(i / 250), byte(i%250 + 2)})
-		if routes[i], err = s.routes.Add(tunnel.Registration{ClientIP: ip, ConnectionID: conn.ID, DeviceID: s.deviceID,
+		if routes[i], err = s.routes.Add(control.Registration{ClientIP: ip, ConnectionID: conn.ID, DeviceID: s.deviceID,
 			SessionID: uuid.New(), Limit: 1 << 40, Epoch: uint64(conn.UsageEpoch)}); err != nil {
 			b.Fatalf("route background connection %d: %v", i, err)
 		}
@@ -221,8 +222,8 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 	for start := 0; start < n; start += 50 {
 		var first []map[string]any
 		for _, r := range routes[start:min(start+50, n)] {
-			first = append(first, map[string]any{"connection_id": r.Conn.ID(), "session_id": r.SessionID,
-				"epoch": r.Conn.Epoch(), "rx_bytes": 0, "tx_bytes": 0})
+			first = append(first, map[string]any{"connection_id": r.Quota.ID(), "session_id": r.SessionID,
+				"epoch": r.Quota.Epoch(), "rx_bytes": 0, "tx_bytes": 0})
 		}
 		s.internal.call(http.MethodPost, "/internal/v1/usage", first, http.StatusOK, nil)
 	}
@@ -238,7 +239,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 			case <-tick.C:
 			}
 			for _, r := range routes {
-				r.Admit(cutoffPacket, tunnel.ToClient)
+				r.Admit(cutoffPacket, relay.ToClient)
 			}
 		}
 	}()
@@ -250,7 +251,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 		}
 	})
 	start := s.rep.Stats().Entries
-	wait := 2*tunnel.DefaultReportInterval + time.Minute
+	wait := 2*relay.DefaultReportInterval + time.Minute
 	deadline := time.Now().Add(wait)
 	for s.rep.Stats().Entries < start+2*uint64(n) {
 		if time.Now().After(deadline) {
@@ -263,14 +264,14 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 
 // measure runs b.N cutoffs and reports their latency percentiles.
 func (s *cutoffStack) measure(b *testing.B, warm bool) {
-	var total, relay, backend []time.Duration
+	var total, atRelay, backend []time.Duration
 	for range b.N {
 		t, r := s.cutoff(b, warm)
-		total, relay, backend = append(total, t), append(relay, r), append(backend, t-r)
+		total, atRelay, backend = append(total, t), append(atRelay, r), append(backend, t-r)
 	}
 	b.ReportMetric(0, "ns/op")
 	reportCutoffMetrics(b, "total", total, true)
-	reportCutoffMetrics(b, "relay", relay, false)
+	reportCutoffMetrics(b, "relay", atRelay, false)
 	reportCutoffMetrics(b, "backend", backend, false)
 }
 
@@ -293,7 +294,7 @@ func nearestRank(ds []time.Duration, p float64) time.Duration {
 
 // cutoff makes one connection, routes it, drives it to its limit at the relay and waits for
 // its OpenVPN kill. It returns t0 → kill and t0 → the report's arrival at the API.
-func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, relay time.Duration) {
+func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, atRelay time.Duration) {
 	s.seq++
 	var created struct {
 		Connection struct {
@@ -308,7 +309,7 @@ func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, relay time.Duratio
 	hook := map[string]any{"common_name": username, "pool_ip": pool.String(), "untrusted_ip": "192.0.2.1"}
 	s.internal.call(http.MethodPost, "/internal/v1/openvpn/connect", hook, http.StatusOK, nil)
 	route, ok := s.routes.Lookup(pool)
-	if !ok || route.Conn.ID() != id {
+	if !ok || route.Quota.ID() != id {
 		b.Fatalf("after the connect hook the relay routes %s to %v, want connection %s", pool, route, id)
 	}
 	killed := s.kills.expect(username)
@@ -316,12 +317,12 @@ func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, relay time.Duratio
 	if warm {
 		// Half the limit, reported by the periodic tick, so the quota workflow runs.
 		var sent int64
-		for sent+cutoffPacket <= cutoffLimit/2 && route.Admit(cutoffPacket, tunnel.ToClient) {
+		for sent+cutoffPacket <= cutoffLimit/2 && route.Admit(cutoffPacket, relay.ToClient) {
 			sent += cutoffPacket
 		}
 		s.waitUsed(b, id, sent)
 	}
-	for route.Admit(cutoffPacket, tunnel.ToClient) {
+	for route.Admit(cutoffPacket, relay.ToClient) {
 	}
 	t0 := time.Now()
 	var at time.Time
@@ -330,7 +331,7 @@ func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, relay time.Duratio
 	case <-time.After(cutoffKillWait):
 		b.Fatalf("connection %s reached its limit at the relay; no OpenVPN kill of %s within %v", id, username, cutoffKillWait)
 	}
-	if !route.Conn.Blocked() {
+	if !route.Quota.Blocked() {
 		b.Fatalf("connection %s: OpenVPN kill ordered before the relay blocked it, want block first", id)
 	}
 	posted, ok := s.posts.limitReported(id)
@@ -364,7 +365,7 @@ func (s *cutoffStack) waitUsed(b *testing.B, id uuid.UUID, used int64) {
 	}
 }
 
-// cutoffKiller is the relay's OpenVPN SessionKiller: it records when it was told to kill each
+// cutoffKiller is the relay's OpenVPN SessionRestarter: it records when it was told to kill each
 // common name.
 type cutoffKiller struct {
 	mu      sync.Mutex                // guards waiting
@@ -382,8 +383,8 @@ func (k *cutoffKiller) expect(name string) <-chan time.Time {
 	return ch
 }
 
-// KillCommonName implements tunnel.SessionKiller.
-func (k *cutoffKiller) KillCommonName(_ context.Context, name string) (int, error) {
+// RestartCommonName implements relay.SessionRestarter.
+func (k *cutoffKiller) RestartCommonName(_ context.Context, name string) (int, error) {
 	at := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()

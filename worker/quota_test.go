@@ -21,7 +21,8 @@ import (
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
+	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/worker"
 	"github.com/cellgate/cellgate/workflows"
@@ -34,7 +35,7 @@ type killRecorder struct {
 	names []string
 }
 
-func (k *killRecorder) KillCommonName(_ context.Context, name string) (int, error) {
+func (k *killRecorder) RestartCommonName(_ context.Context, name string) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.names = append(k.names, name)
@@ -73,9 +74,10 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 
 	// The relay's control API, with a recorder for OpenVPN kills.
 	const controlToken, internalToken = "control-token-0123456789", "internal-token-0123456789"
-	routes := new(tunnel.RouteTable)
+	routes := new(relay.RouteTable)
 	kills := &killRecorder{}
-	relay := httptest.NewServer(tunnel.NewControl(tunnel.ControlConfig{Token: controlToken, Routes: routes, OpenVPN: kills, Log: log}))
+	relay := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
+		Relay: relay.NewControl(relay.ControlConfig{Routes: routes, Log: log}), OpenVPN: kills, Log: log}))
 	t.Cleanup(relay.Close)
 	startWorkerConfig(t, worker.Config{WebhookGuard: webhook.Guard{AllowPrivate: true},
 		TunnelControlURL: relay.URL, TunnelControlToken: controlToken}, tc, st, log)
@@ -125,12 +127,12 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	}
 	connect := map[string]any{"common_name": username, "pool_ip": "10.9.0.7", "untrusted_ip": "192.0.2.1"}
 	internal.call(http.MethodPost, "/internal/v1/openvpn/connect", connect, http.StatusOK, &routed)
-	relayConn := func() tunnel.ConnectionState {
-		c, ok := routes.Connection(connID)
+	relayConn := func() control.ConnectionState {
+		c, ok := routes.Quota(connID)
 		if !ok {
 			t.Fatalf("the relay has no route for connection %s", connID)
 		}
-		return tunnel.ConnectionState{ConnectionID: connID, Blocked: c.Blocked(), Epoch: c.Epoch(), Limit: c.Limit()}
+		return control.ConnectionState{ConnectionID: connID, Blocked: c.Blocked(), Epoch: c.Epoch(), Limit: c.Limit()}
 	}
 	report := func(epoch, rx, tx int64) {
 		t.Helper()

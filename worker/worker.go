@@ -17,7 +17,7 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log 
 	})
 	acts := &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)}
 	if cfg.TunnelControlURL != "" {
-		acts.Relays = []activities.Relay{&tunnel.ControlClient{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
+		acts.Relays = []activities.Relay{&control.Client{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
 	}
 	Register(w, acts)
 	if _, err := RetireMonitors(ctx, c, log); err != nil {

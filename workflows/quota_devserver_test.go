@@ -20,7 +20,7 @@ import (
 	"github.com/cellgate/cellgate/internal/demo"
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -231,24 +231,24 @@ func (r *fakeRelay) add(format string, args ...any) {
 	r.at = append(r.at, time.Now())
 }
 
-func (r *fakeRelay) Block(_ context.Context, id uuid.UUID) (tunnel.ConnectionState, error) {
+func (r *fakeRelay) Block(_ context.Context, id uuid.UUID) (control.ConnectionState, error) {
 	r.add("block %s", id)
-	return tunnel.ConnectionState{ConnectionID: id, Blocked: true}, nil
+	return control.ConnectionState{ConnectionID: id, Blocked: true}, nil
 }
 
-func (r *fakeRelay) Unblock(_ context.Context, id uuid.UUID) (tunnel.ConnectionState, error) {
+func (r *fakeRelay) Unblock(_ context.Context, id uuid.UUID) (control.ConnectionState, error) {
 	r.add("unblock %s", id)
-	return tunnel.ConnectionState{ConnectionID: id}, nil
+	return control.ConnectionState{ConnectionID: id}, nil
 }
 
-func (r *fakeRelay) SetLimit(_ context.Context, id uuid.UUID, limit int64) (tunnel.ConnectionState, error) {
+func (r *fakeRelay) SetLimit(_ context.Context, id uuid.UUID, limit int64) (control.ConnectionState, error) {
 	r.add("limit %d", limit)
-	return tunnel.ConnectionState{ConnectionID: id, Limit: limit}, nil
+	return control.ConnectionState{ConnectionID: id, Limit: limit}, nil
 }
 
-func (r *fakeRelay) Reset(_ context.Context, id uuid.UUID, epoch uint64) (tunnel.ResetResult, error) {
+func (r *fakeRelay) Reset(_ context.Context, id uuid.UUID, epoch uint64) (control.ResetResult, error) {
 	r.add("reset %s %d", id, epoch)
-	return tunnel.ResetResult{ConnectionID: id, Epoch: epoch, Reset: true}, nil
+	return control.ResetResult{ConnectionID: id, Epoch: epoch, Reset: true}, nil
 }
 
 func (r *fakeRelay) KillSessions(_ context.Context, username string) error {

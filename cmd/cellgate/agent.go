@@ -13,7 +13,7 @@ import (
 
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/internal/fleet"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 type agentConfig struct {
@@ -49,7 +49,7 @@ func (c *agentConfig) register(f *flags) {
 	f.string(&c.device.StateFile, "device-state", "CELLGATE_AGENT_STATE", "cellgate-agent.json", "device: file keeping the device's id, token and private key (mode 0600)")
 	f.string(&c.device.TunnelEndpoint, "tunnel-endpoint", "CELLGATE_AGENT_TUNNEL_ENDPOINT", "", "device: the tunnel's host:port, instead of the one the API gives")
 	f.string(&c.device.TUNName, "tun", "CELLGATE_AGENT_TUN", "cgd0", "device: name of the device's TUN")
-	f.int(&c.device.MTU, "mtu", "CELLGATE_AGENT_MTU", tunnel.DefaultMTU, "device: MTU of the TUN (the tunnel's MTU)")
+	f.int(&c.device.MTU, "mtu", "CELLGATE_AGENT_MTU", wire.DefaultMTU, "device: MTU of the TUN (the tunnel's MTU)")
 	f.string(&c.device.Uplink, "uplink", "CELLGATE_AGENT_UPLINK", "", "device: interface the clients' traffic leaves by (default: the default route's)")
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "device: the proxy clients' addresses, NATed out of the uplink and routed back into the TUN")
 	f.bool(&c.device.NoKernelSetup, "no-kernel-setup", "CELLGATE_AGENT_NO_KERNEL_SETUP", false, "device: leave the firewall chains, forwarding, NAT and routes to the operator (README: Running a device agent)")

@@ -16,7 +16,7 @@ import (
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -96,8 +96,8 @@ func (c *apiConfig) check() error {
 // checkTunnel checks the tunnel settings and parses the relay's key into c.api.
 func (c *apiConfig) checkTunnel() error {
 	if c.tunnelPublicKey != "" {
-		k, err := tunnel.ParsePublicKey(c.tunnelPublicKey)
-		if err != nil || k == (tunnel.PublicKey{}) {
+		k, err := wire.ParsePublicKey(c.tunnelPublicKey)
+		if err != nil || k == (wire.PublicKey{}) {
 			return errors.New("CELLGATE_TUNNEL_PUBLIC_KEY (-tunnel-public-key) must be a non-zero 32-byte key in standard base64")
 		}
 		c.api.TunnelPublicKey = k

@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/api"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/relay"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 type tunnelConfig struct {
-	cfg        tunnel.Config
+	cfg        relay.Config
 	address    string
 	clientPool string
 	table      int
@@ -30,14 +31,14 @@ func (c *tunnelConfig) register(f *flags) {
 	registerInternalURL(f, &c.cfg.InternalURL, "http://"+api.DefaultInternalListen, "for device keys, usage reports and OpenVPN routes")
 	f.string(&c.cfg.InternalToken, "internal-token", "CELLGATE_INTERNAL_TOKEN", "", "token of the API's /internal/v1 (required)")
 	f.string(&c.cfg.TUN.Name, "tun", "CELLGATE_TUNNEL_DEVICE", "cg0", "name of the TUN device")
-	f.string(&c.address, "address", "CELLGATE_TUNNEL_ADDRESS", tunnel.DefaultAddress.String(), "the TUN's address and the devices' network")
-	f.int(&c.cfg.TUN.MTU, "mtu", "CELLGATE_TUNNEL_MTU", tunnel.DefaultMTU, "MTU of the TUN (the path to the devices must carry it plus 57 bytes)")
+	f.string(&c.address, "address", "CELLGATE_TUNNEL_ADDRESS", relay.DefaultAddress.String(), "the TUN's address and the devices' network")
+	f.int(&c.cfg.TUN.MTU, "mtu", "CELLGATE_TUNNEL_MTU", wire.DefaultMTU, "MTU of the TUN (the path to the devices must carry it plus 57 bytes)")
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "proxy clients' addresses (OpenVPN's pool): routed into the TUN by a policy rule")
 	f.int(&c.table, "route-table", "CELLGATE_TUNNEL_ROUTE_TABLE", 7400, "routing table (and rule priority) of that policy rule")
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave the firewall chain, forwarding, rp_filter and the policy rule to the operator (README: Running a relay)")
-	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", tunnel.DefaultReportInterval, "period of usage reports to the API")
-	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", tunnel.SessionTimeout, "a device silent this long is offline for its clients")
-	f.duration(&c.cfg.UsageGrace, "usage-grace", "CELLGATE_TUNNEL_USAGE_GRACE", tunnel.DefaultUsageGrace, "how long a connection's usage, limit, epoch and cutoff are kept after its last client left: a client back within it goes on from them")
+	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", relay.DefaultReportInterval, "period of usage reports to the API")
+	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", wire.SessionTimeout, "a device silent this long is offline for its clients")
+	f.duration(&c.cfg.UsageGrace, "usage-grace", "CELLGATE_TUNNEL_USAGE_GRACE", relay.DefaultUsageGrace, "how long a connection's usage, limit, epoch and cutoff are kept after its last client left: a client back within it goes on from them")
 	f.string(&c.cfg.OpenVPNDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory (cellgate openvpn init): hold its management connection to kill sessions (empty: no OpenVPN)")
 	f.bool(&c.cfg.NoAccounting, "benchmark-no-accounting", "CELLGATE_TUNNEL_BENCHMARK_NO_ACCOUNTING", false, "benchmarks only: forward without counting bytes or enforcing limits")
 	f.string(&c.logLevel, "log-level", "CELLGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
@@ -79,7 +80,7 @@ func (c *tunnelConfig) check() error {
 		errs = append(errs, fmt.Errorf("-usage-grace %v: want at least 1s (a reconnecting client must find its usage)", c.cfg.UsageGrace))
 	}
 	if !c.noRouting {
-		c.cfg.Routing = &tunnel.RelayRouting{TUN: c.cfg.TUN.Name, ClientPool: pool, Table: c.table}
+		c.cfg.Routing = &relay.RelayRouting{TUN: c.cfg.TUN.Name, ClientPool: pool, Table: c.table}
 	}
 	return errors.Join(errs...)
 }
@@ -101,7 +102,7 @@ func runTunnel(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return tunnel.Run(ctx, c.cfg, log)
+	return relay.Run(ctx, c.cfg, log)
 }
 
 func runTunnelKeygen(args []string) error {
@@ -113,11 +114,11 @@ func runTunnelKeygen(args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	kp, err := tunnel.GenerateKeyPair(nil)
+	kp, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		return err
 	}
-	if err := tunnel.WriteKeyFile(path, kp, force); err != nil {
+	if err := wire.WriteKeyFile(path, kp, force); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s exists; keep it, or give -force to replace it (devices then need the new public key)", path)
 		}

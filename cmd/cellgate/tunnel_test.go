@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 func TestTunnelKeygen(t *testing.T) {
@@ -16,7 +16,7 @@ func TestTunnelKeygen(t *testing.T) {
 	p.wantExit(t, 0)
 	printed := strings.TrimSpace(p.stdout.String())
 
-	kp, err := tunnel.ReadKeyFile(path)
+	kp, err := wire.ReadKeyFile(path)
 	if err != nil {
 		t.Fatalf("ReadKeyFile(%s) = %v", path, err)
 	}
@@ -37,7 +37,7 @@ func TestTunnelKeygen(t *testing.T) {
 
 	// A second keygen keeps the key unless forced.
 	runCellgate(t, nil, "", "tunnel", "keygen", "--key", path).wantExit(t, 1, "exists", "-force")
-	if again, err := tunnel.ReadKeyFile(path); err != nil || again.Public != kp.Public {
+	if again, err := wire.ReadKeyFile(path); err != nil || again.Public != kp.Public {
 		t.Errorf("key after a refused keygen = %v (%v), want it unchanged", again.Public, err)
 	}
 	p = runCellgate(t, nil, "", "tunnel", "keygen", "--key", path, "--force")

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/cellgate/cellgate/internal/atomicfile"
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/relay"
 )
 
 // announce writes dev.env and prints the stack's URLs and login.
@@ -32,7 +32,7 @@ func (s *stack) announce(context.Context) (func() error, error) {
 	}
 	tunnelLine := "not started (needs root; run cellgate tunnel with the CELLGATE_TUNNEL_* of dev.env)"
 	if s.relay.runTunnel {
-		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", s.api.TunnelEndpoint, tunnel.DefaultAddress, tunnelControl)
+		tunnelLine = fmt.Sprintf("devices → udp %s, cg0 %s, control http://%s", s.api.TunnelEndpoint, relay.DefaultAddress, tunnelControl)
 	}
 	openvpnLine := "not started (" + s.relay.noOpenVPN + ")"
 	if s.openvpn != nil {

@@ -141,7 +141,7 @@ type stack struct {
 	tc                  client.Client  // dialTemporal
 	st                  *store.Store   // migrate
 	email, password     string         // ensureOperator; password is empty when not known
-	relay               relay          // setUpRelay
+	relay               relaySetup     // setUpRelay
 	api                 api.Config     // checkAPI, and the OpenVPN server of startOpenVPN
 	public, internal    net.Listener   // listen
 	apiURL, internalURL string         // listen: their URLs

@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/netio"
+	"github.com/cellgate/cellgate/tunnel/relay"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // tunnelControl is where the dev tunnel's control API listens.
@@ -20,9 +22,9 @@ const tunnelControl = "127.0.0.1:7401"
 // relay is the dev stack's relay: its tunnel's key pair (in <data-dir>/tunnel.key) and the
 // tokens of the internal and control APIs (in dev.env), all kept across runs; and whether its
 // tunnel and OpenVPN server run in this process.
-type relay struct {
+type relaySetup struct {
 	keyFile       string
-	key           tunnel.PublicKey
+	key           wire.PublicKey
 	internalToken string
 	controlToken  string
 
@@ -34,11 +36,11 @@ type relay struct {
 // setUpRelay reads the tunnel's key (or makes one) and the tokens, and decides whether the
 // tunnel runs here (--tunnel) and OpenVPN with it (--openvpn).
 func (s *stack) setUpRelay(context.Context) (func() error, error) {
-	r := relay{keyFile: filepath.Join(s.cfg.DataDir, "tunnel.key")}
-	kp, err := tunnel.ReadKeyFile(r.keyFile)
+	r := relaySetup{keyFile: filepath.Join(s.cfg.DataDir, "tunnel.key")}
+	kp, err := wire.ReadKeyFile(r.keyFile)
 	if errors.Is(err, os.ErrNotExist) {
-		if kp, err = tunnel.GenerateKeyPair(nil); err == nil {
-			err = tunnel.WriteKeyFile(r.keyFile, kp, false)
+		if kp, err = wire.GenerateKeyPair(nil); err == nil {
+			err = wire.WriteKeyFile(r.keyFile, kp, false)
 		}
 	}
 	if err != nil {
@@ -65,7 +67,7 @@ func (s *stack) runTunnel(ctx context.Context) (func() error, error) {
 	}
 	cfg := s.relay.config(s.internalURL, openvpnDir)
 	return s.spawn(ctx, func(ctx context.Context) error {
-		if err := tunnel.Run(ctx, cfg, s.log); err != nil && ctx.Err() == nil {
+		if err := relay.Run(ctx, cfg, s.log); err != nil && ctx.Err() == nil {
 			s.log.Error("tunnel stopped; the rest keeps running", "err", err)
 		}
 		return nil
@@ -74,8 +76,8 @@ func (s *stack) runTunnel(ctx context.Context) (func() error, error) {
 
 // config is the in-process tunnel's configuration, reaching the API's internal listener at
 // internalURL; openvpnDir, when set, is the OpenVPN server whose management interface it holds.
-func (r relay) config(internalURL, openvpnDir string) tunnel.Config {
-	return tunnel.Config{
+func (r relaySetup) config(internalURL, openvpnDir string) relay.Config {
+	return relay.Config{
 		OpenVPNDir:    openvpnDir,
 		Listen:        ":7400",
 		ControlListen: tunnelControl,
@@ -83,8 +85,8 @@ func (r relay) config(internalURL, openvpnDir string) tunnel.Config {
 		KeyFile:       r.keyFile,
 		InternalURL:   internalURL,
 		InternalToken: r.internalToken,
-		TUN:           tunnel.TUNConfig{Name: "cg0", Prefix: tunnel.DefaultAddress, MTU: tunnel.DefaultMTU},
-		Routing:       &tunnel.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
+		TUN:           netio.TUNConfig{Name: "cg0", Prefix: relay.DefaultAddress, MTU: wire.DefaultMTU},
+		Routing:       &relay.RelayRouting{TUN: "cg0", ClientPool: netip.MustParsePrefix("10.9.0.0/16"), Table: 7400},
 	}
 }
 

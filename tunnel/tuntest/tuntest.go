@@ -1,5 +1,5 @@
 // Package tuntest is an in-memory TUN device for tests of the data path: the code under test
-// reads and writes its Device like a tunnel.TUN, in batches, and the test plays the kernel
+// reads and writes its Device like a netio.TUN, in batches, and the test plays the kernel
 // through the Kernel side, injecting packets the device will read and receiving the packets it
 // writes.
 package tuntest

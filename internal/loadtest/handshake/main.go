@@ -5,7 +5,7 @@
 //	go run ./loadtest/handshake -junk 5000 -devices 100 -every 1s -duration 10s
 //
 // It starts the relay in a child process of its own (this command with -serve: a
-// tunnel.Relay on 127.0.0.1 with an in-memory TUN and the devices' keys in a map), so the
+// relay.DataPlane on 127.0.0.1 with an in-memory TUN and the devices' keys in a map), so the
 // relay's CPU time is measured apart from the load generator's. Valid devices send from
 // 127.0.1.x, one address each, each starting a handshake every -every (a handshake counts as
 // completed when its response comes within a second; a cookie reply is answered at once, as
@@ -38,25 +38,27 @@ import (
 	"github.com/google/uuid"
 	"golang.zx2c4.com/wireguard/device"
 
-	"github.com/cellgate/cellgate/tunnel"
+	"github.com/cellgate/cellgate/tunnel/control"
+	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
+	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
 // directory is the relay's Directory: the devices' keys, fixed at start.
-type directory map[tunnel.PublicKey]tunnel.Device
+type directory map[wire.PublicKey]relay.Device
 
-func (d directory) LookupKey(_ context.Context, k tunnel.PublicKey) (tunnel.Device, error) {
+func (d directory) LookupKey(_ context.Context, k wire.PublicKey) (relay.Device, error) {
 	if dev, ok := d[k]; ok {
 		return dev, nil
 	}
-	return tunnel.Device{}, tunnel.ErrUnknownKey
+	return relay.Device{}, relay.ErrUnknownKey
 }
 
-func (d directory) Gone(context.Context, []tunnel.Device) ([]uuid.UUID, error) { return nil, nil }
+func (d directory) Gone(context.Context, []relay.Device) ([]uuid.UUID, error) { return nil, nil }
 
 // hasMACs is false on a tree from before issue #15, whose initiations end without MACs, so
 // that this file also measures the relay as it was (BENCHMARKS.md, "before").
-const hasMACs = tunnel.InitiationSize >= 141
+const hasMACs = wire.InitiationSize >= 141
 
 func main() {
 	var (
@@ -88,14 +90,14 @@ func main() {
 
 // setup is what the measuring process tells the relay process on its stdin.
 type setup struct {
-	Key     tunnel.PrivateKey
-	Devices []tunnel.PublicKey
+	Key     wire.PrivateKey
+	Devices []wire.PublicKey
 }
 
 // report is what the relay process prints when its stdin closes.
 type report struct {
-	CPU      time.Duration   `json:"cpu"`
-	Counters tunnel.Counters `json:"counters"`
+	CPU      time.Duration    `json:"cpu"`
+	Counters control.Counters `json:"counters"`
 }
 
 // runRelay is the child: it reads the setup, serves, prints its address, and when its stdin
@@ -110,32 +112,32 @@ func runRelay() error {
 	if err := json.Unmarshal(line, &s); err != nil {
 		return err
 	}
-	key, err := tunnel.NewKeyPair(s.Key)
+	key, err := wire.NewKeyPair(s.Key)
 	if err != nil {
 		return err
 	}
 	dir := directory{}
 	for i, k := range s.Devices {
-		dir[k] = tunnel.Device{ID: uuid.New(), Key: k, TunnelIP: netip.AddrFrom4([4]byte{100, 72, 1, byte(i + 2)})}
+		dir[k] = relay.Device{ID: uuid.New(), Key: k, TunnelIP: netip.AddrFrom4([4]byte{100, 72, 1, byte(i + 2)})}
 	}
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
 	}
 	tun := tuntest.New(64)
-	relay, err := tunnel.NewRelay(tunnel.RelayConfig{Key: key, TUN: tun, Conn: conn, Routes: &tunnel.RouteTable{}, Directory: dir})
+	plane, err := relay.NewDataPlane(relay.DataPlaneConfig{Key: key, TUN: tun, Conn: conn, Routes: &relay.RouteTable{}, Directory: dir})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
+	go func() { done <- plane.Run(ctx) }()
 	fmt.Println(conn.LocalAddr().String())
 	io.Copy(io.Discard, in) // until the parent closes stdin
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	counters := relay.Counters()
+	counters := plane.Counters()
 	cancel()
 	tun.Close()
 	<-done
@@ -144,14 +146,14 @@ func runRelay() error {
 
 // measure starts the relay, floods it while the devices handshake, and prints the row.
 func measure(junk, addrs, devices, poolSize int, every, duration time.Duration) error {
-	relayKey, err := tunnel.GenerateKeyPair(nil)
+	relayKey, err := wire.GenerateKeyPair(nil)
 	if err != nil {
 		return err
 	}
-	keys := make([]tunnel.KeyPair, devices)
+	keys := make([]wire.KeyPair, devices)
 	s := setup{Key: relayKey.Private}
 	for i := range keys {
-		if keys[i], err = tunnel.GenerateKeyPair(nil); err != nil {
+		if keys[i], err = wire.GenerateKeyPair(nil); err != nil {
 			return err
 		}
 		s.Devices = append(s.Devices, keys[i].Public)
@@ -307,14 +309,14 @@ func (p *relayProcess) kill() {
 
 // validDevice handshakes back to back from its own loopback address.
 type validDevice struct {
-	key   tunnel.KeyPair
-	relay tunnel.PublicKey
+	key   wire.KeyPair
+	relay wire.PublicKey
 	to    netip.AddrPort
 	conn  *net.UDPConn
 	macs  device.CookieGenerator
 }
 
-func newValidDevice(key tunnel.KeyPair, relay tunnel.PublicKey, to netip.AddrPort, i int) (*validDevice, error) {
+func newValidDevice(key wire.KeyPair, relay wire.PublicKey, to netip.AddrPort, i int) (*validDevice, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))})
 	if err != nil {
 		return nil, err
@@ -354,7 +356,7 @@ func (d *validDevice) run(ctx context.Context, every time.Duration, st *stats, j
 // handshake sends an initiation and reports whether it completed within a second; a cookie
 // reply makes it send the initiation again at once, with mac2.
 func (d *validDevice) handshake(index uint32) bool {
-	h, pkt, err := tunnel.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
+	h, pkt, err := wire.InitiateHandshake(nil, d.key, d.relay, index, time.Now())
 	if err != nil {
 		return false
 	}
@@ -369,8 +371,8 @@ func (d *validDevice) handshake(index uint32) bool {
 		if err != nil {
 			return false
 		}
-		p, drop := tunnel.ParsePacket(buf[:n])
-		if drop != tunnel.DropNone {
+		p, drop := wire.ParsePacket(buf[:n])
+		if drop != wire.DropNone {
 			continue
 		}
 		if hasMACs && takeCookie(&d.macs, p) {
@@ -378,7 +380,7 @@ func (d *validDevice) handshake(index uint32) bool {
 			d.conn.WriteToUDPAddrPort(pkt, d.to)
 			continue
 		}
-		if _, drop := h.Complete(p, time.Now()); drop == tunnel.DropNone {
+		if _, drop := h.Complete(p, time.Now()); drop == wire.DropNone {
 			return true
 		}
 	}
@@ -412,8 +414,8 @@ func (s *stats) p99() time.Duration {
 }
 
 // takeCookie gives a cookie reply's cookie to g and reports whether p was one.
-func takeCookie(g *device.CookieGenerator, p tunnel.Packet) bool {
-	if p.Type != tunnel.PacketType(5) || len(p.Body) != 56 { // PacketCookieReply
+func takeCookie(g *device.CookieGenerator, p wire.Packet) bool {
+	if p.Type != wire.PacketType(5) || len(p.Body) != 56 { // PacketCookieReply
 		return false
 	}
 	var msg device.MessageCookieReply
@@ -424,14 +426,14 @@ func takeCookie(g *device.CookieGenerator, p tunnel.Packet) bool {
 }
 
 // junkPool makes n initiations under fresh random keys no device has.
-func junkPool(relay tunnel.PublicKey, n int) ([][]byte, error) {
+func junkPool(relay wire.PublicKey, n int) ([][]byte, error) {
 	pool := make([][]byte, n)
 	for i := range pool {
-		k, err := tunnel.GenerateKeyPair(nil)
+		k, err := wire.GenerateKeyPair(nil)
 		if err != nil {
 			return nil, err
 		}
-		if _, pool[i], err = tunnel.InitiateHandshake(nil, k, relay, uint32(i+1), time.Now()); err != nil {
+		if _, pool[i], err = wire.InitiateHandshake(nil, k, relay, uint32(i+1), time.Now()); err != nil {
 			return nil, err
 		}
 	}
@@ -446,7 +448,7 @@ type junkSender struct {
 	macs device.CookieGenerator
 }
 
-func newJunk(pool [][]byte, relay tunnel.PublicKey, to netip.AddrPort, i int) (*junkSender, error) {
+func newJunk(pool [][]byte, relay wire.PublicKey, to netip.AddrPort, i int) (*junkSender, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(i+2))})
 	if err != nil {
 		return nil, err
@@ -465,7 +467,7 @@ func (j *junkSender) run(ctx context.Context, rate int, sent *atomic.Int64, meas
 			if err != nil {
 				return
 			}
-			if p, drop := tunnel.ParsePacket(buf[:n]); drop == tunnel.DropNone && hasMACs {
+			if p, drop := wire.ParsePacket(buf[:n]); drop == wire.DropNone && hasMACs {
 				takeCookie(&j.macs, p)
 			}
 		}

@@ -1,0 +1,113 @@
+// Package jsonhttp is the one JSON-over-HTTP call that the relay's client of the API
+// (relay.InternalAPI) and the control API's client (control.Client) share: a bearer token, a
+// JSON body, a capped JSON answer, and the {"error":{"code","message","field"}} shape both
+// services answer errors with. It is internal to the tunnel's packages.
+package jsonhttp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxResponse is the most bytes of a response body Do reads.
+const MaxResponse = 1 << 20
+
+// defaultTimeout is the timeout of the HTTP client a call without one goes through.
+const defaultTimeout = 10 * time.Second
+
+// defaultHTTP is the HTTP client of a call without one.
+var defaultHTTP = &http.Client{Timeout: defaultTimeout}
+
+// Error is a non-2xx answer, with the code, message and field of its {"error":{...}} body
+// when it had one.
+type Error struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code, Message and Field are the service's error code, explanation and the offending
+	// request field, each empty when the body did not say.
+	Code    string
+	Message string
+	Field   string
+}
+
+// Describe formats an error answer of service: status, then code, message and field where
+// the body named them.
+func Describe(service string, status int, code, message, field string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d %s", service, status, http.StatusText(status))
+	if code != "" {
+		fmt.Fprintf(&b, ": %s", code)
+	}
+	if message != "" {
+		fmt.Fprintf(&b, ": %s", message)
+	}
+	if field != "" {
+		fmt.Fprintf(&b, " (field %s)", field)
+	}
+	return b.String()
+}
+
+// Error describes the answer as Describe does for an unnamed service.
+func (e *Error) Error() string { return Describe("http", e.Status, e.Code, e.Message, e.Field) }
+
+// Do sends method path to baseURL with "Authorization: Bearer <token>" and a JSON body (if in
+// is not nil) through hc (nil: a client with a 10 s timeout), and decodes a 2xx answer into
+// out; a non-2xx answer is an error wrapping an *Error.
+func Do(ctx context.Context, hc *http.Client, baseURL, token, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(baseURL, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+	}
+	if len(data) > MaxResponse {
+		return fmt.Errorf("%s %s: response body larger than %d bytes", method, path, MaxResponse)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &Error{Status: resp.StatusCode}
+		var answer struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Field   string `json:"field"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(data, &answer) == nil {
+			e.Code, e.Message, e.Field = answer.Error.Code, answer.Error.Message, answer.Error.Field
+		}
+		return fmt.Errorf("%s %s: %w", method, path, e)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}

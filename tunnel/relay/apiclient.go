@@ -1,0 +1,141 @@
+package relay
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
+	"github.com/cellgate/cellgate/tunnel/wire"
+)
+
+// MaxGoneBatch is the most devices one Gone request asks about.
+const MaxGoneBatch = 10_000
+
+// InternalAPI is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
+// relay's Directory and UsageSink. Its methods are safe for concurrent use.
+type InternalAPI struct {
+	// BaseURL is the API's internal listener, e.g. http://10.0.0.5:8090.
+	BaseURL string
+	// Token is the internal shared token, sent as "Authorization: Bearer <token>".
+	Token string
+	// HTTP is the client requests go through; nil means one with a 10 s timeout.
+	HTTP *http.Client
+}
+
+// APIError is a non-2xx answer of the API, with the code, message and field of its
+// {"error":{...}} body when it had one.
+type APIError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code, Message and Field are the API's error code, explanation and the offending
+	// request field, each empty when the body did not say.
+	Code    string
+	Message string
+	Field   string
+}
+
+// Error describes the answer: status, code, message and field.
+func (e *APIError) Error() string {
+	return jsonhttp.Describe("api", e.Status, e.Code, e.Message, e.Field)
+}
+
+// deviceJSON is a device as the internal endpoints describe it.
+type deviceJSON struct {
+	DeviceID       uuid.UUID      `json:"device_id"`
+	TunnelIP       netip.Addr     `json:"tunnel_ip,omitzero"`
+	NoisePublicKey wire.PublicKey `json:"noise_public_key"`
+}
+
+// LookupKey returns the device whose static public key is pub (GET
+// /internal/v1/tunnel/devices/{key}), or an error wrapping ErrUnknownKey when the API answers
+// 404.
+func (c *InternalAPI) LookupKey(ctx context.Context, pub wire.PublicKey) (Device, error) {
+	path := "/internal/v1/tunnel/devices/" + base64.RawURLEncoding.EncodeToString(pub[:])
+	var resp deviceJSON
+	if err := c.do(ctx, http.MethodGet, path, nil, &resp); err != nil {
+		if apiErr := (*APIError)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			return Device{}, fmt.Errorf("look up device key %v: %w", pub, ErrUnknownKey)
+		}
+		return Device{}, fmt.Errorf("look up device key %v: %w", pub, err)
+	}
+	switch {
+	case resp.NoisePublicKey != pub:
+		return Device{}, fmt.Errorf("look up device key %v: api answered with key %v", pub, resp.NoisePublicKey)
+	case resp.DeviceID == uuid.Nil:
+		return Device{}, fmt.Errorf("look up device key %v: api answered without a device id", pub)
+	case !resp.TunnelIP.Is4():
+		return Device{}, fmt.Errorf("look up device key %v: api answered tunnel ip %q, want an ipv4 address", pub, resp.TunnelIP)
+	}
+	return Device{ID: resp.DeviceID, Key: resp.NoisePublicKey, TunnelIP: resp.TunnelIP}, nil
+}
+
+// Gone returns the IDs of those devices that no longer exist or no longer have the given key
+// (POST /internal/v1/tunnel/devices/gone), asking about at most MaxGoneBatch devices per
+// request.
+func (c *InternalAPI) Gone(ctx context.Context, devices []Device) ([]uuid.UUID, error) {
+	var gone []uuid.UUID
+	for start := 0; start < len(devices); start += MaxGoneBatch {
+		part := devices[start:min(start+MaxGoneBatch, len(devices))]
+		req := struct {
+			Devices []deviceJSON `json:"devices"`
+		}{Devices: make([]deviceJSON, len(part))}
+		for i, d := range part {
+			req.Devices[i] = deviceJSON{DeviceID: d.ID, NoisePublicKey: d.Key}
+		}
+		var resp struct {
+			Gone []uuid.UUID `json:"gone"`
+		}
+		if err := c.do(ctx, http.MethodPost, "/internal/v1/tunnel/devices/gone", req, &resp); err != nil {
+			return nil, fmt.Errorf("check %d devices: %w", len(devices), err)
+		}
+		gone = append(gone, resp.Gone...)
+	}
+	return gone, nil
+}
+
+// usageJSON is one entry of POST /internal/v1/usage.
+type usageJSON struct {
+	ConnectionID uuid.UUID `json:"connection_id"`
+	SessionID    uuid.UUID `json:"session_id"`
+	Epoch        uint64    `json:"epoch"`
+	RxBytes      int64     `json:"rx_bytes"`
+	TxBytes      int64     `json:"tx_bytes"`
+	Limit        int64     `json:"limit"`
+	LimitReached bool      `json:"limit_reached"`
+}
+
+// ReportUsage delivers cumulative route session counters in one POST /internal/v1/usage; the
+// caller keeps batches within what the API accepts (the Reporter sends at most MaxReportBatch).
+func (c *InternalAPI) ReportUsage(ctx context.Context, usage []RouteUsage) error {
+	if len(usage) == 0 {
+		return nil
+	}
+	body := make([]usageJSON, len(usage))
+	for i, u := range usage {
+		body[i] = usageJSON(u)
+	}
+	var resp struct {
+		Accepted int `json:"accepted"`
+		Ignored  int `json:"ignored"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/internal/v1/usage", body, &resp); err != nil {
+		return fmt.Errorf("report usage of %d route sessions: %w", len(usage), err)
+	}
+	return nil
+}
+
+// do sends a request with a JSON body (if in is not nil) and decodes a 2xx answer into out; a
+// non-2xx answer is an *APIError.
+func (c *InternalAPI) do(ctx context.Context, method, path string, in, out any) error {
+	err := jsonhttp.Do(ctx, c.HTTP, c.BaseURL, c.Token, method, path, in, out)
+	if e := (*jsonhttp.Error)(nil); errors.As(err, &e) {
+		return fmt.Errorf("%s %s: %w", method, path, &APIError{Status: e.Status, Code: e.Code, Message: e.Message, Field: e.Field})
+	}
+	return err
+}

@@ -1,0 +1,20 @@
+package uplink
+
+import (
+	"testing"
+
+	"github.com/cellgate/cellgate/tunnel/wire"
+)
+
+// mustKeyPair generates a key pair or fails the test.
+func mustKeyPair(t testing.TB) wire.KeyPair {
+	t.Helper()
+	kp, err := wire.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatalf("GenerateKeyPair: %v", err)
+	}
+	return kp
+}
+
+// head is the start of a packet, for failure messages.
+func head(b []byte) []byte { return b[:min(len(b), 16)] }
