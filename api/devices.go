@@ -116,7 +116,8 @@ func (s *Server) getDevice(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := deviceJSON{Device: d, MonitorWorkflowURL: s.workflowURL(workflows.DeviceMonitorID(d.ID))}
+	monitor := workflows.DeviceMonitorID(d.ID)
+	out := deviceJSON{Device: d, MonitorWorkflowID: monitor, MonitorWorkflowURL: s.workflowURL(monitor)}
 	if sessions := s.ovpn.sessions; sessions != nil {
 		lctx, cancel := context.WithTimeout(ctx, liveTimeout)
 		live, err := sessions.DeviceLive(lctx, d.ID)
@@ -134,10 +135,14 @@ func (s *Server) getDevice(c *gin.Context) error {
 // liveTimeout bounds asking the relay whether a device has a tunnel session.
 const liveTimeout = 2 * time.Second
 
-// deviceJSON is a device as GET /api/v1/devices/{id} shows it: with the Web UI link of its
-// DeviceMonitor and, when a relay is configured, whether the device has a tunnel session.
+// deviceJSON is a device as GET /api/v1/devices/{id} shows it: with the workflow ID and Web UI
+// link of its DeviceMonitor and, when a relay is configured, whether the device has a tunnel
+// session.
 type deviceJSON struct {
 	store.Device
+	// MonitorWorkflowID is for the Temporal CLI, and for the dashboard without a Web UI link:
+	// the ID's format stays in package workflows.
+	MonitorWorkflowID  string `json:"monitor_workflow_id"`
 	MonitorWorkflowURL string `json:"monitor_workflow_url,omitempty"`
 	// TunnelLive is absent when there is no relay to ask (or it did not answer).
 	TunnelLive *bool `json:"tunnel_live,omitempty"`
