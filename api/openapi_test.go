@@ -63,7 +63,9 @@ func loadContract(t testing.TB, e *env) *contract {
 	if err := c.AddResource(docURL, v); err != nil {
 		t.Fatalf("add the document to the schema compiler: %v", err)
 	}
-	return &contract{doc: doc, compiler: c, compiled: map[string]*jsonschema.Schema{}, answered: map[string]bool{}}
+	k := &contract{doc: doc, compiler: c, compiled: map[string]*jsonschema.Schema{}, answered: map[string]bool{}}
+	k.check(t, r, nil) // the document is an answer too
+	return k
 }
 
 // schema compiles the schema at a JSON pointer into the document.
