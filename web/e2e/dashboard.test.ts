@@ -14,6 +14,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import type { Browser, BrowserContext, Page } from "playwright-core";
 
+import type { PasswordMigration } from "../src/lib/api";
+
 import { artifacts, eventually, launch, newContext, pageProblems, phone, shot } from "./browser";
 import {
   importLegacy,
@@ -391,8 +393,9 @@ describe("dashboard", { timeout: 600000 }, () => {
   });
 
   it("password migration: a failed migration shows its error and the Failed badge", async () => {
-    const failed = {
+    const failed: PasswordMigration = {
       status: "failed",
+      scope: "operator",
       total: 40,
       done: 38,
       failed: 2,

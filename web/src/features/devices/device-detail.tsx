@@ -13,7 +13,7 @@ import { PageHeader } from "@/components/page-header";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Skeleton } from "@/components/ui/skeleton";
-import { api, ApiError, errorMessage, type Device } from "@/lib/api";
+import { api, ApiError, errorMessage, type DeviceDetail } from "@/lib/api";
 import { formatTime } from "@/lib/format";
 import { useNow } from "@/lib/use-now";
 import { useResource } from "@/lib/use-resource";
@@ -37,7 +37,7 @@ function Row({ label, children }: { label: string; children: React.ReactNode }) 
   );
 }
 
-function MonitorLink({ device }: { device: Device }) {
+function MonitorLink({ device }: { device: DeviceDetail }) {
   if (device.monitor_workflow_url) {
     return (
       <a
@@ -112,8 +112,8 @@ export function DeviceDetail() {
             onConfirm={async () => {
               try {
                 const res = await api.resetDeviceUsage(d.id);
-                conns.mutate(res.connections);
-                toast.success(`Usage of ${res.connections.length} connections reset.`);
+                toast.success(`Usage of ${res.resets.length} connections reset.`);
+                await conns.reload();
               } catch (e) {
                 toast.error(e instanceof ApiError && e.missingRoute ? resetUnavailable : `Could not reset usage: ${errorMessage(e)}`);
               }
