@@ -205,6 +205,8 @@ describe("dashboard", { timeout: 600000 }, () => {
     await page.getByTestId("uptime").waitFor();
     await eventually(async () => assert.match(await text(page, "uptime-share"), /% online/), 30000);
     assert.match(await text(page, "telemetry"), /E2E Mobile/);
+    const monitor = (await page.getByTestId("monitor-link").getAttribute("href")) ?? "";
+    assert.ok(monitor.startsWith(`${temporalUI()}/namespaces/`), `DeviceMonitor link ${monitor}, want one into ${temporalUI()}`);
     await shot(page, "device");
   });
 

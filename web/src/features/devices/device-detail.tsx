@@ -23,11 +23,6 @@ import { DeliveryRows } from "@/features/settings/delivery-log";
 import { Battery, LastHeartbeat, StatusBadge, StatusSince, TunnelState } from "./status";
 import { UptimeBar } from "./uptime-bar";
 
-/** monitorWorkflowID is the id of a device's DeviceMonitor workflow (workflows.DeviceMonitorID). */
-export function monitorWorkflowID(deviceID: string) {
-  return `device-monitor:${deviceID}`;
-}
-
 function Row({ label, children }: { label: string; children: React.ReactNode }) {
   return (
     <>
@@ -53,8 +48,8 @@ function MonitorLink({ device }: { device: DeviceDetail }) {
   }
   return (
     <span className="flex items-center gap-2" data-testid="monitor-id">
-      <code className="bg-muted min-w-0 rounded px-2 py-1 font-mono text-xs break-all">{monitorWorkflowID(device.id)}</code>
-      <CopyButton value={monitorWorkflowID(device.id)} size="icon" label="Copy workflow id" />
+      <code className="bg-muted min-w-0 rounded px-2 py-1 font-mono text-xs break-all">{device.monitor_workflow_id}</code>
+      <CopyButton value={device.monitor_workflow_id} size="icon" label="Copy workflow id" />
     </span>
   );
 }
