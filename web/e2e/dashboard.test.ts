@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import type { Browser, BrowserContext, Page } from "playwright-core";
@@ -319,12 +319,7 @@ describe("dashboard", { timeout: 600000 }, () => {
     }
   });
 
-  it("reset usage: after the confirmation the page shows the new usage", async (t: TestContext) => {
-    const probe = await apiStatus(page, `/api/v1/connections/${state.connectionID}/reset-usage`);
-    if (probe === 404) {
-      t.skip("POST /api/v1/connections/{id}/reset-usage answers 404: the usage-reset API (issue #6) has not landed");
-      return;
-    }
+  it("reset usage: after the confirmation the page shows the new usage", async () => {
     await page.goto(`/connections/detail/?id=${state.connectionID}`);
     await page.getByTestId("reset-usage").click();
     await shot(page, "reset-usage-confirm");
@@ -378,22 +373,6 @@ describe("dashboard", { timeout: 600000 }, () => {
     await shot(page, "device-offline");
   });
 
-  it("password migration: without its API the page says so instead of failing", async () => {
-    // A server from before issue #7 answers this route 404, as it answers any route it lacks.
-    await page.route(migrationRoute, (r) =>
-      r.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ error: { code: "not_found", message: "no such route" } }) }),
-    );
-    try {
-      await page.getByTestId("nav-password-migration").click();
-      await page.waitForURL(/\/password-migration\/$/);
-      await page.getByTestId("migration-unavailable").waitFor();
-      assert.equal(await page.getByTestId("migration").count(), 0, "the migration card is shown without the API");
-      await shot(page, "password-migration-unavailable");
-    } finally {
-      await page.unroute(migrationRoute);
-    }
-  });
-
   it("password migration: a failed migration shows its error and the Failed badge", async () => {
     const failed: PasswordMigration = {
       status: "failed",
@@ -411,7 +390,8 @@ describe("dashboard", { timeout: 600000 }, () => {
     };
     await page.route(migrationRoute, (r) => r.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(failed) }));
     try {
-      await page.goto("/password-migration/");
+      await page.getByTestId("nav-password-migration").click();
+      await page.waitForURL(/\/password-migration\/$/);
       await page.getByTestId("migration").waitFor();
       assert.equal(await text(page, "migration-status"), "Failed");
       assert.equal(await text(page, "migration-error"), failed.error);

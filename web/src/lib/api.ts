@@ -80,11 +80,6 @@ export class ApiError extends Error {
     this.code = code;
     this.field = field;
   }
-
-  /** Whether the API has no such route at all: the feature has not landed on this server. */
-  get missingRoute(): boolean {
-    return this.status === 404 && this.message === "no such route";
-  }
 }
 
 // The session's CSRF token, from /session or /me: sent with every write. Kept in memory only.

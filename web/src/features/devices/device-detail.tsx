@@ -13,12 +13,11 @@ import { PageHeader } from "@/components/page-header";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Skeleton } from "@/components/ui/skeleton";
-import { api, ApiError, errorMessage, type DeviceDetail } from "@/lib/api";
+import { api, errorMessage, type DeviceDetail } from "@/lib/api";
 import { formatTime } from "@/lib/format";
 import { useNow } from "@/lib/use-now";
 import { useResource } from "@/lib/use-resource";
 import { ConnectionTable } from "@/features/connections/connection-list";
-import { resetUnavailable } from "@/features/connections/reset-usage";
 import { DeliveryRows } from "@/features/settings/delivery-log";
 import { Battery, LastHeartbeat, StatusBadge, StatusSince, TunnelState } from "./status";
 import { UptimeBar } from "./uptime-bar";
@@ -110,7 +109,7 @@ export function DeviceDetail() {
                 toast.success(`Usage of ${res.resets.length} connections reset.`);
                 await conns.reload();
               } catch (e) {
-                toast.error(e instanceof ApiError && e.missingRoute ? resetUnavailable : `Could not reset usage: ${errorMessage(e)}`);
+                toast.error(`Could not reset usage: ${errorMessage(e)}`);
               }
             }}
           />
