@@ -14,7 +14,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import type { Browser, BrowserContext, Page } from "playwright-core";
 
-import type { PasswordMigration } from "../src/lib/api";
+import type { ConnectionDetail, PasswordMigration } from "../src/lib/api";
+import type { components } from "../src/lib/api-schema";
 
 import { artifacts, eventually, launch, newContext, pageProblems, phone, shot } from "./browser";
 import {
@@ -136,7 +137,7 @@ describe("dashboard", { timeout: 600000 }, () => {
     assert.ok(!body.includes("Dashboard not built"), "GET / is the \"run make web\" page: make build after make web");
     const api = await fetch(`${stack.apiURL}/api/v1/nope`);
     assert.equal(api.status, 404, `GET /api/v1/nope = ${api.status}, want 404`);
-    assert.equal(((await api.json()) as { error: { code: string } }).error.code, "not_found");
+    assert.equal(((await api.json()) as components["schemas"]["ErrorResponse"]).error.code, "not_found");
   });
 
   it("login: a wrong password is refused; the keyboard alone logs in and returns to the page asked for", async () => {
@@ -297,7 +298,7 @@ describe("dashboard", { timeout: 600000 }, () => {
       (id) => fetch(`/api/v1/connections/${id}`).then((r) => r.json()),
       state.connectionID,
     );
-    const epoch = (conn as { connection: { usage_epoch: number } }).connection.usage_epoch;
+    const epoch = (conn as { connection: ConnectionDetail }).connection.usage_epoch;
     const session = randomUUID();
     await page.getByTestId("nav-connections").click();
     const row = page.getByTestId("connection-row").filter({ hasText: state.connectionName });
