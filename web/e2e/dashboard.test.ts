@@ -331,6 +331,16 @@ describe("dashboard", { timeout: 600000 }, () => {
     await shot(page, "connection-reset");
   });
 
+  it("reset usage of a device: its page resets every connection of it and lists them again", async () => {
+    await page.getByRole("link", { name: state.deviceName, exact: true }).click();
+    await page.waitForURL(/\/devices\/detail\/\?id=/);
+    await page.getByTestId("connection-row").filter({ hasText: state.connectionName }).waitFor();
+    await page.getByTestId("reset-device-usage").click();
+    await page.getByTestId("reset-device-usage-confirm").click();
+    await page.getByText("Usage of 1 connections reset.").waitFor();
+    await page.getByTestId("connection-row").filter({ hasText: state.connectionName }).waitFor();
+  });
+
   it("settings: Send test reports success, and the delivery log has the test", async () => {
     await page.getByTestId("nav-settings").click();
     await page.waitForURL(/\/settings\/$/);
