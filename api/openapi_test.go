@@ -172,21 +172,19 @@ func asList(v any) []any {
 
 // find returns the operation that a request of method to target (a path under /api/v1, with
 // or without a query) is; literal segments win over templated ones.
-func (k *contract) find(method, target string) (operation, map[string]string, bool) {
+func (k *contract) find(method, target string) (operation, bool) {
 	path, _, _ := strings.Cut(target, "?")
 	segs := strings.Split(strings.TrimPrefix(path, "/api/v1"), "/")
 	var best operation
-	var bestVars map[string]string
 	found, bestTemplated := false, 0
 	for _, op := range k.operations() {
 		tsegs := strings.Split(op.path, "/")
 		if op.method != method || len(tsegs) != len(segs) {
 			continue
 		}
-		vars, templated, ok := map[string]string{}, 0, true
+		templated, ok := 0, true
 		for i, ts := range tsegs {
-			if name, isVar := strings.CutPrefix(ts, "{"); isVar {
-				vars[strings.TrimSuffix(name, "}")] = segs[i]
+			if strings.HasPrefix(ts, "{") {
 				templated++
 			} else if ts != segs[i] {
 				ok = false
@@ -194,10 +192,10 @@ func (k *contract) find(method, target string) (operation, map[string]string, bo
 			}
 		}
 		if ok && (!found || templated < bestTemplated) {
-			best, bestVars, found, bestTemplated = op, vars, true, templated
+			best, found, bestTemplated = op, true, templated
 		}
 	}
-	return best, bestVars, found
+	return best, found
 }
 
 // check holds a request the server answered, and its answer, to the document: the operation
@@ -206,7 +204,7 @@ func (k *contract) find(method, target string) (operation, map[string]string, bo
 // parameters and its body.
 func (k *contract) check(t testing.TB, r *response, body any) {
 	t.Helper()
-	op, _, ok := k.find(r.method, r.path)
+	op, ok := k.find(r.method, r.path)
 	if !ok {
 		t.Errorf("%s answered %d: no such operation in the document", r, r.status)
 		return
