@@ -47,7 +47,7 @@ build: web
 # The dashboard: npm ci (when package-lock.json changed), next build (a static export in
 # web/out), copied into dashboard/dist, which the cellgate binary embeds. Rebuilt only when a
 # file of web/ changed.
-WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) \
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/scripts/api-schema.ts \
 	web/package.json web/package-lock.json web/next.config.ts web/tsconfig.json web/postcss.config.mjs
 web: dashboard/dist/index.html
 

@@ -116,9 +116,10 @@ func (s *Server) getDevice(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := deviceJSON{Device: d}
+	monitor := workflows.DeviceMonitorID(d.ID)
+	out := deviceJSON{Device: d, MonitorWorkflowID: monitor}
 	if d.LastHeartbeatAt != nil { // the first heartbeat starts the monitor: no dead link before
-		out.MonitorWorkflowURL = s.workflowURL(workflows.DeviceMonitorID(d.ID))
+		out.MonitorWorkflowURL = s.workflowURL(monitor)
 	}
 	if sessions := s.ovpn.sessions; sessions != nil {
 		lctx, cancel := context.WithTimeout(ctx, liveTimeout)
@@ -137,10 +138,14 @@ func (s *Server) getDevice(c *gin.Context) error {
 // liveTimeout bounds asking the relay whether a device has a tunnel session.
 const liveTimeout = 2 * time.Second
 
-// deviceJSON is a device as GET /api/v1/devices/{id} shows it: with the Web UI link of its
-// DeviceMonitor and, when a relay is configured, whether the device has a tunnel session.
+// deviceJSON is a device as GET /api/v1/devices/{id} shows it: with the workflow ID and Web UI
+// link of its DeviceMonitor and, when a relay is configured, whether the device has a tunnel
+// session.
 type deviceJSON struct {
 	store.Device
+	// MonitorWorkflowID is for the Temporal CLI, and for the dashboard without a Web UI link:
+	// the ID's format stays in package workflows.
+	MonitorWorkflowID  string `json:"monitor_workflow_id"`
 	MonitorWorkflowURL string `json:"monitor_workflow_url,omitempty"`
 	// TunnelLive is absent when there is no relay to ask (or it did not answer).
 	TunnelLive *bool `json:"tunnel_live,omitempty"`

@@ -12,6 +12,7 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.readyz)
 
 	v1 := e.Group("/api/v1")
+	v1.GET("/openapi.json", s.handle(s.openAPI)) // the contract of /api/v1: api/openapi.yaml
 	v1.POST("/session", s.handle(s.login))
 
 	// The device API: enrollment with a single-use token, then the device token.

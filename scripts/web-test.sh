@@ -31,6 +31,7 @@ export CELLGATE_WEB_ARTIFACTS=${CELLGATE_WEB_ARTIFACTS:-$root/web/test-results}
 rm -rf "$CELLGATE_WEB_ARTIFACTS/screenshots"
 mkdir -p "$CELLGATE_WEB_ARTIFACTS"
 cd web
-# The unit tests of the dashboard's logic, then the browser tests.
+# The unit tests of the dashboard's logic (among them: src/lib/api-schema.ts is what
+# api/openapi.yaml generates), then the browser tests.
 node --import tsx --test src/lib/*.test.ts src/features/*/*.test.ts
 exec node --import tsx --test --test-concurrency=1 --test-reporter=spec e2e/*.test.ts

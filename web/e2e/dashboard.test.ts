@@ -9,10 +9,13 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import type { Browser, BrowserContext, Page } from "playwright-core";
+
+import type { ConnectionDetail, PasswordMigration } from "../src/lib/api";
+import type { components } from "../src/lib/api-schema";
 
 import { artifacts, eventually, launch, newContext, pageProblems, phone, shot } from "./browser";
 import {
@@ -134,7 +137,7 @@ describe("dashboard", { timeout: 600000 }, () => {
     assert.ok(!body.includes("Dashboard not built"), "GET / is the \"run make web\" page: make build after make web");
     const api = await fetch(`${stack.apiURL}/api/v1/nope`);
     assert.equal(api.status, 404, `GET /api/v1/nope = ${api.status}, want 404`);
-    assert.equal(((await api.json()) as { error: { code: string } }).error.code, "not_found");
+    assert.equal(((await api.json()) as components["schemas"]["ErrorResponse"]).error.code, "not_found");
   });
 
   it("login: a wrong password is refused; the keyboard alone logs in and returns to the page asked for", async () => {
@@ -203,6 +206,8 @@ describe("dashboard", { timeout: 600000 }, () => {
     await page.getByTestId("uptime").waitFor();
     await eventually(async () => assert.match(await text(page, "uptime-share"), /% online/), 30000);
     assert.match(await text(page, "telemetry"), /E2E Mobile/);
+    const monitor = (await page.getByTestId("monitor-link").getAttribute("href")) ?? "";
+    assert.ok(monitor.startsWith(`${temporalUI()}/namespaces/`), `DeviceMonitor link ${monitor}, want one into ${temporalUI()}`);
     await shot(page, "device");
   });
 
@@ -293,7 +298,7 @@ describe("dashboard", { timeout: 600000 }, () => {
       (id) => fetch(`/api/v1/connections/${id}`).then((r) => r.json()),
       state.connectionID,
     );
-    const epoch = (conn as { connection: { usage_epoch: number } }).connection.usage_epoch;
+    const epoch = (conn as { connection: ConnectionDetail }).connection.usage_epoch;
     const session = randomUUID();
     await page.getByTestId("nav-connections").click();
     const row = page.getByTestId("connection-row").filter({ hasText: state.connectionName });
@@ -315,12 +320,7 @@ describe("dashboard", { timeout: 600000 }, () => {
     }
   });
 
-  it("reset usage: after the confirmation the page shows the new usage", async (t: TestContext) => {
-    const probe = await apiStatus(page, `/api/v1/connections/${state.connectionID}/reset-usage`);
-    if (probe === 404) {
-      t.skip("POST /api/v1/connections/{id}/reset-usage answers 404: the usage-reset API (issue #6) has not landed");
-      return;
-    }
+  it("reset usage: after the confirmation the page shows the new usage", async () => {
     await page.goto(`/connections/detail/?id=${state.connectionID}`);
     await page.getByTestId("reset-usage").click();
     await shot(page, "reset-usage-confirm");
@@ -329,6 +329,16 @@ describe("dashboard", { timeout: 600000 }, () => {
     await page.getByText(/Usage of customer-a reset: now 0 B/).waitFor();
     await eventually(async () => assert.match(await text(page, "last-reset"), /\d/), 30000);
     await shot(page, "connection-reset");
+  });
+
+  it("reset usage of a device: its page resets every connection of it and lists them again", async () => {
+    await page.getByRole("link", { name: state.deviceName, exact: true }).click();
+    await page.waitForURL(/\/devices\/detail\/\?id=/);
+    await page.getByTestId("connection-row").filter({ hasText: state.connectionName }).waitFor();
+    await page.getByTestId("reset-device-usage").click();
+    await page.getByTestId("reset-device-usage-confirm").click();
+    await page.getByText("Usage of 1 connections reset.").waitFor();
+    await page.getByTestId("connection-row").filter({ hasText: state.connectionName }).waitFor();
   });
 
   it("settings: Send test reports success, and the delivery log has the test", async () => {
@@ -374,25 +384,10 @@ describe("dashboard", { timeout: 600000 }, () => {
     await shot(page, "device-offline");
   });
 
-  it("password migration: without its API the page says so instead of failing", async () => {
-    // A server from before issue #7 answers this route 404, as it answers any route it lacks.
-    await page.route(migrationRoute, (r) =>
-      r.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ error: { code: "not_found", message: "no such route" } }) }),
-    );
-    try {
-      await page.getByTestId("nav-password-migration").click();
-      await page.waitForURL(/\/password-migration\/$/);
-      await page.getByTestId("migration-unavailable").waitFor();
-      assert.equal(await page.getByTestId("migration").count(), 0, "the migration card is shown without the API");
-      await shot(page, "password-migration-unavailable");
-    } finally {
-      await page.unroute(migrationRoute);
-    }
-  });
-
   it("password migration: a failed migration shows its error and the Failed badge", async () => {
-    const failed = {
+    const failed: PasswordMigration = {
       status: "failed",
+      scope: "operator",
       total: 40,
       done: 38,
       failed: 2,
@@ -406,7 +401,8 @@ describe("dashboard", { timeout: 600000 }, () => {
     };
     await page.route(migrationRoute, (r) => r.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(failed) }));
     try {
-      await page.goto("/password-migration/");
+      await page.getByTestId("nav-password-migration").click();
+      await page.waitForURL(/\/password-migration\/$/);
       await page.getByTestId("migration").waitFor();
       assert.equal(await text(page, "migration-status"), "Failed");
       assert.equal(await text(page, "migration-error"), failed.error);

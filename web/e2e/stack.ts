@@ -11,6 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
+import type { components } from "../src/lib/api-schema";
+
 /** A running stack and what the tests need to drive it. */
 export interface Stack {
   apiURL: string;
@@ -251,12 +253,12 @@ export class TestDevice {
       body: JSON.stringify({ enrollment_token: enrollmentToken }),
     });
     if (!res.ok) throw new Error(`POST /api/v1/device/enroll = ${res.status} ${await res.text()}`);
-    const body = (await res.json()) as { device_id: string; device_token: string };
+    const body = (await res.json()) as components["schemas"]["Enrollment"];
     return new TestDevice(apiURL, body.device_id, body.device_token);
   }
 
   /** heartbeat sends one heartbeat with telemetry. */
-  async heartbeat(telemetry: Record<string, unknown>): Promise<void> {
+  async heartbeat(telemetry: components["schemas"]["TelemetryRequest"]): Promise<void> {
     const res = await fetch(`${this.apiURL}/api/v1/device/heartbeat`, {
       method: "POST",
       headers: { Authorization: `Bearer ${this.token}`, "Content-Type": "application/json" },

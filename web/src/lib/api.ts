@@ -1,153 +1,71 @@
 // The one typed client of cellgate's REST API (/api/v1, same origin). Every call goes through
-// request(): it sends the session cookie, adds the CSRF token to writes, turns the API's
+// call(): it sends the session cookie, adds the CSRF token to writes, turns the API's
 // {"error":{"code","message","field"}} into an ApiError, and reports a 401 to the session.
 
+// The types of requests and answers are not written here: they derive from the API's OpenAPI
+// document (api/openapi.yaml), whose types npm run gen:api generates into ./api-schema.ts.
+import type { components, paths } from "./api-schema";
+
+type Schemas = components["schemas"];
+
 /** An operator, as /me and /session return it. */
-export interface Operator {
-  id: string;
-  email: string;
-  created_at: string;
-}
-
-/** What a device reports with each heartbeat; every field is optional. */
-export interface Telemetry {
-  battery: number | null;
-  charging: boolean | null;
-  signal_dbm: number | null;
-  carrier: string | null;
-  network_type: string | null;
-  cellular_ip: string | null;
-  app_version: string | null;
-}
-
-export type DeviceStatus = "online" | "offline" | "unknown";
-
-/** A device (an operator's phone). */
-export interface Device {
-  id: string;
-  name: string;
-  status: DeviceStatus;
-  status_changed_at: string | null;
-  last_heartbeat_at: string | null;
-  enrolled_at: string | null;
-  tunnel_ip: string | null;
-  has_tunnel_key: boolean;
-  telemetry: Telemetry;
-  created_at: string;
-  updated_at: string;
-  /** The device's DeviceMonitor in the Temporal Web UI, when the API knows the UI's address. */
-  monitor_workflow_url?: string;
-  /** Whether the relay holds a live tunnel session of the device; absent or null: unknown. */
-  tunnel_live?: boolean | null;
-}
-
+export type Operator = Schemas["Operator"];
+/** What a device reported with its last heartbeat. */
+export type Telemetry = Schemas["Telemetry"];
+export type DeviceStatus = Schemas["DeviceStatus"];
+/** A device (an operator's phone), as lists and writes show it. */
+export type Device = Schemas["Device"];
+/** A device as GET /devices/{id} shows it: with its DeviceMonitor's workflow id and Web UI link, and its tunnel. */
+export type DeviceDetail = Schemas["DeviceDetail"];
 /** One online/offline transition of a device. */
-export interface StatusEvent {
-  id: number;
-  status: DeviceStatus;
-  occurred_at: string;
-}
-
-export type Protocol = "openvpn" | "http" | "socks5";
-
-/** The last usage reset of a connection (issue #6). */
-export interface UsageReset {
-  reset_at: string;
-  used_before: number;
-  requested_by: string;
-}
-
-/** A proxy connection. The fields marked optional arrive with issue #6. */
-export interface Connection {
-  id: string;
-  device_id: string;
-  name: string;
-  protocol: Protocol;
-  username: string;
-  /** Bytes; 0 is unlimited. */
-  bandwidth_limit: number;
-  bandwidth_used: number;
-  usage_epoch: number;
-  cut_off: boolean;
-  cut_off_at: string | null;
-  enabled: boolean;
-  password_changed_at: string;
-  created_at: string;
-  updated_at: string;
-  last_reset?: UsageReset | null;
-  quota_workflow_url?: string;
-}
-
+export type StatusEvent = Schemas["StatusEvent"];
+export type Protocol = Schemas["Protocol"];
+/** A connection's last usage reset. */
+export type UsageReset = Schemas["UsageReset"];
+/** A proxy connection, as the writes that change it answer. */
+export type Connection = Schemas["Connection"];
+/** A connection as the reads show it (list, one, reset): with its last reset and quota workflow link. */
+export type ConnectionDetail = Schemas["ConnectionDetail"];
 /** The answer that shows a password: the only moment it exists in plaintext. */
-export interface ConnectionWithPassword {
-  connection: Connection;
-  password: string;
-  /** The OpenVPN profile with the credentials inline, when the server has OpenVPN set up. */
-  ovpn?: string;
-}
-
+export type ConnectionWithPassword = Schemas["ConnectionWithPassword"];
 /** The operator's webhook setting. */
-export interface WebhookSetting {
-  configured: boolean;
-  url: string;
-  enabled: boolean;
-  secret: string;
-  created_at: string | null;
-  updated_at: string | null;
-}
-
+export type WebhookSetting = Schemas["WebhookSetting"];
 /** What "Send test" reports. */
-export interface WebhookTestResult {
-  event_id: string;
-  status_code: number;
-  latency_ms: number;
-  error: string;
-}
-
-export type DeliveryStatus = "pending" | "delivered" | "failed" | "skipped";
-
+export type WebhookTestResult = Schemas["WebhookTestResult"];
+export type DeliveryStatus = Schemas["DeliveryStatus"];
+export type WebhookEventType = Schemas["WebhookEventType"];
 /** One logged webhook event and its delivery attempts. */
-export interface Delivery {
-  id: string;
-  device_id: string | null;
-  connection_id: string | null;
-  type: string;
-  payload: unknown;
-  status: DeliveryStatus;
-  attempts: number;
-  last_status_code: number | null;
-  last_error: string | null;
-  latency_ms: number | null;
-  last_attempt_at: string | null;
-  delivered_at: string | null;
-  created_at: string;
-}
+export type Delivery = Schemas["Delivery"];
+/** The one-time password migration (issue #7), as GET /admin/password-migration shows it. */
+export type PasswordMigration = Schemas["PasswordMigration"];
 
-/**
- * The one-time password migration (issue #7), as GET /api/v1/admin/password-migration shows it
- * (api/admin.go, passwordMigrationJSON). Before it ever ran, status is not_started and total is
- * how many rows wait for it.
- */
-export interface PasswordMigration {
-  status: "not_started" | "running" | "completed" | "failed";
-  /** Rows holding plaintext when it started (or waiting for it, before it started). */
-  total: number;
-  /** Rows that hold no plaintext now. */
-  done: number;
-  /** Rows left with plaintext. */
-  failed: number;
-  rows_per_second: number;
-  started_at: string | null;
-  /** Absent until it finished. */
-  finished_at?: string;
-  /** Why it failed; absent unless status is failed. */
-  error?: string;
-  /**
-   * The run's history in the Temporal Web UI, or the list of the workflow's runs before it
-   * started; "" when the server knows no Temporal Web UI.
-   */
-  workflow_url: string;
-}
+// An operation is a path of the document (under /api/v1) and one of its methods.
+type Path = keyof paths;
+type Method = "get" | "put" | "post" | "delete" | "patch";
+/** The methods the document has for path P. */
+type MethodOf<P extends Path> = { [M in Method]-?: paths[P][M] extends { responses: unknown } ? M : never }[Method];
+type Operation<P extends Path, M extends MethodOf<P>> = NonNullable<paths[P][M]>;
+/** An operation's path or query parameters; never when it has none. */
+type Params<P extends Path, M extends MethodOf<P>, In extends "path" | "query"> =
+  Operation<P, M> extends { parameters: { [K in In]?: infer T } } ? NonNullable<T> : never;
+type Success<R> = R[Extract<keyof R, 200 | 201 | 202 | 204>];
+/** The JSON of an operation's successful answer (void for one without a body). */
+type Answer<P extends Path, M extends MethodOf<P>> =
+  Operation<P, M> extends { responses: infer R }
+    ? Success<R> extends { content: { "application/json": infer B } }
+      ? B
+      : void
+    : never;
+type Body<P extends Path, M extends MethodOf<P>> =
+  Operation<P, M> extends { requestBody: { content: { "application/json": infer B } } } ? B : never;
+
+/** What a call of an operation takes: its path parameters, query and body as the document has them. */
+type CallOptions<P extends Path, M extends MethodOf<P>> = {
+  /** Do not report a 401 to the session (login, and the first /me). */
+  quiet401?: boolean;
+} & ([Params<P, M, "path">] extends [never] ? { params?: never } : { params: Params<P, M, "path"> }) &
+  ([Params<P, M, "query">] extends [never] ? { query?: never } : { query?: Params<P, M, "query"> }) &
+  ([Body<P, M>] extends [never] ? { body?: never } : { body: Body<P, M> });
 
 /** An error answer of the API, or a failure to reach it (status 0). */
 export class ApiError extends Error {
@@ -161,11 +79,6 @@ export class ApiError extends Error {
     this.status = status;
     this.code = code;
     this.field = field;
-  }
-
-  /** Whether the API has no such route at all: the feature has not landed on this server. */
-  get missingRoute(): boolean {
-    return this.status === 404 && this.message === "no such route";
   }
 }
 
@@ -186,7 +99,6 @@ export function onUnauthorized(handler: (() => void) | null) {
 
 interface RequestOptions {
   body?: unknown;
-  /** Do not report a 401 to the session (login, and the first /me). */
   quiet401?: boolean;
   signal?: AbortSignal;
 }
@@ -210,9 +122,9 @@ async function send(method: string, path: string, headers: Record<string, string
 
 /** failure turns an error answer into an ApiError, reporting a 401 to the session. */
 function failure(res: Response, text: string, opts: RequestOptions): ApiError {
-  let err: { code?: string; message?: string; field?: string } | undefined;
+  let err: Partial<Schemas["Error"]> | undefined;
   try {
-    err = (JSON.parse(text) as { error?: typeof err }).error;
+    err = (JSON.parse(text) as Partial<Schemas["ErrorResponse"]>).error;
   } catch {
     err = undefined;
   }
@@ -225,23 +137,41 @@ function failure(res: Response, text: string, opts: RequestOptions): ApiError {
   );
 }
 
-async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+/** target is the path of an operation with its parameters filled in, and its query. */
+function target(path: string, params?: Record<string, string>, q?: Record<string, string | number | undefined | null>): string {
+  const filled = path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const v = params?.[name];
+    if (v === undefined) throw new Error(`no value for {${name}} of ${path}`);
+    return encodeURIComponent(v);
+  });
+  return filled + query(q ?? {});
+}
+
+/**
+ * call makes the request of an operation of the API's document: method and path as the
+ * document has them ("get", "/devices/{id}"), with the path parameters, query and body it
+ * takes, and answers what its successful answer holds.
+ */
+async function call<P extends Path, M extends MethodOf<P>>(method: M, path: P, opts: CallOptions<P, M>): Promise<Answer<P, M>> {
   const headers: Record<string, string> = { Accept: "application/json" };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await send(method, path, headers, opts);
-  if (res.status === 204) return undefined as T;
+  const o: RequestOptions = { body: opts.body, quiet401: opts.quiet401 };
+  const params = opts.params as Record<string, string> | undefined;
+  const q = opts.query as Record<string, string | number | undefined> | undefined;
+  const res = await send(method.toUpperCase(), target(path, params, q), headers, o);
+  if (res.status === 204) return undefined as Answer<P, M>;
   const text = await res.text();
-  if (!res.ok) throw failure(res, text, opts);
+  if (!res.ok) throw failure(res, text, o);
   try {
-    return (text ? JSON.parse(text) : undefined) as T;
+    return (text ? JSON.parse(text) : undefined) as Answer<P, M>;
   } catch {
     throw new ApiError(res.status, "invalid_answer", "The API's answer is not JSON.");
   }
 }
 
-/** requestText is request for an answer that is not JSON (an OpenVPN profile). */
-async function requestText(path: string): Promise<string> {
-  const res = await send("GET", path, {}, {});
+/** callText is call for an answer that is not JSON (an OpenVPN profile). */
+async function callText(path: "/connections/{id}/ovpn", params: { id: string }): Promise<string> {
+  const res = await send("GET", target(path, params), {}, {});
   const text = await res.text();
   if (!res.ok) throw failure(res, text, {});
   return text;
@@ -256,8 +186,6 @@ function query(params: Record<string, string | number | undefined | null>): stri
   const s = q.toString();
   return s ? `?${s}` : "";
 }
-
-const enc = encodeURIComponent;
 
 /** The most pages all follows: 10,000 rows at 500 a page. */
 const maxPages = 20;
@@ -275,86 +203,56 @@ async function all<T>(page: (after?: string) => Promise<{ items: T[]; next: stri
   return out;
 }
 
+/** The filters of the webhook delivery log. */
+type DeliveryFilter = NonNullable<Params<"/webhook-deliveries", "get", "query">>;
+
 /** The cellgate API, one function per endpoint the dashboard uses. */
 export const api = {
-  login: (email: string, password: string) =>
-    request<{ operator: Operator; csrf_token: string; expires_at: string }>("POST", "/session", {
-      body: { email, password },
-      quiet401: true,
-    }),
-  logout: () => request<void>("DELETE", "/session"),
-  me: (opts?: { quiet401?: boolean }) =>
-    request<{ operator: Operator; csrf_token?: string }>("GET", "/me", { quiet401: opts?.quiet401 }),
+  login: (email: string, password: string) => call("post", "/session", { body: { email, password }, quiet401: true }),
+  logout: () => call("delete", "/session", {}),
+  me: (opts?: { quiet401?: boolean }) => call("get", "/me", { quiet401: opts?.quiet401 }),
 
   /** Every device of the operator, following the pages. */
   devices: () =>
     all((after) =>
-      request<{ devices: Device[]; next_after: string | null }>("GET", `/devices${query({ limit: 500, after })}`).then(
-        (r) => ({ items: r.devices, next: r.next_after }),
-      ),
+      call("get", "/devices", { query: { limit: 500, after } }).then((r) => ({ items: r.devices, next: r.next_after })),
     ),
-  device: (id: string) => request<{ device: Device }>("GET", `/devices/${enc(id)}`),
-  createDevice: (name: string) =>
-    request<{ device: Device; enrollment_token: string }>("POST", "/devices", { body: { name } }),
-  renameDevice: (id: string, name: string) =>
-    request<{ device: Device }>("PATCH", `/devices/${enc(id)}`, { body: { name } }),
-  deleteDevice: (id: string) => request<void>("DELETE", `/devices/${enc(id)}`),
+  device: (id: string) => call("get", "/devices/{id}", { params: { id } }),
+  createDevice: (name: string) => call("post", "/devices", { body: { name } }),
+  renameDevice: (id: string, name: string) => call("patch", "/devices/{id}", { params: { id }, body: { name } }),
+  deleteDevice: (id: string) => call("delete", "/devices/{id}", { params: { id } }),
   deviceEvents: (id: string, before?: number) =>
-    request<{ events: StatusEvent[]; next_before: number | null }>(
-      "GET",
-      `/devices/${enc(id)}/events${query({ limit: 500, before })}`,
-    ),
-  resetDeviceUsage: (id: string) =>
-    request<{ connections: Connection[] }>("POST", `/devices/${enc(id)}/reset-usage`),
+    call("get", "/devices/{id}/events", { params: { id }, query: { limit: 500, before } }),
+  resetDeviceUsage: (id: string) => call("post", "/devices/{id}/reset-usage", { params: { id } }),
 
   /** Every connection of the operator, or of one device, following the pages. */
   connections: (deviceID?: string) =>
     all((after) =>
-      request<{ connections: Connection[]; next_after: string | null }>(
-        "GET",
-        `/connections${query({ device_id: deviceID, limit: 500, after })}`,
-      ).then((r) => ({ items: r.connections, next: r.next_after })),
+      call("get", "/connections", { query: { device_id: deviceID, limit: 500, after } }).then((r) => ({
+        items: r.connections,
+        next: r.next_after,
+      })),
     ),
-  connection: (id: string) => request<{ connection: Connection }>("GET", `/connections/${enc(id)}`),
-  createConnection: (body: {
-    device_id: string;
-    name: string;
-    protocol: Protocol;
-    username?: string;
-    password?: string;
-    bandwidth_limit: number;
-  }) => request<ConnectionWithPassword>("POST", "/connections", { body }),
-  updateConnection: (id: string, body: { name?: string; bandwidth_limit?: number; enabled?: boolean }) =>
-    request<{ connection: Connection }>("PATCH", `/connections/${enc(id)}`, { body }),
-  deleteConnection: (id: string) => request<void>("DELETE", `/connections/${enc(id)}`),
+  connection: (id: string) => call("get", "/connections/{id}", { params: { id } }),
+  createConnection: (body: Schemas["CreateConnectionRequest"]) => call("post", "/connections", { body }),
+  updateConnection: (id: string, body: Schemas["UpdateConnectionRequest"]) =>
+    call("patch", "/connections/{id}", { params: { id }, body }),
+  deleteConnection: (id: string) => call("delete", "/connections/{id}", { params: { id } }),
   /** The connection's OpenVPN profile without credentials (it prompts for them). */
-  profile: (id: string) => requestText(`/connections/${enc(id)}/ovpn`),
-  regeneratePassword: (id: string) =>
-    request<ConnectionWithPassword>("POST", `/connections/${enc(id)}/regenerate-password`),
-  // The API answers 200 with the connection JSON after the reset (issue #6); it is wrapped
-  // like every other connection answer, or bare: both are accepted.
-  resetUsage: async (id: string): Promise<Connection> => {
-    const res = await request<{ connection?: Connection } & Partial<Connection>>(
-      "POST",
-      `/connections/${enc(id)}/reset-usage`,
-    );
-    return (res.connection ?? res) as Connection;
-  },
+  profile: (id: string) => callText("/connections/{id}/ovpn", { id }),
+  regeneratePassword: (id: string) => call("post", "/connections/{id}/regenerate-password", { params: { id } }),
+  /** Resets the connection's usage and answers the connection after it. */
+  resetUsage: (id: string) =>
+    call("post", "/connections/{id}/reset-usage", { params: { id } }).then((r) => r.connection),
 
-  webhook: () => request<WebhookSetting>("GET", "/settings/webhook"),
-  saveWebhook: (url: string, enabled: boolean) =>
-    request<WebhookSetting>("PUT", "/settings/webhook", { body: { url, enabled } }),
-  rotateWebhookSecret: () => request<WebhookSetting>("POST", "/settings/webhook/rotate-secret"),
-  testWebhook: () => request<WebhookTestResult>("POST", "/settings/webhook/test"),
-  deliveries: (f: { device_id?: string; type?: string; status?: string; before?: string; limit?: number }) =>
-    request<{ deliveries: Delivery[]; next_before: string | null }>(
-      "GET",
-      `/webhook-deliveries${query({ ...f, limit: f.limit ?? 50 })}`,
-    ),
-  redeliver: (id: string) =>
-    request<{ id: string; workflow_id: string }>("POST", `/webhook-deliveries/${enc(id)}/redeliver`),
+  webhook: () => call("get", "/settings/webhook", {}),
+  saveWebhook: (url: string, enabled: boolean) => call("put", "/settings/webhook", { body: { url, enabled } }),
+  rotateWebhookSecret: () => call("post", "/settings/webhook/rotate-secret", {}),
+  testWebhook: () => call("post", "/settings/webhook/test", {}),
+  deliveries: (f: DeliveryFilter) => call("get", "/webhook-deliveries", { query: { ...f, limit: f.limit ?? 50 } }),
+  redeliver: (id: string) => call("post", "/webhook-deliveries/{id}/redeliver", { params: { id } }),
 
-  passwordMigration: () => request<PasswordMigration>("GET", "/admin/password-migration"),
+  passwordMigration: () => call("get", "/admin/password-migration", {}),
 };
 
 /** A message for a failed call, for a toast. */

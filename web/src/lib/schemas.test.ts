@@ -66,8 +66,4 @@ describe("apiFieldError", () => {
     assert.equal(apiFieldError(new ApiError(500, "internal", "internal error"), ["username"]), null);
     assert.equal(apiFieldError(new Error("boom"), ["username"]), null);
   });
-  it("knows a missing route", () => {
-    assert.equal(new ApiError(404, "not_found", "no such route").missingRoute, true);
-    assert.equal(new ApiError(404, "not_found", "not found").missingRoute, false);
-  });
 });

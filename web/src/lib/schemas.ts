@@ -3,7 +3,7 @@
 // word: its {"field"} errors are shown under the same inputs (see fieldErrors).
 import { z } from "zod";
 
-import { ApiError } from "@/lib/api";
+import { ApiError, type Protocol } from "@/lib/api";
 import { limitUnits, type LimitUnit } from "@/lib/format";
 
 /** The longest name of a device or connection, in characters (api.MaxNameLength). */
@@ -51,7 +51,7 @@ export const createConnectionSchema = z
   .object({
     name,
     device_id: z.string().min(1, "Choose the device whose mobile IP this connection uses."),
-    protocol: z.enum(["openvpn", "http", "socks5"]),
+    protocol: z.enum(["openvpn", "http", "socks5"] as const satisfies readonly Protocol[]),
     username: z
       .string()
       .trim()

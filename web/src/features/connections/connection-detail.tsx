@@ -40,7 +40,9 @@ export function ConnectionDetail() {
   if (conn.error !== undefined && !conn.data) return <LoadError error={conn.error} retry={conn.reload} what="the connection" />;
   if (!conn.data) return <DetailSkeleton />;
   const c = conn.data;
-  const update = (next: Connection) => conn.mutate(next);
+  // A write answers the connection without what only reads add (last reset, quota workflow
+  // link), which it does not change: keep those until the next read.
+  const update = (next: Connection) => conn.mutate((prev) => ({ ...(prev ?? c), ...next }));
 
   return (
     <>
@@ -131,7 +133,7 @@ export function ConnectionDetail() {
               )}
             </dl>
             <div>
-              <ResetUsageButton connection={c} onReset={update} />
+              <ResetUsageButton connection={c} onReset={conn.mutate} />
             </div>
           </CardContent>
         </Card>

@@ -10,7 +10,7 @@ import { TableSkeleton } from "@/components/table-skeleton";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Table, TableBody, TableCell, TableHead, TableHeader, TableRow } from "@/components/ui/table";
-import { api, type Connection, type Device } from "@/lib/api";
+import { api, type Connection, type ConnectionDetail, type Device } from "@/lib/api";
 import { useResource } from "@/lib/use-resource";
 import { deviceHref } from "@/features/devices/links";
 import { LastReset } from "./last-reset";
@@ -34,7 +34,7 @@ export function ConnectionTable({
   devices,
   showDevice = true,
 }: {
-  connections: Connection[];
+  connections: ConnectionDetail[];
   devices?: Device[];
   showDevice?: boolean;
 }) {

@@ -1,12 +1,8 @@
-import type { Connection } from "@/lib/api";
+import type { ConnectionDetail } from "@/lib/api";
 import { formatBytes, formatTime } from "@/lib/format";
 
 /** LastReset shows a connection's last usage reset: when, and how much was used before it. */
-export function LastReset({ connection: c, long }: { connection: Connection; long?: boolean }) {
-  if (c.last_reset === undefined) {
-    // The API predates usage resets (issue #6).
-    return <span className="text-muted-foreground">—</span>;
-  }
+export function LastReset({ connection: c, long }: { connection: ConnectionDetail; long?: boolean }) {
   if (c.last_reset === null) return <span className="text-muted-foreground">never</span>;
   const r = c.last_reset;
   return (

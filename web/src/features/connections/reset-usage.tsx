@@ -5,14 +5,11 @@ import { toast } from "sonner";
 
 import { ConfirmButton } from "@/components/confirm-button";
 import { Button } from "@/components/ui/button";
-import { api, ApiError, errorMessage, type Connection } from "@/lib/api";
+import { api, errorMessage, type Connection, type ConnectionDetail } from "@/lib/api";
 import { formatBytes } from "@/lib/format";
 
-/** resetUnavailable is the toast when the API has no usage resets yet. */
-export const resetUnavailable = "This cellgate server cannot reset usage yet: update it to a version with usage resets.";
-
 /** ResetUsageButton resets a connection's usage after a confirmation and reports the new usage. */
-export function ResetUsageButton({ connection: c, onReset }: { connection: Connection; onReset: (c: Connection) => void }) {
+export function ResetUsageButton({ connection: c, onReset }: { connection: Connection; onReset: (c: ConnectionDetail) => void }) {
   return (
     <ConfirmButton
       testId="reset-usage"
@@ -36,7 +33,7 @@ export function ResetUsageButton({ connection: c, onReset }: { connection: Conne
           onReset(after);
           toast.success(`Usage of ${c.name} reset: now ${formatBytes(after.bandwidth_used)} (was ${formatBytes(c.bandwidth_used)}).`);
         } catch (e) {
-          toast.error(e instanceof ApiError && e.missingRoute ? resetUnavailable : `Could not reset usage: ${errorMessage(e)}`);
+          toast.error(`Could not reset usage: ${errorMessage(e)}`);
         }
       }}
     />

@@ -13,20 +13,14 @@ import { PageHeader } from "@/components/page-header";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Skeleton } from "@/components/ui/skeleton";
-import { api, ApiError, errorMessage, type Device } from "@/lib/api";
+import { api, errorMessage, type DeviceDetail } from "@/lib/api";
 import { formatTime } from "@/lib/format";
 import { useNow } from "@/lib/use-now";
 import { useResource } from "@/lib/use-resource";
 import { ConnectionTable } from "@/features/connections/connection-list";
-import { resetUnavailable } from "@/features/connections/reset-usage";
 import { DeliveryRows } from "@/features/settings/delivery-log";
 import { Battery, LastHeartbeat, StatusBadge, StatusSince, TunnelState } from "./status";
 import { UptimeBar } from "./uptime-bar";
-
-/** monitorWorkflowID is the id of a device's DeviceMonitor workflow (workflows.DeviceMonitorID). */
-export function monitorWorkflowID(deviceID: string) {
-  return `device-monitor:${deviceID}`;
-}
 
 function Row({ label, children }: { label: string; children: React.ReactNode }) {
   return (
@@ -37,7 +31,7 @@ function Row({ label, children }: { label: string; children: React.ReactNode }) 
   );
 }
 
-function MonitorLink({ device }: { device: Device }) {
+function MonitorLink({ device }: { device: DeviceDetail }) {
   if (device.monitor_workflow_url) {
     return (
       <a
@@ -53,8 +47,8 @@ function MonitorLink({ device }: { device: Device }) {
   }
   return (
     <span className="flex items-center gap-2" data-testid="monitor-id">
-      <code className="bg-muted min-w-0 rounded px-2 py-1 font-mono text-xs break-all">{monitorWorkflowID(device.id)}</code>
-      <CopyButton value={monitorWorkflowID(device.id)} size="icon" label="Copy workflow id" />
+      <code className="bg-muted min-w-0 rounded px-2 py-1 font-mono text-xs break-all">{device.monitor_workflow_id}</code>
+      <CopyButton value={device.monitor_workflow_id} size="icon" label="Copy workflow id" />
     </span>
   );
 }
@@ -112,10 +106,10 @@ export function DeviceDetail() {
             onConfirm={async () => {
               try {
                 const res = await api.resetDeviceUsage(d.id);
-                conns.mutate(res.connections);
-                toast.success(`Usage of ${res.connections.length} connections reset.`);
+                toast.success(`Usage of ${res.resets.length} connections reset.`);
+                await conns.reload();
               } catch (e) {
-                toast.error(e instanceof ApiError && e.missingRoute ? resetUnavailable : `Could not reset usage: ${errorMessage(e)}`);
+                toast.error(`Could not reset usage: ${errorMessage(e)}`);
               }
             }}
           />

@@ -1,6 +1,6 @@
 import { badgeTone } from "@/components/tone";
 import { Badge } from "@/components/ui/badge";
-import type { Device } from "@/lib/api";
+import type { Device, DeviceDetail } from "@/lib/api";
 import { formatAgo, formatDuration, formatTime, since } from "@/lib/format";
 
 /** StatusBadge shows a device's status: online, offline, or unknown (never seen). */
@@ -51,11 +51,14 @@ export function LastHeartbeat({ at, now }: { at: string | null; now: number }) {
   );
 }
 
+/** A device from a list (tunnel_live unknown) or from GET /devices/{id}. */
+type TunnelDevice = Device & Partial<Pick<DeviceDetail, "tunnel_live">>;
+
 /**
  * tunnelState describes the device's tunnel as far as the API knows it: enrolled, its Noise key
  * registered, and (when the API asks the relay) whether its session is up.
  */
-export function tunnelState(d: Device): { label: string; detail?: string; ready: boolean } {
+export function tunnelState(d: TunnelDevice): { label: string; detail?: string; ready: boolean } {
   const detail = d.tunnel_ip ?? undefined;
   if (!d.enrolled_at) return { label: "Not enrolled", ready: false };
   if (!d.has_tunnel_key) return { label: "No tunnel key", detail, ready: false };
@@ -65,7 +68,7 @@ export function tunnelState(d: Device): { label: string; detail?: string; ready:
 }
 
 /** TunnelState shows tunnelState as a badge and the tunnel address. */
-export function TunnelState({ device }: { device: Device }) {
+export function TunnelState({ device }: { device: TunnelDevice }) {
   const t = tunnelState(device);
   return (
     <span className="inline-flex items-center gap-2">

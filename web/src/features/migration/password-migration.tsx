@@ -1,9 +1,8 @@
 "use client";
 
 import { useEffect, useState } from "react";
-import { CircleCheck, ExternalLink, KeyRound } from "lucide-react";
+import { CircleCheck, ExternalLink } from "lucide-react";
 
-import { EmptyState } from "@/components/empty-state";
 import { badgeTone, progressTone } from "@/components/tone";
 import { LoadError } from "@/components/load-error";
 import { PageHeader } from "@/components/page-header";
@@ -11,7 +10,7 @@ import { Badge } from "@/components/ui/badge";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Progress } from "@/components/ui/progress";
 import { Skeleton } from "@/components/ui/skeleton";
-import { api, ApiError, type PasswordMigration } from "@/lib/api";
+import { api, type PasswordMigration } from "@/lib/api";
 import { formatDuration, formatTime } from "@/lib/format";
 import { useResource } from "@/lib/use-resource";
 
@@ -33,17 +32,6 @@ const statusBadge: Record<
   failed: { label: "Failed", variant: "destructive" },
 };
 
-/** Unavailable is what the page says when the API has no migration status (it predates issue #7). */
-function Unavailable() {
-  return (
-    <EmptyState icon={KeyRound} title="Migration status is not available" testId="migration-unavailable">
-      This cellgate server does not report the password migration yet. It runs by itself from{" "}
-      <code className="font-mono">cellgate migrate</code> when legacy plaintext passwords exist; update the server to
-      follow it here.
-    </EmptyState>
-  );
-}
-
 function Stat({ label, children }: { label: string; children: React.ReactNode }) {
   return (
     <div className="grid gap-1">
@@ -60,8 +48,7 @@ function Stat({ label, children }: { label: string; children: React.ReactNode })
 export function PasswordMigrationView() {
   const [refresh, setRefresh] = useState(2000);
   const m = useResource("password-migration", () => api.passwordMigration(), refresh);
-  const missing = m.error instanceof ApiError && m.error.status === 404;
-  const want = migrationRefreshMs(m.data, missing);
+  const want = migrationRefreshMs(m.data);
   useEffect(() => setRefresh(want), [want]);
   return (
     <>
@@ -69,9 +56,7 @@ export function PasswordMigrationView() {
         title="Password migration"
         description="The one-time job that replaces legacy plaintext proxy passwords with bcrypt hashes."
       />
-      {missing ? (
-        <Unavailable />
-      ) : m.error !== undefined && !m.data ? (
+      {m.error !== undefined && !m.data ? (
         <LoadError error={m.error} retry={m.reload} what="the migration status" />
       ) : !m.data ? (
         <Skeleton className="h-56 max-w-3xl" />

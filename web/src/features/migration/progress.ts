@@ -23,12 +23,11 @@ export function migrationProgressText(m: Progress): string {
 }
 
 /**
- * migrationRefreshMs is how often the page asks again: every 2 s while the migration runs, every
- * 5 s before it started (so a start from `cellgate migrate` shows soon), every 30 s once it
- * finished, and never when the server has no migration status (missing).
+ * migrationRefreshMs is how often the page asks again: every 2 s while the migration runs (or its
+ * status is not known yet), every 5 s before it started (so a start from `cellgate migrate` shows
+ * soon), every 30 s once it finished.
  */
-export function migrationRefreshMs(m: Pick<PasswordMigration, "status"> | undefined, missing: boolean): number {
-  if (missing) return 0;
+export function migrationRefreshMs(m: Pick<PasswordMigration, "status"> | undefined): number {
   switch (m?.status) {
     case undefined:
     case "running":

@@ -14,7 +14,7 @@ import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Select, SelectContent, SelectItem, SelectTrigger, SelectValue } from "@/components/ui/select";
 import { Table, TableBody, TableCell, TableHead, TableHeader, TableRow } from "@/components/ui/table";
-import { api, errorMessage, type Delivery, type Device } from "@/lib/api";
+import { api, errorMessage, type Delivery, type DeliveryStatus, type Device, type WebhookEventType } from "@/lib/api";
 import { formatTime } from "@/lib/format";
 import { useResource } from "@/lib/use-resource";
 
@@ -25,14 +25,14 @@ export const eventTypes = [
   "connection.quota_warning",
   "connection.quota_exceeded",
   "webhook.test",
-] as const;
+] as const satisfies readonly WebhookEventType[];
 
 const statusBadge = {
   delivered: { variant: "outline", className: badgeTone.success },
   pending: { variant: "outline", className: badgeTone.warning },
   failed: { variant: "destructive", className: "" },
   skipped: { variant: "secondary", className: "" },
-} as const;
+} as const satisfies Record<DeliveryStatus, { variant: string; className: string }>;
 
 /** DeliveryStatusBadge shows a delivery's status. */
 export function DeliveryStatusBadge({ status }: { status: Delivery["status"] }) {
@@ -155,7 +155,7 @@ export function DeliveryLog() {
     () => ({
       device_id: deviceID === all ? undefined : deviceID,
       type: type === all ? undefined : type,
-      status: status === all ? undefined : status,
+      status: status === all ? undefined : (status as DeliveryStatus),
     }),
     [deviceID, type, status],
   );
@@ -229,7 +229,7 @@ export function DeliveryLog() {
             </SelectTrigger>
             <SelectContent>
               <SelectItem value={all}>Any status</SelectItem>
-              {(["delivered", "pending", "failed", "skipped"] as const).map((s) => (
+              {(["delivered", "pending", "failed", "skipped"] as const satisfies readonly DeliveryStatus[]).map((s) => (
                 <SelectItem key={s} value={s}>
                   {s}
                 </SelectItem>
