@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 TEMPORAL_CLI_VERSION := v1.5.1
+# The linter make test runs after go vet (its checks: staticcheck.conf).
+STATICCHECK_VERSION := v0.8.2
 # go test's per-package timeout: bcrypt at cost 12 under the race detector is slow.
 TEST_TIMEOUT ?= 30m
 # How long CI fuzzes the tunnel's packet parser beyond its committed seed corpus: a count of
@@ -21,13 +23,15 @@ DEMO ?= 3
 dev: deps bin/temporal build
 	bin/cellgate dev $(if $(DEMO),--demo $(DEMO))
 
-# Everything CI runs: install what is missing, vet, and every test with the race detector (and
+# Everything CI runs: install what is missing, vet and staticcheck, and every test with the race detector (and
 # the 1,000-row password migration on the dev server and the relay's handshake flood, which are
 # too slow under it); the
 # dashboard's browser tests (Playwright in Debian's chromium against a stack they start); then
 # the network-namespace end-to-end tests (e2e/, build tag e2e), which need root.
-test: deps bin/temporal build
+test: deps bin/temporal bin/staticcheck build
 	$(GO) vet ./...
+	bin/staticcheck ./...
+	bin/staticcheck -tags e2e ./e2e/...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -timeout 30m -run '^TestPasswordMigrationDevServer$$' ./workflows
 	$(GO) test -count=1 -run '^TestRelayHandshakeFlood$$' ./tunnel/relay
@@ -70,5 +74,9 @@ deps:
 bin/temporal:
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
 
-vet:
+bin/staticcheck:
+	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+vet: bin/staticcheck
 	$(GO) vet ./...
+	bin/staticcheck ./...
