@@ -79,7 +79,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 	if cfg.MTU == 0 {
 		cfg.MTU = wire.DefaultMTU
 	}
-	api := &Client{BaseURL: cfg.APIURL, HTTP: &http.Client{Timeout: 15 * time.Second}}
+	api := &DeviceAPI{BaseURL: cfg.APIURL, HTTP: &http.Client{Timeout: 15 * time.Second}}
 	st, key, err := provisionDevice(ctx, cfg, api, log)
 	if err != nil {
 		return err
@@ -142,7 +142,7 @@ func RunDevice(ctx context.Context, cfg DeviceConfig, log *slog.Logger) error {
 
 // provisionDevice loads the state file or enrolls, and registers the device's key, which also
 // refreshes the tunnel's public key and address.
-func provisionDevice(ctx context.Context, cfg DeviceConfig, api *Client, log *slog.Logger) (deviceState, wire.KeyPair, error) {
+func provisionDevice(ctx context.Context, cfg DeviceConfig, api *DeviceAPI, log *slog.Logger) (deviceState, wire.KeyPair, error) {
 	st, err := loadDeviceState(cfg.StateFile)
 	if err != nil {
 		return st, wire.KeyPair{}, err
@@ -262,7 +262,7 @@ func defaultRouteInterface() (string, error) {
 
 // heartbeat sends the device's heartbeat every interval until ctx ends, retrying failures
 // with backoff; it reports the uplink's address as the device's cellular IP.
-func heartbeat(ctx context.Context, api *Client, token string, cfg DeviceConfig, log *slog.Logger) error {
+func heartbeat(ctx context.Context, api *DeviceAPI, token string, cfg DeviceConfig, log *slog.Logger) error {
 	network := "ethernet"
 	t := time.NewTimer(0)
 	defer t.Stop()

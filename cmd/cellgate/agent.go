@@ -158,7 +158,7 @@ is logged every --report-every. Ctrl-C or SIGTERM stops it.`)
 		Devices: cfg.simulate, Prefix: cfg.prefix, StateFile: cfg.stateFile,
 		Interval: cfg.interval, Jitter: jitter, Flap: cfg.flap, FlapPeriod: cfg.flapPeriod, Outages: cfg.outages,
 		Concurrency: cfg.concurrency, ReportEvery: cfg.reportEvery,
-	}, &agent.Client{BaseURL: cfg.apiURL, HTTP: httpc}, op, log)
+	}, &agent.DeviceAPI{BaseURL: cfg.apiURL, HTTP: httpc}, op, log)
 	if err != nil {
 		return err
 	}

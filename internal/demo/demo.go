@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Interval: cfg.Interval, Jitter: cfg.Interval / 10,
 		Flap: 1, FlapPeriod: cfg.FlapPeriod,
 		Concurrency: min(cfg.Devices, 8), ReportEvery: 5 * time.Minute,
-	}, &agent.Client{BaseURL: cfg.APIURL, HTTP: agent.NewHTTPClient(8)}, cfg.Operator, cfg.Log)
+	}, &agent.DeviceAPI{BaseURL: cfg.APIURL, HTTP: agent.NewHTTPClient(8)}, cfg.Operator, cfg.Log)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

@@ -113,7 +113,7 @@ const (
 // Provision and Run.
 type Fleet struct {
 	cfg Config
-	api *agent.Client
+	api *agent.DeviceAPI
 	op  *Operator
 	log *slog.Logger
 
@@ -155,7 +155,7 @@ type window struct{ from, until time.Time }
 
 // New checks cfg and returns a fleet that heartbeats through api and creates its devices
 // with op.
-func New(cfg Config, api *agent.Client, op *Operator, log *slog.Logger) (*Fleet, error) {
+func New(cfg Config, api *agent.DeviceAPI, op *Operator, log *slog.Logger) (*Fleet, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}

@@ -105,7 +105,7 @@ func (s *stack) fleet(t *testing.T, cfg fleet.Config) *fleet.Fleet {
 		cfg.StateFile = filepath.Join(t.TempDir(), "sim-devices.json")
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f, err := fleet.New(cfg, &agent.Client{BaseURL: s.url, HTTP: agent.NewHTTPClient(cfg.Concurrency + 1)}, s.op, log)
+	f, err := fleet.New(cfg, &agent.DeviceAPI{BaseURL: s.url, HTTP: agent.NewHTTPClient(cfg.Concurrency + 1)}, s.op, log)
 	if err != nil {
 		t.Fatalf("New(%+v): %v", cfg, err)
 	}

@@ -229,7 +229,7 @@ func run(ctx context.Context, c config) error {
 	sim, err := fleet.New(fleet.Config{
 		Devices: c.devices, Prefix: c.prefix, StateFile: c.state, Interval: c.interval, Jitter: c.jitter,
 		Concurrency: c.concurrency, ReportEvery: 30 * time.Second, OnBeat: rec.beat,
-	}, &agent.Client{BaseURL: c.apiURL, HTTP: httpc}, op, log)
+	}, &agent.DeviceAPI{BaseURL: c.apiURL, HTTP: httpc}, op, log)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
-// Package agent is cellgate's device side: clients of the device API (enrollment, heartbeats)
-// and of the operator API, and Fleet, which simulates many devices in one process for demos
-// and load tests (`cellgate agent --simulate N`).
+// Package agent is the phone agent's runtime (`cellgate agent`): it enrolls with the device
+// API, heartbeats, keeps its state file, and holds the tunnel session (tunnel/uplink) whose
+// clients' traffic it NATs out of the phone's uplink. The simulated fleet and the operator API
+// client are dev and load-test tools, in internal/fleet.
 package agent
 
 import (
@@ -66,8 +67,8 @@ func (e *APIError) Is(target error) bool {
 	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized
 }
 
-// Client calls the device API: enrollment and heartbeats.
-type Client struct {
+// DeviceAPI calls the device API: enrollment and heartbeats.
+type DeviceAPI struct {
 	// BaseURL is the API's URL, e.g. http://127.0.0.1:8080.
 	BaseURL string
 	// HTTP sends the requests; it bounds the connection pool.
@@ -90,7 +91,7 @@ type Enrollment struct {
 // Enroll spends a single-use enrollment token and returns the device's token and tunnel
 // settings. key is the device's Noise static public key, or nil to register one later with
 // RegisterKey.
-func (c *Client) Enroll(ctx context.Context, enrollmentToken string, key *wire.PublicKey) (Enrollment, error) {
+func (c *DeviceAPI) Enroll(ctx context.Context, enrollmentToken string, key *wire.PublicKey) (Enrollment, error) {
 	req := struct {
 		EnrollmentToken string          `json:"enrollment_token"`
 		NoisePublicKey  *wire.PublicKey `json:"noise_public_key,omitempty"`
@@ -106,7 +107,7 @@ func (c *Client) Enroll(ctx context.Context, enrollmentToken string, key *wire.P
 // RegisterKey registers (or rotates) the Noise static public key of the device with this
 // token and returns its tunnel settings; the Enrollment's DeviceToken is deviceToken. A
 // key another device has is an *APIError with status 409 and code "key_in_use".
-func (c *Client) RegisterKey(ctx context.Context, deviceToken string, key wire.PublicKey) (Enrollment, error) {
+func (c *DeviceAPI) RegisterKey(ctx context.Context, deviceToken string, key wire.PublicKey) (Enrollment, error) {
 	h := http.Header{"Authorization": {"Bearer " + deviceToken}}
 	var e Enrollment
 	err := call(ctx, c.HTTP, c.BaseURL, http.MethodPut, "/api/v1/device/key", h,
@@ -120,7 +121,7 @@ func (c *Client) RegisterKey(ctx context.Context, deviceToken string, key wire.P
 
 // Heartbeat reports the device alive with its telemetry. A refused heartbeat is an *APIError;
 // a 503 (the API could not hand the heartbeat to its monitor) carries the Retry-After.
-func (c *Client) Heartbeat(ctx context.Context, deviceToken string, t Telemetry) error {
+func (c *DeviceAPI) Heartbeat(ctx context.Context, deviceToken string, t Telemetry) error {
 	h := http.Header{"Authorization": {"Bearer " + deviceToken}}
 	return call(ctx, c.HTTP, c.BaseURL, http.MethodPost, "/api/v1/device/heartbeat", h, t, nil)
 }
