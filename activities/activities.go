@@ -15,7 +15,7 @@ type Activities struct {
 	Sender *webhook.Sender
 	// Relays are the control APIs of every relay a connection may be routed through; the
 	// quota activities block, unblock, reset and kill there.
-	Relays []Relay
+	Relays []RelayControl
 }
 
 // Error types activities return, for workflows' retry policies and checks.

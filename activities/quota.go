@@ -13,10 +13,10 @@ import (
 	"github.com/cellgate/cellgate/tunnel/control"
 )
 
-// Relay is a relay's control API as the quota activities use it; *control.Client is one.
+// RelayControl is a relay's control API as the quota activities use it; *control.Client is one.
 // A connection the relay has no route for is an error wrapping control.ErrNotFound: nothing
 // to change there.
-type Relay interface {
+type RelayControl interface {
 	Block(ctx context.Context, id uuid.UUID) (control.ConnectionState, error)
 	Unblock(ctx context.Context, id uuid.UUID) (control.ConnectionState, error)
 	SetLimit(ctx context.Context, id uuid.UUID, limit int64) (control.ConnectionState, error)
@@ -93,7 +93,7 @@ type RelayBlockInput struct {
 // BlockAtRelays blocks (or unblocks) a connection at every relay: a blocked connection's
 // packets are all refused. A relay with no route for it has nothing to do.
 func (a *Activities) BlockAtRelays(ctx context.Context, in RelayBlockInput) error {
-	return a.eachRelay(func(r Relay) error {
+	return a.eachRelay(func(r RelayControl) error {
 		var err error
 		if in.Blocked {
 			_, err = r.Block(ctx, in.ConnectionID)
@@ -112,7 +112,7 @@ type RelayLimitInput struct {
 
 // SetLimitAtRelays gives every relay that routes the connection its new limit.
 func (a *Activities) SetLimitAtRelays(ctx context.Context, in RelayLimitInput) error {
-	return a.eachRelay(func(r Relay) error {
+	return a.eachRelay(func(r RelayControl) error {
 		_, err := r.SetLimit(ctx, in.ConnectionID, in.Limit)
 		return err
 	})
@@ -127,7 +127,7 @@ type RelayResetInput struct {
 // ResetAtRelays starts the connection's new usage epoch, with zeroed counters, at every relay
 // that routes it, and unblocks it there.
 func (a *Activities) ResetAtRelays(ctx context.Context, in RelayResetInput) error {
-	return a.eachRelay(func(r Relay) error {
+	return a.eachRelay(func(r RelayControl) error {
 		if _, err := r.Reset(ctx, in.ConnectionID, uint64(in.Epoch)); err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func (a *Activities) ResetAtRelays(ctx context.Context, in RelayResetInput) erro
 
 // eachRelay runs f on every relay; a relay without a route for the connection is fine, any
 // other failure fails the activity (to be retried) after every relay had its turn.
-func (a *Activities) eachRelay(f func(Relay) error) error {
+func (a *Activities) eachRelay(f func(RelayControl) error) error {
 	var errs []error
 	for _, r := range a.Relays {
 		if err := f(r); err != nil && !errors.Is(err, control.ErrNotFound) {
@@ -158,7 +158,7 @@ func (a *Activities) KillConnectionSessions(ctx context.Context, connectionID uu
 	if q.Protocol != store.ProtocolOpenVPN {
 		return nil
 	}
-	return a.eachRelay(func(r Relay) error { return r.KillSessions(ctx, q.Username) })
+	return a.eachRelay(func(r RelayControl) error { return r.KillSessions(ctx, q.Username) })
 }
 
 // BeginResetInput asks for a usage reset of a connection.

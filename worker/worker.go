@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config, c client.Client, st *store.Store, log 
 	})
 	acts := &activities.Activities{Store: st, Sender: webhook.NewSender(cfg.WebhookGuard)}
 	if cfg.TunnelControlURL != "" {
-		acts.Relays = []activities.Relay{&control.Client{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
+		acts.Relays = []activities.RelayControl{&control.Client{BaseURL: cfg.TunnelControlURL, Token: cfg.TunnelControlToken}}
 	}
 	Register(w, acts)
 	if _, err := RetireMonitors(ctx, c, log); err != nil {

@@ -71,7 +71,7 @@ func TestQuotaOnDevServer(t *testing.T) {
 	w := sdkworker.New(tc, workflows.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflow(workflows.ConnectionQuota)
 	w.RegisterWorkflow(workflows.ResetUsage)
-	w.RegisterActivity(&activities.Activities{Store: st, Sender: webhook.NewSender(webhook.Guard{AllowPrivate: true}), Relays: []activities.Relay{relay}})
+	w.RegisterActivity(&activities.Activities{Store: st, Sender: webhook.NewSender(webhook.Guard{AllowPrivate: true}), Relays: []activities.RelayControl{relay}})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
