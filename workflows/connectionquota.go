@@ -105,18 +105,54 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 		return err
 	}
 	q.localSave = workflow.GetVersion(ctx, saveVersion, workflow.DefaultVersion, 1) == 1
-	if in.State != nil {
-		q.st = *in.State
-	} else {
-		var a *activities.Activities
-		var snap activities.QuotaSnapshot
-		err := workflow.ExecuteActivity(ctx, a.LoadQuota, in.ConnectionID).Get(ctx, &snap)
-		if isConnectionGone(err) {
+	if gone, err := q.load(ctx, in.State); gone || err != nil {
+		return err
+	}
+	// gone is told by the effect runner that the connection was deleted.
+	gone := workflow.NewBufferedChannel(ctx, 1)
+	workflow.Go(ctx, func(ctx workflow.Context) { q.applyEffects(ctx, gone) })
+	workflow.Go(ctx, q.deliverWebhooks)
+	box := newQuotaInbox(ctx)
+	q.evaluate(ctx) // a fresh start may find the connection already over a threshold
+	for {
+		q.scheduleSave(ctx)
+		stop, isGone := q.wait(ctx, box, gone)
+		if isGone {
 			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")
 			return nil
 		}
+		if stop || box.deleted.ReceiveAsync(nil) {
+			// What is in flight finishes; nothing queued after it is started.
+			q.stopping = true
+			if err := workflow.Await(ctx, func() bool { return !q.applying }); err != nil {
+				return err
+			}
+			workflow.GetLogger(ctx).Info("connection deleted; quota workflow ends")
+			return nil
+		}
+		if q.continueAsNewDue(ctx) {
+			q.drain(ctx, box) // so no signal is lost between runs
+			st := q.st
+			return workflow.NewContinueAsNewError(ctx, ConnectionQuota, ConnectionQuotaInput{ConnectionID: q.id, State: &st})
+		}
+	}
+}
+
+// load takes the state carried over by Continue-As-New, or on a first run reads the
+// connection from Postgres; gone: the connection was deleted, the workflow ends.
+func (q *quota) load(ctx workflow.Context, carried *QuotaState) (gone bool, err error) {
+	if carried != nil {
+		q.st = *carried
+	} else {
+		var a *activities.Activities
+		var snap activities.QuotaSnapshot
+		err := workflow.ExecuteActivity(ctx, a.LoadQuota, q.id).Get(ctx, &snap)
+		if isConnectionGone(err) {
+			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")
+			return true, nil
+		}
 		if err != nil {
-			return fmt.Errorf("load quota of connection %s: %w", in.ConnectionID, err)
+			return false, fmt.Errorf("load quota of connection %s: %w", q.id, err)
 		}
 		q.st = QuotaState{
 			OperatorID: snap.OperatorID, DeviceID: snap.DeviceID, DeviceName: snap.DeviceName, ConnectionName: snap.Name, Username: snap.Username,
@@ -127,68 +163,59 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	if q.st.Sessions == nil {
 		q.st.Sessions = map[uuid.UUID]int64{}
 	}
-	// gone is told by the effect runner that the connection was deleted.
-	gone := workflow.NewBufferedChannel(ctx, 1)
-	workflow.Go(ctx, func(ctx workflow.Context) { q.applyEffects(ctx, gone) })
-	workflow.Go(ctx, q.deliverWebhooks)
+	return false, nil
+}
 
-	usage := workflow.GetSignalChannel(ctx, UsageSignal)
-	limits := workflow.GetSignalChannel(ctx, LimitSignal)
-	resets := workflow.GetSignalChannel(ctx, ResetSignal)
-	deleted := workflow.GetSignalChannel(ctx, ConnectionDeletedSignal)
-	drain := func() {
-		var r UsageReport
-		for usage.ReceiveAsync(&r) {
-			q.report(ctx, r)
-		}
-		var l LimitChange
-		for limits.ReceiveAsync(&l) {
-			q.limit(ctx, l)
-		}
-		var n ResetNotice
-		for resets.ReceiveAsync(&n) {
-			q.reset(ctx, n)
-		}
+// quotaInbox holds the signal channels of a quota workflow.
+type quotaInbox struct {
+	usage, limits, resets, deleted workflow.ReceiveChannel
+}
+
+func newQuotaInbox(ctx workflow.Context) quotaInbox {
+	return quotaInbox{
+		usage:   workflow.GetSignalChannel(ctx, UsageSignal),
+		limits:  workflow.GetSignalChannel(ctx, LimitSignal),
+		resets:  workflow.GetSignalChannel(ctx, ResetSignal),
+		deleted: workflow.GetSignalChannel(ctx, ConnectionDeletedSignal),
 	}
-	q.evaluate(ctx) // a fresh start may find the connection already over a threshold
-	for {
-		q.scheduleSave(ctx)
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(usage, func(workflow.ReceiveChannel, bool) { drain() })
-		sel.AddReceive(limits, func(workflow.ReceiveChannel, bool) { drain() })
-		sel.AddReceive(resets, func(workflow.ReceiveChannel, bool) { drain() })
-		var stop, isGone bool
-		sel.AddReceive(deleted, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			stop = true
-		})
-		sel.AddReceive(gone, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			stop, isGone = true, true
-		})
-		if q.saveTimer != nil {
-			sel.AddFuture(q.saveTimer, func(workflow.Future) { q.saveTimer, q.cancelSaveTimer = nil, nil })
-		}
-		sel.Select(ctx)
-		if isGone {
-			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")
-			return nil
-		}
-		if stop || deleted.ReceiveAsync(nil) {
-			// What is in flight finishes; nothing queued after it is started.
-			q.stopping = true
-			if err := workflow.Await(ctx, func() bool { return !q.applying }); err != nil {
-				return err
-			}
-			workflow.GetLogger(ctx).Info("connection deleted; quota workflow ends")
-			return nil
-		}
-		if q.continueAsNewDue(ctx) {
-			drain() // so no signal is lost between runs
-			st := q.st
-			return workflow.NewContinueAsNewError(ctx, ConnectionQuota, ConnectionQuotaInput{ConnectionID: q.id, State: &st})
-		}
+}
+
+// drain takes every usage report, limit change and reset waiting, in that order.
+func (q *quota) drain(ctx workflow.Context, box quotaInbox) {
+	var r UsageReport
+	for box.usage.ReceiveAsync(&r) {
+		q.report(ctx, r)
 	}
+	var l LimitChange
+	for box.limits.ReceiveAsync(&l) {
+		q.limit(ctx, l)
+	}
+	var n ResetNotice
+	for box.resets.ReceiveAsync(&n) {
+		q.reset(ctx, n)
+	}
+}
+
+// wait blocks until a signal, the save timer or the effect runner's word: it takes in the
+// signals waiting, and says whether the connection was deleted (stop) or found gone.
+func (q *quota) wait(ctx workflow.Context, box quotaInbox, gone workflow.Channel) (stop, isGone bool) {
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(box.usage, func(workflow.ReceiveChannel, bool) { q.drain(ctx, box) })
+	sel.AddReceive(box.limits, func(workflow.ReceiveChannel, bool) { q.drain(ctx, box) })
+	sel.AddReceive(box.resets, func(workflow.ReceiveChannel, bool) { q.drain(ctx, box) })
+	sel.AddReceive(box.deleted, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		stop = true
+	})
+	sel.AddReceive(gone, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		stop, isGone = true, true
+	})
+	if q.saveTimer != nil {
+		sel.AddFuture(q.saveTimer, func(workflow.Future) { q.saveTimer, q.cancelSaveTimer = nil, nil })
+	}
+	sel.Select(ctx)
+	return stop, isGone
 }
 
 // quotaActivityOptions are for the quota activities: short attempts, quick retries, for as
