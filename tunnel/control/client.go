@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -26,25 +25,7 @@ type Client struct {
 
 // Error is a non-2xx answer of the control API, with the code, message and field of its
 // {"error":{...}} body when it had one. A 404 matches ErrNotFound with errors.Is.
-type Error struct {
-	// Status is the HTTP status code.
-	Status int
-	// Code, Message and Field are the control API's error code, explanation and the
-	// offending request field, each empty when the body did not say.
-	Code    string
-	Message string
-	Field   string
-}
-
-// Error describes the answer: status, code, message and field.
-func (e *Error) Error() string {
-	return jsonhttp.Describe("tunnel control", e.Status, e.Code, e.Message, e.Field)
-}
-
-// Is reports whether the error is ErrNotFound, for a 404.
-func (e *Error) Is(target error) bool {
-	return target == ErrNotFound && e.Status == http.StatusNotFound
-}
+type Error = jsonhttp.Error
 
 // AddClient routes a client IP to a connection on a device (POST /clients). A zero
 // reg.SessionID lets the relay make one. A retried registration keeps the route and its
@@ -135,13 +116,9 @@ func (c *Client) KillSessions(ctx context.Context, username string) error {
 	return c.do(ctx, http.MethodPost, "/openvpn/kill", map[string]string{"common_name": username}, &resp)
 }
 
-// do sends a request and turns a non-2xx answer into an *Error.
+// do sends a request; a non-2xx answer is an *Error.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	err := jsonhttp.Do(ctx, c.HTTP, c.BaseURL, c.Token, method, path, in, out)
-	if e := (*jsonhttp.Error)(nil); errors.As(err, &e) {
-		return fmt.Errorf("%s %s: %w", method, path, &Error{Status: e.Status, Code: e.Code, Message: e.Message, Field: e.Field})
-	}
-	return err
+	return jsonhttp.Do(ctx, c.HTTP, "tunnel control", c.BaseURL, c.Token, method, path, in, out)
 }
 
 func pointerTo[T any](v T) *T { return &v }

@@ -199,7 +199,7 @@ func TestControlClientErrors(t *testing.T) {
 		t.Errorf("DeviceLive answered for another device = %v, %v, want an error", live, err)
 	}
 
-	if got := (&control.Error{Status: 409, Code: "stale_epoch", Message: "too old", Field: "epoch"}).Error(); got != "tunnel control: 409 Conflict: stale_epoch: too old (field epoch)" {
+	if got := (&control.Error{Service: "tunnel control", Status: 409, Code: "stale_epoch", Message: "too old", Field: "epoch"}).Error(); got != "tunnel control: 409 Conflict: stale_epoch: too old (field epoch)" {
 		t.Errorf("Error.Error() = %q, want the status, code, message and field", got)
 	}
 }

@@ -18,15 +18,17 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
 )
 
 // MaxBody is the largest request body the control API reads; larger ones are 413.
 const MaxBody = 64 << 10
 
-// ErrNotFound is wrapped by the errors of a Relay and of the Client when the client IP is not
-// routed, or the connection has neither a route nor a remembered state on the relay; the
-// server answers it 404.
-var ErrNotFound = errors.New("tunnel control: not found")
+// ErrNotFound is wrapped by the errors of a Relay when the client IP is not routed, or the
+// connection has neither a route nor a remembered state on the relay; the server answers it
+// 404, and the Client's *Error of a 404 matches it.
+var ErrNotFound = jsonhttp.ErrNotFound
 
 // ErrSessionConflict is a Relay's answer to a registration whose session ID is routed to
 // another connection or device; the server answers it 409 session_conflict.

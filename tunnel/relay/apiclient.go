@@ -30,20 +30,7 @@ type InternalAPI struct {
 
 // APIError is a non-2xx answer of the API, with the code, message and field of its
 // {"error":{...}} body when it had one.
-type APIError struct {
-	// Status is the HTTP status code.
-	Status int
-	// Code, Message and Field are the API's error code, explanation and the offending
-	// request field, each empty when the body did not say.
-	Code    string
-	Message string
-	Field   string
-}
-
-// Error describes the answer: status, code, message and field.
-func (e *APIError) Error() string {
-	return jsonhttp.Describe("api", e.Status, e.Code, e.Message, e.Field)
-}
+type APIError = jsonhttp.Error
 
 // deviceJSON is a device as the internal endpoints describe it.
 type deviceJSON struct {
@@ -133,9 +120,5 @@ func (c *InternalAPI) ReportUsage(ctx context.Context, usage []RouteUsage) error
 // do sends a request with a JSON body (if in is not nil) and decodes a 2xx answer into out; a
 // non-2xx answer is an *APIError.
 func (c *InternalAPI) do(ctx context.Context, method, path string, in, out any) error {
-	err := jsonhttp.Do(ctx, c.HTTP, c.BaseURL, c.Token, method, path, in, out)
-	if e := (*jsonhttp.Error)(nil); errors.As(err, &e) {
-		return fmt.Errorf("%s %s: %w", method, path, &APIError{Status: e.Status, Code: e.Code, Message: e.Message, Field: e.Field})
-	}
-	return err
+	return jsonhttp.Do(ctx, c.HTTP, "api", c.BaseURL, c.Token, method, path, in, out)
 }

@@ -130,7 +130,7 @@ func TestInternalAPIErrors(t *testing.T) {
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("ReportUsage answered 400 = %v, want an *APIError", err)
 	}
-	want := APIError{Status: 400, Code: "invalid", Message: "epoch must be at least 1", Field: "epoch"}
+	want := APIError{Service: "api", Status: 400, Code: "invalid", Message: "epoch must be at least 1", Field: "epoch"}
 	if *apiErr != want {
 		t.Errorf("ReportUsage answered 400: APIError = %+v, want %+v", *apiErr, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,8 +26,10 @@ const defaultTimeout = 10 * time.Second
 var defaultHTTP = &http.Client{Timeout: defaultTimeout}
 
 // Error is a non-2xx answer, with the code, message and field of its {"error":{...}} body
-// when it had one.
+// when it had one. A 404 matches ErrNotFound with errors.Is.
 type Error struct {
+	// Service names who answered, for the message ("api", "tunnel control").
+	Service string
 	// Status is the HTTP status code.
 	Status int
 	// Code, Message and Field are the service's error code, explanation and the offending
@@ -53,13 +56,21 @@ func Describe(service string, status int, code, message, field string) string {
 	return b.String()
 }
 
-// Error describes the answer as Describe does for an unnamed service.
-func (e *Error) Error() string { return Describe("http", e.Status, e.Code, e.Message, e.Field) }
+// Error describes the answer as Describe does.
+func (e *Error) Error() string { return Describe(e.Service, e.Status, e.Code, e.Message, e.Field) }
 
-// Do sends method path to baseURL with "Authorization: Bearer <token>" and a JSON body (if in
+// Is reports whether the error is ErrNotFound, for a 404.
+func (e *Error) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
+
+// ErrNotFound matches an *Error with status 404.
+var ErrNotFound = errors.New("not found")
+
+// Do sends method path to service's baseURL with "Authorization: Bearer <token>" and a JSON body (if in
 // is not nil) through hc (nil: a client with a 10 s timeout), and decodes a 2xx answer into
 // out; a non-2xx answer is an error wrapping an *Error.
-func Do(ctx context.Context, hc *http.Client, baseURL, token, method, path string, in, out any) error {
+func Do(ctx context.Context, hc *http.Client, service, baseURL, token, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -93,7 +104,7 @@ func Do(ctx context.Context, hc *http.Client, baseURL, token, method, path strin
 		return fmt.Errorf("%s %s: response body larger than %d bytes", method, path, MaxResponse)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := &Error{Status: resp.StatusCode}
+		e := &Error{Service: service, Status: resp.StatusCode}
 		var answer struct {
 			Error struct {
 				Code    string `json:"code"`
