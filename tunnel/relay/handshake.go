@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
@@ -48,6 +49,9 @@ const (
 	lookupsPerAddr      = 5
 	lookupsPerAddrBurst = 10
 	lookupSlots         = 16
+	// maxBudgetAddrs bounds the per-address budgets kept; beyond it they are all dropped, so
+	// that a flood from countless (spoofed) addresses cannot grow them without bound.
+	maxBudgetAddrs = 100_000
 )
 
 // admitInitiation runs the checks of the UDP reader on the initiation b from from and queues
@@ -66,7 +70,7 @@ func (r *DataPlane) admitInitiation(b []byte, from netip.AddrPort, out []byte) {
 			r.metrics.Drop(wire.DropCookieSent)
 			return
 		}
-		if !r.handshakeBudget.Allow(from.Addr(), r.now()) {
+		if !r.handshakeBudget.Allow(ratelimit.SourcePrefix(from.Addr()), r.now()) {
 			r.metrics.Drop(wire.DropRateLimited)
 			return
 		}
@@ -225,7 +229,7 @@ func (r *DataPlane) deviceForKey(key wire.PublicKey, addr netip.Addr) (dev Devic
 		}
 		return dev, wire.DropNone, false, true
 	}
-	if !r.lookupBudget.Allow(addr, r.now()) {
+	if !r.lookupBudget.Allow(ratelimit.SourcePrefix(addr), r.now()) {
 		return Device{}, wire.DropRateLimited, false, false
 	}
 	if !r.lookups.Allow() {

@@ -133,8 +133,8 @@ func (r *DataPlane) housekeeping(ctx context.Context) {
 		case <-slow.C:
 			r.forgetSilent()
 			now := r.now()
-			r.handshakeBudget.prune(now)
-			r.lookupBudget.prune(now)
+			r.handshakeBudget.Sweep(now)
+			r.lookupBudget.Sweep(now)
 		case <-revalidate.C:
 			r.revalidate(ctx)
 		}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -111,14 +112,14 @@ type DataPlane struct {
 	// lookups bounds Directory look-ups of uncached keys; lookupBudget bounds them per source
 	// address. lookupSlots bounds the look-ups in flight; inflight shares one per key.
 	lookups      *rate.Limiter
-	lookupBudget *addrBudget
+	lookupBudget *ratelimit.Limiter[netip.Prefix]
 	lookupSlots  chan struct{}
 	inflight     singleflight.Group
 	// cookies checks initiations' MACs and makes cookie replies; handshakeBudget bounds each
 	// source address's initiations under load; loadUntil is the relay clock until which the
 	// relay stays under load (see handshake.go).
 	cookies         wire.CookieChecker
-	handshakeBudget *addrBudget
+	handshakeBudget *ratelimit.Limiter[netip.Prefix]
 	loadUntil       atomic.Int64
 	// initiationsThisTick counts the initiations with a valid mac1 since the last clock tick.
 	initiationsThisTick atomic.Int64
@@ -206,8 +207,8 @@ func NewDataPlane(cfg DataPlaneConfig) (*DataPlane, error) {
 		log:             cfg.Log,
 		lookups:         rate.NewLimiter(rate.Limit(cfg.LookupRate), int(cfg.LookupRate)),
 		lookupSlots:     make(chan struct{}, lookupSlots),
-		lookupBudget:    newAddrBudget(lookupsPerAddr, lookupsPerAddrBurst),
-		handshakeBudget: newAddrBudget(handshakesPerAddr, handshakesPerAddrBurst),
+		lookupBudget:    ratelimit.NewBounded[netip.Prefix](time.Second/lookupsPerAddr, lookupsPerAddrBurst, maxBudgetAddrs),
+		handshakeBudget: ratelimit.NewBounded[netip.Prefix](time.Second/handshakesPerAddr, handshakesPerAddrBurst, maxBudgetAddrs),
 		handshakes:      make(chan initiation, handshakeQueue),
 		now:             time.Now,
 	}
