@@ -17,6 +17,7 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	tunnelrelay "github.com/cellgate/cellgate/tunnel/relay"
 )
@@ -51,13 +52,13 @@ func (s *relayStats) Counters() control.Counters { return new(tunnelrelay.Metric
 // testRelay is a relay's real control API on a loopback port, over its own route table.
 type testRelay struct {
 	url    string
-	routes *tunnelrelay.RouteTable
+	routes *accounting.RouteTable
 	stats  *relayStats
 }
 
 func newTestRelay(t *testing.T) *testRelay {
 	t.Helper()
-	r := &testRelay{routes: &tunnelrelay.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
+	r := &testRelay{routes: &accounting.RouteTable{}, stats: &relayStats{live: map[uuid.UUID]bool{}}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
 		Relay: tunnelrelay.NewControl(tunnelrelay.ControlConfig{Routes: r.routes, Sessions: r.stats, Log: log}), Log: log}))
@@ -127,8 +128,8 @@ func TestOpenVPNConnectDisconnect(t *testing.T) {
 			r, r.raw, route, snap, id, e.device)
 	}
 
-	route.Admit(300, tunnelrelay.ToClient)
-	route.Admit(200, tunnelrelay.FromClient)
+	route.Admit(300, accounting.ToClient)
+	route.Admit(200, accounting.FromClient)
 	r = in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/disconnect", disconnectBody(user, "10.9.0.6", 250, 350))
 	want := `{"common_name":"` + user + `","openvpn":{"bytes_received":250,"bytes_sent":350},"pool_ip":"10.9.0.6",` +
 		`"tunnel":{"connection_id":"` + id.String() + `","session_id":"` + conn.SessionID.String() + `","epoch":3,"rx_bytes":300,"tx_bytes":200}}`
@@ -305,7 +306,7 @@ func TestOpenVPNConnectFailsClosed(t *testing.T) {
 	if !ok {
 		t.Fatal("relay has no route for 10.9.0.6")
 	}
-	for route.Admit(1400, tunnelrelay.ToClient) {
+	for route.Admit(1400, accounting.ToClient) {
 	}
 	// The disconnect hands the session's final usage to the quota workflow, which no worker
 	// runs: from now on the workflow cannot be asked.

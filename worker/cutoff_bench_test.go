@@ -24,6 +24,7 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/webhook"
@@ -43,8 +44,8 @@ var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLaten
 
 // BenchmarkCutoffLatency measures how long a connection that reached its limit at the relay
 // keeps its OpenVPN session: from the packet the relay refused (t0) to the relay's OpenVPN
-// killer being told to kill the client. Everything in between is real: a relay.RouteTable
-// and relay.Reporter (its limit poll notices the refusal within 250 ms and posts the report
+// killer being told to kill the client. Everything in between is real: a accounting.RouteTable
+// and accounting.Reporter (its limit poll notices the refusal within 250 ms and posts the report
 // at once, with a real relay.InternalAPI), the API (POST /internal/v1/usage → SignalWithStart),
 // the Temporal dev server, the worker running ConnectionQuota (BlockAtRelays → SaveUsage →
 // KillConnectionSessions) on Postgres, and the relay's control API (POST /openvpn/kill), whose
@@ -58,7 +59,7 @@ var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLaten
 //   - cold: the limit report is its first and starts the workflow (LoadQuota first).
 //   - loaded: warm, while 1,000 other routed connections carry traffic, so every periodic
 //     report holds 1,000 entries (200 reports/s, issue #6's target) in batches of
-//     relay.MaxReportBatch, which the API merges into signals (api.Config.
+//     accounting.MaxReportBatch, which the API merges into signals (api.Config.
 //     UsageSignalInterval). The limit report goes out from the reporter's own goroutine,
 //     alongside a bulk report in flight: bulk-p50/max-ms is how long the full-batch POSTs
 //     took. The count is the test flag -cutoff-background (go test ... ./worker -args
@@ -89,7 +90,7 @@ func BenchmarkCutoffLatency(b *testing.B) {
 		s.measure(b, true)
 		bulk := s.posts.bulkDurations()[from:]
 		if len(bulk) == 0 {
-			b.Fatalf("no periodic report of %d+ entries reached the API during the measurement", min(*cutoffBackground, relay.MaxReportBatch))
+			b.Fatalf("no periodic report of %d+ entries reached the API during the measurement", min(*cutoffBackground, accounting.MaxReportBatch))
 		}
 		reportCutoffMetrics(b, "bulk", bulk, true)
 	})
@@ -99,8 +100,8 @@ func BenchmarkCutoffLatency(b *testing.B) {
 // benchmark drives.
 type cutoffStack struct {
 	st                   *store.Store
-	rep                  *relay.Reporter
-	routes               *relay.RouteTable
+	rep                  *accounting.Reporter
+	routes               *accounting.RouteTable
 	kills                *cutoffKiller
 	posts                *cutoffPosts
 	internal             *apiClient // the OpenVPN hooks' side of the internal API
@@ -113,7 +114,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 	st := testenv.Store(b)
 	tc := testenv.TemporalClient(b)
 	log := slog.New(slog.NewTextHandler(cutoffLogWriter{b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := &cutoffStack{st: st, routes: new(relay.RouteTable), kills: newCutoffKiller(), posts: &cutoffPosts{at: make(map[uuid.UUID]time.Time)}}
+	s := &cutoffStack{st: st, routes: new(accounting.RouteTable), kills: newCutoffKiller(), posts: &cutoffPosts{at: make(map[uuid.UUID]time.Time)}}
 
 	// The relay's control API listens now and serves once its reporter exists, which needs
 	// the API's URL.
@@ -159,7 +160,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 			r.Body = io.NopCloser(bytes.NewReader(raw))
 			entries := s.posts.record(at, raw)
 			h.ServeHTTP(w, r)
-			if entries >= max(min(*cutoffBackground, relay.MaxReportBatch), 2) { // the reporter's batches
+			if entries >= max(min(*cutoffBackground, accounting.MaxReportBatch), 2) { // the reporter's batches
 				s.posts.bulk(time.Since(at))
 			}
 			return
@@ -170,7 +171,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 
 	// The relay's usage reporter posts to the API as a relay does; it stops (with its final
 	// report) before the API does.
-	rep := relay.NewReporter(relay.ReporterConfig{Routes: s.routes, Log: log,
+	rep := accounting.NewReporter(accounting.ReporterConfig{Routes: s.routes, Log: log,
 		Sink: &relay.InternalAPI{BaseURL: internalSrv.URL, Token: internalToken}})
 	s.rep = rep
 	relaySrv.Config.Handler = control.NewHandler(control.Config{Token: controlToken,
@@ -201,7 +202,7 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 	ctx := context.Background()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("background password"), bcrypt.MinCost)
-	routes := make([]*relay.Route, n)
+	routes := make([]*accounting.Route, n)
 	s.seq++
 	for i := range n {
 		conn, err := s.st.CreateConnection(ctx, s.operatorID, store.NewConnection{DeviceID: s.deviceID,
@@ -239,7 +240,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 			case <-tick.C:
 			}
 			for _, r := range routes {
-				r.Admit(cutoffPacket, relay.ToClient)
+				r.Admit(cutoffPacket, accounting.ToClient)
 			}
 		}
 	}()
@@ -251,7 +252,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 		}
 	})
 	start := s.rep.Stats().Entries
-	wait := 2*relay.DefaultReportInterval + time.Minute
+	wait := 2*accounting.DefaultReportInterval + time.Minute
 	deadline := time.Now().Add(wait)
 	for s.rep.Stats().Entries < start+2*uint64(n) {
 		if time.Now().After(deadline) {
@@ -317,12 +318,12 @@ func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, atRelay time.Durat
 	if warm {
 		// Half the limit, reported by the periodic tick, so the quota workflow runs.
 		var sent int64
-		for sent+cutoffPacket <= cutoffLimit/2 && route.Admit(cutoffPacket, relay.ToClient) {
+		for sent+cutoffPacket <= cutoffLimit/2 && route.Admit(cutoffPacket, accounting.ToClient) {
 			sent += cutoffPacket
 		}
 		s.waitUsed(b, id, sent)
 	}
-	for route.Admit(cutoffPacket, relay.ToClient) {
+	for route.Admit(cutoffPacket, accounting.ToClient) {
 	}
 	t0 := time.Now()
 	var at time.Time

@@ -21,6 +21,7 @@ import (
 	"github.com/cellgate/cellgate/internal/testenv"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/webhook"
@@ -74,7 +75,7 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 
 	// The relay's control API, with a recorder for OpenVPN kills.
 	const controlToken, internalToken = "control-token-0123456789", "internal-token-0123456789"
-	routes := new(relay.RouteTable)
+	routes := new(accounting.RouteTable)
 	kills := &killRecorder{}
 	relay := httptest.NewServer(control.NewHandler(control.Config{Token: controlToken,
 		Relay: relay.NewControl(relay.ControlConfig{Routes: routes, Log: log}), OpenVPN: kills, Log: log}))

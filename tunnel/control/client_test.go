@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/relay"
 )
@@ -39,9 +40,9 @@ func (fixedStats) Counters() control.Counters { return new(relay.Metrics).Counte
 
 // newControlClient serves a control API over a fresh route table (with fixedStats) on a
 // loopback port and returns a client of it.
-func newControlClient(t *testing.T) (*control.Client, *relay.RouteTable) {
+func newControlClient(t *testing.T) (*control.Client, *accounting.RouteTable) {
 	t.Helper()
-	routes := &relay.RouteTable{}
+	routes := &accounting.RouteTable{}
 	rc := relay.NewControl(relay.ControlConfig{Routes: routes, Sessions: fixedStats{}, Log: discardLog()})
 	srv := httptest.NewServer(control.NewHandler(control.Config{Token: controlTestToken, Relay: rc, Log: discardLog()}))
 	t.Cleanup(srv.Close)
@@ -79,8 +80,8 @@ func TestControlClientRoutes(t *testing.T) {
 		}
 	}
 
-	r.Admit(100, relay.ToClient)
-	r.Admit(40, relay.FromClient)
+	r.Admit(100, accounting.ToClient)
+	r.Admit(40, accounting.FromClient)
 	u, err := c.RemoveClient(ctx, ip)
 	wantUsage := control.RemovedRoute{ClientIP: ip, ConnectionID: reg.ConnectionID, SessionID: r.SessionID, Epoch: 3, RxBytes: 100, TxBytes: 40}
 	if err != nil || u != wantUsage {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
@@ -99,7 +100,7 @@ type usageJSON struct {
 
 // ReportUsage delivers cumulative route session counters in one POST /internal/v1/usage; the
 // caller keeps batches within what the API accepts (the Reporter sends at most MaxReportBatch).
-func (c *InternalAPI) ReportUsage(ctx context.Context, usage []RouteUsage) error {
+func (c *InternalAPI) ReportUsage(ctx context.Context, usage []accounting.RouteUsage) error {
 	if len(usage) == 0 {
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
@@ -125,7 +126,7 @@ func TestInternalAPIErrors(t *testing.T) {
 	_, client := newFakeInternalAPI(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		writeTestJSON(w, http.StatusBadRequest, `{"error":{"code":"invalid","message":"epoch must be at least 1","field":"epoch"}}`)
 	})
-	err := client.ReportUsage(t.Context(), []RouteUsage{{ConnectionID: uuid.New(), SessionID: uuid.New()}})
+	err := client.ReportUsage(t.Context(), []accounting.RouteUsage{{ConnectionID: uuid.New(), SessionID: uuid.New()}})
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("ReportUsage answered 400 = %v, want an *APIError", err)
@@ -142,7 +143,7 @@ func TestInternalAPIErrors(t *testing.T) {
 
 	// A wrong token is a 401 APIError, and the token never shows in the error.
 	client.Token = "wrong-secret"
-	err = client.ReportUsage(t.Context(), []RouteUsage{{}})
+	err = client.ReportUsage(t.Context(), []accounting.RouteUsage{{}})
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized || apiErr.Code != "unauthorized" {
 		t.Errorf("ReportUsage with a wrong token = %v, want a 401 APIError", err)
 	}
@@ -154,7 +155,7 @@ func TestInternalAPIErrors(t *testing.T) {
 	_, big := newFakeInternalAPI(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		writeTestJSON(w, http.StatusOK, `{"accepted":1,"pad":"`+strings.Repeat("x", jsonhttp.MaxResponse)+`"}`)
 	})
-	if err := big.ReportUsage(t.Context(), []RouteUsage{{}}); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if err := big.ReportUsage(t.Context(), []accounting.RouteUsage{{}}); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("ReportUsage answered with a body over 1 MiB = %v, want a size error", err)
 	}
 
@@ -164,7 +165,7 @@ func TestInternalAPIErrors(t *testing.T) {
 	defer close(block)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := slow.ReportUsage(ctx, []RouteUsage{{}}); !errors.Is(err, context.Canceled) {
+	if err := slow.ReportUsage(ctx, []accounting.RouteUsage{{}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("ReportUsage with a cancelled context = %v, want context.Canceled", err)
 	}
 }
@@ -177,7 +178,7 @@ func TestInternalAPIReportUsage(t *testing.T) {
 		}
 		writeTestJSON(w, http.StatusOK, `{"accepted":2,"ignored":0}`)
 	})
-	usage := []RouteUsage{
+	usage := []accounting.RouteUsage{
 		{ConnectionID: uuid.New(), SessionID: uuid.New(), Epoch: 3, RxBytes: 100, TxBytes: 20, Limit: 120, LimitReached: true},
 		{ConnectionID: uuid.New(), SessionID: uuid.New(), Epoch: 1},
 	}
@@ -278,7 +279,7 @@ func TestInternalAPIDefaultHTTPClient(t *testing.T) {
 	if client.HTTP != nil {
 		t.Fatal("fixture client has an HTTP client, want nil")
 	}
-	if err := client.ReportUsage(t.Context(), []RouteUsage{{}}); err != nil {
+	if err := client.ReportUsage(t.Context(), []accounting.RouteUsage{{}}); err != nil {
 		t.Errorf("ReportUsage through the default HTTP client = %v", err)
 	}
 }

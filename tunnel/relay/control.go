@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 )
 
@@ -33,13 +34,13 @@ type DeviceLiveness interface {
 // ControlConfig configures a Control.
 type ControlConfig struct {
 	// Routes is the relay's route table. Required.
-	Routes *RouteTable
+	Routes *accounting.RouteTable
 	// Sessions feeds Stats and DeviceLive; nil shows no sessions and zero counters. When it
 	// also implements DeviceLiveness, DeviceLive asks it directly instead of listing every
 	// session.
 	Sessions StatsSource
 	// Reporter, if not nil, gets the final usage of every route the API removes or replaces.
-	Reporter *Reporter
+	Reporter *accounting.Reporter
 	// Log receives route changes; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -49,9 +50,9 @@ type ControlConfig struct {
 // connections in the route table, hands removed routes' final usage to the reporter, and
 // describes the relay for GET /stats.
 type Control struct {
-	routes   *RouteTable
+	routes   *accounting.RouteTable
 	stats    StatsSource
-	reporter *Reporter
+	reporter *accounting.Reporter
 	log      *slog.Logger
 
 	// mu serializes the API's changes to routes and connections, so that the route a POST
@@ -84,13 +85,13 @@ func (c *Control) AddClient(ctx context.Context, reg control.Registration) (cont
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, replacing := c.routes.Lookup(reg.ClientIP)
-	var route *Route
+	var route *accounting.Route
 	if replacing && old.SessionID == reg.SessionID {
 		if old.Quota.ID() != reg.ConnectionID || old.DeviceID != reg.DeviceID {
 			return control.ClientRoute{}, control.ErrSessionConflict
 		}
 		if reg.Epoch == old.Quota.Epoch() {
-			if err := old.Quota.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
+			if err := old.Quota.Merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
 				return control.ClientRoute{}, fmt.Errorf("merge a retried registration: %w", err)
 			}
 			route = old
@@ -99,7 +100,7 @@ func (c *Control) AddClient(ctx context.Context, reg control.Registration) (cont
 	if route == nil {
 		var err error
 		route, err = c.routes.Add(reg)
-		if errors.Is(err, ErrStaleEpoch) {
+		if errors.Is(err, accounting.ErrStaleEpoch) {
 			return control.ClientRoute{}, &control.StaleEpochError{Epoch: reg.Epoch, Current: c.currentEpoch(reg.ConnectionID)}
 		}
 		if err != nil {
@@ -149,7 +150,7 @@ func (c *Control) RemoveClient(ctx context.Context, ip netip.Addr) (control.Remo
 }
 
 // connection finds connection id, routed or remembered (see RouteTable). c.mu must be held.
-func (c *Control) connection(id uuid.UUID) (*Quota, error) {
+func (c *Control) connection(id uuid.UUID) (*accounting.Quota, error) {
 	conn, ok := c.routes.Quota(id)
 	if !ok {
 		return nil, fmt.Errorf("connection %s: %w", id, control.ErrNotFound)
@@ -158,7 +159,7 @@ func (c *Control) connection(id uuid.UUID) (*Quota, error) {
 }
 
 // connectionState is conn's state for the control API's answers.
-func connectionState(conn *Quota) control.ConnectionState {
+func connectionState(conn *accounting.Quota) control.ConnectionState {
 	snap := conn.Snapshot()
 	return control.ConnectionState{ConnectionID: snap.ConnectionID, Blocked: snap.Blocked, Epoch: snap.Epoch,
 		Used: snap.UsedBytes, Limit: snap.LimitBytes}
@@ -255,7 +256,7 @@ func (c *Control) Stats(context.Context) (control.Stats, error) {
 		st.Counters = c.stats.Counters()
 	}
 	for _, list := range []struct {
-		conns  []*Quota
+		conns  []*accounting.Quota
 		routed bool
 	}{{c.routes.Quotas(), true}, {c.routes.Remembered(), false}} {
 		for _, conn := range sortedConnections(list.conns) {
@@ -275,7 +276,7 @@ func (c *Control) Stats(context.Context) (control.Stats, error) {
 }
 
 // sortedConnections orders connections by ID, for a stable GET /stats.
-func sortedConnections(conns []*Quota) []*Quota {
-	slices.SortFunc(conns, func(a, b *Quota) int { return strings.Compare(a.ID().String(), b.ID().String()) })
+func sortedConnections(conns []*accounting.Quota) []*accounting.Quota {
+	slices.SortFunc(conns, func(a, b *accounting.Quota) int { return strings.Compare(a.ID().String(), b.ID().String()) })
 	return conns
 }

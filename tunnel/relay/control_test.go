@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -8,11 +9,13 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 )
 
@@ -22,16 +25,16 @@ const controlTestToken = "control-test-token"
 // running (tests look at what was handed to it) and a fixed stats source.
 type controlFixture struct {
 	t        *testing.T
-	routes   *RouteTable
-	reporter *Reporter
-	sink     *recordingSink
+	routes   *accounting.RouteTable
+	reporter *accounting.Reporter
+	sink     *lastUsage
 	handler  http.Handler
 }
 
 func newControlFixture(t *testing.T) *controlFixture {
 	t.Helper()
-	f := &controlFixture{t: t, routes: &RouteTable{}, sink: &recordingSink{}}
-	f.reporter = NewReporter(ReporterConfig{Routes: f.routes, Sink: f.sink, Log: discardLog()})
+	f := &controlFixture{t: t, routes: &accounting.RouteTable{}, sink: &lastUsage{}}
+	f.reporter = accounting.NewReporter(accounting.ReporterConfig{Routes: f.routes, Sink: f.sink, Log: discardLog()})
 	f.handler = controlHandler(ControlConfig{Routes: f.routes, Sessions: fixedStats{}, Reporter: f.reporter, Log: discardLog()})
 	return f
 }
@@ -153,7 +156,7 @@ func (fixedStats) Sessions() []control.SessionInfo { return []control.SessionInf
 
 func (fixedStats) Counters() control.Counters {
 	var m Metrics
-	m.Forwarded(ToClient, 1200)
+	m.Forwarded(accounting.ToClient, 1200)
 	return m.Counters()
 }
 
@@ -185,7 +188,7 @@ func TestControlAddClient(t *testing.T) {
 
 	// A second client of the same connection in the same epoch shares the tunnel's counters;
 	// "used" reports them, not the API's older figure. A missing session_id gets a new one.
-	r.Admit(300, ToClient)
+	r.Admit(300, accounting.ToClient)
 	rec = f.do(http.MethodPost, "/clients", clientBody("10.9.0.3", conn, dev, `,"limit":6000,"used":0,"epoch":3`))
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("POST /clients (second) = %d %s, want 201", rec.Code, rec.Body.String())
@@ -227,7 +230,7 @@ func TestControlAddClientRetryKeepsRoute(t *testing.T) {
 		t.Fatalf("POST /clients = %d %s", rec.Code, rec.Body.String())
 	}
 	first, _ := f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
-	first.Admit(400, FromClient)
+	first.Admit(400, accounting.FromClient)
 
 	rec := f.do(http.MethodPost, "/clients", body("2000"))
 	if rec.Code != http.StatusCreated {
@@ -259,17 +262,20 @@ func TestControlReplaceHandsOldRouteToReporter(t *testing.T) {
 		t.Fatalf("POST /clients = %d %s", rec.Code, rec.Body.String())
 	}
 	old, _ := f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
-	old.Admit(700, ToClient)
+	old.Admit(700, accounting.ToClient)
 	if rec := f.do(http.MethodPost, "/clients", clientBody("10.9.0.2", connB, dev, `,"epoch":1`)); rec.Code != http.StatusCreated {
 		t.Fatalf("POST /clients replacing = %d %s", rec.Code, rec.Body.String())
 	}
 	if s := f.reporter.Stats(); s.PendingRemoved != 1 {
 		t.Fatalf("reporter PendingRemoved after a replacement = %d, want 1", s.PendingRemoved)
 	}
-	if err := f.reporter.report(t.Context()); err != nil {
+	// A reporter that stops makes its final report at once.
+	ctx, stop := context.WithCancel(t.Context())
+	stop()
+	if err := f.reporter.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := RouteUsage{ConnectionID: connA, SessionID: old.SessionID, Epoch: 1, RxBytes: 700}
+	want := accounting.RouteUsage{ConnectionID: connA, SessionID: old.SessionID, Epoch: 1, RxBytes: 700}
 	if u, ok := f.sink.last(old.SessionID); !ok || u != want {
 		t.Errorf("reported usage of the replaced route = %+v, %v, want %+v", u, ok, want)
 	}
@@ -282,8 +288,8 @@ func TestControlRemoveClient(t *testing.T) {
 		t.Fatalf("POST /clients = %d %s", rec.Code, rec.Body.String())
 	}
 	r, _ := f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
-	r.Admit(100, ToClient)
-	r.Admit(30, FromClient)
+	r.Admit(100, accounting.ToClient)
+	r.Admit(30, accounting.FromClient)
 
 	rec := f.do(http.MethodDelete, "/clients/10.9.0.2", "")
 	if rec.Code != http.StatusOK {
@@ -326,7 +332,7 @@ func TestControlBlockUnblockLimit(t *testing.T) {
 	if want := (connectionAnswer{ConnectionID: conn, Blocked: true, Epoch: 2, Used: 10, Limit: 1000}); got != want {
 		t.Errorf("POST block = %+v, want %+v", got, want)
 	}
-	if r.Admit(1, FromClient) {
+	if r.Admit(1, accounting.FromClient) {
 		t.Error("Admit(1) after block = true, want false")
 	}
 
@@ -334,7 +340,7 @@ func TestControlBlockUnblockLimit(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); rec.Code != http.StatusOK || err != nil || got.Blocked {
 		t.Fatalf("POST unblock = %d %s, want 200 with blocked false", rec.Code, rec.Body.String())
 	}
-	if !r.Admit(1, FromClient) {
+	if !r.Admit(1, accounting.FromClient) {
 		t.Error("Admit(1) after unblock = false, want true")
 	}
 
@@ -342,7 +348,7 @@ func TestControlBlockUnblockLimit(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); rec.Code != http.StatusOK || err != nil || got.Limit != 11 || got.Used != 11 {
 		t.Fatalf("POST limit 11 = %d %s, want 200 with limit 11, used 11", rec.Code, rec.Body.String())
 	}
-	if r.Admit(1, FromClient) {
+	if r.Admit(1, accounting.FromClient) {
 		t.Error("Admit(1) at the new limit = true, want false")
 	}
 	for _, tt := range []struct{ body, code, field string }{
@@ -372,8 +378,8 @@ func TestControlReset(t *testing.T) {
 		t.Fatalf("POST /clients = %d %s", rec.Code, rec.Body.String())
 	}
 	r, _ := f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
-	r.Admit(200, ToClient)
-	r.Admit(50, FromClient)
+	r.Admit(200, accounting.ToClient)
+	r.Admit(50, accounting.FromClient)
 	path := "/connections/" + conn.String() + "/reset"
 
 	rec := f.do(http.MethodPost, path, `{"epoch":2}`)
@@ -387,11 +393,11 @@ func TestControlReset(t *testing.T) {
 		t.Errorf("POST reset epoch 2 = %s, want %+v previous %+v", rec.Body.String(), want, *want.Previous)
 	}
 	if s := r.Quota.Snapshot(); s.Epoch != 2 || s.UsedBytes != 0 {
-		t.Errorf("Snapshot() after reset = %+v, want epoch 2, used 0", s)
+		t.Errorf("accounting.Snapshot() after reset = %+v, want epoch 2, used 0", s)
 	}
 
 	// A retried reset (same or older epoch) changes nothing and is not an error.
-	r.Admit(10, ToClient)
+	r.Admit(10, accounting.ToClient)
 	for _, body := range []string{`{"epoch":2}`, `{"epoch":1}`} {
 		rec = f.do(http.MethodPost, path, body)
 		m := decodeAnswer(t, rec)
@@ -400,7 +406,7 @@ func TestControlReset(t *testing.T) {
 		}
 	}
 	if s := r.Quota.Snapshot(); s.UsedBytes != 10 {
-		t.Errorf("Snapshot().UsedBytes after retried resets = %d, want 10", s.UsedBytes)
+		t.Errorf("accounting.Snapshot().UsedBytes after retried resets = %d, want 10", s.UsedBytes)
 	}
 
 	for _, tt := range []struct{ body, code, field string }{
@@ -423,9 +429,9 @@ func TestControlStats(t *testing.T) {
 		t.Fatalf("POST /clients = %d %s", rec.Code, rec.Body.String())
 	}
 	r, _ := f.routes.Lookup(netip.MustParseAddr("10.9.0.2"))
-	r.Admit(60, ToClient)
-	r.Admit(30, FromClient)
-	r.Admit(20, FromClient) // refused: over the limit
+	r.Admit(60, accounting.ToClient)
+	r.Admit(30, accounting.FromClient)
+	r.Admit(20, accounting.FromClient) // refused: over the limit
 	f.do(http.MethodPost, "/connections/"+conn.String()+"/block", "")
 
 	rec := f.do(http.MethodGet, "/stats", "")
@@ -454,7 +460,7 @@ func TestControlStats(t *testing.T) {
 	}
 
 	// Without a stats source or reporter the lists are empty, not null.
-	bare := controlHandler(ControlConfig{Routes: &RouteTable{}, Log: discardLog()})
+	bare := controlHandler(ControlConfig{Routes: &accounting.RouteTable{}, Log: discardLog()})
 	m := decodeAnswer(t, serveControl(bare, http.MethodGet, "/stats", "Bearer "+controlTestToken, ""))
 	if s, ok := m["sessions"].([]any); !ok || len(s) != 0 {
 		t.Errorf("GET /stats without a source: sessions = %v, want []", m["sessions"])
@@ -479,9 +485,9 @@ func TestControlDeviceLive(t *testing.T) {
 	f := newControlFixture(t)
 	other := uuid.New()
 	liveDev := uuid.New()
-	direct := controlHandler(ControlConfig{Routes: &RouteTable{},
+	direct := controlHandler(ControlConfig{Routes: &accounting.RouteTable{},
 		Sessions: livenessStats{live: map[uuid.UUID]bool{liveDev: true}}, Log: discardLog()})
-	none := controlHandler(ControlConfig{Routes: &RouteTable{}, Log: discardLog()})
+	none := controlHandler(ControlConfig{Routes: &accounting.RouteTable{}, Log: discardLog()})
 	for _, tc := range []struct {
 		name string
 		h    http.Handler
@@ -512,7 +518,7 @@ func TestControlDeviceLive(t *testing.T) {
 	// A session that is listed but not live does not count.
 	stale := fixedSession
 	stale.Live = false
-	notLive := controlHandler(ControlConfig{Routes: &RouteTable{}, Sessions: staticSessions{stale}, Log: discardLog()})
+	notLive := controlHandler(ControlConfig{Routes: &accounting.RouteTable{}, Sessions: staticSessions{stale}, Log: discardLog()})
 	rec := serveControl(notLive, http.MethodGet, "/devices/"+stale.DeviceID.String(), "Bearer "+controlTestToken, "")
 	if m := decodeAnswer(t, rec); m["live"] != false {
 		t.Errorf("GET /devices/%s with a stale session = %v, want live false", stale.DeviceID, m)
@@ -565,4 +571,30 @@ func TestControlDeviceLiveRelay(t *testing.T) {
 	if other := uuid.New(); f.relay.DeviceLive(other) {
 		t.Errorf("DeviceLive(%s) of an unknown device = true, want false", other)
 	}
+}
+
+// lastUsage is a UsageSink that keeps each session's last delivered usage.
+type lastUsage struct {
+	mu   sync.Mutex // protects seen
+	seen map[uuid.UUID]accounting.RouteUsage
+}
+
+func (s *lastUsage) ReportUsage(_ context.Context, usage []accounting.RouteUsage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[uuid.UUID]accounting.RouteUsage)
+	}
+	for _, u := range usage {
+		s.seen[u.SessionID] = u
+	}
+	return nil
+}
+
+// last returns the last delivered usage of a session.
+func (s *lastUsage) last(session uuid.UUID) (accounting.RouteUsage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.seen[session]
+	return u, ok
 }

@@ -29,10 +29,3 @@ type Directory interface {
 	// key, so that the tunnel ends their sessions.
 	Gone(ctx context.Context, devices []Device) ([]uuid.UUID, error)
 }
-
-// UsageSink receives the usage reporter's reports: in production POST /internal/v1/usage.
-type UsageSink interface {
-	// ReportUsage delivers cumulative counters of route sessions. Delivering the same report
-	// twice is harmless. An error means the report should be retried.
-	ReportUsage(ctx context.Context, usage []RouteUsage) error
-}

@@ -3,14 +3,15 @@
 // device sessions, and accounts every packet to its proxy connection in the packet path.
 //
 // It holds the data plane (DataPlane: handshake admission under flood, the record of devices,
-// the packet loops), the routes and per-connection accounting (RouteTable, Route, Quota), the
-// usage reporter (Reporter), the relay's client of the API's internal endpoints (InternalAPI,
-// its Directory and UsageSink), the relay's side of the control API (Control, which package
+// the packet loops, which count every packet through package accounting), the relay's client
+// of the API's internal endpoints (InternalAPI: its Directory, and the accounting Reporter's
+// UsageSink), the relay's side of the control API (Control, which package
 // control serves over HTTP), the kernel routing around cg0 (SetupRelayRouting), the re-routing
 // of OpenVPN's clients after a restart (ResyncOpenVPN), and the process that runs them all
 // (Run).
 //
-// It does not hold the protocol (package wire), the sockets and the TUN (package netio), the
-// control API's HTTP server and client (package control), nor the device side (package
-// uplink): a phone's agent links none of this package.
+// It does not hold the routes and per-connection accounting (package accounting), the
+// protocol (package wire), the sockets and the TUN (package netio), the control API's HTTP
+// server and client (package control), nor the device side (package uplink): a phone's agent
+// links none of this package.
 package relay

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 )
 
 // resyncWait is how long a restarted relay waits for OpenVPN's management interface before it
@@ -41,7 +42,7 @@ type ClientRouter interface {
 // cannot be reached) — is told to restart (client-kill): it logs in again and hears why, or
 // retries after the TEMP backoff, instead of staying connected with nowhere for its packets
 // to go. It returns the number routed.
-func ResyncOpenVPN(ctx context.Context, clients OpenVPNClients, routes *RouteTable, router ClientRouter, log *slog.Logger) (int, error) {
+func ResyncOpenVPN(ctx context.Context, clients OpenVPNClients, routes *accounting.RouteTable, router ClientRouter, log *slog.Logger) (int, error) {
 	deadline := time.Now().Add(resyncWait)
 	for !clients.Connected() {
 		if time.Now().After(deadline) {

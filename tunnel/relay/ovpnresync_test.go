@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 )
 
@@ -37,7 +38,7 @@ func (f fakeOpenVPN) ClientKill(_ context.Context, cid uint64, message string) e
 
 // fakeRouter routes as the API would, refusing the names in refuse.
 type fakeRouter struct {
-	routes    *RouteTable
+	routes    *accounting.RouteTable
 	refuse    string
 	undecided string
 	mu        sync.Mutex
@@ -59,7 +60,7 @@ func (r *fakeRouter) RouteOpenVPNClient(_ context.Context, cn string, ip netip.A
 }
 
 func TestResyncOpenVPN(t *testing.T) {
-	routes := &RouteTable{}
+	routes := &accounting.RouteTable{}
 	kept := netip.MustParseAddr("10.9.0.2")
 	if _, err := routes.Add(control.Registration{ClientIP: kept, ConnectionID: uuid.New(), DeviceID: uuid.New(), SessionID: uuid.New(), Epoch: 1}); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cellgate/cellgate/ratelimit"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -36,7 +37,7 @@ type DataPlaneConfig struct {
 	// MTU is the largest packet read from or written to the TUN.
 	MTU int
 	// Routes are the client routes the control API maintains.
-	Routes *RouteTable
+	Routes *accounting.RouteTable
 	// Directory knows the devices' keys.
 	Directory Directory
 	// Log receives the relay's events (never one line per packet).
@@ -332,7 +333,7 @@ func (r *DataPlane) handleDatagrams(d *netio.Datagrams, tb *netio.TUNBatch, repl
 		return
 	}
 	for _, n := range tb.Lens {
-		r.metrics.Forwarded(ToClient, n)
+		r.metrics.Forwarded(accounting.ToClient, n)
 	}
 }
 
@@ -415,7 +416,7 @@ func (r *DataPlane) handleTransport(p wire.Packet, from netip.AddrPort, out []by
 		r.metrics.Drop(wire.DropWrongDevice)
 		return nil
 	}
-	if !r.cfg.NoAccounting && !route.Admit(len(plain), ToClient) {
+	if !r.cfg.NoAccounting && !route.Admit(len(plain), accounting.ToClient) {
 		r.metrics.Drop(refusal(route))
 		return nil
 	}
@@ -423,7 +424,7 @@ func (r *DataPlane) handleTransport(p wire.Packet, from netip.AddrPort, out []by
 }
 
 // refusal names why route's connection refused a packet.
-func refusal(route *Route) wire.Drop {
+func refusal(route *accounting.Route) wire.Drop {
 	if route.Quota.Blocked() {
 		return wire.DropBlocked
 	}
@@ -478,7 +479,7 @@ func (r *DataPlane) sendBatch(io netio.BatchIO, o *netio.Outbox) error {
 	err := io.Write(o)
 	for i := range o.N {
 		if o.OK[i] {
-			r.metrics.Forwarded(FromClient, o.Lens[i])
+			r.metrics.Forwarded(accounting.FromClient, o.Lens[i])
 		} else {
 			r.metrics.Drop(wire.DropWriteFailed)
 		}
@@ -510,7 +511,7 @@ func (r *DataPlane) handleClientPacket(buf []byte, n int, o *netio.Outbox) {
 		return
 	}
 	sess, ep := pe.current.Load(), pe.endpoint.Load()
-	if !r.cfg.NoAccounting && !route.Admit(n, FromClient) {
+	if !r.cfg.NoAccounting && !route.Admit(n, accounting.FromClient) {
 		r.metrics.Drop(refusal(route))
 		return
 	}

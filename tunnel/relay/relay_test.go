@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
@@ -92,7 +93,7 @@ type relayFixture struct {
 	key    wire.KeyPair
 	addr   netip.AddrPort
 	tun    *tuntest.Device
-	routes *RouteTable
+	routes *accounting.RouteTable
 	dir    *mapDirectory
 }
 
@@ -112,7 +113,7 @@ func newRelayFixtureAt(t *testing.T, tweak func(*DataPlaneConfig), now func() ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &relayFixture{t: t, key: key, tun: tuntest.New(64), routes: &RouteTable{}, dir: &mapDirectory{},
+	f := &relayFixture{t: t, key: key, tun: tuntest.New(64), routes: &accounting.RouteTable{}, dir: &mapDirectory{},
 		addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
 	cfg := DataPlaneConfig{Key: key, TUN: f.tun, Conn: conn, Routes: f.routes, Directory: f.dir,
 		RevalidateEvery: 50 * time.Millisecond}
@@ -272,7 +273,7 @@ func ipv4Packet(src, dst string, size int) []byte {
 	return b
 }
 
-func (f *relayFixture) route(client string, dev *testDevice, limit int64) *Route {
+func (f *relayFixture) route(client string, dev *testDevice, limit int64) *accounting.Route {
 	f.t.Helper()
 	r, err := f.routes.Add(control.Registration{ClientIP: netip.MustParseAddr(client), ConnectionID: uuid.New(),
 		DeviceID: dev.dev.ID, SessionID: uuid.New(), Limit: limit, Epoch: 1})
@@ -347,7 +348,7 @@ func TestRelayForwardsBothWays(t *testing.T) {
 		t.Errorf("device got %d bytes, want the client's %d", len(got), len(up))
 	}
 
-	if got, want := r.Usage(), (RouteUsage{ConnectionID: r.Quota.ID(), SessionID: r.SessionID, Epoch: 1, RxBytes: 1200, TxBytes: 300}); got != want {
+	if got, want := r.Usage(), (accounting.RouteUsage{ConnectionID: r.Quota.ID(), SessionID: r.SessionID, Epoch: 1, RxBytes: 1200, TxBytes: 300}); got != want {
 		t.Errorf("route Usage() = %+v, want %+v", got, want)
 	}
 	// The relay counts a packet after writing it, a moment after the other side has it.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/openvpn"
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/netio"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -82,11 +83,11 @@ type process struct {
 	log      *slog.Logger
 	key      wire.KeyPair
 	side     *hostSide
-	routes   *RouteTable
+	routes   *accounting.RouteTable
 	api      *InternalAPI
 	plane    *DataPlane
 	mgmt     *openvpn.Management // nil without OpenVPN
-	reporter *Reporter
+	reporter *accounting.Reporter
 	control  *http.Server
 	listener net.Listener
 }
@@ -104,7 +105,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, h host) error {
 	if err != nil {
 		return err
 	}
-	p := &process{cfg: cfg, log: log, key: key, side: side, routes: &RouteTable{Grace: cfg.UsageGrace},
+	p := &process{cfg: cfg, log: log, key: key, side: side, routes: &accounting.RouteTable{Grace: cfg.UsageGrace},
 		api: &InternalAPI{BaseURL: cfg.InternalURL, Token: cfg.InternalToken}}
 	if err := p.build(); err != nil {
 		side.close()
@@ -135,7 +136,7 @@ func (p *process) build() error {
 		}
 		sessions = p.mgmt
 	}
-	p.reporter = NewReporter(ReporterConfig{Routes: p.routes, Sink: p.api, Interval: p.cfg.ReportEvery, Log: p.log})
+	p.reporter = accounting.NewReporter(accounting.ReporterConfig{Routes: p.routes, Sink: p.api, Interval: p.cfg.ReportEvery, Log: p.log})
 	p.control = control.NewHTTPServer(control.NewHandler(control.Config{Token: p.cfg.ControlToken,
 		Relay:   NewControl(ControlConfig{Routes: p.routes, Sessions: plane, Reporter: p.reporter, Log: p.log}),
 		OpenVPN: sessions, Log: p.log}))

@@ -3,6 +3,7 @@ package relay
 import (
 	"sync/atomic"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
@@ -31,8 +32,8 @@ func (m *Metrics) Drop(d wire.Drop) {
 }
 
 // Forwarded counts one packet of n bytes forwarded in direction dir.
-func (m *Metrics) Forwarded(dir Direction, n int) {
-	if dir == ToClient {
+func (m *Metrics) Forwarded(dir accounting.Direction, n int) {
+	if dir == accounting.ToClient {
 		m.toClientPackets.Add(1)
 		m.toClientBytes.Add(uint64(n))
 	} else {

@@ -38,6 +38,7 @@ import (
 	"github.com/google/uuid"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/cellgate/cellgate/tunnel/relay"
 	"github.com/cellgate/cellgate/tunnel/tuntest"
@@ -125,7 +126,7 @@ func runRelay() error {
 		return err
 	}
 	tun := tuntest.New(64)
-	plane, err := relay.NewDataPlane(relay.DataPlaneConfig{Key: key, TUN: tun, Conn: conn, Routes: &relay.RouteTable{}, Directory: dir})
+	plane, err := relay.NewDataPlane(relay.DataPlaneConfig{Key: key, TUN: tun, Conn: conn, Routes: &accounting.RouteTable{}, Directory: dir})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package relay
+package accounting
 
 // This file and accounting.go hold the routing and accounting state the packet path reads: a
 // RouteTable from client IP to Route, and a Quota with lock-free counters per proxy
@@ -204,7 +204,7 @@ func (t *RouteTable) Add(reg control.Registration) (*Route, error) {
 	conn := t.known(reg.ConnectionID)
 	if conn == nil {
 		conn = NewQuota(reg.ConnectionID, reg.Limit, reg.Used, reg.Epoch)
-	} else if err := conn.merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
+	} else if err := conn.Merge(reg.Limit, reg.Used, reg.Epoch); err != nil {
 		return nil, fmt.Errorf("route %v: connection %v epoch %d < %d: %w",
 			ip, reg.ConnectionID, reg.Epoch, conn.Epoch(), err)
 	}

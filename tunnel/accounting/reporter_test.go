@@ -1,9 +1,10 @@
-package relay
+package accounting
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,9 @@ import (
 	"github.com/cellgate/cellgate/tunnel/control"
 	"github.com/google/uuid"
 )
+
+// discardLog is a logger that writes nowhere.
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // recordingSink is a UsageSink that records every report; fail, if set, decides whether a call
 // fails (before anything is recorded).

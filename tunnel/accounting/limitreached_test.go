@@ -1,4 +1,4 @@
-package relay
+package accounting
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package relay
+package accounting
 
 import (
 	"math/rand/v2"

@@ -1,4 +1,4 @@
-package relay
+package accounting
 
 import (
 	"context"
@@ -454,4 +454,11 @@ func (r *Reporter) pollLimits() bool {
 		}
 	}
 	return len(r.hit) > 0
+}
+
+// UsageSink receives the usage reporter's reports: in production POST /internal/v1/usage.
+type UsageSink interface {
+	// ReportUsage delivers cumulative counters of route sessions. Delivering the same report
+	// twice is harmless. An error means the report should be retried.
+	ReportUsage(ctx context.Context, usage []RouteUsage) error
 }

@@ -1,4 +1,4 @@
-package relay
+package accounting
 
 import (
 	"sync/atomic"
@@ -209,7 +209,7 @@ func (c *Quota) reset(epoch uint64, base int64) (Snapshot, bool) {
 	}
 }
 
-// merge takes a route registration's figures (the API's) for a connection whose counters the
+// Merge takes a route registration's figures (the API's) for a connection whose counters the
 // tunnel already has, routed or remembered (see RouteTable), so that the larger figure
 // always counts and a reconnect never buys bytes:
 //
@@ -222,7 +222,7 @@ func (c *Quota) reset(epoch uint64, base int64) (Snapshot, bool) {
 //     and tells the relay so too, but the registration may come first).
 //
 // In every case the limit becomes limit. The caller serializes merges of one connection.
-func (c *Quota) merge(limit, used int64, epoch uint64) error {
+func (c *Quota) Merge(limit, used int64, epoch uint64) error {
 	cur := c.cur.Load()
 	switch {
 	case epoch < cur.epoch:
