@@ -24,22 +24,6 @@ type RelayControl interface {
 	KillSessions(ctx context.Context, username string) error
 }
 
-// QuotaSnapshot is a connection's quota as Postgres holds it, read when its quota workflow
-// starts.
-type QuotaSnapshot struct {
-	ConnectionID uuid.UUID
-	OperatorID   uuid.UUID
-	DeviceID     uuid.UUID
-	DeviceName   string
-	Name         string
-	Username     string
-	Limit        int64 // 0: unlimited
-	Used         int64
-	Epoch        int64
-	CutOff       bool
-	CutOffAt     *time.Time
-}
-
 // gone turns a missing connection into the non-retryable ErrConnectionGone.
 func gone(err error) error {
 	if errors.Is(err, store.ErrNotFound) {
@@ -49,13 +33,12 @@ func gone(err error) error {
 }
 
 // LoadQuota reads a connection's quota. A deleted connection is ErrConnectionGone.
-func (a *Activities) LoadQuota(ctx context.Context, connectionID uuid.UUID) (QuotaSnapshot, error) {
+func (a *Activities) LoadQuota(ctx context.Context, connectionID uuid.UUID) (store.QuotaRow, error) {
 	q, err := a.Store.QuotaRow(ctx, connectionID)
 	if err != nil {
-		return QuotaSnapshot{}, gone(err)
+		return store.QuotaRow{}, gone(err)
 	}
-	return QuotaSnapshot{ConnectionID: q.ConnectionID, OperatorID: q.OperatorID, DeviceID: q.DeviceID, DeviceName: q.DeviceName, Name: q.Name,
-		Username: q.Username, Limit: q.Limit, Used: q.Used, Epoch: q.Epoch, CutOff: q.CutOff, CutOffAt: q.CutOffAt}, nil
+	return q, nil
 }
 
 // SaveUsageInput is a connection's usage in an epoch, and optionally its cut-off state.

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/webhook"
 )
 
@@ -145,7 +146,7 @@ func (q *quota) load(ctx workflow.Context, carried *QuotaState) (gone bool, err 
 		q.st = *carried
 	} else {
 		var a *activities.Activities
-		var snap activities.QuotaSnapshot
+		var snap store.QuotaRow
 		err := workflow.ExecuteActivity(ctx, a.LoadQuota, q.id).Get(ctx, &snap)
 		if isConnectionGone(err) {
 			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")

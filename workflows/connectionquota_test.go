@@ -31,13 +31,13 @@ type quotaHarness struct {
 	env   *testsuite.TestWorkflowEnvironment
 	start time.Time
 	conn  uuid.UUID
-	snap  activities.QuotaSnapshot
+	snap  store.QuotaRow
 	input workflows.ConnectionQuotaInput
 
 	// Set before run: answers of SaveUsage and DeliverWebhook (nil: success).
 	save    func(in activities.SaveUsageInput) (activities.SaveUsageResult, error)
 	deliver func(in activities.DeliverInput) (activities.DeliverResult, error)
-	load    func() (activities.QuotaSnapshot, error)
+	load    func() (store.QuotaRow, error)
 	// blockTakes is how long BlockAtRelays takes, in workflow time.
 	blockTakes time.Duration
 
@@ -87,13 +87,13 @@ func newQuotaHarness(t *testing.T, limit int64) *quotaHarness {
 	h := &quotaHarness{t: t, env: s.NewTestWorkflowEnvironment(), start: startTime, conn: quotaConn}
 	h.env.SetStartTime(startTime)
 	h.env.SetTestTimeout(60 * time.Second)
-	h.snap = activities.QuotaSnapshot{ConnectionID: quotaConn, OperatorID: quotaOperator, DeviceID: quotaDevice,
+	h.snap = store.QuotaRow{ConnectionID: quotaConn, OperatorID: quotaOperator, DeviceID: quotaDevice,
 		DeviceName: "phone 1", Name: "customer 1", Username: "cust1", Limit: limit, Epoch: 1}
 	h.input = workflows.ConnectionQuotaInput{ConnectionID: quotaConn}
 	a := &activities.Activities{}
 	h.env.RegisterActivity(a)
 	h.env.OnActivity(a.LoadQuota, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, id uuid.UUID) (activities.QuotaSnapshot, error) {
+		func(_ context.Context, id uuid.UUID) (store.QuotaRow, error) {
 			snap, err := h.snap, error(nil)
 			if h.load != nil {
 				snap, err = h.load()
@@ -783,7 +783,7 @@ func TestQuotaEndsWhenConnectionGone(t *testing.T) {
 	gone := temporal.NewNonRetryableApplicationError("connection was deleted", activities.ErrConnectionGone, nil)
 	t.Run("at load", func(t *testing.T) {
 		h := newQuotaHarness(t, 1000)
-		h.load = func() (activities.QuotaSnapshot, error) { return activities.QuotaSnapshot{}, gone }
+		h.load = func() (store.QuotaRow, error) { return store.QuotaRow{}, gone }
 		h.reportAt(0, 1, open(session1, 5000))
 		h.env.ExecuteWorkflow(workflows.ConnectionQuota, h.input)
 		if !h.env.IsWorkflowCompleted() || h.env.GetWorkflowError() != nil {
