@@ -251,8 +251,8 @@ func (s *Server) updateConnection(c *gin.Context) error {
 		// Postgres has the new limit already, and a workflow that starts reads it from there.
 		q := store.QuotaRow{ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID,
 			Name: conn.Name, Username: conn.Username}
-		s.flushUsage(ctx, conn.ID) // a lower limit is measured against every acknowledged byte
-		if err := s.signalQuota(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
+		s.quotas.Flush(ctx, conn.ID) // a lower limit is measured against every acknowledged byte
+		if err := s.quotas.Signal(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
 			s.log.WarnContext(ctx, "limit change not handed to the quota workflow", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
 			return &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 				Message: "the limit is saved, but the quota workflow did not take it; send the change again"}
@@ -277,7 +277,7 @@ func (s *Server) deleteConnection(c *gin.Context) error {
 		return err
 	}
 	s.ovpn.revoke(ctx, conn, "deleted")
-	s.endQuota(ctx, conn.ID)
+	s.quotas.End(ctx, conn.ID)
 	c.Status(http.StatusNoContent)
 	return nil
 }

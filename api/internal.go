@@ -158,7 +158,7 @@ func (s *Server) goneDevices(c *gin.Context) error {
 // POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes","limit"?,"limit_reached"?}]:
 // cumulative counters of route sessions → {"accepted","ignored"}. Each connection's entries
 // go to its ConnectionQuota workflow as one UsageSignal per epoch, or are held and merged into
-// the connection's next one (deliverUsage, usageHold); entries of connections that do not
+// the connection's next one (quotas.Desk.DeliverUsage); entries of connections that do not
 // exist are ignored. 503 when Temporal did not take a signal: the relay sends the report
 // again, and since counters are cumulative nothing is counted twice.
 func (s *Server) recordUsage(c *gin.Context) error {
@@ -177,7 +177,7 @@ func (s *Server) recordUsage(c *gin.Context) error {
 		}
 		usage[i] = u
 	}
-	accepted, err := s.deliverUsage(c.Request.Context(), usage, false)
+	accepted, err := s.quotas.DeliverUsage(c.Request.Context(), usage, false)
 	if err != nil {
 		s.log.WarnContext(c.Request.Context(), "usage report not handed to the quota workflows", slog.Any("err", err))
 		return errUnavailable

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/proxyauth"
+	"github.com/cellgate/cellgate/quotas"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/control"
 )
@@ -59,7 +60,7 @@ func (s *Server) newOpenVPN() *openVPN {
 	if o.killer == nil && o.tunnel != nil {
 		o.killer = o.tunnel // the relay holds the OpenVPN management connection
 	}
-	o.auth = proxyauth.New(s.cfg.OpenVPNAuth, s.store, proxyauth.Admission{Usage: s.quotaRefusal, Devices: o.sessions}, s.log)
+	o.auth = proxyauth.New(s.cfg.OpenVPNAuth, s.store, proxyauth.Admission{Usage: s.quotas.Refusal, Devices: o.sessions}, s.log)
 	return o
 }
 
@@ -180,22 +181,21 @@ func (o *openVPN) connection(ctx context.Context, username string) (store.Connec
 }
 
 // usage is the usage a connection's route counts from: its quota workflow's figure (see
-// Server.admission), or the refusal that keeps the client out when the connection is used up
+// quotas.Desk.Admit), or the refusal that keeps the client out when the connection is used up
 // or its usage cannot be decided now.
 func (o *openVPN) usage(ctx context.Context, conn store.Connection) (int64, error) {
-	adm, err := o.s.admission(ctx, savedQuota{id: conn.ID, limit: conn.BandwidthLimit, used: conn.BandwidthUsed,
-		epoch: conn.UsageEpoch, cutOff: conn.CutOff})
+	adm, err := o.s.quotas.Admit(ctx, conn)
 	switch {
-	case errors.Is(err, errQuotaUndecided):
+	case errors.Is(err, quotas.ErrUndecided):
 		return 0, &Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: string(proxyauth.ReasonQuotaUnavailable)}
 	case err != nil:
 		return 0, err
-	case adm.exhausted:
+	case adm.Exhausted:
 		o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", conn.Username),
 			slog.String("reason", string(proxyauth.ReasonQuotaExceeded)))
 		return 0, &Error{Status: http.StatusForbidden, Code: "refused", Message: string(proxyauth.ReasonQuotaExceeded)}
 	}
-	return adm.used, nil
+	return adm.Used, nil
 }
 
 // ovpnBytes are OpenVPN's final counters of a client: bytes_received is what the client
@@ -265,7 +265,7 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 		// fatal (the relay's last report has most of them), so a failure is only logged.
 		closing := []store.RouteUsage{{ConnectionID: final.ConnectionID, SessionID: final.SessionID,
 			Epoch: int64(final.Epoch), RxBytes: final.RxBytes, TxBytes: final.TxBytes}}
-		if _, err := o.s.deliverUsage(ctx, closing, true); err != nil {
+		if _, err := o.s.quotas.DeliverUsage(ctx, closing, true); err != nil {
 			o.s.log.WarnContext(ctx, "final usage of a closed session not handed to its quota workflow",
 				slog.String("session_id", final.SessionID.String()), slog.Any("err", err))
 		}

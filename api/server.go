@@ -24,6 +24,7 @@ import (
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/proxyauth"
+	"github.com/cellgate/cellgate/quotas"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -144,6 +145,9 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultUsageSignalInterval is Config.UsageSignalInterval's default.
+const DefaultUsageSignalInterval = quotas.DefaultSignalInterval
+
 // DefaultInternalListen is the internal listener's default address: loopback, for a relay
 // on the API's host.
 const DefaultInternalListen = "127.0.0.1:8090"
@@ -176,8 +180,8 @@ type Server struct {
 	// ovpn is the OpenVPN hooks' side: their credential engine, which the handlers that
 	// change credentials revoke from, and the relay they route clients through.
 	ovpn *openVPN
-	// hold merges usage reports that ask for no action between a connection's signals.
-	hold *usageHold
+	// quotas reaches connections' quota workflows (usage, limits, figures, admission).
+	quotas *quotas.Desk
 	// ready logs /readyz's failing checks.
 	ready readyLog
 }
@@ -209,10 +213,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	s.quotas = quotas.New(st, tc, log, cfg.UsageSignalInterval)
 	s.ovpn = s.newOpenVPN()
-	s.hold = newUsageHold(cfg.UsageSignalInterval, log, func(ctx context.Context, q store.QuotaRow, r workflows.UsageReport) error {
-		return s.signalQuota(ctx, q, workflows.UsageSignal, r)
-	})
 	s.routes()
 	if cfg.InternalToken != "" {
 		// No trusted proxies: on the internal listener the connection's peer is the caller.
@@ -355,7 +357,7 @@ func httpServer(h http.Handler) *http.Server {
 // Serve calls it after the last request; a Server used through Handler should call it when
 // it is done with it. Reports that come after Close are signalled as they come.
 func (s *Server) Close(ctx context.Context) error {
-	if err := s.hold.Close(ctx); err != nil {
+	if err := s.quotas.Close(ctx); err != nil {
 		return fmt.Errorf("held usage not handed to the quota workflows: %w", err)
 	}
 	return nil
