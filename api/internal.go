@@ -8,17 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -41,12 +40,9 @@ const MaxReportEntries = 10000
 // address (IPv6: its /64) gets answered 401 a minute; more get 429 with Retry-After.
 const InternalFailuresPerMinute = 10
 
-var errInternalTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-	Message: fmt.Sprintf("request body is larger than %d bytes", MaxInternalBodyBytes)}
-
 var (
-	errInternalUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
-	errInternalRateLimited  = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+	errInternalUnauthorized = &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
+	errInternalRateLimited  = &httpjson.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 		Message: "too many requests without the internal token; try again later"}
 )
 
@@ -114,7 +110,7 @@ func (s *Server) goneDevices(c *gin.Context) error {
 	var req struct {
 		Devices *[]json.RawMessage `json:"devices"`
 	}
-	if err := decodeInternal(c, &req, "object"); err != nil {
+	if err := decodeInternal(c, &req); err != nil {
 		return err
 	}
 	if req.Devices == nil {
@@ -163,7 +159,7 @@ func (s *Server) goneDevices(c *gin.Context) error {
 // again, and since counters are cumulative nothing is counted twice.
 func (s *Server) recordUsage(c *gin.Context) error {
 	var entries []json.RawMessage
-	if err := decodeInternal(c, &entries, "array"); err != nil {
+	if err := decodeInternal(c, &entries); err != nil {
 		return err
 	}
 	if n := len(entries); n < 1 || n > MaxReportEntries {
@@ -247,39 +243,12 @@ func requiredUUID(s *string, field string) (uuid.UUID, error) {
 }
 
 // decodeInternal is decode for the internal API: a body of up to MaxInternalBodyBytes that
-// holds exactly one JSON value of the kind want ("object" or "array").
-func decodeInternal(c *gin.Context, v any, want string) error {
-	if !jsonContent(c.Request) {
-		return errMediaType
+// holds exactly one JSON value of v's kind (an array for a slice, else an object).
+func decodeInternal(c *gin.Context, v any) error {
+	if err := httpjson.RequireJSON(c.Request); err != nil {
+		return err
 	}
-	if c.Request.ContentLength > MaxInternalBodyBytes {
-		return errInternalTooLarge
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxInternalBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var (
-			maxErr  *http.MaxBytesError
-			typeErr *json.UnmarshalTypeError
-		)
-		switch {
-		case errors.As(err, &maxErr):
-			return errInternalTooLarge
-		case errors.As(err, &typeErr) && typeErr.Field == "":
-			return badRequest("", "invalid_json", "request body must be a JSON %s", want)
-		case errors.As(err, &typeErr) && typeErr.Type.Kind() == reflect.Slice:
-			return badRequest(typeErr.Field, "invalid_type", "%s must be an array", typeErr.Field)
-		}
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return errInternalTooLarge
-		}
-		return badRequest("", "invalid_json", "request body must hold a single JSON %s", want)
-	}
-	return nil
+	return httpjson.Decode(c.Writer, c.Request, v, MaxInternalBodyBytes)
 }
 
 // decodeElement decodes one element of a list in a request body strictly into the struct v;
@@ -298,8 +267,8 @@ func decodeElement(raw json.RawMessage, v any, path string) error {
 	if errors.As(err, &typeErr) && typeErr.Field == "" {
 		return badRequest(path, "invalid_type", "%s must be an object", path)
 	}
-	var apiErr *Error
-	if !errors.As(decodeError(err), &apiErr) || apiErr.Field == "" {
+	apiErr := httpjson.BadJSON(err)
+	if apiErr.Field == "" {
 		return badRequest(path, "invalid", "%s is not valid: %v", path, err)
 	}
 	field := path + "." + apiErr.Field

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/quotas"
 	"github.com/cellgate/cellgate/store"
@@ -80,7 +81,7 @@ func (o *openVPN) authenticate(c *gin.Context) error {
 		Password    *string `json:"password"`
 		UntrustedIP *string `json:"untrusted_ip"`
 	}
-	if err := decodeInternal(c, &req, "object"); err != nil {
+	if err := decodeInternal(c, &req); err != nil {
 		return err
 	}
 	if err := checkLength("username", req.Username, maxOvpnUsername); err != nil {
@@ -118,7 +119,7 @@ func (o *openVPN) connect(c *gin.Context) error {
 		PoolIP      *string `json:"pool_ip"`
 		UntrustedIP *string `json:"untrusted_ip"`
 	}
-	if err := decodeInternal(c, &req, "object"); err != nil {
+	if err := decodeInternal(c, &req); err != nil {
 		return err
 	}
 	if err := checkLength("common_name", req.CommonName, maxOvpnUsername); err != nil {
@@ -134,7 +135,7 @@ func (o *openVPN) connect(c *gin.Context) error {
 		}
 	}
 	if o.tunnel == nil {
-		return &Error{Status: http.StatusServiceUnavailable, Code: "no_tunnel", Message: "no tunnel configured"}
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "no_tunnel", Message: "no tunnel configured"}
 	}
 	ctx := c.Request.Context()
 	conn, err := o.connection(ctx, *req.CommonName)
@@ -177,7 +178,7 @@ func (o *openVPN) connection(ctx context.Context, username string) (store.Connec
 		return conn, nil
 	}
 	o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", username), slog.String("reason", reason))
-	return conn, &Error{Status: http.StatusForbidden, Code: "refused", Message: reason}
+	return conn, &httpjson.Error{Status: http.StatusForbidden, Code: "refused", Message: reason}
 }
 
 // usage is the usage a connection's route counts from: its quota workflow's figure (see
@@ -187,13 +188,13 @@ func (o *openVPN) usage(ctx context.Context, conn store.Connection) (int64, erro
 	adm, err := o.s.quotas.Admit(ctx, conn)
 	switch {
 	case errors.Is(err, quotas.ErrUndecided):
-		return 0, &Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: string(proxyauth.ReasonQuotaUnavailable)}
+		return 0, &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: string(proxyauth.ReasonQuotaUnavailable)}
 	case err != nil:
 		return 0, err
 	case adm.Exhausted:
 		o.s.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", conn.Username),
 			slog.String("reason", string(proxyauth.ReasonQuotaExceeded)))
-		return 0, &Error{Status: http.StatusForbidden, Code: "refused", Message: string(proxyauth.ReasonQuotaExceeded)}
+		return 0, &httpjson.Error{Status: http.StatusForbidden, Code: "refused", Message: string(proxyauth.ReasonQuotaExceeded)}
 	}
 	return adm.Used, nil
 }
@@ -225,7 +226,7 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 		BytesReceived *int64  `json:"bytes_received"`
 		BytesSent     *int64  `json:"bytes_sent"`
 	}
-	if err := decodeInternal(c, &req, "object"); err != nil {
+	if err := decodeInternal(c, &req); err != nil {
 		return err
 	}
 	if err := checkLength("common_name", req.CommonName, maxOvpnUsername); err != nil {
@@ -288,10 +289,10 @@ func (o *openVPN) disconnect(c *gin.Context) error {
 func (o *openVPN) tunnelError(ctx context.Context, what string, err error) error {
 	o.s.log.WarnContext(ctx, "openvpn hook: tunnel control call failed", slog.String("call", what), slog.Any("err", err))
 	if ce := (*control.Error)(nil); errors.As(err, &ce) {
-		return &Error{Status: http.StatusBadGateway, Code: "tunnel_refused",
+		return &httpjson.Error{Status: http.StatusBadGateway, Code: "tunnel_refused",
 			Message: "the tunnel refused to " + what + " the client: " + ce.Code}
 	}
-	return &Error{Status: http.StatusServiceUnavailable, Code: "tunnel_unavailable",
+	return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "tunnel_unavailable",
 		Message: "the tunnel control API cannot be reached"}
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -150,7 +151,7 @@ func (s *Server) resetUsage(ctx context.Context, conn store.Connection, p store.
 			return res, errNotFound
 		}
 		if ctx.Err() != nil {
-			return res, &Error{Status: http.StatusGatewayTimeout, Code: "timeout",
+			return res, &httpjson.Error{Status: http.StatusGatewayTimeout, Code: "timeout",
 				Message: "the reset did not finish within 10 s; it goes on, see workflow " + run.GetID()}
 		}
 		return res, err

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/quotas"
@@ -235,15 +236,17 @@ func (s *Server) newEngine(trustedProxies []string) (*gin.Engine, error) {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	e.Use(s.recover, s.logRequests)
-	e.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": &Error{Code: "not_found", Message: "no such route"}})
-	})
+	e.NoRoute(func(c *gin.Context) { s.writeError(c, errNoRoute) })
 	e.HandleMethodNotAllowed = true
-	e.NoMethod(func(c *gin.Context) {
-		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": &Error{Code: "method_not_allowed", Message: "method not allowed"}})
-	})
+	e.NoMethod(func(c *gin.Context) { s.writeError(c, errNoMethod) })
 	return e, nil
 }
+
+// The answers of requests no route takes.
+var (
+	errNoRoute  = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
+	errNoMethod = &httpjson.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"}
+)
 
 // Handler returns the public listener's HTTP handler, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.engine }
