@@ -166,8 +166,6 @@ type Server struct {
 
 	loginByEmail *ratelimit.Limiter[string]
 	loginByIP    *ratelimit.Limiter[string] // keyed by ratelimit.SourcePrefix: IPv6 per /64
-	// internalFailures counts requests without the right internal token per source address.
-	internalFailures *ratelimit.Limiter[string]
 	// loginSlots bounds the operator password checks that run at once.
 	loginSlots *credential.Slots
 	checkLogin func(hash, password string) bool
@@ -196,9 +194,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		temporal: tc,
 		log:      log,
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
-		loginByEmail:     ratelimit.New[string](20*time.Second, 5),
-		loginByIP:        ratelimit.New[string](3*time.Second, 20),
-		internalFailures: newInternalFailures(),
+		loginByEmail: ratelimit.New[string](20*time.Second, 5),
+		loginByIP:    ratelimit.New[string](3*time.Second, 20),
 		// Ten taken usernames at once, then one every 30 s.
 		usernameConflicts: ratelimit.New[string](30*time.Second, 10),
 	}
