@@ -1,8 +1,9 @@
-// Package api is cellgate's HTTP API: the operators' REST API under /api/v1, the device API
-// (enroll, key, heartbeat) and health endpoints on the public listener, and on a listener of its
-// own the internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call (device
-// keys, usage reports, OpenVPN logins). Handlers are thin: they validate input, call the store
-// and Temporal, and write JSON.
+// Package api is cellgate's HTTP API server: the operators' REST API under /api/v1, the device
+// API (enroll, key, heartbeat) and health endpoints on the public listener, and a listener of
+// its own for the internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call,
+// which package relayapi serves and api mounts. Handlers are thin: they validate input, call the
+// store, Temporal (connections' quota workflows through package quotas) and write JSON
+// (package httpjson's error shape).
 package api
 
 import (
