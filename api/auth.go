@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/store"
 )
 
@@ -30,8 +31,8 @@ const (
 )
 
 var (
-	errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "authentication required"}
-	errCSRF         = &Error{Status: http.StatusForbidden, Code: "csrf", Message: "missing or wrong " + CSRFHeader + " header"}
+	errUnauthorized = &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "authentication required"}
+	errCSRF         = &httpjson.Error{Status: http.StatusForbidden, Code: "csrf", Message: "missing or wrong " + CSRFHeader + " header"}
 )
 
 // csrfToken derives a session's CSRF token from the session token, so nothing more is stored
@@ -96,7 +97,7 @@ func (s *Server) authOperator(c *gin.Context) {
 func (s *Server) authDevice(c *gin.Context) {
 	token, ok := bearer(c.Request)
 	if !ok || !strings.HasPrefix(token, credential.DevicePrefix) {
-		s.writeError(c, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "device token required"})
+		s.writeError(c, &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "device token required"})
 		return
 	}
 	c.Set(deviceKey, credential.HashToken(token))
@@ -116,7 +117,7 @@ func principal(c *gin.Context) store.Principal {
 }
 
 // errCrossOrigin refuses a login a browser sent on another site's behalf.
-var errCrossOrigin = &Error{Status: http.StatusForbidden, Code: "cross_origin",
+var errCrossOrigin = &httpjson.Error{Status: http.StatusForbidden, Code: "cross_origin",
 	Message: "this request came from another site; log in on the dashboard itself"}
 
 // checkOrigin refuses a request that a browser made for another site (login CSRF): its

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
@@ -26,7 +27,7 @@ func (s *Server) createConnection(c *gin.Context) error {
 	ctx, op := c.Request.Context(), principal(c).OperatorID
 	// Check the device before spending a bcrypt hash on the request.
 	if _, err := s.store.Device(ctx, op, n.DeviceID); errors.Is(err, store.ErrNotFound) {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
+		return &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
 	} else if err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func (s *Server) createConnection(c *gin.Context) error {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
+		return &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "device not found", Field: "device_id"}
 	case errors.Is(err, store.ErrConflict):
 		return errUsernameTaken
 	case err != nil:
@@ -126,7 +127,7 @@ func (s *Server) reserveUsername(c *gin.Context, username string, chosen bool) (
 	t, ok, wait := s.usernameConflicts.Take(principal(c).OperatorID.String(), time.Now())
 	if !ok {
 		c.Header("Retry-After", retryAfter(wait))
-		return ratelimit.Token{}, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		return ratelimit.Token{}, &httpjson.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 			Message: "too many taken usernames tried; try again later", Field: "username"}
 	}
 	taken, err := s.store.UsernameTaken(c.Request.Context(), username)
@@ -143,7 +144,7 @@ func (s *Server) reserveUsername(c *gin.Context, username string, chosen bool) (
 // errUsernameTaken answers a username that is taken. Usernames are unique across every
 // operator (an OpenVPN login carries nothing else to find its connection by), so the answer
 // must not tell whose it is.
-var errUsernameTaken = &Error{Status: http.StatusConflict, Code: "username_taken",
+var errUsernameTaken = &httpjson.Error{Status: http.StatusConflict, Code: "username_taken",
 	Message: "username is already taken (usernames are unique across all operators); choose another", Field: "username"}
 
 // GET /api/v1/connections?device_id=&limit=&after=: Postgres's usage figures (at most
@@ -251,10 +252,10 @@ func (s *Server) updateConnection(c *gin.Context) error {
 		// Postgres has the new limit already, and a workflow that starts reads it from there.
 		q := store.QuotaRow{ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID,
 			Name: conn.Name, Username: conn.Username}
-		s.flushUsage(ctx, conn.ID) // a lower limit is measured against every acknowledged byte
-		if err := s.signalQuota(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
+		s.quotas.Flush(ctx, conn.ID) // a lower limit is measured against every acknowledged byte
+		if err := s.quotas.Signal(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
 			s.log.WarnContext(ctx, "limit change not handed to the quota workflow", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
-			return &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+			return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 				Message: "the limit is saved, but the quota workflow did not take it; send the change again"}
 		}
 	}
@@ -277,7 +278,7 @@ func (s *Server) deleteConnection(c *gin.Context) error {
 		return err
 	}
 	s.ovpn.revoke(ctx, conn, "deleted")
-	s.endQuota(ctx, conn.ID)
+	s.quotas.End(ctx, conn.ID)
 	c.Status(http.StatusNoContent)
 	return nil
 }
@@ -339,10 +340,10 @@ func (s *Server) connectionProfile(c *gin.Context) error {
 		return err
 	}
 	if conn.Protocol != store.ProtocolOpenVPN {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "this connection is not an OpenVPN connection"}
+		return &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "this connection is not an OpenVPN connection"}
 	}
 	if s.cfg.OpenVPN == nil {
-		return &Error{Status: http.StatusServiceUnavailable, Code: "openvpn_not_configured",
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "openvpn_not_configured",
 			Message: "no OpenVPN server is configured (CELLGATE_OPENVPN_DIR)"}
 	}
 	profile, err := s.cfg.OpenVPN.Profile("", "")

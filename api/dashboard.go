@@ -19,7 +19,7 @@ func (s *Server) mountDashboard() { s.serveDashboard(dashboard.Default()) }
 func (s *Server) serveDashboard(h http.Handler) {
 	s.engine.NoRoute(func(c *gin.Context) {
 		if apiPath(c.Request.URL.Path) || !safeMethod(c.Request.Method) || c.Request.Method == http.MethodOptions {
-			c.JSON(http.StatusNotFound, gin.H{"error": &Error{Code: "not_found", Message: "no such route"}})
+			s.writeError(c, errNoRoute)
 			return
 		}
 		h.ServeHTTP(c.Writer, c.Request)

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/workflows"
@@ -217,7 +218,7 @@ func (s *Server) enrollDevice(c *gin.Context) error {
 	token, hash := credential.NewToken(credential.DevicePrefix)
 	d, err := s.store.EnrollDevice(c.Request.Context(), credential.HashToken(*req.EnrollmentToken), hash, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return &Error{Status: http.StatusUnauthorized, Code: "invalid_enrollment_token",
+		return &httpjson.Error{Status: http.StatusUnauthorized, Code: "invalid_enrollment_token",
 			Message: "enrollment token is unknown or already used", Field: "enrollment_token"}
 	}
 	if err != nil {
@@ -273,10 +274,10 @@ func parseNoiseKey(s string) (wire.PublicKey, error) {
 func tunnelError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrKeyInUse):
-		return &Error{Status: http.StatusConflict, Code: "key_in_use",
+		return &httpjson.Error{Status: http.StatusConflict, Code: "key_in_use",
 			Message: "another device has this noise_public_key; generate a new key pair", Field: "noise_public_key"}
 	case errors.Is(err, store.ErrPoolFull):
-		return &Error{Status: http.StatusServiceUnavailable, Code: "tunnel_pool_full",
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "tunnel_pool_full",
 			Message: "no tunnel address is free; delete unused devices"}
 	}
 	return err
@@ -352,12 +353,12 @@ func (s *Server) paceHeartbeat(c *gin.Context) error {
 		return nil
 	}
 	c.Header("Retry-After", retryAfter(wait))
-	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+	return &httpjson.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 		Message: "this device sends heartbeats too often; wait for Retry-After"}
 }
 
 // errUnavailable: Temporal did not take the request; the caller should retry.
-var errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+var errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 	Message: "the workflow service is unavailable; retry shortly"}
 
 // GET /api/v1/devices/{id}/events?limit=&before=: status transitions, newest first.

@@ -23,6 +23,7 @@ import (
 	"github.com/cellgate/cellgate/api"
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/internal/testenv"
+	"github.com/cellgate/cellgate/relayapi"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/workflows"
@@ -515,14 +516,14 @@ func TestInternalTunnelDevices(t *testing.T) {
 	}
 
 	// 10,000 devices in one request.
-	many := make([]any, api.MaxReportEntries)
+	many := make([]any, relayapi.MaxReportEntries)
 	for i := range many {
 		many[i] = entry(uuid.NewString(), newKey())
 	}
 	many[0] = entry(aDev.DeviceID, aKey)
 	r = in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/tunnel/devices/gone", map[string]any{"devices": many})
 	r.decode(t, &got)
-	if len(got.Gone) != api.MaxReportEntries-1 || slices.Contains(got.Gone, uuid.MustParse(aDev.DeviceID)) {
+	if len(got.Gone) != relayapi.MaxReportEntries-1 || slices.Contains(got.Gone, uuid.MustParse(aDev.DeviceID)) {
 		t.Errorf("%s with %d devices = %d gone, want all but A's device", r, len(many), len(got.Gone))
 	}
 }
@@ -648,7 +649,7 @@ func TestInternalGoneBadInput(t *testing.T) {
 		return map[string]any{"device_id": uuid.NewString(), "noise_public_key": newKey().String()}
 	})
 	k := newKey()
-	tooMany := newListBody("devices", api.MaxReportEntries+1, func(int) map[string]any {
+	tooMany := newListBody("devices", relayapi.MaxReportEntries+1, func(int) map[string]any {
 		return map[string]any{"device_id": uuid.Nil.String(), "noise_public_key": k.String()}
 	})
 	v := valid.String()
@@ -703,7 +704,7 @@ func TestInternalUsageBadInput(t *testing.T) {
 	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", []any{usageEntry(conn.ID, uuid.New(), 1, 10, 10)})
 
 	valid := newListBody("", 5, func(int) map[string]any { return usageEntry(conn.ID, uuid.New(), 1, 100, 200) })
-	tooMany := newListBody("", api.MaxReportEntries+1, func(int) map[string]any { return usageEntry(conn.ID, uuid.New(), 1, 1, 1) })
+	tooMany := newListBody("", relayapi.MaxReportEntries+1, func(int) map[string]any { return usageEntry(conn.ID, uuid.New(), 1, 1, 1) })
 	v := valid.String()
 	cases := slices.Concat(
 		internalMalformed(v, "array"),
@@ -1011,26 +1012,26 @@ func TestInternalUsageLarge(t *testing.T) {
 	dev, _ := a.createDevice(t, "phone")
 	conns := []store.Connection{e.connection(t, op.ID, dev.ID), e.connection(t, op.ID, dev.ID)}
 	const counter = 999_999_999_999
-	report := newListBody("", api.MaxReportEntries, func(i int) map[string]any {
+	report := newListBody("", relayapi.MaxReportEntries, func(i int) map[string]any {
 		return usageEntry(conns[i%2].ID, uuid.New(), 1, counter, counter)
 	})
 	body := report.String()
 	if len(body) > maxInternalBody {
-		t.Fatalf("a report of %d entries is %d bytes, over the %d-byte limit", api.MaxReportEntries, len(body), maxInternalBody)
+		t.Fatalf("a report of %d entries is %d bytes, over the %d-byte limit", relayapi.MaxReportEntries, len(body), maxInternalBody)
 	}
 	r := in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/usage", body)
-	if want := fmt.Sprintf(`{"accepted":%d,"ignored":0}`, api.MaxReportEntries); string(r.raw) != want {
+	if want := fmt.Sprintf(`{"accepted":%d,"ignored":0}`, relayapi.MaxReportEntries); string(r.raw) != want {
 		t.Errorf("%s (%d bytes) = %s, want %s", r, len(body), r.raw, want)
 	}
 	for _, c := range conns {
 		got := e.usageSignals(t, c.ID)
-		if len(got) != 1 || len(got[0].Sessions) != api.MaxReportEntries/2 || got[0].Sessions[0].Bytes != 2*counter {
+		if len(got) != 1 || len(got[0].Sessions) != relayapi.MaxReportEntries/2 || got[0].Sessions[0].Bytes != 2*counter {
 			n := 0
 			if len(got) > 0 {
 				n = len(got[0].Sessions)
 			}
 			t.Errorf("quota workflow of %s got %d reports (first with %d sessions), want one of %d sessions of %d bytes",
-				c.ID, len(got), n, api.MaxReportEntries/2, 2*counter)
+				c.ID, len(got), n, relayapi.MaxReportEntries/2, 2*counter)
 		}
 	}
 }

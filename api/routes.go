@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/cellgate/cellgate/relayapi"
 )
 
 func (s *Server) routes() {
@@ -57,17 +59,12 @@ func (s *Server) routes() {
 	s.mountDashboard()
 }
 
-// internalRoutes mounts the internal listener's routes on e: /internal/v1, which the relay and
-// its OpenVPN hooks call, and /healthz. The public listener serves none of /internal/v1.
+// internalRoutes mounts the internal listener's routes on e: /internal/v1 (package relayapi),
+// which the relay and its OpenVPN hooks call, and /healthz. The public listener serves none of /internal/v1.
 func (s *Server) internalRoutes(e *gin.Engine) {
 	e.GET("/healthz", s.healthz)
-	in := e.Group("/internal/v1", s.authInternal)
-	in.GET("/tunnel/devices/:key", s.handle(s.tunnelDevice))
-	in.POST("/tunnel/devices/gone", s.handle(s.goneDevices))
-	in.POST("/usage", s.handle(s.recordUsage))
-	in.POST("/openvpn/auth", s.handle(s.ovpn.authenticate))
-	in.POST("/openvpn/connect", s.handle(s.ovpn.connect))
-	in.POST("/openvpn/disconnect", s.handle(s.ovpn.disconnect))
+	relayapi.New(relayapi.Config{Token: s.cfg.InternalToken, Store: s.store, Quotas: s.quotas,
+		Logins: s.ovpn.auth, Tunnel: s.ovpn.tunnel, Log: s.log}).Mount(e)
 }
 
 // safeMethod reports whether a request method only reads (and so needs no CSRF token).

@@ -1,8 +1,9 @@
-// Package api is cellgate's HTTP API: the operators' REST API under /api/v1, the device API
-// (enroll, key, heartbeat) and health endpoints on the public listener, and on a listener of its
-// own the internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call (device
-// keys, usage reports, OpenVPN logins). Handlers are thin: they validate input, call the store
-// and Temporal, and write JSON.
+// Package api is cellgate's HTTP API server: the operators' REST API under /api/v1, the device
+// API (enroll, key, heartbeat) and health endpoints on the public listener, and a listener of
+// its own for the internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call,
+// which package relayapi serves and api mounts. Handlers are thin: they validate input, call the
+// store, Temporal (connections' quota workflows through package quotas) and write JSON
+// (package httpjson's error shape).
 package api
 
 import (
@@ -22,8 +23,10 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/proxyauth"
+	"github.com/cellgate/cellgate/quotas"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -144,6 +147,9 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultUsageSignalInterval is Config.UsageSignalInterval's default.
+const DefaultUsageSignalInterval = quotas.DefaultSignalInterval
+
 // DefaultInternalListen is the internal listener's default address: loopback, for a relay
 // on the API's host.
 const DefaultInternalListen = "127.0.0.1:8090"
@@ -161,8 +167,6 @@ type Server struct {
 
 	loginByEmail *ratelimit.Limiter[string]
 	loginByIP    *ratelimit.Limiter[string] // keyed by ratelimit.SourcePrefix: IPv6 per /64
-	// internalFailures counts requests without the right internal token per source address.
-	internalFailures *ratelimit.Limiter[string]
 	// loginSlots bounds the operator password checks that run at once.
 	loginSlots *credential.Slots
 	checkLogin func(hash, password string) bool
@@ -176,8 +180,8 @@ type Server struct {
 	// ovpn is the OpenVPN hooks' side: their credential engine, which the handlers that
 	// change credentials revoke from, and the relay they route clients through.
 	ovpn *openVPN
-	// hold merges usage reports that ask for no action between a connection's signals.
-	hold *usageHold
+	// quotas reaches connections' quota workflows (usage, limits, figures, admission).
+	quotas *quotas.Desk
 	// ready logs /readyz's failing checks.
 	ready readyLog
 }
@@ -191,9 +195,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		temporal: tc,
 		log:      log,
 		// Five tries per email, then one every 20 s; twenty per client IP, then one every 3 s.
-		loginByEmail:     ratelimit.New[string](20*time.Second, 5),
-		loginByIP:        ratelimit.New[string](3*time.Second, 20),
-		internalFailures: newInternalFailures(),
+		loginByEmail: ratelimit.New[string](20*time.Second, 5),
+		loginByIP:    ratelimit.New[string](3*time.Second, 20),
 		// Ten taken usernames at once, then one every 30 s.
 		usernameConflicts: ratelimit.New[string](30*time.Second, 10),
 	}
@@ -209,10 +212,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	s.quotas = quotas.New(st, tc, log, cfg.UsageSignalInterval)
 	s.ovpn = s.newOpenVPN()
-	s.hold = newUsageHold(cfg.UsageSignalInterval, log, func(ctx context.Context, q store.QuotaRow, r workflows.UsageReport) error {
-		return s.signalQuota(ctx, q, workflows.UsageSignal, r)
-	})
 	s.routes()
 	if cfg.InternalToken != "" {
 		// No trusted proxies: on the internal listener the connection's peer is the caller.
@@ -233,15 +234,17 @@ func (s *Server) newEngine(trustedProxies []string) (*gin.Engine, error) {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	e.Use(s.recover, s.logRequests)
-	e.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": &Error{Code: "not_found", Message: "no such route"}})
-	})
+	e.NoRoute(func(c *gin.Context) { s.writeError(c, errNoRoute) })
 	e.HandleMethodNotAllowed = true
-	e.NoMethod(func(c *gin.Context) {
-		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": &Error{Code: "method_not_allowed", Message: "method not allowed"}})
-	})
+	e.NoMethod(func(c *gin.Context) { s.writeError(c, errNoMethod) })
 	return e, nil
 }
+
+// The answers of requests no route takes.
+var (
+	errNoRoute  = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
+	errNoMethod = &httpjson.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"}
+)
 
 // Handler returns the public listener's HTTP handler, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.engine }
@@ -355,7 +358,7 @@ func httpServer(h http.Handler) *http.Server {
 // Serve calls it after the last request; a Server used through Handler should call it when
 // it is done with it. Reports that come after Close are signalled as they come.
 func (s *Server) Close(ctx context.Context) error {
-	if err := s.hold.Close(ctx); err != nil {
+	if err := s.quotas.Close(ctx); err != nil {
 		return fmt.Errorf("held usage not handed to the quota workflows: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 )
@@ -62,7 +63,7 @@ func (s *Server) login(c *gin.Context) error {
 		return err
 	}
 	if !ok {
-		return &Error{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "wrong email or password"}
+		return &httpjson.Error{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "wrong email or password"}
 	}
 	return s.startSession(c, op, now)
 }
@@ -83,7 +84,7 @@ func (s *Server) takeLoginTokens(c *gin.Context, email string, now time.Time) (r
 		if !ok {
 			taken.GiveBack()
 			c.Header("Retry-After", retryAfter(wait))
-			return nil, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; try again later"}
+			return nil, &httpjson.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; try again later"}
 		}
 		taken = append(taken, t)
 	}
@@ -100,7 +101,7 @@ func (s *Server) checkOperator(c *gin.Context, email, password string) (store.Op
 	}
 	if err := s.loginSlots.Acquire(ctx); errors.Is(err, credential.ErrBusy) {
 		c.Header("Retry-After", retryAfter(s.loginSlots.Wait()))
-		return store.Operator{}, false, &Error{Status: http.StatusServiceUnavailable, Code: "busy",
+		return store.Operator{}, false, &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "busy",
 			Message: "too many logins at once; try again in a moment"}
 	} else if err != nil {
 		return store.Operator{}, false, err

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/webhook"
 	"github.com/cellgate/cellgate/workflows"
@@ -81,7 +82,7 @@ func (s *Server) putWebhook(c *gin.Context) error {
 func (s *Server) rotateWebhookSecret(c *gin.Context) error {
 	e, err := s.store.RotateWebhookSecret(c.Request.Context(), principal(c).OperatorID, webhook.NewSecret())
 	if errors.Is(err, store.ErrNotFound) {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no webhook saved yet: PUT /api/v1/settings/webhook first"}
+		return &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no webhook saved yet: PUT /api/v1/settings/webhook first"}
 	}
 	if err != nil {
 		return err
@@ -106,7 +107,7 @@ func (s *Server) testWebhook(c *gin.Context) error {
 	var res activities.TestResult
 	if err := run.Get(ctx, &res); err != nil {
 		if ctx.Err() != nil {
-			return &Error{Status: http.StatusGatewayTimeout, Code: "timeout", Message: "the test delivery did not finish within 15 s"}
+			return &httpjson.Error{Status: http.StatusGatewayTimeout, Code: "timeout", Message: "the test delivery did not finish within 15 s"}
 		}
 		return err
 	}
@@ -167,7 +168,7 @@ func (s *Server) redeliver(c *gin.Context) error {
 		return err
 	}
 	if ep, err := s.store.WebhookEndpoint(ctx, op); errors.Is(err, store.ErrNotFound) || (err == nil && !ep.Enabled) {
-		return &Error{Status: http.StatusConflict, Code: "webhook_disabled", Message: "enable the webhook endpoint before redelivering"}
+		return &httpjson.Error{Status: http.StatusConflict, Code: "webhook_disabled", Message: "enable the webhook endpoint before redelivering"}
 	} else if err != nil {
 		return err
 	}

@@ -4,18 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cellgate/cellgate/httpjson"
 )
 
 // Config configures the control API's handler.
@@ -99,7 +99,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	health := r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 	if !health && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cellgate-tunnel"`)
-		writeError(w, &httpError{Status: http.StatusUnauthorized, Code: "unauthorized",
+		httpjson.WriteError(w, &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 			Message: "missing or wrong bearer token"})
 		return
 	}
@@ -129,10 +129,10 @@ func (s *server) unrouted(w http.ResponseWriter, r *http.Request) {
 	switch probe.status {
 	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", probe.header.Get("Allow"))
-		writeError(w, &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		httpjson.WriteError(w, &httpjson.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 			Message: fmt.Sprintf("%s is not allowed here", r.Method)})
 	case http.StatusNotFound:
-		writeError(w, errNotFound)
+		httpjson.WriteError(w, errNotFound)
 	default:
 		h.ServeHTTP(w, r)
 	}
@@ -159,24 +159,9 @@ func (p *statusProbe) WriteHeader(status int) {
 	}
 }
 
-// httpError is a control API error, written as {"error":{"code","message","field"}}, the
-// shape the API uses.
-type httpError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
+var errNotFound = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 
-func (e *httpError) Error() string { return e.Message }
-
-var errNotFound = &httpError{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
-
-func badRequest(field, code, format string, args ...any) *httpError {
-	return &httpError{Status: http.StatusBadRequest, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
-}
-
-// handle adapts a handler that returns an error: a *httpError is written as it is; anything
+// handle adapts a handler that returns an error: a *httpjson.Error is written as it is; anything
 // else is logged and answered with a 500 that reveals nothing.
 func (s *server) handle(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -184,88 +169,31 @@ func (s *server) handle(h func(w http.ResponseWriter, r *http.Request) error) ht
 		if err == nil {
 			return
 		}
-		var ce *httpError
+		var ce *httpjson.Error
 		if !errors.As(err, &ce) {
 			s.log.ErrorContext(r.Context(), "tunnel control request failed",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
-			ce = &httpError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+			ce = &httpjson.Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 		}
-		writeError(w, ce)
+		httpjson.WriteError(w, ce)
 	}
 }
-
-func writeError(w http.ResponseWriter, e *httpError) {
-	writeJSON(w, e.Status, map[string]*httpError{"error": e})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
-}
-
-var errTooLarge = &httpError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-	Message: fmt.Sprintf("request body is larger than %d bytes", MaxBody)}
 
 // decode reads the request body as exactly one JSON object into v, strictly: unknown
 // fields, wrong types, trailing data and bodies over MaxBody are errors naming what is
 // wrong.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if r.ContentLength > MaxBody {
-		return errTooLarge
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
-			return errTooLarge
-		}
-		return badRequest("", "invalid_json", "request body must hold a single JSON object")
-	}
-	return nil
-}
-
-func decodeError(err error) error {
-	var (
-		maxErr    *http.MaxBytesError
-		syntaxErr *json.SyntaxError
-		typeErr   *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.As(err, &maxErr):
-		return errTooLarge
-	case errors.Is(err, io.EOF):
-		return badRequest("", "invalid_json", "request body is empty; send a JSON object")
-	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("", "invalid_json", "request body is not valid JSON: %v", err)
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return badRequest("", "invalid_json", "request body must be a JSON object")
-		}
-		kind := "string"
-		if k := typeErr.Type.Kind(); k >= reflect.Int && k <= reflect.Uint64 {
-			kind = "integer"
-		}
-		return badRequest(typeErr.Field, "invalid_type", "%s must be a JSON %s", typeErr.Field, kind)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return badRequest(field, "unknown_field", "unknown field %q", field)
-	default:
-		return badRequest("", "invalid_json", "request body is not valid JSON: %v", err)
-	}
+	return httpjson.Decode(w, r, v, MaxBody)
 }
 
 // parseUUID parses a required, non-nil UUID given as field.
 func parseUUID(field string, s *string) (uuid.UUID, error) {
 	if s == nil {
-		return uuid.Nil, badRequest(field, "required", "%s is required", field)
+		return uuid.Nil, httpjson.BadRequest(field, "required", "%s is required", field)
 	}
 	id, err := uuid.Parse(*s)
 	if err != nil || id == uuid.Nil {
-		return uuid.Nil, badRequest(field, "invalid", "%s must be a UUID", field)
+		return uuid.Nil, httpjson.BadRequest(field, "invalid", "%s must be a UUID", field)
 	}
 	return id, nil
 }
@@ -274,7 +202,7 @@ func parseUUID(field string, s *string) (uuid.UUID, error) {
 func parseIPv4(field, s string) (netip.Addr, error) {
 	ip, err := netip.ParseAddr(s)
 	if err != nil || !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return netip.Addr{}, badRequest(field, "invalid", "%s must be a unicast IPv4 address", field)
+		return netip.Addr{}, httpjson.BadRequest(field, "invalid", "%s must be a unicast IPv4 address", field)
 	}
 	return ip, nil
 }
@@ -295,7 +223,7 @@ func (req *clientRequest) registration() (Registration, error) {
 	var reg Registration
 	var err error
 	if req.ClientIP == nil {
-		return reg, badRequest("client_ip", "required", "client_ip is required")
+		return reg, httpjson.BadRequest("client_ip", "required", "client_ip is required")
 	}
 	if reg.ClientIP, err = parseIPv4("client_ip", *req.ClientIP); err != nil {
 		return reg, err
@@ -313,21 +241,21 @@ func (req *clientRequest) registration() (Registration, error) {
 	}
 	if req.Limit != nil {
 		if *req.Limit < 0 {
-			return reg, badRequest("limit", "invalid", "limit must be at least 0 (0 means unlimited)")
+			return reg, httpjson.BadRequest("limit", "invalid", "limit must be at least 0 (0 means unlimited)")
 		}
 		reg.Limit = *req.Limit
 	}
 	if req.Used != nil {
 		if *req.Used < 0 {
-			return reg, badRequest("used", "invalid", "used must be at least 0")
+			return reg, httpjson.BadRequest("used", "invalid", "used must be at least 0")
 		}
 		reg.Used = *req.Used
 	}
 	if req.Epoch == nil {
-		return reg, badRequest("epoch", "required", "epoch is required")
+		return reg, httpjson.BadRequest("epoch", "required", "epoch is required")
 	}
 	if *req.Epoch < 1 {
-		return reg, badRequest("epoch", "invalid", "epoch must be at least 1")
+		return reg, httpjson.BadRequest("epoch", "invalid", "epoch must be at least 1")
 	}
 	reg.Epoch = uint64(*req.Epoch)
 	return reg, nil
@@ -341,10 +269,10 @@ func relayError(err error) error {
 	case errors.Is(err, ErrNotFound):
 		return errNotFound
 	case errors.Is(err, ErrSessionConflict):
-		return &httpError{Status: http.StatusConflict, Code: "session_conflict", Field: "session_id",
+		return &httpjson.Error{Status: http.StatusConflict, Code: "session_conflict", Field: "session_id",
 			Message: ErrSessionConflict.Error()}
 	case errors.As(err, &stale):
-		return &httpError{Status: http.StatusConflict, Code: "stale_epoch", Field: "epoch", Message: stale.Error()}
+		return &httpjson.Error{Status: http.StatusConflict, Code: "stale_epoch", Field: "epoch", Message: stale.Error()}
 	}
 	return err
 }
@@ -365,7 +293,7 @@ func (s *server) addClient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return relayError(err)
 	}
-	writeJSON(w, http.StatusCreated, clientResponse(route))
+	httpjson.Write(w, http.StatusCreated, clientResponse(route))
 	return nil
 }
 
@@ -379,7 +307,7 @@ func (s *server) removeClient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return relayError(err)
 	}
-	writeJSON(w, http.StatusOK, removedResponse(removed))
+	httpjson.Write(w, http.StatusOK, removedResponse(removed))
 	return nil
 }
 
@@ -409,7 +337,7 @@ func (s *server) changeConnection(w http.ResponseWriter, r *http.Request, change
 	if err != nil {
 		return relayError(err)
 	}
-	writeJSON(w, http.StatusOK, connectionResponse(st))
+	httpjson.Write(w, http.StatusOK, connectionResponse(st))
 	return nil
 }
 
@@ -423,9 +351,9 @@ func (s *server) setLimit(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case req.Limit == nil:
-		return badRequest("limit", "required", "limit is required")
+		return httpjson.BadRequest("limit", "required", "limit is required")
 	case *req.Limit < 0:
-		return badRequest("limit", "invalid", "limit must be at least 0 (0 means unlimited)")
+		return httpjson.BadRequest("limit", "invalid", "limit must be at least 0 (0 means unlimited)")
 	}
 	return s.changeConnection(w, r, func(ctx context.Context, id uuid.UUID) (ConnectionState, error) {
 		return s.relay.SetLimit(ctx, id, *req.Limit)
@@ -444,9 +372,9 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case req.Epoch == nil:
-		return badRequest("epoch", "required", "epoch is required")
+		return httpjson.BadRequest("epoch", "required", "epoch is required")
 	case *req.Epoch < 1:
-		return badRequest("epoch", "invalid", "epoch must be at least 1")
+		return httpjson.BadRequest("epoch", "invalid", "epoch must be at least 1")
 	}
 	id, err := connectionID(r)
 	if err != nil {
@@ -460,7 +388,7 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request) error {
 	if p := res.Previous; p != nil {
 		resp.Previous = &previousUsage{Epoch: p.Epoch, Used: p.Used, RxBytes: p.RxBytes, TxBytes: p.TxBytes}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpjson.Write(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -478,7 +406,7 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) error {
 	if st.Connections == nil {
 		st.Connections = []ConnectionStats{}
 	}
-	writeJSON(w, http.StatusOK, st)
+	httpjson.Write(w, http.StatusOK, st)
 	return nil
 }
 
@@ -494,14 +422,14 @@ func (s *server) getDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, deviceResponse{DeviceID: id, Live: live})
+	httpjson.Write(w, http.StatusOK, deviceResponse{DeviceID: id, Live: live})
 	return nil
 }
 
 // POST /openvpn/kill {"common_name"}: end the OpenVPN sessions of a connection.
 func (s *server) killSessions(w http.ResponseWriter, r *http.Request) error {
 	if s.openvpn == nil {
-		return &httpError{Status: http.StatusServiceUnavailable, Code: "no_openvpn",
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "no_openvpn",
 			Message: "this relay runs no OpenVPN management client (cellgate tunnel --openvpn-dir)"}
 	}
 	var req struct {
@@ -511,18 +439,18 @@ func (s *server) killSessions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.CommonName == nil || *req.CommonName == "" {
-		return badRequest("common_name", "required", "common_name is required")
+		return httpjson.BadRequest("common_name", "required", "common_name is required")
 	}
 	if len(*req.CommonName) > 256 || strings.ContainsAny(*req.CommonName, "\r\n\x00") {
-		return badRequest("common_name", "invalid", "common_name must be one line of at most 256 bytes")
+		return httpjson.BadRequest("common_name", "invalid", "common_name must be one line of at most 256 bytes")
 	}
 	n, err := s.openvpn.RestartCommonName(r.Context(), *req.CommonName)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "kill openvpn sessions", slog.String("common_name", *req.CommonName), slog.Any("err", err))
-		return &httpError{Status: http.StatusBadGateway, Code: "openvpn_failed", Message: err.Error()}
+		return &httpjson.Error{Status: http.StatusBadGateway, Code: "openvpn_failed", Message: err.Error()}
 	}
 	s.log.InfoContext(r.Context(), "openvpn sessions killed", slog.String("common_name", *req.CommonName), slog.Int("killed", n))
-	writeJSON(w, http.StatusOK, killResponse{CommonName: *req.CommonName, Killed: n})
+	httpjson.Write(w, http.StatusOK, killResponse{CommonName: *req.CommonName, Killed: n})
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// maxEntries is the most entries the API takes in one usage report (api.MaxReportEntries).
+// maxEntries is the most entries the API takes in one usage report (relayapi.MaxReportEntries).
 const maxEntries = 10_000
 
 // client talks to the API both as the operator (session cookie and CSRF token) and as the

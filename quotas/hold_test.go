@@ -1,4 +1,4 @@
-package api
+package quotas
 
 import (
 	"context"
@@ -89,7 +89,7 @@ func newTestHold(interval time.Duration) (*usageHold, *signalLog) {
 	return newUsageHold(interval, slog.New(slog.NewTextHandler(io.Discard, nil)), l.signal), l
 }
 
-// sendNow is what deliverUsage does with a report.
+// sendNow is what DeliverUsage does with a report.
 func (h *usageHold) sendNow(t *testing.T, now time.Time, q store.QuotaRow, r workflows.UsageReport, urgent bool) {
 	t.Helper()
 	if due := h.take(now, q, r, func(workflows.UsageReport) bool { return urgent }); len(due) > 0 {

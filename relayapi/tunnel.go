@@ -1,102 +1,34 @@
-package api
+package relayapi
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
-	"reflect"
-	"strconv"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/cellgate/cellgate/ratelimit"
+	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
 )
 
-// The internal API (/internal/v1) serves the relay and its OpenVPN hooks: device key look-ups,
-// the devices the relay must drop, usage reports, OpenVPN logins and routes. It trusts its
-// callers (they act for every operator), so it is served only on the internal listener
-// (Config.InternalListen, loopback unless an operator puts it on a private network), never on
-// the public one, and answers only requests that carry the shared internal token.
-
-// MaxInternalBodyBytes is the largest body the internal API reads; larger ones are 413. It
-// fits a usage report of MaxReportEntries entries.
-const MaxInternalBodyBytes = 2 << 20
-
-// MaxReportEntries is the most entries a usage report or a gone list may hold.
-const MaxReportEntries = 10000
-
-// InternalFailuresPerMinute is how many requests without the right internal token one source
-// address (IPv6: its /64) gets answered 401 a minute; more get 429 with Retry-After.
-const InternalFailuresPerMinute = 10
-
-var errInternalTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-	Message: fmt.Sprintf("request body is larger than %d bytes", MaxInternalBodyBytes)}
-
-var (
-	errInternalUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
-	errInternalRateLimited  = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
-		Message: "too many requests without the internal token; try again later"}
-)
-
-// newInternalFailures is the failure limit of the internal token: InternalFailuresPerMinute
-// per source address, one more coming back every minute / InternalFailuresPerMinute.
-func newInternalFailures() *ratelimit.Limiter[string] {
-	return ratelimit.New[string](time.Minute/InternalFailuresPerMinute, InternalFailuresPerMinute)
-}
-
-// authInternal lets through requests that carry the internal token as "Authorization:
-// Bearer"; the token is compared in constant time, as SHA-256 digests so that not even its
-// length leaks. The right token is never refused. Every other request counts against its
-// source address's failure limit: within it the answer is 401, beyond it 429 with
-// Retry-After. The address is the connection's own peer: the internal listener believes no
-// forwarded header.
-func (s *Server) authInternal(c *gin.Context) {
-	token, ok := bearer(c.Request)
-	want := sha256.Sum256([]byte(s.cfg.InternalToken))
-	got := sha256.Sum256([]byte(token))
-	if ok && s.cfg.InternalToken != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
-		c.Next()
-		return
-	}
-	if _, allowed, wait := s.internalFailures.Take(peerKey(c.Request.RemoteAddr), time.Now()); !allowed {
-		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		s.writeError(c, errInternalRateLimited)
-		return
-	}
-	s.writeError(c, errInternalUnauthorized)
-}
-
-// peerKey is the failure-limit key of a connection's peer ("ip:port"): its
-// ratelimit.SourcePrefix.
-func peerKey(remoteAddr string) string {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return remoteAddr
-	}
-	return ratelimit.SourcePrefix(ap.Addr()).String()
-}
+// The relay's tunnel side of the internal API: device key look-ups, the devices the relay
+// must drop, usage reports.
 
 // GET /internal/v1/tunnel/devices/{key}: the device whose Noise static public key is key
 // (unpadded base64url of its 32 bytes).
-func (s *Server) tunnelDevice(c *gin.Context) error {
+func (a *API) tunnelDevice(c *gin.Context) error {
 	raw := c.Param("key")
 	b, err := base64.RawURLEncoding.DecodeString(raw)
 	if err != nil || len(b) != wire.KeySize || base64.RawURLEncoding.EncodeToString(b) != raw {
 		return badRequest("key", "invalid", "key must be the %d-byte public key in unpadded base64url", wire.KeySize)
 	}
-	d, err := s.store.TunnelDeviceByKey(c.Request.Context(), b)
+	d, err := a.cfg.Store.TunnelDeviceByKey(c.Request.Context(), b)
 	if err != nil {
 		return err // ErrNotFound is 404
 	}
@@ -110,11 +42,11 @@ func (s *Server) tunnelDevice(c *gin.Context) error {
 
 // POST /internal/v1/tunnel/devices/gone {"devices":[{"device_id","noise_public_key"}]}:
 // {"gone":[ids]}, the listed devices that no longer exist or no longer have the listed key.
-func (s *Server) goneDevices(c *gin.Context) error {
+func (a *API) goneDevices(c *gin.Context) error {
 	var req struct {
 		Devices *[]json.RawMessage `json:"devices"`
 	}
-	if err := decodeInternal(c, &req, "object"); err != nil {
+	if err := decode(c, &req); err != nil {
 		return err
 	}
 	if req.Devices == nil {
@@ -147,7 +79,7 @@ func (s *Server) goneDevices(c *gin.Context) error {
 		}
 		devices[i] = store.DeviceKey{DeviceID: id, NoisePublicKey: k[:]}
 	}
-	gone, err := s.store.GoneDevices(c.Request.Context(), devices)
+	gone, err := a.cfg.Store.GoneDevices(c.Request.Context(), devices)
 	if err != nil {
 		return err
 	}
@@ -158,12 +90,12 @@ func (s *Server) goneDevices(c *gin.Context) error {
 // POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes","limit"?,"limit_reached"?}]:
 // cumulative counters of route sessions → {"accepted","ignored"}. Each connection's entries
 // go to its ConnectionQuota workflow as one UsageSignal per epoch, or are held and merged into
-// the connection's next one (deliverUsage, usageHold); entries of connections that do not
+// the connection's next one (quotas.Desk.DeliverUsage); entries of connections that do not
 // exist are ignored. 503 when Temporal did not take a signal: the relay sends the report
 // again, and since counters are cumulative nothing is counted twice.
-func (s *Server) recordUsage(c *gin.Context) error {
+func (a *API) recordUsage(c *gin.Context) error {
 	var entries []json.RawMessage
-	if err := decodeInternal(c, &entries, "array"); err != nil {
+	if err := decode(c, &entries); err != nil {
 		return err
 	}
 	if n := len(entries); n < 1 || n > MaxReportEntries {
@@ -177,9 +109,9 @@ func (s *Server) recordUsage(c *gin.Context) error {
 		}
 		usage[i] = u
 	}
-	accepted, err := s.deliverUsage(c.Request.Context(), usage, false)
+	accepted, err := a.cfg.Quotas.DeliverUsage(c.Request.Context(), usage, false)
 	if err != nil {
-		s.log.WarnContext(c.Request.Context(), "usage report not handed to the quota workflows", slog.Any("err", err))
+		a.log.WarnContext(c.Request.Context(), "usage report not handed to the quota workflows", slog.Any("err", err))
 		return errUnavailable
 	}
 	c.JSON(http.StatusOK, gin.H{"accepted": accepted, "ignored": len(usage) - accepted})
@@ -246,42 +178,6 @@ func requiredUUID(s *string, field string) (uuid.UUID, error) {
 	return id, nil
 }
 
-// decodeInternal is decode for the internal API: a body of up to MaxInternalBodyBytes that
-// holds exactly one JSON value of the kind want ("object" or "array").
-func decodeInternal(c *gin.Context, v any, want string) error {
-	if !jsonContent(c.Request) {
-		return errMediaType
-	}
-	if c.Request.ContentLength > MaxInternalBodyBytes {
-		return errInternalTooLarge
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxInternalBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var (
-			maxErr  *http.MaxBytesError
-			typeErr *json.UnmarshalTypeError
-		)
-		switch {
-		case errors.As(err, &maxErr):
-			return errInternalTooLarge
-		case errors.As(err, &typeErr) && typeErr.Field == "":
-			return badRequest("", "invalid_json", "request body must be a JSON %s", want)
-		case errors.As(err, &typeErr) && typeErr.Type.Kind() == reflect.Slice:
-			return badRequest(typeErr.Field, "invalid_type", "%s must be an array", typeErr.Field)
-		}
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return errInternalTooLarge
-		}
-		return badRequest("", "invalid_json", "request body must hold a single JSON %s", want)
-	}
-	return nil
-}
-
 // decodeElement decodes one element of a list in a request body strictly into the struct v;
 // errors name the field under path, e.g. "[3].epoch".
 func decodeElement(raw json.RawMessage, v any, path string) error {
@@ -298,8 +194,8 @@ func decodeElement(raw json.RawMessage, v any, path string) error {
 	if errors.As(err, &typeErr) && typeErr.Field == "" {
 		return badRequest(path, "invalid_type", "%s must be an object", path)
 	}
-	var apiErr *Error
-	if !errors.As(decodeError(err), &apiErr) || apiErr.Field == "" {
+	apiErr := httpjson.BadJSON(err)
+	if apiErr.Field == "" {
 		return badRequest(path, "invalid", "%s is not valid: %v", path, err)
 	}
 	field := path + "." + apiErr.Field

@@ -1,4 +1,4 @@
-package api
+package quotas
 
 import (
 	"context"
@@ -16,8 +16,9 @@ import (
 
 // Usage holding limits.
 const (
-	// DefaultUsageSignalInterval is the default Config.UsageSignalInterval.
-	DefaultUsageSignalInterval = 15 * time.Second
+	// DefaultSignalInterval is the default signal interval of New (the API's
+	// api.Config.UsageSignalInterval).
+	DefaultSignalInterval = 15 * time.Second
 	// maxHeldSessions bounds the sessions whose figures wait in the hold; past it reports are
 	// signalled as they come.
 	maxHeldSessions = 200_000
