@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"regexp"
@@ -42,23 +41,20 @@ func (s *Server) handle(h func(c *gin.Context) error) gin.HandlerFunc {
 // writeError answers err in the shape of httpjson.Error, ending the request: an
 // *httpjson.Error as it is, store errors as 404 and 409, anything else logged and a 500.
 func (s *Server) writeError(c *gin.Context, err error) {
-	var apiErr *httpjson.Error
-	switch {
-	case errors.As(err, &apiErr):
-	case errors.Is(err, store.ErrNotFound):
-		apiErr = errNotFound
-	case errors.Is(err, store.ErrConflict):
-		apiErr = &httpjson.Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
-	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
-		c.Abort()
-		return
-	default:
-		s.log.ErrorContext(c.Request.Context(), "request failed", "method", c.Request.Method, "path", c.FullPath(), "err", err)
-		apiErr = &httpjson.Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
-	}
 	c.Abort()
-	httpjson.WriteError(c.Writer, apiErr)
+	httpjson.Fail(c.Writer, c.Request, c.FullPath(), s.log, err, storeError)
+}
+
+// storeError is the answer to a store error: a missing row is 404 (whoever's it is), a
+// conflict 409.
+func storeError(err error) *httpjson.Error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound
+	case errors.Is(err, store.ErrConflict):
+		return &httpjson.Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
+	}
+	return nil
 }
 
 // decode reads the request body as exactly one JSON object into v, strictly: a Content-Type

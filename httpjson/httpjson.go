@@ -7,10 +7,12 @@
 package httpjson
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"reflect"
@@ -43,6 +45,24 @@ func Write(w http.ResponseWriter, status int, v any) {
 // WriteError answers e in the error shape.
 func WriteError(w http.ResponseWriter, e *Error) {
 	Write(w, e.Status, map[string]*Error{"error": e})
+}
+
+// Fail answers err: an *Error as it is, or the *Error known maps err to (nil known, or a nil
+// answer: none); nothing to a request whose client went away, since nobody reads the answer;
+// anything else is logged with the route and answered 500, revealing nothing.
+func Fail(w http.ResponseWriter, r *http.Request, route string, log *slog.Logger, err error, known func(error) *Error) {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+	case known != nil && known(err) != nil:
+		e = known(err)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return
+	default:
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", route, "err", err)
+		e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	WriteError(w, e)
 }
 
 // ErrMediaType answers a body that is not declared JSON (RequireJSON). Browsers send a

@@ -1,7 +1,10 @@
 package httpjson_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -73,5 +76,50 @@ func TestDecode(t *testing.T) {
 		case e.Status != tc.status || e.Code != tc.code || e.Field != tc.field || (tc.message != "" && e.Message != tc.message):
 			t.Errorf("Decode(%s) = %+v, want %d %s field %q message %q", tc.name, e, tc.status, tc.code, tc.field, tc.message)
 		}
+	}
+}
+
+// TestFail: an *Error is answered as it is, a mapped error as its mapping, a request whose
+// client went away not at all, and anything else as a 500 that says nothing of the error,
+// which goes to the log instead.
+func TestFail(t *testing.T) {
+	errMissing := errors.New("row missing")
+	known := func(err error) *httpjson.Error {
+		if errors.Is(err, errMissing) {
+			return &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
+		}
+		return nil
+	}
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name       string
+		err        error
+		ctx        context.Context
+		wantStatus int
+		wantBody   string
+	}{
+		{"an Error", fmt.Errorf("wrapped: %w", httpjson.BadRequest("x", "invalid", "bad x")), context.Background(), http.StatusBadRequest, `"code":"invalid"`},
+		{"a known error", fmt.Errorf("look-up: %w", errMissing), context.Background(), http.StatusNotFound, `"code":"not_found"`},
+		{"the client went away", context.Canceled, gone, 0, ""},
+		{"anything else", errors.New("secret detail"), context.Background(), http.StatusInternalServerError, `"code":"internal"`},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "/things/1", nil).WithContext(tc.ctx)
+		httpjson.Fail(w, r, "/things/:id", log, tc.err, known)
+		if tc.wantStatus == 0 {
+			if w.Body.Len() != 0 {
+				t.Errorf("%s: answered %d %q, want nothing", tc.name, w.Code, w.Body)
+			}
+			continue
+		}
+		if w.Code != tc.wantStatus || !strings.Contains(w.Body.String(), tc.wantBody) || strings.Contains(w.Body.String(), "secret") {
+			t.Errorf("%s: answered %d %s, want %d with %s and no detail", tc.name, w.Code, w.Body, tc.wantStatus, tc.wantBody)
+		}
+	}
+	if !strings.Contains(logged.String(), "secret detail") || !strings.Contains(logged.String(), "/things/:id") {
+		t.Errorf("log = %q, want the unexpected error with its route", logged.String())
 	}
 }

@@ -11,7 +11,6 @@
 package relayapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -150,20 +149,13 @@ func (a *API) handle(h func(c *gin.Context) error) gin.HandlerFunc {
 // 404; a client that went away gets nothing, anything else is logged and answered with a 500
 // that reveals nothing.
 func (a *API) writeError(c *gin.Context, err error) {
-	e := (*httpjson.Error)(nil)
-	switch {
-	case errors.As(err, &e):
-	case errors.Is(err, store.ErrNotFound):
-		e = errNotFound
-	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
-		c.Abort()
-		return
-	default:
-		a.log.ErrorContext(c.Request.Context(), "request failed", "method", c.Request.Method, "path", c.FullPath(), "err", err)
-		e = &httpjson.Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
-	}
 	c.Abort()
-	httpjson.WriteError(c.Writer, e)
+	httpjson.Fail(c.Writer, c.Request, c.FullPath(), a.log, err, func(err error) *httpjson.Error {
+		if errors.Is(err, store.ErrNotFound) {
+			return errNotFound
+		}
+		return nil
+	})
 }
 
 // decode reads a body of up to MaxInternalBodyBytes, declared JSON, that holds exactly one
