@@ -26,6 +26,7 @@ import (
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/deviceapi"
 	"github.com/cellgate/cellgate/httpjson"
+	"github.com/cellgate/cellgate/migrationstatus"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/quotas"
@@ -177,6 +178,8 @@ type Server struct {
 	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
 	// so that nobody can list other operators' customers by trying names.
 	usernameConflicts *ratelimit.Limiter[string]
+	// migration reads the password migration's status (GET /admin/password-migration).
+	migration *migrationstatus.Reader
 	// devices is the device API (enroll, key, heartbeat) and the sweep of stopped monitors.
 	devices *deviceapi.API
 	// ovpn is the OpenVPN hooks' side: their credential engine, which the handlers that
@@ -213,6 +216,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	s.migration = migrationstatus.New(migrationstatus.Config{Temporal: tc, Store: st, Log: log,
+		UIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace})
 	s.quotas = quotas.New(st, tc, log, cfg.UsageSignalInterval)
 	s.ovpn = s.newOpenVPN()
 	s.routes()
