@@ -30,6 +30,7 @@ import (
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/internal/testenv"
+	"github.com/cellgate/cellgate/migrationstatus"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -125,7 +126,7 @@ func (e *adminEnv) legacy(op store.Operator, plain string) string {
 }
 
 // get calls GET /api/v1/admin/password-migration as op and decodes the answer.
-func (e *adminEnv) get(op store.Operator, wantStatus int) (passwordMigrationJSON, string) {
+func (e *adminEnv) get(op store.Operator, wantStatus int) (migrationstatus.Report, string) {
 	e.t.Helper()
 	req := httptest.NewRequest(http.MethodGet, migrationPath, nil)
 	if op.ID != uuid.Nil {
@@ -136,7 +137,7 @@ func (e *adminEnv) get(op store.Operator, wantStatus int) (passwordMigrationJSON
 	if rec.Code != wantStatus {
 		e.t.Fatalf("GET %s = %d %s, want %d", migrationPath, rec.Code, rec.Body, wantStatus)
 	}
-	var out passwordMigrationJSON
+	var out migrationstatus.Report
 	json.Unmarshal(rec.Body.Bytes(), &out)
 	return out, rec.Body.String()
 }
@@ -220,7 +221,7 @@ func standInMigration(ctx workflow.Context, _ workflows.PasswordMigrationInput) 
 	ao := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
 	for _, hb := range standInBatches {
-		if err := workflow.ExecuteActivity(ao, migrateActivity, hb).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(ao, migrationstatus.BatchActivity, hb).Get(ctx, nil); err != nil {
 			return p, err
 		}
 	}
@@ -233,7 +234,7 @@ func standInMigration(ctx workflow.Context, _ workflows.PasswordMigrationInput) 
 
 // until asks GET /api/v1/admin/password-migration as op until ok accepts the answer, for at
 // most a minute, and returns it with every "done/failed" pair answered on the way.
-func (e *adminEnv) until(op store.Operator, ok func(passwordMigrationJSON) bool) (got passwordMigrationJSON, raw string, seen []string) {
+func (e *adminEnv) until(op store.Operator, ok func(migrationstatus.Report) bool) (got migrationstatus.Report, raw string, seen []string) {
 	e.t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -262,12 +263,12 @@ func onlyPairs(t *testing.T, when string, seen []string, want ...string) {
 }
 
 // own checks operator op's answer: its own rows only, scope "operator", in status.
-func (e *adminEnv) own(op store.Operator, when string, status MigrationStatus, total, done, failed int64) passwordMigrationJSON {
+func (e *adminEnv) own(op store.Operator, when string, status migrationstatus.Status, total, done, failed int64) migrationstatus.Report {
 	e.t.Helper()
 	got, raw := e.get(op, http.StatusOK)
-	if got.Status != status || got.Scope != ScopeOperator || got.Total != total || got.Done != done || got.Failed != failed {
+	if got.Status != status || got.Scope != migrationstatus.Operator || got.Total != total || got.Done != done || got.Failed != failed {
 		e.t.Errorf("%s, as operator %s (no admin): %s; want %s, scope %s, total %d, done %d, failed %d: its own rows only",
-			when, op.Email, raw, status, ScopeOperator, total, done, failed)
+			when, op.Email, raw, status, migrationstatus.Operator, total, done, failed)
 	}
 	return got
 }
@@ -288,9 +289,9 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	bEmpty := e.legacy(b, "")
 
 	e.get(store.Operator{}, http.StatusUnauthorized)
-	e.own(b, "before any run", MigrationNotStarted, 1, 0, 0)
+	e.own(b, "before any run", migrationstatus.NotStarted, 1, 0, 0)
 	got, raw := e.get(a, http.StatusOK)
-	if got.Status != MigrationNotStarted || got.Scope != ScopePlatform || got.Total != 3 || got.StartedAt != nil || !strings.Contains(raw, `"started_at":null`) ||
+	if got.Status != migrationstatus.NotStarted || got.Scope != migrationstatus.Platform || got.Total != 3 || got.StartedAt != nil || !strings.Contains(raw, `"started_at":null`) ||
 		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows?query=WorkflowId%3D%22password-migration%22" {
 		t.Errorf("before any run: %s; want not_started, total 3 waiting, started_at null, a link to the runs", raw)
 	}
@@ -300,23 +301,23 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	// failed (before the heartbeat reaches the server, the query's alone).
 	batch := standInBatch{release: make(chan struct{})}
 	w := e.worker(standInMigration, func(w sdkworker.Worker) {
-		w.RegisterActivityWithOptions(batch.run, activity.RegisterOptions{Name: migrateActivity})
+		w.RegisterActivityWithOptions(batch.run, activity.RegisterOptions{Name: migrationstatus.BatchActivity})
 	})
 	run := e.start(false)
-	got, raw, seen := e.until(a, func(got passwordMigrationJSON) bool { return got.Done == 432 && got.Failed == 3 })
+	got, raw, seen := e.until(a, func(got migrationstatus.Report) bool { return got.Done == 432 && got.Failed == 3 })
 	onlyPairs(t, "while the first batch runs", seen, "400/2", "432/3")
-	if got.Status != MigrationRunning || got.Total != 1000 || got.RowsPerSecond != 7.5 ||
+	if got.Status != migrationstatus.Running || got.Total != 1000 || got.RowsPerSecond != 7.5 ||
 		got.StartedAt == nil || !got.StartedAt.Equal(fakeProgress.StartedAt) || got.FinishedAt != nil || got.Error != "" ||
 		got.WorkflowURL != "http://temporal-ui.example:8233/namespaces/default/workflows/password-migration/"+run.GetRunID()+"/history" {
 		t.Errorf("while running: %s; want running with the progress query's numbers and a link to run %s", raw, run.GetRunID())
 	}
-	if own := e.own(b, "while running", MigrationRunning, 1, 0, 0); own.RowsPerSecond != 0 || own.StartedAt == nil {
+	if own := e.own(b, "while running", migrationstatus.Running, 1, 0, 0); own.RowsPerSecond != 0 || own.StartedAt == nil {
 		t.Errorf("while running, as operator B: rows_per_second %v, started_at %v; want 0 (none of its rows moved) and the start", own.RowsPerSecond, own.StartedAt)
 	}
 	// The second batch heartbeats 700 written and 1 failed where 598 rows are left: its failure
 	// counts, its done rows only up to the total.
 	batch.next(t)
-	got, raw, seen = e.until(a, func(got passwordMigrationJSON) bool { return got.Done != 432 && got.Done != 400 })
+	got, raw, seen = e.until(a, func(got migrationstatus.Report) bool { return got.Done != 432 && got.Done != 400 })
 	onlyPairs(t, "while the second batch runs", seen, "432/3", "400/2", "997/3")
 	if got.Done != 997 || got.Failed != 3 || got.Total != 1000 {
 		t.Errorf("while a batch heartbeats more rows than are left: %s; want done 997, failed 3: done + failed = total 1000", raw)
@@ -327,26 +328,26 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	}
 	run.Get(e.ctx, nil)
 	got, raw = e.get(a, http.StatusOK)
-	if got.Status != MigrationCompleted || got.Done != 1000 || got.Failed != 0 || got.FinishedAt == nil || !got.FinishedAt.Equal(fakeProgress.StartedAt.Add(time.Hour)) {
+	if got.Status != migrationstatus.Completed || got.Done != 1000 || got.Failed != 0 || got.FinishedAt == nil || !got.FinishedAt.Equal(fakeProgress.StartedAt.Add(time.Hour)) {
 		t.Errorf("after it completed: %s; want completed with the result's numbers and finish time", raw)
 	}
-	e.own(b, "after the stand-in completed", MigrationCompleted, 1, 0, 0)
+	e.own(b, "after the stand-in completed", migrationstatus.Completed, 1, 0, 0)
 	w.Stop()
 
 	// The real migration: one row is hashed, the two empty ones fail the verification.
 	w = e.worker(workflows.PasswordMigration, func(w sdkworker.Worker) { w.RegisterActivity(&activities.Activities{Store: e.store}) })
 	defer w.Stop()
 	failedRun := e.start(true)
-	if n := e.scheduled(failedRun.GetRunID(), migrateActivity); n != 1 {
-		t.Errorf("the real run scheduled %d activities of type %q, want 1 (its one batch): the handler looks for that type", n, migrateActivity)
+	if n := e.scheduled(failedRun.GetRunID(), migrationstatus.BatchActivity); n != 1 {
+		t.Errorf("the real run scheduled %d activities of type %q, want 1 (its one batch): the handler looks for that type", n, migrationstatus.BatchActivity)
 	}
 	got, raw = e.get(a, http.StatusOK)
-	if got.Status != MigrationFailed || got.Total != 3 || got.Done != 1 || got.Failed != 2 || got.StartedAt == nil || got.FinishedAt == nil ||
+	if got.Status != migrationstatus.Failed || got.Total != 3 || got.Done != 1 || got.Failed != 2 || got.StartedAt == nil || got.FinishedAt == nil ||
 		!strings.Contains(got.Error, "verification failed: 2 rows") || !strings.Contains(got.Error, "yours: "+aEmpty+" (empty plaintext)") ||
 		strings.Contains(got.Error, bEmpty) {
 		t.Errorf("after a failed verification, as operator A: %s; want failed, total 3, done 1, failed 2, naming %s and not B's %s", raw, aEmpty, bEmpty)
 	}
-	gotB := e.own(b, "after a failed verification", MigrationFailed, 1, 0, 1)
+	gotB := e.own(b, "after a failed verification", migrationstatus.Failed, 1, 0, 1)
 	if !strings.Contains(gotB.Error, "yours: "+bEmpty+" (empty plaintext)") || strings.Contains(gotB.Error, aEmpty) || strings.Contains(gotB.Error, "2 rows") {
 		t.Errorf("after a failed verification, as operator B: error %q; want only B's row named, and no platform count", gotB.Error)
 	}
@@ -358,10 +359,10 @@ func TestPasswordMigrationProgress(t *testing.T) {
 	}
 	e.start(true)
 	got, raw = e.get(a, http.StatusOK)
-	if got.Status != MigrationCompleted || got.Total != 0 || got.Done != 0 || got.Failed != 0 || got.Error != "" || got.FinishedAt == nil {
+	if got.Status != migrationstatus.Completed || got.Total != 0 || got.Done != 0 || got.Failed != 0 || got.Error != "" || got.FinishedAt == nil {
 		t.Errorf("after the re-run: %s; want completed with nothing to do", raw)
 	}
-	e.own(b, "after the re-run", MigrationCompleted, 1, 1, 0)
+	e.own(b, "after the re-run", migrationstatus.Completed, 1, 1, 0)
 	if desc, err := testenv.Describe(e.ctx, e.tc, workflows.PasswordMigrationID, ""); err != nil ||
 		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		t.Errorf("the re-run's status = %v (%v), want completed", desc.GetWorkflowExecutionInfo().GetStatus(), err)
@@ -383,56 +384,4 @@ func (e *adminEnv) scheduled(runID, name string) int {
 		}
 	}
 	return n
-}
-
-func TestAddBatchProgress(t *testing.T) {
-	problems := func(n int) []store.LegacyProblem { return make([]store.LegacyProblem, n) }
-	for _, tt := range []struct {
-		total, done, failed int64
-		hb                  activities.MigrateProgress
-		wantDone, wantFail  int64
-	}{
-		{100, 40, 2, activities.MigrateProgress{Written: 5, Superseded: 1, Failed: problems(2)}, 46, 4},
-		{100, 40, 2, activities.MigrateProgress{}, 40, 2},
-		{100, 90, 2, activities.MigrateProgress{Written: 20, Failed: problems(1)}, 97, 3},
-		{100, 90, 2, activities.MigrateProgress{Written: 20, Failed: problems(20)}, 90, 10},
-		{100, 98, 2, activities.MigrateProgress{Written: 3}, 98, 2},
-		{100, 99, 2, activities.MigrateProgress{Written: 3, Failed: problems(1)}, 99, 2}, // already over: nothing added
-		{100, 40, 2, activities.MigrateProgress{Written: -5}, 40, 2},
-	} {
-		p := workflows.PasswordMigrationProgress{Total: tt.total, Done: tt.done, Failed: tt.failed}
-		addBatchProgress(&p, tt.hb)
-		if p.Done != tt.wantDone || p.Failed != tt.wantFail || p.Total != tt.total {
-			t.Errorf("addBatchProgress(total %d, done %d, failed %d; written %d, superseded %d, failed %d) = total %d, done %d, failed %d; want %d, %d, %d",
-				tt.total, tt.done, tt.failed, tt.hb.Written, tt.hb.Superseded, len(tt.hb.Failed), p.Total, p.Done, p.Failed, tt.total, tt.wantDone, tt.wantFail)
-		}
-	}
-}
-
-func TestMigrationURL(t *testing.T) {
-	for _, tt := range []struct {
-		ui, ns, run, want string
-	}{
-		{"", "default", "r1", ""},
-		{"http://ui:8233", "", "0192-run", "http://ui:8233/namespaces/default/workflows/password-migration/0192-run/history"},
-		{"https://ui.example/temporal/", "prod ns", "", "https://ui.example/temporal/namespaces/prod%20ns/workflows?query=WorkflowId%3D%22password-migration%22"},
-	} {
-		s := &Server{cfg: Config{TemporalUIURL: tt.ui, TemporalNamespace: tt.ns}}
-		if got := s.migrationURL(tt.run); got != tt.want {
-			t.Errorf("migrationURL(%q) with UI %q, namespace %q = %q, want %q", tt.run, tt.ui, tt.ns, got, tt.want)
-		}
-	}
-}
-
-// TestMigrationErrorForOperators: a failure other than the verification may name the
-// platform's internals; only an admin reads its cause.
-func TestMigrationErrorForOperators(t *testing.T) {
-	cause := errors.New("activity error: connect to 10.0.0.2:5432: connection refused")
-	admin := store.Principal{OperatorID: uuid.New(), IsAdmin: true}
-	if msg, _ := migrationError(cause, admin); msg != cause.Error() {
-		t.Errorf("migrationError(%v, admin) = %q, want the cause", cause, msg)
-	}
-	if msg, _ := migrationError(cause, store.Principal{OperatorID: uuid.New()}); strings.Contains(msg, "10.0.0.2") || !strings.Contains(msg, "failed") {
-		t.Errorf("migrationError(%v, operator) = %q, want a failure without the cause", cause, msg)
-	}
 }

@@ -26,7 +26,6 @@ const CSRFHeader = "X-CSRF-Token"
 
 const (
 	principalKey = "cellgate.principal"
-	deviceKey    = "cellgate.device"
 	sessionKey   = "cellgate.session_token"
 )
 
@@ -90,17 +89,6 @@ func (s *Server) authOperator(c *gin.Context) {
 	}
 	c.Set(principalKey, p)
 	c.Set(sessionKey, cookie.Value)
-	c.Next()
-}
-
-// authDevice authenticates a device by its device token.
-func (s *Server) authDevice(c *gin.Context) {
-	token, ok := bearer(c.Request)
-	if !ok || !strings.HasPrefix(token, credential.DevicePrefix) {
-		s.writeError(c, &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "device token required"})
-		return
-	}
-	c.Set(deviceKey, credential.HashToken(token))
 	c.Next()
 }
 

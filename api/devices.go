@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,9 +12,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/cellgate/cellgate/credential"
-	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/tunnel/wire"
 	"github.com/cellgate/cellgate/workflows"
 )
 
@@ -194,173 +191,6 @@ func (s *Server) deleteDevice(c *gin.Context) error {
 	return nil
 }
 
-// POST /api/v1/device/enroll {"enrollment_token","noise_public_key"?}: spend the enrollment
-// token, get the device token and the device's tunnel settings.
-func (s *Server) enrollDevice(c *gin.Context) error {
-	var req struct {
-		EnrollmentToken *string `json:"enrollment_token"`
-		NoisePublicKey  *string `json:"noise_public_key"`
-	}
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	if req.EnrollmentToken == nil || *req.EnrollmentToken == "" {
-		return badRequest("enrollment_token", "required", "enrollment_token is required")
-	}
-	var key []byte
-	if req.NoisePublicKey != nil {
-		k, err := parseNoiseKey(*req.NoisePublicKey)
-		if err != nil {
-			return err
-		}
-		key = k[:]
-	}
-	token, hash := credential.NewToken(credential.DevicePrefix)
-	d, err := s.store.EnrollDevice(c.Request.Context(), credential.HashToken(*req.EnrollmentToken), hash, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return &httpjson.Error{Status: http.StatusUnauthorized, Code: "invalid_enrollment_token",
-			Message: "enrollment token is unknown or already used", Field: "enrollment_token"}
-	}
-	if err != nil {
-		return tunnelError(err)
-	}
-	answer := s.tunnelSettings(d)
-	answer["device_token"] = token
-	c.JSON(http.StatusOK, answer)
-	return nil
-}
-
-// PUT /api/v1/device/key (device token) {"noise_public_key"}: register or rotate the device's
-// Noise static key, for a device that enrolled without one or rotates it.
-func (s *Server) putDeviceKey(c *gin.Context) error {
-	var req struct {
-		NoisePublicKey *string `json:"noise_public_key"`
-	}
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	if req.NoisePublicKey == nil {
-		return badRequest("noise_public_key", "required", "noise_public_key is required")
-	}
-	k, err := parseNoiseKey(*req.NoisePublicKey)
-	if err != nil {
-		return err
-	}
-	d, err := s.store.SetDeviceKey(c.Request.Context(), c.MustGet(deviceKey).([]byte), k[:])
-	if errors.Is(err, store.ErrNotFound) {
-		return errUnauthorized
-	}
-	if err != nil {
-		return tunnelError(err)
-	}
-	c.JSON(http.StatusOK, s.tunnelSettings(d))
-	return nil
-}
-
-// parseNoiseKey checks a Noise static public key as a device sends it: the canonical standard
-// base64 of 32 bytes that are not all zero.
-func parseNoiseKey(s string) (wire.PublicKey, error) {
-	k, err := wire.ParsePublicKey(s)
-	if err != nil || k.String() != s {
-		return k, badRequest("noise_public_key", "invalid", "noise_public_key must be 32 bytes in standard base64")
-	}
-	if k == (wire.PublicKey{}) {
-		return k, badRequest("noise_public_key", "invalid", "noise_public_key must not be all zero")
-	}
-	return k, nil
-}
-
-// tunnelError maps the store's refusals of a device key or address.
-func tunnelError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrKeyInUse):
-		return &httpjson.Error{Status: http.StatusConflict, Code: "key_in_use",
-			Message: "another device has this noise_public_key; generate a new key pair", Field: "noise_public_key"}
-	case errors.Is(err, store.ErrPoolFull):
-		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "tunnel_pool_full",
-			Message: "no tunnel address is free; delete unused devices"}
-	}
-	return err
-}
-
-// tunnelSettings is what a device needs to reach the relay: its id, its tunnel address, the
-// relay's public key and endpoint ("" when not configured).
-func (s *Server) tunnelSettings(d store.TunnelDevice) gin.H {
-	var relayKey string
-	if s.cfg.TunnelPublicKey != (wire.PublicKey{}) {
-		relayKey = s.cfg.TunnelPublicKey.String()
-	}
-	return gin.H{
-		"device_id":         d.ID,
-		"tunnel_ip":         d.TunnelIP.String(),
-		"tunnel_public_key": relayKey,
-		"tunnel_endpoint":   s.cfg.TunnelEndpoint,
-	}
-}
-
-// Telemetry bounds.
-const maxTelemetryString = 64
-
-// POST /api/v1/device/heartbeat (device token) with telemetry. A device past its heartbeat
-// rate is 429 before anything reaches Postgres or Temporal; bad input is 400 without spending
-// its rate.
-func (s *Server) heartbeat(c *gin.Context) error {
-	var t store.Telemetry
-	if err := decode(c, &t); err != nil {
-		return err
-	}
-	if err := checkTelemetry(&t); err != nil {
-		return err
-	}
-	if err := s.paceHeartbeat(c); err != nil {
-		return err
-	}
-	ctx := c.Request.Context()
-	rec, err := s.store.RecordHeartbeat(ctx, c.MustGet(deviceKey).([]byte), t)
-	if err != nil {
-		return authError(err)
-	}
-	// A heartbeat the monitor must hear of is answered 204 only once it has it; else the
-	// device retries, and its retry, finding the row unchanged, signals again.
-	if workflows.MonitorMustHear(rec, s.cfg.Monitor) {
-		hb := workflows.Heartbeat{At: rec.At, Config: s.cfg.Monitor}
-		if rec.Previous != nil {
-			hb.Previous = *rec.Previous
-		}
-		if err := s.signalHeartbeat(ctx, rec.Device, hb); err != nil {
-			s.log.WarnContext(ctx, "heartbeat not signalled", "device_id", rec.Device.ID, "err", err)
-			c.Header("Retry-After", "5")
-			return errUnavailable
-		}
-		if err := s.store.MarkSignalled(ctx, rec.Device.ID, rec.At); err != nil {
-			s.log.WarnContext(ctx, "heartbeat signalled, not marked so", "device_id", rec.Device.ID, "err", err)
-		}
-	}
-	c.Status(http.StatusNoContent)
-	return nil
-}
-
-// paceHeartbeat takes a token of the device's heartbeat bucket, keyed by its token's hash (an
-// unknown token has a bucket too, so guessing costs the same): 429 with Retry-After when it
-// is empty. A leaked device token can thus cost Postgres and Temporal no more than one
-// device's worth.
-func (s *Server) paceHeartbeat(c *gin.Context) error {
-	if s.heartbeats == nil {
-		return nil
-	}
-	_, ok, wait := s.heartbeats.Take(string(c.MustGet(deviceKey).([]byte)), time.Now())
-	if ok {
-		return nil
-	}
-	c.Header("Retry-After", retryAfter(wait))
-	return &httpjson.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
-		Message: "this device sends heartbeats too often; wait for Retry-After"}
-}
-
-// errUnavailable: Temporal did not take the request; the caller should retry.
-var errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
-	Message: "the workflow service is unavailable; retry shortly"}
-
 // GET /api/v1/devices/{id}/events?limit=&before=: status transitions, newest first.
 func (s *Server) deviceEvents(c *gin.Context) error {
 	id, err := pathID(c)
@@ -389,32 +219,5 @@ func (s *Server) deviceEvents(c *gin.Context) error {
 		events = []store.StatusEvent{}
 	}
 	c.JSON(http.StatusOK, gin.H{"events": events, "next_before": next})
-	return nil
-}
-
-func checkTelemetry(t *store.Telemetry) error {
-	if t.Battery != nil && (*t.Battery < 0 || *t.Battery > 100) {
-		return badRequest("battery", "out_of_range", "battery must be a percentage from 0 to 100")
-	}
-	if t.SignalDBM != nil && (*t.SignalDBM < -200 || *t.SignalDBM > 0) {
-		return badRequest("signal_dbm", "out_of_range", "signal_dbm must be from -200 to 0")
-	}
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"carrier", t.Carrier}, {"network_type", t.NetworkType}, {"cellular_ip", t.CellularIP}, {"app_version", t.AppVersion}} {
-		if f.v == nil {
-			continue
-		}
-		if len(*f.v) > maxTelemetryString {
-			return badRequest(f.name, "too_long", "%s must be at most %d bytes", f.name, maxTelemetryString)
-		}
-		if hasControl(*f.v) {
-			return badRequest(f.name, "invalid", "%s must not contain control characters", f.name)
-		}
-	}
-	if t.CellularIP != nil && *t.CellularIP != "" && net.ParseIP(*t.CellularIP) == nil {
-		return badRequest("cellular_ip", "invalid", "cellular_ip must be an IP address")
-	}
 	return nil
 }

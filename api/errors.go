@@ -28,6 +28,13 @@ func badRequest(field, code, format string, args ...any) *httpjson.Error {
 // errNotFound is the answer for any id the caller may not see, whether it exists or not.
 var errNotFound = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 
+// errUnavailable: Temporal did not take the request; the caller should retry.
+var errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+	Message: "the workflow service is unavailable; retry shortly"}
+
+// signalTimeout bounds how long a request waits for Temporal to accept a signal or start.
+const signalTimeout = 5 * time.Second
+
 // handle adapts a handler that returns an error: an *httpjson.Error is written as it is, store errors
 // map to 404 and 409, anything else is logged and answered with a 500 that reveals nothing.
 func (s *Server) handle(h func(c *gin.Context) error) gin.HandlerFunc {

@@ -17,10 +17,9 @@ func (s *Server) routes() {
 	v1.GET("/openapi.json", s.handle(s.openAPI)) // the contract of /api/v1: api/openapi.yaml
 	v1.POST("/session", s.handle(s.login))
 
-	// The device API: enrollment with a single-use token, then the device token.
-	v1.POST("/device/enroll", s.handle(s.enrollDevice))
-	v1.POST("/device/heartbeat", s.authDevice, s.handle(s.heartbeat))
-	v1.PUT("/device/key", s.authDevice, s.handle(s.putDeviceKey))
+	// The device API (package deviceapi): enrollment with a single-use token, then the
+	// device token.
+	s.devices.Mount(v1)
 
 	op := v1.Group("", s.authOperator)
 	op.DELETE("/session", s.handle(s.logout))

@@ -1,7 +1,8 @@
 // Package api is cellgate's HTTP API server: the operators' REST API under /api/v1, the device
-// API (enroll, key, heartbeat) and health endpoints on the public listener, and a listener of
-// its own for the internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call,
-// which package relayapi serves and api mounts. Handlers are thin: they validate input, call the
+// API under /api/v1/device (enroll, key, heartbeat), which package deviceapi serves and api
+// mounts, and health endpoints on the public listener, and a listener of its own for the
+// internal API under /internal/v1 that the relay's tunnel and OpenVPN hooks call, which
+// package relayapi serves and api mounts. Handlers are thin: they validate input, call the
 // store, Temporal (connections' quota workflows through package quotas) and write JSON
 // (package httpjson's error shape).
 package api
@@ -23,7 +24,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cellgate/cellgate/credential"
+	"github.com/cellgate/cellgate/deviceapi"
 	"github.com/cellgate/cellgate/httpjson"
+	"github.com/cellgate/cellgate/migrationstatus"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/quotas"
@@ -129,7 +132,7 @@ const (
 	DefaultLoginBcryptWait = 2 * time.Second
 	DefaultHeartbeatEvery  = 500 * time.Millisecond
 	// HeartbeatBurst is how many heartbeats a device may send at once.
-	HeartbeatBurst = 20
+	HeartbeatBurst = deviceapi.HeartbeatBurst
 )
 
 // DefaultConfig returns the defaults the api subcommand starts from.
@@ -175,8 +178,10 @@ type Server struct {
 	// usernameConflicts counts, per operator, the usernames it asked for that were taken,
 	// so that nobody can list other operators' customers by trying names.
 	usernameConflicts *ratelimit.Limiter[string]
-	// heartbeats paces each device's heartbeats, by its token's hash; nil: no limit.
-	heartbeats *ratelimit.Limiter[string]
+	// migration reads the password migration's status (GET /admin/password-migration).
+	migration *migrationstatus.Reader
+	// devices is the device API (enroll, key, heartbeat) and the sweep of stopped monitors.
+	devices *deviceapi.API
 	// ovpn is the OpenVPN hooks' side: their credential engine, which the handlers that
 	// change credentials revoke from, and the relay they route clients through.
 	ovpn *openVPN
@@ -201,9 +206,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 		usernameConflicts: ratelimit.New[string](30*time.Second, 10),
 	}
 	s.loginSlots, s.checkLogin = newLoginSlots(cfg.Login)
-	if cfg.HeartbeatEvery > 0 {
-		s.heartbeats = ratelimit.New[string](cfg.HeartbeatEvery, HeartbeatBurst)
-	}
+	s.devices = deviceapi.New(deviceapi.Config{Store: st, Temporal: tc, Log: log, HeartbeatEvery: cfg.HeartbeatEvery,
+		Monitor: cfg.Monitor, TunnelPublicKey: cfg.TunnelPublicKey, TunnelEndpoint: cfg.TunnelEndpoint})
 	trusted, err := parsePrefixes(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
@@ -212,6 +216,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	if s.engine, err = s.newEngine(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	s.migration = migrationstatus.New(migrationstatus.Config{Temporal: tc, Store: st, Log: log,
+		UIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace})
 	s.quotas = quotas.New(st, tc, log, cfg.UsageSignalInterval)
 	s.ovpn = s.newOpenVPN()
 	s.routes()
@@ -298,7 +304,7 @@ func (s *Server) Serve(ctx context.Context, public, internal net.Listener) error
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { s.purgeExpired(bgCtx) }) // both exit with Serve, below
-	background.Go(func() { s.sweepMonitors(bgCtx) })
+	background.Go(func() { s.devices.SweepMonitors(bgCtx) })
 	defer func() { stopBackground(); background.Wait() }()
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {

@@ -1,4 +1,4 @@
-package api
+package deviceapi
 
 import (
 	"context"
@@ -20,25 +20,25 @@ const signalTimeout = 5 * time.Second
 const sweepBatch = 500
 
 // signalHeartbeat hands a heartbeat to the device's DeviceMonitor, starting it if needed.
-func (s *Server) signalHeartbeat(ctx context.Context, dev store.DeviceRef, hb workflows.Heartbeat) error {
+func (a *API) signalHeartbeat(ctx context.Context, dev store.DeviceRef, hb workflows.Heartbeat) error {
 	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
-	_, err := s.temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal, hb,
+	_, err := a.cfg.Temporal.SignalWithStartWorkflow(ctx, workflows.DeviceMonitorID(dev.ID), workflows.HeartbeatSignal, hb,
 		workflows.DeviceMonitorStart(dev.ID, dev.OperatorID, dev.Name), workflows.DeviceMonitorType, workflows.DeviceMonitorInput{
-			DeviceID: dev.ID, OperatorID: dev.OperatorID, DeviceName: dev.Name, Config: s.cfg.Monitor,
+			DeviceID: dev.ID, OperatorID: dev.OperatorID, DeviceName: dev.Name, Config: a.cfg.Monitor,
 		})
 	return err
 }
 
-// sweepMonitors, every OfflineAfter until ctx ends, starts the monitors of online devices
+// SweepMonitors, every OfflineAfter until ctx ends, starts the monitors of online devices
 // that went silent after their monitor stopped looking at their row (terminated from the
 // CLI, lost with a Temporal namespace): no heartbeat of theirs would start it again, and the
 // new monitor finds them past their deadline. A device's monitor counts as stopped when it
 // has not looked for twice OfflineAfter, as in MonitorMustHear; the device as silent when its
 // last heartbeat is older than OfflineAfter. Every API process sweeps; a monitor signalled
 // twice takes the second as a no-op.
-func (s *Server) sweepMonitors(ctx context.Context) {
-	offlineAfter := s.cfg.Monitor.OfflineAfter
+func (a *API) SweepMonitors(ctx context.Context) {
+	offlineAfter := a.cfg.Monitor.OfflineAfter
 	if offlineAfter <= 0 {
 		offlineAfter = workflows.DefaultOfflineAfter
 	}
@@ -50,20 +50,20 @@ func (s *Server) sweepMonitors(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		stale, err := s.store.StaleMonitors(ctx, 2*offlineAfter, offlineAfter, sweepBatch)
+		stale, err := a.cfg.Store.StaleMonitors(ctx, 2*offlineAfter, offlineAfter, sweepBatch)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("sweep device monitors", "err", err)
+				a.log.Warn("sweep device monitors", "err", err)
 			}
 			continue
 		}
 		for _, m := range stale {
-			if err := s.signalHeartbeat(ctx, m.Device, workflows.Heartbeat{At: m.LastHeartbeatAt, Config: s.cfg.Monitor}); err != nil {
-				s.log.Warn("restart device monitor", "device_id", m.Device.ID, "err", err)
+			if err := a.signalHeartbeat(ctx, m.Device, workflows.Heartbeat{At: m.LastHeartbeatAt, Config: a.cfg.Monitor}); err != nil {
+				a.log.Warn("restart device monitor", "device_id", m.Device.ID, "err", err)
 			}
 		}
 		if len(stale) > 0 {
-			s.log.Info("restarted device monitors that stopped", "devices", len(stale))
+			a.log.Info("restarted device monitors that stopped", "devices", len(stale))
 		}
 	}
 }
