@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/httpjson"
-	"github.com/cellgate/cellgate/store"
+	"github.com/cellgate/cellgate/internal/ginjson"
 )
 
 // MaxBodyBytes is the largest request body the API reads; larger ones are 413.
@@ -26,7 +25,7 @@ func badRequest(field, code, format string, args ...any) *httpjson.Error {
 }
 
 // errNotFound is the answer for any id the caller may not see, whether it exists or not.
-var errNotFound = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
+var errNotFound = ginjson.NotFound
 
 // errUnavailable: Temporal did not take the request; the caller should retry.
 var errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
@@ -35,44 +34,18 @@ var errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code
 // signalTimeout bounds how long a request waits for Temporal to accept a signal or start.
 const signalTimeout = 5 * time.Second
 
-// handle adapts a handler that returns an error: an *httpjson.Error is written as it is, store errors
-// map to 404 and 409, anything else is logged and answered with a 500 that reveals nothing.
+// handle adapts a handler that returns an error (ginjson.Handle).
 func (s *Server) handle(h func(c *gin.Context) error) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if err := h(c); err != nil {
-			s.writeError(c, err)
-		}
-	}
+	return ginjson.Handle(s.log, h)
 }
 
-// writeError answers err in the shape of httpjson.Error, ending the request: an
-// *httpjson.Error as it is, store errors as 404 and 409, anything else logged and a 500.
-func (s *Server) writeError(c *gin.Context, err error) {
-	c.Abort()
-	httpjson.Fail(c.Writer, c.Request, c.FullPath(), s.log, err, storeError)
-}
-
-// storeError is the answer to a store error: a missing row is 404 (whoever's it is), a
-// conflict 409.
-func storeError(err error) *httpjson.Error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return errNotFound
-	case errors.Is(err, store.ErrConflict):
-		return &httpjson.Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
-	}
-	return nil
-}
+// writeError answers err and ends the request (ginjson.WriteError).
+func (s *Server) writeError(c *gin.Context, err error) { ginjson.WriteError(c, s.log, err) }
 
 // decode reads the request body as exactly one JSON object into v, strictly: a Content-Type
 // other than JSON, unknown fields, wrong types, trailing data and bodies over MaxBodyBytes are
 // errors naming what is wrong.
-func decode(c *gin.Context, v any) error {
-	if err := httpjson.RequireJSON(c.Request); err != nil {
-		return err
-	}
-	return httpjson.Decode(c.Writer, c.Request, v, MaxBodyBytes)
-}
+func decode(c *gin.Context, v any) error { return ginjson.Decode(c, v, MaxBodyBytes) }
 
 // MaxNameLength is the longest name (of a device, connection or token), in characters.
 const MaxNameLength = 100

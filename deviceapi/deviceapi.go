@@ -21,6 +21,7 @@ import (
 
 	"github.com/cellgate/cellgate/credential"
 	"github.com/cellgate/cellgate/httpjson"
+	"github.com/cellgate/cellgate/internal/ginjson"
 	"github.com/cellgate/cellgate/ratelimit"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -86,7 +87,6 @@ const deviceKey = "cellgate.device"
 
 var (
 	errUnauthorized = &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "authentication required"}
-	errNotFound     = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 	// errUnavailable: Temporal did not take the request; the caller should retry.
 	errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 		Message: "the workflow service is unavailable; retry shortly"}
@@ -121,39 +121,15 @@ func authError(err error) error {
 	return err
 }
 
-// handle adapts a handler that returns an error to gin (writeError).
-func (a *API) handle(h func(c *gin.Context) error) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if err := h(c); err != nil {
-			a.writeError(c, err)
-		}
-	}
-}
+// handle adapts a handler that returns an error (ginjson.Handle).
+func (a *API) handle(h func(c *gin.Context) error) gin.HandlerFunc { return ginjson.Handle(a.log, h) }
 
-// writeError answers err and ends the request, as the operator API does: an *httpjson.Error
-// as it is, a missing row as 404, a conflict as 409; anything else is logged and answered
-// with a 500 that reveals nothing.
-func (a *API) writeError(c *gin.Context, err error) {
-	c.Abort()
-	httpjson.Fail(c.Writer, c.Request, c.FullPath(), a.log, err, func(err error) *httpjson.Error {
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return errNotFound
-		case errors.Is(err, store.ErrConflict):
-			return &httpjson.Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
-		}
-		return nil
-	})
-}
+// writeError answers err and ends the request (ginjson.WriteError).
+func (a *API) writeError(c *gin.Context, err error) { ginjson.WriteError(c, a.log, err) }
 
 // decode reads the request body, declared JSON, as exactly one JSON object into v, strictly;
 // see httpjson.Decode.
-func decode(c *gin.Context, v any) error {
-	if err := httpjson.RequireJSON(c.Request); err != nil {
-		return err
-	}
-	return httpjson.Decode(c.Writer, c.Request, v, MaxBodyBytes)
-}
+func decode(c *gin.Context, v any) error { return ginjson.Decode(c, v, MaxBodyBytes) }
 
 // badRequest is a 400 error about field; see httpjson.BadRequest.
 func badRequest(field, code, format string, args ...any) *httpjson.Error {

@@ -13,7 +13,6 @@ package relayapi
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -24,6 +23,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cellgate/cellgate/httpjson"
+	"github.com/cellgate/cellgate/internal/ginjson"
 	"github.com/cellgate/cellgate/proxyauth"
 	"github.com/cellgate/cellgate/quotas"
 	"github.com/cellgate/cellgate/ratelimit"
@@ -90,7 +90,6 @@ var (
 	errUnauthorized = &httpjson.Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "internal token required"}
 	errRateLimited  = &httpjson.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 		Message: "too many requests without the internal token; try again later"}
-	errNotFound = &httpjson.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 	// errUnavailable: Temporal did not take the request; the caller should retry.
 	errUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 		Message: "the workflow service is unavailable; retry shortly"}
@@ -136,36 +135,15 @@ func peerKey(remoteAddr string) string {
 	return ratelimit.SourcePrefix(ap.Addr()).String()
 }
 
-// handle adapts a handler that returns an error to gin (writeError).
-func (a *API) handle(h func(c *gin.Context) error) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if err := h(c); err != nil {
-			a.writeError(c, err)
-		}
-	}
-}
+// handle adapts a handler that returns an error (ginjson.Handle).
+func (a *API) handle(h func(c *gin.Context) error) gin.HandlerFunc { return ginjson.Handle(a.log, h) }
 
-// writeError answers err and ends the request: an *httpjson.Error as it is, a missing row as
-// 404; a client that went away gets nothing, anything else is logged and answered with a 500
-// that reveals nothing.
-func (a *API) writeError(c *gin.Context, err error) {
-	c.Abort()
-	httpjson.Fail(c.Writer, c.Request, c.FullPath(), a.log, err, func(err error) *httpjson.Error {
-		if errors.Is(err, store.ErrNotFound) {
-			return errNotFound
-		}
-		return nil
-	})
-}
+// writeError answers err and ends the request (ginjson.WriteError).
+func (a *API) writeError(c *gin.Context, err error) { ginjson.WriteError(c, a.log, err) }
 
 // decode reads a body of up to MaxInternalBodyBytes, declared JSON, that holds exactly one
 // JSON value of v's kind (an array for a slice, else an object); see httpjson.Decode.
-func decode(c *gin.Context, v any) error {
-	if err := httpjson.RequireJSON(c.Request); err != nil {
-		return err
-	}
-	return httpjson.Decode(c.Writer, c.Request, v, MaxInternalBodyBytes)
-}
+func decode(c *gin.Context, v any) error { return ginjson.Decode(c, v, MaxInternalBodyBytes) }
 
 // badRequest is a 400 error about field; see httpjson.BadRequest.
 func badRequest(field, code, format string, args ...any) *httpjson.Error {
