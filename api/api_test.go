@@ -64,12 +64,6 @@ func newEnvTemporal(t *testing.T, cfg api.Config, tc temporalclient.Client) *env
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	// Held usage goes out before the test's Temporal client closes (cleanups run last first).
-	t.Cleanup(func() {
-		if err := srv.Close(context.Background()); err != nil {
-			t.Errorf("api Close: %v", err)
-		}
-	})
 	return &env{store: st, tc: tc, h: srv.Handler(), ih: srv.InternalHandler(), srv: srv}
 }
 

@@ -147,8 +147,8 @@ func (s *Server) reserveUsername(c *gin.Context, username string, chosen bool) (
 var errUsernameTaken = &httpjson.Error{Status: http.StatusConflict, Code: "username_taken",
 	Message: "username is already taken (usernames are unique across all operators); choose another", Field: "username"}
 
-// GET /api/v1/connections?device_id=&limit=&after=: Postgres's usage figures (at most
-// workflows.SaveInterval + SaveQuiet behind), each connection's last reset and quota workflow link.
+// GET /api/v1/connections?device_id=&limit=&after=: Postgres's usage figures (saved by the
+// quota workflow with every usage report that changed them), each connection's last reset.
 func (s *Server) listConnections(c *gin.Context) error {
 	p, err := page(c)
 	if err != nil {
@@ -252,7 +252,6 @@ func (s *Server) updateConnection(c *gin.Context) error {
 		// Postgres has the new limit already, and a workflow that starts reads it from there.
 		q := store.QuotaRow{ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID,
 			Name: conn.Name, Username: conn.Username}
-		s.quotas.Flush(ctx, conn.ID) // a lower limit is measured against every acknowledged byte
 		if err := s.quotas.Signal(ctx, q, workflows.LimitSignal, workflows.LimitChange{Limit: conn.BandwidthLimit}); err != nil {
 			s.log.WarnContext(ctx, "limit change not handed to the quota workflow", slog.String("connection_id", conn.ID.String()), slog.Any("err", err))
 			return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",

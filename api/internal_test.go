@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/api/enums/v1"
@@ -37,14 +36,6 @@ const maxInternalBody = 2 << 20
 
 // relayKey is the relay's public key the tests configure.
 var relayKey = newKey()
-
-// signalEveryReport is tunnelConfig with every usage report signalled as it comes, for the
-// tests that follow reports one by one into the quota workflows.
-func signalEveryReport() api.Config {
-	cfg := tunnelConfig()
-	cfg.UsageSignalInterval = 0
-	return cfg
-}
 
 // tunnelConfig is the API configuration with the tunnel settings and the internal API on.
 func tunnelConfig() api.Config {
@@ -696,7 +687,7 @@ func withLimit(entry map[string]any, limit int64, reached bool) map[string]any {
 
 func TestInternalUsageBadInput(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, signalEveryReport())
+	e := newEnvConfig(t, tunnelConfig())
 	in := e.internal(internalToken)
 	a, op := e.session(t)
 	dev, _ := a.createDevice(t, "phone")
@@ -830,7 +821,7 @@ func sessionBytes(reports []workflows.UsageReport) []string {
 
 func TestInternalUsage(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, signalEveryReport())
+	e := newEnvConfig(t, tunnelConfig())
 	in := e.internal(internalToken)
 	a, aOp := e.session(t)
 	b, bOp := e.session(t)
@@ -923,76 +914,44 @@ func (e *env) signalNames(t testing.TB, id uuid.UUID) []string {
 	return out
 }
 
-// TestInternalUsageHeld: with a UsageSignalInterval, reports within it are merged in the API
-// and signalled together: when a report asks for action, before the workflow is asked for its
-// figures or told of a limit, and at Close. A deleted connection's held figures are dropped.
-// (The timer, the thresholds and failed signals are tested in usagehold_test.go.)
-func TestInternalUsageHeld(t *testing.T) {
+// TestInternalUsageSignalledAtOnce: the API holds no usage. Reports that follow each other
+// within moments are each signalled before their 200, none tells the workflow how the reports
+// are paced (the relay paces them), and a limit change comes after the usage acknowledged
+// before it.
+func TestInternalUsageSignalledAtOnce(t *testing.T) {
 	t.Parallel()
-	cfg := tunnelConfig()
-	cfg.UsageSignalInterval = time.Hour // only the events above send what is held
-	e := newEnvConfig(t, cfg)
+	e := newEnvConfig(t, tunnelConfig())
 	in := e.internal(internalToken)
 	a, op := e.session(t)
 	dev, _ := a.createDevice(t, "phone")
-	conn, gone := e.connection(t, op.ID, dev.ID), e.connection(t, op.ID, dev.ID)
+	conn := e.connection(t, op.ID, dev.ID)
 	s1, s2 := uuid.New(), uuid.New()
 	sid := func(s uuid.UUID) string { return s.String()[:8] }
-	path := "/api/v1/connections/" + conn.ID.String()
 	var want []string
-	check := func(step string, add ...string) {
+	report := func(step string, entries []map[string]any, add string) {
 		t.Helper()
-		want = append(want, add...)
+		if got := in.usageReport(t, entries...); got != (usageResult{Accepted: len(entries)}) {
+			t.Errorf("%s: POST /internal/v1/usage = %+v, want all %d accepted", step, got, len(entries))
+		}
+		want = append(want, add)
 		if got := sessionBytes(e.usageSignals(t, conn.ID)); !slices.Equal(got, want) {
 			t.Errorf("%s: the quota workflow got %q, want %q", step, got, want)
 		}
 	}
-	report := func(entries ...map[string]any) {
-		t.Helper()
-		if got := in.usageReport(t, entries...); got != (usageResult{Accepted: len(entries)}) {
-			t.Errorf("POST /internal/v1/usage = %+v, want all %d accepted", got, len(entries))
+	report("the first report", []map[string]any{usageEntry(conn.ID, s1, 1, 100, 0)}, "1/"+sid(s1)+"=100")
+	report("a report right after it", []map[string]any{usageEntry(conn.ID, s1, 1, 150, 0)}, "1/"+sid(s1)+"=150")
+	report("and another", []map[string]any{usageEntry(conn.ID, s1, 1, 300, 0), usageEntry(conn.ID, s2, 1, 5, 0)},
+		sessionList("1/"+sid(s1)+"=300", "1/"+sid(s2)+"=5"))
+	for i, sig := range e.usageSignals(t, conn.ID) {
+		if sig.SignalEvery != 0 {
+			t.Errorf("usage signal %d says SignalEvery %v; the API no longer paces, want 0", i, sig.SignalEvery)
 		}
 	}
 
-	report(usageEntry(conn.ID, s1, 1, 100, 0))
-	check("the first report", "1/"+sid(s1)+"=100")
-	// The workflow learns the longest the API waits between two of its signals: the interval
-	// and the quarter more by which it spreads connections out.
-	if got := e.usageSignals(t, conn.ID); len(got) != 1 || got[0].SignalEvery != time.Hour*5/4 {
-		t.Errorf("first usage signal %+v, want SignalEvery 1h15m", got)
-	}
-	report(usageEntry(conn.ID, s1, 1, 150, 0))
-	report(usageEntry(conn.ID, s1, 1, 300, 0), usageEntry(conn.ID, s2, 1, 5, 0))
-	check("two more reports within the interval")
-
-	// GET asks the workflow for its figures, so it hands it what is held first.
-	a.must(t, http.StatusOK, http.MethodGet, path, nil)
-	check("GET of the connection", sessionList("1/"+sid(s1)+"=300", "1/"+sid(s2)+"=5"))
-
-	// A limit reached goes out at once, with what was held.
-	report(usageEntry(conn.ID, s1, 1, 400, 0))
-	report(withLimit(usageEntry(conn.ID, s2, 1, 9, 0), 1000, true))
-	check("a limit reached", sessionList("1/"+sid(s1)+"=400", "1/"+sid(s2)+"=9")+" limit 1000 reached")
-
-	// A new limit is measured against every acknowledged byte: held usage goes first.
-	report(usageEntry(conn.ID, s1, 1, 500, 0))
-	a.must(t, http.StatusOK, http.MethodPatch, path, map[string]any{"bandwidth_limit": 2000})
-	check("a limit change", "1/"+sid(s1)+"=500")
-	if names := e.signalNames(t, conn.ID); len(names) < 2 || names[len(names)-2] != workflows.UsageSignal || names[len(names)-1] != workflows.LimitSignal {
-		t.Errorf("signals %q, want the held usage and then the limit", names)
-	}
-
-	// Close hands over what is held; a deleted connection's figures are dropped, not
-	// signalled to a workflow that would start again for nothing.
-	report(usageEntry(gone.ID, s1, 1, 1, 0))
-	report(usageEntry(gone.ID, s1, 1, 2, 0), usageEntry(conn.ID, s1, 1, 600, 0))
-	a.must(t, http.StatusNoContent, http.MethodDelete, "/api/v1/connections/"+gone.ID.String(), nil)
-	if err := e.srv.Close(t.Context()); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	check("Close", "1/"+sid(s1)+"=600")
-	if got := sessionBytes(e.usageSignals(t, gone.ID)); !slices.Equal(got, []string{"1/" + sid(s1) + "=1"}) {
-		t.Errorf("the deleted connection's quota workflow got %q, want only its first report", got)
+	report("usage before a limit change", []map[string]any{usageEntry(conn.ID, s1, 1, 500, 0)}, "1/"+sid(s1)+"=500")
+	a.must(t, http.StatusOK, http.MethodPatch, "/api/v1/connections/"+conn.ID.String(), map[string]any{"bandwidth_limit": 2000})
+	if names := e.signalNames(t, conn.ID); len(names) != 5 || names[3] != workflows.UsageSignal || names[4] != workflows.LimitSignal {
+		t.Errorf("signals %q, want four usage signals and then the limit", names)
 	}
 }
 
@@ -1006,7 +965,7 @@ func sessionList(sessions ...string) string {
 // 15-digit counters, under the 2 MiB limit.
 func TestInternalUsageLarge(t *testing.T) {
 	t.Parallel()
-	e := newEnvConfig(t, signalEveryReport())
+	e := newEnvConfig(t, tunnelConfig())
 	in := e.internal(internalToken)
 	a, op := e.session(t)
 	dev, _ := a.createDevice(t, "phone")
@@ -1041,7 +1000,7 @@ func TestInternalUsageLarge(t *testing.T) {
 // dead); lists never link it, since they do not ask Temporal.
 func TestQuotaWorkflowLink(t *testing.T) {
 	t.Parallel()
-	cfg := signalEveryReport()
+	cfg := tunnelConfig()
 	cfg.TemporalUIURL, cfg.TemporalNamespace = "http://ui.example:8233/", "default"
 	e := newEnvConfig(t, cfg)
 	a, op := e.session(t)

@@ -136,7 +136,6 @@ func (s *Server) resetDeviceUsage(c *gin.Context) error {
 
 // resetUsage runs a ResetUsage workflow for conn and waits for it (ctx bounds the wait).
 func (s *Server) resetUsage(ctx context.Context, conn store.Connection, p store.Principal) (workflows.ResetUsageResult, error) {
-	s.quotas.Flush(ctx, conn.ID) // so the reset records every byte the API acknowledged
 	requestID := uuid.NewString()
 	labels := workflows.ConnectionLabels{
 		ConnectionID: conn.ID, OperatorID: conn.OperatorID, DeviceID: conn.DeviceID, Name: conn.Name, Username: conn.Username}

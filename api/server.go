@@ -100,13 +100,6 @@ type Config struct {
 	// workflows in; empty: no links. TemporalNamespace is the namespace in those links.
 	TemporalUIURL     string
 	TemporalNamespace string
-	// UsageSignalInterval is the least time between two usage signals to one connection's
-	// quota workflow for relay reports that ask for no action (no limit reached, no session
-	// closed, usage not near the warning or the limit): reports within it (and a random
-	// quarter more, which spreads connections out) are merged in the API and signalled when
-	// it is over, or when the workflow's figures are asked for. 0 signals every report as it
-	// comes.
-	UsageSignalInterval time.Duration
 	// PurgeInterval is how often Serve deletes expired sessions and API tokens (both are
 	// refused from their expiry on anyway). 0: never.
 	PurgeInterval time.Duration
@@ -145,13 +138,9 @@ func DefaultConfig() Config {
 
 		HeartbeatEvery: DefaultHeartbeatEvery,
 
-		UsageSignalInterval: DefaultUsageSignalInterval,
-		PurgeInterval:       DefaultPurgeInterval,
+		PurgeInterval: DefaultPurgeInterval,
 	}
 }
-
-// DefaultUsageSignalInterval is Config.UsageSignalInterval's default.
-const DefaultUsageSignalInterval = quotas.DefaultSignalInterval
 
 // DefaultInternalListen is the internal listener's default address: loopback, for a relay
 // on the API's host.
@@ -218,7 +207,7 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) (*Serv
 	}
 	s.migration = migrationstatus.New(migrationstatus.Config{Temporal: tc, Store: st, Log: log,
 		UIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace})
-	s.quotas = quotas.New(st, tc, log, cfg.UsageSignalInterval)
+	s.quotas = quotas.New(st, tc, log)
 	s.ovpn = s.newOpenVPN()
 	s.routes()
 	if cfg.InternalToken != "" {
@@ -282,7 +271,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve serves the public API on public and the internal API on internal until ctx ends, then
-// shuts both down gracefully and hands over the usage it holds (Close). internal must be nil
+// shuts both down gracefully. internal must be nil
 // exactly when the internal API is off (no internal token).
 func (s *Server) Serve(ctx context.Context, public, internal net.Listener) error {
 	if (internal != nil) != (s.internal != nil) {
@@ -327,7 +316,7 @@ func (s *Server) Serve(ctx context.Context, public, internal net.Listener) error
 	return errors.Join(errs...)
 }
 
-// shutdown stops the servers gracefully, within 10 s, then hands over the usage the API holds.
+// shutdown stops the servers gracefully, within 10 s.
 func (s *Server) shutdown(servers []*http.Server) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -336,13 +325,6 @@ func (s *Server) shutdown(servers []*http.Server) error {
 		if err := srv.Shutdown(shutdownCtx); err != nil {
 			errs = append(errs, fmt.Errorf("api shutdown: %w", err))
 		}
-	}
-	// Even when requests outlived the shutdown, what is held goes out; a report still being
-	// handled is then signalled as it comes.
-	closeCtx, cancelClose := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelClose()
-	if err := s.Close(closeCtx); err != nil {
-		s.log.Error("api shutdown", slog.Any("err", err))
 	}
 	return errors.Join(errs...)
 }
@@ -358,16 +340,6 @@ func httpServer(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
 	}
-}
-
-// Close hands the usage figures the API still holds to their quota workflows, within ctx.
-// Serve calls it after the last request; a Server used through Handler should call it when
-// it is done with it. Reports that come after Close are signalled as they come.
-func (s *Server) Close(ctx context.Context) error {
-	if err := s.quotas.Close(ctx); err != nil {
-		return fmt.Errorf("held usage not handed to the quota workflows: %w", err)
-	}
-	return nil
 }
 
 func (s *Server) recover(c *gin.Context) {

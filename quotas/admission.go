@@ -17,8 +17,8 @@ import (
 var ErrUndecided = errors.New("the quota workflow did not say how much the connection used")
 
 // savedQuota is a connection's quota as Postgres holds it. Its usage only ever lags the
-// quota workflow's (a save every workflows.SaveInterval, none while the worker is down): it
-// can prove a connection exhausted, never that bytes are left.
+// quota workflow's (the workflow saves after the reports that change it, none while the worker
+// is down): it can prove a connection exhausted, never that bytes are left.
 type savedQuota struct {
 	id     uuid.UUID
 	limit  int64 // 0: unlimited
@@ -72,9 +72,8 @@ func (d *Desk) Admit(ctx context.Context, conn store.Connection) (Admission, err
 		epoch: conn.UsageEpoch, cutOff: conn.CutOff})
 }
 
-// admission asks a connection's quota workflow for its usage (after handing it what the Desk
-// holds) and decides with admit. A workflow that does not answer within queryTimeout, or held
-// usage that cannot be handed over, is ErrUndecided.
+// admission asks a connection's quota workflow for its usage and decides with admit. A
+// workflow that does not answer within queryTimeout is ErrUndecided.
 func (d *Desk) admission(ctx context.Context, pg savedQuota) (Admission, error) {
 	if pg.cutOff || exhausted(pg.limit, pg.used) {
 		return admit(pg, nil) // refused on Postgres's figure alone; no need to ask
@@ -89,12 +88,9 @@ func (d *Desk) admission(ctx context.Context, pg savedQuota) (Admission, error) 
 	return admit(pg, wf)
 }
 
-// ask hands a connection's held usage to its quota workflow and asks the workflow for its
-// figures; a workflow that does not exist is an answer (absent), not an error.
+// ask asks a connection's quota workflow for its figures; a workflow that does not exist is
+// an answer (absent), not an error.
 func (d *Desk) ask(ctx context.Context, id uuid.UUID) (*workflowQuota, error) {
-	if err := d.hold.flush(ctx, id); err != nil {
-		return nil, fmt.Errorf("hand held usage to the quota workflow: %w", err)
-	}
 	v, err := d.view(ctx, id)
 	if notFound := (*serviceerror.NotFound)(nil); errors.As(err, &notFound) {
 		return &workflowQuota{absent: true}, nil

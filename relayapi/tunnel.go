@@ -89,9 +89,9 @@ func (a *API) goneDevices(c *gin.Context) error {
 
 // POST /internal/v1/usage [{"connection_id","session_id","epoch","rx_bytes","tx_bytes","limit"?,"limit_reached"?}]:
 // cumulative counters of route sessions → {"accepted","ignored"}. Each connection's entries
-// go to its ConnectionQuota workflow as one UsageSignal per epoch, or are held and merged into
-// the connection's next one (quotas.Desk.DeliverUsage); entries of connections that do not
-// exist are ignored. 503 when Temporal did not take a signal: the relay sends the report
+// go to its ConnectionQuota workflow as one UsageSignal per epoch before the answer
+// (quotas.Desk.DeliverUsage); entries of connections that do not exist are ignored. The relay
+// decides which connections a report holds and when (accounting.Reporter). 503 when Temporal did not take a signal: the relay sends the report
 // again, and since counters are cumulative nothing is counted twice.
 func (a *API) recordUsage(c *gin.Context) error {
 	var entries []json.RawMessage

@@ -149,7 +149,6 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 	if err != nil {
 		b.Fatalf("api.New: %v", err)
 	}
-	b.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
 	apiSrv := httptest.NewServer(srv.Handler())
 	b.Cleanup(apiSrv.Close)
 	h := srv.InternalHandler()

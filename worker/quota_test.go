@@ -92,7 +92,6 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	t.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
 	apiSrv, internalSrv := httptest.NewServer(srv.Handler()), httptest.NewServer(srv.InternalHandler())
 	t.Cleanup(apiSrv.Close)
 	t.Cleanup(internalSrv.Close)
@@ -262,12 +261,9 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
-	// The saved figure reaches Postgres with the next report at least SaveInterval after the
-	// last save (the reset's); none comes, so by the fallback timer, SaveQuiet after the
-	// latest time the API's next signal would have come (SignalEvery: the interval and a
-	// quarter).
-	signalEvery := api.DefaultUsageSignalInterval * 5 / 4
-	eventuallyWithin(t, max(workflows.SaveInterval, signalEvery)+workflows.SaveQuiet+5*time.Second, "usage saved", func() string {
+	// The quota workflow saves with every report that changed the usage, so Postgres has the
+	// figure as soon as the workflow has taken the report: no timer, no interval.
+	eventually(t, "usage saved", func() string {
 		q, err := st.QuotaRow(ctx, connID)
 		if err != nil || q.Used != 500 || q.Epoch != 2 {
 			return fmt.Sprintf("Postgres: used %d epoch %d (%v), want 500 in epoch 2", q.Used, q.Epoch, err)
@@ -275,10 +271,9 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		return ""
 	})
 
-	// Reset every connection of the device. Of two reports far from the limit, the second is
-	// held by the API (it comes within api.Config.UsageSignalInterval of the first's signal);
-	// the reset hands it over first, so the reset's audit row records it (the quota workflow
-	// raises used_before from Postgres's figure to its own).
+	// Reset every connection of the device, right after two reports: the reset's audit row
+	// records every byte the API acknowledged before it (the quota workflow raises used_before
+	// from Postgres's figure to its own).
 	report(2, 550, 350)
 	report(2, 600, 400)
 	var devReset struct {

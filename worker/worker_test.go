@@ -61,7 +61,6 @@ func TestDeviceMonitorEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	t.Cleanup(func() { srv.Close(context.Background()) }) // after the HTTP server: hands over held usage
 	apiSrv := httptest.NewServer(srv.Handler())
 	t.Cleanup(apiSrv.Close)
 

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -47,13 +47,9 @@ func (c *apiConfig) register(f *flags) {
 	registerTunnelControl(f, &c.api.TunnelControlURL, &c.api.TunnelControlToken,
 		"that OpenVPN clients are routed through (empty: no tunnel, OpenVPN connects are refused)")
 	f.string(&c.api.TemporalUIURL, "temporal-ui-url", "TEMPORAL_UI_URL", "", "the Temporal Web UI (e.g. http://127.0.0.1:8233) that workflow links in API answers point to (empty: no links)")
-	f.duration(&c.api.UsageSignalInterval, "usage-signal-interval", "CELLGATE_USAGE_SIGNAL_INTERVAL", def.UsageSignalInterval, "least time between two usage signals to a connection's quota workflow for relay reports that ask for no action; reports within it are merged (0: signal every report)")
 	f.duration(&c.api.HeartbeatEvery, "heartbeat-every", "CELLGATE_HEARTBEAT_EVERY", def.HeartbeatEvery, fmt.Sprintf("least average time between one device's heartbeats (bursts of %d pass); faster ones are 429 (0: no limit)", api.HeartbeatBurst))
 	f.duration(&c.api.OpenVPNAuth.BcryptWait, "ovpn-bcrypt-wait", "CELLGATE_OVPN_BCRYPT_WAIT", proxyauth.DefaultBcryptWait, "how long an OpenVPN login waits for a bcrypt slot before it is told to retry (busy)")
 }
-
-// maxUsageSignalInterval bounds how long the API may hold a connection's usage figures.
-const maxUsageSignalInterval = time.Minute
 
 // registerMonitor adds the DeviceMonitor clocks: the API sends them with every heartbeat.
 func registerMonitor(f *flags, m *workflows.MonitorConfig) {
@@ -80,9 +76,6 @@ func (c *apiConfig) check() error {
 	c.api.SecureCookies = c.secureCookies.or(!api.LoopbackListen(c.api.Listen))
 	if c.api.SessionTTL <= 0 {
 		return fmt.Errorf("session TTL must be positive, got %v", c.api.SessionTTL)
-	}
-	if v := c.api.UsageSignalInterval; v < 0 || v > maxUsageSignalInterval {
-		return fmt.Errorf("usage-signal-interval must be between 0 and %v, got %v", maxUsageSignalInterval, v)
 	}
 	if c.api.HeartbeatEvery < 0 {
 		return fmt.Errorf("heartbeat-every must not be negative, got %v", c.api.HeartbeatEvery)
@@ -132,6 +125,10 @@ func (c *apiConfig) checkTunnel() error {
 	return nil
 }
 
+// retiredSignalIntervalEnv set the API's usage hold, which is gone: an operator who still sets
+// it is told where pacing went rather than left guessing.
+const retiredSignalIntervalEnv = "CELLGATE_USAGE_SIGNAL_INTERVAL"
+
 func runAPI(ctx context.Context, args []string) error {
 	var cfg apiConfig
 	f := newFlags("api", "Serves the operators' REST API (/api/v1), the device API and /healthz, /readyz.")
@@ -141,6 +138,9 @@ func runAPI(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if os.Getenv(retiredSignalIntervalEnv) != "" {
+		log.Warn(retiredSignalIntervalEnv + " is ignored: the relay paces usage reports now (CELLGATE_USAGE_REPORT_EVERY of cellgate tunnel)")
+	}
 	// Lazy: the API starts (and /readyz tells) while Temporal is still coming up.
 	tc, err := client.NewLazyClient(cfg.temporalOptions(log))
 	if err != nil {

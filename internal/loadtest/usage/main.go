@@ -1,24 +1,23 @@
 // Command usage is a load generator for the relay's usage reports (POST /internal/v1/usage),
-// which the API hands to each connection's ConnectionQuota workflow by SignalWithStart, merging
-// a connection's reports that ask for no action into one signal per
-// CELLGATE_USAGE_SIGNAL_INTERVAL.
+// which the API hands to each connection's ConnectionQuota workflow by SignalWithStart, one
+// signal per connection and report.
 // It logs in as an operator, creates a device and N proxy connections on it, and then posts
 // reports as a relay would, to the internal listener (-internal-url) with the internal token:
-// every connection reports its growing cumulative counters every -interval, the connections
-// spread evenly over the interval in POSTs of -batch entries (0: all of them in one POST per
-// interval, as the relay batches).
+// every connection reports its growing cumulative counters every -interval (the relay's
+// steady per-connection interval, CELLGATE_USAGE_REPORT_EVERY), the connections spread evenly
+// over the interval in POSTs of -batch entries (0: one POST a second holding the connections
+// due in it, as the relay's reporter sends them).
 //
 // It measures, per stage: report entries accepted per second against those offered, POST
 // latency, 503s (Temporal did not take the signals) and other errors, how far the POSTs fell
 // behind their schedule, and whether the workflows keep up: while the load runs a prober
 // follows one just-accepted report at a time until GET /api/v1/connections/{id} (the quota
-// workflow's figure; GET first hands it what the API holds) shows it (the lag), and at the
-// end of each stage a sample of connections must show exactly their last accepted total (the
-// drain time).
+// workflow's figure) shows it (the lag), and at the end of each stage a sample of connections
+// must show exactly their last accepted total (the drain time).
 //
 //	set -a; . /tmp/quota-bench/dev.env; set +a
-//	go run ./loadtest/usage -connections 1000 -duration 60s
-//	go run ./loadtest/usage -connections 500,1000,2000 -batch 0,1 -duration 60s
+//	go run ./internal/loadtest/usage -connections 1000 -duration 60s
+//	go run ./internal/loadtest/usage -connections 500,1000,2000 -batch 0,1 -duration 60s
 //
 // A list of connection counts or batch sizes runs one stage per combination (batch sizes
 // outer), on one fleet of the largest count, so -connections 500,1000,2000 is a ramp. The
@@ -62,8 +61,8 @@ func main() {
 	flag.StringVar(&c.internalURL, "internal-url", os.Getenv("CELLGATE_INTERNAL_URL"), "the API's internal listener, where the reports go [$CELLGATE_INTERNAL_URL]")
 	flag.StringVar(&c.token, "token", os.Getenv("CELLGATE_INTERNAL_TOKEN"), "internal API token [$CELLGATE_INTERNAL_TOKEN]")
 	flag.StringVar(&conns, "connections", "1000", "active connections; a comma-separated list runs one stage per count (a ramp)")
-	flag.StringVar(&batches, "batch", "0", "entries per POST (0: all connections in one POST per interval, like the relay; 1: one POST per connection); a list runs each")
-	flag.DurationVar(&c.interval, "interval", 5*time.Second, "how often each connection reports")
+	flag.StringVar(&batches, "batch", "0", "entries per POST (0: one POST a second with the connections due in it, like the relay; 1: one POST per connection); a list runs each")
+	flag.DurationVar(&c.interval, "interval", 15*time.Second, "how often each connection reports (the relay's steady interval)")
 	flag.DurationVar(&c.duration, "duration", time.Minute, "measured time of each stage (at most 30m)")
 	flag.DurationVar(&c.warmup, "warmup", 0, "load before each stage's measurement, while new workflows start (default: two intervals)")
 	flag.IntVar(&c.concurrency, "concurrency", 64, "most POSTs in flight; a POST due while all are busy waits (and counts as behind schedule)")

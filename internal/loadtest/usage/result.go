@@ -68,12 +68,16 @@ type stageResult struct {
 // rate is the accepted entries per second.
 func (r stageResult) rate() float64 { return float64(r.accepted) / r.measured.Seconds() }
 
+// maxLag is the most lag (p99) a stage that keeps up may show, whatever its interval: the
+// workflows' backlog, which a longer interval must not excuse.
+const maxLag = 5 * time.Second
+
 // keepsUp: nearly all that was offered was accepted, without errors, on schedule, and the
-// workflows applied it within an interval.
+// workflows applied it within an interval and within maxLag.
 func (r stageResult) keepsUp() bool {
 	return r.rate() >= 0.95*r.offered && r.unavailable == 0 && r.errors == 0 && r.ignored == 0 &&
 		r.latency.p99 < r.interval && r.behind.p99 < r.interval/2 &&
-		r.lag.n > 0 && r.lag.p99 < r.interval && r.lagTimeouts == 0 && r.check.ok()
+		r.lag.n > 0 && r.lag.p99 < min(r.interval, maxLag) && r.lagTimeouts == 0 && r.check.ok()
 }
 
 func (r stageResult) print(w io.Writer) {

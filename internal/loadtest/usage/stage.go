@@ -23,7 +23,7 @@ type stage struct {
 	cfg   config
 	api   *client
 	conns []*conn
-	batch int // 0: all conns in one POST
+	batch int // 0: one POST a second, as the relay sends them
 }
 
 // job is one POST: its connections' next report, due at due.
@@ -37,9 +37,10 @@ type job struct {
 func (s stage) run(ctx context.Context) (stageResult, error) {
 	n := len(s.conns)
 	batch := s.batch
-	if batch == 0 || batch > n {
-		batch = n
+	if batch == 0 { // the relay's way: one POST a second
+		batch = int(max(1, (int64(n)*int64(time.Second)+int64(s.cfg.interval)-1)/int64(s.cfg.interval)))
 	}
+	batch = min(batch, n)
 	groups := (n + batch - 1) / batch
 	res := stageResult{conns: n, batch: batch, offered: float64(n) / s.cfg.interval.Seconds(),
 		measured: s.cfg.duration, interval: s.cfg.interval}
