@@ -258,6 +258,17 @@ func (p *pacedReporter) step(t *testing.T, k int, busy []*Route) error {
 	return err
 }
 
+// wantSpread fails the test for each steady report from the from-th on that carried more than
+// most entries.
+func (p *pacedReporter) wantSpread(t *testing.T, from, most int, what string) {
+	t.Helper()
+	for i, size := range p.sink.callSizes()[from:] {
+		if size > most {
+			t.Errorf("steady report %d %s carried %d entries, want at most %d", from+i, what, size, most)
+		}
+	}
+}
+
 // TestReporterSteadyPacing: 200 connections first seen together are reported spread over
 // small reports, each changing one about once per interval, the unchanging ones once.
 func TestReporterSteadyPacing(t *testing.T) {
@@ -277,11 +288,7 @@ func TestReporterSteadyPacing(t *testing.T) {
 
 	// Unpaced, every report would carry all 200; spread over ticks of a sixteenth of the
 	// interval, one carries about 12.
-	for i, size := range p.sink.callSizes() {
-		if size > n/5 {
-			t.Errorf("steady report %d carried %d entries, want at most %d of %d", i, size, n/5, n)
-		}
-	}
+	p.wantSpread(t, 0, n/5, "of 200 connections")
 	times := p.sink.times()
 	longest := interval + interval/4 + p.tick
 	for i, route := range p.routes {
@@ -328,12 +335,7 @@ func TestReporterSteadyIdleWake(t *testing.T) {
 	if err := p.step(t, 2*int(interval/p.tick), p.routes); err != nil {
 		t.Fatal(err)
 	}
-	for i, size := range p.sink.callSizes()[calls:] {
-		if size > n/5 {
-			t.Errorf("steady report %d after %d idle connections woke carried %d entries, want at most %d",
-				calls+i, n, size, n/5)
-		}
-	}
+	p.wantSpread(t, calls, n/5, "after 100 idle connections woke")
 	times := p.sink.times()
 	for i, route := range p.routes {
 		if got := len(times[route.SessionID]); got < 2 {
@@ -365,11 +367,7 @@ func TestReporterSteadySpreadsAfterOutage(t *testing.T) {
 	if err := p.step(t, 4*int(interval/p.tick), p.routes); err != nil {
 		t.Fatal(err)
 	}
-	for i, size := range p.sink.callSizes()[1:] {
-		if size > n/2 {
-			t.Errorf("steady report %d after the catch-up carried %d entries, want at most %d", i+1, size, n/2)
-		}
-	}
+	p.wantSpread(t, 1, n/2, "after the catch-up of 200 connections")
 }
 
 // TestReporterSteadyRetry: a steady report that fails leaves its connections due, and the
