@@ -37,7 +37,7 @@ func (c *tunnelConfig) register(f *flags) {
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "proxy clients' addresses (OpenVPN's pool): routed into the TUN by a policy rule")
 	f.int(&c.table, "route-table", "CELLGATE_TUNNEL_ROUTE_TABLE", 7400, "routing table (and rule priority) of that policy rule")
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave the firewall chain, forwarding, rp_filter and the policy rule to the operator (README: Running a relay)")
-	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", accounting.DefaultReportInterval, "period of usage reports to the API")
+	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", accounting.DefaultReportInterval, "per-connection interval of steady usage reports to the API (plus up to a quarter, spread over connections); limits hit, warning thresholds crossed and closed sessions are reported at once")
 	f.duration(&c.cfg.SessionTimeout, "session-timeout", "CELLGATE_TUNNEL_SESSION_TIMEOUT", wire.SessionTimeout, "a device silent this long is offline for its clients")
 	f.duration(&c.cfg.UsageGrace, "usage-grace", "CELLGATE_TUNNEL_USAGE_GRACE", accounting.DefaultUsageGrace, "how long a connection's usage, limit, epoch and cutoff are kept after its last client left: a client back within it goes on from them")
 	f.string(&c.cfg.OpenVPNDir, "openvpn-dir", "CELLGATE_OPENVPN_DIR", "", "the OpenVPN server's directory (cellgate openvpn init): hold its management connection to kill sessions (empty: no OpenVPN)")

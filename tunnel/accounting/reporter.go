@@ -1,5 +1,8 @@
 package accounting
 
+// This file holds the Reporter, Run and the steady lane; urgent.go holds the urgent lane and
+// delivery.go what both lanes share.
+
 import (
 	"context"
 	"errors"
@@ -11,13 +14,15 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/tunnel/control"
-	"github.com/google/uuid"
 )
 
 // Usage reporting limits.
 const (
-	// DefaultReportInterval is how often the reporter reports changed usage.
-	DefaultReportInterval = 5 * time.Second
+	// DefaultReportInterval is the steady per-connection interval: a connection whose usage
+	// changed is reported this long, plus a random fraction of up to a quarter of it, after its
+	// last steady report. Each reported entry costs the API a quota workflow signal, so this
+	// is what paces the workflows' load when nothing urgent happens.
+	DefaultReportInterval = 15 * time.Second
 	// MaxReportBatch is the most entries one UsageSink.ReportUsage call carries. The API may
 	// hand each connection's entries to its quota workflow as a signal before it answers, so a
 	// batch must go through well within the API client's 10 s timeout even when Temporal is
@@ -28,9 +33,13 @@ const (
 	// beyond it the oldest are dropped, with a warning.
 	MaxPendingRemoved = 100_000
 
-	// limitPollInterval is how often the reporter looks for connections that hit their
-	// limit, to report them at once.
-	limitPollInterval = 250 * time.Millisecond
+	// steadyTick is the longest period of the steady lane's scheduler, which collects the
+	// connections whose steady time has come: small frequent reports rather than all
+	// connections at once. A shorter interval has a tick of a sixteenth of it.
+	steadyTick = time.Second
+	// urgentPollInterval is how often the urgent lane looks for connections that hit their
+	// limit or crossed the warning threshold, to report them at once.
+	urgentPollInterval = 250 * time.Millisecond
 	// maxReportBackoff caps the wait between retries of a failed report.
 	maxReportBackoff = 30 * time.Second
 	// finalReportTimeout bounds the report Run makes when its context ends.
@@ -43,32 +52,50 @@ type ReporterConfig struct {
 	Routes *RouteTable
 	// Sink receives the reports. Required.
 	Sink UsageSink
-	// Interval is how often changed usage is reported; 0 means DefaultReportInterval.
+	// Interval is the steady per-connection interval; 0 means DefaultReportInterval.
 	Interval time.Duration
 	// Log receives delivery failures; nil means slog.Default().
 	Log *slog.Logger
 }
 
-// Reporter delivers the route sessions' cumulative usage to a UsageSink: every Interval the
-// entries that changed since their last delivery, within about 250 ms the routes of a
-// connection that hit its limit, and the final usage of every removed route (Removed). A
+// Reporter delivers the route sessions' cumulative usage to a UsageSink, and is the one place
+// that paces it. It reports in two lanes:
+//
+//   - urgent: within about 250 ms (urgentPollInterval), every route session of a connection
+//     that hit its limit (its refused-packet count rose) or whose used bytes reached
+//     quotarule.WarningThreshold of its limit (once per epoch and limit: a changed limit or a
+//     new epoch re-arms it), and at once the final usage of a removed route (Removed), with
+//     the other sessions of its connection;
+//   - steady: the changed sessions of every other connection, each connection Interval plus
+//     up to a quarter of it after its last steady report (its first within its first
+//     Interval), collected every tick (a second, or a sixteenth of a shorter Interval), so
+//     that connections seen together spread out into small frequent reports.
+//
+// The lanes deliver independently, so an urgent report never waits behind a large steady
+// one, and share a ledger of delivered usage, so neither sends again what the other did. A
 // failed delivery is retried with exponential backoff; since the counters are cumulative, the
 // retry carries the newest figures and supersedes the undelivered ones.
 //
-// Run does the periodic reporting in the caller's goroutine and the limit reports in one of
-// its own, so that a limit hit is reported at once even while a large periodic report is in
-// flight; Removed and Stats may be called from any goroutine.
+// Run runs the steady lane in the caller's goroutine and the urgent lane in one of its own,
+// and makes the final report in the caller's goroutine once the urgent lane has stopped;
+// Removed and Stats may be called from any goroutine.
 type Reporter struct {
 	routes     *RouteTable
 	sink       UsageSink
-	interval   time.Duration
+	interval   time.Duration // steady per-connection interval
+	tick       time.Duration // steady scheduler period: min(steadyTick, interval/16)
 	log        *slog.Logger
 	minBackoff time.Duration // first retry delay: min(1s, interval)
 	maxBackoff time.Duration // retry delay cap
-	pollEvery  time.Duration // limit poll period
+	pollEvery  time.Duration // urgent poll period
 	maxPending int           // bound of pending
 
-	// mu protects pending and dropWarned.
+	// wake, with room for one value, tells the urgent lane that Removed queued a route.
+	wake chan struct{}
+
+	// mu protects pending and dropWarned: Removed appends, the urgent lane and the final
+	// report settle, the steady lane's sweep (forgetGone) and Stats read. It is never held
+	// across a delivery.
 	mu sync.Mutex
 	// pending holds removed routes, oldest first, until their final usage is delivered.
 	pending []pendingRoute
@@ -76,51 +103,52 @@ type Reporter struct {
 	// succeeds, so that an overflow logs one warning, not one per route.
 	dropWarned bool
 
-	// The counters behind Stats; atomics, written by Run and Removed.
+	// delivered is the last delivered usage of each session still routed or pending, written
+	// by both lanes after each delivered batch (it has a lock of its own).
+	delivered ledger
+
+	// The counters behind Stats; atomics, written by both lanes and Removed. The urgent ones
+	// count the urgent lane's part of reports and entries.
 	reports, entries, failures, dropped atomic.Uint64
+	urgentReports, urgentEntries        atomic.Uint64
 	// running is set by the first Run; a second Run is refused.
 	running atomic.Bool
 
-	// The fields below are owned by Run's goroutine and touched by nothing else.
+	// The fields below are owned by the steady lane (Run's goroutine) and touched by nothing
+	// else.
 
-	// delivered is the last delivered usage of each session still routed or pending.
-	delivered map[uuid.UUID]RouteUsage
-	// streak counts consecutive failed reports; streakStart is when the first failed.
+	// now is time.Now unless a test sets it; it tells the steady lane the time.
+	now func() time.Time
+	// schedule holds each routed connection's steady time; schedGen counts its scans.
+	schedule map[*Quota]*steadyConn
+	schedGen uint64
+	// steadyDue and reported are the last scan's entries and the connections they belong to,
+	// reused between scans.
+	steadyDue []reportEntry
+	reported  []*steadyConn
+	// sweepAt is when forgetGone next runs.
+	sweepAt time.Time
+	// streak counts consecutive failed steady reports; streakStart is when the first failed.
 	streak      int
 	streakStart time.Time
 
-	// The fields below are owned by the limit goroutine (reportLimits) and touched by nothing
-	// else.
+	// The fields below are owned by the urgent lane (runUrgent) and touched by nothing else.
 
-	// marks remembers each routed connection's refused-packet count at the last limit poll;
-	// hit collects the connections whose count rose. Both are reused between polls.
-	marks   map[*Quota]refusedMark
+	// marks remembers what each routed connection's last urgent poll saw; hit collects the
+	// connections that became urgent. Both are reused between polls.
+	marks   map[*Quota]urgentMark
 	hit     map[*Quota]struct{}
 	pollGen uint64
 }
 
-// pendingRoute is a removed route waiting for its final report.
-type pendingRoute struct {
-	route *Route
-	// final is the route's usage when it was removed.
-	final RouteUsage
-}
-
-// usage returns the route's final usage: its counters now, which include a packet that was
-// being forwarded as it was removed, unless its connection moved to a new epoch since, in
-// which case the usage taken at removal.
-func (p pendingRoute) usage() RouteUsage {
-	u := p.route.Usage()
-	if u.Epoch == p.final.Epoch && u.RxBytes >= p.final.RxBytes && u.TxBytes >= p.final.TxBytes {
-		return u
-	}
-	return p.final
-}
-
-// refusedMark is a connection's refused-packet count at one limit poll.
-type refusedMark struct {
-	epoch, refused uint64
-	gen            uint64 // the poll that last saw the connection
+// steadyConn is a connection's place in the steady schedule.
+type steadyConn struct {
+	// next is when its next steady report is due.
+	next time.Time
+	// gen is the scan that last saw it; due and changed say whether, in that scan, its time
+	// had come and a session of it had changed.
+	gen          uint64
+	due, changed bool
 }
 
 // NewReporter returns a reporter; it reports nothing until Run. It panics if cfg.Routes or
@@ -135,15 +163,18 @@ func NewReporter(cfg ReporterConfig) *Reporter {
 		interval:   cfg.Interval,
 		log:        cfg.Log,
 		maxBackoff: maxReportBackoff,
-		pollEvery:  limitPollInterval,
+		pollEvery:  urgentPollInterval,
 		maxPending: MaxPendingRemoved,
-		delivered:  make(map[uuid.UUID]RouteUsage),
-		marks:      make(map[*Quota]refusedMark),
+		wake:       make(chan struct{}, 1),
+		schedule:   make(map[*Quota]*steadyConn),
+		now:        time.Now,
+		marks:      make(map[*Quota]urgentMark),
 		hit:        make(map[*Quota]struct{}),
 	}
 	if r.interval <= 0 {
 		r.interval = DefaultReportInterval
 	}
+	r.tick = max(min(steadyTick, r.interval/16), time.Millisecond)
 	r.minBackoff = min(time.Second, r.interval)
 	if r.log == nil {
 		r.log = slog.Default()
@@ -151,15 +182,15 @@ func NewReporter(cfg ReporterConfig) *Reporter {
 	return r
 }
 
-// Removed queues the final usage of a route taken out of the table; it is kept until it is
-// delivered. Beyond MaxPendingRemoved waiting routes the oldest is dropped.
+// Removed queues the final usage of a route taken out of the table and wakes the urgent lane
+// to deliver it; it is kept until it is delivered. Beyond MaxPendingRemoved waiting routes
+// the oldest is dropped.
 func (r *Reporter) Removed(route *Route) {
 	if route == nil {
 		return
 	}
 	p := pendingRoute{route: route, final: route.Usage()}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if len(r.pending) >= r.maxPending {
 		n := len(r.pending) - r.maxPending + 1
 		lost := r.pending[0].final
@@ -173,48 +204,66 @@ func (r *Reporter) Removed(route *Route) {
 		}
 	}
 	r.pending = append(r.pending, p)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default: // already woken; the lane takes every pending route
+	}
+}
+
+// pendingLen returns the number of removed routes awaiting delivery.
+func (r *Reporter) pendingLen() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
 }
 
 // Stats returns the reporter's counters.
 func (r *Reporter) Stats() control.ReporterStats {
-	r.mu.Lock()
-	pending := len(r.pending)
-	r.mu.Unlock()
 	return control.ReporterStats{
 		Reports:        r.reports.Load(),
 		Entries:        r.entries.Load(),
 		Failures:       r.failures.Load(),
-		PendingRemoved: pending,
+		UrgentReports:  r.urgentReports.Load(),
+		UrgentEntries:  r.urgentEntries.Load(),
+		PendingRemoved: r.pendingLen(),
 		DroppedRemoved: r.dropped.Load(),
 	}
 }
 
-// Run reports until ctx ends, then makes one final report of everything undelivered, bounded
-// by a few seconds, and returns its error if it failed. It must be called once.
+// Run reports until ctx ends, then waits for the urgent lane to stop and makes one final
+// report of everything undelivered, bounded by a few seconds, and returns its error if it
+// failed. It must be called once.
 func (r *Reporter) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("usage reporter: Run called twice")
 	}
-	var limits sync.WaitGroup
-	limits.Go(func() { r.reportLimits(ctx) })
-	defer limits.Wait()
+	var urgent sync.WaitGroup
+	urgent.Go(func() { r.runUrgent(ctx) }) // returns when ctx ends
+	r.runSteady(ctx)
+	urgent.Wait()
 
-	tick := time.NewTicker(r.interval)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReportTimeout)
+	defer cancel()
+	if err := r.reportAll(fctx); err != nil {
+		return fmt.Errorf("final usage report: %w", err)
+	}
+	return nil
+}
+
+// runSteady is the steady lane: every tick it reports the connections whose steady time has
+// come, until ctx ends. After a failure it waits out a backoff instead of the ticks.
+func (r *Reporter) runSteady(ctx context.Context) {
+	tick := time.NewTicker(r.tick)
 	defer tick.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	var retryC <-chan time.Time // non-nil while backing off after a failure
-
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReportTimeout)
-			defer cancel()
-			if err := r.report(fctx); err != nil {
-				return fmt.Errorf("final usage report: %w", err)
-			}
-			return nil
+			return
 		case <-tick.C:
 			if retryC == nil {
 				retryC = r.attempt(ctx, retry)
@@ -225,87 +274,10 @@ func (r *Reporter) Run(ctx context.Context) error {
 	}
 }
 
-// reportLimits looks for connections that hit their limit every pollEvery and reports their
-// routes at once, until ctx ends. These reports leave the periodic one's bookkeeping alone:
-// it sends the same figures again later, which the counters being cumulative makes harmless.
-// A connection whose limit report failed stays owed and goes out with the next attempt, after
-// a backoff of its own.
-func (r *Reporter) reportLimits(ctx context.Context) {
-	poll := time.NewTicker(r.pollEvery)
-	defer poll.Stop()
-	owed := make(map[*Quota]struct{})
-	var batch []RouteUsage
-	var failed int
-	var quietUntil time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-poll.C:
-		}
-		if r.pollLimits() {
-			for c := range r.hit {
-				owed[c] = struct{}{}
-			}
-		}
-		if len(owed) == 0 || time.Now().Before(quietUntil) {
-			continue
-		}
-		batch = batch[:0]
-		for _, route := range r.routes.Routes() {
-			if _, ok := owed[route.Quota]; ok {
-				batch = append(batch, route.Usage())
-			}
-		}
-		err := r.deliver(ctx, batch, nil)
-		if err == nil {
-			clear(owed)
-			failed = 0
-			continue
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		failed++
-		quietUntil = time.Now().Add(r.backoff(failed))
-		if failed == 1 {
-			r.log.Warn("limit report failed; retrying with backoff", slog.Int("connections", len(owed)), slog.Any("err", err))
-		}
-	}
-}
-
-// deliver hands usage to the sink in batches of at most MaxReportBatch and stops at the
-// first failed batch. After each delivered batch it calls delivered, if not nil, with the
-// batch's bounds in usage.
-func (r *Reporter) deliver(ctx context.Context, usage []RouteUsage, delivered func(from, to int)) error {
-	for start := 0; start < len(usage); start += MaxReportBatch {
-		end := min(start+MaxReportBatch, len(usage))
-		if err := r.send(ctx, usage[start:end]); err != nil {
-			return fmt.Errorf("report usage of %d route sessions (%d more due): %w",
-				end-start, len(usage)-end, err)
-		}
-		if delivered != nil {
-			delivered(start, end)
-		}
-	}
-	return nil
-}
-
-// send makes one ReportUsage call and counts it in the stats.
-func (r *Reporter) send(ctx context.Context, batch []RouteUsage) error {
-	if err := r.sink.ReportUsage(ctx, batch); err != nil {
-		r.failures.Add(1)
-		return err
-	}
-	r.reports.Add(1)
-	r.entries.Add(uint64(len(batch)))
-	return nil
-}
-
-// attempt reports and returns nil on success, or retry's channel, armed with the backoff
-// delay, on failure.
+// attempt makes a steady report and returns nil on success, or retry's channel, armed with
+// the backoff delay, on failure.
 func (r *Reporter) attempt(ctx context.Context, retry *time.Timer) <-chan time.Time {
-	err := r.report(ctx)
+	err := r.reportSteady(ctx)
 	if err == nil {
 		if r.streak > 0 {
 			r.log.Info("usage reports delivered again",
@@ -326,139 +298,81 @@ func (r *Reporter) attempt(ctx context.Context, retry *time.Timer) <-chan time.T
 	return retry.C
 }
 
-// backoff returns the delay before retry number n (from 1): minBackoff doubling up to
-// maxBackoff, jittered by ±20% so that relays do not retry in step.
-func (r *Reporter) backoff(n int) time.Duration {
-	d := r.minBackoff << min(n-1, 30)
-	if d <= 0 || d > r.maxBackoff {
-		d = r.maxBackoff
-	}
-	j := d / 5
-	return d - j + time.Duration(rand.Int64N(int64(2*j)+1))
-}
-
-// reportEntry is one entry of a report and, for a removed route, the route it settles.
-type reportEntry struct {
-	usage   RouteUsage
-	removed *Route
-}
-
-// report delivers the usage that changed since its last delivery: removed routes first (their
-// final usage wins over a stale view of the table), then the routed ones, in batches of at
-// most MaxReportBatch. It stops at the first failed batch; what was not delivered stays due.
-func (r *Reporter) report(ctx context.Context) error {
-	r.mu.Lock()
-	pending := append([]pendingRoute(nil), r.pending...)
-	r.mu.Unlock()
-
-	seen := make(map[uuid.UUID]struct{}, len(pending))
-	var due []reportEntry
-	var settled []*Route // removed routes whose final usage was already delivered
-	for _, p := range pending {
-		u := p.usage()
-		seen[u.SessionID] = struct{}{}
-		if last, ok := r.delivered[u.SessionID]; ok && last == u {
-			settled = append(settled, p.route)
-			continue
-		}
-		due = append(due, reportEntry{usage: u, removed: p.route})
-	}
-	r.settle(settled)
-	for _, route := range r.routes.Routes() {
-		if _, ok := seen[route.SessionID]; ok {
-			continue
-		}
-		seen[route.SessionID] = struct{}{}
-		u := route.Usage()
-		if last, ok := r.delivered[u.SessionID]; ok && last == u {
-			continue
-		}
-		due = append(due, reportEntry{usage: u})
-	}
-
-	usage := make([]RouteUsage, len(due))
-	for i, e := range due {
-		usage[i] = e.usage
-	}
-	err := r.deliver(ctx, usage, func(from, to int) {
-		settled = settled[:0]
-		for _, e := range due[from:to] {
-			if e.removed != nil {
-				settled = append(settled, e.removed)
-			} else {
-				r.delivered[e.usage.SessionID] = e.usage
-			}
-		}
-		r.settle(settled)
-	})
-	if err != nil {
+// reportSteady delivers the changed sessions of the connections whose steady time has come,
+// and sets their next steady time once all are delivered. A connection whose entries were
+// not all delivered stays due; what was delivered is in the ledger, not sent again.
+func (r *Reporter) reportSteady(ctx context.Context) error {
+	now := r.now()
+	due := r.scanSteady(now)
+	if err := r.deliver(ctx, due, false); err != nil {
 		return err
 	}
-	// Forget sessions that are neither routed nor pending any more.
-	for s := range r.delivered {
-		if _, ok := seen[s]; !ok {
-			delete(r.delivered, s)
-		}
+	done := r.now()
+	for _, s := range r.reported {
+		s.next = r.nextSteady(done)
+	}
+	if !now.Before(r.sweepAt) {
+		r.forgetGone()
+		r.sweepAt = now.Add(r.interval)
 	}
 	return nil
 }
 
-// settle takes delivered removed routes off the pending list and forgets their sessions.
-func (r *Reporter) settle(routes []*Route) {
-	if len(routes) == 0 {
-		return
-	}
-	done := make(map[*Route]struct{}, len(routes))
-	for _, route := range routes {
-		done[route] = struct{}{}
-		delete(r.delivered, route.SessionID)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	kept := r.pending[:0]
-	for _, p := range r.pending {
-		if _, ok := done[p.route]; !ok {
-			kept = append(kept, p)
-		}
-	}
-	clear(r.pending[len(kept):]) // let the dropped routes be collected
-	r.pending = kept
-	r.dropWarned = false
-}
-
-// pollLimits records every routed connection's refused-packet count and reports whether any
-// rose since the last poll (or is above zero on first sight), collecting those connections in
-// r.hit. It reads the table without locking or allocating, once the maps have grown to the
-// table's size.
-func (r *Reporter) pollLimits() bool {
-	r.pollGen++
-	clear(r.hit)
+// scanSteady returns the changed sessions of every routed connection whose steady time has
+// come, keeping their connections in r.reported. A connection seen for the first time is
+// given a random steady time within the interval; a due one whose sessions did not change is
+// given its next steady time at once; one no longer routed leaves the schedule.
+func (r *Reporter) scanSteady(now time.Time) []reportEntry {
+	r.schedGen++
+	gen := r.schedGen
+	due := r.steadyDue[:0]
+	clear(r.reported)
+	r.reported = r.reported[:0]
 	if m := r.routes.routes.Load(); m != nil {
 		for _, route := range *m {
-			c := route.Quota
-			last, known := r.marks[c]
-			if known && last.gen == r.pollGen {
-				continue // shared by an earlier route of this poll
+			s := r.schedule[route.Quota]
+			if s == nil {
+				s = &steadyConn{next: now.Add(randUpTo(r.interval))}
+				r.schedule[route.Quota] = s
 			}
-			e := c.cur.Load()
-			refused := e.refusedPackets.Load()
-			if refused > 0 && (!known || last.epoch != e.epoch || refused > last.refused) {
-				r.hit[c] = struct{}{}
+			if s.gen != gen {
+				*s = steadyConn{next: s.next, gen: gen, due: !now.Before(s.next)}
 			}
-			r.marks[c] = refusedMark{epoch: e.epoch, refused: refused, gen: r.pollGen}
+			if !s.due {
+				continue
+			}
+			if u := route.Usage(); r.delivered.changed(u) {
+				due = append(due, reportEntry{usage: u})
+				if !s.changed {
+					s.changed = true
+					r.reported = append(r.reported, s)
+				}
+			}
 		}
 	}
-	for c, m := range r.marks {
-		if m.gen != r.pollGen {
-			delete(r.marks, c)
+	for c, s := range r.schedule {
+		switch {
+		case s.gen != gen:
+			delete(r.schedule, c)
+		case s.due && !s.changed:
+			s.next = r.nextSteady(now)
 		}
 	}
-	return len(r.hit) > 0
+	r.steadyDue = due
+	return due
 }
 
-// UsageSink receives the usage reporter's reports: in production POST /internal/v1/usage.
-type UsageSink interface {
-	// ReportUsage delivers cumulative counters of route sessions. Delivering the same report
-	// twice is harmless. An error means the report should be retried.
-	ReportUsage(ctx context.Context, usage []RouteUsage) error
+// nextSteady returns when a connection looked at, at t, is next due: the interval plus a
+// random fraction of up to a quarter of it later, so that connections first seen together
+// drift apart rather than report in step forever.
+func (r *Reporter) nextSteady(t time.Time) time.Time {
+	return t.Add(r.interval + randUpTo(r.interval/4))
+}
+
+// randUpTo returns a random duration in [0, d].
+func randUpTo(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
 }

@@ -193,6 +193,10 @@ type ReporterStats struct {
 	Reports  uint64 `json:"reports"`
 	Entries  uint64 `json:"entries"`
 	Failures uint64 `json:"failures"`
+	// UrgentReports and UrgentEntries are the part of Reports and Entries that the urgent
+	// lane delivered: limits hit, warning thresholds crossed, removed routes.
+	UrgentReports uint64 `json:"urgent_reports"`
+	UrgentEntries uint64 `json:"urgent_entries"`
 	// PendingRemoved is the number of removed routes whose final usage is not delivered yet;
 	// DroppedRemoved the number dropped undelivered because too many were pending.
 	PendingRemoved int    `json:"pending_removed"`

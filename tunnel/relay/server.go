@@ -39,7 +39,9 @@ type Config struct {
 	// Routing is the policy routing from the client pool into cg0 and the filter keeping the
 	// pool off the relay host; nil leaves both to the operator.
 	Routing *RelayRouting
-	// ReportEvery is the usage reporter's period; SessionTimeout see DataPlaneConfig.
+	// ReportEvery is the usage reporter's steady per-connection interval (accounting.
+	// ReporterConfig.Interval; 0: accounting.DefaultReportInterval); SessionTimeout see
+	// DataPlaneConfig.
 	ReportEvery    time.Duration
 	SessionTimeout time.Duration
 	// OpenVPNDir is the relay's OpenVPN server directory (cellgate openvpn init): the relay
