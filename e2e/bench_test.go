@@ -346,13 +346,13 @@ func parseIperf3(out []byte) (iperfResult, error) {
 }
 
 // startCellgate starts cellgate in a fresh topology — `cellgate dev` and `cellgate tunnel`
-// (with --benchmark-no-accounting unless accounting, and the production usage report period)
+// (with --benchmark-no-accounting unless accounting, and the production usage report interval, 15 s)
 // in the relay namespace, `cellgate agent` in the phone namespace — and routes the client
 // through an unlimited connection on the device.
 func startCellgate(b *testing.B, accounting bool) *benchPath {
 	b.Helper()
 	top, server := benchTopology(b)
-	args := []string{"--report-every", "5s", "--log-level", "info"}
+	args := []string{"--report-every", "15s", "--log-level", "info"}
 	if !accounting {
 		args = append(args, "--benchmark-no-accounting")
 	}

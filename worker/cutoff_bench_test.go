@@ -39,7 +39,7 @@ const (
 )
 
 // cutoffBackground is how many other connections carry traffic in "loaded"; by default the
-// target of issue #6, 1,000 active connections reporting every 5 s.
+// target of issue #6, 1,000 active connections reporting.
 var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLatency/loaded: connections carrying traffic besides the measured one")
 
 // BenchmarkCutoffLatency measures how long a connection that reached its limit at the relay
@@ -53,17 +53,17 @@ var cutoffBackground = flag.Int("cutoff-background", 1000, "BenchmarkCutoffLaten
 //
 // Each iteration creates a connection with a 1 MiB limit, routes it as the OpenVPN connect
 // hook does, and admits packets until the relay refuses one. The reporter runs with the
-// relay's default interval (5 s); its limit poll runs every limitPollInterval (250 ms).
-//   - warm: the connection had already reported half its limit (a periodic report), so its
-//     quota workflow is running: the usual case, since active connections report every 5 s.
+// relay's default steady interval (accounting.DefaultReportInterval, 15 s per connection); its
+// urgent lane polls every 250 ms.
+//   - warm: the connection had already reported half its limit (a steady report), so its
+//     quota workflow is running: the usual case for a connection in use. On the way to the
+//     limit it crosses 80 %, which is an urgent report of its own just before the limit's.
 //   - cold: the limit report is its first and starts the workflow (LoadQuota first).
-//   - loaded: warm, while 1,000 other routed connections carry traffic, so every periodic
-//     report holds 1,000 entries (200 reports/s, issue #6's target) in batches of
-//     accounting.MaxReportBatch, which the API merges into signals (api.Config.
-//     UsageSignalInterval). The limit report goes out from the reporter's own goroutine,
-//     alongside a bulk report in flight: bulk-p50/max-ms is how long the full-batch POSTs
-//     took. The count is the test flag -cutoff-background (go test ... ./worker -args
-//     -cutoff-background 2000).
+//   - loaded: warm, while 1,000 other routed connections carry traffic, so the steady lane
+//     reports about 60 of them a second, each a quota workflow signal. The limit report goes
+//     out from the urgent lane, alongside steady reports in flight: steady-p50/max-ms is how
+//     long the steady POSTs took. The count is the test flag -cutoff-background (go test ...
+//     ./worker -args -cutoff-background 2000).
 //
 // Metrics, in milliseconds: total-p50/p99/max (t0 → kill), relay-p50/p99 (t0 → the limit
 // report reaching the API: at most about 250 ms plus the POST when the reporter is idle) and
@@ -86,13 +86,13 @@ func BenchmarkCutoffLatency(b *testing.B) {
 			s.background(b, parent.Cleanup, *cutoffBackground)
 			started = true
 		}
-		from := len(s.posts.bulkDurations())
+		from := len(s.posts.steadyDurations())
 		s.measure(b, true)
-		bulk := s.posts.bulkDurations()[from:]
-		if len(bulk) == 0 {
-			b.Fatalf("no periodic report of %d+ entries reached the API during the measurement", min(*cutoffBackground, accounting.MaxReportBatch))
+		steady := s.posts.steadyDurations()[from:]
+		if len(steady) == 0 {
+			b.Fatalf("no steady report of background connections reached the API during the measurement")
 		}
-		reportCutoffMetrics(b, "bulk", bulk, true)
+		reportCutoffMetrics(b, "steady", steady, true)
 	})
 }
 
@@ -159,8 +159,8 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 			r.Body = io.NopCloser(bytes.NewReader(raw))
 			entries := s.posts.record(at, raw)
 			h.ServeHTTP(w, r)
-			if entries >= max(min(*cutoffBackground, accounting.MaxReportBatch), 2) { // the reporter's batches
-				s.posts.bulk(time.Since(at))
+			if entries >= 2 { // the measured connection has one route session: background connections
+				s.posts.steady(time.Since(at))
 			}
 			return
 		}
@@ -196,8 +196,8 @@ func newCutoffStack(b *testing.B) *cutoffStack {
 
 // background routes n more connections (made in Postgres directly: the API would spend a
 // bcrypt hash on each) and has each forward a packet every 100 ms until cleanup runs what it
-// is given, so that every periodic report carries all of them. It returns once two periodic
-// reports went out, when their quota workflows run.
+// is given, so that each has changed at every steady report. It returns once the reporter has
+// delivered two entries per connection, when their quota workflows run.
 func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 	ctx := context.Background()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("background password"), bcrypt.MinCost)
@@ -216,7 +216,7 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 			b.Fatalf("route background connection %d: %v", i, err)
 		}
 	}
-	// Start their quota workflows in small reports first: in the steady state the periodic
+	// Start their quota workflows in small reports first: in the steady state the steady
 	// reports signal running workflows; 1,000 first-time SignalWithStarts in one report are a
 	// burst a relay only causes when that many connections start at once.
 	for start := 0; start < n; start += 50 {
@@ -255,8 +255,8 @@ func (s *cutoffStack) background(b *testing.B, cleanup func(func()), n int) {
 	deadline := time.Now().Add(wait)
 	for s.rep.Stats().Entries < start+2*uint64(n) {
 		if time.Now().After(deadline) {
-			b.Fatalf("reporter stats %+v: two periodic reports of %d routes did not get through within %v: "+
-				"the API does not take %d entries within the relay's API timeout (10 s)", s.rep.Stats(), n, wait, n)
+			b.Fatalf("reporter stats %+v: two steady reports of %d routes did not get through within %v: "+
+				"the API and the quota workflows do not keep up with %d connections", s.rep.Stats(), n, wait, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -315,7 +315,7 @@ func (s *cutoffStack) cutoff(b *testing.B, warm bool) (total, atRelay time.Durat
 	killed := s.kills.expect(username)
 
 	if warm {
-		// Half the limit, reported by the periodic tick, so the quota workflow runs.
+		// Half the limit, reported by the steady lane, so the quota workflow runs.
 		var sent int64
 		for sent+cutoffPacket <= cutoffLimit/2 && route.Admit(cutoffPacket, accounting.ToClient) {
 			sent += cutoffPacket
@@ -398,23 +398,23 @@ func (k *cutoffKiller) RestartCommonName(_ context.Context, name string) (int, e
 // cutoffPosts records when the first usage report that says a connection reached its limit
 // reached the API.
 type cutoffPosts struct {
-	mu    sync.Mutex              // guards at and bulks
-	at    map[uuid.UUID]time.Time // connection → arrival of its first limit_reached entry
-	bulks []time.Duration         // how long the API took for each full batch of background entries
+	mu      sync.Mutex              // guards at and steadyTook
+	at      map[uuid.UUID]time.Time // connection → arrival of its first limit_reached entry
+	steadyTook []time.Duration         // how long the API took for each report of background entries
 }
 
-// bulk records how long the API took for a bulk report.
-func (p *cutoffPosts) bulk(d time.Duration) {
+// steady records how long the API took for a report of background connections.
+func (p *cutoffPosts) steady(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bulks = append(p.bulks, d)
+	p.steadyTook = append(p.steadyTook, d)
 }
 
-// bulkDurations returns the bulk reports' durations.
-func (p *cutoffPosts) bulkDurations() []time.Duration {
+// steadyDurations returns the background reports' durations.
+func (p *cutoffPosts) steadyDurations() []time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.Clone(p.bulks)
+	return slices.Clone(p.steadyTook)
 }
 
 // record notes the limit_reached entries of a report body that arrived at t, and returns

@@ -124,7 +124,7 @@ const (
 	// DefaultUsageGrace is how long a connection's accounting is remembered after its last
 	// route went: far longer than a customer takes to reconnect (seconds; OpenVPN's
 	// ping-restart is 60 s) and than the relay's figures take to reach the quota workflow
-	// (a report period, the API's signal interval, the workflow's 10 s save).
+	// (a removed route's final usage is reported at once; otherwise one steady interval).
 	DefaultUsageGrace = 10 * time.Minute
 	// MaxRemembered is the most connections remembered without a route; beyond it the one
 	// that has been without a route longest is forgotten first. About 200 bytes each.
