@@ -398,8 +398,8 @@ func (k *cutoffKiller) RestartCommonName(_ context.Context, name string) (int, e
 // cutoffPosts records when the first usage report that says a connection reached its limit
 // reached the API.
 type cutoffPosts struct {
-	mu      sync.Mutex              // guards at and steadyTook
-	at      map[uuid.UUID]time.Time // connection → arrival of its first limit_reached entry
+	mu         sync.Mutex              // guards at and steadyTook
+	at         map[uuid.UUID]time.Time // connection → arrival of its first limit_reached entry
 	steadyTook []time.Duration         // how long the API took for each report of background entries
 }
 
