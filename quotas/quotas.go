@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/proxyauth"
+	"github.com/cellgate/cellgate/quotarule"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/workflows"
 )
@@ -161,7 +162,7 @@ func nearThreshold(q store.QuotaRow, r workflows.UsageReport) bool {
 	for _, s := range r.Sessions {
 		used = saturatingAdd(used, s.Bytes)
 	}
-	return used >= workflows.WarningThreshold(q.Limit)
+	return used >= quotarule.WarningThreshold(q.Limit)
 }
 
 // saturatingAdd adds two non-negative byte counts without overflowing.

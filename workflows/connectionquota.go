@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cellgate/cellgate/activities"
+	"github.com/cellgate/cellgate/quotarule"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/webhook"
 )
@@ -84,9 +84,9 @@ type quota struct {
 
 // ConnectionQuota keeps one connection's usage: used = Committed + Σ Sessions, from the relays'
 // cumulative reports (UsageSignal), in the connection's current usage epoch. At
-// WarningPercent of the limit it sends connection.quota_warning; at the limit it cuts the
-// connection off — block at the relays, cut_off in Postgres, OpenVPN sessions killed, then
-// connection.quota_exceeded — once per epoch. A raised limit (LimitSignal) lifts the cutoff, a
+// quotarule.WarningPercent of the limit it sends connection.quota_warning; at the limit it
+// cuts the connection off — block at the relays, cut_off in Postgres, OpenVPN sessions
+// killed, then connection.quota_exceeded — once per epoch. A raised limit (LimitSignal) lifts the cutoff, a
 // lowered one can cause it; a reset (ResetSignal, or a report of a newer epoch) starts the
 // new epoch from zero, and older reports are ignored from then on. Usage reaches Postgres at
 // most every SaveInterval, and at once at the warning, the cutoff and a lift; every write is
@@ -98,7 +98,7 @@ type quota struct {
 //
 // Warning policy: a report that crosses the limit and the warning threshold at once sends only
 // connection.quota_exceeded (the warning is then moot); a raised limit that leaves usage below
-// WarningPercent of it re-arms the warning, so the operator hears of the new limit's approach.
+// quotarule.WarningPercent of it re-arms the warning, so the operator hears of the new limit's approach.
 func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	ctx = workflow.WithActivityOptions(ctx, quotaActivityOptions())
 	q := &quota{id: in.ConnectionID}
@@ -257,22 +257,9 @@ func (q *quota) continueAsNewDue(ctx workflow.Context) bool {
 func (q *quota) used() int64 {
 	u := q.st.Committed
 	for _, b := range q.st.Sessions {
-		u = addSaturating(u, b)
+		u = quotarule.AddBytes(u, b)
 	}
 	return u
-}
-
-func addSaturating(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
-// WarningThreshold is WarningPercent of limit, without overflow: the usage that sends
-// connection.quota_warning.
-func WarningThreshold(limit int64) int64 {
-	return limit/100*WarningPercent + limit%100*WarningPercent/100
 }
 
 func (q *quota) view() QuotaView {
@@ -318,7 +305,7 @@ func (q *quota) session(s SessionUsage) {
 		return
 	}
 	delete(q.st.Sessions, s.SessionID)
-	q.st.Committed = addSaturating(q.st.Committed, b)
+	q.st.Committed = quotarule.AddBytes(q.st.Committed, b)
 	q.st.Closed = append(q.st.Closed, s.SessionID)
 	if extra := len(q.st.Closed) - maxClosedSessions; extra > 0 {
 		q.st.Closed = slices.Delete(q.st.Closed, 0, extra)
@@ -342,7 +329,7 @@ func (q *quota) limit(ctx workflow.Context, c LimitChange) {
 		q.push(QuotaEffect{Kind: effectUnblock, Epoch: q.st.Epoch})
 		q.queueSave(ctx, ptr(false), now)
 	}
-	if c.Limit > 0 && used < WarningThreshold(c.Limit) {
+	if c.Limit > 0 && used < quotarule.WarningThreshold(c.Limit) {
 		q.st.Warned = false
 	}
 	q.evaluate(ctx)
@@ -399,7 +386,7 @@ func (q *quota) evaluate(ctx workflow.Context) {
 		q.push(QuotaEffect{Kind: effectKill, Epoch: q.st.Epoch})
 		q.push(q.event(ctx, webhook.EventQuotaExceeded, used))
 		workflow.GetLogger(ctx).Info("connection cut off", "epoch", q.st.Epoch, "used", used, "limit", q.st.Limit)
-	case !q.st.Warned && used >= WarningThreshold(q.st.Limit):
+	case !q.st.Warned && used >= quotarule.WarningThreshold(q.st.Limit):
 		q.st.Warned = true
 		q.queueSave(ctx, nil, workflow.Now(ctx).UTC())
 		q.push(q.event(ctx, webhook.EventQuotaWarning, used))

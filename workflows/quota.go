@@ -30,8 +30,6 @@ const (
 
 // Quota thresholds and pacing.
 const (
-	// WarningPercent of the limit sends connection.quota_warning, once per epoch.
-	WarningPercent = 80
 	// SaveInterval: usage is written to Postgres at most this often (and at once at the
 	// warning, the cutoff, a lift and a reset).
 	SaveInterval = 10 * time.Second
