@@ -28,37 +28,6 @@ const (
 	saveVersion = "quota-save-local"
 )
 
-// Kinds of QuotaEffect.
-const (
-	effectSetLimit        = "set-limit"
-	effectBlock           = "block"
-	effectUnblock         = "unblock"
-	effectSave            = "save"
-	effectKill            = "kill"
-	effectRaiseUsedBefore = "raise-used-before"
-	effectDeliver         = "deliver"
-)
-
-// QuotaEffect is one change a quota workflow orders: at the relays, in Postgres, or a webhook
-// handed to its delivery queue. Its effect runner applies them one at a time, in order, so a
-// cutoff and a later lift can never land the wrong way round.
-type QuotaEffect struct {
-	Kind string
-	// Epoch ordered the effect. A block, save or kill of an epoch that has ended is skipped:
-	// the reset did its work.
-	Epoch int64
-	// Limit of a set-limit.
-	Limit int64
-	// CutOff and At of a save: cut_off is written when CutOff is set (cut_off_at = At).
-	CutOff *bool
-	At     time.Time
-	// RequestID and Used of a raise-used-before.
-	RequestID string
-	Used      int64
-	// Delivery of a deliver.
-	Delivery *activities.DeliverInput
-}
-
 // quota is one run of ConnectionQuota. Its coroutines share it; workflow code runs one
 // coroutine at a time, so it needs no locking.
 type quota struct {
@@ -321,12 +290,12 @@ func (q *quota) limit(ctx workflow.Context, c LimitChange) {
 	}
 	q.st.Limit = c.Limit
 	q.st.LimitReached = false // it was reached under the old limit
-	q.push(QuotaEffect{Kind: effectSetLimit, Epoch: q.st.Epoch, Limit: c.Limit})
+	q.push(SetLimitEffect{Epoch: q.st.Epoch, Limit: c.Limit})
 	used := q.used()
 	if q.st.CutOff && (c.Limit == 0 || used < c.Limit) {
 		now := workflow.Now(ctx).UTC()
 		q.st.CutOff, q.st.CutOffAt = false, nil
-		q.push(QuotaEffect{Kind: effectUnblock, Epoch: q.st.Epoch})
+		q.push(UnblockEffect{Epoch: q.st.Epoch})
 		q.queueSave(ctx, ptr(false), now)
 	}
 	if c.Limit > 0 && used < quotarule.WarningThreshold(c.Limit) {
@@ -355,7 +324,7 @@ func (q *quota) reset(ctx workflow.Context, n ResetNotice) {
 
 func (q *quota) raiseUsedBefore(requestID string, used int64) {
 	if requestID != "" && used > 0 {
-		q.push(QuotaEffect{Kind: effectRaiseUsedBefore, Epoch: q.st.Epoch, RequestID: requestID, Used: used})
+		q.push(RaiseUsedBeforeEffect{Epoch: q.st.Epoch, RequestID: requestID, Used: used})
 	}
 }
 
@@ -367,7 +336,7 @@ func (q *quota) startEpoch(epoch int64) {
 	q.st.Warned, q.st.CutOff, q.st.CutOffAt, q.st.LimitReached = false, false, nil, false
 	q.st.PrevEpoch, q.st.PrevUsed = 0, 0
 	if wasCutOff {
-		q.push(QuotaEffect{Kind: effectUnblock, Epoch: epoch})
+		q.push(UnblockEffect{Epoch: epoch})
 	}
 }
 
@@ -381,9 +350,9 @@ func (q *quota) evaluate(ctx workflow.Context) {
 	case !q.st.CutOff && (used >= q.st.Limit || q.st.LimitReached):
 		now := workflow.Now(ctx).UTC()
 		q.st.CutOff, q.st.CutOffAt, q.st.Warned = true, &now, true
-		q.push(QuotaEffect{Kind: effectBlock, Epoch: q.st.Epoch})
+		q.push(BlockEffect{Epoch: q.st.Epoch})
 		q.queueSave(ctx, ptr(true), now)
-		q.push(QuotaEffect{Kind: effectKill, Epoch: q.st.Epoch})
+		q.push(KillEffect{Epoch: q.st.Epoch})
 		q.push(q.event(ctx, webhook.EventQuotaExceeded, used))
 		workflow.GetLogger(ctx).Info("connection cut off", "epoch", q.st.Epoch, "used", used, "limit", q.st.Limit)
 	case !q.st.Warned && used >= quotarule.WarningThreshold(q.st.Limit):
@@ -407,14 +376,14 @@ func (q *quota) event(ctx workflow.Context, typ string, used int64) QuotaEffect 
 			BandwidthUsed: &used, BandwidthLimit: &limit,
 		}},
 	}
-	return QuotaEffect{Kind: effectDeliver, Epoch: q.st.Epoch, Delivery: &d}
+	return DeliverEffect{Epoch: q.st.Epoch, Delivery: d}
 }
 
 func (q *quota) push(e QuotaEffect) { q.st.PendingEffects = append(q.st.PendingEffects, e) }
 
 // queueSave queues a write of the usage (as it stands when the write is made) in this epoch.
 func (q *quota) queueSave(ctx workflow.Context, cutOff *bool, at time.Time) {
-	q.push(QuotaEffect{Kind: effectSave, Epoch: q.st.Epoch, CutOff: cutOff, At: at})
+	q.push(SaveEffect{Epoch: q.st.Epoch, CutOff: cutOff, At: at})
 	q.lastSave = workflow.Now(ctx)
 }
 
@@ -437,7 +406,7 @@ func (q *quota) scheduleSave(ctx workflow.Context) {
 	}
 	now := workflow.Now(ctx)
 	due := q.lastSave.Add(SaveInterval)
-	queued := slices.ContainsFunc(q.st.PendingEffects, func(e QuotaEffect) bool { return e.Kind == effectSave && e.Epoch == q.st.Epoch })
+	queued := slices.ContainsFunc(q.st.PendingEffects, func(e QuotaEffect) bool { s, ok := e.(SaveEffect); return ok && s.Epoch == q.st.Epoch })
 	if !now.Before(due) {
 		if !queued {
 			q.queueSave(ctx, nil, now.UTC())
@@ -477,15 +446,6 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// stale reports whether an effect belongs to an epoch that has ended and is moot now.
-func (q *quota) stale(e QuotaEffect) bool {
-	switch e.Kind {
-	case effectBlock, effectSave, effectKill:
-		return e.Epoch < q.st.Epoch
-	}
-	return false
-}
-
 // applyEffects applies the queued effects in order; it runs for the life of the run, until
 // the connection is deleted (it then starts nothing more), or until it finds the connection
 // gone, which it reports on gone.
@@ -495,7 +455,7 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 			return
 		}
 		e := q.st.PendingEffects[0]
-		if !q.stale(e) {
+		if !stale(e, q.st.Epoch) {
 			q.applying = true
 			err := q.apply(ctx, e)
 			q.applying = false
@@ -504,7 +464,7 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 				return
 			}
 			if err != nil {
-				workflow.GetLogger(ctx).Warn("quota effect failed", "effect", e.Kind, "epoch", e.Epoch, "error", err)
+				workflow.GetLogger(ctx).Warn("quota effect failed", "effect", e.kind(), "epoch", e.epoch(), "error", err)
 			}
 		}
 		q.st.PendingEffects = q.st.PendingEffects[1:]
@@ -514,42 +474,50 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 // apply runs one effect's activity.
 func (q *quota) apply(ctx workflow.Context, e QuotaEffect) error {
 	var a *activities.Activities
-	switch e.Kind {
-	case effectSetLimit:
+	switch e := e.(type) {
+	case SetLimitEffect:
 		return workflow.ExecuteActivity(ctx, a.SetLimitAtRelays, activities.RelayLimitInput{ConnectionID: q.id, Limit: e.Limit}).Get(ctx, nil)
-	case effectBlock, effectUnblock:
-		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: e.Kind == effectBlock}).Get(ctx, nil)
-	case effectKill:
+	case BlockEffect:
+		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: true}).Get(ctx, nil)
+	case UnblockEffect:
+		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: false}).Get(ctx, nil)
+	case KillEffect:
 		return workflow.ExecuteActivity(ctx, a.KillConnectionSessions, q.id).Get(ctx, nil)
-	case effectRaiseUsedBefore:
+	case RaiseUsedBeforeEffect:
 		return workflow.ExecuteActivity(ctx, a.RaiseUsedBefore, activities.RaiseUsedBeforeInput{RequestID: e.RequestID, Used: e.Used}).Get(ctx, nil)
-	case effectDeliver:
-		q.st.PendingDeliveries = append(q.st.PendingDeliveries, *e.Delivery)
+	case DeliverEffect:
+		q.st.PendingDeliveries = append(q.st.PendingDeliveries, e.Delivery)
 		return nil
-	case effectSave:
-		used := q.used()
-		in := activities.SaveUsageInput{ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At}
-		var res activities.SaveUsageResult
-		var err error
-		if q.localSave {
-			// One guarded UPDATE: run in the workflow task itself, no activity task round trip.
-			lctx := workflow.WithLocalActivityOptions(ctx, quotaLocalActivityOptions())
-			err = workflow.ExecuteLocalActivity(lctx, a.SaveUsage, in).Get(ctx, &res)
-		} else {
-			err = workflow.ExecuteActivity(ctx, a.SaveUsage, in).Get(ctx, &res)
-		}
-		switch {
-		case err != nil:
-			return err
-		case res.Stale:
-			// Behind a reset: the reset's signal or the next report brings the new epoch.
-			q.staleEpoch = max(q.staleEpoch, e.Epoch)
-		case e.Epoch == q.st.Epoch:
-			q.st.Saved = used
-		}
-		return nil
+	case SaveEffect:
+		return q.save(ctx, e)
 	}
-	return fmt.Errorf("unknown quota effect %q", e.Kind)
+	return fmt.Errorf("unknown quota effect %T", e)
+}
+
+// save writes the usage as it stands now, guarded by the save's epoch.
+func (q *quota) save(ctx workflow.Context, e SaveEffect) error {
+	var a *activities.Activities
+	used := q.used()
+	in := activities.SaveUsageInput{ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At}
+	var res activities.SaveUsageResult
+	var err error
+	if q.localSave {
+		// One guarded UPDATE: run in the workflow task itself, no activity task round trip.
+		lctx := workflow.WithLocalActivityOptions(ctx, quotaLocalActivityOptions())
+		err = workflow.ExecuteLocalActivity(lctx, a.SaveUsage, in).Get(ctx, &res)
+	} else {
+		err = workflow.ExecuteActivity(ctx, a.SaveUsage, in).Get(ctx, &res)
+	}
+	switch {
+	case err != nil:
+		return err
+	case res.Stale:
+		// Behind a reset: the reset's signal or the next report brings the new epoch.
+		q.staleEpoch = max(q.staleEpoch, e.Epoch)
+	case e.Epoch == q.st.Epoch:
+		q.st.Saved = used
+	}
+	return nil
 }
 
 // deliverWebhooks delivers events one at a time, in order; each is retried for about a day by

@@ -132,7 +132,7 @@ type QuotaState struct {
 	// PendingEffects are the relay, Postgres and delivery-queue changes not yet applied, in
 	// order; the first may have been in flight when the run continued as new, and is applied
 	// again (every effect is idempotent).
-	PendingEffects []QuotaEffect
+	PendingEffects QuotaEffects
 	// PendingDeliveries are webhooks not yet delivered, in order.
 	PendingDeliveries []activities.DeliverInput
 }
