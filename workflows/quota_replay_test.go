@@ -11,40 +11,74 @@ import (
 	"github.com/cellgate/cellgate/workflows"
 )
 
-// The recorded ConnectionQuota histories, from the Temporal dev server by
+// The recorded ConnectionQuota histories. quotaHistory is written from the Temporal dev server
+// by
 //
 //	CELLGATE_RECORD_HISTORY=1 go test ./workflows -run TestQuotaOnDevServer -count=1
 //
-// (which writes quotaHistory). Each holds usage reports up to a warning and a cutoff, a raised
-// limit that lifted it, a lowered one that cut off again, a reset (with reports of the old
-// epoch after it) and the connection's deletion. quotaHistoryV1 was recorded before
-// saveVersion, when SaveUsage was an activity and a timer paced the saves; it stays, so that
-// runs started before that change are known to replay.
+// Each holds usage reports up to a warning and a cutoff, a raised limit that lifted it, a
+// lowered one that cut off again, a reset (with reports of the old epoch after it) and the
+// connection's deletion. The older ones stay, so that runs recorded before a change of
+// saveVersion are known to replay:
+//
+//   - quotaHistoryV1 was recorded before saveVersion (DefaultVersion), when SaveUsage was an
+//     activity and a timer paced the saves;
+//   - quotaHistoryV2, with saveLocal, when saves were local activities made by the reports and
+//     a timer caught a connection whose reports stopped.
+//
+// The *_timers histories were recorded by the code of saveLocal (commit 16bd891; for
+// DefaultVersion with its GetVersion call replaced by the old branch) from the same steps,
+// led by reports spaced around SaveInterval with SignalEvery set, so that the save timer
+// starts, is cancelled and fires; quotaHistoryV1 and V2 never fire one.
 const (
-	quotaHistory   = "testdata/connectionquota_history_v2.json"
-	quotaHistoryV1 = "testdata/connectionquota_history.json"
+	quotaHistory         = "testdata/connectionquota_history_v2.json"
+	quotaHistoryV1       = "testdata/connectionquota_history.json"
+	quotaHistoryV1Timers = "testdata/connectionquota_history_v1_timers.json"
+	quotaHistoryV2Timers = "testdata/connectionquota_history_v2_timers.json"
 )
+
+// quotaHistories are the recorded histories with what each must hold: localSave, its saves
+// are local activities; timersFired and timersCancelled, at least that many save timers.
+var quotaHistories = []struct {
+	file                         string
+	localSave                    bool
+	timersFired, timersCancelled int
+}{
+	{file: quotaHistoryV1},
+	{file: quotaHistoryV1Timers, timersFired: 1},
+	{file: quotaHistory, localSave: true},
+	{file: quotaHistoryV2Timers, localSave: true, timersFired: 1, timersCancelled: 1},
+}
 
 // TestConnectionQuotaReplay replays the recorded ConnectionQuota histories against today's
 // code: a change that makes the workflow issue different commands for the same events fails
 // here. When such a change is intended, version it (workflow.GetVersion) and record a new
 // history next to the old ones.
 func TestConnectionQuotaReplay(t *testing.T) {
-	for _, file := range []string{quotaHistoryV1, quotaHistory} {
-		t.Run(file, func(t *testing.T) { replayHistory(t, file, workflows.ConnectionQuota) })
+	for _, h := range quotaHistories {
+		t.Run(h.file, func(t *testing.T) { replayHistory(t, h.file, workflows.ConnectionQuota) })
 	}
 }
 
 // TestConnectionQuotaHistoryCoverage checks that the recorded histories still exercise what
 // the replay test is meant to guard, so a re-recording cannot quietly weaken it.
 func TestConnectionQuotaHistoryCoverage(t *testing.T) {
-	for _, file := range []string{quotaHistoryV1, quotaHistory} {
-		t.Run(file, func(t *testing.T) { checkQuotaHistory(t, file, file == quotaHistory) })
+	for _, h := range quotaHistories {
+		t.Run(h.file, func(t *testing.T) {
+			timers := checkQuotaHistory(t, h.file, h.localSave)
+			if timers.fired < h.timersFired || timers.cancelled < h.timersCancelled {
+				t.Errorf("history fires %d and cancels %d save timers, want at least %d and %d", timers.fired, timers.cancelled, h.timersFired, h.timersCancelled)
+			}
+		})
 	}
 }
 
-// checkQuotaHistory checks one recorded history; localSave: its saves are local activities.
-func checkQuotaHistory(t *testing.T, file string, localSave bool) {
+// timerCounts counts a history's timer events.
+type timerCounts struct{ started, fired, cancelled int }
+
+// checkQuotaHistory checks one recorded history, and returns its timer events; localSave: its
+// saves are local activities.
+func checkQuotaHistory(t *testing.T, file string, localSave bool) timerCounts {
 	h := loadHistory(t, file)
 	dc := converter.GetDefaultDataConverter()
 	signals := map[string]int{}
@@ -53,6 +87,7 @@ func checkQuotaHistory(t *testing.T, file string, localSave bool) {
 	var events []string
 	var blocks, unblocks int
 	var completed bool
+	var timers timerCounts
 	for _, ev := range h.Events {
 		switch ev.EventType {
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -89,6 +124,12 @@ func checkQuotaHistory(t *testing.T, file string, localSave bool) {
 				t.Fatalf("event %d: decode local activity marker: %v", ev.EventId, err)
 			}
 			localCalls[data.ActivityType]++
+		case enumspb.EVENT_TYPE_TIMER_STARTED:
+			timers.started++
+		case enumspb.EVENT_TYPE_TIMER_FIRED:
+			timers.fired++
+		case enumspb.EVENT_TYPE_TIMER_CANCELED:
+			timers.cancelled++
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
 			completed = true
 		}
@@ -119,4 +160,5 @@ func checkQuotaHistory(t *testing.T, file string, localSave bool) {
 	if len(events) != len(want) || events[0] != want[0] || events[1] != want[1] || events[2] != want[2] {
 		t.Errorf("history delivers %v, want %v", events, want)
 	}
+	return timers
 }
