@@ -262,12 +262,11 @@ func TestConnectionQuotaEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
-	// The saved figure reaches Postgres with the next report at least SaveInterval after the
-	// last save (the reset's); none comes, so by the fallback timer, SaveQuiet after the
-	// latest time the API's next signal would have come (SignalEvery: the interval and a
-	// quarter).
+	// The saved figure reaches Postgres with the report's signal (the quota workflow saves
+	// after every signal that changed the usage), which comes at the latest when the API's
+	// hold lets it go (SignalEvery: the interval and a quarter).
 	signalEvery := api.DefaultUsageSignalInterval * 5 / 4
-	eventuallyWithin(t, max(workflows.SaveInterval, signalEvery)+workflows.SaveQuiet+5*time.Second, "usage saved", func() string {
+	eventuallyWithin(t, signalEvery+5*time.Second, "usage saved", func() string {
 		q, err := st.QuotaRow(ctx, connID)
 		if err != nil || q.Used != 500 || q.Epoch != 2 {
 			return fmt.Sprintf("Postgres: used %d epoch %d (%v), want 500 in epoch 2", q.Used, q.Epoch, err)

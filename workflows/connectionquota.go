@@ -22,12 +22,13 @@ const hardReportsPerRun = 5 * MaxReportsPerRun
 // way (connectionquota_legacy.go).
 const (
 	saveVersion = "quota-save-local"
-	// saveLocal: SaveUsage is a local activity, made by the report that finds SaveInterval
+	// saveLocal: SaveUsage is a local activity, made by the report that finds saveInterval
 	// past; a timer catches a connection whose reports stopped. Before it (DefaultVersion),
 	// SaveUsage was an activity paced by a timer.
 	saveLocal workflow.Version = 1
-	// saveFollowsReports: a save follows every batch of signals that changed the usage; no
-	// timer.
+	// saveFollowsReports: a save (a local activity) follows every batch of signals that
+	// changed the usage; no timer, and UsageReport.SignalEvery is not read. Every run started
+	// since records it.
 	saveFollowsReports workflow.Version = 2
 )
 
@@ -57,9 +58,15 @@ type quota struct {
 // starts the new epoch from zero, and older reports are ignored from then on. The rules are
 // QuotaState's methods in quotarules.go; this is their plumbing.
 //
-// Usage reaches Postgres at most every SaveInterval, and at once at the warning, the cutoff
-// and a lift; every write is guarded by the epoch. Relay and Postgres changes run in one
-// ordered queue, webhooks in another, so a dead endpoint never delays a cutoff.
+// Pacing is the relay's: it reports a connection at once when it crosses the warning
+// threshold, reaches its limit or closes a session, and otherwise every ~15 s, and the API
+// signals every report as it comes. The workflow keeps no clock of its own: usage reaches
+// Postgres after every batch of signals that changed it (SaveUsage, a local activity, in the
+// signal's own workflow task), and at once at the warning, the cutoff and a lift; every write
+// is guarded by the epoch. Relay and Postgres changes run in one ordered queue, webhooks in
+// another, so a dead endpoint never delays a cutoff. Runs recorded before that change
+// (saveVersion below saveFollowsReports) keep their save timer until their next
+// Continue-As-New (connectionquota_legacy.go).
 //
 // ConnectionDeletedSignal ends it once the effect in flight is done; queued effects, and
 // webhooks not yet delivered, are dropped with the connection.
@@ -74,7 +81,7 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	if err := workflow.SetQueryHandler(ctx, QuotaStateQuery, func() (QuotaView, error) { return q.view(), nil }); err != nil {
 		return err
 	}
-	q.legacy = newLegacyPacing(workflow.GetVersion(ctx, saveVersion, workflow.DefaultVersion, saveLocal))
+	q.legacy = newLegacyPacing(workflow.GetVersion(ctx, saveVersion, workflow.DefaultVersion, saveFollowsReports))
 	if gone, err := q.load(ctx, in.State); gone || err != nil {
 		return err
 	}
@@ -112,10 +119,15 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 // now is the workflow's clock, in UTC, as the rules take it.
 func now(ctx workflow.Context) time.Time { return workflow.Now(ctx).UTC() }
 
-// pace queues the saves that are not the rules' own (those come at the warning, the cutoff
-// and a lift).
+// pace queues a save after a batch of signals that changed the usage; the rules make their
+// own at the warning, the cutoff and a lift. A run recorded before saveFollowsReports paces
+// its saves the old way instead (connectionquota_legacy.go).
 func (q *quota) pace(ctx workflow.Context) {
-	q.scheduleLegacySave(ctx)
+	if q.legacy != nil {
+		q.scheduleLegacySave(ctx)
+		return
+	}
+	q.take(ctx, q.st.saveDue(q.staleEpoch, now(ctx)))
 }
 
 // load takes the state carried over by Continue-As-New, or on a first run reads the

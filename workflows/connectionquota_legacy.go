@@ -6,24 +6,43 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// The legacy pacing's intervals.
+const (
+	// saveInterval: usage was written to Postgres at most this often (and at once at the
+	// warning, the cutoff and a lift).
+	saveInterval = 10 * time.Second
+	// saveQuiet (saveLocal): when a connection's reports stopped, its last usage was saved
+	// this long after the save was due.
+	saveQuiet = 5 * time.Second
+)
+
 // legacyPacing is how ConnectionQuota paced its saves before the relay became the one owner of
-// usage pacing: a throttle of SaveInterval between saves, kept by a timer. It serves only the
+// usage pacing: a throttle of saveInterval between saves, kept by a timer. It serves only the
 // runs recorded before saveFollowsReports (saveVersion DefaultVersion and saveLocal), which
 // must replay as they were recorded:
 //
 //   - DefaultVersion: SaveUsage is an activity; a changed usage is saved at once when the last
-//     save was queued SaveInterval ago or more, else by a timer at that time.
-//   - saveLocal: SaveUsage is a local activity, and the report that finds SaveInterval past
-//     makes the save; the timer only catches a connection whose reports stopped, SaveQuiet
-//     after the save was due, or SaveQuiet after the next signal the API promised
+//     save was queued saveInterval ago or more, else by a timer at that time.
+//   - saveLocal: SaveUsage is a local activity, and the report that finds saveInterval past
+//     makes the save; the timer only catches a connection whose reports stopped, saveQuiet
+//     after the save was due, or saveQuiet after the next signal the API promised
 //     (UsageReport.SignalEvery) when that is later.
 //
-// Such a run keeps this pacing until its next Continue-As-New (at most MaxReportsPerRun
-// signals, or when the server suggests it); that next run starts on saveFollowsReports. Once
-// every ConnectionQuota run was started by code with saveFollowsReports (a deployment has
-// run it past every run's Continue-As-New, e.g. the workflow list's TemporalChangeVersion
-// shows no saveVersion below 2), this file, the saves by activity, the timer in wait and
-// UsageReport.SignalEvery can be deleted with the old histories in testdata.
+// Which runs use it: those started before saveFollowsReports was deployed, until their next
+// Continue-As-New (after MaxReportsPerRun signals, or when the server suggests it), whose new
+// run records saveFollowsReports. A connection that stays quiet keeps its old run, and this
+// pacing, for as long as it stays quiet.
+//
+// When it can be deleted: once no running ConnectionQuota is below saveFollowsReports, i.e.
+// every running one has TemporalChangeVersion "quota-save-local-2" (DefaultVersion runs carry
+// no TemporalChangeVersion at all):
+//
+//	temporal workflow count --query 'WorkflowType="ConnectionQuota" AND ExecutionStatus="Running" AND (TemporalChangeVersion IS NULL OR TemporalChangeVersion="quota-save-local-1")'
+//
+// answers 0. Then this file, the saves by activity (savesByActivity), the timer in wait
+// (addTimer), legacyPacing's calls in connectionquota.go, UsageReport.SignalEvery and the
+// testdata histories of saveVersion below 2 go; the GetVersion call stays, with
+// saveFollowsReports as its minimum.
 type legacyPacing struct {
 	// localSave: saveLocal, else DefaultVersion.
 	localSave bool
@@ -74,7 +93,7 @@ func (l *legacyPacing) addTimer(sel workflow.Selector) {
 }
 
 // scheduleLegacySave queues a save when usage changed since the last one, no sooner than
-// SaveInterval after the last save was queued: at once when that is past, else by a timer
+// saveInterval after the last save was queued: at once when that is past, else by a timer
 // (see legacyPacing for how the two legacy versions set it).
 func (q *quota) scheduleLegacySave(ctx workflow.Context) {
 	l := q.legacy
@@ -85,7 +104,7 @@ func (q *quota) scheduleLegacySave(ctx workflow.Context) {
 		return
 	}
 	now := workflow.Now(ctx)
-	due := l.lastSave.Add(SaveInterval)
+	due := l.lastSave.Add(saveInterval)
 	if !now.Before(due) {
 		if !q.st.saveQueued() {
 			q.take(ctx, []QuotaEffect{SaveEffect{Epoch: q.st.Epoch, At: now.UTC()}})
@@ -96,15 +115,15 @@ func (q *quota) scheduleLegacySave(ctx workflow.Context) {
 			return
 		}
 		// A save is queued or in flight: look again an interval later.
-		due = now.Add(SaveInterval)
+		due = now.Add(saveInterval)
 	}
 	if !l.localSave {
 		l.timer = workflow.NewTimer(ctx, due.Sub(now)) // none runs: see above
 		return
 	}
-	fire := due.Add(SaveQuiet)
+	fire := due.Add(saveQuiet)
 	if l.signalEvery > 0 {
-		fire = maxTime(due, now.Add(l.signalEvery)).Add(SaveQuiet)
+		fire = maxTime(due, now.Add(l.signalEvery)).Add(saveQuiet)
 		if l.timer != nil && fire.After(l.timerAt) {
 			l.cancelTimer()
 			l.timer, l.cancelTimer = nil, nil

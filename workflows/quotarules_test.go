@@ -402,3 +402,41 @@ func TestRuleStale(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleSaveDue: after a batch of signals, a save when the usage changed since the last
+// one, none while one of the epoch is queued or in flight, none once Postgres was found in a
+// newer epoch.
+func TestRuleSaveDue(t *testing.T) {
+	changed := ruleState(100, map[uuid.UUID]int64{sessA: 50})
+	changed.Saved = 100
+	saved := changed
+	saved.Saved = 150
+	queued := changed
+	queued.PendingEffects = QuotaEffects{BlockEffect{Epoch: 3}, SaveEffect{Epoch: 3, At: ruleNow.Add(-time.Second)}}
+	queuedOld := changed
+	queuedOld.PendingEffects = QuotaEffects{SaveEffect{Epoch: 2}}
+	for _, c := range []struct {
+		name       string
+		st         QuotaState
+		staleEpoch int64
+		want       []string
+	}{
+		{"changed", changed, 0, []string{"save(e3)"}},
+		{"unchanged", saved, 0, nil},
+		{"a save of the epoch queued or in flight", queued, 0, nil},
+		{"a save of an ended epoch queued", queuedOld, 0, []string{"save(e3)"}},
+		{"Postgres in a newer epoch", changed, 3, nil},
+		{"an older epoch was found stale", changed, 2, []string{"save(e3)"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := c.st
+			var got []string
+			for _, e := range st.saveDue(c.staleEpoch, ruleNow) {
+				got = append(got, describe(t, e))
+			}
+			if strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Errorf("saveDue(%d) = %v, want %v", c.staleEpoch, got, c.want)
+			}
+		})
+	}
+}
