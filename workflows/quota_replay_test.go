@@ -18,8 +18,9 @@ import (
 //
 // Each holds usage reports up to a warning and a cutoff, a raised limit that lifted it, a
 // lowered one that cut off again, a reset (with reports of the old epoch after it) and the
-// connection's deletion. The older ones stay, so that runs recorded before a change of
-// saveVersion are known to replay:
+// connection's deletion. quotaHistory is of saveFollowsReports: a save follows every report
+// that changed the usage, and no timer runs. The older ones stay, so that runs recorded
+// before a change of saveVersion are known to replay:
 //
 //   - quotaHistoryV1 was recorded before saveVersion (DefaultVersion), when SaveUsage was an
 //     activity and a timer paced the saves;
@@ -31,23 +32,29 @@ import (
 // led by reports spaced around SaveInterval with SignalEvery set, so that the save timer
 // starts, is cancelled and fires; quotaHistoryV1 and V2 never fire one.
 const (
-	quotaHistory         = "testdata/connectionquota_history_v2.json"
+	quotaHistory         = "testdata/connectionquota_history_v3.json"
 	quotaHistoryV1       = "testdata/connectionquota_history.json"
 	quotaHistoryV1Timers = "testdata/connectionquota_history_v1_timers.json"
+	quotaHistoryV2       = "testdata/connectionquota_history_v2.json"
 	quotaHistoryV2Timers = "testdata/connectionquota_history_v2_timers.json"
 )
 
 // quotaHistories are the recorded histories with what each must hold: localSave, its saves
-// are local activities; timersFired and timersCancelled, at least that many save timers.
+// are local activities; timersFired and timersCancelled, at least that many save timers;
+// noTimers, none started at all and minSaves saves (its saves follow the reports: one per
+// report that changed the usage, besides the warning's, cutoffs' and lift's).
 var quotaHistories = []struct {
 	file                         string
 	localSave                    bool
 	timersFired, timersCancelled int
+	noTimers                     bool
+	minSaves                     int
 }{
 	{file: quotaHistoryV1},
 	{file: quotaHistoryV1Timers, timersFired: 1},
-	{file: quotaHistory, localSave: true},
+	{file: quotaHistoryV2, localSave: true},
 	{file: quotaHistoryV2Timers, localSave: true, timersFired: 1, timersCancelled: 1},
+	{file: quotaHistory, localSave: true, noTimers: true, minSaves: 6},
 }
 
 // TestConnectionQuotaReplay replays the recorded ConnectionQuota histories against today's
@@ -65,9 +72,15 @@ func TestConnectionQuotaReplay(t *testing.T) {
 func TestConnectionQuotaHistoryCoverage(t *testing.T) {
 	for _, h := range quotaHistories {
 		t.Run(h.file, func(t *testing.T) {
-			timers := checkQuotaHistory(t, h.file, h.localSave)
+			timers, saves := checkQuotaHistory(t, h.file, h.localSave)
 			if timers.fired < h.timersFired || timers.cancelled < h.timersCancelled {
 				t.Errorf("history fires %d and cancels %d save timers, want at least %d and %d", timers.fired, timers.cancelled, h.timersFired, h.timersCancelled)
+			}
+			if h.noTimers && timers.started != 0 {
+				t.Errorf("history starts %d timers, want none: its saves follow the reports", timers.started)
+			}
+			if saves < h.minSaves {
+				t.Errorf("history saves %d times, want at least %d", saves, h.minSaves)
 			}
 		})
 	}
@@ -76,9 +89,9 @@ func TestConnectionQuotaHistoryCoverage(t *testing.T) {
 // timerCounts counts a history's timer events.
 type timerCounts struct{ started, fired, cancelled int }
 
-// checkQuotaHistory checks one recorded history, and returns its timer events; localSave: its
-// saves are local activities.
-func checkQuotaHistory(t *testing.T, file string, localSave bool) timerCounts {
+// checkQuotaHistory checks one recorded history, and returns its timer events and how many
+// times it saves; localSave: its saves are local activities.
+func checkQuotaHistory(t *testing.T, file string, localSave bool) (timerCounts, int) {
 	h := loadHistory(t, file)
 	dc := converter.GetDefaultDataConverter()
 	signals := map[string]int{}
@@ -160,5 +173,5 @@ func checkQuotaHistory(t *testing.T, file string, localSave bool) timerCounts {
 	if len(events) != len(want) || events[0] != want[0] || events[1] != want[1] || events[2] != want[2] {
 		t.Errorf("history delivers %v, want %v", events, want)
 	}
-	return timers
+	return timers, saves["SaveUsage"]
 }
