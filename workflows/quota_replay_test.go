@@ -1,8 +1,10 @@
 package workflows_test
 
 import (
+	"slices"
 	"testing"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
 
@@ -72,12 +74,12 @@ func TestConnectionQuotaReplay(t *testing.T) {
 func TestConnectionQuotaHistoryCoverage(t *testing.T) {
 	for _, h := range quotaHistories {
 		t.Run(h.file, func(t *testing.T) {
-			timers, saves := checkQuotaHistory(t, h.file, h.localSave)
-			if timers.fired < h.timersFired || timers.cancelled < h.timersCancelled {
-				t.Errorf("history fires %d and cancels %d save timers, want at least %d and %d", timers.fired, timers.cancelled, h.timersFired, h.timersCancelled)
+			f, saves := checkQuotaHistory(t, h.file, h.localSave)
+			if f.timersFired < h.timersFired || f.timersCancelled < h.timersCancelled {
+				t.Errorf("history fires %d and cancels %d save timers, want at least %d and %d", f.timersFired, f.timersCancelled, h.timersFired, h.timersCancelled)
 			}
-			if h.noTimers && timers.started != 0 {
-				t.Errorf("history starts %d timers, want none: its saves follow the reports", timers.started)
+			if h.noTimers && f.timersStarted != 0 {
+				t.Errorf("history starts %d timers, want none: its saves follow the reports", f.timersStarted)
 			}
 			if saves < h.minSaves {
 				t.Errorf("history saves %d times, want at least %d", saves, h.minSaves)
@@ -86,92 +88,96 @@ func TestConnectionQuotaHistoryCoverage(t *testing.T) {
 	}
 }
 
-// timerCounts counts a history's timer events.
-type timerCounts struct{ started, fired, cancelled int }
+// quotaHistoryFacts is what a recorded ConnectionQuota history holds, counted.
+type quotaHistoryFacts struct {
+	signals, activityCalls, localCalls map[string]int // by signal name, activity type
+	events                             []string       // webhook event types, in order
+	blocks, unblocks                   int
+	timersStarted, timersFired         int
+	timersCancelled                    int
+	completed                          bool
+}
 
-// checkQuotaHistory checks one recorded history, and returns its timer events and how many
-// times it saves; localSave: its saves are local activities.
-func checkQuotaHistory(t *testing.T, file string, localSave bool) (timerCounts, int) {
+// readQuotaHistory counts what the history in file holds.
+func readQuotaHistory(t *testing.T, file string) quotaHistoryFacts {
 	h := loadHistory(t, file)
 	dc := converter.GetDefaultDataConverter()
-	signals := map[string]int{}
-	activityCalls := map[string]int{}
-	localCalls := map[string]int{}
-	var events []string
-	var blocks, unblocks int
-	var completed bool
-	var timers timerCounts
+	f := quotaHistoryFacts{signals: map[string]int{}, activityCalls: map[string]int{}, localCalls: map[string]int{}}
+	decode := func(id int64, what string, p *commonpb.Payloads, v any) {
+		if err := dc.FromPayloads(p, v); err != nil {
+			t.Fatalf("event %d: decode %s: %v", id, what, err)
+		}
+	}
 	for _, ev := range h.Events {
 		switch ev.EventType {
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-			signals[ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName()]++
+			f.signals[ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName()]++
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 			a := ev.GetActivityTaskScheduledEventAttributes()
 			name := a.GetActivityType().GetName()
-			activityCalls[name]++
+			f.activityCalls[name]++
 			switch name {
 			case "DeliverWebhook":
 				var in activities.DeliverInput
-				if err := dc.FromPayloads(a.GetInput(), &in); err != nil {
-					t.Fatalf("event %d: decode DeliverWebhook input: %v", ev.EventId, err)
-				}
-				events = append(events, in.Event.Type)
+				decode(ev.EventId, "DeliverWebhook input", a.GetInput(), &in)
+				f.events = append(f.events, in.Event.Type)
 			case "BlockAtRelays":
 				var in activities.RelayBlockInput
-				if err := dc.FromPayloads(a.GetInput(), &in); err != nil {
-					t.Fatalf("event %d: decode BlockAtRelays input: %v", ev.EventId, err)
-				}
+				decode(ev.EventId, "BlockAtRelays input", a.GetInput(), &in)
 				if in.Blocked {
-					blocks++
+					f.blocks++
 				} else {
-					unblocks++
+					f.unblocks++
 				}
 			}
 		case enumspb.EVENT_TYPE_MARKER_RECORDED:
-			m := ev.GetMarkerRecordedEventAttributes()
-			if m.GetMarkerName() != "LocalActivity" {
-				continue
+			if m := ev.GetMarkerRecordedEventAttributes(); m.GetMarkerName() == "LocalActivity" {
+				var data struct{ ActivityType string }
+				decode(ev.EventId, "local activity marker", m.GetDetails()["data"], &data)
+				f.localCalls[data.ActivityType]++
 			}
-			var data struct{ ActivityType string }
-			if err := dc.FromPayloads(m.GetDetails()["data"], &data); err != nil {
-				t.Fatalf("event %d: decode local activity marker: %v", ev.EventId, err)
-			}
-			localCalls[data.ActivityType]++
 		case enumspb.EVENT_TYPE_TIMER_STARTED:
-			timers.started++
+			f.timersStarted++
 		case enumspb.EVENT_TYPE_TIMER_FIRED:
-			timers.fired++
+			f.timersFired++
 		case enumspb.EVENT_TYPE_TIMER_CANCELED:
-			timers.cancelled++
+			f.timersCancelled++
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-			completed = true
+			f.completed = true
 		}
 	}
-	saves := activityCalls
+	return f
+}
+
+// checkQuotaHistory checks what every recorded history must hold, and returns its facts and
+// how many times it saves; localSave: its saves are local activities.
+func checkQuotaHistory(t *testing.T, file string, localSave bool) (quotaHistoryFacts, int) {
+	f := readQuotaHistory(t, file)
+	saves := f.activityCalls["SaveUsage"]
 	if localSave {
-		saves = localCalls
-		if activityCalls["SaveUsage"] != 0 {
-			t.Errorf("history schedules SaveUsage as an activity %d times, want only local activities", activityCalls["SaveUsage"])
+		saves = f.localCalls["SaveUsage"]
+		if n := f.activityCalls["SaveUsage"]; n != 0 {
+			t.Errorf("history schedules SaveUsage as an activity %d times, want only local activities", n)
 		}
 	}
-	if saves["SaveUsage"] < 3 {
-		t.Errorf("history saves %d times (activities %v, local activities %v), want ≥ 3 (warning, cutoffs, lift)", saves["SaveUsage"], activityCalls, localCalls)
+	if saves < 3 {
+		t.Errorf("history saves %d times (activities %v, local activities %v), want ≥ 3 (warning, cutoffs, lift)", saves, f.activityCalls, f.localCalls)
 	}
-	if signals[workflows.UsageSignal] < 5 || signals[workflows.LimitSignal] != 2 || signals[workflows.ResetSignal] != 1 ||
-		signals[workflows.ConnectionDeletedSignal] != 1 || !completed {
-		t.Errorf("history has signals %v, completed %v; want ≥ 5 usage, 2 limit, 1 reset, 1 deletion, completed", signals, completed)
+	if f.signals[workflows.UsageSignal] < 5 || f.signals[workflows.LimitSignal] != 2 || f.signals[workflows.ResetSignal] != 1 ||
+		f.signals[workflows.ConnectionDeletedSignal] != 1 || !f.completed {
+		t.Errorf("history has signals %v, completed %v; want ≥ 5 usage, 2 limit, 1 reset, 1 deletion, completed", f.signals, f.completed)
 	}
 	for _, name := range []string{"LoadQuota", "SetLimitAtRelays", "KillConnectionSessions", "RaiseUsedBefore"} {
-		if activityCalls[name] == 0 {
-			t.Errorf("history schedules no %s: %v", name, activityCalls)
+		if f.activityCalls[name] == 0 {
+			t.Errorf("history schedules no %s: %v", name, f.activityCalls)
 		}
 	}
-	if blocks != 2 || unblocks < 1 {
-		t.Errorf("history blocks %d and unblocks %d times, want 2 blocks (cutoff, cutoff after lowering) and an unblock", blocks, unblocks)
+	if f.blocks != 2 || f.unblocks < 1 {
+		t.Errorf("history blocks %d and unblocks %d times, want 2 blocks (cutoff, cutoff after lowering) and an unblock", f.blocks, f.unblocks)
 	}
 	want := []string{webhook.EventQuotaWarning, webhook.EventQuotaExceeded, webhook.EventQuotaExceeded}
-	if len(events) != len(want) || events[0] != want[0] || events[1] != want[1] || events[2] != want[2] {
-		t.Errorf("history delivers %v, want %v", events, want)
+	if !slices.Equal(f.events, want) {
+		t.Errorf("history delivers %v, want %v", f.events, want)
 	}
-	return timers, saves["SaveUsage"]
+	return f, saves
 }
