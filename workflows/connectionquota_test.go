@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -42,9 +43,11 @@ type quotaHarness struct {
 	// time.
 	blockTakes, saveTakes time.Duration
 
-	mu     sync.Mutex // guards calls and timers: the effect and delivery activities run concurrently
+	mu     sync.Mutex // guards calls, timers and started: the effect and delivery activities run concurrently
 	calls  []quotaCall
 	timers []time.Duration // the durations of the timers the workflow started
+	// started counts the activities started by kind: "activity" or "local", then the type.
+	started map[string]int
 }
 
 // quotaCall is one activity call.
@@ -145,7 +148,31 @@ func newQuotaHarness(t *testing.T, limit int64) *quotaHarness {
 		defer h.mu.Unlock()
 		h.timers = append(h.timers, d)
 	})
+	h.started = map[string]int{}
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.started["activity "+info.ActivityType.Name]++
+	})
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.started["local "+info.ActivityType.Name]++
+	})
 	return h
+}
+
+// wantSavesAs wants every SaveUsage to have run as kind: "local" (a local activity) or
+// "activity".
+func (h *quotaHarness) wantSavesAs(kind string) {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	other := map[string]string{"local": "activity", "activity": "local"}[kind]
+	if h.started[kind+" SaveUsage"] == 0 || h.started[other+" SaveUsage"] != 0 {
+		h.t.Errorf("SaveUsage started as an activity %d times, as a local activity %d times; want only as %s",
+			h.started["activity SaveUsage"], h.started["local SaveUsage"], kind)
+	}
 }
 
 // saveVersion makes the run one of version v of workflows.SaveVersion, as a run recorded
@@ -155,10 +182,12 @@ func (h *quotaHarness) saveVersion(v workflow.Version) {
 }
 
 // legacyVersions are the versions of workflows.SaveVersion before saves followed the reports.
+// saveAs is how their saves run: "activity" or "local" (wantSavesAs).
 var legacyVersions = []struct {
-	name string
-	v    workflow.Version
-}{{"DefaultVersion", workflow.DefaultVersion}, {"SaveLocal", workflows.SaveLocal}}
+	name   string
+	v      workflow.Version
+	saveAs string
+}{{"DefaultVersion", workflow.DefaultVersion, "activity"}, {"SaveLocal", workflows.SaveLocal, "local"}}
 
 // wantNoTimers wants the workflow to have started no timer.
 func (h *quotaHarness) wantNoTimers() {
@@ -600,6 +629,7 @@ func TestQuotaSavesFollowReports(t *testing.T) {
 	}
 	h.wantSaves(want, 12_000)
 	h.wantNoTimers()
+	h.wantSavesAs("local")
 	if v.Saved != 12_000 {
 		t.Errorf("ConnectionQuota saved = %d, want 12000", v.Saved)
 	}
@@ -715,6 +745,7 @@ func TestQuotaSavesThrottled(t *testing.T) {
 			if final.Used != 6000+limit {
 				t.Errorf("last SaveUsage used = %d, want %d (the final usage is saved)", final.Used, 6000+limit)
 			}
+			h.wantSavesAs(lv.saveAs)
 		})
 	}
 }
@@ -731,6 +762,7 @@ func TestQuotaLegacySavesByTimer(t *testing.T) {
 	h.run(2 * time.Minute)
 	h.wantSaves([]time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
 		55*time.Second + workflows.LegacySaveInterval}, 12_000)
+	h.wantSavesAs("activity")
 }
 
 // TestQuotaSavesRideOnReports: in a SaveLocal run, while a connection reports every 5 s, each
@@ -745,6 +777,7 @@ func TestQuotaSavesRideOnReports(t *testing.T) {
 	h.run(2 * time.Minute)
 	h.wantSaves([]time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
 		55*time.Second + workflows.LegacySaveInterval + workflows.LegacySaveQuiet}, 12_000)
+	h.wantSavesAs("local")
 }
 
 // TestQuotaSavesFollowSignalEvery: in a SaveLocal run, with the API signalling a connection
