@@ -91,7 +91,7 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	workflow.Go(ctx, q.deliverWebhooks)
 	box := newQuotaInbox(ctx)
 	// A fresh start may find the connection already over a threshold.
-	q.take(ctx, q.st.evaluate(q.id, now(ctx)))
+	q.take(ctx, q.st.evaluate(q.id, workflowNow(ctx)))
 	for {
 		q.pace(ctx)
 		stop, isGone := q.wait(ctx, box, gone)
@@ -116,8 +116,8 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	}
 }
 
-// now is the workflow's clock, in UTC, as the rules take it.
-func now(ctx workflow.Context) time.Time { return workflow.Now(ctx).UTC() }
+// workflowNow is the workflow's clock, in UTC, as the rules take it (their now).
+func workflowNow(ctx workflow.Context) time.Time { return workflow.Now(ctx).UTC() }
 
 // pace queues a save after a batch of signals that changed the usage; the rules make their
 // own at the warning, the cutoff and a lift. A run recorded before saveFollowsReports paces
@@ -127,7 +127,7 @@ func (q *quota) pace(ctx workflow.Context) {
 		q.scheduleLegacySave(ctx)
 		return
 	}
-	q.take(ctx, q.st.saveDue(q.staleEpoch, now(ctx)))
+	q.take(ctx, q.st.saveDue(q.staleEpoch, workflowNow(ctx)))
 }
 
 // load takes the state carried over by Continue-As-New, or on a first run reads the
@@ -248,21 +248,23 @@ func (q *quota) view() QuotaView {
 		Sessions: len(q.st.Sessions), CutOff: q.st.CutOff, CutOffAt: q.st.CutOffAt, Warned: q.st.Warned, Saved: q.st.Saved}
 }
 
-// report, limit and reset take one signal each through its rule.
+// report takes a UsageSignal through its rule (QuotaState.report).
 func (q *quota) report(ctx workflow.Context, r UsageReport) {
 	q.signals++
 	q.legacy.heard(r)
-	q.take(ctx, q.st.report(q.id, r, now(ctx)))
+	q.take(ctx, q.st.report(q.id, r, workflowNow(ctx)))
 }
 
+// limit takes a LimitSignal through its rule (QuotaState.changeLimit).
 func (q *quota) limit(ctx workflow.Context, c LimitChange) {
 	q.signals++
-	q.take(ctx, q.st.changeLimit(q.id, c, now(ctx)))
+	q.take(ctx, q.st.changeLimit(q.id, c, workflowNow(ctx)))
 }
 
+// reset takes a ResetSignal through its rule (QuotaState.reset).
 func (q *quota) reset(ctx workflow.Context, n ResetNotice) {
 	q.signals++
-	q.take(ctx, q.st.reset(q.id, n, now(ctx)))
+	q.take(ctx, q.st.reset(q.id, n, workflowNow(ctx)))
 }
 
 // take queues the effects a rule ordered, in order. Each webhook gets its id here, from a

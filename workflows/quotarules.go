@@ -12,10 +12,11 @@ import (
 )
 
 // The quota rules: what a usage report, a limit change or a reset does to a connection's
-// QuotaState, and which effects it orders, in order. They are pure: no workflow calls, the
-// workflow's clock comes in as now, and the effects come back for ConnectionQuota to queue.
-// A DeliverEffect comes back without its EventID: the workflow gives it one (a SideEffect)
-// before it issues any other command, so that replays find the same ids.
+// QuotaState, and which effects it orders, in order. They change nothing but the state they
+// are called on and make no workflow calls: the workflow's clock comes in as now, and the
+// effects come back for ConnectionQuota to queue. A DeliverEffect comes back without its
+// EventID: the workflow gives it one (a SideEffect) before it issues any other command, so
+// that replays find the same ids.
 
 // maxClosedSessions is how many closed sessions a quota workflow remembers to ignore their
 // late reports.
