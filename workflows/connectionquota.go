@@ -3,8 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"math"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,54 +11,29 @@ import (
 
 	"github.com/cellgate/cellgate/activities"
 	"github.com/cellgate/cellgate/store"
-	"github.com/cellgate/cellgate/webhook"
 )
 
+// hardReportsPerRun: Continue-As-New even while an activity is in flight (the effect is
+// applied again, the delivery sent again with the same webhook-id, by the next run).
+const hardReportsPerRun = 5 * MaxReportsPerRun
+
+// saveVersion names the changes to how ConnectionQuota saves usage (workflow.GetVersion).
+// Runs recorded before a change replay, and go on until their next Continue-As-New, the old
+// way (connectionquota_legacy.go).
 const (
-	// maxClosedSessions is how many closed sessions a quota workflow remembers to ignore their
-	// late reports.
-	maxClosedSessions = 64
-	// hardReportsPerRun: Continue-As-New even while an activity is in flight (the effect is
-	// applied again, the delivery sent again with the same webhook-id, by the next run).
-	hardReportsPerRun = 5 * MaxReportsPerRun
-	// saveVersion names the change that made saves local activities, paced by the reports
-	// themselves (workflow.GetVersion): runs recorded before it replay the old way.
 	saveVersion = "quota-save-local"
+	// saveLocal: SaveUsage is a local activity, made by the report that finds saveInterval
+	// past; a timer catches a connection whose reports stopped. Before it (DefaultVersion),
+	// SaveUsage was an activity paced by a timer.
+	saveLocal workflow.Version = 1
+	// saveFollowsReports: a save (a local activity) follows every batch of signals that
+	// changed the usage; no timer, and UsageReport.SignalEvery is not read. Every run started
+	// since records it.
+	saveFollowsReports workflow.Version = 2
 )
 
-// Kinds of QuotaEffect.
-const (
-	effectSetLimit        = "set-limit"
-	effectBlock           = "block"
-	effectUnblock         = "unblock"
-	effectSave            = "save"
-	effectKill            = "kill"
-	effectRaiseUsedBefore = "raise-used-before"
-	effectDeliver         = "deliver"
-)
-
-// QuotaEffect is one change a quota workflow orders: at the relays, in Postgres, or a webhook
-// handed to its delivery queue. Its effect runner applies them one at a time, in order, so a
-// cutoff and a later lift can never land the wrong way round.
-type QuotaEffect struct {
-	Kind string
-	// Epoch ordered the effect. A block, save or kill of an epoch that has ended is skipped:
-	// the reset did its work.
-	Epoch int64
-	// Limit of a set-limit.
-	Limit int64
-	// CutOff and At of a save: cut_off is written when CutOff is set (cut_off_at = At).
-	CutOff *bool
-	At     time.Time
-	// RequestID and Used of a raise-used-before.
-	RequestID string
-	Used      int64
-	// Delivery of a deliver.
-	Delivery *activities.DeliverInput
-}
-
-// quota is one run of ConnectionQuota. Its coroutines share it; workflow code runs one
-// coroutine at a time, so it needs no locking.
+// quota is one run of ConnectionQuota: the plumbing around the quota rules (quotarules.go).
+// Its coroutines share it; workflow code runs one coroutine at a time, so it needs no locking.
 type quota struct {
 	id         uuid.UUID
 	st         QuotaState
@@ -68,44 +41,47 @@ type quota struct {
 	applying   bool // the effect runner is inside an activity
 	delivering bool // the webhook sender is inside an activity
 	stopping   bool // the connection was deleted: the effect runner starts nothing more
-	// lastSave is when the last save was queued; staleEpoch is the newest epoch whose save
-	// found Postgres in a newer one (no more saves of it are tried).
-	lastSave   time.Time
+	// staleEpoch is the newest epoch whose save found Postgres in a newer one (no more saves
+	// of it are tried).
 	staleEpoch int64
-	saveTimer  workflow.Future // nil: not running
-	// cancelSaveTimer stops saveTimer (nil with it); localSave: saves are local activities
-	// and the timer only catches a connection whose reports stopped (saveVersion).
-	cancelSaveTimer workflow.CancelFunc
-	localSave       bool
-	// saveTimerAt is when saveTimer fires; signalEvery is the latest report's SignalEvery.
-	saveTimerAt time.Time
-	signalEvery time.Duration
+	// legacy paces the saves of runs recorded before saveFollowsReports
+	// (connectionquota_legacy.go); nil in the others.
+	legacy *legacyPacing
 }
 
 // ConnectionQuota keeps one connection's usage: used = Committed + Σ Sessions, from the relays'
 // cumulative reports (UsageSignal), in the connection's current usage epoch. At
-// WarningPercent of the limit it sends connection.quota_warning; at the limit it cuts the
-// connection off — block at the relays, cut_off in Postgres, OpenVPN sessions killed, then
-// connection.quota_exceeded — once per epoch. A raised limit (LimitSignal) lifts the cutoff, a
-// lowered one can cause it; a reset (ResetSignal, or a report of a newer epoch) starts the
-// new epoch from zero, and older reports are ignored from then on. Usage reaches Postgres at
-// most every SaveInterval, and at once at the warning, the cutoff and a lift; every write is
-// guarded by the epoch. Relay and Postgres changes run in one ordered queue, webhooks in
-// another, so a dead endpoint never delays a cutoff.
+// quotarule.WarningPercent of the limit it sends connection.quota_warning; at the limit it
+// cuts the connection off — block at the relays, cut_off in Postgres, OpenVPN sessions
+// killed, then connection.quota_exceeded — once per epoch. A raised limit (LimitSignal) lifts
+// the cutoff, a lowered one can cause it; a reset (ResetSignal, or a report of a newer epoch)
+// starts the new epoch from zero, and older reports are ignored from then on. The rules are
+// QuotaState's methods in quotarules.go; this is their plumbing.
+//
+// Pacing is the relay's: it reports a connection at once when it crosses the warning
+// threshold, reaches its limit or closes a session, and otherwise every ~15 s, and the API
+// signals every report as it comes. The workflow keeps no clock of its own: usage reaches
+// Postgres after every batch of signals that changed it (SaveUsage, a local activity, in the
+// signal's own workflow task), and at once at the warning, the cutoff and a lift; every write
+// is guarded by the epoch. Relay and Postgres changes run in one ordered queue, webhooks in
+// another, so a dead endpoint never delays a cutoff. Runs recorded before that change
+// (saveVersion below saveFollowsReports) keep their save timer until their next
+// Continue-As-New (connectionquota_legacy.go).
 //
 // ConnectionDeletedSignal ends it once the effect in flight is done; queued effects, and
 // webhooks not yet delivered, are dropped with the connection.
 //
 // Warning policy: a report that crosses the limit and the warning threshold at once sends only
 // connection.quota_exceeded (the warning is then moot); a raised limit that leaves usage below
-// WarningPercent of it re-arms the warning, so the operator hears of the new limit's approach.
+// quotarule.WarningPercent of it re-arms the warning, so the operator hears of the new limit's
+// approach.
 func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	ctx = workflow.WithActivityOptions(ctx, quotaActivityOptions())
 	q := &quota{id: in.ConnectionID}
 	if err := workflow.SetQueryHandler(ctx, QuotaStateQuery, func() (QuotaView, error) { return q.view(), nil }); err != nil {
 		return err
 	}
-	q.localSave = workflow.GetVersion(ctx, saveVersion, workflow.DefaultVersion, 1) == 1
+	q.legacy = newLegacyPacing(workflow.GetVersion(ctx, saveVersion, workflow.DefaultVersion, saveFollowsReports))
 	if gone, err := q.load(ctx, in.State); gone || err != nil {
 		return err
 	}
@@ -114,9 +90,10 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 	workflow.Go(ctx, func(ctx workflow.Context) { q.applyEffects(ctx, gone) })
 	workflow.Go(ctx, q.deliverWebhooks)
 	box := newQuotaInbox(ctx)
-	q.evaluate(ctx) // a fresh start may find the connection already over a threshold
+	// A fresh start may find the connection already over a threshold.
+	q.take(ctx, q.st.evaluate(q.id, workflowNow(ctx)))
 	for {
-		q.scheduleSave(ctx)
+		q.pace(ctx)
 		stop, isGone := q.wait(ctx, box, gone)
 		if isGone {
 			workflow.GetLogger(ctx).Info("connection is gone; quota workflow ends")
@@ -137,6 +114,20 @@ func ConnectionQuota(ctx workflow.Context, in ConnectionQuotaInput) error {
 			return workflow.NewContinueAsNewError(ctx, ConnectionQuota, ConnectionQuotaInput{ConnectionID: q.id, State: &st})
 		}
 	}
+}
+
+// workflowNow is the workflow's clock, in UTC, as the rules take it (their now).
+func workflowNow(ctx workflow.Context) time.Time { return workflow.Now(ctx).UTC() }
+
+// pace queues a save after a batch of signals that changed the usage; the rules make their
+// own at the warning, the cutoff and a lift. A run recorded before saveFollowsReports paces
+// its saves the old way instead (connectionquota_legacy.go).
+func (q *quota) pace(ctx workflow.Context) {
+	if q.legacy != nil {
+		q.scheduleLegacySave(ctx)
+		return
+	}
+	q.take(ctx, q.st.saveDue(q.staleEpoch, workflowNow(ctx)))
 }
 
 // load takes the state carried over by Continue-As-New, or on a first run reads the
@@ -197,8 +188,9 @@ func (q *quota) drain(ctx workflow.Context, box quotaInbox) {
 	}
 }
 
-// wait blocks until a signal, the save timer or the effect runner's word: it takes in the
-// signals waiting, and says whether the connection was deleted (stop) or found gone.
+// wait blocks until a signal, the effect runner's word or (legacy runs) the save timer: it
+// takes in the signals waiting, and says whether the connection was deleted (stop) or found
+// gone.
 func (q *quota) wait(ctx workflow.Context, box quotaInbox, gone workflow.Channel) (stop, isGone bool) {
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(box.usage, func(workflow.ReceiveChannel, bool) { q.drain(ctx, box) })
@@ -212,9 +204,7 @@ func (q *quota) wait(ctx workflow.Context, box quotaInbox, gone workflow.Channel
 		c.Receive(ctx, nil)
 		stop, isGone = true, true
 	})
-	if q.saveTimer != nil {
-		sel.AddFuture(q.saveTimer, func(workflow.Future) { q.saveTimer, q.cancelSaveTimer = nil, nil })
-	}
+	q.legacy.addTimer(sel)
 	sel.Select(ctx)
 	return stop, isGone
 }
@@ -252,251 +242,54 @@ func (q *quota) continueAsNewDue(ctx workflow.Context) bool {
 	return due && (idle || q.signals >= hardReportsPerRun)
 }
 
-// used is Committed + Σ Sessions, saturating at MaxInt64 (the sum does not depend on the
-// map's order).
-func (q *quota) used() int64 {
-	u := q.st.Committed
-	for _, b := range q.st.Sessions {
-		u = addSaturating(u, b)
-	}
-	return u
-}
-
-func addSaturating(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
-// WarningThreshold is WarningPercent of limit, without overflow: the usage that sends
-// connection.quota_warning.
-func WarningThreshold(limit int64) int64 {
-	return limit/100*WarningPercent + limit%100*WarningPercent/100
-}
-
+// view is the answer of QuotaStateQuery.
 func (q *quota) view() QuotaView {
-	return QuotaView{ConnectionID: q.id, Limit: q.st.Limit, Epoch: q.st.Epoch, Used: q.used(), Committed: q.st.Committed,
+	return QuotaView{ConnectionID: q.id, Limit: q.st.Limit, Epoch: q.st.Epoch, Used: q.st.used(), Committed: q.st.Committed,
 		Sessions: len(q.st.Sessions), CutOff: q.st.CutOff, CutOffAt: q.st.CutOffAt, Warned: q.st.Warned, Saved: q.st.Saved}
 }
 
-// report takes in one relay's counters. A report of an older epoch is ignored; one of a newer
-// epoch means a reset this run was not told of yet, and starts that epoch.
+// report takes a UsageSignal through its rule (QuotaState.report).
 func (q *quota) report(ctx workflow.Context, r UsageReport) {
 	q.signals++
-	q.signalEvery = r.SignalEvery
-	if r.Epoch < q.st.Epoch {
-		return
-	}
-	if r.Epoch > q.st.Epoch {
-		prevEpoch, prevUsed := q.st.Epoch, q.used()
-		q.startEpoch(r.Epoch)
-		if r.Epoch == prevEpoch+1 {
-			q.st.PrevEpoch, q.st.PrevUsed = prevEpoch, prevUsed
-		}
-	}
-	for _, s := range r.Sessions {
-		q.session(s)
-	}
-	if r.LimitReached && r.Limit == q.st.Limit && r.Epoch == q.st.Epoch {
-		// The relay refused a packet that would have crossed this very limit: the usage can
-		// stop short of it by less than a packet, and no report would ever reach it.
-		q.st.LimitReached = true
-	}
-	q.evaluate(ctx)
+	q.legacy.heard(r)
+	q.take(ctx, q.st.report(q.id, r, workflowNow(ctx)))
 }
 
-// session keeps the largest count of a session, so duplicate and out-of-order reports are
-// harmless; a closed session's bytes move into Committed and its late reports are ignored.
-func (q *quota) session(s SessionUsage) {
-	if s.Bytes < 0 || slices.Contains(q.st.Closed, s.SessionID) {
-		return
-	}
-	b := max(q.st.Sessions[s.SessionID], s.Bytes)
-	if !s.Closed {
-		q.st.Sessions[s.SessionID] = b
-		return
-	}
-	delete(q.st.Sessions, s.SessionID)
-	q.st.Committed = addSaturating(q.st.Committed, b)
-	q.st.Closed = append(q.st.Closed, s.SessionID)
-	if extra := len(q.st.Closed) - maxClosedSessions; extra > 0 {
-		q.st.Closed = slices.Delete(q.st.Closed, 0, extra)
-	}
-}
-
-// limit applies an operator's new limit: at the relays, then a lift or a cutoff as the usage
-// now stands. An unchanged limit changes nothing.
+// limit takes a LimitSignal through its rule (QuotaState.changeLimit).
 func (q *quota) limit(ctx workflow.Context, c LimitChange) {
 	q.signals++
-	if c.Limit < 0 || c.Limit == q.st.Limit {
-		return
-	}
-	q.st.Limit = c.Limit
-	q.st.LimitReached = false // it was reached under the old limit
-	q.push(QuotaEffect{Kind: effectSetLimit, Epoch: q.st.Epoch, Limit: c.Limit})
-	used := q.used()
-	if q.st.CutOff && (c.Limit == 0 || used < c.Limit) {
-		now := workflow.Now(ctx).UTC()
-		q.st.CutOff, q.st.CutOffAt = false, nil
-		q.push(QuotaEffect{Kind: effectUnblock, Epoch: q.st.Epoch})
-		q.queueSave(ctx, ptr(false), now)
-	}
-	if c.Limit > 0 && used < WarningThreshold(c.Limit) {
-		q.st.Warned = false
-	}
-	q.evaluate(ctx)
+	q.take(ctx, q.st.changeLimit(q.id, c, workflowNow(ctx)))
 }
 
-// reset learns of a reset ResetUsage has made in Postgres and at the relays: it records the
-// usage this run knew before it, and starts the new epoch.
+// reset takes a ResetSignal through its rule (QuotaState.reset).
 func (q *quota) reset(ctx workflow.Context, n ResetNotice) {
 	q.signals++
-	switch {
-	case n.Epoch > q.st.Epoch:
-		if n.Epoch == q.st.Epoch+1 {
-			q.raiseUsedBefore(n.RequestID, q.used())
+	q.take(ctx, q.st.reset(q.id, n, workflowNow(ctx)))
+}
+
+// take queues the effects a rule ordered, in order. Each webhook gets its id here, from a
+// SideEffect made in the order the rule made the events and before any other command, so
+// that a replay finds the same ids.
+func (q *quota) take(ctx workflow.Context, fx []QuotaEffect) {
+	for _, e := range fx {
+		switch x := e.(type) {
+		case DeliverEffect:
+			x.Delivery.EventID = newEventID(ctx)
+			e = x
+		case BlockEffect:
+			workflow.GetLogger(ctx).Info("connection cut off", "epoch", x.Epoch, "used", q.st.used(), "limit", q.st.Limit)
+		case SaveEffect:
+			q.legacy.queued(x)
 		}
-		q.startEpoch(n.Epoch)
-	case n.Epoch == q.st.Epoch && q.st.PrevEpoch == n.Epoch-1:
-		// The epoch came first with a report; this is the reset that made it.
-		q.raiseUsedBefore(n.RequestID, q.st.PrevUsed)
-		q.st.PrevEpoch, q.st.PrevUsed = 0, 0
-	}
-	q.evaluate(ctx)
-}
-
-func (q *quota) raiseUsedBefore(requestID string, used int64) {
-	if requestID != "" && used > 0 {
-		q.push(QuotaEffect{Kind: effectRaiseUsedBefore, Epoch: q.st.Epoch, RequestID: requestID, Used: used})
+		q.st.PendingEffects = append(q.st.PendingEffects, e)
 	}
 }
 
-// startEpoch forgets the ended epoch. Postgres and the relays were reset by ResetUsage; a
-// block of the old epoch that was still in flight then is undone.
-func (q *quota) startEpoch(epoch int64) {
-	wasCutOff := q.st.CutOff
-	q.st.Epoch, q.st.Committed, q.st.Sessions, q.st.Closed, q.st.Saved = epoch, 0, map[uuid.UUID]int64{}, nil, 0
-	q.st.Warned, q.st.CutOff, q.st.CutOffAt, q.st.LimitReached = false, false, nil, false
-	q.st.PrevEpoch, q.st.PrevUsed = 0, 0
-	if wasCutOff {
-		q.push(QuotaEffect{Kind: effectUnblock, Epoch: epoch})
-	}
-}
-
-// evaluate orders the cutoff or the warning when usage has reached them.
-func (q *quota) evaluate(ctx workflow.Context) {
-	if q.st.Limit <= 0 {
-		return
-	}
-	used := q.used()
-	switch {
-	case !q.st.CutOff && (used >= q.st.Limit || q.st.LimitReached):
-		now := workflow.Now(ctx).UTC()
-		q.st.CutOff, q.st.CutOffAt, q.st.Warned = true, &now, true
-		q.push(QuotaEffect{Kind: effectBlock, Epoch: q.st.Epoch})
-		q.queueSave(ctx, ptr(true), now)
-		q.push(QuotaEffect{Kind: effectKill, Epoch: q.st.Epoch})
-		q.push(q.event(ctx, webhook.EventQuotaExceeded, used))
-		workflow.GetLogger(ctx).Info("connection cut off", "epoch", q.st.Epoch, "used", used, "limit", q.st.Limit)
-	case !q.st.Warned && used >= WarningThreshold(q.st.Limit):
-		q.st.Warned = true
-		q.queueSave(ctx, nil, workflow.Now(ctx).UTC())
-		q.push(q.event(ctx, webhook.EventQuotaWarning, used))
-	}
-}
-
-// event makes a connection event for the delivery queue. Its id is made here, once, in the
-// history.
-func (q *quota) event(ctx workflow.Context, typ string, used int64) QuotaEffect {
+// newEventID makes a webhook's id, once, in the history.
+func newEventID(ctx workflow.Context) uuid.UUID {
 	var id uuid.UUID
 	workflow.SideEffect(ctx, func(workflow.Context) any { return uuid.Must(uuid.NewV7()) }).Get(&id)
-	conn, device, limit := q.id, q.st.DeviceID, q.st.Limit
-	d := activities.DeliverInput{
-		EventID: id, OperatorID: q.st.OperatorID, DeviceID: &device, ConnectionID: &conn,
-		Event: webhook.Event{Type: typ, Timestamp: workflow.Now(ctx).UTC(), Data: webhook.EventData{
-			OperatorID: q.st.OperatorID.String(), DeviceID: device.String(), ConnectionID: conn.String(),
-			DeviceName: q.st.DeviceName, ConnectionName: q.st.ConnectionName, Username: q.st.Username, UsageEpoch: q.st.Epoch,
-			BandwidthUsed: &used, BandwidthLimit: &limit,
-		}},
-	}
-	return QuotaEffect{Kind: effectDeliver, Epoch: q.st.Epoch, Delivery: &d}
-}
-
-func (q *quota) push(e QuotaEffect) { q.st.PendingEffects = append(q.st.PendingEffects, e) }
-
-// queueSave queues a write of the usage (as it stands when the write is made) in this epoch.
-func (q *quota) queueSave(ctx workflow.Context, cutOff *bool, at time.Time) {
-	q.push(QuotaEffect{Kind: effectSave, Epoch: q.st.Epoch, CutOff: cutOff, At: at})
-	q.lastSave = workflow.Now(ctx)
-}
-
-// scheduleSave queues a save when usage changed since the last one, no sooner than
-// SaveInterval after the last save was queued: at once when that is past, else by a timer.
-//
-// With localSave the timer is only the fallback for a connection whose reports stop: it is
-// set SaveQuiet past the due time, and the report that finds the interval past queues the
-// save and cancels it. A connection reporting every few seconds thus costs one workflow task
-// per report and nothing else: no timer fires, no activity task round trip. When the API
-// signals at most every SignalEvery (as long as SaveInterval or longer), a report that comes
-// just short of the due time pushes the timer SaveQuiet past the next report instead, which
-// then makes the save.
-func (q *quota) scheduleSave(ctx workflow.Context) {
-	if q.used() == q.st.Saved || q.staleEpoch >= q.st.Epoch {
-		return
-	}
-	if q.saveTimer != nil && !q.localSave {
-		return
-	}
-	now := workflow.Now(ctx)
-	due := q.lastSave.Add(SaveInterval)
-	queued := slices.ContainsFunc(q.st.PendingEffects, func(e QuotaEffect) bool { return e.Kind == effectSave && e.Epoch == q.st.Epoch })
-	if !now.Before(due) {
-		if !queued {
-			q.queueSave(ctx, nil, now.UTC())
-			if q.cancelSaveTimer != nil {
-				q.cancelSaveTimer()
-				q.saveTimer, q.cancelSaveTimer = nil, nil
-			}
-			return
-		}
-		// A save is queued or in flight: look again an interval later.
-		due = now.Add(SaveInterval)
-	}
-	if !q.localSave {
-		q.saveTimer = workflow.NewTimer(ctx, due.Sub(now)) // none runs: see above
-		return
-	}
-	fire := due.Add(SaveQuiet)
-	if q.signalEvery > 0 {
-		fire = maxTime(due, now.Add(q.signalEvery)).Add(SaveQuiet)
-		if q.saveTimer != nil && fire.After(q.saveTimerAt) {
-			q.cancelSaveTimer()
-			q.saveTimer, q.cancelSaveTimer = nil, nil
-		}
-	}
-	if q.saveTimer != nil {
-		return
-	}
-	tctx, cancel := workflow.WithCancel(ctx)
-	q.saveTimer, q.cancelSaveTimer, q.saveTimerAt = workflow.NewTimer(tctx, fire.Sub(now)), cancel, fire
-}
-
-// maxTime is the later of a and b.
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// stale reports whether an effect belongs to an epoch that has ended and is moot now.
-func (q *quota) stale(e QuotaEffect) bool {
-	switch e.Kind {
-	case effectBlock, effectSave, effectKill:
-		return e.Epoch < q.st.Epoch
-	}
-	return false
+	return id
 }
 
 // applyEffects applies the queued effects in order; it runs for the life of the run, until
@@ -508,7 +301,7 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 			return
 		}
 		e := q.st.PendingEffects[0]
-		if !q.stale(e) {
+		if !stale(e, q.st.Epoch) {
 			q.applying = true
 			err := q.apply(ctx, e)
 			q.applying = false
@@ -517,7 +310,7 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 				return
 			}
 			if err != nil {
-				workflow.GetLogger(ctx).Warn("quota effect failed", "effect", e.Kind, "epoch", e.Epoch, "error", err)
+				workflow.GetLogger(ctx).Warn("quota effect failed", "effect", e.kind(), "epoch", e.epoch(), "error", err)
 			}
 		}
 		q.st.PendingEffects = q.st.PendingEffects[1:]
@@ -527,42 +320,50 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 // apply runs one effect's activity.
 func (q *quota) apply(ctx workflow.Context, e QuotaEffect) error {
 	var a *activities.Activities
-	switch e.Kind {
-	case effectSetLimit:
+	switch e := e.(type) {
+	case SetLimitEffect:
 		return workflow.ExecuteActivity(ctx, a.SetLimitAtRelays, activities.RelayLimitInput{ConnectionID: q.id, Limit: e.Limit}).Get(ctx, nil)
-	case effectBlock, effectUnblock:
-		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: e.Kind == effectBlock}).Get(ctx, nil)
-	case effectKill:
+	case BlockEffect:
+		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: true}).Get(ctx, nil)
+	case UnblockEffect:
+		return workflow.ExecuteActivity(ctx, a.BlockAtRelays, activities.RelayBlockInput{ConnectionID: q.id, Blocked: false}).Get(ctx, nil)
+	case KillEffect:
 		return workflow.ExecuteActivity(ctx, a.KillConnectionSessions, q.id).Get(ctx, nil)
-	case effectRaiseUsedBefore:
+	case RaiseUsedBeforeEffect:
 		return workflow.ExecuteActivity(ctx, a.RaiseUsedBefore, activities.RaiseUsedBeforeInput{RequestID: e.RequestID, Used: e.Used}).Get(ctx, nil)
-	case effectDeliver:
-		q.st.PendingDeliveries = append(q.st.PendingDeliveries, *e.Delivery)
+	case DeliverEffect:
+		q.st.PendingDeliveries = append(q.st.PendingDeliveries, e.Delivery)
 		return nil
-	case effectSave:
-		used := q.used()
-		in := activities.SaveUsageInput{ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At}
-		var res activities.SaveUsageResult
-		var err error
-		if q.localSave {
-			// One guarded UPDATE: run in the workflow task itself, no activity task round trip.
-			lctx := workflow.WithLocalActivityOptions(ctx, quotaLocalActivityOptions())
-			err = workflow.ExecuteLocalActivity(lctx, a.SaveUsage, in).Get(ctx, &res)
-		} else {
-			err = workflow.ExecuteActivity(ctx, a.SaveUsage, in).Get(ctx, &res)
-		}
-		switch {
-		case err != nil:
-			return err
-		case res.Stale:
-			// Behind a reset: the reset's signal or the next report brings the new epoch.
-			q.staleEpoch = max(q.staleEpoch, e.Epoch)
-		case e.Epoch == q.st.Epoch:
-			q.st.Saved = used
-		}
-		return nil
+	case SaveEffect:
+		return q.save(ctx, e)
 	}
-	return fmt.Errorf("unknown quota effect %q", e.Kind)
+	return fmt.Errorf("unknown quota effect %T", e)
+}
+
+// save writes the usage as it stands now, guarded by the save's epoch.
+func (q *quota) save(ctx workflow.Context, e SaveEffect) error {
+	var a *activities.Activities
+	used := q.st.used()
+	in := activities.SaveUsageInput{ConnectionID: q.id, Epoch: e.Epoch, Used: used, CutOff: e.CutOff, At: e.At}
+	var res activities.SaveUsageResult
+	var err error
+	if q.legacy.savesByActivity() {
+		err = workflow.ExecuteActivity(ctx, a.SaveUsage, in).Get(ctx, &res)
+	} else {
+		// One guarded UPDATE: run in the workflow task itself, no activity task round trip.
+		lctx := workflow.WithLocalActivityOptions(ctx, quotaLocalActivityOptions())
+		err = workflow.ExecuteLocalActivity(lctx, a.SaveUsage, in).Get(ctx, &res)
+	}
+	switch {
+	case err != nil:
+		return err
+	case res.Stale:
+		// Behind a reset: the reset's signal or the next report brings the new epoch.
+		q.staleEpoch = max(q.staleEpoch, e.Epoch)
+	case e.Epoch == q.st.Epoch:
+		q.st.Saved = used
+	}
+	return nil
 }
 
 // deliverWebhooks delivers events one at a time, in order; each is retried for about a day by

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -38,11 +39,15 @@ type quotaHarness struct {
 	save    func(in activities.SaveUsageInput) (activities.SaveUsageResult, error)
 	deliver func(in activities.DeliverInput) (activities.DeliverResult, error)
 	load    func() (store.QuotaRow, error)
-	// blockTakes is how long BlockAtRelays takes, in workflow time.
-	blockTakes time.Duration
+	// blockTakes and saveTakes are how long BlockAtRelays and SaveUsage take, in workflow
+	// time.
+	blockTakes, saveTakes time.Duration
 
-	mu    sync.Mutex // guards calls: the effect and delivery activities run concurrently
-	calls []quotaCall
+	mu     sync.Mutex // guards calls, timers and started: the effect and delivery activities run concurrently
+	calls  []quotaCall
+	timers []time.Duration // the durations of the timers the workflow started
+	// started counts the activities started by kind: "activity" or "local", then the type.
+	started map[string]int
 }
 
 // quotaCall is one activity call.
@@ -109,7 +114,8 @@ func newQuotaHarness(t *testing.T, limit int64) *quotaHarness {
 			}
 			h.record("SaveUsage", in, err)
 			return res, err
-		})
+		}).
+		AfterFn(func() time.Duration { return h.saveTakes })
 	h.env.OnActivity(a.BlockAtRelays, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RelayBlockInput) error {
 			h.record("BlockAtRelays", in, nil)
@@ -137,7 +143,60 @@ func newQuotaHarness(t *testing.T, limit int64) *quotaHarness {
 			h.record("DeliverWebhook", in, err)
 			return res, err
 		})
+	h.env.SetOnTimerScheduledListener(func(_ string, d time.Duration) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.timers = append(h.timers, d)
+	})
+	h.started = map[string]int{}
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.started["activity "+info.ActivityType.Name]++
+	})
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.started["local "+info.ActivityType.Name]++
+	})
 	return h
+}
+
+// wantSavesAs wants every SaveUsage to have run as kind: "local" (a local activity) or
+// "activity".
+func (h *quotaHarness) wantSavesAs(kind string) {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	other := map[string]string{"local": "activity", "activity": "local"}[kind]
+	if h.started[kind+" SaveUsage"] == 0 || h.started[other+" SaveUsage"] != 0 {
+		h.t.Errorf("SaveUsage started as an activity %d times, as a local activity %d times; want only as %s",
+			h.started["activity SaveUsage"], h.started["local SaveUsage"], kind)
+	}
+}
+
+// saveVersion makes the run one of version v of workflows.SaveVersion, as a run recorded
+// before a later version replays and goes on until its next Continue-As-New.
+func (h *quotaHarness) saveVersion(v workflow.Version) {
+	h.env.OnGetVersion(workflows.SaveVersion, workflow.DefaultVersion, workflows.SaveFollowsReports).Return(v)
+}
+
+// legacyVersions are the versions of workflows.SaveVersion before saves followed the reports.
+// saveAs is how their saves run: "activity" or "local" (wantSavesAs).
+var legacyVersions = []struct {
+	name   string
+	v      workflow.Version
+	saveAs string
+}{{"DefaultVersion", workflow.DefaultVersion, "activity"}, {"SaveLocal", workflows.SaveLocal, "local"}}
+
+// wantNoTimers wants the workflow to have started no timer.
+func (h *quotaHarness) wantNoTimers() {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.timers) != 0 {
+		h.t.Errorf("ConnectionQuota started timers %v, want none (its saves follow the reports)", h.timers)
+	}
 }
 
 func (h *quotaHarness) record(name string, in any, err error) {
@@ -150,8 +209,8 @@ func (h *quotaHarness) at(off time.Duration) time.Time { return h.start.Add(off)
 
 // soon says whether an activity ran at start + off, "at once": the test environment's clock
 // runs on while a mocked activity executes (later signals' callbacks fire meanwhile), so on a
-// loaded machine an activity can show up to a few report intervals late. A timer or the save
-// throttle would show seconds.
+// loaded machine an activity can show up to a few report intervals late. A timer or the
+// legacy save throttle would show seconds.
 func (h *quotaHarness) soon(at time.Time, off time.Duration) bool {
 	late := at.Sub(h.at(off))
 	return late >= 0 && late <= 500*time.Millisecond
@@ -537,7 +596,7 @@ func TestQuotaWarningOncePerEpoch(t *testing.T) {
 				i, d.Event.Type, d.Event.Data.UsageEpoch, *d.Event.Data.BandwidthUsed, warnings[i].at.Sub(h.start), w.epoch, w.used, w.at)
 		}
 	}
-	// The warning's save goes out at once, although the last save was less than SaveInterval ago.
+	// The warning's save goes out at once, with the report that crossed it.
 	var atWarning bool
 	for _, c := range h.named("SaveUsage") {
 		in := c.in.(activities.SaveUsageInput)
@@ -550,60 +609,183 @@ func TestQuotaWarningOncePerEpoch(t *testing.T) {
 	}
 }
 
-func TestQuotaSavesThrottled(t *testing.T) {
+// TestQuotaSavesFollowReports: each report that changes the usage is saved at once, by its
+// own workflow task; one that changes nothing is not; no timer runs, so nothing is saved
+// after the last report.
+func TestQuotaSavesFollowReports(t *testing.T) {
+	h := newQuotaHarness(t, 0)
+	for i := 1; i <= 12; i++ {
+		h.reportAt(time.Duration(i)*5*time.Second, 1, open(session1, int64(i*1000)))
+	}
+	h.reportAt(62*time.Second, 1, open(session1, 12_000))    // unchanged
+	h.reportAt(64*time.Second, 1, open(session1, 11_000))    // older count: unchanged
+	h.reportAt(66*time.Second, 0, open(session2, 1_000_000)) // older epoch: unchanged
+	var v workflows.QuotaView
+	h.viewAt(90*time.Second, &v)
+	h.run(2 * time.Minute)
+	var want []time.Duration
+	for i := 1; i <= 12; i++ {
+		want = append(want, time.Duration(i)*5*time.Second)
+	}
+	h.wantSaves(want, 12_000)
+	h.wantNoTimers()
+	h.wantSavesAs("local")
+	if v.Saved != 12_000 {
+		t.Errorf("ConnectionQuota saved = %d, want 12000", v.Saved)
+	}
+}
+
+// TestQuotaSavesEveryChangedReport: a report every second for a minute, 100 bytes more each,
+// and the limit crossed at +55.5s by a report between the others: a save per report, each at
+// once, the cutoff's among them.
+func TestQuotaSavesEveryChangedReport(t *testing.T) {
 	const limit = 100_000
 	h := newQuotaHarness(t, limit)
-	// A report every second for a minute, 100 bytes more each; the limit is crossed at +55.5s
-	// by a report between the others.
 	for i := 1; i <= 60; i++ {
 		h.reportAt(time.Duration(i)*time.Second, 1, open(session1, int64(i*100)))
 	}
 	h.reportAt(55*time.Second+500*time.Millisecond, 1, open(session2, limit))
 	h.run(2 * time.Minute)
 
-	var last time.Time
-	var cutAt time.Time
-	for _, c := range h.named("SaveUsage") {
+	saves := h.named("SaveUsage")
+	if len(saves) != 61 {
+		t.Errorf("SaveUsage calls in 60 s of 61 changed reports = %d, want 61: %v", len(saves), h.effects())
+	}
+	var cut int
+	for _, c := range saves {
 		in := c.in.(activities.SaveUsageInput)
 		if in.CutOff != nil {
-			cutAt = c.at
-			continue // immediate, not throttled
+			cut++
+			if !h.soon(c.at, 55*time.Second+500*time.Millisecond) || !*in.CutOff {
+				t.Errorf("cutoff save at +%v cut_off %v, want cut_off at once at +55.5s", c.at.Sub(h.start), *in.CutOff)
+			}
 		}
-		if !last.IsZero() && c.at.Sub(last) < workflows.SaveInterval {
-			t.Errorf("throttled saves at +%v and +%v, closer than SaveInterval %v", last.Sub(h.start), c.at.Sub(h.start), workflows.SaveInterval)
-		}
-		last = c.at
 	}
-	if n := len(h.saves()); n < 6 || n > 8 {
-		t.Errorf("SaveUsage calls in 60 s of reports = %d, want 6 to 8 (one per %v, and the cutoff's): %v", n, workflows.SaveInterval, h.effects())
+	if cut != 1 {
+		t.Errorf("cutoff saves = %d, want 1", cut)
 	}
-	if !h.soon(cutAt, 55*time.Second+500*time.Millisecond) {
-		t.Errorf("cutoff save at +%v, want at once at +55.5s", cutAt.Sub(h.start))
-	}
-	final := h.saves()[len(h.saves())-1]
-	if final.Used != 6000+limit {
+	if final := h.saves()[len(h.saves())-1]; final.Used != 6000+limit {
 		t.Errorf("last SaveUsage used = %d, want %d (the final usage is saved)", final.Used, 6000+limit)
+	}
+	h.wantNoTimers()
+}
+
+// TestQuotaSaveQueuedTakesLaterReports: while a save of the epoch is queued behind a slow
+// effect, a report that changes the usage queues no second save (the queued one writes the
+// usage as it stands when it runs); while one is in flight, the next changed report after it
+// saves.
+func TestQuotaSaveQueuedTakesLaterReports(t *testing.T) {
+	h := newQuotaHarness(t, 1000)
+	h.blockTakes = 2 * time.Second
+	h.reportAt(time.Second, 1, open(session1, 1200))                                       // cutoff: the block runs to +3s, its save queued behind it
+	h.reportAt(2*time.Second, 1, open(session1, 1300))                                     // queued save: no second one
+	h.reportAt(10*time.Second, 1, open(session1, 1400))                                    // a save, in flight to +12s
+	h.env.RegisterDelayedCallback(func() { h.saveTakes = 2 * time.Second }, 9*time.Second) // (set before it starts)
+	h.reportAt(11*time.Second, 1, open(session1, 1500))                                    // in flight: no second one
+	h.env.RegisterDelayedCallback(func() { h.saveTakes = 0 }, 12*time.Second)
+	h.reportAt(20*time.Second, 1, open(session1, 1600)) // the next changed report saves
+	var v workflows.QuotaView
+	h.viewAt(30*time.Second, &v)
+	h.run(time.Minute)
+
+	var got []string
+	for _, c := range h.named("SaveUsage") {
+		in := c.in.(activities.SaveUsageInput)
+		got = append(got, fmt.Sprintf("+%v used=%d", c.at.Sub(h.start), in.Used))
+	}
+	want := []string{"+3s used=1300", "+12s used=1400", "+20s used=1600"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("SaveUsage = %v, want %v: %v", got, want, h.effects())
+	}
+	if v.Saved != 1600 || v.Used != 1600 {
+		t.Errorf("ConnectionQuota state = %+v, want used and saved 1600", v)
+	}
+	h.wantNoTimers()
+}
+
+// The legacy pacing, for runs recorded before saves followed the reports (versions
+// DefaultVersion and SaveLocal of workflows.SaveVersion), until their next Continue-As-New.
+
+// TestQuotaSavesThrottled: legacy runs save at most every SaveInterval, except the cutoff's
+// save, which goes at once.
+func TestQuotaSavesThrottled(t *testing.T) {
+	for _, lv := range legacyVersions {
+		t.Run(lv.name, func(t *testing.T) {
+			const limit = 100_000
+			h := newQuotaHarness(t, limit)
+			h.saveVersion(lv.v)
+			// A report every second for a minute, 100 bytes more each; the limit is crossed
+			// at +55.5s by a report between the others.
+			for i := 1; i <= 60; i++ {
+				h.reportAt(time.Duration(i)*time.Second, 1, open(session1, int64(i*100)))
+			}
+			h.reportAt(55*time.Second+500*time.Millisecond, 1, open(session2, limit))
+			h.run(2 * time.Minute)
+
+			var last time.Time
+			var cutAt time.Time
+			for _, c := range h.named("SaveUsage") {
+				in := c.in.(activities.SaveUsageInput)
+				if in.CutOff != nil {
+					cutAt = c.at
+					continue // immediate, not throttled
+				}
+				if !last.IsZero() && c.at.Sub(last) < workflows.LegacySaveInterval {
+					t.Errorf("throttled saves at +%v and +%v, closer than SaveInterval %v", last.Sub(h.start), c.at.Sub(h.start), workflows.LegacySaveInterval)
+				}
+				last = c.at
+			}
+			if n := len(h.saves()); n < 6 || n > 8 {
+				t.Errorf("SaveUsage calls in 60 s of reports = %d, want 6 to 8 (one per %v, and the cutoff's): %v", n, workflows.LegacySaveInterval, h.effects())
+			}
+			if !h.soon(cutAt, 55*time.Second+500*time.Millisecond) {
+				t.Errorf("cutoff save at +%v, want at once at +55.5s", cutAt.Sub(h.start))
+			}
+			final := h.saves()[len(h.saves())-1]
+			if final.Used != 6000+limit {
+				t.Errorf("last SaveUsage used = %d, want %d (the final usage is saved)", final.Used, 6000+limit)
+			}
+			h.wantSavesAs(lv.saveAs)
+		})
 	}
 }
 
-// TestQuotaSavesRideOnReports: while a connection reports every 5 s, each save is made by the
-// report that finds SaveInterval past (no timer of its own fires); once the reports stop, the
-// last figure is saved SaveQuiet after it was due.
-func TestQuotaSavesRideOnReports(t *testing.T) {
+// TestQuotaLegacySavesByTimer: in a DefaultVersion run, a report within SaveInterval of the
+// last save starts a timer that makes the next save, and the last figure is saved by the
+// timer SaveInterval after the save before it.
+func TestQuotaLegacySavesByTimer(t *testing.T) {
 	h := newQuotaHarness(t, 0)
+	h.saveVersion(workflow.DefaultVersion)
 	for i := 1; i <= 12; i++ {
 		h.reportAt(time.Duration(i)*5*time.Second, 1, open(session1, int64(i*1000)))
 	}
 	h.run(2 * time.Minute)
 	h.wantSaves([]time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
-		55*time.Second + workflows.SaveInterval + workflows.SaveQuiet}, 12_000)
+		55*time.Second + workflows.LegacySaveInterval}, 12_000)
+	h.wantSavesAs("activity")
 }
 
-// TestQuotaSavesFollowSignalEvery: with the API signalling a connection every 10 s
-// (SignalEvery), a report a little short of the save's due time moves the fallback timer past
-// the next report, which then saves: the timer fires only after the last report.
+// TestQuotaSavesRideOnReports: in a SaveLocal run, while a connection reports every 5 s, each
+// save is made by the report that finds SaveInterval past (no timer of its own fires); once
+// the reports stop, the last figure is saved SaveQuiet after it was due.
+func TestQuotaSavesRideOnReports(t *testing.T) {
+	h := newQuotaHarness(t, 0)
+	h.saveVersion(workflows.SaveLocal)
+	for i := 1; i <= 12; i++ {
+		h.reportAt(time.Duration(i)*5*time.Second, 1, open(session1, int64(i*1000)))
+	}
+	h.run(2 * time.Minute)
+	h.wantSaves([]time.Duration{5 * time.Second, 15 * time.Second, 25 * time.Second, 35 * time.Second, 45 * time.Second, 55 * time.Second,
+		55*time.Second + workflows.LegacySaveInterval + workflows.LegacySaveQuiet}, 12_000)
+	h.wantSavesAs("local")
+}
+
+// TestQuotaSavesFollowSignalEvery: in a SaveLocal run, with the API signalling a connection
+// every 10 s (SignalEvery), a report a little short of the save's due time moves the fallback
+// timer past the next report, which then saves: the timer fires only after the last report.
 func TestQuotaSavesFollowSignalEvery(t *testing.T) {
 	h := newQuotaHarness(t, 0)
+	h.saveVersion(workflows.SaveLocal)
 	every := 10 * time.Second
 	offsets := []time.Duration{10 * time.Second, 19800 * time.Millisecond, 30 * time.Second, 39700 * time.Millisecond,
 		50 * time.Second, 59900 * time.Millisecond}
@@ -613,7 +795,22 @@ func TestQuotaSavesFollowSignalEvery(t *testing.T) {
 	}
 	h.run(2 * time.Minute)
 	last := offsets[len(offsets)-1]
-	h.wantSaves([]time.Duration{10 * time.Second, 30 * time.Second, 50 * time.Second, last + every + workflows.SaveQuiet}, 6000)
+	h.wantSaves([]time.Duration{10 * time.Second, 30 * time.Second, 50 * time.Second, last + every + workflows.LegacySaveQuiet}, 6000)
+}
+
+// TestQuotaSignalEveryIgnored: a run that saves after reports reads no SignalEvery: the same
+// reports as TestQuotaSavesFollowSignalEvery save each at once, and no timer runs.
+func TestQuotaSignalEveryIgnored(t *testing.T) {
+	h := newQuotaHarness(t, 0)
+	offsets := []time.Duration{10 * time.Second, 19800 * time.Millisecond, 30 * time.Second, 39700 * time.Millisecond,
+		50 * time.Second, 59900 * time.Millisecond}
+	for i, off := range offsets {
+		h.signalAt(off, workflows.UsageSignal, workflows.UsageReport{Epoch: 1, Sessions: []workflows.SessionUsage{open(session1, int64((i+1)*1000))},
+			At: h.at(off), SignalEvery: 10 * time.Second})
+	}
+	h.run(2 * time.Minute)
+	h.wantSaves(offsets, 6000)
+	h.wantNoTimers()
 }
 
 func TestQuotaStaleSaveDoesNotLoop(t *testing.T) {

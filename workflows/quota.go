@@ -28,19 +28,9 @@ const (
 	QuotaStateQuery = "state"
 )
 
-// Quota thresholds and pacing.
-const (
-	// WarningPercent of the limit sends connection.quota_warning, once per epoch.
-	WarningPercent = 80
-	// SaveInterval: usage is written to Postgres at most this often (and at once at the
-	// warning, the cutoff, a lift and a reset).
-	SaveInterval = 10 * time.Second
-	// SaveQuiet: when a connection's reports stop, its last usage is saved this long after
-	// the save was due (while reports flow, the report that finds the save due makes it).
-	SaveQuiet = 5 * time.Second
-	// MaxReportsPerRun bounds a run's history: Continue-As-New after this many signals.
-	MaxReportsPerRun = 1000
-)
+// MaxReportsPerRun bounds a quota workflow run's history: Continue-As-New after this many
+// signals.
+const MaxReportsPerRun = 1000
 
 // ConnectionQuotaID is the workflow ID of a connection's quota workflow.
 func ConnectionQuotaID(connectionID uuid.UUID) string {
@@ -72,9 +62,11 @@ type UsageReport struct {
 	// workflow's limit too, the connection is exhausted all the same.
 	LimitReached bool
 	Limit        int64
-	// SignalEvery is the API's signal interval (api.Config.UsageSignalInterval): while the
-	// connection's usage keeps changing, its next usage signal comes within this. 0: the API
-	// signals every report as it comes.
+	// SignalEvery is read only by quota workflow runs recorded before saveFollowsReports
+	// (connectionquota_legacy.go), until their next Continue-As-New: it was the API's signal
+	// interval, within which the connection's next usage signal would come while its usage
+	// kept changing. New senders leave it 0 (the API signals every report as it comes); it
+	// goes with the legacy pacing.
 	SignalEvery time.Duration
 }
 
@@ -134,7 +126,7 @@ type QuotaState struct {
 	// PendingEffects are the relay, Postgres and delivery-queue changes not yet applied, in
 	// order; the first may have been in flight when the run continued as new, and is applied
 	// again (every effect is idempotent).
-	PendingEffects []QuotaEffect
+	PendingEffects QuotaEffects
 	// PendingDeliveries are webhooks not yet delivered, in order.
 	PendingDeliveries []activities.DeliverInput
 }

@@ -41,179 +41,234 @@ func TestQuotaOnDevServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Postgres and the Temporal dev server")
 	}
-	ctx := context.Background()
-	st := testenv.Store(t)
-	tc := testenv.TemporalClient(t)
-	relay := &fakeRelay{}
-	rcv := newSignedReceiver(t)
+	r := newQuotaDevRun(t)
+	s1, s2, s3 := uuid.New(), uuid.New(), uuid.New()
+	r.warnAndCutOff(s1, s2)
+	r.liftAndCutOffAgain()
+	r.reset(s1, s3)
+	r.listedByOperator()
+	r.delete()
+	if os.Getenv(RecordQuotaHistoryEnv) == "1" && !t.Failed() {
+		testenv.WriteHistory(t, r.tc, r.workflowID, r.runID, quotaHistory)
+	}
+}
 
-	// An operator with a webhook endpoint, a device and an OpenVPN connection of 10 kB.
-	op, err := st.CreateOperator(ctx, "quota@example.com", "x")
+// quotaDevLimit is the limit of quotaDevRun's connection.
+const quotaDevLimit = 10_000
+
+// quotaDevRun is one connection's ConnectionQuota on the dev server, with what it talks to.
+type quotaDevRun struct {
+	t             *testing.T
+	ctx           context.Context
+	st            *store.Store
+	tc            client.Client
+	relay         *fakeRelay
+	rcv           *signedReceiver
+	op, dev, conn uuid.UUID
+	workflowID    string
+	runID         string // of the latest report's SignalWithStart
+}
+
+// newQuotaDevRun makes an operator with a webhook endpoint, a device and an OpenVPN
+// connection of quotaDevLimit bytes, and starts a worker for the quota workflows.
+func newQuotaDevRun(t *testing.T) *quotaDevRun {
+	r := &quotaDevRun{t: t, ctx: context.Background(), st: testenv.Store(t), tc: testenv.TemporalClient(t), relay: &fakeRelay{}, rcv: newSignedReceiver(t)}
+	op, err := r.st.CreateOperator(r.ctx, "quota@example.com", "x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := webhook.NewSecret()
-	rcv.verify.SetSecret(secret)
-	if _, err := st.SaveWebhookEndpoint(ctx, op.ID, rcv.srv.URL+"/hook", true, secret); err != nil {
+	r.rcv.verify.SetSecret(secret)
+	if _, err := r.st.SaveWebhookEndpoint(r.ctx, op.ID, r.rcv.srv.URL+"/hook", true, secret); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := st.CreateDevice(ctx, op.ID, "Pixel quota", []byte("enrollment-"+uuid.NewString()))
+	dev, err := r.st.CreateDevice(r.ctx, op.ID, "Pixel quota", []byte("enrollment-"+uuid.NewString()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const limit = 10_000
-	conn, err := st.CreateConnection(ctx, op.ID, store.NewConnection{DeviceID: dev.ID, Name: "quota customer", Protocol: store.ProtocolOpenVPN,
-		Username: "quota-cust", PasswordHash: "$2a$12$abcdefghijklmnopqrstuv", BandwidthLimit: limit})
+	conn, err := r.st.CreateConnection(r.ctx, op.ID, store.NewConnection{DeviceID: dev.ID, Name: "quota customer", Protocol: store.ProtocolOpenVPN,
+		Username: "quota-cust", PasswordHash: "$2a$12$abcdefghijklmnopqrstuv", BandwidthLimit: quotaDevLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.op, r.dev, r.conn, r.workflowID = op.ID, dev.ID, conn.ID, workflows.ConnectionQuotaID(conn.ID)
 
-	w := sdkworker.New(tc, workflows.TaskQueue, sdkworker.Options{})
+	w := sdkworker.New(r.tc, workflows.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflow(workflows.ConnectionQuota)
 	w.RegisterWorkflow(workflows.ResetUsage)
-	w.RegisterActivity(&activities.Activities{Store: st, Sender: webhook.NewSender(webhook.Guard{AllowPrivate: true}), Relays: []activities.RelayControl{relay}})
+	w.RegisterActivity(&activities.Activities{Store: r.st, Sender: webhook.NewSender(webhook.Guard{AllowPrivate: true}), Relays: []activities.RelayControl{r.relay}})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
 	t.Cleanup(w.Stop)
+	return r
+}
 
-	// Reports arrive as the API sends them: SignalWithStart, with the search attributes.
-	workflowID := workflows.ConnectionQuotaID(conn.ID)
-	s1, s2, s3 := uuid.New(), uuid.New(), uuid.New()
-	var runID string
-	report := func(epoch int64, sessions ...workflows.SessionUsage) {
-		t.Helper()
-		run, err := tc.SignalWithStartWorkflow(ctx, workflowID, workflows.UsageSignal,
-			workflows.UsageReport{Epoch: epoch, Sessions: sessions, At: time.Now()},
-			client.StartWorkflowOptions{
-				ID: workflowID, TaskQueue: workflows.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(
-					workflows.OperatorIDKey.ValueSet(op.ID.String()), workflows.DeviceIDKey.ValueSet(dev.ID.String()),
-					workflows.ConnectionIDKey.ValueSet(conn.ID.String())),
-			}, workflows.ConnectionQuota, workflows.ConnectionQuotaInput{ConnectionID: conn.ID})
-		if err != nil {
-			t.Fatalf("SignalWithStartWorkflow(%s): %v", workflowID, err)
-		}
-		runID = run.GetRunID()
+// report sends a usage report as the API does: SignalWithStart, with the search attributes.
+func (r *quotaDevRun) report(epoch int64, sessions ...workflows.SessionUsage) {
+	r.t.Helper()
+	run, err := r.tc.SignalWithStartWorkflow(r.ctx, r.workflowID, workflows.UsageSignal,
+		workflows.UsageReport{Epoch: epoch, Sessions: sessions, At: time.Now()},
+		client.StartWorkflowOptions{
+			ID: r.workflowID, TaskQueue: workflows.TaskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				workflows.OperatorIDKey.ValueSet(r.op.String()), workflows.DeviceIDKey.ValueSet(r.dev.String()),
+				workflows.ConnectionIDKey.ValueSet(r.conn.String())),
+		}, workflows.ConnectionQuota, workflows.ConnectionQuotaInput{ConnectionID: r.conn})
+	if err != nil {
+		r.t.Fatalf("SignalWithStartWorkflow(%s): %v", r.workflowID, err)
 	}
-	signal := func(name string, arg any) {
-		t.Helper()
-		if err := tc.SignalWorkflow(ctx, workflowID, "", name, arg); err != nil {
-			t.Fatalf("SignalWorkflow(%s, %s): %v", workflowID, name, err)
-		}
-	}
-	view := func() workflows.QuotaView {
-		t.Helper()
-		var v workflows.QuotaView
-		val, err := tc.QueryWorkflow(ctx, workflowID, "", workflows.QuotaStateQuery)
-		if err == nil {
-			err = val.Get(&v)
-		}
-		if err != nil {
-			t.Fatalf("query %s: %v", workflows.QuotaStateQuery, err)
-		}
-		return v
-	}
+	r.runID = run.GetRunID()
+}
 
-	// 50 % and 85 %: a warning.
-	report(1, open(s1, 5000))
-	report(1, open(s1, 8500))
-	if d := rcv.next(t, 10*time.Second); d.Event.Type != webhook.EventQuotaWarning || *d.Event.Data.BandwidthUsed != 8500 {
+func (r *quotaDevRun) signal(name string, arg any) {
+	r.t.Helper()
+	if err := r.tc.SignalWorkflow(r.ctx, r.workflowID, "", name, arg); err != nil {
+		r.t.Fatalf("SignalWorkflow(%s, %s): %v", r.workflowID, name, err)
+	}
+}
+
+func (r *quotaDevRun) view() workflows.QuotaView {
+	r.t.Helper()
+	var v workflows.QuotaView
+	val, err := r.tc.QueryWorkflow(r.ctx, r.workflowID, "", workflows.QuotaStateQuery)
+	if err == nil {
+		err = val.Get(&v)
+	}
+	if err != nil {
+		r.t.Fatalf("query %s: %v", workflows.QuotaStateQuery, err)
+	}
+	return v
+}
+
+// inPostgres waits for the connection's row to pass check ("" when it does).
+func (r *quotaDevRun) inPostgres(what string, check func(q store.QuotaRow) string) {
+	r.t.Helper()
+	eventually(r.t, what, func() string {
+		q, err := r.st.QuotaRow(r.ctx, r.conn)
+		if err != nil {
+			return fmt.Sprintf("QuotaRow: %v", err)
+		}
+		return check(q)
+	})
+}
+
+// warnAndCutOff: a report saved at once, a warning, then the cutoff with a closed session.
+func (r *quotaDevRun) warnAndCutOff(s1, s2 uuid.UUID) {
+	t := r.t
+	// 50 %: saved at once, by the report's own workflow task (no save timer).
+	r.report(1, open(s1, 5000))
+	r.inPostgres("the first report's usage in Postgres", func(q store.QuotaRow) string {
+		if q.Used != 5000 {
+			return fmt.Sprintf("QuotaRow = %+v; want used 5000", q)
+		}
+		return ""
+	})
+	// 85 %: a warning.
+	r.report(1, open(s1, 8500))
+	if d := r.rcv.next(t, 10*time.Second); d.Event.Type != webhook.EventQuotaWarning || *d.Event.Data.BandwidthUsed != 8500 {
 		t.Fatalf("first webhook = %s used %v, want %s at 8500", d.Event.Type, d.Event.Data.BandwidthUsed, webhook.EventQuotaWarning)
 	}
 	// Over the limit, with a closed session: the cutoff.
 	crossed := time.Now()
-	report(1, open(s1, 8600), closed(s2, 1900))
-	exceeded := rcv.next(t, 10*time.Second)
-	if exceeded.Event.Type != webhook.EventQuotaExceeded || *exceeded.Event.Data.BandwidthUsed != 10_500 ||
-		exceeded.Event.Data.ConnectionID != conn.ID.String() || exceeded.Event.Data.Username != "quota-cust" || exceeded.Event.Data.UsageEpoch != 1 ||
-		exceeded.Event.Data.DeviceName != "Pixel quota" || exceeded.Event.Data.ConnectionName != "quota customer" {
-		t.Fatalf("second webhook = %+v used %d, want %s for connection %s at 10500 in epoch 1", exceeded.Event, *exceeded.Event.Data.BandwidthUsed, webhook.EventQuotaExceeded, conn.ID)
+	r.report(1, open(s1, 8600), closed(s2, 1900))
+	exceeded := r.rcv.next(t, 10*time.Second)
+	if data := exceeded.Event.Data; exceeded.Event.Type != webhook.EventQuotaExceeded || *data.BandwidthUsed != 10_500 ||
+		data.ConnectionID != r.conn.String() || data.Username != "quota-cust" || data.UsageEpoch != 1 ||
+		data.DeviceName != "Pixel quota" || data.ConnectionName != "quota customer" {
+		t.Fatalf("second webhook = %+v used %d, want %s for connection %s at 10500 in epoch 1", exceeded.Event, *data.BandwidthUsed, webhook.EventQuotaExceeded, r.conn)
 	}
-	killedAt := relay.when("kill quota-cust")
+	killedAt := r.relay.when("kill quota-cust")
 	t.Logf("limit crossed → OpenVPN sessions killed at the relay: %v", killedAt.Sub(crossed))
-	if got := relay.log(); !subsequence(got, []string{"block " + conn.ID.String(), "kill quota-cust"}) {
+	if got := r.relay.log(); !subsequence(got, []string{"block " + r.conn.String(), "kill quota-cust"}) {
 		t.Errorf("relay calls = %v, want the block, then the kill", got)
 	}
-	eventually(t, "Postgres after the cutoff", func() string {
-		q, err := st.QuotaRow(ctx, conn.ID)
-		if err != nil || !q.CutOff || q.CutOffAt == nil || q.Used != 10_500 || q.Epoch != 1 {
-			return fmt.Sprintf("QuotaRow = %+v, %v; want cut off, used 10500 in epoch 1", q, err)
+	r.inPostgres("Postgres after the cutoff", func(q store.QuotaRow) string {
+		if !q.CutOff || q.CutOffAt == nil || q.Used != 10_500 || q.Epoch != 1 {
+			return fmt.Sprintf("QuotaRow = %+v; want cut off, used 10500 in epoch 1", q)
 		}
 		return ""
 	})
+}
 
-	// A raised limit lifts the cutoff; a lowered one cuts off again.
-	signal(workflows.LimitSignal, workflows.LimitChange{Limit: 20_000})
-	eventually(t, "lift", func() string {
-		q, err := st.QuotaRow(ctx, conn.ID)
-		if err != nil || q.CutOff || !relay.has("unblock "+conn.ID.String()) || !relay.has("limit 20000") {
-			return fmt.Sprintf("QuotaRow = %+v, %v, relay %v; want not cut off, unblocked, limit 20000 at the relay", q, err, relay.log())
+// liftAndCutOffAgain: a raised limit lifts the cutoff; a lowered one cuts off again.
+func (r *quotaDevRun) liftAndCutOffAgain() {
+	r.signal(workflows.LimitSignal, workflows.LimitChange{Limit: 2 * quotaDevLimit})
+	r.inPostgres("lift", func(q store.QuotaRow) string {
+		if q.CutOff || !r.relay.has("unblock "+r.conn.String()) || !r.relay.has("limit 20000") {
+			return fmt.Sprintf("QuotaRow = %+v, relay %v; want not cut off, unblocked, limit 20000 at the relay", q, r.relay.log())
 		}
 		return ""
 	})
-	signal(workflows.LimitSignal, workflows.LimitChange{Limit: limit})
-	if d := rcv.next(t, 10*time.Second); d.Event.Type != webhook.EventQuotaExceeded {
-		t.Fatalf("webhook after lowering the limit = %s, want %s", d.Event.Type, webhook.EventQuotaExceeded)
+	r.signal(workflows.LimitSignal, workflows.LimitChange{Limit: quotaDevLimit})
+	if d := r.rcv.next(r.t, 10*time.Second); d.Event.Type != webhook.EventQuotaExceeded {
+		r.t.Fatalf("webhook after lowering the limit = %s, want %s", d.Event.Type, webhook.EventQuotaExceeded)
 	}
+}
 
-	// Reset: epoch 2, usage 0; reports of epoch 1 still arriving change nothing.
+// reset: ResetUsage makes epoch 2, usage 0; reports of epoch 1 still arriving change nothing,
+// and the new epoch's first report is saved.
+func (r *quotaDevRun) reset(s1, s3 uuid.UUID) {
+	t := r.t
 	requestID := "req-" + uuid.NewString()
-	resetCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	run, err := tc.ExecuteWorkflow(resetCtx, client.StartWorkflowOptions{ID: workflows.ResetUsageID(conn.ID, requestID), TaskQueue: workflows.TaskQueue},
-		workflows.ResetUsage, workflows.ResetUsageInput{ConnectionID: conn.ID, RequestID: requestID, RequestedBy: "quota@example.com"})
+	run, err := r.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.ResetUsageID(r.conn, requestID), TaskQueue: workflows.TaskQueue},
+		workflows.ResetUsage, workflows.ResetUsageInput{ConnectionID: r.conn, RequestID: requestID, RequestedBy: "quota@example.com"})
 	if err != nil {
 		t.Fatalf("ExecuteWorkflow(ResetUsage): %v", err)
 	}
 	var res workflows.ResetUsageResult
-	if err := run.Get(resetCtx, &res); err != nil {
+	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("ResetUsage: %v", err)
 	}
 	if res.EpochBefore != 1 || res.Epoch != 2 || res.Used != 0 || res.CutOff || res.UsedBefore != 10_500 || res.RequestID != requestID || res.RequestedBy != "quota@example.com" {
 		t.Errorf("ResetUsage = %+v, want epoch 1 → 2, used 10500 → 0, not cut off", res)
 	}
-	if !relay.has("reset " + conn.ID.String() + " 2") {
-		t.Errorf("relay calls = %v, want a reset to epoch 2", relay.log())
+	if !r.relay.has("reset " + r.conn.String() + " 2") {
+		t.Errorf("relay calls = %v, want a reset to epoch 2", r.relay.log())
 	}
-	report(1, open(s1, 9000)) // in flight from before the reset
-	report(2, open(s3, 700))
+	r.report(1, open(s1, 9000)) // in flight from before the reset
+	r.report(2, open(s3, 700))
 	eventually(t, "quota workflow after the reset", func() string {
-		if v := view(); v.Epoch != 2 || v.Used != 700 || v.CutOff {
+		if v := r.view(); v.Epoch != 2 || v.Used != 700 || v.CutOff {
 			return fmt.Sprintf("query = %+v, want epoch 2, used 700, not cut off", v)
 		}
 		return ""
 	})
-	q, err := st.QuotaRow(ctx, conn.ID)
-	if err != nil || q.Epoch != 2 || q.CutOff || q.Used > 700 {
-		t.Errorf("QuotaRow after the reset = %+v, %v; want epoch 2, not cut off, at most the new epoch's 700", q, err)
-	}
-
-	// The Web UI finds it by its operator.
-	eventually(t, "list by OperatorId", func() string {
-		query := fmt.Sprintf("%s=%q AND WorkflowType=%q", workflows.OperatorIDKey.GetName(), op.ID.String(), "ConnectionQuota")
-		res, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
-		if err != nil {
-			return fmt.Sprintf("ListWorkflow(%s): %v", query, err)
-		}
-		if len(res.Executions) != 1 || res.Executions[0].Execution.WorkflowId != workflowID {
-			return fmt.Sprintf("ListWorkflow(%s) = %d executions, want [%s]", query, len(res.Executions), workflowID)
+	r.inPostgres("Postgres after the reset", func(q store.QuotaRow) string {
+		if q.Epoch != 2 || q.CutOff || q.Used != 700 {
+			return fmt.Sprintf("QuotaRow = %+v; want epoch 2, not cut off, the new epoch's 700 saved", q)
 		}
 		return ""
 	})
+}
 
-	// Deleting the connection ends the workflow.
-	signal(workflows.ConnectionDeletedSignal, nil)
-	waitCtx, cancelWait := context.WithTimeout(ctx, 10*time.Second)
-	defer cancelWait()
-	if err := tc.GetWorkflow(waitCtx, workflowID, runID).Get(waitCtx, nil); err != nil {
-		t.Fatalf("ConnectionQuota after %s: %v, want completed", workflows.ConnectionDeletedSignal, err)
+// listedByOperator: the Web UI finds the workflow by its operator.
+func (r *quotaDevRun) listedByOperator() {
+	eventually(r.t, "list by OperatorId", func() string {
+		query := fmt.Sprintf("%s=%q AND WorkflowType=%q", workflows.OperatorIDKey.GetName(), r.op.String(), "ConnectionQuota")
+		res, err := r.tc.ListWorkflow(r.ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			return fmt.Sprintf("ListWorkflow(%s): %v", query, err)
+		}
+		if len(res.Executions) != 1 || res.Executions[0].Execution.WorkflowId != r.workflowID {
+			return fmt.Sprintf("ListWorkflow(%s) = %d executions, want [%s]", query, len(res.Executions), r.workflowID)
+		}
+		return ""
+	})
+}
+
+// delete: deleting the connection ends the workflow, with no webhook left to come.
+func (r *quotaDevRun) delete() {
+	r.signal(workflows.ConnectionDeletedSignal, nil)
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	if err := r.tc.GetWorkflow(ctx, r.workflowID, r.runID).Get(ctx, nil); err != nil {
+		r.t.Fatalf("ConnectionQuota after %s: %v, want completed", workflows.ConnectionDeletedSignal, err)
 	}
-	if extra := rcv.pending(); len(extra) != 0 {
-		t.Errorf("receiver got %d more webhooks, first %s; want none", len(extra), extra[0].Event.Type)
-	}
-	if os.Getenv(RecordQuotaHistoryEnv) == "1" && !t.Failed() {
-		testenv.WriteHistory(t, tc, workflowID, runID, quotaHistory)
+	if extra := r.rcv.pending(); len(extra) != 0 {
+		r.t.Errorf("receiver got %d more webhooks, first %s; want none", len(extra), extra[0].Event.Type)
 	}
 }
 
