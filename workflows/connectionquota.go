@@ -312,6 +312,13 @@ func (q *quota) applyEffects(ctx workflow.Context, gone workflow.Channel) {
 			if err != nil {
 				workflow.GetLogger(ctx).Warn("quota effect failed", "effect", e.kind(), "epoch", e.epoch(), "error", err)
 			}
+			q.st.PendingEffects = q.st.PendingEffects[1:]
+			if _, saved := e.(SaveEffect); saved && err == nil && q.legacy == nil {
+				// A report taken while the save was in flight changed the usage after the
+				// save read it, and found a save queued: it is saved now, not with the next.
+				q.take(ctx, q.st.saveDue(q.staleEpoch, workflowNow(ctx)))
+			}
+			continue
 		}
 		q.st.PendingEffects = q.st.PendingEffects[1:]
 	}

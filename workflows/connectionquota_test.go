@@ -672,8 +672,8 @@ func TestQuotaSavesEveryChangedReport(t *testing.T) {
 
 // TestQuotaSaveQueuedTakesLaterReports: while a save of the epoch is queued behind a slow
 // effect, a report that changes the usage queues no second save (the queued one writes the
-// usage as it stands when it runs); while one is in flight, the next changed report after it
-// saves.
+// usage as it stands when it runs); a report taken while one is in flight is saved as soon
+// as that save is done, not left for the next report (which may never come).
 func TestQuotaSaveQueuedTakesLaterReports(t *testing.T) {
 	h := newQuotaHarness(t, 1000)
 	h.blockTakes = 2 * time.Second
@@ -681,9 +681,9 @@ func TestQuotaSaveQueuedTakesLaterReports(t *testing.T) {
 	h.reportAt(2*time.Second, 1, open(session1, 1300))                                     // queued save: no second one
 	h.reportAt(10*time.Second, 1, open(session1, 1400))                                    // a save, in flight to +12s
 	h.env.RegisterDelayedCallback(func() { h.saveTakes = 2 * time.Second }, 9*time.Second) // (set before it starts)
-	h.reportAt(11*time.Second, 1, open(session1, 1500))                                    // in flight: no second one
+	h.reportAt(11*time.Second, 1, open(session1, 1500))                                    // in flight: saved when it is done
 	h.env.RegisterDelayedCallback(func() { h.saveTakes = 0 }, 12*time.Second)
-	h.reportAt(20*time.Second, 1, open(session1, 1600)) // the next changed report saves
+	h.reportAt(20*time.Second, 1, open(session1, 1600)) // a save of its own
 	var v workflows.QuotaView
 	h.viewAt(30*time.Second, &v)
 	h.run(time.Minute)
@@ -693,7 +693,7 @@ func TestQuotaSaveQueuedTakesLaterReports(t *testing.T) {
 		in := c.in.(activities.SaveUsageInput)
 		got = append(got, fmt.Sprintf("+%v used=%d", c.at.Sub(h.start), in.Used))
 	}
-	want := []string{"+3s used=1300", "+12s used=1400", "+20s used=1600"}
+	want := []string{"+3s used=1300", "+12s used=1400", "+12s used=1500", "+20s used=1600"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("SaveUsage = %v, want %v: %v", got, want, h.effects())
 	}

@@ -182,10 +182,10 @@ func (s *QuotaState) event(conn uuid.UUID, typ string, used int64, now time.Time
 	}}
 }
 
-// saveDue orders a save after a batch of signals (saveFollowsReports) when the usage is not
-// the one last saved, unless a save of this epoch is queued or in flight (a queued one writes
-// the usage as it stands when it runs; after one in flight, the next report that changes the
-// usage saves), or a save of this epoch found Postgres in a newer one (staleEpoch ≥ Epoch:
+// saveDue orders a save after a batch of signals (saveFollowsReports), and after a save that
+// succeeded, when the usage is not the one last saved, unless a save of this epoch is queued
+// or in flight (a queued one writes the usage as it stands when it runs; one in flight is
+// followed by this check when it is done), or a save of this epoch found Postgres in a newer one (staleEpoch ≥ Epoch:
 // the reset's notice or a report of the new epoch comes next).
 func (s *QuotaState) saveDue(staleEpoch int64, now time.Time) []QuotaEffect {
 	if s.used() == s.Saved || staleEpoch >= s.Epoch || s.saveQueued() {
