@@ -19,8 +19,8 @@ func TestWarningThreshold(t *testing.T) {
 			t.Errorf("WarningThreshold(%d) = %d, want %d", c.limit, got, c.want)
 		}
 	}
-	// No overflow: the threshold of the largest limit is below it and positive.
-	if w := WarningThreshold(math.MaxInt64); w <= 0 || w >= math.MaxInt64 {
+	// No overflow: the threshold of the largest limit is positive and below it.
+	if w := WarningThreshold(math.MaxInt64); w <= 0 || w == math.MaxInt64 {
 		t.Errorf("WarningThreshold(MaxInt64) = %d, want in (0, MaxInt64)", w)
 	}
 }
