@@ -43,10 +43,12 @@ type Request struct {
 	Host string
 	// Port is Target's port, 1–65535.
 	Port uint16
-	// User and Password come from a "Proxy-Authorization: Basic" header (RFC 7617); HasAuth
-	// says whether the request carried one. A malformed one is refused by ReadRequest.
+	// User and Password come from a "Proxy-Authorization: Basic" field (RFC 7617), either
+	// possibly empty; a malformed field is refused by ReadRequest (see parseBasic).
 	User, Password string
-	HasAuth        bool
+	// HasAuth says whether the request carried a Proxy-Authorization field: without one the
+	// server answers 407 (WriteReply adds the challenge).
+	HasAuth bool
 	// Forward is, for absolute-form, the request to send upstream with its Write method;
 	// its Body reads the request's body from the bufio.Reader given to ReadRequest, so it
 	// must be written before that reader is used again. Nil for CONNECT.

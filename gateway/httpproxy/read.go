@@ -29,7 +29,7 @@ import (
 //     body on CONNECT (a Content-Length other than 0, a Transfer-Encoding);
 //   - anything net/http's ReadRequest refuses (an invalid method or URL, several Host
 //     fields);
-//   - the target: see the checks of connectTarget and forwardTarget (400 each);
+//   - the target: see setConnectTarget, setForward and setTarget (400 each);
 //   - Proxy-Authorization: see parseBasic (400, or 407 for a scheme other than Basic).
 //
 // Any other error comes from br: io.EOF when the connection ended before the request's first
