@@ -30,24 +30,48 @@ func statusOf(err error) int {
 	return -1
 }
 
-func TestReadRequestChecks(t *testing.T) {
-	const auth = "Proxy-Authorization: Basic dTpw\r\n" // u:p
-	tests := []struct {
-		name, in string
-		status   int
-	}{
+// authField is a valid Proxy-Authorization field (user u, password p).
+const authField = "Proxy-Authorization: Basic dTpw\r\n"
+
+// statusCase is an input of ReadRequest and the status it must ask for (0: served).
+type statusCase struct {
+	name, in string
+	status   int
+}
+
+// checkStatuses runs ReadRequest over each case.
+func checkStatuses(t *testing.T, tests []statusCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := read(tt.in, 4096)
+			if got := statusOf(err); got != tt.status {
+				t.Errorf("ReadRequest(%q) = %v (status %d), want status %d", tt.in, err, got, tt.status)
+			}
+		})
+	}
+}
+
+// TestReadRequestServed checks the requests ReadRequest serves.
+func TestReadRequestServed(t *testing.T) {
+	checkStatuses(t, []statusCase{
 		{"connect", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 0},
 		{"connect http/1.0", "CONNECT example.com:443 HTTP/1.0\r\n\r\n", 0},
 		{"connect ipv6", "CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n", 0},
 		{"connect ipv4", "CONNECT 192.0.2.1:8443 HTTP/1.1\r\n\r\n", 0},
 		{"connect content-length 0", "CONNECT a.example:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0},
-		{"absolute", "GET http://example.com/a?b=c HTTP/1.1\r\nHost: example.com\r\n" + auth + "\r\n", 0},
+		{"absolute", "GET http://example.com/a?b=c HTTP/1.1\r\nHost: example.com\r\n" + authField + "\r\n", 0},
 		{"absolute no path", "GET http://example.com HTTP/1.1\r\n\r\n", 0},
 		{"absolute upper scheme", "GET HTTP://example.com/ HTTP/1.1\r\n\r\n", 0},
 		{"absolute http/1.0", "GET http://example.com/ HTTP/1.0\r\n\r\n", 0},
 		{"post with body", "POST http://example.com/ HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 0},
 		{"post chunked", "POST http://example.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 0},
+	})
+}
 
+// TestReadRequestTargetRefused checks the refusals of a request's target.
+func TestReadRequestTargetRefused(t *testing.T) {
+	checkStatuses(t, []statusCase{
 		{"connect no port", "CONNECT example.com HTTP/1.1\r\n\r\n", 400},
 		{"connect empty port", "CONNECT example.com: HTTP/1.1\r\n\r\n", 400},
 		{"connect path", "CONNECT /rpc HTTP/1.1\r\n\r\n", 400},
@@ -73,7 +97,12 @@ func TestReadRequestChecks(t *testing.T) {
 		{"underscore host", "GET http://a_b.example/ HTTP/1.1\r\n\r\n", 0},
 		{"percent host", "GET http://a%20b/ HTTP/1.1\r\n\r\n", 400},
 		{"doubled space", "GET  http://example.com/ HTTP/1.1\r\n\r\n", 400},
+	})
+}
 
+// TestReadRequestFormRefused checks the refusals of request forms and versions a forward proxy does not serve.
+func TestReadRequestFormRefused(t *testing.T) {
+	checkStatuses(t, []statusCase{
 		{"https absolute", "GET https://example.com/ HTTP/1.1\r\n\r\n", 400},
 		{"ftp absolute", "GET ftp://example.com/ HTTP/1.1\r\n\r\n", 400},
 		{"origin form", "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n", 400},
@@ -83,14 +112,18 @@ func TestReadRequestChecks(t *testing.T) {
 		{"absolute userinfo", "GET http://u:p@example.com/ HTTP/1.1\r\n\r\n", 400},
 		{"absolute port 0", "GET http://example.com:0/ HTTP/1.1\r\n\r\n", 400},
 		{"absolute bad port", "GET http://example.com:99999/ HTTP/1.1\r\n\r\n", 400},
-
 		{"http/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
 		{"http/1.2", "GET http://example.com/ HTTP/1.2\r\n\r\n", 505},
 		{"http/0.9", "GET http://example.com/\r\n\r\n", 400},
 		{"lowercase version", "GET http://example.com/ http/1.1\r\n\r\n", 400},
 		{"empty request line", "\r\nGET http://example.com/ HTTP/1.1\r\n\r\n", 400},
 		{"invalid method", "G(T http://example.com/ HTTP/1.1\r\n\r\n", 400},
+	})
+}
 
+// TestReadRequestSmugglingRefused checks the refusals of ambiguous framing and header syntax.
+func TestReadRequestSmugglingRefused(t *testing.T) {
+	checkStatuses(t, []statusCase{
 		{"cl and te", "POST http://example.com/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
 		{"te and cl", "POST http://example.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
 		{"two identical cl", "POST http://example.com/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400},
@@ -119,19 +152,16 @@ func TestReadRequestChecks(t *testing.T) {
 		{"nul in value", "GET http://example.com/ HTTP/1.1\r\nX-A: 1\x002\r\n\r\n", 400},
 		{"two hosts", "GET http://example.com/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		{"obs-text in value", "GET http://example.com/ HTTP/1.1\r\nX-A: caf\xc3\xa9\r\n\r\n", 0},
+	})
+}
 
+// TestReadRequestAuthRefused checks the refusals of Proxy-Authorization fields.
+func TestReadRequestAuthRefused(t *testing.T) {
+	checkStatuses(t, []statusCase{
 		{"non-basic auth", "CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: Bearer abc\r\n\r\n", 407},
 		{"bad base64", "CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: Basic !!!\r\n\r\n", 400},
-		{"two auth", "CONNECT example.com:443 HTTP/1.1\r\n" + auth + auth + "\r\n", 400},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := read(tt.in, 4096)
-			if got := statusOf(err); got != tt.status {
-				t.Errorf("ReadRequest(%q) = %v (status %d), want status %d", tt.in, err, got, tt.status)
-			}
-		})
-	}
+		{"two auth", "CONNECT example.com:443 HTTP/1.1\r\n" + authField + authField + "\r\n", 400},
+	})
 }
 
 func TestReadRequestTarget(t *testing.T) {
