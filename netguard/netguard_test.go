@@ -203,3 +203,49 @@ func TestParseHost(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckIPEdges: every refused range, from its first and last address to the nearest
+// address outside it that nothing else refuses. fec0::/10 has none: link-local lies below it,
+// multicast above.
+func TestCheckIPEdges(t *testing.T) {
+	tests := []struct {
+		class   string
+		inside  []string
+		outside []string
+	}{
+		{"this network 0/8", []string{"0.0.0.0", "0.255.255.255"}, []string{"1.0.0.0"}},
+		{"RFC 1918 10/8", []string{"10.0.0.0", "10.255.255.255"}, []string{"9.255.255.255", "11.0.0.0"}},
+		{"CGNAT 100.64/10", []string{"100.64.0.0", "100.127.255.255"}, []string{"100.63.255.255", "100.128.0.0"}},
+		{"loopback 127/8", []string{"127.0.0.0", "127.255.255.255"}, []string{"126.255.255.255", "128.0.0.0"}},
+		{"Azure 168.63.129.16", []string{"168.63.129.16"}, []string{"168.63.129.15", "168.63.129.17"}},
+		{"link-local 169.254/16", []string{"169.254.0.0", "169.254.255.255"}, []string{"169.253.255.255", "169.255.0.0"}},
+		{"RFC 1918 172.16/12", []string{"172.16.0.0", "172.31.255.255"}, []string{"172.15.255.255", "172.32.0.0"}},
+		{"IETF 192.0.0/24", []string{"192.0.0.0", "192.0.0.255"}, []string{"191.255.255.255", "192.0.1.0"}},
+		{"RFC 1918 192.168/16", []string{"192.168.0.0", "192.168.255.255"}, []string{"192.167.255.255", "192.169.0.0"}},
+		{"benchmarking 198.18/15", []string{"198.18.0.0", "198.19.255.255"}, []string{"198.17.255.255", "198.20.0.0"}},
+		{"multicast 224/4, reserved 240/4", []string{"224.0.0.0", "239.255.255.255", "240.0.0.0", "255.255.255.255"}, []string{"223.255.255.255"}},
+		{"IPv4-compatible ::/96", []string{"::", "::1", "::2", "::ffff:ffff"}, []string{"::1:0:0"}},
+		{"IPv4-mapped ::ffff:0:0/96", []string{"::ffff:0.0.0.0", "::ffff:127.0.0.1", "::ffff:255.255.255.255"}, []string{"::ffff:8.8.8.8"}},
+		{"NAT64 64:ff9b::/96", []string{"64:ff9b::7f00:1", "64:ff9b::ffff:ffff"}, []string{"64:ff9b::808:808", "64:ff9b::1:0:0"}},
+		{"local-use NAT64 64:ff9b:1::/48", []string{"64:ff9b:1::", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff"}, []string{"64:ff9b:0:ffff:ffff:ffff:ffff:ffff", "64:ff9b:2::"}},
+		{"discard-only 100::/64", []string{"100::", "100::ffff:ffff:ffff:ffff"}, []string{"ff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "100:0:0:1::"}},
+		{"6to4 2002::/16", []string{"2002:7f00:1::", "2002:a00::"}, []string{"2002:808:808::", "2001:ffff::", "2003::"}},
+		{"documentation 2001:db8::/32", []string{"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"}, []string{"2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db9::"}},
+		{"unique-local fc00::/7", []string{"fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, []string{"fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::"}},
+		{"link-local fe80::/10", []string{"fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, []string{"fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}},
+		{"site-local fec0::/10", []string{"fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, nil},
+		{"multicast ff00::/8", []string{"ff00::", "ff02::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, nil},
+	}
+	for _, tc := range tests {
+		for _, s := range tc.inside {
+			if err := CheckIP(netip.MustParseAddr(s)); !errors.Is(err, ErrForbidden) {
+				t.Errorf("CheckIP(%s) [%s] = %v, want an error wrapping ErrForbidden", s, tc.class, err)
+			}
+		}
+		for _, s := range tc.outside {
+			if err := CheckIP(netip.MustParseAddr(s)); err != nil {
+				t.Errorf("CheckIP(%s) [just outside %s] = %v, want nil", s, tc.class, err)
+			}
+		}
+	}
+}
