@@ -59,9 +59,10 @@ var (
 )
 
 // embeddedIPv4 returns the IPv4 address ip carries as IPv4-mapped, NAT64 or 6to4 IPv6, or ip
-// itself when it carries none.
+// itself when it carries none, without its zone: netip.Prefix.Contains is false for any zoned
+// address, and the kernel heeds a zone only on link-local and multicast addresses.
 func embeddedIPv4(ip netip.Addr) netip.Addr {
-	ip = ip.Unmap()
+	ip = ip.WithZone("").Unmap()
 	if !ip.Is6() {
 		return ip
 	}
@@ -78,7 +79,8 @@ func embeddedIPv4(ip netip.Addr) netip.Addr {
 // CheckIP returns an *Error (matching ErrForbidden) when ip is loopback, private,
 // carrier-grade NAT, link-local, unique-local, multicast, unspecified, reserved or a cloud
 // metadata address, including such IPv4 addresses written as IPv4-mapped, NAT64 or 6to4 IPv6,
-// or when it is an IPv4-compatible IPv6 address (::a.b.c.d, deprecated) or invalid.
+// or when it is an IPv4-compatible IPv6 address (::a.b.c.d, deprecated) or invalid. An IPv6
+// zone is ignored.
 func CheckIP(ip netip.Addr) error {
 	ip = embeddedIPv4(ip)
 	if ip.Is6() && compatIPv4.Contains(ip) && !ip.IsLoopback() && !ip.IsUnspecified() {

@@ -102,6 +102,23 @@ func TestCheckIP(t *testing.T) {
 	}
 }
 
+// TestCheckIPZones: a zone changes nothing. netip.Prefix.Contains is false for a zoned address,
+// so these once passed as public.
+func TestCheckIPZones(t *testing.T) {
+	for _, s := range []string{
+		"64:ff9b::7f00:1%eth0", "2002:7f00:1::%eth0", "::127.0.0.1%eth0", "2001:db8::1%eth0",
+		"64:ff9b:1::1%eth0", "100::1%eth0", "fec0::1%eth0", "fd00:ec2::254%eth0", "fe80::1%eth0",
+		"::ffff:127.0.0.1%eth0",
+	} {
+		if err := CheckIP(netip.MustParseAddr(s)); !errors.Is(err, ErrForbidden) {
+			t.Errorf("CheckIP(%s) = %v, want an error wrapping ErrForbidden", s, err)
+		}
+	}
+	if err := CheckIP(netip.MustParseAddr("2606:4700:4700::1111%eth0")); err != nil {
+		t.Errorf("CheckIP(2606:4700:4700::1111%%eth0) = %v, want nil", err)
+	}
+}
+
 func TestCheckIPErrorText(t *testing.T) {
 	tests := []struct{ ip, want string }{
 		{"127.0.0.1", "address not allowed: 127.0.0.1 is not a public address"},

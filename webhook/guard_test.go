@@ -52,6 +52,7 @@ func TestCheckURLForbiddenAddresses(t *testing.T) {
 		"http://[::]/",
 		"http://[64:ff9b::7f00:1]/",
 		"http://[fe80::1%25eth0]/",
+		"http://[64:ff9b::7f00:1%25eth0]/", // a zone once hid the NAT64 prefix
 		"http://localhost/",
 		"http://LOCALHOST./",
 		"http://localhost:9000/x",
@@ -158,6 +159,7 @@ func TestGuardControl(t *testing.T) {
 		{"tcp4", "169.254.169.254:80", false},
 		{"tcp6", "[fd00:ec2::254]:80", false},
 		{"tcp6", "[fe80::1%eth0]:80", false},
+		{"tcp6", "[2002:7f00:1::%eth0]:80", false},
 		{"tcp6", "[64:ff9b::a9fe:a9fe]:80", false},
 		{"tcp4", "0.0.0.0:80", false},
 		{"tcp4", "not-an-address", false},
