@@ -11,6 +11,9 @@ TEST_TIMEOUT ?= 30m
 # "context deadline exceeded" failure (a race in Go's fuzz coordinator, golang/go#75804,
 # fixed only in Go 1.27).
 FUZZ_TIME ?= 300000x
+# The same for the parsers of what customers and operators send (proxy requests, hosts):
+# about 10 s each here.
+PARSER_FUZZ_TIME ?= 100000x
 
 # The demo fleet `make dev` runs (simulated devices, one flapping, and a webhook receiver);
 # DEMO=0: none.
@@ -36,6 +39,8 @@ test: deps bin/temporal bin/staticcheck build
 	$(GO) test -count=1 -timeout 30m -run '^TestPasswordMigrationDevServer$$' ./workflows
 	$(GO) test -count=1 -run '^TestRelayHandshakeFlood$$' ./tunnel/relay
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime $(FUZZ_TIME) ./tunnel/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHost$$' -fuzztime $(PARSER_FUZZ_TIME) ./netguard
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(PARSER_FUZZ_TIME) ./gateway/httpproxy
 	scripts/web-test.sh
 	$(GO) vet -tags e2e ./e2e/...
 	@if [[ $$(id -u) -eq 0 ]]; then \
