@@ -37,8 +37,9 @@ type DeviceConfig struct {
 	MTU     int
 	// Uplink is the interface client traffic leaves by (NAT); empty: the default route's.
 	Uplink string
-	// ClientPool is the proxy clients' address pool, routed back into the TUN.
-	ClientPool netip.Prefix
+	// ClientPools are the proxy clients' address pools (OpenVPN's and the relay's proxy
+	// gateway's), NATed out of the uplink and routed back into the TUN.
+	ClientPools []netip.Prefix
 	// NoKernelSetup leaves the firewall chains, forwarding, NAT and the client pool's route to
 	// the operator.
 	NoKernelSetup bool
@@ -209,8 +210,7 @@ func loadDeviceState(path string) (deviceState, error) {
 // setupDeviceNAT turns the device into the clients' exit to the public internet and nothing
 // else: the firewall's chains (firewall.Agent: out of the uplink to public destinations only,
 // nothing to the device itself), forwarding on, loose reverse-path filtering on the TUN,
-// MASQUERADE of the client pool out of the uplink, and the client pool routed back into the
-// TUN. The filter comes first, so that no client packet is forwarded before it is in place.
+// MASQUERADE of each client pool out of the uplink, and each pool routed back into the TUN. The filter comes first, so that no client packet is forwarded before it is in place.
 func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*netio.KernelSetup, error) {
 	uplink := cfg.Uplink
 	if uplink == "" {
@@ -219,23 +219,26 @@ func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*netio.KernelSetup, 
 			return nil, err
 		}
 	}
-	pool := cfg.ClientPool.Masked().String()
 	k := &netio.KernelSetup{}
-	rule := []string{"POSTROUTING", "-s", pool, "-o", uplink, "-j", "MASQUERADE", "-m", "comment", "--comment", "cellgate agent"}
 	steps := []func() error{
 		func() error {
-			return k.Chains(ctx, firewall.Agent(cfg.TUNName, uplink, cfg.ClientPool, firewall.HasIPv6()))
+			return k.Chains(ctx, firewall.Agent(cfg.TUNName, uplink, cfg.ClientPools, firewall.HasIPv6()))
 		},
 		func() error { return k.Sysctl("net.ipv4.ip_forward", "1") },
 		func() error { return k.Sysctl("net.ipv4.conf."+cfg.TUNName+".rp_filter", "2") },
-		func() error {
-			return k.Run(ctx, append([]string{"iptables", "-w", "-t", "nat", "-A"}, rule...),
-				append([]string{"iptables", "-w", "-t", "nat", "-D"}, rule...))
-		},
-		func() error {
-			return k.Run(ctx, []string{"ip", "route", "replace", pool, "dev", cfg.TUNName},
-				[]string{"ip", "route", "del", pool, "dev", cfg.TUNName})
-		},
+	}
+	for _, p := range cfg.ClientPools {
+		pool := p.Masked().String()
+		rule := []string{"POSTROUTING", "-s", pool, "-o", uplink, "-j", "MASQUERADE", "-m", "comment", "--comment", "cellgate agent"}
+		steps = append(steps,
+			func() error {
+				return k.Run(ctx, append([]string{"iptables", "-w", "-t", "nat", "-A"}, rule...),
+					append([]string{"iptables", "-w", "-t", "nat", "-D"}, rule...))
+			},
+			func() error {
+				return k.Run(ctx, []string{"ip", "route", "replace", pool, "dev", cfg.TUNName},
+					[]string{"ip", "route", "del", pool, "dev", cfg.TUNName})
+			})
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {

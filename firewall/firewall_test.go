@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var testPool = netip.MustParsePrefix("10.9.0.0/16")
+var testPools = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("10.10.0.0/16")}
 
 func blocked(a netip.Addr) bool {
 	for _, b := range blockedDestinations {
@@ -53,7 +53,7 @@ func TestBlockedDestinations(t *testing.T) {
 
 func TestAgentChains(t *testing.T) {
 	for _, ipv6 := range []bool{false, true} {
-		chains := Agent("cgd0", "wwan0", testPool, ipv6)
+		chains := Agent("cgd0", "wwan0", testPools, ipv6)
 		want := 2
 		if ipv6 {
 			want = 4
@@ -66,6 +66,20 @@ func TestAgentChains(t *testing.T) {
 				t.Errorf("chain %s (ipv6=%v) hooked with %v, want only packets from the TUN", c.Name, c.IPv6, c.Match)
 			}
 			last := c.Rules[len(c.Rules)-1]
+			if c.Name == AgentForward && !c.IPv6 {
+				// Each pool returns to FORWARD after the uplink and destination checks;
+				// everything else is dropped.
+				n := len(c.Rules)
+				for i, p := range testPools {
+					r := c.Rules[n-1-len(testPools)+i]
+					if r[0] != "-s" || r[1] != p.String() || r[len(r)-1] != "RETURN" {
+						t.Errorf("forward rule %d = %v, want pool %s returned", n-1-len(testPools)+i, r, p)
+					}
+				}
+				if last[len(last)-1] != "DROP" || slices.Contains(last, "-s") {
+					t.Errorf("last forward rule = %v, want everything else dropped", last)
+				}
+			}
 			if c.Name == AgentInput || c.IPv6 {
 				if len(c.Rules) != 1 || !slices.Equal(last, []string{"-j", "DROP"}) {
 					t.Errorf("chain %s (ipv6=%v) = %v, want everything dropped", c.Name, c.IPv6, c.Rules)
@@ -95,7 +109,7 @@ func TestREADMECommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	chains := append(Relay(testPool), Agent("cgd0", "wwan0", testPool, true)...)
+	chains := append(Relay(testPools[0]), Agent("cgd0", "wwan0", testPools, true)...)
 	for _, c := range chains {
 		for _, cmd := range c.Commands() {
 			if !strings.Contains(readme, "\n"+cmd+"\n") {
@@ -155,7 +169,7 @@ func mustRun(ctx context.Context, t *testing.T, args string) {
 }
 
 func TestInstallRemove(t *testing.T) {
-	chains := append(Relay(testPool), Agent("cgd0", "wwan0", testPool, true)...)
+	chains := append(Relay(testPools[0]), Agent("cgd0", "wwan0", testPools, true)...)
 	inNetns(t, func(ctx context.Context) {
 		empty := map[bool]string{false: listRules(ctx, t, Chain{}), true: listRules(ctx, t, Chain{IPv6: true})}
 		installed := map[bool]string{}

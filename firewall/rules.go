@@ -27,19 +27,23 @@ func Relay(pool netip.Prefix) []Chain {
 	}}
 }
 
-// Agent is the agent's chains for the TUN tun: from the TUN, the client pool's packets leave
-// only out of uplink and only to public destinations (none of blockedDestinations), and no
-// packet from the TUN reaches the phone host itself. The tunnel carries IPv4 only, so with
-// ipv6 (the host has IPv6) every IPv6 packet from the TUN is dropped as well.
-func Agent(tun, uplink string, pool netip.Prefix, ipv6 bool) []Chain {
+// Agent is the agent's chains for the TUN tun: from the TUN, only the client pools' packets
+// (OpenVPN's and the proxy gateway's) leave, only out of uplink and only to public destinations
+// (none of blockedDestinations), and no packet from the TUN reaches the phone host itself. The
+// tunnel carries IPv4 only, so with ipv6 (the host has IPv6) every IPv6 packet from the TUN is
+// dropped as well.
+func Agent(tun, uplink string, pools []netip.Prefix, ipv6 bool) []Chain {
 	from := []string{"-i", tun}
 	forward := [][]string{
-		{"!", "-s", pool.Masked().String(), "-m", "comment", "--comment", "not from the client pool", "-j", "DROP"},
 		{"!", "-o", uplink, "-m", "comment", "--comment", "not out of the uplink", "-j", "DROP"},
 	}
 	for _, b := range blockedDestinations {
 		forward = append(forward, []string{"-d", b.prefix.String(), "-m", "comment", "--comment", b.name, "-j", "DROP"})
 	}
+	for _, p := range pools {
+		forward = append(forward, []string{"-s", p.Masked().String(), "-m", "comment", "--comment", "from a client pool", "-j", "RETURN"})
+	}
+	forward = append(forward, []string{"-m", "comment", "--comment", "not from a client pool", "-j", "DROP"})
 	drop := [][]string{{"-j", "DROP"}}
 	chains := []Chain{
 		{Name: AgentInput, Hook: "INPUT", Match: from, Rules: drop},

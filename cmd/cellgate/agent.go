@@ -51,7 +51,7 @@ func (c *agentConfig) register(f *flags) {
 	f.string(&c.device.TUNName, "tun", "CELLGATE_AGENT_TUN", "cgd0", "device: name of the device's TUN")
 	f.int(&c.device.MTU, "mtu", "CELLGATE_AGENT_MTU", wire.DefaultMTU, "device: MTU of the TUN (the tunnel's MTU)")
 	f.string(&c.device.Uplink, "uplink", "CELLGATE_AGENT_UPLINK", "", "device: interface the clients' traffic leaves by (default: the default route's)")
-	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "device: the proxy clients' addresses, NATed out of the uplink and routed back into the TUN")
+	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16,10.10.0.0/16", "device: the proxy clients' address pools (OpenVPN's, the relay's proxy gateway's), comma-separated: NATed out of the uplink and routed back into the TUN")
 	f.bool(&c.device.NoKernelSetup, "no-kernel-setup", "CELLGATE_AGENT_NO_KERNEL_SETUP", false, "device: leave the firewall chains, forwarding, NAT and routes to the operator (README: Running a device agent)")
 	f.string(&c.stateFile, "state", "CELLGATE_SIM_STATE", ".data/sim-devices.json", "file that keeps the simulated devices' ids and tokens (mode 0600), so the next run reuses them")
 	f.string(&c.prefix, "prefix", "CELLGATE_SIM_PREFIX", fleet.DefaultPrefix, "name prefix of the simulated devices: sim-0001, sim-0002, …")
@@ -97,11 +97,11 @@ func (c *agentConfig) check() error {
 		return fmt.Errorf("--api %q: want the API's http(s) URL, e.g. http://127.0.0.1:8080 (after `make dev`: set -a; . .data/dev.env; set +a)", c.apiURL)
 	}
 	if c.simulate == 0 {
-		pool, err := netip.ParsePrefix(c.clientPool)
-		if err != nil || !pool.Addr().Is4() {
-			return fmt.Errorf("--client-pool %q: want an IPv4 prefix such as 10.9.0.0/16", c.clientPool)
+		pools, err := parsePools(c.clientPool)
+		if err != nil {
+			return fmt.Errorf("--client-pool %q: %w", c.clientPool, err)
 		}
-		c.device.APIURL, c.device.ClientPool, c.device.HeartbeatInterval = c.apiURL, pool, c.interval
+		c.device.APIURL, c.device.ClientPools, c.device.HeartbeatInterval = c.apiURL, pools, c.interval
 		return nil
 	}
 	if c.token == "" && (c.email == "" || c.password == "") {
@@ -169,4 +169,17 @@ is logged every --report-every. Ctrl-C or SIGTERM stops it.`)
 		return err
 	}
 	return sim.Run(ctx)
+}
+
+// parsePools parses a comma-separated list of IPv4 prefixes, such as "10.9.0.0/16,10.10.0.0/16".
+func parsePools(list string) ([]netip.Prefix, error) {
+	var pools []netip.Prefix
+	for _, f := range strings.Split(list, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("want IPv4 prefixes, comma-separated, such as 10.9.0.0/16,10.10.0.0/16")
+		}
+		pools = append(pools, p.Masked())
+	}
+	return pools, nil
 }

@@ -18,6 +18,7 @@ type tunnelConfig struct {
 	cfg        relay.Config
 	address    string
 	clientPool string
+	proxyPool  string
 	table      int
 	noRouting  bool
 	logLevel   string
@@ -35,6 +36,7 @@ func (c *tunnelConfig) register(f *flags) {
 	f.string(&c.address, "address", "CELLGATE_TUNNEL_ADDRESS", relay.DefaultAddress.String(), "the TUN's address and the devices' network")
 	f.int(&c.cfg.TUN.MTU, "mtu", "CELLGATE_TUNNEL_MTU", wire.DefaultMTU, "MTU of the TUN (the path to the devices must carry it plus 57 bytes)")
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "proxy clients' addresses (OpenVPN's pool): routed into the TUN by a policy rule")
+	f.string(&c.proxyPool, "proxy-pool", "CELLGATE_PROXY_POOL", "", "the proxy gateway's addresses (e.g. 10.10.0.0/16): made local and routed into the TUN; empty: none (the gateway is not built yet, issue #18)")
 	f.int(&c.table, "route-table", "CELLGATE_TUNNEL_ROUTE_TABLE", 7400, "routing table (and rule priority) of that policy rule")
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave the firewall chain, forwarding, rp_filter and the policy rule to the operator (README: Running a relay)")
 	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", accounting.DefaultReportInterval, "per-connection interval of steady usage reports to the API (plus up to a quarter, spread over connections); limits hit, warning thresholds crossed and closed sessions are reported at once")
@@ -74,6 +76,12 @@ func (c *tunnelConfig) check() error {
 	if err != nil || !pool.Addr().Is4() {
 		errs = append(errs, fmt.Errorf("-client-pool %q: want an IPv4 prefix, e.g. 10.9.0.0/16", c.clientPool))
 	}
+	var proxy netip.Prefix
+	if c.proxyPool != "" {
+		if proxy, err = netip.ParsePrefix(c.proxyPool); err != nil || !proxy.Addr().Is4() || proxy.Overlaps(pool) {
+			errs = append(errs, fmt.Errorf("-proxy-pool %q: want an IPv4 prefix apart from -client-pool, e.g. 10.10.0.0/16", c.proxyPool))
+		}
+	}
 	if c.table < 1 || c.table > 32765 {
 		errs = append(errs, fmt.Errorf("-route-table %d: want 1..32765 (it is also the rule's priority, before the main table's 32766)", c.table))
 	}
@@ -81,7 +89,7 @@ func (c *tunnelConfig) check() error {
 		errs = append(errs, fmt.Errorf("-usage-grace %v: want at least 1s (a reconnecting client must find its usage)", c.cfg.UsageGrace))
 	}
 	if !c.noRouting {
-		c.cfg.Routing = &relay.RelayRouting{TUN: c.cfg.TUN.Name, ClientPool: pool, Table: c.table}
+		c.cfg.Routing = &relay.RelayRouting{TUN: c.cfg.TUN.Name, ClientPool: pool, ProxyPool: proxy, Table: c.table}
 	}
 	return errors.Join(errs...)
 }
