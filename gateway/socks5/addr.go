@@ -1,6 +1,7 @@
 package socks5
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -103,19 +104,34 @@ func decodeName(name []byte, port uint16) (Addr, error) {
 	if len(name) == 0 {
 		return Addr{}, fmt.Errorf("%w: empty", ErrName)
 	}
-	s := string(name)
-	if ip, err := netip.ParseAddr(s); err == nil {
-		if ip.Zone() != "" {
-			return Addr{}, fmt.Errorf("%w: IP literal with a zone", ErrName)
-		}
-		return Addr{IP: ip.Unmap(), Port: port}, nil
-	}
-	for i := 0; i < len(s); i++ {
-		if !nameByte(s[i]) {
-			return Addr{}, fmt.Errorf("%w: byte %#02x at %d", ErrName, s[i], i)
+	if mayBeIP(name) {
+		if ip, err := netip.ParseAddr(string(name)); err == nil {
+			if ip.Zone() != "" {
+				return Addr{}, fmt.Errorf("%w: IP literal with a zone", ErrName)
+			}
+			return Addr{IP: ip.Unmap(), Port: port}, nil
 		}
 	}
-	return Addr{Name: s, Port: port}, nil
+	for i, c := range name {
+		if !nameByte(c) {
+			return Addr{}, fmt.Errorf("%w: byte %#02x at %d", ErrName, c, i)
+		}
+	}
+	return Addr{Name: string(name), Port: port}, nil
+}
+
+// mayBeIP reports whether name could be an IP literal: an IPv6 one has a colon, an IPv4 one
+// only digits and dots. It spares an ordinary name netip.ParseAddr, whose error allocates.
+func mayBeIP(name []byte) bool {
+	if bytes.IndexByte(name, ':') >= 0 {
+		return true
+	}
+	for _, c := range name {
+		if c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // nameByte reports whether c may appear in a domain name: an ASCII letter or digit, '-', '_'
