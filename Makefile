@@ -41,6 +41,8 @@ test: deps bin/temporal bin/staticcheck build
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime $(FUZZ_TIME) ./tunnel/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHost$$' -fuzztime $(PARSER_FUZZ_TIME) ./netguard
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(PARSER_FUZZ_TIME) ./gateway/httpproxy
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(PARSER_FUZZ_TIME) ./gateway/socks5
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDatagram$$' -fuzztime $(PARSER_FUZZ_TIME) ./gateway/socks5
 	scripts/web-test.sh
 	$(GO) vet -tags e2e ./e2e/...
 	@if [[ $$(id -u) -eq 0 ]]; then \
