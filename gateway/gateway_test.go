@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,51 @@ func serveAndShutdown(t *testing.T) {
 
 func isClosed(err error) bool {
 	return strings.Contains(err.Error(), "reset") || strings.Contains(err.Error(), "closed")
+}
+
+// TestLeaseConcurrentFirstUse: client connections of one connection arriving together share
+// one lease, routed once.
+func TestLeaseConcurrentFirstUse(t *testing.T) {
+	h := start(t, nil)
+	const n = 20
+	sources := make(chan netip.Addr, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", h.socksAddr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte{5, 1, 2})
+			c.Write(append(append([]byte{1, 5}, "alice"...), append([]byte{byte(len(password))}, password...)...))
+			c.Write(socksRequest(1, destIP.String(), port(t, h.dest)))
+			br := bufio.NewReader(c)
+			if _, err := io.ReadFull(br, make([]byte, 2+2+10)); err != nil {
+				t.Error(err)
+				return
+			}
+			line, _ := br.ReadString('\n')
+			if ip, err := netip.ParseAddr(strings.TrimSpace(strings.TrimPrefix(line, "from "))); err == nil {
+				sources <- ip
+			}
+		}()
+	}
+	wg.Wait()
+	close(sources)
+	seen, total := map[netip.Addr]int{}, 0
+	for ip := range sources {
+		seen[ip]++
+		total++
+	}
+	if len(seen) != 1 || total != n {
+		t.Errorf("sources of %d concurrent client connections = %v, want one address for all", n, seen)
+	}
+	if adds, _, _ := h.router.counts(); adds != 1 {
+		t.Errorf("AddClient calls = %d, want 1", adds)
+	}
 }
