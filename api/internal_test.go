@@ -348,6 +348,7 @@ func TestInternalDisabled(t *testing.T) {
 			{http.MethodPost, "/internal/v1/tunnel/devices/gone"},
 			{http.MethodPost, "/internal/v1/usage"},
 			{http.MethodGet, "/internal/v1/usage"},
+			{http.MethodPost, "/internal/v1/proxy/login"},
 			{http.MethodDelete, "/internal/v1/tunnel/devices/" + key},
 			{http.MethodGet, "/internal/v1/"},
 		} {
@@ -404,6 +405,7 @@ func TestInternalAuth(t *testing.T) {
 				{http.MethodGet, "/internal/v1/tunnel/devices/" + urlKey(newKey()), ""},
 				{http.MethodPost, "/internal/v1/tunnel/devices/gone", gone},
 				{http.MethodPost, "/internal/v1/usage", `[{"connection_id":"` + uuid.NewString() + `","session_id":"` + uuid.NewString() + `","epoch":1,"rx_bytes":1,"tx_bytes":1}]`},
+				{http.MethodPost, "/internal/v1/proxy/login", `{"protocol":"http","username":"u","password":"p","source_ip":"192.0.2.1"}`},
 			} {
 				var body any
 				if rt.body != "" {

@@ -35,6 +35,7 @@ func TestInternalNotOnPublicListener(t *testing.T) {
 			{http.MethodPost, "/internal/v1/openvpn/auth", `{"username":"nobody","password":"x","untrusted_ip":"192.0.2.1"}`},
 			{http.MethodPost, "/internal/v1/openvpn/connect", `{"common_name":"nobody","pool_ip":"10.9.0.6","untrusted_ip":"192.0.2.1"}`},
 			{http.MethodPost, "/internal/v1/openvpn/disconnect", `{"common_name":"nobody","pool_ip":"10.9.0.6","bytes_received":1,"bytes_sent":1}`},
+			{http.MethodPost, "/internal/v1/proxy/login", `{"protocol":"socks5","username":"nobody","password":"x","source_ip":"192.0.2.1"}`},
 		} {
 			var body any
 			if rt.body != "" {

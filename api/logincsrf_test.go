@@ -41,6 +41,7 @@ func TestJSONContentType(t *testing.T) {
 		{in, http.MethodPost, "/internal/v1/openvpn/auth", `{"username":"u","password":"p","untrusted_ip":"192.0.2.1"}`},
 		{in, http.MethodPost, "/internal/v1/openvpn/connect", `{"common_name":"u","pool_ip":"10.9.0.2","untrusted_ip":"192.0.2.1"}`},
 		{in, http.MethodPost, "/internal/v1/openvpn/disconnect", `{"common_name":"u","pool_ip":"10.9.0.2","bytes_received":0,"bytes_sent":0}`},
+		{in, http.MethodPost, "/internal/v1/proxy/login", `{"protocol":"http","username":"u","password":"p","source_ip":"192.0.2.1"}`},
 	}
 	for _, ep := range endpoints {
 		for _, ct := range []string{"", "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",

@@ -383,49 +383,63 @@ func TestOvpnAuthBadInput(t *testing.T) {
 	valid := `{"username":"someone","password":"secret","untrusted_ip":"192.0.2.7"}`
 	in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/auth", valid)
 	cases := slices.Concat(
-		internalMalformed(valid, "object"),
-		required(valid, "username"),
-		required(valid, "password"),
-		required(valid, "untrusted_ip"),
-		wrongTypes(valid, "username", `5`, `true`, `["a"]`, `{}`),
-		wrongTypes(valid, "password", `5`, `false`, `["a"]`, `{}`),
-		wrongTypes(valid, "untrusted_ip", `5`, `""`, `"1.2.3"`, `"fe80::1%eth0"`, `"192.0.2.7:1194"`, `"host.example"`),
-		[]badBody{
-			{"unknown field", set(valid, "common_name", `"x"`), http.StatusBadRequest, "common_name"},
-			{"username over 256 bytes", set(valid, "username", quote(strings.Repeat("u", 257))), http.StatusBadRequest, "username"},
-			{"password over 4096 bytes", set(valid, "password", quote(strings.Repeat("p", 4097))), http.StatusBadRequest, "password"},
-		},
+		loginBadInput(valid, "untrusted_ip"),
+		[]badBody{{"unknown field", set(valid, "common_name", `"x"`), http.StatusBadRequest, "common_name"}},
 	)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			before := e.bcrypts.Load()
-			r := in.do(t, http.MethodPost, "/internal/v1/openvpn/auth", tc.body)
-			wantError(t, r, tc.status, tc.field)
-			if n := e.bcrypts.Load() - before; n != 0 {
-				t.Errorf("%s cost %d bcrypt checks, want 0", r, n)
-			}
-		})
-	}
+	e.wantLoginRefused(t, "/internal/v1/openvpn/auth", valid, cases)
 	// IPv6 and IPv4-mapped client addresses are fine.
 	for _, ip := range []string{"2001:db8::7", "::ffff:192.0.2.8"} {
 		in.must(t, http.StatusOK, http.MethodPost, "/internal/v1/openvpn/auth", set(valid, "untrusted_ip", quote(ip)))
 	}
-
-	// Only callers with the internal token, only on the internal listener.
-	for name, c := range map[string]*client{
-		"no token":    e.internal(""),
-		"wrong token": e.internal(internalToken + "x"),
-	} {
-		if code := wantError(t, c.do(t, http.MethodPost, "/internal/v1/openvpn/auth", valid), http.StatusUnauthorized, ""); code != "unauthorized" {
-			t.Errorf("auth with %s = code %q, want unauthorized", name, code)
-		}
-	}
-	wantError(t, (&client{h: e.h, bearer: internalToken}).do(t, http.MethodPost, "/internal/v1/openvpn/auth", valid),
-		http.StatusNotFound, "")
 
 	// Without an internal token, the OpenVPN endpoints do not exist.
 	off := newOvpnEnv(t, api.DefaultConfig())
 	for _, p := range []string{"auth", "connect", "disconnect"} {
 		wantError(t, (&client{h: off.h, bearer: internalToken}).do(t, http.MethodPost, "/internal/v1/openvpn/"+p, valid), http.StatusNotFound, "")
 	}
+}
+
+// loginBadInput returns the bad bodies of a login endpoint whose valid body has a username, a
+// password and the client's address under ipField.
+func loginBadInput(valid, ipField string) []badBody {
+	return slices.Concat(
+		internalMalformed(valid, "object"),
+		required(valid, "username"),
+		required(valid, "password"),
+		required(valid, ipField),
+		wrongTypes(valid, "username", `5`, `true`, `["a"]`, `{}`),
+		wrongTypes(valid, "password", `5`, `false`, `["a"]`, `{}`),
+		wrongTypes(valid, ipField, `5`, `""`, `"1.2.3"`, `"fe80::1%eth0"`, `"192.0.2.7:1194"`, `"host.example"`),
+		[]badBody{
+			{"username over 256 bytes", set(valid, "username", quote(strings.Repeat("u", 257))), http.StatusBadRequest, "username"},
+			{"password over 4096 bytes", set(valid, "password", quote(strings.Repeat("p", 4097))), http.StatusBadRequest, "password"},
+		},
+	)
+}
+
+// wantLoginRefused checks that a login endpoint (OpenVPN's auth, the proxy login) answers
+// each bad body as the case says without a bcrypt check, and valid only to callers with the
+// internal token on the internal listener.
+func (e *ovpnEnv) wantLoginRefused(t *testing.T, path, valid string, cases []badBody) {
+	t.Helper()
+	in := e.internal(internalToken)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.bcrypts.Load()
+			r := in.do(t, http.MethodPost, path, tc.body)
+			wantError(t, r, tc.status, tc.field)
+			if n := e.bcrypts.Load() - before; n != 0 {
+				t.Errorf("%s cost %d bcrypt checks, want 0", r, n)
+			}
+		})
+	}
+	for name, c := range map[string]*client{
+		"no token":    e.internal(""),
+		"wrong token": e.internal(internalToken + "x"),
+	} {
+		if code := wantError(t, c.do(t, http.MethodPost, path, valid), http.StatusUnauthorized, ""); code != "unauthorized" {
+			t.Errorf("POST %s with %s = code %q, want unauthorized", path, name, code)
+		}
+	}
+	wantError(t, (&client{h: e.h, bearer: internalToken}).do(t, http.MethodPost, path, valid), http.StatusNotFound, "")
 }

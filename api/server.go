@@ -93,8 +93,8 @@ type Config struct {
 	// OpenVPN is the relay's OpenVPN server (CA, tls-crypt key, public host and port), for
 	// client profiles; nil: no profiles.
 	OpenVPN *openvpn.Server
-	// OpenVPNAuth tunes the OpenVPN logins' credential engine (bcrypt slots, cache, failure
-	// limits).
+	// OpenVPNAuth tunes the credential engine (bcrypt slots, cache, failure limits) of OpenVPN
+	// logins and of the relay gateway's HTTP and SOCKS5 logins, which share it.
 	OpenVPNAuth proxyauth.Config
 	// TemporalUIURL is the Temporal Web UI (e.g. http://127.0.0.1:8233) that answers link
 	// workflows in; empty: no links. TemporalNamespace is the namespace in those links.

@@ -5,9 +5,9 @@
 // together, failure limits per username and network and per source address, and dummy bcrypt
 // work for usernames that do not exist, so that timing tells nothing.
 //
-// It knows neither HTTP nor OpenVPN: the API's OpenVPN auth hook uses it, and so can a proxy
-// gateway in the relay process. Its reasons are worded as the OpenVPN client shows them; other
-// front ends map them to their own answers.
+// It knows neither HTTP nor OpenVPN: the API's OpenVPN auth hook uses it, and so does the
+// relay's HTTP and SOCKS5 gateway (through the internal API's proxy login). Its reasons are
+// worded as the OpenVPN client shows them; other front ends map their Code to their own answers.
 package proxyauth
 
 import (
@@ -41,6 +41,30 @@ const (
 	// cannot tell: Temporal or the worker is down or slow).
 	ReasonQuotaUnavailable Reason = "TEMP[backoff 15]: usage cannot be checked now"
 )
+
+// Code is the reason as a stable machine word, for front ends that answer in their own terms
+// rather than OpenVPN's (the relay's HTTP and SOCKS5 gateway maps it to its replies):
+// wrong_credentials, quota_exceeded, disabled, device_offline, too_many_attempts, busy or
+// quota_unavailable; "" for a string that is none of the reasons above.
+func (r Reason) Code() string {
+	switch r {
+	case ReasonWrongCredentials:
+		return "wrong_credentials"
+	case ReasonQuotaExceeded:
+		return "quota_exceeded"
+	case ReasonDisabled:
+		return "disabled"
+	case ReasonDeviceOffline:
+		return "device_offline"
+	case ReasonTooManyAttempts:
+		return "too_many_attempts"
+	case ReasonBusy:
+		return "busy"
+	case ReasonQuotaUnavailable:
+		return "quota_unavailable"
+	}
+	return ""
+}
 
 // Logins finds the login data of a username; *store.Store implements it.
 type Logins interface {

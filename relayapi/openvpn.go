@@ -12,7 +12,6 @@ import (
 
 	"github.com/cellgate/cellgate/httpjson"
 	"github.com/cellgate/cellgate/proxyauth"
-	"github.com/cellgate/cellgate/quotas"
 	"github.com/cellgate/cellgate/store"
 	"github.com/cellgate/cellgate/tunnel/control"
 )
@@ -20,13 +19,6 @@ import (
 // The OpenVPN side of the internal API: the hooks of the OpenVPN server on the relay host
 // (`cellgate ovpn-hook auth|connect|disconnect`) ask whether a login may connect, then route
 // the client's pool address through its connection's device, and unroute it when it leaves.
-
-// Bounds of the OpenVPN hooks' input. OpenVPN itself reads at most 4096 bytes of a password
-// (auth tokens, challenge answers); cellgate usernames are at most 64 characters.
-const (
-	maxOvpnUsername = 256
-	maxOvpnPassword = 4096
-)
 
 // authAnswer answers POST /internal/v1/openvpn/auth.
 type authAnswer struct {
@@ -47,18 +39,11 @@ func (a *API) authenticate(c *gin.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	if err := checkLength("username", req.Username, maxOvpnUsername); err != nil {
-		return err
-	}
-	if err := checkLength("password", req.Password, maxOvpnPassword); err != nil {
-		return err
-	}
-	ip, err := requiredIP("untrusted_ip", req.UntrustedIP, false)
+	attempt, err := loginAttempt(store.ProtocolOpenVPN, req.Username, req.Password, "untrusted_ip", req.UntrustedIP)
 	if err != nil {
 		return err
 	}
-	d, err := a.cfg.Logins.Authenticate(c.Request.Context(), proxyauth.Attempt{Protocol: store.ProtocolOpenVPN,
-		Username: *req.Username, Password: *req.Password, Source: ip})
+	d, err := a.cfg.Logins.Authenticate(c.Request.Context(), attempt)
 	if err != nil {
 		return err
 	}
@@ -85,7 +70,7 @@ func (a *API) connect(c *gin.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	if err := checkLength("common_name", req.CommonName, maxOvpnUsername); err != nil {
+	if err := checkLength("common_name", req.CommonName, maxLoginUsername); err != nil {
 		return err
 	}
 	poolIP, err := requiredIP("pool_ip", req.PoolIP, true)
@@ -101,16 +86,17 @@ func (a *API) connect(c *gin.Context) error {
 		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "no_tunnel", Message: "no tunnel configured"}
 	}
 	ctx := c.Request.Context()
-	conn, err := a.connection(ctx, *req.CommonName)
+	rt, ref, err := a.routable(ctx, store.ProtocolOpenVPN, *req.CommonName)
 	if err != nil {
 		return err
 	}
-	used, err := a.usage(ctx, conn)
-	if err != nil {
-		return err
+	if ref != nil {
+		a.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", *req.CommonName), slog.String("reason", ref.detail))
+		return ref.connectError()
 	}
+	conn := rt.conn
 	reg := control.Registration{ClientIP: poolIP, ConnectionID: conn.ID, DeviceID: conn.DeviceID,
-		Limit: conn.BandwidthLimit, Used: used, Epoch: uint64(conn.UsageEpoch)}
+		Limit: conn.BandwidthLimit, Used: rt.used, Epoch: uint64(conn.UsageEpoch)}
 	route, err := a.cfg.Tunnel.AddClient(ctx, reg)
 	if err != nil {
 		return a.tunnelError(ctx, "route", err)
@@ -122,44 +108,13 @@ func (a *API) connect(c *gin.Context) error {
 	return nil
 }
 
-// connection returns the connection a client logged in as, or the refusal that keeps it out.
-func (a *API) connection(ctx context.Context, username string) (store.Connection, error) {
-	conn, err := a.cfg.Store.ConnectionByUsername(ctx, username)
-	reason := ""
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		reason = "no such connection"
-	case err != nil:
-		return conn, err
-	case conn.Protocol != store.ProtocolOpenVPN:
-		reason = "not an OpenVPN connection"
-	case !conn.Enabled:
-		reason = string(proxyauth.ReasonDisabled)
-	case conn.CutOff:
-		reason = string(proxyauth.ReasonQuotaExceeded)
-	default:
-		return conn, nil
+// connectError is the OpenVPN connect hook's answer to a refusal: 503 "quota_unavailable"
+// when the usage cannot be decided now, else 403 "refused" with what exactly.
+func (r *refusal) connectError() error {
+	if r.reason == proxyauth.ReasonQuotaUnavailable {
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: string(r.reason)}
 	}
-	a.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", username), slog.String("reason", reason))
-	return conn, &httpjson.Error{Status: http.StatusForbidden, Code: "refused", Message: reason}
-}
-
-// usage is the usage a connection's route counts from: its quota workflow's figure (see
-// quotas.Desk.Admit), or the refusal that keeps the client out when the connection is used up
-// or its usage cannot be decided now.
-func (a *API) usage(ctx context.Context, conn store.Connection) (int64, error) {
-	adm, err := a.cfg.Quotas.Admit(ctx, conn)
-	switch {
-	case errors.Is(err, quotas.ErrUndecided):
-		return 0, &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "quota_unavailable", Message: string(proxyauth.ReasonQuotaUnavailable)}
-	case err != nil:
-		return 0, err
-	case adm.Exhausted:
-		a.log.InfoContext(ctx, "openvpn connect refused", slog.String("username", conn.Username),
-			slog.String("reason", string(proxyauth.ReasonQuotaExceeded)))
-		return 0, &httpjson.Error{Status: http.StatusForbidden, Code: "refused", Message: string(proxyauth.ReasonQuotaExceeded)}
-	}
-	return adm.Used, nil
+	return &httpjson.Error{Status: http.StatusForbidden, Code: "refused", Message: r.detail}
 }
 
 // ovpnBytes are OpenVPN's final counters of a client: bytes_received is what the client
@@ -192,7 +147,7 @@ func (a *API) disconnect(c *gin.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	if err := checkLength("common_name", req.CommonName, maxOvpnUsername); err != nil {
+	if err := checkLength("common_name", req.CommonName, maxLoginUsername); err != nil {
 		return err
 	}
 	poolIP, err := requiredIP("pool_ip", req.PoolIP, true)

@@ -1,7 +1,9 @@
 // Package relayapi is the internal API, /internal/v1, that the relay process calls: its tunnel
 // looks up devices' keys, hears which devices are gone and reports usage; its OpenVPN hooks
 // (`cellgate ovpn-hook auth|connect|disconnect`) ask whether a login may connect, then route
-// the client's pool address through its connection's device, and unroute it when it leaves.
+// the client's pool address through its connection's device, and unroute it when it leaves;
+// its HTTP and SOCKS5 gateway asks, in one call, whether a proxy login may connect and what
+// the route it then registers itself needs.
 //
 // It trusts its callers (they act for every operator), so it is served only on the API's
 // internal listener (api.Config.InternalListen, loopback unless an operator puts it on a
@@ -50,8 +52,8 @@ type Config struct {
 	Store *store.Store
 	// Quotas takes usage reports and decides connects on the quota workflows' figures.
 	Quotas *quotas.Desk
-	// Logins is the OpenVPN logins' credential engine. The operator API revokes from the
-	// same engine when it changes a connection's credentials.
+	// Logins is the credential engine of OpenVPN and proxy (HTTP, SOCKS5) logins. The
+	// operator API revokes from the same engine when it changes a connection's credentials.
 	Logins *proxyauth.Engine
 	// Tunnel is the relay's control API that connect and disconnect route clients through;
 	// nil: no tunnel configured, and connects are answered 503.
@@ -84,6 +86,7 @@ func (a *API) Mount(r gin.IRouter) {
 	in.POST("/openvpn/auth", a.handle(a.authenticate))
 	in.POST("/openvpn/connect", a.handle(a.connect))
 	in.POST("/openvpn/disconnect", a.handle(a.disconnect))
+	in.POST("/proxy/login", a.handle(a.proxyLogin))
 }
 
 var (

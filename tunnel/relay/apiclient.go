@@ -19,7 +19,7 @@ import (
 const MaxGoneBatch = 10_000
 
 // InternalAPI is the tunnel's client of the API's internal endpoints (/internal/v1): it is the
-// relay's Directory and UsageSink. Its methods are safe for concurrent use.
+// relay's Directory and UsageSink, and asks about its gateway's proxy logins. Its methods are safe for concurrent use.
 type InternalAPI struct {
 	// BaseURL is the API's internal listener, e.g. http://10.0.0.5:8090.
 	BaseURL string
@@ -114,6 +114,91 @@ func (c *InternalAPI) ReportUsage(ctx context.Context, usage []accounting.RouteU
 	}
 	if err := c.do(ctx, http.MethodPost, "/internal/v1/usage", body, &resp); err != nil {
 		return fmt.Errorf("report usage of %d route sessions: %w", len(usage), err)
+	}
+	return nil
+}
+
+// ProxyLogin is a client's login at the relay's HTTP or SOCKS5 gateway, as the gateway asks
+// the API about it.
+type ProxyLogin struct {
+	// Protocol is the gateway's protocol: "http" or "socks5".
+	Protocol string
+	// Username and Password are what the client sent.
+	Username, Password string
+	// Source is the client's address.
+	Source netip.Addr
+}
+
+// ProxyGrant is the API's answer to a ProxyLogin: allowed, with what a route of the client's
+// connection needs (as accounting.Registration takes it), or refused with a reason.
+type ProxyGrant struct {
+	// Allow says whether the client may connect.
+	Allow bool
+	// Code is a refusal's stable machine code (proxyauth.Reason.Code: "wrong_credentials",
+	// "quota_exceeded", "disabled", "device_offline", "too_many_attempts", "busy",
+	// "quota_unavailable"), the one to map to replies; Reason is its OpenVPN wording. Both
+	// are empty when allowed.
+	Code, Reason string
+	// ConnectionID and DeviceID are the connection the username names and its device.
+	ConnectionID, DeviceID uuid.UUID
+	// Limit is the connection's byte limit, 0 for unlimited.
+	Limit int64
+	// Used is the usage the route counts from.
+	Used int64
+	// Epoch is the connection's usage epoch (at least 1).
+	Epoch uint64
+}
+
+// proxyGrantJSON is POST /internal/v1/proxy/login's answer.
+type proxyGrantJSON struct {
+	Allow        bool      `json:"allow"`
+	Reason       string    `json:"reason"`
+	Code         string    `json:"code"`
+	ConnectionID uuid.UUID `json:"connection_id"`
+	DeviceID     uuid.UUID `json:"device_id"`
+	Limit        *int64    `json:"limit"` // null: unlimited
+	Used         int64     `json:"used"`
+	Epoch        uint64    `json:"epoch"`
+}
+
+// ProxyLogin asks the API whether a gateway client may connect (POST
+// /internal/v1/proxy/login) and, if so, what its route needs. A refusal is a ProxyGrant with
+// Allow false, not an error; an error means there is no answer (the API failed, refused the
+// request or answered nonsense), and the gateway should refuse the client for now.
+func (c *InternalAPI) ProxyLogin(ctx context.Context, in ProxyLogin) (ProxyGrant, error) {
+	if !in.Source.IsValid() {
+		return ProxyGrant{}, errors.New("proxy login: no source address")
+	}
+	req := map[string]string{"protocol": in.Protocol, "username": in.Username, "password": in.Password,
+		"source_ip": in.Source.String()}
+	var resp proxyGrantJSON
+	if err := c.do(ctx, http.MethodPost, "/internal/v1/proxy/login", req, &resp); err != nil {
+		return ProxyGrant{}, fmt.Errorf("proxy login: %w", err)
+	}
+	if err := resp.check(); err != nil {
+		return ProxyGrant{}, fmt.Errorf("proxy login: api answered %w", err)
+	}
+	g := ProxyGrant{Allow: resp.Allow, Code: resp.Code, Reason: resp.Reason, ConnectionID: resp.ConnectionID,
+		DeviceID: resp.DeviceID, Used: resp.Used, Epoch: resp.Epoch}
+	if resp.Limit != nil {
+		g.Limit = *resp.Limit
+	}
+	return g, nil
+}
+
+// check finds what a grant cannot route with, or a refusal without a code.
+func (g *proxyGrantJSON) check() error {
+	switch {
+	case !g.Allow && g.Code == "":
+		return errors.New("a refusal without a code")
+	case !g.Allow:
+		return nil
+	case g.ConnectionID == uuid.Nil || g.DeviceID == uuid.Nil:
+		return errors.New("a grant without a connection or device id")
+	case g.Limit != nil && *g.Limit <= 0:
+		return fmt.Errorf("a grant with limit %d (unlimited is null)", *g.Limit)
+	case g.Used < 0 || g.Epoch == 0:
+		return fmt.Errorf("a grant with used %d, epoch %d", g.Used, g.Epoch)
 	}
 	return nil
 }

@@ -283,3 +283,86 @@ func TestInternalAPIDefaultHTTPClient(t *testing.T) {
 		t.Errorf("ReportUsage through the default HTTP client = %v", err)
 	}
 }
+
+func TestInternalAPIProxyLogin(t *testing.T) {
+	conn, dev := uuid.New(), uuid.New()
+	answers := map[string]string{
+		"limited":   `{"allow":true,"connection_id":"` + conn.String() + `","device_id":"` + dev.String() + `","limit":5000,"used":1200,"epoch":3}`,
+		"unlimited": `{"allow":true,"connection_id":"` + conn.String() + `","device_id":"` + dev.String() + `","limit":null,"used":0,"epoch":1}`,
+		"refused":   `{"allow":false,"reason":"TEMP[backoff 30]: device offline","code":"device_offline"}`,
+	}
+	api, client := newFakeInternalAPI(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		var req map[string]string
+		if r.Method != http.MethodPost || r.URL.Path != "/internal/v1/proxy/login" || json.Unmarshal(body, &req) != nil {
+			writeTestJSON(w, http.StatusNotFound, `{"error":{"code":"not_found","message":"not found"}}`)
+			return
+		}
+		writeTestJSON(w, http.StatusOK, answers[req["username"]])
+	})
+	for _, tc := range []struct {
+		username string
+		want     ProxyGrant
+	}{
+		{"limited", ProxyGrant{Allow: true, ConnectionID: conn, DeviceID: dev, Limit: 5000, Used: 1200, Epoch: 3}},
+		{"unlimited", ProxyGrant{Allow: true, ConnectionID: conn, DeviceID: dev, Epoch: 1}},
+		{"refused", ProxyGrant{Code: "device_offline", Reason: "TEMP[backoff 30]: device offline"}},
+	} {
+		in := ProxyLogin{Protocol: "socks5", Username: tc.username, Password: "pw", Source: netip.MustParseAddr("2001:db8::7")}
+		got, err := client.ProxyLogin(t.Context(), in)
+		if err != nil || got != tc.want {
+			t.Errorf("ProxyLogin(%s) = %+v, %v; want %+v", tc.username, got, err, tc.want)
+		}
+	}
+	reqs := api.recorded()
+	var body map[string]any
+	if len(reqs) != 3 || json.Unmarshal(reqs[0].body, &body) != nil {
+		t.Fatalf("ProxyLogin requests = %+v, want 3 with JSON bodies", reqs)
+	}
+	want := map[string]any{"protocol": "socks5", "username": "limited", "password": "pw", "source_ip": "2001:db8::7"}
+	if len(body) != len(want) {
+		t.Errorf("ProxyLogin body = %s, want %v", reqs[0].body, want)
+	}
+	for k, v := range want {
+		if body[k] != v {
+			t.Errorf("ProxyLogin body: %s = %v, want %v", k, body[k], v)
+		}
+	}
+
+	if _, err := client.ProxyLogin(t.Context(), ProxyLogin{Protocol: "http", Username: "u"}); err == nil || len(api.recorded()) != 3 {
+		t.Errorf("ProxyLogin without a source address = %v, want an error without a request", err)
+	}
+}
+
+func TestInternalAPIProxyLoginErrors(t *testing.T) {
+	id := uuid.NewString()
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		code       string // the APIError's, when the API answered an error
+	}{
+		{"bad request", `{"error":{"code":"invalid","message":"protocol must be http or socks5","field":"protocol"}}`, 400, "invalid"},
+		{"unauthorized", `{"error":{"code":"unauthorized","message":"internal token required"}}`, 401, "unauthorized"},
+		{"server error", `{"error":{"code":"internal","message":"internal error"}}`, 500, "internal"},
+		{"not json", `<html>`, 200, ""},
+		{"refusal without a code", `{"allow":false,"reason":"wrong username or password"}`, 200, ""},
+		{"grant without a device", `{"allow":true,"connection_id":"` + id + `","limit":null,"used":0,"epoch":1}`, 200, ""},
+		{"grant with limit 0", `{"allow":true,"connection_id":"` + id + `","device_id":"` + id + `","limit":0,"used":0,"epoch":1}`, 200, ""},
+		{"grant with epoch 0", `{"allow":true,"connection_id":"` + id + `","device_id":"` + id + `","limit":null,"used":0,"epoch":0}`, 200, ""},
+		{"grant with negative usage", `{"allow":true,"connection_id":"` + id + `","device_id":"` + id + `","limit":null,"used":-1,"epoch":1}`, 200, ""},
+	} {
+		_, client := newFakeInternalAPI(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			writeTestJSON(w, tc.status, tc.body)
+		})
+		got, err := client.ProxyLogin(t.Context(), ProxyLogin{Protocol: "http", Username: "u", Password: "secret-pw",
+			Source: netip.MustParseAddr("192.0.2.7")})
+		var apiErr *APIError
+		switch {
+		case err == nil:
+			t.Errorf("ProxyLogin answered %s = %+v, want an error", tc.name, got)
+		case tc.code != "" && (!errors.As(err, &apiErr) || apiErr.Status != tc.status || apiErr.Code != tc.code):
+			t.Errorf("ProxyLogin answered %s = %v, want an APIError %d %s", tc.name, err, tc.status, tc.code)
+		case strings.Contains(err.Error(), "secret-pw"):
+			t.Errorf("ProxyLogin error %q holds the password", err)
+		}
+	}
+}
