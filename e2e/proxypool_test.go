@@ -60,3 +60,98 @@ func TestProxyPoolRoutesThroughThePhone(t *testing.T) {
 		t.Errorf("rx %d + tx %d ≠ used %d", c.RxBytes, c.TxBytes, c.Used)
 	}
 }
+
+// proxyConnection creates a connection of protocol ("http" or "socks5") on the device and
+// returns its username and password.
+func (s *stack) proxyConnection(ctx context.Context, deviceID, protocol string, limit int64) (user, password string) {
+	s.t.Helper()
+	var out struct {
+		Connection struct {
+			Username string `json:"username"`
+		} `json:"connection"`
+		Password string `json:"password"`
+	}
+	if err := s.op.Call(ctx, http.MethodPost, "/api/v1/connections", map[string]any{
+		"device_id": deviceID, "name": "e2e " + protocol, "protocol": protocol, "bandwidth_limit": limit,
+	}, &out); err != nil {
+		s.t.Fatalf("create %s connection: %v", protocol, err)
+	}
+	return out.Connection.Username, out.Password
+}
+
+// TestProxyGateway: customers of http and socks5 connections reach the internet through the
+// relay's gateway and their phone (the server sees the phone's uplink), wrong passwords are
+// 407 / a SOCKS5 auth failure, the relay's own control API is refused (403), and a limit cuts
+// a SOCKS5 download within one MTU under it.
+func TestProxyGateway(t *testing.T) {
+	top := New(t)
+	server := top.ServeHTTP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// The client reaches the relay from outside the client pool, as a customer on the
+	// internet does (the pool itself is kept off the relay host).
+	ovpnUnderlay(t, ctx, top)
+	s := startStack(t, top, "--proxy-pool", "10.10.0.0/16")
+	devID, _ := s.device(ctx, "phone-1")
+	s.waitLive(ctx, devID, 30*time.Second)
+	httpUser, httpPass := s.proxyConnection(ctx, devID, "http", 0)
+	httpProxy := "http://" + httpUser + ":" + httpPass + "@" + ovpnServerAddr + ":3128"
+
+	for name, args := range map[string][]string{
+		"http CONNECT":       {"-p", "-x", httpProxy, server + "/ip"},
+		"http absolute-form": {"-x", httpProxy, server + "/ip"},
+	} {
+		out, err := s.curl(ctx, args...)
+		if got := strings.TrimSpace(out); err != nil || got != PhoneUplink {
+			t.Errorf("%s: server saw %q (%v), want the phone's uplink %s", name, got, err, PhoneUplink)
+		}
+	}
+	code := func(args ...string) string {
+		// The -w line comes last, after any error curl prints.
+		out, _ := s.curl(ctx, append([]string{"-o", "/dev/null", "-w", "\n%{http_code} %{http_connect}"}, args...)...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		return lines[len(lines)-1]
+	}
+	wrong := "http://" + httpUser + ":wrong-password@" + ovpnServerAddr + ":3128"
+	if got := code("-x", wrong, server+"/ip"); got != "407 000" {
+		t.Errorf("wrong password: curl says %q, want 407", got)
+	}
+	if got := code("-p", "-x", httpProxy, "http://127.0.0.1:7401/healthz"); got != "000 403" {
+		t.Errorf("CONNECT to the relay's control API: curl says %q, want the CONNECT refused with 403", got)
+	}
+
+	const limit = 300_000
+	socksUser, socksPass := s.proxyConnection(ctx, devID, "socks5", limit)
+	socks := socksUser + ":" + socksPass + "@" + ovpnServerAddr + ":1080"
+	if out, err := s.curl(ctx, "--socks5", socks, server+"/ip"); strings.TrimSpace(out) != PhoneUplink || err != nil {
+		t.Errorf("socks5: server saw %q (%v), want the phone's uplink %s", out, err, PhoneUplink)
+	}
+	if _, err := s.curl(ctx, "--socks5", socksUser+":wrong@"+ovpnServerAddr+":1080", server+"/ip"); err == nil {
+		t.Error("socks5 with a wrong password got through")
+	}
+	if _, err := s.curl(ctx, "--max-time", "5", "--socks5", socks, "-o", "/dev/null", server+"/bytes?n=2000000"); err == nil {
+		t.Fatal("a 2 MB download under a 300 kB limit completed, want it cut off")
+	}
+	var conns struct {
+		Connections []struct {
+			ID       string `json:"id"`
+			Username string `json:"username"`
+		} `json:"connections"`
+	}
+	if err := s.op.Call(ctx, http.MethodGet, "/api/v1/connections", nil, &conns); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range conns.Connections {
+		if c.Username != socksUser {
+			continue
+		}
+		found = true
+		if st := s.connectionStats(ctx, c.ID); st.Used > limit || st.Used < limit-mtu {
+			t.Errorf("tunnel forwarded %d bytes for a limit of %d, want ≤ the limit and ≥ limit − %d", st.Used, limit, mtu)
+		}
+	}
+	if !found {
+		t.Errorf("GET /api/v1/connections does not list the socks5 connection %s", socksUser)
+	}
+}

@@ -19,6 +19,8 @@ type tunnelConfig struct {
 	address    string
 	clientPool string
 	proxyPool  string
+	gateway    relay.GatewayConfig
+	proxyDNS   string
 	table      int
 	noRouting  bool
 	logLevel   string
@@ -36,7 +38,10 @@ func (c *tunnelConfig) register(f *flags) {
 	f.string(&c.address, "address", "CELLGATE_TUNNEL_ADDRESS", relay.DefaultAddress.String(), "the TUN's address and the devices' network")
 	f.int(&c.cfg.TUN.MTU, "mtu", "CELLGATE_TUNNEL_MTU", wire.DefaultMTU, "MTU of the TUN (the path to the devices must carry it plus 57 bytes)")
 	f.string(&c.clientPool, "client-pool", "CELLGATE_CLIENT_POOL", "10.9.0.0/16", "proxy clients' addresses (OpenVPN's pool): routed into the TUN by a policy rule")
-	f.string(&c.proxyPool, "proxy-pool", "CELLGATE_PROXY_POOL", "", "the proxy gateway's addresses (e.g. 10.10.0.0/16): made local and routed into the TUN; empty: none (the gateway is not built yet, issue #18)")
+	f.string(&c.proxyPool, "proxy-pool", "CELLGATE_PROXY_POOL", "", "the HTTP/SOCKS5 gateway's source addresses (e.g. 10.10.0.0/16): made local and routed into the TUN; empty: no gateway")
+	f.string(&c.gateway.HTTPListen, "http-proxy-listen", "CELLGATE_HTTP_PROXY_LISTEN", ":3128", "the gateway's HTTP proxy (CONNECT and absolute-form requests), with a proxy pool; empty: off")
+	f.string(&c.gateway.SOCKSListen, "socks-listen", "CELLGATE_SOCKS_LISTEN", ":1080", "the gateway's SOCKS5 server, with a proxy pool; empty: off")
+	f.string(&c.proxyDNS, "proxy-dns", "CELLGATE_PROXY_DNS", "", "the DNS server (ip:port) customers' host names are resolved at, through their phone; empty: names are refused")
 	f.int(&c.table, "route-table", "CELLGATE_TUNNEL_ROUTE_TABLE", 7400, "routing table (and rule priority) of that policy rule")
 	f.bool(&c.noRouting, "no-routing", "CELLGATE_TUNNEL_NO_ROUTING", false, "leave the firewall chain, forwarding, rp_filter and the policy rule to the operator (README: Running a relay)")
 	f.duration(&c.cfg.ReportEvery, "report-every", "CELLGATE_USAGE_REPORT_EVERY", accounting.DefaultReportInterval, "per-connection interval of steady usage reports to the API (plus up to a quarter, spread over connections); limits hit, warning thresholds crossed and closed sessions are reported at once")
@@ -82,6 +87,11 @@ func (c *tunnelConfig) check() error {
 			errs = append(errs, fmt.Errorf("-proxy-pool %q: want an IPv4 prefix apart from -client-pool, e.g. 10.10.0.0/16", c.proxyPool))
 		}
 	}
+	if c.proxyDNS != "" {
+		if c.gateway.DNS, err = netip.ParseAddrPort(c.proxyDNS); err != nil || !c.gateway.DNS.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("-proxy-dns %q: want an IPv4 address and port, e.g. 192.0.2.53:53", c.proxyDNS))
+		}
+	}
 	if c.table < 1 || c.table > 32765 {
 		errs = append(errs, fmt.Errorf("-route-table %d: want 1..32765 (it is also the rule's priority, before the main table's 32766)", c.table))
 	}
@@ -90,6 +100,13 @@ func (c *tunnelConfig) check() error {
 	}
 	if !c.noRouting {
 		c.cfg.Routing = &relay.RelayRouting{TUN: c.cfg.TUN.Name, ClientPool: pool, ProxyPool: proxy, Table: c.table}
+	}
+	switch {
+	case c.proxyPool == "" || (c.gateway.HTTPListen == "" && c.gateway.SOCKSListen == ""):
+	case c.noRouting:
+		errs = append(errs, errors.New("-proxy-pool needs the relay's routing: drop -no-routing"))
+	default:
+		c.cfg.Gateway = &c.gateway
 	}
 	return errors.Join(errs...)
 }

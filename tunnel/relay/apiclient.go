@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/gateway"
 	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -118,37 +119,6 @@ func (c *InternalAPI) ReportUsage(ctx context.Context, usage []accounting.RouteU
 	return nil
 }
 
-// ProxyLogin is a client's login at the relay's HTTP or SOCKS5 gateway, as the gateway asks
-// the API about it.
-type ProxyLogin struct {
-	// Protocol is the gateway's protocol: "http" or "socks5".
-	Protocol string
-	// Username and Password are what the client sent.
-	Username, Password string
-	// Source is the client's address.
-	Source netip.Addr
-}
-
-// ProxyGrant is the API's answer to a ProxyLogin: allowed, with what a route of the client's
-// connection needs (as accounting.Registration takes it), or refused with a reason.
-type ProxyGrant struct {
-	// Allow says whether the client may connect.
-	Allow bool
-	// Code is a refusal's stable machine code (proxyauth.Reason.Code: "wrong_credentials",
-	// "quota_exceeded", "disabled", "device_offline", "too_many_attempts", "busy",
-	// "quota_unavailable"), the one to map to replies; Reason is its OpenVPN wording. Both
-	// are empty when allowed.
-	Code, Reason string
-	// ConnectionID and DeviceID are the connection the username names and its device.
-	ConnectionID, DeviceID uuid.UUID
-	// Limit is the connection's byte limit, 0 for unlimited.
-	Limit int64
-	// Used is the usage the route counts from.
-	Used int64
-	// Epoch is the connection's usage epoch (at least 1).
-	Epoch uint64
-}
-
 // proxyGrantJSON is POST /internal/v1/proxy/login's answer.
 type proxyGrantJSON struct {
 	Allow        bool      `json:"allow"`
@@ -162,23 +132,24 @@ type proxyGrantJSON struct {
 }
 
 // ProxyLogin asks the API whether a gateway client may connect (POST
-// /internal/v1/proxy/login) and, if so, what its route needs. A refusal is a ProxyGrant with
+// /internal/v1/proxy/login) and, if so, what its route needs; it is the gateway's Logins. A
+// refusal is a gateway.Grant with
 // Allow false, not an error; an error means there is no answer (the API failed, refused the
 // request or answered nonsense), and the gateway should refuse the client for now.
-func (c *InternalAPI) ProxyLogin(ctx context.Context, in ProxyLogin) (ProxyGrant, error) {
+func (c *InternalAPI) ProxyLogin(ctx context.Context, in gateway.Login) (gateway.Grant, error) {
 	if !in.Source.IsValid() {
-		return ProxyGrant{}, errors.New("proxy login: no source address")
+		return gateway.Grant{}, errors.New("proxy login: no source address")
 	}
 	req := map[string]string{"protocol": in.Protocol, "username": in.Username, "password": in.Password,
 		"source_ip": in.Source.String()}
 	var resp proxyGrantJSON
 	if err := c.do(ctx, http.MethodPost, "/internal/v1/proxy/login", req, &resp); err != nil {
-		return ProxyGrant{}, fmt.Errorf("proxy login: %w", err)
+		return gateway.Grant{}, fmt.Errorf("proxy login: %w", err)
 	}
 	if err := resp.check(); err != nil {
-		return ProxyGrant{}, fmt.Errorf("proxy login: api answered %w", err)
+		return gateway.Grant{}, fmt.Errorf("proxy login: api answered %w", err)
 	}
-	g := ProxyGrant{Allow: resp.Allow, Code: resp.Code, Reason: resp.Reason, ConnectionID: resp.ConnectionID,
+	g := gateway.Grant{Allow: resp.Allow, Code: resp.Code, Reason: resp.Reason, ConnectionID: resp.ConnectionID,
 		DeviceID: resp.DeviceID, Used: resp.Used, Epoch: resp.Epoch}
 	if resp.Limit != nil {
 		g.Limit = *resp.Limit

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cellgate/cellgate/gateway"
 	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/internal/jsonhttp"
 	"github.com/cellgate/cellgate/tunnel/wire"
@@ -301,13 +302,13 @@ func TestInternalAPIProxyLogin(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		username string
-		want     ProxyGrant
+		want     gateway.Grant
 	}{
-		{"limited", ProxyGrant{Allow: true, ConnectionID: conn, DeviceID: dev, Limit: 5000, Used: 1200, Epoch: 3}},
-		{"unlimited", ProxyGrant{Allow: true, ConnectionID: conn, DeviceID: dev, Epoch: 1}},
-		{"refused", ProxyGrant{Code: "device_offline", Reason: "TEMP[backoff 30]: device offline"}},
+		{"limited", gateway.Grant{Allow: true, ConnectionID: conn, DeviceID: dev, Limit: 5000, Used: 1200, Epoch: 3}},
+		{"unlimited", gateway.Grant{Allow: true, ConnectionID: conn, DeviceID: dev, Epoch: 1}},
+		{"refused", gateway.Grant{Code: "device_offline", Reason: "TEMP[backoff 30]: device offline"}},
 	} {
-		in := ProxyLogin{Protocol: "socks5", Username: tc.username, Password: "pw", Source: netip.MustParseAddr("2001:db8::7")}
+		in := gateway.Login{Protocol: "socks5", Username: tc.username, Password: "pw", Source: netip.MustParseAddr("2001:db8::7")}
 		got, err := client.ProxyLogin(t.Context(), in)
 		if err != nil || got != tc.want {
 			t.Errorf("ProxyLogin(%s) = %+v, %v; want %+v", tc.username, got, err, tc.want)
@@ -328,7 +329,7 @@ func TestInternalAPIProxyLogin(t *testing.T) {
 		}
 	}
 
-	if _, err := client.ProxyLogin(t.Context(), ProxyLogin{Protocol: "http", Username: "u"}); err == nil || len(api.recorded()) != 3 {
+	if _, err := client.ProxyLogin(t.Context(), gateway.Login{Protocol: "http", Username: "u"}); err == nil || len(api.recorded()) != 3 {
 		t.Errorf("ProxyLogin without a source address = %v, want an error without a request", err)
 	}
 }
@@ -353,7 +354,7 @@ func TestInternalAPIProxyLoginErrors(t *testing.T) {
 		_, client := newFakeInternalAPI(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 			writeTestJSON(w, tc.status, tc.body)
 		})
-		got, err := client.ProxyLogin(t.Context(), ProxyLogin{Protocol: "http", Username: "u", Password: "secret-pw",
+		got, err := client.ProxyLogin(t.Context(), gateway.Login{Protocol: "http", Username: "u", Password: "secret-pw",
 			Source: netip.MustParseAddr("192.0.2.7")})
 		var apiErr *APIError
 		switch {

@@ -41,6 +41,9 @@ type ControlConfig struct {
 	Sessions StatsSource
 	// Reporter, if not nil, gets the final usage of every route the API removes or replaces.
 	Reporter *accounting.Reporter
+	// Blocked, if not nil, is called (without Control's lock) after a connection was
+	// blocked: the relay's proxy gateway ends its live client connections.
+	Blocked func(id uuid.UUID)
 	// Log receives route changes; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -53,6 +56,7 @@ type Control struct {
 	routes   *accounting.RouteTable
 	stats    StatsSource
 	reporter *accounting.Reporter
+	blocked  func(id uuid.UUID) // nil: nobody to tell
 	log      *slog.Logger
 
 	// mu serializes the API's changes to routes and connections, so that the route a POST
@@ -68,7 +72,7 @@ func NewControl(cfg ControlConfig) *Control {
 	if cfg.Routes == nil {
 		panic("relay.NewControl: nil Routes")
 	}
-	c := &Control{routes: cfg.Routes, stats: cfg.Sessions, reporter: cfg.Reporter, log: cfg.Log}
+	c := &Control{routes: cfg.Routes, stats: cfg.Sessions, reporter: cfg.Reporter, blocked: cfg.Blocked, log: cfg.Log}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -165,9 +169,14 @@ func connectionState(conn *accounting.Quota) control.ConnectionState {
 		Used: snap.UsedBytes, Limit: snap.LimitBytes}
 }
 
-// Block refuses every packet of the connection.
+// Block refuses every packet of the connection, and then has the Blocked hook end its
+// proxy clients.
 func (c *Control) Block(ctx context.Context, id uuid.UUID) (control.ConnectionState, error) {
-	return c.setBlocked(ctx, id, true)
+	st, err := c.setBlocked(ctx, id, true)
+	if err == nil && c.blocked != nil {
+		c.blocked(id)
+	}
+	return st, err
 }
 
 // Unblock forwards the connection's packets again, within its limit.

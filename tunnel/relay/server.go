@@ -10,8 +10,10 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cellgate/cellgate/gateway"
 	"github.com/cellgate/cellgate/openvpn"
 	"github.com/cellgate/cellgate/tunnel/accounting"
 	"github.com/cellgate/cellgate/tunnel/control"
@@ -53,6 +55,9 @@ type Config struct {
 	// RevalidateEvery and NoAccounting see DataPlaneConfig.
 	RevalidateEvery time.Duration
 	NoAccounting    bool
+	// Gateway is the HTTP/SOCKS5 proxy gateway; nil: none. It needs Routing with a
+	// ProxyPool.
+	Gateway *GatewayConfig
 }
 
 // Run runs a relay until ctx ends: it opens cg0 and the UDP socket, sets up the kernel's
@@ -90,6 +95,7 @@ type process struct {
 	plane    *DataPlane
 	mgmt     *openvpn.Management // nil without OpenVPN
 	reporter *accounting.Reporter
+	gateway  *gateway.Server // nil without a gateway
 	control  *http.Server
 	listener net.Listener
 }
@@ -139,9 +145,18 @@ func (p *process) build() error {
 		sessions = p.mgmt
 	}
 	p.reporter = accounting.NewReporter(accounting.ReporterConfig{Routes: p.routes, Sink: p.api, Interval: p.cfg.ReportEvery, Log: p.log})
+	var blocked func(uuid.UUID)
+	if p.cfg.Gateway != nil {
+		blocked = func(id uuid.UUID) { p.gateway.Revoke(id, "cut off") }
+	}
+	ctl := NewControl(ControlConfig{Routes: p.routes, Sessions: plane, Reporter: p.reporter, Log: p.log, Blocked: blocked})
+	if p.cfg.Gateway != nil {
+		if p.gateway, err = p.newGateway(ctl); err != nil {
+			return err
+		}
+	}
 	p.control = control.NewHTTPServer(control.NewHandler(control.Config{Token: p.cfg.ControlToken,
-		Relay:   NewControl(ControlConfig{Routes: p.routes, Sessions: plane, Reporter: p.reporter, Log: p.log}),
-		OpenVPN: sessions, Log: p.log}))
+		Relay: ctl, OpenVPN: sessions, Log: p.log}))
 	if p.listener, err = net.Listen("tcp", p.cfg.ControlListen); err != nil {
 		return fmt.Errorf("control api: %w", err)
 	}
@@ -163,6 +178,9 @@ func (p *process) serve(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return p.reporter.Run(gctx) })
+	if p.gateway != nil {
+		g.Go(func() error { return p.gateway.Serve(gctx) })
+	}
 	if p.mgmt != nil {
 		g.Go(func() error { return p.mgmt.Run(gctx) })
 		g.Go(func() error {
