@@ -287,7 +287,7 @@ func TestOvpnAuthRevoke(t *testing.T) {
 	if k := e.killer.calls(); len(k) != 2 || k[1] != user {
 		t.Errorf("KillSessions calls after regenerate = %q, want a second call for %s", k, user)
 	}
-	if !strings.Contains(e.log.String(), "kill openvpn sessions failed") {
+	if !strings.Contains(e.log.String(), "end live sessions failed") {
 		t.Errorf("log after a failed kill = %q, want the failure logged", e.log.String())
 	}
 

@@ -3,9 +3,14 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -91,6 +96,10 @@ func TestProxyGateway(t *testing.T) {
 	// The client reaches the relay from outside the client pool, as a customer on the
 	// internet does (the pool itself is kept off the relay host).
 	ovpnUnderlay(t, ctx, top)
+	// The API reaches the relay's control API: device liveness for logins, and the revoke of
+	// a connection's clients.
+	t.Setenv("CELLGATE_TUNNEL_CONTROL_TOKEN", ovpnControl)
+	t.Setenv("CELLGATE_TUNNEL_CONTROL_URL", "http://"+controlAddr)
 	s := startStack(t, top, "--proxy-pool", "10.10.0.0/16")
 	devID, _ := s.device(ctx, "phone-1")
 	s.waitLive(ctx, devID, 30*time.Second)
@@ -120,6 +129,55 @@ func TestProxyGateway(t *testing.T) {
 		t.Errorf("CONNECT to the relay's control API: curl says %q, want the CONNECT refused with 403", got)
 	}
 
+	// A password regenerated while a client downloads through a CONNECT tunnel: the client's
+	// connection is reset within a second, and the old password no longer gets in.
+	tunnel := s.proxyTunnel(ctx, httpUser, httpPass)
+	defer tunnel.Close()
+	// The client reads slowly, so the relay holds megabytes for it, until the regenerate is
+	// answered; then as fast as it can: what it still gets is what its own kernel had.
+	var regenerated atomic.Bool
+	type end struct {
+		at    time.Time
+		after int // bytes read after the regenerate was answered
+	}
+	ended := make(chan end, 1)
+	go func() { // exits when the tunnel's connection ends
+		buf := make([]byte, 4<<10)
+		after := 0
+		for {
+			tunnel.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := tunnel.Read(buf)
+			if err != nil {
+				ended <- end{time.Now(), after}
+				return
+			}
+			if regenerated.Load() {
+				after += n
+			} else {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	httpID := s.connectionID(ctx, httpUser)
+	if err := s.op.Call(ctx, http.MethodPost, "/api/v1/connections/"+httpID+"/regenerate-password", nil, nil); err != nil {
+		t.Fatalf("regenerate: %v", err)
+	}
+	answered := time.Now()
+	regenerated.Store(true)
+	select {
+	case e := <-ended:
+		if d := e.at.Sub(answered); d > time.Second || e.after > 1<<20 {
+			t.Errorf("the download ended %v after the regenerate was answered, with %d bytes more; want within 1 s and what the client's kernel held (< 1 MiB)", d, e.after)
+		}
+		t.Logf("download ended %v after the regenerate was answered, %d bytes after it", e.at.Sub(answered).Round(time.Millisecond), e.after)
+	case <-time.After(5 * time.Second):
+		t.Error("the download still runs 5 s after the password was regenerated")
+	}
+	if got := code("-x", httpProxy, server+"/ip"); got != "407 000" {
+		t.Errorf("old password after regenerate: curl says %q, want 407", got)
+	}
+
 	const limit = 300_000
 	socksUser, socksPass := s.proxyConnection(ctx, devID, "socks5", limit)
 	socks := socksUser + ":" + socksPass + "@" + ovpnServerAddr + ":1080"
@@ -132,6 +190,14 @@ func TestProxyGateway(t *testing.T) {
 	if _, err := s.curl(ctx, "--max-time", "5", "--socks5", socks, "-o", "/dev/null", server+"/bytes?n=2000000"); err == nil {
 		t.Fatal("a 2 MB download under a 300 kB limit completed, want it cut off")
 	}
+	if st := s.connectionStats(ctx, s.connectionID(ctx, socksUser)); st.Used > limit || st.Used < limit-mtu {
+		t.Errorf("tunnel forwarded %d bytes for a limit of %d, want ≤ the limit and ≥ limit − %d", st.Used, limit, mtu)
+	}
+}
+
+// connectionID is the id of the operator's connection with username user.
+func (s *stack) connectionID(ctx context.Context, user string) string {
+	s.t.Helper()
 	var conns struct {
 		Connections []struct {
 			ID       string `json:"id"`
@@ -139,19 +205,36 @@ func TestProxyGateway(t *testing.T) {
 		} `json:"connections"`
 	}
 	if err := s.op.Call(ctx, http.MethodGet, "/api/v1/connections", nil, &conns); err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	found := false
 	for _, c := range conns.Connections {
-		if c.Username != socksUser {
-			continue
-		}
-		found = true
-		if st := s.connectionStats(ctx, c.ID); st.Used > limit || st.Used < limit-mtu {
-			t.Errorf("tunnel forwarded %d bytes for a limit of %d, want ≤ the limit and ≥ limit − %d", st.Used, limit, mtu)
+		if c.Username == user {
+			return c.ID
 		}
 	}
-	if !found {
-		t.Errorf("GET /api/v1/connections does not list the socks5 connection %s", socksUser)
+	s.t.Fatalf("GET /api/v1/connections does not list %s", user)
+	return ""
+}
+
+// proxyTunnel opens a CONNECT tunnel through the gateway's HTTP proxy from the client
+// namespace to the server, as user, and starts a 50 MB download in it.
+func (s *stack) proxyTunnel(ctx context.Context, user, password string) net.Conn {
+	s.t.Helper()
+	c, err := s.top.Client.DialContext(ctx, "tcp", ovpnServerAddr+":3128")
+	if err != nil {
+		s.t.Fatal(err)
 	}
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	target := ServerAddr + ":80"
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n", target, target, auth)
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		s.t.Fatalf("CONNECT through the gateway: %q, %v", line, err)
+	}
+	for line != "\r\n" && err == nil {
+		line, err = br.ReadString('\n')
+	}
+	fmt.Fprintf(c, "GET /bytes?n=50000000 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", ServerAddr)
+	return c
 }

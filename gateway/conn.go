@@ -39,6 +39,16 @@ func (c *session) close() {
 	}
 }
 
+// abort closes the session at once: the client connection is reset (SO_LINGER 0) rather
+// than closed gracefully, so that what the kernel still buffers for the client (megabytes
+// for a slow reader) is dropped instead of delivered after the revocation.
+func (c *session) abort() {
+	if tc, ok := c.client.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.close()
+}
+
 // setUpstream records up so that close closes it; false (and up closed) when the session
 // was closed already.
 func (c *session) setUpstream(up net.Conn) bool {

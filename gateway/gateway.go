@@ -200,7 +200,7 @@ func (s *Server) Revoke(connID uuid.UUID, reason string) {
 	}
 	s.mu.Unlock()
 	for _, sess := range live {
-		sess.close()
+		sess.abort()
 	}
 	s.log.Info("proxy connection revoked", slog.String("connection_id", connID.String()),
 		slog.String("reason", reason), slog.Int("closed", len(live)))

@@ -116,6 +116,13 @@ func (c *Client) KillSessions(ctx context.Context, username string) error {
 	return c.do(ctx, http.MethodPost, "/openvpn/kill", map[string]string{"common_name": username}, &resp)
 }
 
+// RevokeProxyClients has the relay's gateway end the HTTP and SOCKS5 clients of a connection
+// and forget its cached login (POST /gateway/revoke).
+func (c *Client) RevokeProxyClients(ctx context.Context, id uuid.UUID) error {
+	var resp revokeResponse
+	return c.do(ctx, http.MethodPost, "/gateway/revoke", map[string]string{"connection_id": id.String()}, &resp)
+}
+
 // do sends a request; a non-2xx answer is an *Error.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	return jsonhttp.Do(ctx, c.HTTP, "tunnel control", c.BaseURL, c.Token, method, path, in, out)

@@ -77,6 +77,12 @@ type SessionRestarter interface {
 	RestartCommonName(ctx context.Context, commonName string) (int, error)
 }
 
+// Revoker ends a connection's live proxy clients and forgets its cached login (POST
+// /gateway/revoke); *gateway.Server is one.
+type Revoker interface {
+	Revoke(connID uuid.UUID, reason string)
+}
+
 // Registration is a client route as the control API receives it (POST /clients).
 type Registration struct {
 	ClientIP     netip.Addr

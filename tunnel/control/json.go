@@ -62,6 +62,11 @@ type deviceResponse struct {
 	Live     bool      `json:"live"`
 }
 
+// revokeResponse answers POST /gateway/revoke.
+type revokeResponse struct {
+	ConnectionID uuid.UUID `json:"connection_id"`
+}
+
 // killResponse answers POST /openvpn/kill.
 type killResponse struct {
 	CommonName string `json:"common_name"`

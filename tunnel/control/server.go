@@ -27,6 +27,8 @@ type Config struct {
 	Relay Relay
 	// OpenVPN ends OpenVPN sessions for POST /openvpn/kill; nil answers 503.
 	OpenVPN SessionRestarter
+	// Gateway ends a connection's proxy clients for POST /gateway/revoke; nil answers 503.
+	Gateway Revoker
 	// Log receives OpenVPN kills and internal errors; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -43,6 +45,7 @@ type Config struct {
 //	GET    /stats                    sessions, routes, connections (routed and remembered) and counters
 //	GET    /devices/{id}             whether a device has a live session {"device_id","live"}
 //	POST   /openvpn/kill             end a connection's OpenVPN sessions {"common_name"}
+//	POST   /gateway/revoke           end a connection's HTTP/SOCKS5 clients {"connection_id"}
 //	GET    /healthz                  "ok", without a token
 //
 // Errors are JSON {"error":{"code","message","field"}}; bad input changes nothing. It panics if
@@ -54,6 +57,7 @@ func NewHandler(cfg Config) http.Handler {
 	s := &server{
 		relay:   cfg.Relay,
 		openvpn: cfg.OpenVPN,
+		gateway: cfg.Gateway,
 		log:     cfg.Log,
 		mux:     http.NewServeMux(),
 	}
@@ -77,6 +81,7 @@ func NewHandler(cfg Config) http.Handler {
 	s.mux.HandleFunc("GET /stats", s.handle(s.getStats))
 	s.mux.HandleFunc("GET /devices/{id}", s.handle(s.getDevice))
 	s.mux.HandleFunc("POST /openvpn/kill", s.handle(s.killSessions))
+	s.mux.HandleFunc("POST /gateway/revoke", s.handle(s.revokeProxyClients))
 	return s
 }
 
@@ -85,6 +90,7 @@ func NewHandler(cfg Config) http.Handler {
 type server struct {
 	relay   Relay
 	openvpn SessionRestarter
+	gateway Revoker
 	log     *slog.Logger
 	mux     *http.ServeMux
 	// tokenSum is the SHA-256 of the token; comparing digests in constant time reveals
@@ -451,6 +457,32 @@ func (s *server) killSessions(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.InfoContext(r.Context(), "openvpn sessions killed", slog.String("common_name", *req.CommonName), slog.Int("killed", n))
 	httpjson.Write(w, http.StatusOK, killResponse{CommonName: *req.CommonName, Killed: n})
+	return nil
+}
+
+// POST /gateway/revoke {"connection_id"}: end the connection's HTTP and SOCKS5 clients at the
+// relay's gateway and forget its cached login (after a regenerate, disable or delete).
+func (s *server) revokeProxyClients(w http.ResponseWriter, r *http.Request) error {
+	if s.gateway == nil {
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "no_gateway",
+			Message: "this relay runs no HTTP/SOCKS5 gateway (cellgate tunnel --proxy-pool)"}
+	}
+	var req struct {
+		ConnectionID *string `json:"connection_id"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.ConnectionID == nil {
+		return httpjson.BadRequest("connection_id", "required", "connection_id is required")
+	}
+	id, err := uuid.Parse(*req.ConnectionID)
+	if err != nil {
+		return httpjson.BadRequest("connection_id", "invalid", "connection_id must be a UUID")
+	}
+	s.gateway.Revoke(id, "revoked by the API")
+	s.log.InfoContext(r.Context(), "proxy clients revoked", slog.String("connection_id", id.String()))
+	httpjson.Write(w, http.StatusOK, revokeResponse{ConnectionID: id})
 	return nil
 }
 

@@ -289,3 +289,54 @@ func TestControlKillWithoutOpenVPN(t *testing.T) {
 		t.Errorf("KillSessions on a relay without OpenVPN = %v, want 503 no_openvpn", err)
 	}
 }
+
+// fakeRevoker records the connections revoked.
+type fakeRevoker struct {
+	mu      sync.Mutex // guards revoked
+	revoked []uuid.UUID
+}
+
+func (r *fakeRevoker) Revoke(id uuid.UUID, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revoked = append(r.revoked, id)
+}
+
+func TestControlRevokesProxyClients(t *testing.T) {
+	gw := &fakeRevoker{}
+	srv := httptest.NewServer(NewHandler(Config{Token: "control-token", Relay: &fakeRelay{}, Gateway: gw}))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL, Token: "control-token"}
+	id := uuid.New()
+	if err := c.RevokeProxyClients(context.Background(), id); err != nil {
+		t.Fatalf("RevokeProxyClients = %v, want nil", err)
+	}
+	for _, body := range []string{`{}`, `{"connection_id":""}`, `{"connection_id":"not-a-uuid"}`, `{"connection_id":7}`,
+		`{"connection_id":"` + strings.Repeat("x", 70<<10) + `"}`, `garbage`, `{"connection_id":"` + id.String() + `","x":1}`} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/gateway/revoke", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer control-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("POST /gateway/revoke %.40s = %d, want 400 (or 413)", body, resp.StatusCode)
+		}
+	}
+	if len(gw.revoked) != 1 || gw.revoked[0] != id {
+		t.Errorf("revoked %v, want only %s (bad requests revoke nothing)", gw.revoked, id)
+	}
+	var ce *Error
+	wrong := &Client{BaseURL: srv.URL, Token: "wrong"}
+	if err := wrong.RevokeProxyClients(context.Background(), id); !errors.As(err, &ce) || ce.Status != http.StatusUnauthorized {
+		t.Errorf("RevokeProxyClients with a wrong token = %v, want 401", err)
+	}
+
+	none := httptest.NewServer(NewHandler(Config{Token: "control-token", Relay: &fakeRelay{}}))
+	defer none.Close()
+	c = &Client{BaseURL: none.URL, Token: "control-token"}
+	if err := c.RevokeProxyClients(context.Background(), id); !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.Code != "no_gateway" {
+		t.Errorf("RevokeProxyClients on a relay without a gateway = %v, want 503 no_gateway", err)
+	}
+}

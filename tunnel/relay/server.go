@@ -155,8 +155,11 @@ func (p *process) build() error {
 			return err
 		}
 	}
-	p.control = control.NewHTTPServer(control.NewHandler(control.Config{Token: p.cfg.ControlToken,
-		Relay: ctl, OpenVPN: sessions, Log: p.log}))
+	cc := control.Config{Token: p.cfg.ControlToken, Relay: ctl, OpenVPN: sessions, Log: p.log}
+	if p.gateway != nil {
+		cc.Gateway = p.gateway
+	}
+	p.control = control.NewHTTPServer(control.NewHandler(cc))
 	if p.listener, err = net.Listen("tcp", p.cfg.ControlListen); err != nil {
 		return fmt.Errorf("control api: %w", err)
 	}
