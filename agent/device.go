@@ -210,7 +210,8 @@ func loadDeviceState(path string) (deviceState, error) {
 // setupDeviceNAT turns the device into the clients' exit to the public internet and nothing
 // else: the firewall's chains (firewall.Agent: out of the uplink to public destinations only,
 // nothing to the device itself), forwarding on, loose reverse-path filtering on the TUN,
-// MASQUERADE of each client pool out of the uplink, and each pool routed back into the TUN. The filter comes first, so that no client packet is forwarded before it is in place.
+// MASQUERADE of each client pool out of the uplink, and each pool routed back into the TUN.
+// The filter comes first, so that no client packet is forwarded before it is in place.
 func setupDeviceNAT(ctx context.Context, cfg DeviceConfig) (*netio.KernelSetup, error) {
 	uplink := cfg.Uplink
 	if uplink == "" {

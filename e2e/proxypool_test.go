@@ -129,6 +129,20 @@ func TestProxyGateway(t *testing.T) {
 		t.Errorf("CONNECT to the relay's control API: curl says %q, want the CONNECT refused with 403", got)
 	}
 
+	// A phone can send to its connections' lease addresses through the tunnel, and those are
+	// the relay host's own: it must not reach a service listening on all addresses (the API
+	// here) through them, while a tunnel holds the lease.
+	// The phone plays a modified agent: its own firewall no longer drops what comes back.
+	held := s.proxyTunnel(ctx, httpUser, httpPass)
+	lease := "10.10.0.1"
+	if out, err := top.Phone.Run(ctx, "iptables", "-F", "CELLGATE-AGENT-INPUT"); err != nil {
+		t.Fatalf("flush the agent's input chain: %v %s", err, out)
+	}
+	if out, err := top.Phone.Run(ctx, "curl", "-sS", "--max-time", "3", "http://"+lease+":"+apiPort+"/healthz"); err == nil {
+		t.Errorf("the phone reached the relay's API at its lease address %s: %q", lease, out)
+	}
+	held.Close()
+
 	// A password regenerated while a client downloads through a CONNECT tunnel: the client's
 	// connection is reset within a second, and the old password no longer gets in.
 	tunnel := s.proxyTunnel(ctx, httpUser, httpPass)

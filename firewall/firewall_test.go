@@ -90,7 +90,7 @@ func TestAgentChains(t *testing.T) {
 }
 
 func TestCommands(t *testing.T) {
-	got := Relay(netip.MustParsePrefix("10.9.1.0/16"))[0].Commands()
+	got := Relay(netip.MustParsePrefix("10.9.1.0/16"), netip.Prefix{})[0].Commands()
 	want := []string{
 		"iptables -N CELLGATE-RELAY-INPUT",
 		"iptables -A CELLGATE-RELAY-INPUT ! -i lo -s 10.9.0.0/16 -m comment --comment 'client pool to the relay host' -j DROP",
@@ -98,6 +98,12 @@ func TestCommands(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Relay(10.9.1.0/16).Commands() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// With a proxy pool, only answers to the gateway's own connections reach its addresses.
+	got = Relay(netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("10.10.0.0/16"))[0].Commands()
+	want = slices.Insert(want, 2, "iptables -A CELLGATE-RELAY-INPUT ! -i lo -d 10.10.0.0/16 -m conntrack ! --ctstate ESTABLISHED,RELATED -m comment --comment 'only answers to the proxy gateway' -j DROP")
+	if !slices.Equal(got, want) {
+		t.Errorf("Relay with a proxy pool: Commands() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -109,7 +115,7 @@ func TestREADMECommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	chains := append(Relay(testPools[0]), Agent("cgd0", "wwan0", testPools, true)...)
+	chains := append(Relay(testPools[0], netip.Prefix{}), Agent("cgd0", "wwan0", testPools, true)...)
 	for _, c := range chains {
 		for _, cmd := range c.Commands() {
 			if !strings.Contains(readme, "\n"+cmd+"\n") {
@@ -169,7 +175,7 @@ func mustRun(ctx context.Context, t *testing.T, args string) {
 }
 
 func TestInstallRemove(t *testing.T) {
-	chains := append(Relay(testPools[0]), Agent("cgd0", "wwan0", testPools, true)...)
+	chains := append(Relay(testPools[0], testPools[1]), Agent("cgd0", "wwan0", testPools, true)...)
 	inNetns(t, func(ctx context.Context) {
 		empty := map[bool]string{false: listRules(ctx, t, Chain{}), true: listRules(ctx, t, Chain{IPv6: true})}
 		installed := map[bool]string{}

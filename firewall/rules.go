@@ -17,14 +17,20 @@ func HasIPv6() bool {
 // address, an API that trusts private sources), uncounted. Nothing on the relay host serves
 // the pool: DNS servers pushed to OpenVPN clients must be reached through the phones. Loopback
 // is exempt, for the host's own connections to its address in the pool (OpenVPN's tun).
-func Relay(pool netip.Prefix) []Chain {
-	return []Chain{{
-		Name: RelayInput,
-		Hook: "INPUT",
-		Rules: [][]string{
-			{"!", "-i", "lo", "-s", pool.Masked().String(), "-m", "comment", "--comment", "client pool to the relay host", "-j", "DROP"},
-		},
-	}}
+//
+// With a proxy pool (valid proxy), whose addresses are the relay host's own (the gateway dials
+// from them), only answers to the gateway's connections reach them: a phone, which can send
+// to its connections' pool addresses through the tunnel, must not open a connection to a
+// service listening on all addresses.
+func Relay(pool, proxy netip.Prefix) []Chain {
+	rules := [][]string{
+		{"!", "-i", "lo", "-s", pool.Masked().String(), "-m", "comment", "--comment", "client pool to the relay host", "-j", "DROP"},
+	}
+	if proxy.IsValid() {
+		rules = append(rules, []string{"!", "-i", "lo", "-d", proxy.Masked().String(), "-m", "conntrack", "!", "--ctstate", "ESTABLISHED,RELATED",
+			"-m", "comment", "--comment", "only answers to the proxy gateway", "-j", "DROP"})
+	}
+	return []Chain{{Name: RelayInput, Hook: "INPUT", Rules: rules}}
 }
 
 // Agent is the agent's chains for the TUN tun: from the TUN, only the client pools' packets

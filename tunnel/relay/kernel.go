@@ -40,7 +40,7 @@ func SetupRelayRouting(ctx context.Context, r RelayRouting) (*netio.KernelSetup,
 	table := strconv.Itoa(r.Table)
 	pool := r.ClientPool.Masked().String()
 	steps := []func() error{
-		func() error { return k.Chains(ctx, firewall.Relay(r.ClientPool)) },
+		func() error { return k.Chains(ctx, firewall.Relay(r.ClientPool, r.ProxyPool)) },
 		func() error { return k.Sysctl("net.ipv4.ip_forward", "1") },
 		func() error { return k.Sysctl("net.ipv4.conf."+r.TUN+".rp_filter", "2") },
 		func() error {
