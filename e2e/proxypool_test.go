@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// phoneOnlyName is a host name only the internet namespace's DNS server knows.
+const phoneOnlyName = "phone-only.example"
+
 // proxyPoolAddr is an address of the relay's proxy pool (`--proxy-pool 10.10.0.0/16`), from
 // which the HTTP/SOCKS5 gateway (issue #18) will dial customers' destinations.
 const proxyPoolAddr = "10.10.0.5"
@@ -85,7 +88,8 @@ func (s *stack) proxyConnection(ctx context.Context, deviceID, protocol string, 
 }
 
 // TestProxyGateway: customers of http and socks5 connections reach the internet through the
-// relay's gateway and their phone (the server sees the phone's uplink), wrong passwords are
+// relay's gateway and their phone (the server sees the phone's uplink), also by names that only
+// a DNS server behind the phone knows (asked from the phone's uplink), wrong passwords are
 // 407 / a SOCKS5 auth failure, the relay's own control API is refused (403), and a limit cuts
 // a SOCKS5 download within one MTU under it.
 func TestProxyGateway(t *testing.T) {
@@ -100,15 +104,20 @@ func TestProxyGateway(t *testing.T) {
 	// a connection's clients.
 	t.Setenv("CELLGATE_TUNNEL_CONTROL_TOKEN", ovpnControl)
 	t.Setenv("CELLGATE_TUNNEL_CONTROL_URL", "http://"+controlAddr)
-	s := startStack(t, top, "--proxy-pool", "10.10.0.0/16")
+	// Names are resolved at a DNS server in the internet namespace, through the phone.
+	dns := top.ServeDNS(t, phoneOnlyName+".")
+	s := startStack(t, top, "--proxy-pool", "10.10.0.0/16", "--proxy-dns", dns.Addr.String())
 	devID, _ := s.device(ctx, "phone-1")
 	s.waitLive(ctx, devID, 30*time.Second)
 	httpUser, httpPass := s.proxyConnection(ctx, devID, "http", 0)
 	httpProxy := "http://" + httpUser + ":" + httpPass + "@" + ovpnServerAddr + ":3128"
 
+	byName := "http://" + phoneOnlyName + "/ip"
 	for name, args := range map[string][]string{
-		"http CONNECT":       {"-p", "-x", httpProxy, server + "/ip"},
-		"http absolute-form": {"-x", httpProxy, server + "/ip"},
+		"http CONNECT":                 {"-p", "-x", httpProxy, server + "/ip"},
+		"http absolute-form":           {"-x", httpProxy, server + "/ip"},
+		"http CONNECT to a name":       {"-p", "-x", httpProxy, byName},
+		"http absolute-form to a name": {"-x", httpProxy, byName},
 	} {
 		out, err := s.curl(ctx, args...)
 		if got := strings.TrimSpace(out); err != nil || got != PhoneUplink {
@@ -127,6 +136,17 @@ func TestProxyGateway(t *testing.T) {
 	}
 	if got := code("-p", "-x", httpProxy, "http://127.0.0.1:7401/healthz"); got != "000 403" {
 		t.Errorf("CONNECT to the relay's control API: curl says %q, want the CONNECT refused with 403", got)
+	}
+	if got := code("-x", httpProxy, "http://unknown.example/ip"); got != "502 000" {
+		t.Errorf("a name the phone's resolver does not know: curl says %q, want 502", got)
+	}
+	for _, from := range dns.Askers() {
+		if from.String() != PhoneUplink {
+			t.Errorf("the DNS server was asked from %s, want only from the phone's uplink %s", from, PhoneUplink)
+		}
+	}
+	if len(dns.Askers()) == 0 {
+		t.Error("the DNS server in the internet namespace was never asked")
 	}
 
 	// A phone can send to its connections' lease addresses through the tunnel, and those are
@@ -195,8 +215,10 @@ func TestProxyGateway(t *testing.T) {
 	const limit = 300_000
 	socksUser, socksPass := s.proxyConnection(ctx, devID, "socks5", limit)
 	socks := socksUser + ":" + socksPass + "@" + ovpnServerAddr + ":1080"
-	if out, err := s.curl(ctx, "--socks5", socks, server+"/ip"); strings.TrimSpace(out) != PhoneUplink || err != nil {
-		t.Errorf("socks5: server saw %q (%v), want the phone's uplink %s", out, err, PhoneUplink)
+	for _, args := range [][]string{{"--socks5", socks, server + "/ip"}, {"--socks5-hostname", socks, byName}} {
+		if out, err := s.curl(ctx, args...); strings.TrimSpace(out) != PhoneUplink || err != nil {
+			t.Errorf("curl %s: server saw %q (%v), want the phone's uplink %s", args[0], out, err, PhoneUplink)
+		}
 	}
 	if _, err := s.curl(ctx, "--socks5", socksUser+":wrong@"+ovpnServerAddr+":1080", server+"/ip"); err == nil {
 		t.Error("socks5 with a wrong password got through")
