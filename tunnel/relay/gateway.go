@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/cellgate/cellgate/gateway"
 	"github.com/cellgate/cellgate/netguard"
@@ -46,12 +47,13 @@ func (p *process) newGateway(ctl *Control) (*gateway.Server, error) {
 // resolverFrom is a resolver that sends its queries to dns from src, so that they take the
 // route of src's connection: through its phone.
 func resolverFrom(src netip.Addr, dns netip.AddrPort) *net.Resolver {
-	d := net.Dialer{LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		if network == "tcp" || network == "tcp4" || network == "tcp6" {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		var d net.Dialer
+		if strings.HasPrefix(network, "tcp") {
+			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
 			return d.DialContext(ctx, "tcp4", dns.String())
 		}
+		d.LocalAddr = &net.UDPAddr{IP: src.AsSlice()}
 		return d.DialContext(ctx, "udp4", dns.String())
 	}}
 }

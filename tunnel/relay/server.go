@@ -156,7 +156,7 @@ func (p *process) build() error {
 		}
 	}
 	cc := control.Config{Token: p.cfg.ControlToken, Relay: ctl, OpenVPN: sessions, Log: p.log}
-	if p.gateway != nil {
+	if p.gateway != nil { // a nil *gateway.Server in the interface would not answer 503
 		cc.Gateway = p.gateway
 	}
 	p.control = control.NewHTTPServer(control.NewHandler(cc))
